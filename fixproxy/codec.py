@@ -1,0 +1,279 @@
+"""FIX text <-> core events and actions, for FIX 4.2 and 4.4 alike. No quickfix, no I/O.
+
+Decoding works on a tag -> value dict parsed from one ``toString()`` of a message (one
+call across the binding instead of one per field). Version differences are data (the
+tables below), never a second copy of the logic.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from .core import events as ev
+from .core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
+
+SOH = "\x01"
+
+_SIDES = {s.value: s for s in Side}
+_ORD_TYPES = {t.value: t for t in OrdType}
+_ORD_STATUS = {s.value: s for s in OrdStatus}
+_EXEC_TYPES = {t.value: t for t in ExecType}
+_PRICED = (OrdType.LIMIT, OrdType.STOP_LIMIT)
+_MAX_QTY = Decimal("1e12")
+_MAX_PX = Decimal("1e12")
+_ZERO = Decimal(0)
+
+
+def parse(raw: str, sep: str = SOH) -> dict[int, str]:
+    """Tag -> value for one message. Repeated tags (groups) keep their last value."""
+    out: dict[int, str] = {}
+    for part in raw.split(sep):
+        tag, eq, value = part.partition("=")
+        if eq and tag.isdigit():
+            out[int(tag)] = value
+    return out
+
+
+class Invalid(ValueError):
+    """A field the proxy cannot accept; the message says which and why."""
+
+
+def _qty(fields: dict[int, str], tag: int, name: str) -> Decimal:
+    text = fields.get(tag)
+    if text is None or text == "":
+        raise Invalid(f"{name} ({tag}) is missing")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise Invalid(f"{name} ({tag}) is not a number: {text!r}") from None
+    if not value.is_finite() or value <= 0 or value > _MAX_QTY:
+        raise Invalid(f"{name} ({tag}) must be a positive number below {_MAX_QTY:,f}, got {text}")
+    return value
+
+
+def _price(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
+    text = fields.get(tag)
+    if text is None or text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise Invalid(f"{name} ({tag}) is not a number: {text!r}") from None
+    if not value.is_finite() or value <= 0 or value > _MAX_PX:
+        raise Invalid(f"{name} ({tag}) must be a positive price below {_MAX_PX:,f}, got {text}")
+    return value
+
+
+def _enum(fields: dict[int, str], tag: int, name: str, table: dict):
+    text = fields.get(tag)
+    if text is None:
+        raise Invalid(f"{name} ({tag}) is missing")
+    found = table.get(text)
+    if found is None:
+        raise Invalid(f"{name} ({tag}) value {text!r} is not supported")
+    return found
+
+
+def _required(fields: dict[int, str], tag: int, name: str) -> str:
+    text = fields.get(tag, "")
+    if not text:
+        raise Invalid(f"{name} ({tag}) is missing")
+    return text
+
+
+def decode_order(fields: dict[int, str]) -> OrderRequest:
+    """The order content of a NewOrderSingle or OrderCancelReplaceRequest."""
+    ord_type = _enum(fields, 40, "OrdType", _ORD_TYPES)
+    price = _price(fields, 44, "Price")
+    if ord_type in _PRICED and price is None:
+        raise Invalid(f"Price (44) is required for OrdType {ord_type.name.lower()}")
+    stop_px = _price(fields, 99, "StopPx")
+    if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT) and stop_px is None:
+        raise Invalid(f"StopPx (99) is required for OrdType {ord_type.name.lower()}")
+    return OrderRequest(
+        cl_ord_id=_required(fields, 11, "ClOrdID"),
+        symbol=_required(fields, 55, "Symbol"),
+        side=_enum(fields, 54, "Side", _SIDES),
+        order_qty=_qty(fields, 38, "OrderQty"),
+        ord_type=ord_type,
+        price=price if ord_type in _PRICED else None,
+        account=fields.get(1, ""),
+        ex_destination=fields.get(100, ""),
+        time_in_force=fields.get(59, ""),
+        stop_px=stop_px,
+    )
+
+
+def decode_oms(fields: dict[int, str], session: str, now_ns: int) -> ev.Event:
+    """An application message from an OMS session as a core event."""
+    msg_type = fields.get(35, "")
+    seq = int(fields.get(34, "0") or 0)
+    try:
+        if msg_type == "D":
+            return ev.NewOrder(session, seq, now_ns, decode_order(fields))
+        if msg_type == "G":
+            orig = _required(fields, 41, "OrigClOrdID")
+            return ev.ReplaceOrder(session, seq, now_ns, orig, decode_order(fields))
+        if msg_type == "F":
+            side = _SIDES.get(fields.get(54, ""))
+            return ev.CancelOrder(session, seq, now_ns, _required(fields, 11, "ClOrdID"),
+                                  _required(fields, 41, "OrigClOrdID"), fields.get(55, ""), side, fields.get(1, ""))
+    except Invalid as exc:
+        return ev.InvalidMessage(session, seq, now_ns, msg_type, fields.get(11, ""), str(exc), fields.get(41, ""))
+    return ev.UnsupportedMessage(session, seq, now_ns, msg_type)
+
+
+def _dec(fields: dict[int, str], tag: int) -> Decimal:
+    text = fields.get(tag)
+    if not text:
+        return _ZERO
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise Invalid(f"tag {tag} is not a number: {text!r}") from None
+
+
+def decode_venue(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | None:
+    """An ExecutionReport or OrderCancelReject from a venue as a core event (None: not ours to handle)."""
+    msg_type = fields.get(35, "")
+    if msg_type == "8":
+        exec_type = fields.get(150, "")
+        trans = fields.get(20, "0")
+        if exec_type in ("1", "2") or (trans in ("1", "2") and exec_type not in ("H", "G")):
+            # FIX 4.2 fills, and 4.2 busts (20=1) and corrections (20=2).
+            exec_type = {"1": "H", "2": "G"}.get(trans, "F")
+        report = ExecReport(
+            exec_type=_enum({150: exec_type}, 150, "ExecType", _EXEC_TYPES),
+            ord_status=_enum(fields, 39, "OrdStatus", _ORD_STATUS),
+            cl_ord_id=fields.get(11, ""),
+            order_id=fields.get(37, ""),
+            exec_id=fields.get(17, ""),
+            symbol=fields.get(55, ""),
+            side=_SIDES.get(fields.get(54, "")),
+            orig_cl_ord_id=fields.get(41, ""),
+            order_qty=_dec(fields, 38) if fields.get(38) else None,
+            price=_dec(fields, 44) if fields.get(44) else None,
+            last_qty=_dec(fields, 32),
+            last_px=_dec(fields, 31),
+            leaves_qty=_dec(fields, 151),
+            cum_qty=_dec(fields, 14),
+            avg_px=_dec(fields, 6),
+            text=fields.get(58, ""),
+            account=fields.get(1, ""),
+            ord_rej_reason=fields.get(103, ""),
+        )
+        return ev.VenueReport(venue, now_ns, report)
+    if msg_type == "9":
+        reject = CancelReject(
+            cl_ord_id=fields.get(11, ""),
+            orig_cl_ord_id=fields.get(41, ""),
+            order_id=fields.get(37, ""),
+            ord_status=_ORD_STATUS.get(fields.get(39, ""), OrdStatus.REJECTED),
+            response_to=fields.get(434, "1"),
+            reason=fields.get(102, ""),
+            text=fields.get(58, ""),
+        )
+        return ev.VenueCancelReject(venue, now_ns, reject)
+    return None
+
+
+# ---------------------------------------------------------------- encoding
+
+Fields = list[tuple[int, str]]
+
+
+def _d(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _order_fields(o: OrderRequest, fix42: bool) -> Fields:
+    out: Fields = []
+    if o.account:
+        out.append((1, o.account))
+    if fix42:
+        out.append((21, "1"))
+    out += [(55, o.symbol), (54, o.side.value), (38, _d(o.order_qty)), (40, o.ord_type.value)]
+    if o.price is not None:
+        out.append((44, _d(o.price)))
+    if o.stop_px is not None:
+        out.append((99, _d(o.stop_px)))
+    if o.time_in_force:
+        out.append((59, o.time_in_force))
+    return out
+
+
+def _exec_type_fields(r: ExecReport, fix42: bool) -> Fields:
+    if not fix42:
+        return [(150, r.exec_type.value)]
+    t = r.exec_type
+    if t is ExecType.TRADE:
+        return [(20, "0"), (150, "1" if r.ord_status is OrdStatus.PARTIALLY_FILLED else "2")]
+    if t in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
+        return [(20, "1" if t is ExecType.TRADE_CANCEL else "2"), (150, r.ord_status.value)]
+    if t is ExecType.ORDER_STATUS:
+        return [(20, "3"), (150, r.ord_status.value)]
+    return [(20, "0"), (150, t.value)]
+
+
+def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fields]:
+    """(MsgType, body fields) for an outbound action; ``transact_time`` fills TransactTime (60)."""
+    if isinstance(action, ev.VenueNewOrder):
+        return "D", [(11, action.cl_ord_id), *_order_fields(action.order, fix42), (60, transact_time)]
+    if isinstance(action, ev.VenueReplace):
+        head = [(11, action.cl_ord_id), (41, action.orig_cl_ord_id)]
+        if action.order_id:
+            head.insert(0, (37, action.order_id))
+        return "G", [*head, *_order_fields(action.order, fix42), (60, transact_time)]
+    if isinstance(action, ev.VenueCancel):
+        out: Fields = [(11, action.cl_ord_id), (41, action.orig_cl_ord_id)]
+        if action.order_id:
+            out.insert(0, (37, action.order_id))
+        if action.account:
+            out.append((1, action.account))
+        out += [(55, action.symbol), (54, action.side.value), (38, _d(action.order_qty)), (60, transact_time)]
+        return "F", out
+    if isinstance(action, ev.OmsReport):
+        r = action.report
+        out = [(37, r.order_id or "NONE"), (17, r.exec_id or "NONE"), (11, r.cl_ord_id)]
+        if r.orig_cl_ord_id:
+            out.append((41, r.orig_cl_ord_id))
+        out += _exec_type_fields(r, fix42)
+        out.append((39, r.ord_status.value))
+        if r.ord_rej_reason and r.exec_type is ExecType.REJECTED:
+            out.append((103, r.ord_rej_reason))
+        if r.account:
+            out.append((1, r.account))
+        out.append((55, r.symbol or "[N/A]"))
+        out.append((54, (r.side or Side.BUY).value))
+        if r.order_qty is not None:
+            out.append((38, _d(r.order_qty)))
+        if r.price is not None:
+            out.append((44, _d(r.price)))
+        if r.last_qty:
+            out += [(32, _d(r.last_qty)), (31, _d(r.last_px))]
+        out += [(151, _d(r.leaves_qty)), (14, _d(r.cum_qty)), (6, _d(r.avg_px)), (60, transact_time)]
+        if r.text:
+            out.append((58, r.text))
+        return "8", out
+    if isinstance(action, ev.OmsCancelReject):
+        r = action.reject
+        out = [(37, r.order_id or "NONE"), (11, r.cl_ord_id), (41, r.orig_cl_ord_id or "NONE"),
+               (39, r.ord_status.value), (434, r.response_to)]
+        if r.reason:
+            out.append((102, r.reason))
+        if r.text:
+            out.append((58, r.text))
+        return "9", out
+    if isinstance(action, ev.OmsBusinessReject):
+        out = []
+        if action.ref_seq_num:
+            out.append((45, str(action.ref_seq_num)))
+        out.append((372, action.ref_msg_type))
+        if action.ref_id:
+            out.append((379, action.ref_id))
+        out += [(380, str(action.reason)), (58, action.text)]
+        return "j", out
+    raise TypeError(f"not a message action: {type(action).__name__}")

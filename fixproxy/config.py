@@ -1,0 +1,227 @@
+"""Typed configuration: cfg/*.toml decoded once into frozen msgspec Structs.
+
+A bad file stops start-up with a ConfigError that names the file and the path of the bad key.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from .core.model import Instrument
+from .core.proxy import SessionPolicy
+from .core.risk.limits import LimitSet
+from .core.risk.rules import RULES
+
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,24}$")]
+CompID = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+FixVersion = Literal["FIX.4.2", "FIX.4.4"]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the file and the key."""
+
+
+class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class ProxySection(_Strict):
+    #: Where quickfix stores (sequence numbers, messages) and logs go; relative to the config file.
+    state_dir: str = "../var"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Write the quickfix FileLog of every session (message logs used by compliance replay).
+    message_log: bool = True
+
+
+class AcceptorSection(_Strict):
+    port: Port = 9878
+    #: The CompID OMS sessions address (their TargetCompID).
+    comp_id: CompID = "FIXPROXY"
+    #: quickfix binds every interface; only these addresses may connect.
+    allowed_remote_addresses: tuple[str, ...] = ("127.0.0.1",)
+    heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 30
+
+
+class OmsSession(_Strict):
+    name: Name
+    #: The OMS's SenderCompID.
+    comp_id: CompID
+    fix_version: FixVersion = "FIX.4.4"
+    default_venue: str = ""
+    reject_with: Literal["business_reject", "execution_report"] = "business_reject"
+
+
+class Venue(_Strict):
+    name: Name
+    host: str = "127.0.0.1"
+    port: Port = 9879
+    #: The venue's CompID (our TargetCompID).
+    comp_id: CompID = "VENUE"
+    #: Our CompID towards the venue.
+    our_comp_id: CompID = "FIXPROXY"
+    fix_version: FixVersion = "FIX.4.4"
+    heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 30
+    reconnect_s: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class RiskSection(_Strict):
+    #: Rules in the order they run; default every rule. An empty list forwards everything.
+    rules: tuple[str, ...] | None = None
+    #: What to do with a symbol missing from the instrument file.
+    unknown_symbol: Literal["reject", "allow"] = "reject"
+    #: CSV of instruments (symbol, sector, reference_price, lot_size, restricted); relative to the config file.
+    instruments: str = "instruments.csv"
+
+
+class Config(_Strict):
+    proxy: ProxySection = ProxySection()
+    acceptor: AcceptorSection = AcceptorSection()
+    oms: tuple[OmsSession, ...] = ()
+    venues: tuple[Venue, ...] = ()
+    risk: RiskSection = RiskSection()
+    limits: LimitSet = LimitSet()
+
+    def __post_init__(self) -> None:
+        if not self.oms:
+            raise ValueError("at least one [[oms]] session is required")
+        if not self.venues:
+            raise ValueError("at least one [[venues]] entry is required")
+        _unique("oms", [s.name for s in self.oms])
+        _unique("oms", [s.comp_id for s in self.oms], "comp_id")
+        _unique("venues", [v.name for v in self.venues])
+        venue_names = {v.name for v in self.venues}
+        for i, s in enumerate(self.oms):
+            if s.default_venue and s.default_venue not in venue_names:
+                raise ValueError(f"oms[{i}].default_venue: no venue named {s.default_venue!r}")
+        if self.risk.rules is not None:
+            for i, rule in enumerate(self.risk.rules):
+                if rule not in RULES:
+                    raise ValueError(f"risk.rules[{i}]: unknown rule {rule!r} (known: {', '.join(RULES)})")
+        oms_names = {s.name for s in self.oms}
+        for key in self.limits.sessions:
+            if key not in oms_names:
+                raise ValueError(f"limits.sessions.{key}: no OMS session named {key!r}")
+
+    # -- what the core needs
+
+    def session_policies(self) -> dict[str, SessionPolicy]:
+        return {s.name: SessionPolicy(s.default_venue, s.reject_with) for s in self.oms}
+
+    def rule_names(self) -> list[str]:
+        names = list(RULES) if self.risk.rules is None else list(self.risk.rules)
+        if self.risk.unknown_symbol == "allow" and "unknown_symbol" in names:
+            names.remove("unknown_symbol")
+        return names
+
+
+def _unique(section: str, values: list[str], key: str = "name") -> None:
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise ValueError(f"{section}[{i}].{key}: {v!r} is used twice")
+        seen.add(v)
+
+
+class LoadedConfig(msgspec.Struct, frozen=True):
+    """A config with its file location and the instruments it points to."""
+
+    path: Path
+    config: Config
+    instruments: dict[str, Instrument]
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.path.parent / self.config.proxy.state_dir).resolve()
+
+
+def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
+    """Read and check a config file and its instrument file. ``now_ns`` stamps file reference prices."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_readable(str(exc))}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for layer_name in ("sessions", "accounts", "symbols"):
+        for key in getattr(config.limits, layer_name):
+            if not key:
+                raise ConfigError(f"{path}: limits.{layer_name}: empty key")
+    instruments = load_instruments(path.parent / config.risk.instruments, now_ns=now_ns)
+    return LoadedConfig(path.resolve(), config, instruments)
+
+
+def _readable(message: str) -> str:
+    """msgspec says '... - at `$.limits.firm`'; say 'limits.firm: ...' instead."""
+    m = re.match(r"^(.*) - at `\$\.?(.*)`$", message)
+    if not m:
+        return message
+    text, where = m.groups()
+    return f"{where}: {text}" if where else text
+
+
+_TRUE = {"1", "true", "yes", "y"}
+_FALSE = {"", "0", "false", "no", "n"}
+
+
+def load_instruments(path: Path, *, now_ns: int = 0) -> dict[str, Instrument]:
+    """Instruments from a CSV file with a header: symbol, sector, reference_price, lot_size, restricted."""
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the instrument file ({exc.strerror})") from None
+    known = {"symbol", "sector", "reference_price", "lot_size", "restricted"}
+    out: dict[str, Instrument] = {}
+    with handle:
+        reader = csv.DictReader(line for line in handle if not line.lstrip().startswith("#"))
+        extra = set(reader.fieldnames or ()) - known
+        if not reader.fieldnames or "symbol" not in reader.fieldnames or extra:
+            raise ConfigError(f"{path}: header must name symbol and only {sorted(known)}; found {reader.fieldnames}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            symbol = (row.get("symbol") or "").strip()
+            if not symbol:
+                raise ConfigError(f"{where}: symbol is empty")
+            if symbol in out:
+                raise ConfigError(f"{where}: symbol {symbol} is listed twice")
+            try:
+                ref = _decimal(row.get("reference_price"), "reference_price", allow_empty=True)
+                lot = _decimal(row.get("lot_size"), "lot_size", allow_empty=True) or Decimal(1)
+                flag = (row.get("restricted") or "").strip().lower()
+                if flag not in _TRUE | _FALSE:
+                    raise ValueError(f"restricted: expected true or false, got {flag!r}")
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            out[symbol] = Instrument(
+                symbol=symbol,
+                sector=(row.get("sector") or "").strip(),
+                reference_price=ref,
+                reference_time_ns=now_ns if ref is not None else None,
+                lot_size=lot,
+                restricted=flag in _TRUE,
+            )
+    return out
+
+
+def _decimal(text: str | None, key: str, allow_empty: bool = False) -> Decimal | None:
+    text = (text or "").strip()
+    if not text and allow_empty:
+        return None
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise ValueError(f"{key}: {text!r} is not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{key}: must be a positive number, got {text}")
+    return value

@@ -1,0 +1,192 @@
+"""Inbound events and outbound actions of the core, as tagged unions.
+
+Every event carries ``now_ns``, the edge's clock reading (or the log timestamp in replay):
+the core never reads a clock itself, so a replay reproduces its decisions exactly.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from .model import CancelReject, ExecReport, OrderRequest, Side
+
+# ---------------------------------------------------------------- events in
+
+
+class NewOrder(msgspec.Struct, frozen=True, tag=True):
+    session: str
+    seq_num: int
+    now_ns: int
+    order: OrderRequest
+
+
+class ReplaceOrder(msgspec.Struct, frozen=True, tag=True):
+    session: str
+    seq_num: int
+    now_ns: int
+    orig_cl_ord_id: str
+    order: OrderRequest
+
+
+class CancelOrder(msgspec.Struct, frozen=True, tag=True):
+    session: str
+    seq_num: int
+    now_ns: int
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str = ""
+    side: Side | None = None
+    account: str = ""
+
+
+class InvalidMessage(msgspec.Struct, frozen=True, tag=True):
+    """An order-type message that decoded but carries a value the proxy cannot accept."""
+
+    session: str
+    seq_num: int
+    now_ns: int
+    msg_type: str
+    cl_ord_id: str
+    reason: str
+    orig_cl_ord_id: str = ""
+
+
+class UnsupportedMessage(msgspec.Struct, frozen=True, tag=True):
+    session: str
+    seq_num: int
+    now_ns: int
+    msg_type: str
+
+
+class VenueReport(msgspec.Struct, frozen=True, tag=True):
+    venue: str
+    now_ns: int
+    report: ExecReport
+
+
+class VenueCancelReject(msgspec.Struct, frozen=True, tag=True):
+    venue: str
+    now_ns: int
+    reject: CancelReject
+
+
+class VenueSendFailed(msgspec.Struct, frozen=True, tag=True):
+    """The edge could not hand a message to the venue session (it went down meanwhile)."""
+
+    venue: str
+    cl_ord_id: str  # the proxy's venue-side ClOrdID of the message that failed
+    now_ns: int
+
+
+class SessionUp(msgspec.Struct, frozen=True, tag=True):
+    """A session logged on; ``name`` is an OMS session or a venue name from the config."""
+
+    name: str
+    now_ns: int
+
+
+class SessionDown(msgspec.Struct, frozen=True, tag=True):
+    name: str
+    now_ns: int
+
+
+Event = (
+    NewOrder
+    | ReplaceOrder
+    | CancelOrder
+    | InvalidMessage
+    | UnsupportedMessage
+    | VenueReport
+    | VenueCancelReject
+    | VenueSendFailed
+    | SessionUp
+    | SessionDown
+)
+
+# ---------------------------------------------------------------- actions out
+
+
+class VenueNewOrder(msgspec.Struct, frozen=True, tag=True):
+    venue: str
+    cl_ord_id: str  # the proxy's venue-side ClOrdID
+    order: OrderRequest
+
+
+class VenueReplace(msgspec.Struct, frozen=True, tag=True):
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    order_id: str
+    order: OrderRequest
+
+
+class VenueCancel(msgspec.Struct, frozen=True, tag=True):
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    order_qty: Decimal
+    account: str = ""
+
+
+class OmsReport(msgspec.Struct, frozen=True, tag=True):
+    """An ExecutionReport for the OMS, with the OMS's own ClOrdIDs."""
+
+    session: str
+    report: ExecReport
+
+
+class OmsCancelReject(msgspec.Struct, frozen=True, tag=True):
+    session: str
+    reject: CancelReject
+
+
+class OmsBusinessReject(msgspec.Struct, frozen=True, tag=True):
+    session: str
+    ref_seq_num: int
+    ref_msg_type: str
+    ref_id: str
+    reason: int  # BusinessRejectReason (380)
+    text: str
+
+
+class Decision(msgspec.Struct, frozen=True, tag=True):
+    """A risk decision, for the log and the audit trail; it sends nothing."""
+
+    session: str
+    msg_type: str
+    cl_ord_id: str
+    accepted: bool
+    now_ns: int
+    code: str = ""
+    text: str = ""
+    observed: str = ""
+    limit: str = ""
+    scope: str = ""
+    account: str = ""
+    symbol: str = ""
+    venue: str = ""
+
+
+class Notice(msgspec.Struct, frozen=True, tag=True):
+    """Something worth a log line that is not a decision (an anomaly, a state change)."""
+
+    kind: str
+    now_ns: int
+    detail: str = ""
+
+
+Action = (
+    VenueNewOrder
+    | VenueReplace
+    | VenueCancel
+    | OmsReport
+    | OmsCancelReject
+    | OmsBusinessReject
+    | Decision
+    | Notice
+)

@@ -1,0 +1,116 @@
+"""Order lifecycle as a transition table, and ClOrdID ownership per OMS session.
+
+The OMS's ClOrdIDs are only unique within its session, so every order goes to the venue
+under a proxy ClOrdID ``<session>.<ClOrdID>``; the venue's reports are mapped back through it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .model import OrderRequest, OrdStatus
+
+S = OrdStatus
+
+_OPEN = {S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE,
+         S.REPLACED, S.SUSPENDED, S.STOPPED, S.CALCULATED, S.ACCEPTED_FOR_BIDDING}
+_ANY_OPEN_TO = _OPEN | {S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.DONE_FOR_DAY}
+
+#: Allowed OrdStatus transitions, as reported by the venue. Staying in a state is always allowed.
+TRANSITIONS: dict[OrdStatus, frozenset[OrdStatus]] = {
+    **{state: frozenset(_ANY_OPEN_TO) for state in _OPEN},
+    # A busted or corrected trade can reopen a filled order.
+    S.FILLED: frozenset({S.PARTIALLY_FILLED, S.NEW, S.CANCELED}),
+    S.DONE_FOR_DAY: frozenset({S.NEW, S.PARTIALLY_FILLED, S.FILLED}),
+    S.CANCELED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def check_transition(current: OrdStatus, new: OrdStatus) -> None:
+    if new is not current and new not in TRANSITIONS[current]:
+        raise IllegalTransition(f"order status cannot go from {current.name} to {new.name}")
+
+
+class Order:
+    """One order as the proxy tracks it. Mutable; owned by the core alone."""
+
+    __slots__ = ("session", "venue", "cl_ord_id", "venue_cl_ord_id", "order_id", "request",
+                 "status", "leaves_qty", "cum_qty", "avg_px", "pending")
+
+    def __init__(self, session: str, venue: str, request: OrderRequest, venue_cl_ord_id: str):
+        self.session = session
+        self.venue = venue
+        self.cl_ord_id = request.cl_ord_id  # the OMS's current ClOrdID for the order
+        self.venue_cl_ord_id = venue_cl_ord_id  # the proxy's current ClOrdID at the venue
+        self.order_id = ""  # the venue's OrderID, once known
+        self.request = request
+        self.status = S.PENDING_NEW
+        self.leaves_qty = request.order_qty
+        self.cum_qty = Decimal(0)
+        self.avg_px = Decimal(0)
+        #: A replace in flight: (OMS ClOrdID, venue ClOrdID, new request).
+        self.pending: tuple[str, str, OrderRequest] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return not self.status.is_terminal
+
+    def __repr__(self) -> str:
+        return f"Order({self.session}/{self.cl_ord_id} {self.status.name} leaves={self.leaves_qty})"
+
+
+class OrderTable:
+    """Every order the proxy has forwarded, findable by OMS ClOrdID and by venue ClOrdID."""
+
+    __slots__ = ("_by_oms", "_by_venue", "_seen", "_day")
+
+    def __init__(self) -> None:
+        self._by_oms: dict[tuple[str, str], Order] = {}
+        # venue ClOrdID -> (order, the OMS ClOrdID it stands for)
+        self._by_venue: dict[str, tuple[Order, str]] = {}
+        self._seen: dict[str, set[str]] = {}
+        self._day = -1
+
+    @staticmethod
+    def venue_id(session: str, cl_ord_id: str) -> str:
+        return f"{session}.{cl_ord_id}"
+
+    # -- ClOrdIDs used today, per session (duplicate detection)
+
+    def seen(self, session: str, day: int) -> set[str]:
+        if day != self._day:
+            self._day = day
+            self._seen = {}
+        found = self._seen.get(session)
+        if found is None:
+            found = self._seen[session] = set()
+        return found
+
+    # -- lookups
+
+    def by_oms(self, session: str, cl_ord_id: str) -> Order | None:
+        return self._by_oms.get((session, cl_ord_id))
+
+    def by_venue(self, venue_cl_ord_id: str) -> tuple[Order, str] | None:
+        return self._by_venue.get(venue_cl_ord_id)
+
+    def open_orders(self) -> list[Order]:
+        unique = {id(o): o for o in self._by_oms.values() if o.is_open}
+        return list(unique.values())
+
+    # -- changes
+
+    def add(self, order: Order) -> None:
+        self._by_oms[(order.session, order.cl_ord_id)] = order
+        self._by_venue[order.venue_cl_ord_id] = (order, order.cl_ord_id)
+
+    def alias(self, order: Order, cl_ord_id: str, venue_cl_ord_id: str) -> None:
+        """Make a cancel's or replace's ClOrdID find the order it refers to."""
+        self._by_oms[(order.session, cl_ord_id)] = order
+        self._by_venue[venue_cl_ord_id] = (order, cl_ord_id)

@@ -1,0 +1,1 @@
+"""Pre-trade risk: limits and rules (pure functions)."""

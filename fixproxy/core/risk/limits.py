@@ -1,0 +1,117 @@
+"""Limits and how they resolve: symbol beats account beats session beats firm, field by field."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One layer of limits. A field left unset falls through to the next, less specific, layer."""
+
+    max_order_qty: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    #: Largest distance of a priced order from the reference price, in percent.
+    price_collar_pct: Decimal | None = None
+    #: A reference price older than this many seconds is stale (0: never stale).
+    reference_max_age_s: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    #: Symbols this layer may not trade, on top of instruments flagged restricted.
+    #: Unlike the other fields these add up across layers.
+    restricted_symbols: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        # msgspec has no numeric constraints for Decimal; a ValueError here names the key's path.
+        for name in ("max_order_qty", "max_order_notional"):
+            value = getattr(self, name)
+            if value is not None and not (value.is_finite() and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if self.price_collar_pct is not None and not (self.price_collar_pct.is_finite() and self.price_collar_pct >= 0):
+            raise ValueError(f"price_collar_pct must be zero or more, got {self.price_collar_pct}")
+
+
+LIMIT_FIELDS: tuple[str, ...] = Limits.__struct_fields__
+
+
+class LimitSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every layer of limits the firm has configured."""
+
+    firm: Limits = Limits()
+    sessions: dict[str, Limits] = {}
+    accounts: dict[str, Limits] = {}
+    symbols: dict[str, Limits] = {}
+
+    def with_layer(self, scope: str, key: str, layer: Limits) -> LimitSet:
+        """A copy with one layer replaced (``scope`` is firm, session, account or symbol)."""
+        if scope == "firm":
+            return msgspec.structs.replace(self, firm=layer)
+        attr = {"session": "sessions", "account": "accounts", "symbol": "symbols"}[scope]
+        layers = dict(getattr(self, attr))
+        layers[key] = layer
+        return msgspec.structs.replace(self, **{attr: layers})
+
+
+class Limit(msgspec.Struct, frozen=True):
+    """A resolved limit value and the scope it came from, e.g. ``account:ACC1``."""
+
+    value: object
+    scope: str
+
+
+class ResolvedLimits:
+    """The limits that apply to one (session, account, symbol), each with its scope."""
+
+    __slots__ = LIMIT_FIELDS
+
+    def __init__(self, values: dict[str, Limit | None]):
+        for name in LIMIT_FIELDS:
+            setattr(self, name, values.get(name))
+
+
+def resolve(limits: LimitSet, session: str, account: str, symbol: str) -> ResolvedLimits:
+    layers = (
+        (f"symbol:{symbol}", limits.symbols.get(symbol)),
+        (f"account:{account}", limits.accounts.get(account) if account else None),
+        (f"session:{session}", limits.sessions.get(session)),
+        ("firm", limits.firm),
+    )
+    values: dict[str, Limit | None] = {}
+    for name in LIMIT_FIELDS:
+        values[name] = None
+        if name == "restricted_symbols":
+            # Restriction lists add up: an account cannot lift a firm-wide restriction.
+            for scope, layer in layers:
+                if layer is not None and layer.restricted_symbols and symbol in layer.restricted_symbols:
+                    values[name] = Limit(True, scope)
+                    break
+            continue
+        for scope, layer in layers:
+            if layer is not None and (value := getattr(layer, name)) is not None:
+                values[name] = Limit(value, scope)
+                break
+    return ResolvedLimits(values)
+
+
+class LimitResolver:
+    """Caches resolutions; a new LimitSet (a live limit change) clears the cache."""
+
+    __slots__ = ("limits", "_cache")
+
+    def __init__(self, limits: LimitSet):
+        self.limits = limits
+        self._cache: dict[tuple[str, str, str], ResolvedLimits] = {}
+
+    def replace(self, limits: LimitSet) -> None:
+        self.limits = limits
+        self._cache = {}
+
+    def __call__(self, session: str, account: str, symbol: str) -> ResolvedLimits:
+        key = (session, account, symbol)
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            found = self._cache[key] = resolve(self.limits, session, account, symbol)
+        return found

@@ -1,0 +1,160 @@
+"""The quickfix edge: Application callbacks decode -> core -> send. Nothing else.
+
+Threading: quickfix calls back on its own threads. One lock serialises ProxyCore.handle()
+and the sends of its actions, so every message leaves in decision order. quickfix holds a
+session's mutex while it calls toApp/toAdmin/onLogout, and sending needs that mutex: those
+callbacks therefore never take the core lock (onLogout hands its event to a worker thread).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import quickfix as fix
+
+from ... import codec
+from ...core import events as ev
+from ...core.proxy import ProxyCore
+
+_MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
+                    ev.OmsBusinessReject)
+_VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
+
+
+def transact_time(now_ns: int) -> str:
+    t = datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc)
+    return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+class SessionInfo:
+    __slots__ = ("name", "role", "fix42", "sid", "begin_string")
+
+    def __init__(self, name: str, role: str, sid: fix.SessionID):
+        self.name = name
+        self.role = role  # "oms" or "venue"
+        self.sid = sid
+        self.begin_string = sid.getBeginString().getValue()
+        self.fix42 = self.begin_string == "FIX.4.2"
+
+
+class ProxyApplication(fix.Application):
+    """Bridges quickfix sessions and one ProxyCore."""
+
+    def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
+                 clock: Callable[[], int] = time.time_ns):
+        super().__init__()
+        self.core = core
+        self.on_record = on_record  # decisions and notices: logging (and, later, the audit trail)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self._by_sid = {s.sid.toString(): s for s in sessions}
+        self._oms = {s.name: s for s in sessions if s.role == "oms"}
+        self._venues = {s.name: s for s in sessions if s.role == "venue"}
+        self._sessions: dict[str, fix.Session] = {}
+        self._control: queue.SimpleQueue[ev.Event | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._control_loop, name="fixproxy-control", daemon=True)
+        self._worker.start()
+
+    # -------------------------------------------------------------- quickfix callbacks
+
+    def onCreate(self, sid: fix.SessionID) -> None:
+        self._sessions[sid.toString()] = fix.Session.lookupSession(sid)
+
+    def onLogon(self, sid: fix.SessionID) -> None:
+        info = self._by_sid.get(sid.toString())
+        if info is not None:
+            self.submit(ev.SessionUp(info.name, self.clock()))
+
+    def onLogout(self, sid: fix.SessionID) -> None:
+        # Called with the session's mutex held: hand the event over instead of taking the core lock.
+        info = self._by_sid.get(sid.toString())
+        if info is not None:
+            self._control.put(ev.SessionDown(info.name, self.clock()))
+
+    def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        pass
+
+    def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        pass
+
+    def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
+        info = self._by_sid.get(sid.toString())
+        if info is not None and info.role == "venue":
+            header = message.getHeader()
+            if header.isSetField(43) and header.getField(43) == "Y":
+                # A resend request from the venue: never send an order twice; quickfix gap-fills instead.
+                raise fix.DoNotSend()
+            if not self._sessions[sid.toString()].isLoggedOn():
+                raise fix.DoNotSend()  # not queued for later: the core is told the send failed
+
+    def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
+        now = self.clock()
+        info = self._by_sid.get(sid.toString())
+        if info is None:
+            raise fix.UnsupportedMessageType()
+        fields = codec.parse(message.toString())
+        if info.role == "oms":
+            event = codec.decode_oms(fields, info.name, now)
+        else:
+            try:
+                event = codec.decode_venue(fields, info.name, now)
+            except codec.Invalid as exc:
+                self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
+                return
+            if event is None:
+                return
+        self.submit(event)
+
+    # -------------------------------------------------------------- core hand-off
+
+    def submit(self, event: ev.Event) -> None:
+        """Run one event through the core and send what it decides, in order."""
+        with self.lock:
+            self._perform(self.core.handle(event))
+
+    def _control_loop(self) -> None:
+        while (event := self._control.get()) is not None:
+            try:
+                self.submit(event)
+            except Exception as exc:  # noqa: BLE001 - the control thread must survive
+                self.on_record(ev.Notice("control_error", self.clock(), repr(exc)))
+
+    def close(self) -> None:
+        self._control.put(None)
+
+    def _perform(self, actions: list[ev.Action]) -> None:
+        failed: list[ev.Event] = []
+        for action in actions:
+            if not isinstance(action, _MESSAGE_ACTIONS):
+                self.on_record(action)
+                continue
+            if isinstance(action, _VENUE_ACTIONS):
+                info = self._venues[action.venue]
+            else:
+                info = self._oms.get(action.session)
+                if info is None:
+                    continue
+            now = self.clock()
+            msg_type, body = codec.encode(action, info.fix42, transact_time(now))
+            msg = fix.Message()
+            header = msg.getHeader()
+            header.setField(fix.BeginString(info.begin_string))
+            header.setField(fix.MsgType(msg_type))
+            for tag, value in body:
+                msg.setField(tag, value)
+            try:
+                sent = fix.Session.sendToTarget(msg, info.sid)
+            except fix.SessionNotFound:
+                sent = False
+            if not sent:
+                if isinstance(action, _VENUE_ACTIONS):
+                    failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))
+                else:
+                    self.on_record(ev.Notice("send_failed", now, f"{info.name}: {msg_type} not sent (session down); "
+                                             "kept in the quickfix store for resend"))
+        for event in failed:
+            self._perform(self.core.handle(event))

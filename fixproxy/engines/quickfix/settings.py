@@ -1,0 +1,56 @@
+"""quickfix SessionSettings built from the typed config (the TOML stays the one source of truth)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from functools import cache
+from pathlib import Path
+
+import quickfix as fix
+
+from ...config import ConfigError
+
+
+@cache
+def dictionary_dir() -> Path:
+    """Where the installed quickfix package keeps its FIX data dictionaries."""
+    dist = importlib.metadata.distribution("quickfix")
+    for f in dist.files or ():
+        if str(f).endswith("FIX44.xml"):
+            return Path(dist.locate_file(f)).resolve().parent
+    raise ConfigError("the installed quickfix package ships no FIX44.xml data dictionary")
+
+
+def dictionary(begin_string: str) -> Path:
+    return dictionary_dir() / (begin_string.replace(".", "") + ".xml")
+
+
+def session_block(begin_string: str, sender: str, target: str, **extra: object) -> dict[str, object]:
+    return {"BeginString": begin_string, "SenderCompID": sender, "TargetCompID": target,
+            "DataDictionary": dictionary(begin_string), **extra}
+
+
+def write_settings(path: Path, defaults: dict[str, object], sessions: list[dict[str, object]]) -> fix.SessionSettings:
+    """Write a quickfix settings file (kept beside the stores, for people to read) and load it."""
+    lines = ["[DEFAULT]"] + [f"{k}={v}" for k, v in defaults.items()]
+    for block in sessions:
+        lines += ["", "[SESSION]"] + [f"{k}={v}" for k, v in block.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return fix.SessionSettings(str(path))
+
+
+def common_defaults(state_dir: Path, role: str) -> dict[str, object]:
+    return {
+        "StartTime": "00:00:00",
+        "EndTime": "00:00:00",
+        "UseDataDictionary": "Y",
+        "ValidateUserDefinedFields": "N",
+        "AllowUnknownMsgFields": "Y",
+        "FileStorePath": state_dir / "store" / role,
+        "FileLogPath": state_dir / "log" / role,
+        "ResetOnLogon": "N",
+        "ResetOnDisconnect": "N",
+        "PersistMessages": "Y",
+        "SocketNodelay": "Y",
+    }

@@ -1,0 +1,159 @@
+"""OMS simulator: a quickfix initiator that sends orders and prints what comes back.
+
+Two modes: a stream of orders (``--count``, ``--rate``, ``--symbols``) that ends with a
+summary; or ``--stdin``, which sends each line read (``35=D|11=A1|55=AAPL|...``) as one message.
+Every inbound application message and session Reject is printed as a JSON line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import quickfix as fix
+
+from ..engines.quickfix.settings import session_block
+from .common import build_message, emit, fields_of, logout_all, start_engine, wait_for_signal
+
+
+def _now() -> str:
+    t = datetime.now(timezone.utc)
+    return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+class OmsSim(fix.Application):
+    def __init__(self, quiet: bool = False):
+        super().__init__()
+        self.quiet = quiet
+        self.logged_on = threading.Event()
+        self.sid: fix.SessionID | None = None
+        self.outcomes: Counter[str] = Counter()
+        self.done: set[str] = set()
+        self.lock = threading.Lock()
+
+    def onCreate(self, sid): self.sid = sid
+    def onLogon(self, sid):
+        self.logged_on.set()
+        emit({"event": "logon", "session": sid.toString()})
+    def onLogout(self, sid):
+        self.logged_on.clear()
+        emit({"event": "logout", "session": sid.toString()})
+    def toAdmin(self, message, sid): pass
+    def fromAdmin(self, message, sid):
+        f = fields_of(message)
+        if f.get("35") in ("3", "5"):
+            emit({"dir": "in", "fields": f})
+    def toApp(self, message, sid):
+        if not self.quiet:
+            emit({"dir": "out", "fields": fields_of(message)})
+
+    def fromApp(self, message, sid):
+        f = fields_of(message)
+        if not self.quiet:
+            emit({"dir": "in", "fields": f})
+        msg_type = f.get("35")
+        with self.lock:
+            if msg_type == "8":
+                exec_type = f.get("150", "")
+                key = {"0": "acked", "F": "filled", "1": "filled", "2": "filled", "4": "canceled", "5": "replaced"}.get(exec_type)
+                if exec_type == "8":
+                    key = "rejected:" + f.get("58", "").split(":")[0]
+                if key:
+                    self.outcomes[key] += 1
+                if f.get("39") in ("2", "4", "8"):
+                    self.done.add(f.get("11", ""))
+            elif msg_type == "j":
+                self.outcomes["rejected:" + f.get("58", "").split(":")[0]] += 1
+                self.done.add(f.get("379", ""))
+            elif msg_type == "9":
+                self.outcomes["cancel_rejected"] += 1
+
+    def send(self, fields: list[tuple[int, str]]) -> bool:
+        begin = self.sid.getBeginString().getValue()
+        tags = {t for t, _ in fields}
+        msg_type = dict(fields).get(35, "")
+        if msg_type in ("D", "G", "F") and 60 not in tags:
+            fields = [*fields, (60, _now())]
+        if begin == "FIX.4.2" and msg_type in ("D", "G") and 21 not in tags:
+            fields = [*fields, (21, "1")]
+        return fix.Session.sendToTarget(build_message(begin, fields), self.sid)
+
+
+def parse_line(line: str) -> list[tuple[int, str]]:
+    """``35=D|11=A1|55=AAPL`` (or SOH-separated) -> [(35, "D"), (11, "A1"), (55, "AAPL")]."""
+    sep = "\x01" if "\x01" in line else "|"
+    out = []
+    for part in line.strip().split(sep):
+        tag, eq, value = part.partition("=")
+        if eq and tag.strip().isdigit():
+            out.append((int(tag), value))
+    return out
+
+
+def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, symbols: list[str], qty: str,
+            account: str, quiet: bool, wait_s: float, state_dir: Path | None = None) -> int:
+    cfg = loaded.config
+    oms = next((s for s in cfg.oms if s.name == session_name), None)
+    if oms is None:
+        raise SystemExit(f"no OMS session named {session_name!r} in {loaded.path}")
+    app = OmsSim(quiet=quiet)
+    state = state_dir or loaded.state_dir / "sim" / f"oms-{oms.name}"
+    block = session_block(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id, SocketConnectHost="127.0.0.1",
+                          SocketConnectPort=cfg.acceptor.port, HeartBtInt=cfg.acceptor.heartbeat_s,
+                          ReconnectInterval=1)
+    engine, keep = start_engine("initiator", app, state, "oms-sim", {}, [block])
+    sid = fix.SessionID(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id)
+    try:
+        if not app.logged_on.wait(30):
+            emit({"event": "error", "detail": f"no logon to 127.0.0.1:{cfg.acceptor.port} within 30s"})
+            return 2
+        if stdin:
+            for line in sys.stdin:
+                fields = parse_line(line)
+                if fields:
+                    ok = app.send(fields)
+                    if not ok:
+                        emit({"event": "send_failed", "line": line.strip()})
+            wait_for_signal()
+            return 0
+        return _stream(app, count, rate, symbols, qty, account, wait_s, loaded)
+    finally:
+        logout_all([sid])
+        engine.stop()
+        del keep
+
+
+def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, account: str, wait_s: float,
+            loaded) -> int:
+    prefix = f"S{int(time.time())}-"
+    interval = 1.0 / rate if rate > 0 else 0.0
+    start = time.perf_counter()
+    instruments = loaded.instruments
+    for i, symbol in zip(range(count), itertools.cycle(symbols)):
+        due = start + i * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        inst = instruments.get(symbol)
+        price = inst.reference_price if inst is not None and inst.reference_price else None
+        fields = [(35, "D"), (11, f"{prefix}{i}"), (55, symbol), (54, "1" if i % 2 == 0 else "2"), (38, qty)]
+        fields += [(40, "2"), (44, str(price))] if price is not None else [(40, "1")]
+        if account:
+            fields.append((1, account))
+        app.send(fields)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        with app.lock:
+            if len(app.done) >= count:
+                break
+        time.sleep(0.05)
+    with app.lock:
+        summary = {"event": "summary", "sent": count, "finished": len(app.done), "outcomes": dict(app.outcomes),
+                   "seconds": round(time.perf_counter() - start, 3)}
+    emit(summary)
+    return 0
