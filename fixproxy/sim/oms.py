@@ -47,15 +47,15 @@ class OmsSim(fix.Application):
     def fromAdmin(self, message, sid):
         f = fields_of(message)
         if f.get("35") in ("3", "5"):
-            emit({"dir": "in", "fields": f})
+            emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
     def toApp(self, message, sid):
         if not self.quiet:
-            emit({"dir": "out", "fields": fields_of(message)})
+            emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
 
     def fromApp(self, message, sid):
         f = fields_of(message)
         if not self.quiet:
-            emit({"dir": "in", "fields": f})
+            emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
         msg_type = f.get("35")
         with self.lock:
             if msg_type == "8":

@@ -60,12 +60,12 @@ class VenueSim(fix.Application):
     def fromAdmin(self, message, sid): pass
     def toApp(self, message, sid):
         if not self.quiet:
-            emit({"dir": "out", "fields": fields_of(message)})
+            emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
 
     def fromApp(self, message, sid):
         f = fields_of(message)
         if not self.quiet:
-            emit({"dir": "in", "fields": f})
+            emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
         with self.lock:
             self.fix42 = sid.getBeginString().getValue() == "FIX.4.2"
             handler = {"D": self._new, "G": self._replace, "F": self._cancel}.get(f.get("35"))

@@ -1,0 +1,220 @@
+"""Real processes on loopback: the proxy, the venue simulator and OMS simulators.
+
+Every process is started in its own session and stopped by its own process id when the
+test ends. quickfix engines never run inside the test runner (a crash there would take
+the runner down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child process whose stdout and stderr JSON lines are collected as they come."""
+
+    def __init__(self, name: str, args: list[str], cwd: Path, stdin: bool = False):
+        self.name = name
+        self.args = args
+        self.lines: list[dict] = []
+        self.text: list[str] = []
+        self._new = threading.Condition()
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "fixproxy", *args], cwd=cwd, text=True, bufsize=1,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.pid = self.popen.pid
+        for stream in (self.popen.stdout, self.popen.stderr):
+            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            with self._new:
+                self.text.append(line)
+                if isinstance(record, dict):
+                    self.lines.append(record)
+                self._new.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = TIMEOUT, start: int = 0) -> dict:
+        """The first record (from index ``start``) that matches; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._new:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    if predicate(self.lines[i]):
+                        return self.lines[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or self.popen.poll() is not None and i >= len(self.lines):
+                    tail = "\n".join(self.text[-30:])
+                    raise AssertionError(f"{self.name}: no matching line within {timeout}s; last output:\n{tail}")
+                self._new.wait(min(left, 0.2))
+
+    def mark(self) -> int:
+        with self._new:
+            return len(self.lines)
+
+    def send_line(self, line: str) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(line + "\n")
+        self.popen.stdin.flush()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(5)
+            except ProcessLookupError:
+                pass
+        return self.popen.returncode
+
+
+def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict], bool]]:
+    """Predicate builder: ``match(**{"35": "8", "11": "A1"})`` on a simulator's message lines."""
+
+    def match(**tags: str) -> Callable[[dict], bool]:
+        def pred(rec: dict) -> bool:
+            f = rec.get("fields")
+            return rec.get("dir") == direction and f is not None and all(f.get(k) == v for k, v in tags.items())
+        return pred
+
+    return match
+
+
+def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
+                oms2_reject_with: str = "execution_report") -> str:
+    rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
+    return f"""
+[proxy]
+state_dir = "var"
+log_level = "info"
+
+[acceptor]
+port = {acceptor_port}
+comp_id = "FIXPROXY"
+heartbeat_s = 30
+
+[[oms]]
+name = "oms1"
+comp_id = "OMS1"
+fix_version = "FIX.4.4"
+default_venue = "sim"
+
+[[oms]]
+name = "oms2"
+comp_id = "OMS2"
+fix_version = "FIX.4.2"
+default_venue = "sim"
+reject_with = "{oms2_reject_with}"
+
+[[venues]]
+name = "sim"
+port = {venue_port}
+comp_id = "VENUE"
+our_comp_id = "FIXPROXY"
+fix_version = "FIX.4.4"
+
+[risk]
+{rules_line}
+instruments = "instruments.csv"
+
+[limits.firm]
+max_order_qty = 10000
+max_order_notional = 1000000
+price_collar_pct = 5
+reference_max_age_s = 86400
+
+[limits.accounts.SMALL]
+max_order_qty = 50
+{extra}
+"""
+
+
+class Stack:
+    """A proxy with its venue simulator and OMS simulators, in one temporary folder."""
+
+    def __init__(self, root: Path, *, behaviours: dict[str, str] | None = None, venue: bool = True, **config):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
+        self.acceptor_port = free_port()
+        self.venue_port = free_port()
+        self.config = root / "fixproxy.toml"
+        self.config.write_text(config_text(self.acceptor_port, self.venue_port, **config))
+        self.behaviours = behaviours or {}
+        self.procs: list[Proc] = []
+        self.venue: Proc | None = None
+        self.proxy: Proc | None = None
+        self.oms: dict[str, Proc] = {}
+        if venue:
+            self.start_venue()
+        self.start_proxy(wait_venue=venue)
+
+    def _proc(self, name: str, args: list[str], stdin: bool = False) -> Proc:
+        proc = Proc(name, args, self.root, stdin)
+        self.procs.append(proc)
+        return proc
+
+    def start_venue(self) -> Proc:
+        args = ["sim", "venue", "--config", str(self.config), "--state-dir", str(self.root / "venue-sim")]
+        for symbol, behaviour in self.behaviours.items():
+            args += ["--behaviour", f"{symbol}={behaviour}"]
+        self.venue = self._proc("venue", args)
+        self.venue.wait_for(lambda r: r.get("event") == "listening")
+        return self.venue
+
+    def start_proxy(self, wait_venue: bool = True) -> Proc:
+        self.proxy = self._proc("proxy", ["run", "--config", str(self.config)])
+        self.proxy.wait_for(lambda r: r.get("event") == "started")
+        if wait_venue:
+            self.wait_venue_up()
+        return self.proxy
+
+    def wait_venue_up(self, start: int = 0) -> None:
+        self.proxy.wait_for(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", start=start)
+
+    def connect(self, session: str) -> Proc:
+        oms = self._proc(session, ["sim", "oms", "--config", str(self.config), "--session", session, "--stdin",
+                                   "--state-dir", str(self.root / f"oms-sim-{session}")], stdin=True)
+        oms.wait_for(lambda r: r.get("event") == "logon")
+        self.oms[session] = oms
+        return oms
+
+    def message_log(self, role: str) -> str:
+        """The proxy's quickfix message logs (exact wire bytes) for ``oms`` or ``venue`` sessions."""
+        return "".join(p.read_text() for p in sorted((self.root / "var" / "log" / role).glob("*.messages.current.log")))
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
