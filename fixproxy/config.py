@@ -15,7 +15,7 @@ import msgspec
 
 from .core.model import Instrument
 from .core.proxy import SessionPolicy
-from .core.risk.limits import LimitSet
+from .core.risk.limits import Limits, LimitSet
 from .core.risk.rules import RULES
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,24}$")]
@@ -151,7 +151,7 @@ def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
     try:
         config = msgspec.toml.decode(raw, type=Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {_readable(str(exc))}") from None
+        raise ConfigError(f"{path}: {_locate(raw, str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for layer_name in ("sessions", "accounts", "symbols"):
@@ -160,6 +160,21 @@ def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
                 raise ConfigError(f"{path}: limits.{layer_name}: empty key")
     instruments = load_instruments(path.parent / config.risk.instruments, now_ns=now_ns)
     return LoadedConfig(path.resolve(), config, instruments)
+
+
+def _locate(raw: bytes, message: str) -> str:
+    """msgspec writes a table key as ``[...]``; find which limits layer it was."""
+    if "[...]" in message:
+        tables = msgspec.toml.decode(raw).get("limits", {})
+        for layer in ("sessions", "accounts", "symbols"):
+            for key, value in (tables.get(layer) or {}).items():
+                try:
+                    msgspec.convert(value, Limits)
+                except msgspec.ValidationError as exc:
+                    m = re.match(r"^(.*) - at `\$\.?(.*)`$", str(exc))
+                    text, where = m.groups() if m else (str(exc), "")
+                    return f"limits.{layer}.{key}{'.' + where if where else ''}: {text}"
+    return _readable(message)
 
 
 def _readable(message: str) -> str:

@@ -1,0 +1,97 @@
+"""Configuration: the shipped files load; a bad file stops start-up naming the key."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixproxy.config import ConfigError, load
+
+CFG = Path(__file__).resolve().parents[2] / "cfg"
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    """A copy of cfg/ that a test may edit."""
+    for f in CFG.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_shipped_config_loads_with_instruments():
+    """cfg/ as shipped is valid: sessions, venue, limits layers and instruments."""
+    loaded = load(CFG / "fixproxy.toml", now_ns=123)
+    cfg = loaded.config
+    assert [s.name for s in cfg.oms] == ["oms1", "oms2"]
+    assert cfg.limits.accounts["ACC-RETAIL"].restricted_symbols == frozenset({"TSLA"})
+    assert loaded.instruments["SPYL"].lot_size == 100
+    assert loaded.instruments["RSTR"].restricted is True
+    assert loaded.instruments["AAPL"].reference_time_ns == 123
+    assert loaded.instruments["NOREF"].reference_price is None
+
+
+BAD = [
+    ("unknown_key", "port = 9878", "prot = 9878", "acceptor: Object contains unknown field `prot`"),
+    ("negative_limit", "max_order_qty = 10000", "max_order_qty = -5", "limits.firm: max_order_qty must be a positive number"),
+    ("wrong_type", "heartbeat_s = 30", 'heartbeat_s = "often"', "acceptor.heartbeat_s: Expected `int`, got `str`"),
+    ("layer_key", "max_order_notional = 50000", "max_notional = 50000", "limits.accounts.ACC-RETAIL: Object contains unknown field `max_notional`"),
+    ("layer_value", "price_collar_pct = 2", 'price_collar_pct = "wide"', "limits.symbols.GME.price_collar_pct: Invalid decimal"),
+    ("dangling_venue", 'default_venue = "sim"', 'default_venue = "nowhere"', "oms[0].default_venue: no venue named 'nowhere'"),
+    ("unknown_rule", "# rules = [", 'rules = ["max_order_qty", "max_qty"]\n# x = [', "risk.rules[1]: unknown rule 'max_qty'"),
+    ("bad_version", 'fix_version = "FIX.4.2"', 'fix_version = "FIX.5.0"', "oms[1].fix_version: Invalid enum value 'FIX.5.0'"),
+    ("session_limits_typo", "[limits.sessions.oms2]", "[limits.sessions.omz2]", "limits.sessions.omz2: no OMS session named 'omz2'"),
+]
+
+
+@pytest.mark.parametrize("old, new, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_names_the_key(cfg, old, new, message):
+    """Each kind of mistake is refused with the path of the bad key."""
+    edit(cfg / "fixproxy.toml", old, new)
+    with pytest.raises(ConfigError) as info:
+        load(cfg / "fixproxy.toml")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("ABC,Tech,abc,1,false", "reference_price: 'abc' is not a number"),
+    ("ABC,Tech,10,-1,false", "lot_size: must be a positive number"),
+    ("ABC,Tech,10,1,maybe", "restricted: expected true or false"),
+    ("AAPL,Tech,10,1,false", "symbol AAPL is listed twice"),
+])
+def test_bad_instrument_row_names_file_and_line(cfg, line, message):
+    """A bad instrument row stops start-up with file:line and the column."""
+    with (cfg / "instruments.csv").open("a") as f:
+        f.write(line + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(cfg / "fixproxy.toml")
+    assert "instruments.csv:13: " in str(info.value) and message in str(info.value)
+
+
+def test_missing_instrument_file_is_a_clear_error(cfg):
+    """No instrument file: a one-line error, not a traceback."""
+    (cfg / "instruments.csv").unlink()
+    with pytest.raises(ConfigError, match="cannot read the instrument file"):
+        load(cfg / "fixproxy.toml")
+
+
+def test_check_config_command_exits_nonzero_naming_the_key(cfg):
+    """`fixproxy check-config` on a bad file exits 2 and prints the key; on a good one exits 0."""
+    ok = subprocess.run([sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    edit(cfg / "fixproxy.toml", "max_order_qty = 10000", "max_order_qty = 0")
+    bad = subprocess.run([sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "limits.firm: max_order_qty must be a positive number, got 0" in bad.stderr
+    assert "Traceback" not in bad.stderr
