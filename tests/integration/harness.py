@@ -113,7 +113,7 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
 
 
 def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
-                oms2_reject_with: str = "execution_report") -> str:
+                oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4") -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     return f"""
 [proxy]
@@ -143,7 +143,7 @@ name = "sim"
 port = {venue_port}
 comp_id = "VENUE"
 our_comp_id = "FIXPROXY"
-fix_version = "FIX.4.4"
+fix_version = "{venue_version}"
 
 [risk]
 {rules_line}

@@ -209,3 +209,19 @@ def test_venue_down_rejects_at_once_and_flow_resumes_when_back(fresh_stack):
     s.proxy.wait_for(lambda r: r.get("event") == "session_down" and r.get("detail") == "sim", start=mark)
     oms.send_line(order("DOWN-3"))
     assert oms.wait_for(m(**{"35": "j", "379": "DOWN-3"}))["fields"]["58"].startswith("VENUE_UNAVAILABLE: ")
+
+
+def test_fix42_venue_reports_reach_fix44_oms_in_its_own_terms(fresh_stack):
+    """Venue on FIX 4.2, OMS on FIX 4.4: the order goes out with 21=1; the 4.2 fill comes back as 150=F."""
+    s = fresh_stack(venue_version="FIX.4.2", behaviours={"MSFT": "partial"})
+    oms = s.connect("oms1")
+    m = messages(oms)
+    oms.send_line(order("V42-1", symbol="MSFT", price="410"))
+    part = oms.wait_for(m(**{"35": "8", "11": "V42-1", "39": "1"}))["fields"]
+    assert (part["8"], part["150"], part["32"], part["151"]) == ("FIX.4.4", "F", "50", "50")
+    assert "20" not in part
+    seen = s.venue.wait_for(messages(s.venue)(**{"35": "D", "11": "oms1.V42-1"}))["fields"]
+    assert (seen["8"], seen["21"]) == ("FIX.4.2", "1")
+    oms.send_line("35=F|11=V42-1C|41=V42-1|55=MSFT|54=1|38=100")
+    done = oms.wait_for(m(**{"35": "8", "11": "V42-1C"}))["fields"]
+    assert (done["150"], done["39"], done["41"], done["14"]) == ("4", "4", "V42-1", "50")
