@@ -43,16 +43,22 @@ def exec_id_generator(start_ns: int):
     return lambda: f"{prefix}{next(counter)}"
 
 
-def build_core(loaded: LoadedConfig, start_ns: int) -> ProxyCore:
+def build_core(loaded: LoadedConfig, start_ns: int, next_id=None) -> ProxyCore:
+    """A core from the config, with start-of-day positions loaded (callers restore saved state on top)."""
     cfg = loaded.config
-    return ProxyCore(
+    core = ProxyCore(
         sessions=cfg.session_policies(),
         venues=[v.name for v in cfg.venues],
         instruments=loaded.instruments,
         limits=cfg.limits,
         rules=cfg.rule_names(),
-        next_id=exec_id_generator(start_ns),
+        next_id=next_id or exec_id_generator(start_ns),
+        settings=cfg.risk_settings(),
+        locates=cfg.locate_table(),
     )
+    for p in loaded.positions:
+        core.book.load_position(p.account, p.symbol, p.qty, p.avg_cost)
+    return core
 
 
 class Recorder:

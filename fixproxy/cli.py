@@ -83,7 +83,7 @@ def cmd_sim_oms(args) -> int:
 
     return run_oms(_load(args.config), args.session, stdin=args.stdin, count=args.count, rate=args.rate,
                    symbols=args.symbols.split(","), qty=args.qty, account=args.account, quiet=args.quiet,
-                   wait_s=args.wait, state_dir=args.state_dir)
+                   wait_s=args.wait, state_dir=args.state_dir, side={"buy": "1", "sell": "2", "short": "5"}[args.side])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--symbols", default="AAPL,MSFT")
     sp.add_argument("--qty", default="100")
     sp.add_argument("--account", default="")
+    sp.add_argument("--side", choices=("buy", "sell", "short"), default="buy")
     sp.add_argument("--wait", type=float, default=10.0, help="seconds to wait for answers after the last order")
     sp.add_argument("--quiet", action="store_true", help="print only the summary")
     sp.add_argument("--state-dir", type=Path, default=None)

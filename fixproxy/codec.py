@@ -29,7 +29,7 @@ def parse(raw: str, sep: str = SOH) -> dict[int, str]:
     out: dict[int, str] = {}
     for part in raw.split(sep):
         tag, eq, value = part.partition("=")
-        if eq and tag.isdigit():
+        if eq and 0 < len(tag) < 10 and tag.isascii() and tag.isdigit():
             out[int(tag)] = value
     return out
 
@@ -107,7 +107,8 @@ def decode_order(fields: dict[int, str]) -> OrderRequest:
 def decode_oms(fields: dict[int, str], session: str, now_ns: int) -> ev.Event:
     """An application message from an OMS session as a core event."""
     msg_type = fields.get(35, "")
-    seq = int(fields.get(34, "0") or 0)
+    seq_text = fields.get(34, "")
+    seq = int(seq_text) if seq_text.isascii() and seq_text.isdigit() else 0
     try:
         if msg_type == "D":
             return ev.NewOrder(session, seq, now_ns, decode_order(fields))
@@ -139,7 +140,9 @@ def decode_venue(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | 
     if msg_type == "8":
         exec_type = fields.get(150, "")
         trans = fields.get(20, "0")
-        if exec_type in ("1", "2") or (trans in ("1", "2") and exec_type not in ("H", "G")):
+        if trans == "3":
+            exec_type = "I"  # FIX 4.2 status report (ExecTransType 3): never a new fill
+        elif exec_type in ("1", "2") or (trans in ("1", "2") and exec_type not in ("H", "G")):
             # FIX 4.2 fills, and 4.2 busts (20=1) and corrections (20=2).
             exec_type = {"1": "H", "2": "G"}.get(trans, "F")
         report = ExecReport(
@@ -161,6 +164,7 @@ def decode_venue(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | 
             text=fields.get(58, ""),
             account=fields.get(1, ""),
             ord_rej_reason=fields.get(103, ""),
+            exec_ref_id=fields.get(19, ""),
         )
         return ev.VenueReport(venue, now_ns, report)
     if msg_type == "9":
@@ -252,6 +256,8 @@ def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fie
             out.append((38, _d(r.order_qty)))
         if r.price is not None:
             out.append((44, _d(r.price)))
+        if r.exec_ref_id:
+            out.append((19, r.exec_ref_id))
         if r.last_qty:
             out += [(32, _d(r.last_qty)), (31, _d(r.last_px))]
         out += [(151, _d(r.leaves_qty)), (14, _d(r.cum_qty)), (6, _d(r.avg_px)), (60, transact_time)]

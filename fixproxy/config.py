@@ -16,7 +16,7 @@ import msgspec
 from .core.model import Instrument
 from .core.proxy import SessionPolicy
 from .core.risk.limits import Limits, LimitSet
-from .core.risk.rules import RULES
+from .core.risk.rules import RULES, RiskSettings
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,24}$")]
 CompID = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
@@ -78,6 +78,14 @@ class RiskSection(_Strict):
     unknown_symbol: Literal["reject", "allow"] = "reject"
     #: CSV of instruments (symbol, sector, reference_price, lot_size, restricted); relative to the config file.
     instruments: str = "instruments.csv"
+    #: CSV of start-of-day positions (account, symbol, qty, avg_cost); "" for none.
+    positions: str = ""
+    #: Block orders that could trade against a working order of the same account, the firm, or not at all.
+    self_match: Literal["account", "firm", "off"] = "account"
+    #: A plain sell that would take the account below a flat position needs a locate too.
+    sell_below_zero_is_short: bool = True
+    #: Utilization levels (percent of a limit) that raise an alert once per upward crossing.
+    alert_levels: tuple[Annotated[int, msgspec.Meta(gt=0, le=100)], ...] = (70, 90)
 
 
 class Config(_Strict):
@@ -87,6 +95,8 @@ class Config(_Strict):
     venues: tuple[Venue, ...] = ()
     risk: RiskSection = RiskSection()
     limits: LimitSet = LimitSet()
+    #: Shares located for short sales: ``[locates.<Account>] <Symbol> = <quantity>``.
+    locates: dict[str, dict[str, Annotated[int, msgspec.Meta(ge=0)]]] = {}
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -114,6 +124,13 @@ class Config(_Strict):
     def session_policies(self) -> dict[str, SessionPolicy]:
         return {s.name: SessionPolicy(s.default_venue, s.reject_with) for s in self.oms}
 
+    def risk_settings(self) -> RiskSettings:
+        r = self.risk
+        return RiskSettings(r.self_match, r.sell_below_zero_is_short, tuple(Decimal(x) for x in r.alert_levels))
+
+    def locate_table(self) -> dict[tuple[str, str], Decimal]:
+        return {(acct, sym): Decimal(qty) for acct, table in self.locates.items() for sym, qty in table.items()}
+
     def rule_names(self) -> list[str]:
         names = list(RULES) if self.risk.rules is None else list(self.risk.rules)
         if self.risk.unknown_symbol == "allow" and "unknown_symbol" in names:
@@ -129,12 +146,20 @@ def _unique(section: str, values: list[str], key: str = "name") -> None:
         seen.add(v)
 
 
+class StartPosition(msgspec.Struct, frozen=True):
+    account: str
+    symbol: str
+    qty: Decimal
+    avg_cost: Decimal
+
+
 class LoadedConfig(msgspec.Struct, frozen=True):
-    """A config with its file location and the instruments it points to."""
+    """A config with its file location and the instruments and positions it points to."""
 
     path: Path
     config: Config
     instruments: dict[str, Instrument]
+    positions: tuple[StartPosition, ...] = ()
 
     @property
     def state_dir(self) -> Path:
@@ -159,7 +184,8 @@ def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
             if not key:
                 raise ConfigError(f"{path}: limits.{layer_name}: empty key")
     instruments = load_instruments(path.parent / config.risk.instruments, now_ns=now_ns)
-    return LoadedConfig(path.resolve(), config, instruments)
+    positions = load_positions(path.parent / config.risk.positions) if config.risk.positions else ()
+    return LoadedConfig(path.resolve(), config, instruments, positions)
 
 
 def _locate(raw: bytes, message: str) -> str:
@@ -240,3 +266,34 @@ def _decimal(text: str | None, key: str, allow_empty: bool = False) -> Decimal |
     if not value.is_finite() or value <= 0:
         raise ValueError(f"{key}: must be a positive number, got {text}")
     return value
+
+
+def load_positions(path: Path) -> tuple[StartPosition, ...]:
+    """Start-of-day positions from a CSV file with a header: account, symbol, qty, avg_cost."""
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the positions file ({exc.strerror})") from None
+    out: list[StartPosition] = []
+    seen: set[tuple[str, str]] = set()
+    with handle:
+        reader = csv.DictReader(line for line in handle if not line.lstrip().startswith("#"))
+        if set(reader.fieldnames or ()) != {"account", "symbol", "qty", "avg_cost"}:
+            raise ConfigError(f"{path}: header must be account,symbol,qty,avg_cost; found {reader.fieldnames}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            account, symbol = (row["account"] or "").strip(), (row["symbol"] or "").strip()
+            if not account or not symbol:
+                raise ConfigError(f"{where}: account and symbol are required")
+            if (account, symbol) in seen:
+                raise ConfigError(f"{where}: {account}/{symbol} is listed twice")
+            seen.add((account, symbol))
+            try:
+                qty = Decimal((row["qty"] or "").strip())
+                cost = Decimal((row["avg_cost"] or "0").strip() or "0")
+            except ArithmeticError:
+                raise ConfigError(f"{where}: qty and avg_cost must be numbers") from None
+            if not qty.is_finite() or not cost.is_finite() or cost < 0:
+                raise ConfigError(f"{where}: qty must be finite and avg_cost zero or more")
+            out.append(StartPosition(account, symbol, qty, cost))
+    return tuple(out)

@@ -172,6 +172,18 @@ class Decision(msgspec.Struct, frozen=True, tag=True):
     venue: str = ""
 
 
+class Alert(msgspec.Struct, frozen=True, tag=True):
+    """Utilization of a limit crossed an alert level (raised once per upward crossing)."""
+
+    limit_name: str
+    scope: str
+    level_pct: str
+    observed: str
+    limit: str
+    now_ns: int
+    text: str = ""
+
+
 class Notice(msgspec.Struct, frozen=True, tag=True):
     """Something worth a log line that is not a decision (an anomaly, a state change)."""
 
@@ -188,5 +200,6 @@ Action = (
     | OmsCancelReject
     | OmsBusinessReject
     | Decision
+    | Alert
     | Notice
 )

@@ -125,6 +125,7 @@ class ExecReport(msgspec.Struct, frozen=True):
     text: str = ""
     account: str = ""
     ord_rej_reason: str = ""
+    exec_ref_id: str = ""  # ExecRefID (19): the fill a bust or correction refers to
 
 
 class CancelReject(msgspec.Struct, frozen=True):

@@ -40,10 +40,11 @@ def check_transition(current: OrdStatus, new: OrdStatus) -> None:
 class Order:
     """One order as the proxy tracks it. Mutable; owned by the core alone."""
 
-    __slots__ = ("session", "venue", "cl_ord_id", "venue_cl_ord_id", "order_id", "request",
+    __slots__ = ("key", "session", "venue", "cl_ord_id", "venue_cl_ord_id", "order_id", "request",
                  "status", "leaves_qty", "cum_qty", "avg_px", "pending")
 
     def __init__(self, session: str, venue: str, request: OrderRequest, venue_cl_ord_id: str):
+        self.key = venue_cl_ord_id  # stable for the order's life: its first venue ClOrdID
         self.session = session
         self.venue = venue
         self.cl_ord_id = request.cl_ord_id  # the OMS's current ClOrdID for the order
@@ -68,14 +69,13 @@ class Order:
 class OrderTable:
     """Every order the proxy has forwarded, findable by OMS ClOrdID and by venue ClOrdID."""
 
-    __slots__ = ("_by_oms", "_by_venue", "_seen", "_day")
+    __slots__ = ("_by_oms", "_by_venue", "_seen")
 
     def __init__(self) -> None:
         self._by_oms: dict[tuple[str, str], Order] = {}
         # venue ClOrdID -> (order, the OMS ClOrdID it stands for)
         self._by_venue: dict[str, tuple[Order, str]] = {}
-        self._seen: dict[str, set[str]] = {}
-        self._day = -1
+        self._seen: dict[int, dict[str, set[str]]] = {}  # day -> session -> ClOrdIDs
 
     @staticmethod
     def venue_id(session: str, cl_ord_id: str) -> str:
@@ -84,13 +84,22 @@ class OrderTable:
     # -- ClOrdIDs used today, per session (duplicate detection)
 
     def seen(self, session: str, day: int) -> set[str]:
-        if day != self._day:
-            self._day = day
-            self._seen = {}
-        found = self._seen.get(session)
+        """ClOrdIDs the session used on ``day``. The previous day is kept too, so a clock
+        stepping back across midnight still finds what it used."""
+        sessions = self._seen.get(day)
+        if sessions is None:
+            sessions = self._seen[day] = {}
+            for old in [d for d in self._seen if d < day - 1]:
+                del self._seen[old]
+        found = sessions.get(session)
         if found is None:
-            found = self._seen[session] = set()
+            found = sessions[session] = set()
         return found
+
+    def in_use(self, session: str, cl_ord_id: str) -> bool:
+        """True while an open order (of any day, e.g. GTC) answers to this ClOrdID."""
+        order = self._by_oms.get((session, cl_ord_id))
+        return order is not None and order.is_open
 
     # -- lookups
 

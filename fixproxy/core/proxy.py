@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
 
@@ -10,8 +11,9 @@ import msgspec
 
 from . import events as ev
 from .model import CancelReject, ExecReport, ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
+from .book import FIRM, Book, Fill, Working
 from .orders import IllegalTransition, Order, OrderTable, check_transition
-from .risk.limits import LimitResolver, LimitSet
+from .risk.limits import LimitResolver, Limits, LimitSet
 from .risk.rules import (
     REASON_APPLICATION_NOT_AVAILABLE,
     REASON_OTHER,
@@ -19,10 +21,12 @@ from .risk.rules import (
     RULES,
     CheckContext,
     Reject,
+    RiskSettings,
     run_pipeline,
 )
 
 _DAY_NS = 86_400 * 1_000_000_000
+_SECOND_NS = 1_000_000_000
 _ZERO = Decimal(0)
 _ANY_SIDE = Side.BUY
 _ANY_TYPE = OrdType.LIMIT
@@ -60,6 +64,8 @@ class ProxyCore:
         limits: LimitSet,
         rules: Sequence[str] | None = None,
         next_id: Callable[[], str],
+        settings: RiskSettings | None = None,
+        locates: Mapping[tuple[str, str], Decimal] | None = None,
     ):
         self.sessions = dict(sessions)
         self.venues = frozenset(venues)
@@ -72,8 +78,14 @@ class ProxyCore:
         self.rules = tuple(RULES[n] for n in names)
         self.rule_names = tuple(names)
         self.next_id = next_id
+        self.settings = settings or RiskSettings()
+        self.locates = dict(locates or {})
         self.orders = OrderTable()
+        self.book = Book(self.instruments)
         self.up: set[str] = set()
+        self._recent: dict[str, deque[int]] = {}  # session -> times of its last order messages
+        self._alert_levels = sorted(self.settings.alert_levels)
+        self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
         self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
@@ -92,15 +104,42 @@ class ProxyCore:
 
     # ------------------------------------------------------------ orders from an OMS
 
-    def _context(self, session: str, order: OrderRequest, now_ns: int, is_replace: bool = False) -> CheckContext:
+    def _context(self, session: str, order: OrderRequest, now_ns: int, replacing: Order | None = None) -> CheckContext:
         return CheckContext(
             session,
             self.instruments.get(order.symbol),
             self.limits(session, order.account, order.symbol),
             now_ns,
             self.orders.seen(session, now_ns // _DAY_NS),
-            is_replace,
+            replacing is not None,
+            book=self.book,
+            replacing=self.book.working(replacing.key) if replacing is not None else None,
+            replacing_key=replacing.key if replacing is not None else "",
+            settings=self.settings,
+            msg_rate=len(self._recent.get(session, ())),
+            locates=self.locates,
         )
+
+    def _count_message(self, session: str, now_ns: int) -> None:
+        """Slide the session's one-second window of order messages (the throttle reads it)."""
+        window = self._recent.get(session)
+        if window is None:
+            window = self._recent[session] = deque()
+        window.append(now_ns)
+        while window and window[0] <= now_ns - _SECOND_NS:
+            window.popleft()
+
+    def _sync_working(self, order: Order) -> None:
+        """Make the book's working exposure of ``order`` match its state (a pending replace counts at the larger size)."""
+        if not order.is_open:
+            self.book.set_working(order.key, None)
+            return
+        req, leaves = order.request, order.leaves_qty
+        if order.pending is not None:
+            req = order.pending[2]
+            leaves = max(leaves, req.order_qty - order.cum_qty)
+        self.book.set_working(order.key, Working(order.session, req.account, req.symbol, Book.sign(req.side),
+                                                 leaves, req.price))
 
     def _route(self, session: str, order: OrderRequest) -> tuple[str, Reject | None]:
         venue = order.ex_destination or self.sessions[session].default_venue
@@ -123,7 +162,10 @@ class ProxyCore:
         order, session = e.order, e.session
         if session not in self.sessions:
             return [self._decision(e.session, "D", order, e.now_ns, Reject("UNKNOWN_SESSION", f"session {session} is not configured"))]
+        self._count_message(session, e.now_ns)
         venue, rej = self._route(session, order)
+        if rej is None and self.orders.in_use(session, order.cl_ord_id):
+            rej = _in_use(session, order.cl_ord_id)
         if rej is None:
             ctx = self._context(session, order, e.now_ns)
             rej = run_pipeline(self.rules, order, ctx)
@@ -134,20 +176,24 @@ class ProxyCore:
             return [self._decision(session, "D", order, e.now_ns, rej), self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
         self.orders.add(tracked)
+        self._sync_working(tracked)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
+            *self._alerts(session, order.account, e.now_ns),
             ev.VenueNewOrder(venue, tracked.venue_cl_ord_id, order),
         ]
 
     def _replace(self, e: ev.ReplaceOrder) -> list[ev.Action]:
         new, session = e.order, e.session
+        self._count_message(session, e.now_ns)
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
         seen = self.orders.seen(session, e.now_ns // _DAY_NS)
         rej = self._amend_refusal(session, e.orig_cl_ord_id, new.cl_ord_id, order, seen, "replace")
-        if rej is None and (new.symbol != order.request.symbol or new.side is not order.request.side):
-            rej = Reject("INVALID_ORDER", "a replace may not change the symbol or the side; cancel and send a new order")
+        if rej is None and (new.symbol, new.side, new.account) != (order.request.symbol, order.request.side,
+                                                                    order.request.account):
+            rej = Reject("INVALID_ORDER", "a replace may not change the symbol, side or account; cancel and send a new order")
         if rej is None:
-            rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, is_replace=True))
+            rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, replacing=order))
         seen.add(new.cl_ord_id)
         if rej is not None:
             return [
@@ -157,6 +203,7 @@ class ProxyCore:
         venue_id = OrderTable.venue_id(session, new.cl_ord_id)
         order.pending = (new.cl_ord_id, venue_id, msgspec.structs.replace(new, ex_destination=order.request.ex_destination))
         self.orders.alias(order, new.cl_ord_id, venue_id)
+        self._sync_working(order)
         return [
             self._decision(session, "G", new, e.now_ns, None, order.venue),
             ev.VenueReplace(order.venue, venue_id, order.venue_cl_ord_id, order.order_id, order.pending[2]),
@@ -164,6 +211,7 @@ class ProxyCore:
 
     def _cancel(self, e: ev.CancelOrder) -> list[ev.Action]:
         session = e.session
+        self._count_message(session, e.now_ns)  # cancels count toward the throttle but are never refused by it
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
         seen = self.orders.seen(session, e.now_ns // _DAY_NS)
         rej = self._amend_refusal(session, e.orig_cl_ord_id, e.cl_ord_id, order, seen, "cancel")
@@ -193,10 +241,12 @@ class ProxyCore:
         if new_id in seen:
             return Reject("DUPLICATE_CLORDID", f"ClOrdID {new_id} was already used on session {session} today",
                           observed=new_id, scope=f"session:{session}")
+        if self.orders.in_use(session, new_id):
+            return _in_use(session, new_id)
         if not order.is_open:
             return Reject("ORDER_NOT_OPEN", f"order {orig} is {order.status.name.lower()}; too late to {what}",
                           observed=order.status.name)
-        if order.pending is not None:
+        if order.pending is not None and what == "replace":
             return Reject("ORDER_PENDING", f"order {orig} already has a replace in flight ({order.pending[0]})")
         if order.venue not in self.up:
             return Reject("VENUE_UNAVAILABLE", f"venue {order.venue} is not connected; the {what} was not sent",
@@ -205,6 +255,8 @@ class ProxyCore:
 
     def _invalid(self, e: ev.InvalidMessage) -> list[ev.Action]:
         rej = Reject("INVALID_ORDER", e.reason)
+        if e.cl_ord_id:
+            self.orders.seen(e.session, e.now_ns // _DAY_NS).add(e.cl_ord_id)
         if e.msg_type == "D":
             stub = OrderRequest(e.cl_ord_id, "", _ANY_SIDE, _ZERO, _ANY_TYPE)
             return [
@@ -234,24 +286,93 @@ class ProxyCore:
             return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
         order, oms_id = found
         out: list[ev.Action] = []
-        if order.pending is not None and r.cl_ord_id == order.pending[1]:
-            if r.exec_type is ExecType.REPLACED:
-                order.cl_ord_id, order.venue_cl_ord_id, order.request = order.pending
-                order.pending = None
-            elif r.exec_type is ExecType.REJECTED:
-                order.pending = None
         try:
             check_transition(order.status, r.ord_status)
-            order.status = r.ord_status
         except IllegalTransition as exc:
+            # The venue said something impossible: keep our state, still tell the OMS what the venue said.
             out.append(ev.Notice("illegal_transition", e.now_ns, f"{order.session}/{order.cl_ord_id}: {exc}"))
-        if r.order_id:
-            order.order_id = r.order_id
-        order.leaves_qty, order.cum_qty, order.avg_px = r.leaves_qty, r.cum_qty, r.avg_px
+        else:
+            if order.pending is not None and r.cl_ord_id == order.pending[1]:
+                if r.exec_type is ExecType.REPLACED:
+                    order.cl_ord_id, order.venue_cl_ord_id, order.request = order.pending
+                    order.pending = None
+                elif r.exec_type is ExecType.REJECTED:
+                    order.pending = None
+            order.status = r.ord_status
+            if r.order_id:
+                order.order_id = r.order_id
+            order.leaves_qty, order.cum_qty, order.avg_px = r.leaves_qty, r.cum_qty, r.avg_px
+            self._sync_working(order)
+            out += self._book_fill(order, r, e.now_ns)
         orig = self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None
+        req = order.request
         out.append(ev.OmsReport(order.session, msgspec.structs.replace(
-            r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "")))
+            r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "",
+            symbol=r.symbol or req.symbol, side=r.side or req.side)))
         return out
+
+    def _book_fill(self, order: Order, r: ExecReport, now_ns: int) -> list[ev.Action]:
+        """Move the book by a fill, a bust (ExecType H) or a correction (G)."""
+        req = order.request
+        out: list[ev.Action] = []
+        if r.exec_type is ExecType.TRADE and r.last_qty > 0:
+            fill = Fill(r.exec_id, order.session, req.account, req.symbol, r.last_qty * Book.sign(req.side),
+                        r.last_px, now_ns)
+            if not self.book.fill(fill):
+                return [ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored")]
+            if r.last_px > 0:
+                self.book.set_reference(req.symbol, r.last_px, now_ns)
+            if r.cum_qty > req.order_qty:
+                out.append(ev.Notice("overfill", now_ns, f"{order.session}/{order.cl_ord_id}: cum {r.cum_qty} > "
+                                                          f"order quantity {req.order_qty}"))
+        elif r.exec_type in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
+            ref = r.exec_ref_id
+            done = (self.book.bust(ref) if r.exec_type is ExecType.TRADE_CANCEL
+                    else self.book.correct(ref, r.last_qty, r.last_px))
+            if done is None:
+                return [ev.Notice("unknown_fill", now_ns, f"{r.exec_type.name} refers to unknown ExecID {ref!r}")]
+        else:
+            return out
+        return out + self._alerts(order.session, req.account, now_ns)
+
+    # ------------------------------------------------------------ alerts
+
+    def _layer(self, scope: str) -> Limits | None:
+        if scope == FIRM:
+            return self.limits.limits.firm
+        kind, _, key = scope.partition(":")
+        return (self.limits.limits.sessions if kind == "session" else self.limits.limits.accounts).get(key)
+
+    def _alerts(self, session: str, account: str, now_ns: int) -> list[ev.Action]:
+        """Alert once each time the utilization of an aggregate limit crosses a level upward."""
+        if not self._alert_levels:
+            return []
+        out: list[ev.Action] = []
+        for scope in Book.scopes_of(session, account):
+            layer = self._layer(scope)
+            if layer is None:
+                continue
+            for name in ("max_gross_exposure", "max_net_exposure", "max_open_orders"):
+                limit = getattr(layer, name)
+                if not limit:
+                    continue
+                observed = self._observed(name, scope)
+                pct = Decimal(observed) * 100 / Decimal(limit)
+                level = next((lv for lv in reversed(self._alert_levels) if pct >= lv), _ZERO)
+                key = (name, scope)
+                if level > self._alerted.get(key, _ZERO):
+                    out.append(ev.Alert(name, scope, _plain(level), _plain(observed), _plain(limit), now_ns,
+                                        f"{name} of {scope} at {pct:.1f}% of its limit ({_plain(observed)} of {_plain(limit)})"))
+                self._alerted[key] = level
+        return out
+
+    def _observed(self, name: str, scope: str) -> Decimal | int:
+        if name == "max_open_orders":
+            return self.book.open_orders(scope)
+        if name == "max_gross_exposure":
+            return self.book.gross(scope)
+        t = self.book.totals(scope)
+        return max(t.long, -t.short)
 
     def _venue_cancel_reject(self, e: ev.VenueCancelReject) -> list[ev.Action]:
         r = e.reject
@@ -261,6 +382,7 @@ class ProxyCore:
         order, oms_id = found
         if order.pending is not None and order.pending[1] == r.cl_ord_id:
             order.pending = None
+            self._sync_working(order)
         orig = self.orders.by_venue(r.orig_cl_ord_id)
         return [ev.OmsCancelReject(order.session, msgspec.structs.replace(
             r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else r.orig_cl_ord_id,
@@ -279,10 +401,12 @@ class ProxyCore:
         if oms_id == order.cl_ord_id and order.status is OrdStatus.PENDING_NEW:
             order.status = OrdStatus.REJECTED
             order.leaves_qty = _ZERO
+            self._sync_working(order)
             return [decision, self._reject_order(ev.NewOrder(order.session, 0, e.now_ns, order.request), rej)]
         is_replace = order.pending is not None and order.pending[0] == oms_id
         if is_replace:
             order.pending = None
+            self._sync_working(order)
         decision = msgspec.structs.replace(decision, msg_type="G" if is_replace else "F")
         return [decision, self._cancel_reject(order.session, oms_id, order.cl_ord_id, order, "2" if is_replace else "1", rej)]
 
@@ -327,3 +451,15 @@ class ProxyCore:
             order.status if order else OrdStatus.REJECTED, response_to, reason, rej.text,
         ))
 
+
+
+def _plain(value: Decimal | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _in_use(session: str, cl_ord_id: str) -> Reject:
+    return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} belongs to an order still open on session {session}",
+                  observed=cl_ord_id, scope=f"session:{session}")

@@ -96,7 +96,7 @@ def parse_line(line: str) -> list[tuple[int, str]]:
 
 
 def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, symbols: list[str], qty: str,
-            account: str, quiet: bool, wait_s: float, state_dir: Path | None = None) -> int:
+            account: str, quiet: bool, wait_s: float, state_dir: Path | None = None, side: str = "1") -> int:
     cfg = loaded.config
     oms = next((s for s in cfg.oms if s.name == session_name), None)
     if oms is None:
@@ -121,7 +121,7 @@ def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, 
                         emit({"event": "send_failed", "line": line.strip()})
             wait_for_signal()
             return 0
-        return _stream(app, count, rate, symbols, qty, account, wait_s, loaded)
+        return _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
     finally:
         logout_all([sid])
         engine.stop()
@@ -129,7 +129,7 @@ def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, 
 
 
 def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, account: str, wait_s: float,
-            loaded) -> int:
+            loaded, side: str = "1") -> int:
     prefix = f"S{int(time.time())}-"
     interval = 1.0 / rate if rate > 0 else 0.0
     start = time.perf_counter()
@@ -141,7 +141,7 @@ def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, 
             time.sleep(delay)
         inst = instruments.get(symbol)
         price = inst.reference_price if inst is not None and inst.reference_price else None
-        fields = [(35, "D"), (11, f"{prefix}{i}"), (55, symbol), (54, "1" if i % 2 == 0 else "2"), (38, qty)]
+        fields = [(35, "D"), (11, f"{prefix}{i}"), (55, symbol), (54, side), (38, qty)]
         fields += [(40, "2"), (44, str(price))] if price is not None else [(40, "1")]
         if account:
             fields.append((1, account))

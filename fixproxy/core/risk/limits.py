@@ -21,18 +21,42 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     #: Symbols this layer may not trade, on top of instruments flagged restricted.
     #: Unlike the other fields these add up across layers.
     restricted_symbols: frozenset[str] | None = None
+    #: Largest long / short position (quantity) of an account in a symbol, working orders included.
+    max_long_position: Decimal | None = None
+    max_short_position: Decimal | None = None
+    #: Order messages (D, G, F) per second on one OMS session, over a sliding one-second window.
+    max_msgs_per_s: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: A sector's share of gross exposure (percent) is only checked above this gross.
+    sector_min_gross: Decimal | None = None
+
+    # Aggregate limits: every layer that sets one applies it to its own scope's total
+    # (the firm's to the firm, a session's to that session, an account's to that account).
+    #: Gross exposure: sum over symbols of the worst-case |position| (working orders filled) x reference price.
+    max_gross_exposure: Decimal | None = None
+    #: Net exposure, long or short, if every working order on one side fills.
+    max_net_exposure: Decimal | None = None
+    #: Largest share of gross exposure in one sector, in percent.
+    max_sector_pct: Decimal | None = None
+    max_open_orders: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         # msgspec has no numeric constraints for Decimal; a ValueError here names the key's path.
-        for name in ("max_order_qty", "max_order_notional"):
+        for name in ("max_order_qty", "max_order_notional", "max_long_position", "max_short_position",
+                     "max_gross_exposure", "max_net_exposure"):
             value = getattr(self, name)
             if value is not None and not (value.is_finite() and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        if self.price_collar_pct is not None and not (self.price_collar_pct.is_finite() and self.price_collar_pct >= 0):
-            raise ValueError(f"price_collar_pct must be zero or more, got {self.price_collar_pct}")
+        for name in ("price_collar_pct", "sector_min_gross", "max_sector_pct"):
+            value = getattr(self, name)
+            if value is not None and not (value.is_finite() and value >= 0):
+                raise ValueError(f"{name} must be zero or more, got {value}")
+        if self.max_sector_pct is not None and self.max_sector_pct > 100:
+            raise ValueError(f"max_sector_pct is a percentage, got {self.max_sector_pct}")
 
 
 LIMIT_FIELDS: tuple[str, ...] = Limits.__struct_fields__
+#: Fields that every layer applies to its own scope, rather than the most specific layer winning.
+AGGREGATE_FIELDS = frozenset({"max_gross_exposure", "max_net_exposure", "max_sector_pct", "max_open_orders"})
 
 
 class LimitSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -61,7 +85,10 @@ class Limit(msgspec.Struct, frozen=True):
 
 
 class ResolvedLimits:
-    """The limits that apply to one (session, account, symbol), each with its scope."""
+    """The limits that apply to one (session, account, symbol), each with its scope.
+
+    An aggregate field holds a tuple of Limits, one per layer that sets it.
+    """
 
     __slots__ = LIMIT_FIELDS
 
@@ -80,6 +107,12 @@ def resolve(limits: LimitSet, session: str, account: str, symbol: str) -> Resolv
     values: dict[str, Limit | None] = {}
     for name in LIMIT_FIELDS:
         values[name] = None
+        if name in AGGREGATE_FIELDS:
+            # Every layer's value, each checked against its own scope's total (symbol layers have no total).
+            found = tuple(Limit(getattr(layer, name), scope) for scope, layer in layers[1:]
+                          if layer is not None and getattr(layer, name) is not None)
+            values[name] = found or None  # type: ignore[assignment]
+            continue
         if name == "restricted_symbols":
             # Restriction lists add up: an account cannot lift a firm-wide restriction.
             for scope, layer in layers:

@@ -6,12 +6,14 @@ the resolved limits and the clock reading of the event. Denials are values, not 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from decimal import Decimal
+from typing import Literal
 
 import msgspec
 
-from ..model import Instrument, OrderRequest, OrdType
+from ..book import Book, Working
+from ..model import Instrument, OrderRequest, OrdType, Side
 from .limits import ResolvedLimits
 
 _NS = 1_000_000_000
@@ -34,10 +36,22 @@ class Reject(msgspec.Struct, frozen=True):
         return f"{self.code}: {self.sentence}"
 
 
+class RiskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Firm-wide switches of the book rules."""
+
+    #: Block an order that could trade against a working order of the same account, or of the firm.
+    self_match: Literal["account", "firm", "off"] = "account"
+    #: Treat a plain sell that would take the account's position below zero as a short sale.
+    sell_below_zero_is_short: bool = True
+    #: Utilization levels (percent) at which an alert is raised, once per upward crossing.
+    alert_levels: tuple[Decimal, ...] = (Decimal(70), Decimal(90))
+
+
 class CheckContext:
     """What a rule may look at besides the order. Read-only by convention."""
 
-    __slots__ = ("session", "instrument", "limits", "now_ns", "seen_cl_ord_ids", "is_replace")
+    __slots__ = ("session", "instrument", "limits", "now_ns", "seen_cl_ord_ids", "is_replace", "book",
+                 "replacing", "replacing_key", "settings", "msg_rate", "locates")
 
     def __init__(
         self,
@@ -47,6 +61,13 @@ class CheckContext:
         now_ns: int,
         seen_cl_ord_ids: Container[str] = (),
         is_replace: bool = False,
+        *,
+        book: Book | None = None,
+        replacing: Working | None = None,
+        replacing_key: str = "",
+        settings: RiskSettings | None = None,
+        msg_rate: int = 0,
+        locates: Mapping[tuple[str, str], Decimal] | None = None,
     ):
         self.session = session
         self.instrument = instrument
@@ -54,6 +75,28 @@ class CheckContext:
         self.now_ns = now_ns
         self.seen_cl_ord_ids = seen_cl_ord_ids
         self.is_replace = is_replace
+        #: The live book (read only); an empty one when the caller has none.
+        self.book = book if book is not None else Book({})
+        #: For a replace: what the order being replaced adds to the book now, and its key.
+        self.replacing = replacing
+        self.replacing_key = replacing_key
+        self.settings = settings if settings is not None else _DEFAULT_SETTINGS
+        #: Order messages on this session in the last second, this one included.
+        self.msg_rate = msg_rate
+        #: Shares located for short sales, by (account, symbol).
+        self.locates = locates if locates is not None else {}
+
+    def deltas(self, order: OrderRequest) -> tuple[Decimal, Decimal]:
+        """(added working buy quantity, added working sell quantity) if the order is accepted."""
+        qty = order.order_qty
+        old = self.replacing
+        if old is not None:
+            qty -= old.qty
+        return (qty, _ZERO) if order.side.is_buy else (_ZERO, qty)
+
+
+_DEFAULT_SETTINGS = RiskSettings()
+_ZERO = Decimal(0)
 
 
 Rule = Callable[[OrderRequest, CheckContext], "Reject | None"]
@@ -88,13 +131,15 @@ def _reference(order: OrderRequest, ctx: CheckContext) -> tuple[Decimal | None, 
             scope=f"symbol:{order.symbol}",
         )
     max_age = ctx.limits.reference_max_age_s
-    if max_age is not None and max_age.value and inst is not None and inst.reference_time_ns is not None:
-        age_s = (ctx.now_ns - inst.reference_time_ns) // _NS
-        if age_s > max_age.value:
+    if max_age is not None and max_age.value and inst is not None:
+        # A price with no time is as good as stale (fail closed); compare in nanoseconds, no rounding.
+        age_ns = ctx.now_ns - inst.reference_time_ns if inst.reference_time_ns is not None else None
+        if age_ns is None or age_ns > max_age.value * _NS:
+            age_s = "an unknown time" if age_ns is None else f"{age_ns / _NS:.0f}s"
             return None, Reject(
                 "STALE_REFERENCE_PRICE",
-                f"reference price for {order.symbol} is {age_s}s old, older than the limit {max_age.value}s",
-                observed=str(age_s),
+                f"reference price for {order.symbol} is {age_s} old, older than the limit {max_age.value}s",
+                observed="unknown" if age_ns is None else str(age_ns // _NS),
                 limit=str(max_age.value),
                 scope=max_age.scope,
             )
@@ -214,8 +259,157 @@ def price_collar(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     return None
 
 
+# ---------------------------------------------------------------- rules that read the book
+
+
+def _position_scope(order: OrderRequest, ctx: CheckContext) -> str:
+    return f"account:{order.account}" if order.account else f"session:{ctx.session}"
+
+
+def throttle(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    limit = ctx.limits.max_msgs_per_s
+    if limit is not None and ctx.msg_rate > limit.value:
+        return Reject(
+            "THROTTLE",
+            f"{ctx.msg_rate} order messages in the last second on session {ctx.session}, above the limit {limit.value} ({limit.scope})",
+            observed=str(ctx.msg_rate), limit=str(limit.value), scope=limit.scope,
+        )
+    return None
+
+
+def max_open_orders(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    if ctx.is_replace:
+        return None
+    for limit in ctx.limits.max_open_orders or ():
+        count = ctx.book.open_orders(limit.scope) + 1
+        if count > limit.value:
+            return Reject(
+                "MAX_OPEN_ORDERS",
+                f"{count} open orders in {limit.scope} with this one, above the limit {limit.value}",
+                observed=str(count), limit=str(limit.value), scope=limit.scope,
+            )
+    return None
+
+
+def max_position(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    scope = _position_scope(order, ctx)
+    line = ctx.book.line(scope, order.symbol)
+    buy, sell = ctx.deltas(order)
+    if order.side.is_buy:
+        limit, after, word = ctx.limits.max_long_position, line.pos + line.buy + buy, "long"
+    else:
+        limit, after, word = ctx.limits.max_short_position, -(line.pos - line.sell - sell), "short"
+    if limit is not None and after > limit.value and (buy > 0 or sell > 0):
+        return Reject(
+            "MAX_POSITION",
+            f"{word} position in {order.symbol} could reach {_fmt(after)} for {scope} with working orders, "
+            f"above the limit {_fmt(limit.value)} ({limit.scope})",
+            observed=_fmt(after), limit=_fmt(limit.value), scope=limit.scope,
+        )
+    return None
+
+
+def gross_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    buy, sell = ctx.deltas(order)
+    for limit in ctx.limits.max_gross_exposure or ():
+        after = ctx.book.what_if(limit.scope, order.symbol, buy, sell)[0]
+        if after > limit.value and after > ctx.book.gross(limit.scope):
+            return Reject(
+                "GROSS_EXPOSURE",
+                f"gross exposure of {limit.scope} would reach {_fmt(after)} with working orders, above the limit {_fmt(limit.value)}",
+                observed=_fmt(after), limit=_fmt(limit.value), scope=limit.scope,
+            )
+    return None
+
+
+def net_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    buy, sell = ctx.deltas(order)
+    for limit in ctx.limits.max_net_exposure or ():
+        _, long, short, _ = ctx.book.what_if(limit.scope, order.symbol, buy, sell)
+        after, word = (long, "long") if order.side.is_buy else (-short, "short")
+        if after > limit.value and (buy > 0 or sell > 0):
+            return Reject(
+                "NET_EXPOSURE",
+                f"net {word} exposure of {limit.scope} would reach {_fmt(after)} with working orders, above the limit {_fmt(limit.value)}",
+                observed=_fmt(after), limit=_fmt(limit.value), scope=limit.scope,
+            )
+    return None
+
+
+def sector_concentration(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    limits = ctx.limits.max_sector_pct
+    if not limits:
+        return None
+    book = ctx.book
+    sector = book.sector(order.symbol)
+    floor = ctx.limits.sector_min_gross
+    buy, sell = ctx.deltas(order)
+    for limit in limits:
+        gross, _, _, sector_gross = book.what_if(limit.scope, order.symbol, buy, sell)
+        if gross <= 0 or (floor is not None and gross < floor.value):
+            continue
+        share = sector_gross * 100 / gross
+        if share > limit.value and sector_gross > book.sector_gross(limit.scope, sector):
+            return Reject(
+                "SECTOR_CONCENTRATION",
+                f"sector {sector or '(none)'} would be {share:.2f}% of the gross exposure of {limit.scope}, above the limit {_fmt(limit.value)}%",
+                observed=f"{share:.4f}", limit=_fmt(limit.value), scope=limit.scope,
+            )
+    return None
+
+
+def self_match(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    mode = ctx.settings.self_match
+    if mode == "off":
+        return None
+    sign = 1 if order.side.is_buy else -1
+    for key, w in ctx.book.resting(order.symbol):
+        if w.sign == sign or key == ctx.replacing_key:
+            continue
+        if mode == "account" and (w.account != order.account or (not w.account and w.session != ctx.session)):
+            continue
+        crosses = (order.price is None or w.price is None
+                   or (order.price >= w.price if sign > 0 else order.price <= w.price))
+        if crosses:
+            whose = f"account {order.account}" if mode == "account" and order.account else (
+                f"session {ctx.session}" if mode == "account" else "the firm")
+            return Reject(
+                "SELF_MATCH",
+                f"the order could trade against a working {'sell' if sign > 0 else 'buy'} order of {whose} "
+                f"in {order.symbol} at {_fmt(w.price) if w.price is not None else 'market'}",
+                observed=_fmt(order.price) if order.price is not None else "market",
+                limit=_fmt(w.price) if w.price is not None else "market",
+                scope="firm" if mode == "firm" else _position_scope(order, ctx),
+            )
+    return None
+
+
+_SHORT_SIDES = (Side.SELL_SHORT, Side.SELL_SHORT_EXEMPT)
+
+
+def short_sale(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+    if order.side.is_buy:
+        return None
+    line = ctx.book.line(_position_scope(order, ctx), order.symbol)
+    _, sell = ctx.deltas(order)
+    after = line.pos - line.sell - sell
+    if order.side not in _SHORT_SIDES and not (ctx.settings.sell_below_zero_is_short and after < 0 and sell > 0):
+        return None
+    needed = -after if after < 0 else _ZERO
+    located = ctx.locates.get((order.account, order.symbol), _ZERO)
+    if needed > located:
+        what = "short sale" if order.side in _SHORT_SIDES else "sell below a flat position (a short sale)"
+        return Reject(
+            "SHORT_SALE_NO_LOCATE",
+            f"{what} of {order.symbol} needs {_fmt(needed)} shares located{_who(order)}, {_fmt(located)} located",
+            observed=_fmt(needed), limit=_fmt(located), scope=_position_scope(order, ctx),
+        )
+    return None
+
+
 #: Every rule by its configuration name, in the order the default pipeline runs them.
 RULES: dict[str, Rule] = {
+    "throttle": throttle,
     "duplicate_cl_ord_id": duplicate_cl_ord_id,
     "unknown_symbol": unknown_symbol,
     "restricted_symbol": restricted_symbol,
@@ -223,6 +417,13 @@ RULES: dict[str, Rule] = {
     "max_order_qty": max_order_qty,
     "max_order_notional": max_order_notional,
     "price_collar": price_collar,
+    "max_open_orders": max_open_orders,
+    "short_sale": short_sale,
+    "max_position": max_position,
+    "gross_exposure": gross_exposure,
+    "net_exposure": net_exposure,
+    "sector_concentration": sector_concentration,
+    "self_match": self_match,
 }
 
 

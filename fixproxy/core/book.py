@@ -1,0 +1,335 @@
+"""Positions and exposure. Fills move positions; working orders count as in-flight exposure.
+
+Exposure is kept per scope: ``firm``, ``account:<Account>`` and ``session:<name>``, as running
+totals updated on every change, so a check reads a number instead of summing the book.
+Positions are valued at the instrument's reference price (which fills update).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+import msgspec
+
+from .model import Instrument, Side
+
+ZERO = Decimal(0)
+FIRM = "firm"
+
+
+class Position(msgspec.Struct):
+    """One account's position in one symbol. Mutable; derived from fills (and the start-of-day file)."""
+
+    account: str
+    symbol: str
+    qty: Decimal = ZERO
+    avg_cost: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    bought_qty: Decimal = ZERO
+    sold_qty: Decimal = ZERO
+    traded_notional: Decimal = ZERO
+
+
+class Fill(msgspec.Struct):
+    exec_id: str
+    session: str
+    account: str
+    symbol: str
+    qty: Decimal  # signed: positive bought, negative sold
+    price: Decimal
+    now_ns: int
+    active: bool = True
+
+
+def apply_fill(pos: Position, qty: Decimal, price: Decimal) -> None:
+    """Move ``pos`` by a signed fill: average cost on the growing side, realized P&L on the closing side."""
+    old = pos.qty
+    if qty > 0:
+        pos.bought_qty += qty
+    else:
+        pos.sold_qty -= qty
+    pos.traded_notional += abs(qty) * price
+    new = old + qty
+    if old == 0 or (old > 0) == (qty > 0):
+        pos.avg_cost = (pos.avg_cost * abs(old) + price * abs(qty)) / abs(new)
+    else:
+        closed = min(abs(qty), abs(old))
+        pos.realized_pnl += (price - pos.avg_cost) * closed * (1 if old > 0 else -1)
+        if new == 0:
+            pos.avg_cost = ZERO
+        elif (new > 0) != (old > 0):
+            pos.avg_cost = price  # crossed through zero: the remainder opens at the fill price
+    pos.qty = new
+
+
+class Working(msgspec.Struct):
+    """What one open order adds to exposure: its leaves quantity on its side."""
+
+    session: str
+    account: str
+    symbol: str
+    sign: int  # +1 buy, -1 sell
+    qty: Decimal
+    price: Decimal | None  # limit price (None: market), for self-match checks
+
+
+class _Line:
+    """One scope's state in one symbol, and what it adds to the scope's totals."""
+
+    __slots__ = ("pos", "buy", "sell", "gross", "long", "short", "net")
+
+    def __init__(self) -> None:
+        self.pos = ZERO  # signed position
+        self.buy = ZERO  # working buy quantity
+        self.sell = ZERO  # working sell quantity
+        self.gross = ZERO  # worst-case |position| x mark
+        self.long = ZERO  # (position + working buys) x mark
+        self.short = ZERO  # (position - working sells) x mark
+        self.net = ZERO  # position x mark
+
+
+def worst_case(pos: Decimal, buy: Decimal, sell: Decimal) -> Decimal:
+    """The largest |position| reachable if every working order on either side fills."""
+    return max(abs(pos + buy), abs(pos - sell))
+
+
+class Totals:
+    """Running exposure totals of one scope (notional at reference prices)."""
+
+    __slots__ = ("lines", "gross", "long", "short", "net", "sector", "open_orders")
+
+    def __init__(self) -> None:
+        self.lines: dict[str, _Line] = {}
+        self.gross = ZERO  # sum of worst-case gross per symbol (includes working orders)
+        self.long = ZERO  # net exposure if every working buy fills
+        self.short = ZERO  # net exposure if every working sell fills
+        self.net = ZERO  # net exposure of positions alone
+        self.sector: dict[str, Decimal] = {}  # sector -> gross
+        self.open_orders = 0
+
+
+def _add(d: dict[str, Decimal], key: str, delta: Decimal) -> None:
+    if not delta:
+        return
+    value = d.get(key, ZERO) + delta
+    if value:
+        d[key] = value
+    else:
+        d.pop(key, None)
+
+
+class Book:
+    """The live position book. Owned by the core; rules only call its reading methods."""
+
+    def __init__(self, instruments: dict[str, Instrument]):
+        self.instruments = instruments  # shared with the core: reference prices move with fills
+        self.positions: dict[tuple[str, str], Position] = {}
+        self._fills: dict[tuple[str, str], list[Fill]] = {}
+        self._by_exec: dict[str, Fill] = {}
+        self._sod: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # start-of-day (qty, avg cost)
+        self._totals: dict[str, Totals] = {}
+        self._holders: dict[str, set[str]] = {}  # symbol -> scopes holding a position in it
+        self._working: dict[str, Working] = {}
+        self._resting: dict[str, dict[str, Working]] = {}  # symbol -> order key -> working order
+
+    # ------------------------------------------------------------ reading
+
+    def totals(self, scope: str) -> Totals:
+        found = self._totals.get(scope)
+        if found is None:
+            found = self._totals[scope] = Totals()
+        return found
+
+    def line(self, scope: str, symbol: str) -> _Line:
+        t = self._totals.get(scope)
+        found = t.lines.get(symbol) if t is not None else None
+        return found if found is not None else _EMPTY
+
+    def gross(self, scope: str) -> Decimal:
+        t = self._totals.get(scope)
+        return t.gross if t else ZERO
+
+    def sector_gross(self, scope: str, sector: str) -> Decimal:
+        t = self._totals.get(scope)
+        return t.sector.get(sector, ZERO) if t else ZERO
+
+    def open_orders(self, scope: str) -> int:
+        t = self._totals.get(scope)
+        return t.open_orders if t else 0
+
+    def working(self, key: str) -> Working | None:
+        return self._working.get(key)
+
+    def resting(self, symbol: str) -> Iterable[tuple[str, Working]]:
+        return self._resting.get(symbol, {}).items()
+
+    def mark(self, symbol: str) -> Decimal:
+        inst = self.instruments.get(symbol)
+        return (inst.reference_price or ZERO) if inst is not None else ZERO
+
+    def sector(self, symbol: str) -> str:
+        inst = self.instruments.get(symbol)
+        return inst.sector if inst is not None else ""
+
+    def scope_names(self) -> list[str]:
+        return list(self._totals)
+
+    def what_if(self, scope: str, symbol: str, buy: Decimal, sell: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(gross, long, short, sector gross) of ``scope`` if its working buys/sells in ``symbol`` grew by these."""
+        t = self._totals.get(scope) or _EMPTY_TOTALS
+        ln = t.lines.get(symbol) or _EMPTY
+        mark = self.mark(symbol)
+        gross_delta = worst_case(ln.pos, ln.buy + buy, ln.sell + sell) * mark - ln.gross
+        return (t.gross + gross_delta, t.long + buy * mark, t.short - sell * mark,
+                t.sector.get(self.sector(symbol), ZERO) + gross_delta)
+
+    # ------------------------------------------------------------ scopes of a change
+
+    @staticmethod
+    def scopes_of(session: str, account: str) -> tuple[str, ...]:
+        """The aggregate scopes a fill or working order counts in."""
+        out = [FIRM]
+        if session:
+            out.append(f"session:{session}")
+        if account:
+            out.append(f"account:{account}")
+        return tuple(out)
+
+    # ------------------------------------------------------------ working orders
+
+    def set_working(self, key: str, entry: Working | None) -> None:
+        """Replace the working contribution of order ``key`` (None: the order no longer works)."""
+        old = self._working.pop(key, None)
+        if old is not None:
+            self._apply_working(old, -1)
+            self._resting.get(old.symbol, {}).pop(key, None)
+        if entry is not None and entry.qty > 0:
+            self._working[key] = entry
+            self._apply_working(entry, +1)
+            self._resting.setdefault(entry.symbol, {})[key] = entry
+
+    def _apply_working(self, w: Working, direction: int) -> None:
+        qty = w.qty * direction
+        for scope in self.scopes_of(w.session, w.account):
+            t = self.totals(scope)
+            ln = self._line(t, scope, w.symbol)
+            if w.sign > 0:
+                ln.buy += qty
+            else:
+                ln.sell += qty
+            t.open_orders += direction
+            self._refresh(t, scope, w.symbol, ln)
+
+    # ------------------------------------------------------------ fills
+
+    def fill(self, f: Fill) -> bool:
+        """Apply a fill; False if its ExecID was already applied (a resent report)."""
+        if f.exec_id:
+            if f.exec_id in self._by_exec:
+                return False
+            self._by_exec[f.exec_id] = f
+        self._fills.setdefault((f.account, f.symbol), []).append(f)
+        apply_fill(self._position(f.account, f.symbol), f.qty, f.price)
+        self._move(f.session, f.account, f.symbol, f.qty)
+        return True
+
+    def bust(self, exec_id: str) -> Fill | None:
+        """Undo a fill (ExecType H); the position is rebuilt from the remaining fills."""
+        f = self._by_exec.get(exec_id)
+        if f is None or not f.active:
+            return None
+        f.active = False
+        self._rebuild(f.account, f.symbol)
+        self._move(f.session, f.account, f.symbol, -f.qty)
+        return f
+
+    def correct(self, exec_id: str, qty: Decimal, price: Decimal) -> Fill | None:
+        """Change a fill's quantity and price (ExecType G); ``qty`` is unsigned, as on the wire."""
+        f = self._by_exec.get(exec_id)
+        if f is None or not f.active:
+            return None
+        signed = qty if f.qty > 0 else -qty
+        delta = signed - f.qty
+        f.qty, f.price = signed, price
+        self._rebuild(f.account, f.symbol)
+        self._move(f.session, f.account, f.symbol, delta)
+        return f
+
+    def fills(self) -> list[Fill]:
+        return [f for fs in self._fills.values() for f in fs]
+
+    def load_position(self, account: str, symbol: str, qty: Decimal, avg_cost: Decimal) -> None:
+        """A start-of-day position: it belongs to the account and the firm, not to a session."""
+        self._sod[(account, symbol)] = (qty, avg_cost)
+        before = self._position(account, symbol).qty
+        self._rebuild(account, symbol)
+        self._move("", account, symbol, self.positions[(account, symbol)].qty - before)
+
+    def _position(self, account: str, symbol: str) -> Position:
+        pos = self.positions.get((account, symbol))
+        if pos is None:
+            pos = self.positions[(account, symbol)] = Position(account, symbol)
+        return pos
+
+    def _rebuild(self, account: str, symbol: str) -> None:
+        pos = Position(account, symbol)
+        sod = self._sod.get((account, symbol))
+        if sod is not None:
+            pos.qty, pos.avg_cost = sod
+        for f in self._fills.get((account, symbol), ()):
+            if f.active:
+                apply_fill(pos, f.qty, f.price)
+        self.positions[(account, symbol)] = pos
+
+    def _move(self, session: str, account: str, symbol: str, qty: Decimal) -> None:
+        """Add a signed quantity to the symbol's position in every scope the fill counts in."""
+        for scope in self.scopes_of(session, account):
+            t = self.totals(scope)
+            ln = self._line(t, scope, symbol)
+            ln.pos += qty
+            self._refresh(t, scope, symbol, ln)
+
+    def _line(self, t: Totals, scope: str, symbol: str) -> _Line:
+        ln = t.lines.get(symbol)
+        if ln is None:
+            ln = t.lines[symbol] = _Line()
+            self._holders.setdefault(symbol, set()).add(scope)
+        return ln
+
+    def _refresh(self, t: Totals, scope: str, symbol: str, ln: _Line) -> None:
+        """Recompute what one line adds to its scope's totals."""
+        mark = self.mark(symbol)
+        gross = worst_case(ln.pos, ln.buy, ln.sell) * mark
+        long, short, net = (ln.pos + ln.buy) * mark, (ln.pos - ln.sell) * mark, ln.pos * mark
+        _add(t.sector, self.sector(symbol), gross - ln.gross)
+        t.gross += gross - ln.gross
+        t.long += long - ln.long
+        t.short += short - ln.short
+        t.net += net - ln.net
+        ln.gross, ln.long, ln.short, ln.net = gross, long, short, net
+        if not (ln.pos or ln.buy or ln.sell):
+            del t.lines[symbol]
+            self._holders.get(symbol, set()).discard(scope)
+
+    # ------------------------------------------------------------ reference prices
+
+    def set_reference(self, symbol: str, price: Decimal, now_ns: int) -> None:
+        """Move a reference price and revalue every line in that symbol."""
+        inst = self.instruments.get(symbol) or Instrument(symbol)
+        self.instruments[symbol] = msgspec.structs.replace(inst, reference_price=price, reference_time_ns=now_ns)
+        if price == (inst.reference_price or ZERO):
+            return
+        for scope in list(self._holders.get(symbol, ())):
+            t = self._totals[scope]
+            ln = t.lines.get(symbol)
+            if ln is not None:
+                self._refresh(t, scope, symbol, ln)
+
+    @staticmethod
+    def sign(side: Side) -> int:
+        return 1 if side.is_buy else -1
+
+
+_EMPTY = _Line()
+_EMPTY_TOTALS = Totals()
