@@ -49,6 +49,22 @@ class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reject_with: Literal["business_reject", "execution_report"] = "business_reject"
 
 
+class Changes:
+    """What changed since the state store last saved: orders, fills, reference prices, ClOrdIDs used."""
+
+    __slots__ = ("orders", "aliases", "fills", "references", "used_ids")
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.aliases: list[tuple[str, str, str]] = []  # (order key, OMS ClOrdID, venue ClOrdID)
+        self.fills: list[Fill] = []
+        self.references: set[str] = set()
+        self.used_ids: list[tuple[int, str, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.orders or self.aliases or self.fills or self.references or self.used_ids)
+
+
 class ProxyCore:
     """The transport-free proxy: orders in, decisions and messages out.
 
@@ -86,6 +102,7 @@ class ProxyCore:
         self._recent: dict[str, deque[int]] = {}  # session -> times of its last order messages
         self._alert_levels = sorted(self.settings.alert_levels)
         self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
+        self.changes = Changes()
         self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
@@ -101,6 +118,38 @@ class ProxyCore:
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
         return self._dispatch[type(event)](event)
+
+    def take_changes(self) -> Changes:
+        """Hand over what changed since the last call (the caller saves it) and start afresh."""
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    def restore(self, orders: Iterable[Order], aliases: Iterable[tuple[str, str, str]], fills: Iterable[Fill],
+                references: Iterable[tuple[str, Decimal, int]], used_ids: Iterable[tuple[int, str, str]]) -> None:
+        """Load saved state on top of start-of-day positions: orders (with their ClOrdID aliases as
+        (order key, OMS ClOrdID, venue ClOrdID)), fills, reference prices and ClOrdIDs used."""
+        by_key = {}
+        for order in orders:
+            by_key[order.key] = order
+            self.orders.add(order)
+        for key, cl_ord_id, venue_id in aliases:
+            if key in by_key:
+                self.orders.alias(by_key[key], cl_ord_id, venue_id)
+        for order in by_key.values():
+            # The current ids win over older aliases of the same order.
+            self.orders.alias(order, order.cl_ord_id, order.venue_cl_ord_id)
+            self._sync_working(order)
+        for fill in fills:
+            active = fill.active
+            fill.active = True
+            self.book.fill(fill)
+            if not active:
+                self.book.bust(fill.exec_id)
+        for symbol, price, time_ns in references:
+            self.book.set_reference(symbol, price, time_ns)
+        for day, session, cl_ord_id in used_ids:
+            self.orders.seen(session, day).add(cl_ord_id)
+        self.changes = Changes()
 
     # ------------------------------------------------------------ orders from an OMS
 
@@ -120,6 +169,15 @@ class ProxyCore:
             locates=self.locates,
         )
 
+    def _alias(self, order: Order, cl_ord_id: str, venue_id: str) -> None:
+        self.orders.alias(order, cl_ord_id, venue_id)
+        self.changes.aliases.append((order.key, cl_ord_id, venue_id))
+
+    def _use_id(self, session: str, cl_ord_id: str, now_ns: int) -> None:
+        day = now_ns // _DAY_NS
+        self.orders.seen(session, day).add(cl_ord_id)
+        self.changes.used_ids.append((day, session, cl_ord_id))
+
     def _count_message(self, session: str, now_ns: int) -> None:
         """Slide the session's one-second window of order messages (the throttle reads it)."""
         window = self._recent.get(session)
@@ -130,7 +188,11 @@ class ProxyCore:
             window.popleft()
 
     def _sync_working(self, order: Order) -> None:
-        """Make the book's working exposure of ``order`` match its state (a pending replace counts at the larger size)."""
+        """Make the book's working exposure of ``order`` match its state (a pending replace counts at the larger size).
+
+        Called on every change of an order, so it is also where the order is marked for saving.
+        """
+        self.changes.orders[order.key] = order
         if not order.is_open:
             self.book.set_working(order.key, None)
             return
@@ -169,9 +231,7 @@ class ProxyCore:
         if rej is None:
             ctx = self._context(session, order, e.now_ns)
             rej = run_pipeline(self.rules, order, ctx)
-            ctx.seen_cl_ord_ids.add(order.cl_ord_id)  # type: ignore[attr-defined]
-        else:
-            self.orders.seen(session, e.now_ns // _DAY_NS).add(order.cl_ord_id)
+        self._use_id(session, order.cl_ord_id, e.now_ns)
         if rej is not None:
             return [self._decision(session, "D", order, e.now_ns, rej), self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
@@ -194,7 +254,7 @@ class ProxyCore:
             rej = Reject("INVALID_ORDER", "a replace may not change the symbol, side or account; cancel and send a new order")
         if rej is None:
             rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, replacing=order))
-        seen.add(new.cl_ord_id)
+        self._use_id(session, new.cl_ord_id, e.now_ns)
         if rej is not None:
             return [
                 self._decision(session, "G", new, e.now_ns, rej),
@@ -202,7 +262,7 @@ class ProxyCore:
             ]
         venue_id = OrderTable.venue_id(session, new.cl_ord_id)
         order.pending = (new.cl_ord_id, venue_id, msgspec.structs.replace(new, ex_destination=order.request.ex_destination))
-        self.orders.alias(order, new.cl_ord_id, venue_id)
+        self._alias(order, new.cl_ord_id, venue_id)
         self._sync_working(order)
         return [
             self._decision(session, "G", new, e.now_ns, None, order.venue),
@@ -215,7 +275,7 @@ class ProxyCore:
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
         seen = self.orders.seen(session, e.now_ns // _DAY_NS)
         rej = self._amend_refusal(session, e.orig_cl_ord_id, e.cl_ord_id, order, seen, "cancel")
-        seen.add(e.cl_ord_id)
+        self._use_id(session, e.cl_ord_id, e.now_ns)
         symbol = order.request.symbol if order else e.symbol
         account = order.request.account if order else e.account
         if rej is not None:
@@ -224,7 +284,7 @@ class ProxyCore:
                 self._cancel_reject(session, e.cl_ord_id, e.orig_cl_ord_id, order, "1", rej),
             ]
         venue_id = OrderTable.venue_id(session, e.cl_ord_id)
-        self.orders.alias(order, e.cl_ord_id, venue_id)
+        self._alias(order, e.cl_ord_id, venue_id)
         req = order.request
         return [
             self._decision(session, "F", None, e.now_ns, None, order.venue, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account),
@@ -256,7 +316,7 @@ class ProxyCore:
     def _invalid(self, e: ev.InvalidMessage) -> list[ev.Action]:
         rej = Reject("INVALID_ORDER", e.reason)
         if e.cl_ord_id:
-            self.orders.seen(e.session, e.now_ns // _DAY_NS).add(e.cl_ord_id)
+            self._use_id(e.session, e.cl_ord_id, e.now_ns)
         if e.msg_type == "D":
             stub = OrderRequest(e.cl_ord_id, "", _ANY_SIDE, _ZERO, _ANY_TYPE)
             return [
@@ -320,8 +380,10 @@ class ProxyCore:
                         r.last_px, now_ns)
             if not self.book.fill(fill):
                 return [ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored")]
+            self.changes.fills.append(fill)
             if r.last_px > 0:
                 self.book.set_reference(req.symbol, r.last_px, now_ns)
+                self.changes.references.add(req.symbol)
             if r.cum_qty > req.order_qty:
                 out.append(ev.Notice("overfill", now_ns, f"{order.session}/{order.cl_ord_id}: cum {r.cum_qty} > "
                                                           f"order quantity {req.order_qty}"))
@@ -331,6 +393,7 @@ class ProxyCore:
                     else self.book.correct(ref, r.last_qty, r.last_px))
             if done is None:
                 return [ev.Notice("unknown_fill", now_ns, f"{r.exec_type.name} refers to unknown ExecID {ref!r}")]
+            self.changes.fills.append(done)
         else:
             return out
         return out + self._alerts(order.session, req.account, now_ns)

@@ -18,7 +18,7 @@ from pathlib import Path
 import quickfix as fix
 
 from ..engines.quickfix.settings import session_block
-from .common import build_message, emit, fields_of, logout_all, start_engine, wait_for_signal
+from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
 
 
 def _now() -> str:
@@ -106,26 +106,25 @@ def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, 
     block = session_block(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id, SocketConnectHost="127.0.0.1",
                           SocketConnectPort=cfg.acceptor.port, HeartBtInt=cfg.acceptor.heartbeat_s,
                           ReconnectInterval=1)
-    engine, keep = start_engine("initiator", app, state, "oms-sim", {}, [block])
+    engine = start_engine("initiator", app, state, "oms-sim", {}, [block])
     sid = fix.SessionID(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id)
+    code = 1
     try:
         if not app.logged_on.wait(30):
             emit({"event": "error", "detail": f"no logon to 127.0.0.1:{cfg.acceptor.port} within 30s"})
-            return 2
-        if stdin:
+            code = 2
+        elif stdin:
             for line in sys.stdin:
                 fields = parse_line(line)
-                if fields:
-                    ok = app.send(fields)
-                    if not ok:
-                        emit({"event": "send_failed", "line": line.strip()})
+                if fields and not app.send(fields):
+                    emit({"event": "send_failed", "line": line.strip()})
             wait_for_signal()
-            return 0
-        return _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
+            code = 0
+        else:
+            code = _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
     finally:
         logout_all([sid])
-        engine.stop()
-        del keep
+        leave(code)
 
 
 def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, account: str, wait_s: float,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import quickfix as fix
 
-from .common import build_message, emit, fields_of, logout_all, start_engine, wait_for_signal
+from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
 from ..engines.quickfix.settings import session_block
 
 BEHAVIOURS = ("fill", "partial", "ack", "reject")
@@ -156,10 +156,9 @@ def run_venue(loaded, venue_name: str, default: str, per_symbol: dict[str, str],
     app = VenueSim(default, per_symbol, quiet=quiet)
     state = state_dir or loaded.state_dir / "sim" / f"venue-{venue.name}"
     block = session_block(venue.fix_version, venue.comp_id, venue.our_comp_id)
-    engine, keep = start_engine("acceptor", app, state, "venue-sim", {"SocketAcceptPort": venue.port,
+    engine = start_engine("acceptor", app, state, "venue-sim", {"SocketAcceptPort": venue.port,
                                 "AllowedRemoteAddresses": "127.0.0.1"}, [block])
     emit({"event": "listening", "venue": venue.name, "port": venue.port})
     wait_for_signal()
     logout_all([fix.SessionID(venue.fix_version, venue.comp_id, venue.our_comp_id)])
-    engine.stop()
-    del keep
+    leave()
