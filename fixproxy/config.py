@@ -56,6 +56,8 @@ class OmsSession(_Strict):
     fix_version: FixVersion = "FIX.4.4"
     default_venue: str = ""
     reject_with: Literal["business_reject", "execution_report"] = "business_reject"
+    #: Cancel this session's working orders at the venues when it logs out or drops.
+    cancel_on_disconnect: bool = False
 
 
 class Venue(_Strict):
@@ -88,6 +90,17 @@ class RiskSection(_Strict):
     alert_levels: tuple[Annotated[int, msgspec.Meta(gt=0, le=100)], ...] = (70, 90)
 
 
+class AuditSection(_Strict):
+    #: Record every application message, decision and notice in the audit store.
+    enabled: bool = True
+    #: The SQLite file, relative to the config file; empty: ``<state_dir>/audit.sqlite``.
+    path: str = ""
+    #: The writer commits when it holds this many records ...
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    #: ... or this long after the first uncommitted record arrived (the loss window on a crash).
+    flush_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 200
+
+
 class Config(_Strict):
     proxy: ProxySection = ProxySection()
     acceptor: AcceptorSection = AcceptorSection()
@@ -97,6 +110,7 @@ class Config(_Strict):
     limits: LimitSet = LimitSet()
     #: Shares located for short sales: ``[locates.<Account>] <Symbol> = <quantity>``.
     locates: dict[str, dict[str, Annotated[int, msgspec.Meta(ge=0)]]] = {}
+    audit: AuditSection = AuditSection()
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -122,7 +136,7 @@ class Config(_Strict):
     # -- what the core needs
 
     def session_policies(self) -> dict[str, SessionPolicy]:
-        return {s.name: SessionPolicy(s.default_venue, s.reject_with) for s in self.oms}
+        return {s.name: SessionPolicy(s.default_venue, s.reject_with, s.cancel_on_disconnect) for s in self.oms}
 
     def risk_settings(self) -> RiskSettings:
         r = self.risk
@@ -165,6 +179,12 @@ class LoadedConfig(msgspec.Struct, frozen=True):
     def state_dir(self) -> Path:
         return (self.path.parent / self.config.proxy.state_dir).resolve()
 
+    @property
+    def audit_path(self) -> Path:
+        """The audit store: ``[audit] path`` relative to the config file, else ``<state_dir>/audit.sqlite``."""
+        given = self.config.audit.path
+        return (self.path.parent / given).resolve() if given else self.state_dir / "audit.sqlite"
+
 
 def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
     """Read and check a config file and its instrument file. ``now_ns`` stamps file reference prices."""
@@ -186,6 +206,32 @@ def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
     instruments = load_instruments(path.parent / config.risk.instruments, now_ns=now_ns)
     positions = load_positions(path.parent / config.risk.positions) if config.risk.positions else ()
     return LoadedConfig(path.resolve(), config, instruments, positions)
+
+
+class _LimitsFile(_Strict):
+    limits: LimitSet = LimitSet()
+
+
+def load_limits(path: str | Path, loaded: LoadedConfig) -> LoadedConfig:
+    """``loaded`` with the limits of another file: TOML holding ``[limits.*]`` tables as in the config.
+
+    Compliance replay uses it to ask what other limits would have blocked.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the limits file ({exc.strerror})") from None
+    try:
+        limits = msgspec.toml.decode(raw, type=_LimitsFile).limits
+        config = msgspec.structs.replace(loaded.config, limits=limits)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_locate(raw, str(exc))}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return msgspec.structs.replace(loaded, config=config)
 
 
 def _locate(raw: bytes, message: str) -> str:

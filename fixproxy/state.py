@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import msgspec
 import sqlite_utils
 
 from .core.book import Fill
+from .core.killswitch import ScopeState, TradingState
 from .core.model import OrderRequest, OrdStatus
 from .core.orders import Order
 from .core.proxy import Changes
@@ -34,6 +36,8 @@ class Rows(msgspec.Struct):
     fills: list[dict]
     references: list[dict]
     used_ids: list[dict]
+    kill_states: list[dict]
+    limit_changes: list[dict]
 
 
 def snapshot(changes: Changes, instruments) -> Rows:
@@ -59,11 +63,16 @@ def snapshot(changes: Changes, instruments) -> Rows:
         if inst is not None and inst.reference_price is not None:
             references.append({"symbol": symbol, "price": str(inst.reference_price), "time_ns": inst.reference_time_ns})
     used = [{"day": d, "session": s, "cl_ord_id": c} for d, s, c in changes.used_ids]
-    return Rows(orders, aliases, fills, references, used)
+    kills = [{"scope": k.scope, "state": k.state.value, "reason": k.reason, "operator": k.operator,
+              "since_ns": k.since_ns} for k in changes.kill_states]
+    base = time.time_ns()
+    limit_changes = [{"id": base + i, "layer": layer, "field": name, "value": msgspec.json.encode(value).decode()}
+                     for i, (layer, name, value) in enumerate(changes.limit_changes)]
+    return Rows(orders, aliases, fills, references, used, kills, limit_changes)
 
 
 _PKS = {"orders": "key", "aliases": "venue_cl_ord_id", "fills": "exec_id", "references": "symbol",
-        "used_ids": ("day", "session", "cl_ord_id")}
+        "used_ids": ("day", "session", "cl_ord_id"), "kill_states": "scope", "limit_changes": "id"}
 
 
 class StateStore:
@@ -113,8 +122,13 @@ class StateStore:
                  for r in db["fills"].rows_where(order_by="rowid") if r["now_ns"] // _DAY_NS == today]
         refs = [(r["symbol"], Decimal(r["price"]), r["time_ns"]) for r in db["references"].rows]
         used = [(r["day"], r["session"], r["cl_ord_id"]) for r in db["used_ids"].rows_where("day >= ?", [today - 1])]
+        kills = [ScopeState(r["scope"], TradingState(r["state"]), r["reason"], r["operator"], r["since_ns"])
+                 for r in db["kill_states"].rows]
+        limit_changes = [(r["layer"], r["field"], msgspec.json.decode(r["value"]))
+                         for r in db["limit_changes"].rows_where(order_by="id")]
         db.conn.close()
-        return {"orders": orders, "aliases": aliases, "fills": fills, "references": refs, "used_ids": used}
+        return {"orders": orders, "aliases": aliases, "fills": fills, "references": refs, "used_ids": used,
+                "kill_states": kills, "limit_changes": limit_changes}
 
     # ------------------------------------------------------------ writing
 
@@ -176,4 +190,6 @@ _COLUMNS = {
               "active": int},
     "references": {"symbol": str, "price": str, "time_ns": int},
     "used_ids": {"day": int, "session": str, "cl_ord_id": str},
+    "kill_states": {"scope": str, "state": str, "reason": str, "operator": str, "since_ns": int},
+    "limit_changes": {"id": int, "layer": str, "field": str, "value": str},
 }

@@ -92,6 +92,38 @@ class SessionDown(msgspec.Struct, frozen=True, tag=True):
     now_ns: int
 
 
+class AdminKill(msgspec.Struct, frozen=True, tag=True):
+    """Risk desk: halt, halt and cancel, reducing or resume for a scope (firm, session:X, account:A, symbol:S)."""
+
+    scope: str
+    action: str  # a KillAction value
+    reason: str
+    operator: str
+    now_ns: int
+    request_id: str = ""
+
+
+class AdminSetLimit(msgspec.Struct, frozen=True, tag=True):
+    """Risk desk: set (or with value None, clear) one limit of one layer, effective from the next order."""
+
+    layer: str  # "firm", "session:<name>", "account:<Account>" or "symbol:<Symbol>"
+    field: str
+    value: object
+    reason: str
+    operator: str
+    now_ns: int
+
+
+class AdminSetReference(msgspec.Struct, frozen=True, tag=True):
+    """Risk desk: set a symbol's reference price."""
+
+    symbol: str
+    price: str
+    reason: str
+    operator: str
+    now_ns: int
+
+
 Event = (
     NewOrder
     | ReplaceOrder
@@ -103,6 +135,9 @@ Event = (
     | VenueSendFailed
     | SessionUp
     | SessionDown
+    | AdminKill
+    | AdminSetLimit
+    | AdminSetReference
 )
 
 # ---------------------------------------------------------------- actions out
@@ -172,6 +207,22 @@ class Decision(msgspec.Struct, frozen=True, tag=True):
     venue: str = ""
 
 
+class AdminResult(msgspec.Struct, frozen=True, tag=True):
+    """What an admin action did: for the audit trail (who, what, scope, why, before/after) and the caller."""
+
+    kind: str  # "kill", "limit", "reference", "cancel_on_disconnect"
+    ok: bool
+    scope: str
+    operator: str
+    reason: str
+    now_ns: int
+    before: str = ""
+    after: str = ""
+    detail: str = ""
+    orders_cancelled: int = 0
+    request_id: str = ""
+
+
 class Alert(msgspec.Struct, frozen=True, tag=True):
     """Utilization of a limit crossed an alert level (raised once per upward crossing)."""
 
@@ -200,6 +251,7 @@ Action = (
     | OmsCancelReject
     | OmsBusinessReject
     | Decision
+    | AdminResult
     | Alert
     | Notice
 )

@@ -12,6 +12,7 @@ import msgspec
 from . import events as ev
 from .model import CancelReject, ExecReport, ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
 from .book import FIRM, Book, Fill, Working
+from .killswitch import KillAction, KillSwitch, ScopeState, TradingState, parse_scope
 from .orders import IllegalTransition, Order, OrderTable, check_transition
 from .risk.limits import LimitResolver, Limits, LimitSet
 from .risk.rules import (
@@ -47,14 +48,18 @@ class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_venue: str = ""
     #: How a refused order is answered: BusinessMessageReject (35=j) or ExecutionReport (35=8, 150=8).
     reject_with: Literal["business_reject", "execution_report"] = "business_reject"
+    #: Cancel the session's working orders at the venues when it logs out or drops.
+    cancel_on_disconnect: bool = False
 
 
 class Changes:
     """What changed since the state store last saved: orders, fills, reference prices, ClOrdIDs used."""
 
-    __slots__ = ("orders", "aliases", "fills", "references", "used_ids")
+    __slots__ = ("orders", "aliases", "fills", "references", "used_ids", "kill_states", "limit_changes")
 
     def __init__(self) -> None:
+        self.kill_states: list[ScopeState] = []
+        self.limit_changes: list[tuple[str, str, object]] = []  # (layer, field, value)
         self.orders: dict[str, Order] = {}
         self.aliases: list[tuple[str, str, str]] = []  # (order key, OMS ClOrdID, venue ClOrdID)
         self.fills: list[Fill] = []
@@ -62,7 +67,8 @@ class Changes:
         self.used_ids: list[tuple[int, str, str]] = []
 
     def __bool__(self) -> bool:
-        return bool(self.orders or self.aliases or self.fills or self.references or self.used_ids)
+        return bool(self.orders or self.aliases or self.fills or self.references or self.used_ids
+                    or self.kill_states or self.limit_changes)
 
 
 class ProxyCore:
@@ -103,6 +109,8 @@ class ProxyCore:
         self._alert_levels = sorted(self.settings.alert_levels)
         self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
         self.changes = Changes()
+        self.kill = KillSwitch()
+        self._kill_cancels: dict[str, str] = {}  # venue ClOrdID of a cancel the proxy sent -> order key
         self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
@@ -114,6 +122,9 @@ class ProxyCore:
             ev.UnsupportedMessage: self._unsupported,
             ev.SessionUp: self._session_up,
             ev.SessionDown: self._session_down,
+            ev.AdminKill: self._admin_kill,
+            ev.AdminSetLimit: self._admin_set_limit,
+            ev.AdminSetReference: self._admin_set_reference,
         }
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
@@ -125,9 +136,15 @@ class ProxyCore:
         return changes
 
     def restore(self, orders: Iterable[Order], aliases: Iterable[tuple[str, str, str]], fills: Iterable[Fill],
-                references: Iterable[tuple[str, Decimal, int]], used_ids: Iterable[tuple[int, str, str]]) -> None:
+                references: Iterable[tuple[str, Decimal, int]], used_ids: Iterable[tuple[int, str, str]],
+                kill_states: Iterable[ScopeState] = (), limit_changes: Iterable[tuple[str, str, object]] = ()) -> None:
         """Load saved state on top of start-of-day positions: orders (with their ClOrdID aliases as
-        (order key, OMS ClOrdID, venue ClOrdID)), fills, reference prices and ClOrdIDs used."""
+        (order key, OMS ClOrdID, venue ClOrdID)), fills, reference prices, ClOrdIDs used, trading
+        states and live limit changes (replayed on top of the configured limits)."""
+        for state in kill_states:
+            self.kill.load(state)
+        for layer, name, value in limit_changes:
+            self.limits.replace(_set_limit(self.limits.limits, layer, name, value))
         by_key = {}
         for order in orders:
             by_key[order.key] = order
@@ -229,6 +246,8 @@ class ProxyCore:
         if rej is None and self.orders.in_use(session, order.cl_ord_id):
             rej = _in_use(session, order.cl_ord_id)
         if rej is None:
+            rej = self._gate(session, order, None)
+        if rej is None:
             ctx = self._context(session, order, e.now_ns)
             rej = run_pipeline(self.rules, order, ctx)
         self._use_id(session, order.cl_ord_id, e.now_ns)
@@ -252,6 +271,8 @@ class ProxyCore:
         if rej is None and (new.symbol, new.side, new.account) != (order.request.symbol, order.request.side,
                                                                     order.request.account):
             rej = Reject("INVALID_ORDER", "a replace may not change the symbol, side or account; cancel and send a new order")
+        if rej is None:
+            rej = self._gate(session, new, order)
         if rej is None:
             rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, replacing=order))
         self._use_id(session, new.cl_ord_id, e.now_ns)
@@ -365,6 +386,10 @@ class ProxyCore:
             self._sync_working(order)
             out += self._book_fill(order, r, e.now_ns)
         orig = self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None
+        if r.cl_ord_id in self._kill_cancels:
+            orig = None  # the proxy's own cancel: the OMS sees an unsolicited cancel of its order
+            if not order.is_open:
+                del self._kill_cancels[r.cl_ord_id]
         req = order.request
         out.append(ev.OmsReport(order.session, msgspec.structs.replace(
             r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "",
@@ -443,6 +468,10 @@ class ProxyCore:
         if found is None:
             return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} cancel-rejected unknown ClOrdID {r.cl_ord_id}")]
         order, oms_id = found
+        if self._kill_cancels.pop(r.cl_ord_id, None) is not None:
+            # The OMS did not ask for this cancel: tell the desk (the log and audit), not the OMS.
+            return [ev.Notice("kill_cancel_rejected", e.now_ns,
+                              f"venue {e.venue} refused to cancel {order.session}/{order.cl_ord_id}: {r.text}")]
         if order.pending is not None and order.pending[1] == r.cl_ord_id:
             order.pending = None
             self._sync_working(order)
@@ -457,6 +486,9 @@ class ProxyCore:
             return [ev.Notice("send_failed", e.now_ns, f"{e.venue}: {e.cl_ord_id}")]
         order, oms_id = found
         self.up.discard(e.venue)
+        if self._kill_cancels.pop(e.cl_ord_id, None) is not None:
+            return [ev.Notice("kill_cancel_failed", e.now_ns,
+                              f"venue {e.venue} is down: could not cancel {order.session}/{order.cl_ord_id}")]
         rej = Reject("VENUE_UNAVAILABLE", f"venue {e.venue} went down before the message could be sent",
                      observed=e.venue, reason=REASON_APPLICATION_NOT_AVAILABLE)
         decision = self._decision(order.session, "D", None, e.now_ns, rej, e.venue, cl_ord_id=oms_id,
@@ -481,7 +513,103 @@ class ProxyCore:
 
     def _session_down(self, e: ev.SessionDown) -> list[ev.Action]:
         self.up.discard(e.name)
-        return [ev.Notice("session_down", e.now_ns, e.name)]
+        out: list[ev.Action] = [ev.Notice("session_down", e.now_ns, e.name)]
+        policy = self.sessions.get(e.name)
+        if policy is not None and policy.cancel_on_disconnect:
+            cancels = self._mass_cancel(f"session:{e.name}")
+            out.append(ev.AdminResult("cancel_on_disconnect", True, f"session:{e.name}", "fixproxy",
+                                      "OMS session disconnected", e.now_ns, orders_cancelled=len(cancels),
+                                      detail=f"{len(cancels)} working order(s) cancelled at the venues"))
+            out += cancels
+        return out
+
+    # ------------------------------------------------------------ the risk desk
+
+    def _gate(self, session: str, order: OrderRequest, replacing: Order | None) -> Reject | None:
+        """The kill switch: HALTED refuses, REDUCING lets through only what shrinks a position."""
+        state = self.kill.effective(session, order.account, order.symbol)
+        if state is None:
+            return None
+        by = f" by {state.operator}" if state.operator else ""
+        why = f": {state.reason}" if state.reason else ""
+        if state.state is TradingState.HALTED:
+            return Reject("HALTED", f"trading is halted for {state.scope}{by}{why}", observed=order.symbol,
+                          scope=state.scope)
+        scope = f"account:{order.account}" if order.account else f"session:{session}"
+        line = self.book.line(scope, order.symbol)
+        old = self.book.working(replacing.key) if replacing is not None else None
+        buy = line.buy - (old.qty if old is not None and old.sign > 0 else _ZERO)
+        sell = line.sell - (old.qty if old is not None and old.sign < 0 else _ZERO)
+        if order.side.is_buy:
+            shrinks = line.pos < 0 and buy + order.order_qty <= -line.pos
+        else:
+            shrinks = line.pos > 0 and sell + order.order_qty <= line.pos
+        if shrinks:
+            return None
+        return Reject("REDUCING_ONLY", f"{state.scope} may only reduce positions{by}{why}; this order would not "
+                      f"shrink the {_plain(line.pos)} position in {order.symbol}", observed=_plain(line.pos),
+                      scope=state.scope)
+
+    def _mass_cancel(self, scope: str) -> list[ev.Action]:
+        """Cancel at the venues every working order in ``scope`` (orders already being cancelled by us are skipped)."""
+        pending = set(self._kill_cancels.values())
+        out: list[ev.Action] = []
+        for order in self.orders.open_orders():
+            req = order.request
+            if order.key in pending or not self.kill.covers(scope, order.session, req.account, req.symbol):
+                continue
+            venue_id = f"{order.session}!K{self.next_id()}"
+            self._alias(order, order.cl_ord_id, venue_id)
+            self._kill_cancels[venue_id] = order.key
+            out.append(ev.VenueCancel(order.venue, venue_id, order.venue_cl_ord_id, order.order_id, req.symbol,
+                                      req.side, req.order_qty, req.account))
+        return out
+
+    def kill_cancels_pending(self) -> int:
+        """Cancels the proxy sent (halt and cancel, cancel on disconnect) still awaiting the venue."""
+        return len(self._kill_cancels)
+
+    def _admin_kill(self, e: ev.AdminKill) -> list[ev.Action]:
+        try:
+            scope = parse_scope(e.scope)
+            action = KillAction(e.action)
+        except ValueError as exc:
+            return [ev.AdminResult("kill", False, e.scope, e.operator, e.reason, e.now_ns, detail=str(exc),
+                                   request_id=e.request_id)]
+        before, after = self.kill.apply(scope, action, e.reason, e.operator, e.now_ns)
+        self.changes.kill_states.append(after)
+        cancels = self._mass_cancel(scope) if action is KillAction.HALT_AND_CANCEL else []
+        result = ev.AdminResult("kill", True, scope, e.operator, e.reason, e.now_ns, before.state.value,
+                                after.state.value, f"{action.value}: {len(cancels)} working order(s) cancelled",
+                                len(cancels), e.request_id)
+        return [result, *cancels]
+
+    def _admin_set_limit(self, e: ev.AdminSetLimit) -> list[ev.Action]:
+        try:
+            before = _limit_value(self.limits.limits, e.layer, e.field)
+            limits = _set_limit(self.limits.limits, e.layer, e.field, e.value)
+        except (ValueError, TypeError, msgspec.ValidationError) as exc:
+            return [ev.AdminResult("limit", False, e.layer, e.operator, e.reason, e.now_ns, detail=f"{e.field}: {exc}")]
+        self.limits.replace(limits)
+        self.changes.limit_changes.append((e.layer, e.field, e.value))
+        after = _limit_value(limits, e.layer, e.field)
+        return [ev.AdminResult("limit", True, e.layer, e.operator, e.reason, e.now_ns, _show(before), _show(after),
+                               detail=e.field)]
+
+    def _admin_set_reference(self, e: ev.AdminSetReference) -> list[ev.Action]:
+        try:
+            price = Decimal(e.price)
+            if not price.is_finite() or price <= 0:
+                raise ValueError
+        except (ArithmeticError, ValueError):
+            return [ev.AdminResult("reference", False, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
+                                   detail=f"price must be a positive number, got {e.price!r}")]
+        inst = self.instruments.get(e.symbol)
+        before = inst.reference_price if inst is not None else None
+        self.book.set_reference(e.symbol, price, e.now_ns)
+        self.changes.references.add(e.symbol)
+        return [ev.AdminResult("reference", True, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
+                               _show(before), _plain(price))]
 
     # ------------------------------------------------------------ answers
 
@@ -526,3 +654,44 @@ def _plain(value: Decimal | int) -> str:
 def _in_use(session: str, cl_ord_id: str) -> Reject:
     return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} belongs to an order still open on session {session}",
                   observed=cl_ord_id, scope=f"session:{session}")
+
+
+def _layer_of(limits: LimitSet, layer: str) -> Limits:
+    if layer == "firm":
+        return limits.firm
+    kind, _, key = layer.partition(":")
+    table = {"session": limits.sessions, "account": limits.accounts, "symbol": limits.symbols}.get(kind)
+    if table is None or not key:
+        raise ValueError(f"layer must be firm, session:<name>, account:<Account> or symbol:<Symbol>, got {layer!r}")
+    return table.get(key, Limits())
+
+
+def _limit_value(limits: LimitSet, layer: str, name: str) -> object:
+    if name not in Limits.__struct_fields__:
+        raise ValueError(f"no limit named {name!r}")
+    return getattr(_layer_of(limits, layer), name)
+
+
+def _set_limit(limits: LimitSet, layer: str, name: str, value: object) -> LimitSet:
+    """``limits`` with one field of one layer set (validated as in the config file)."""
+    current = _layer_of(limits, layer)
+    if name not in Limits.__struct_fields__:
+        raise ValueError(f"no limit named {name!r}")
+    fields = {k: v for k, v in msgspec.structs.asdict(current).items() if v is not None}
+    if value is None:
+        fields.pop(name, None)
+    else:
+        fields[name] = value
+    new = msgspec.convert(msgspec.to_builtins(fields), Limits, strict=False)
+    kind, _, key = layer.partition(":")
+    return limits.with_layer(kind, key, new)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return _plain(value)
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
+    return str(value)
