@@ -425,7 +425,7 @@ class ProxyCore:
 
     # ------------------------------------------------------------ alerts
 
-    def _layer(self, scope: str) -> Limits | None:
+    def layer(self, scope: str) -> Limits | None:
         if scope == FIRM:
             return self.limits.limits.firm
         kind, _, key = scope.partition(":")
@@ -437,14 +437,14 @@ class ProxyCore:
             return []
         out: list[ev.Action] = []
         for scope in Book.scopes_of(session, account):
-            layer = self._layer(scope)
+            layer = self.layer(scope)
             if layer is None:
                 continue
             for name in ("max_gross_exposure", "max_net_exposure", "max_open_orders"):
                 limit = getattr(layer, name)
                 if not limit:
                     continue
-                observed = self._observed(name, scope)
+                observed = self.observed(name, scope)
                 pct = Decimal(observed) * 100 / Decimal(limit)
                 level = next((lv for lv in reversed(self._alert_levels) if pct >= lv), _ZERO)
                 key = (name, scope)
@@ -454,7 +454,7 @@ class ProxyCore:
                 self._alerted[key] = level
         return out
 
-    def _observed(self, name: str, scope: str) -> Decimal | int:
+    def observed(self, name: str, scope: str) -> Decimal | int:
         if name == "max_open_orders":
             return self.book.open_orders(scope)
         if name == "max_gross_exposure":

@@ -1,0 +1,98 @@
+"""One thread-safe way in for every admin surface (HTTP API, FIX admin session, CLI via HTTP).
+
+Commands go through the same lock and the same ``ProxyCore.handle`` as orders, so an admin
+action is ordered with the order flow and lands in the audit trail like everything else.
+Views are copied out under the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import msgspec
+
+from ..core import events as ev
+from ..core import views
+
+
+class Feed:
+    """Recent decisions, alerts and admin results, and live subscribers (for server-sent events).
+
+    ``add`` is called on quickfix's threads: it only appends and schedules, never blocks.
+    """
+
+    def __init__(self, size: int = 500):
+        self._recent: dict[str, deque] = {k: deque(maxlen=size) for k in ("decision", "alert", "admin", "notice")}
+        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
+        self._lock = threading.Lock()
+
+    def add(self, action: ev.Action) -> None:
+        kind = {ev.Decision: "decision", ev.Alert: "alert", ev.AdminResult: "admin", ev.Notice: "notice"}.get(type(action))
+        if kind is None:
+            return
+        item = {"kind": kind, **msgspec.to_builtins(action)}
+        item.pop("type", None)
+        self._recent[kind].append(item)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for loop, q in subscribers:
+            loop.call_soon_threadsafe(_offer, q, item)
+
+    def recent(self, kind: str, limit: int = 100) -> list[dict]:
+        items = list(self._recent[kind])
+        return items[-limit:][::-1]
+
+    def subscribe(self, maxsize: int = 1000) -> asyncio.Queue:
+        """A queue that receives every new item (call from the event loop)."""
+        q: asyncio.Queue = asyncio.Queue(maxsize)
+        with self._lock:
+            self._subscribers.append((asyncio.get_running_loop(), q))
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        with self._lock:
+            self._subscribers = [(lp, s) for lp, s in self._subscribers if s is not q]
+
+
+def _offer(q: asyncio.Queue, item: dict) -> None:
+    if not q.full():  # a slow reader loses items rather than slowing the proxy down
+        q.put_nowait(item)
+
+
+class Control:
+    """Admin commands and views over a running proxy's core."""
+
+    def __init__(self, submit: Callable[[ev.Event], list[ev.Action]], lock: threading.Lock, core,
+                 feed: Feed, clock: Callable[[], int] = time.time_ns):
+        self._submit = submit
+        self._lock = lock
+        self._core = core
+        self.feed = feed
+        self.clock = clock
+
+    def _result(self, event: ev.Event) -> ev.AdminResult:
+        actions = self._submit(event)
+        return next(a for a in actions if isinstance(a, ev.AdminResult))
+
+    def kill(self, scope: str, action: str, reason: str, operator: str, request_id: str = "") -> ev.AdminResult:
+        return self._result(ev.AdminKill(scope, action, reason, operator, self.clock(), request_id))
+
+    def set_limit(self, layer: str, field: str, value: object, reason: str, operator: str) -> ev.AdminResult:
+        return self._result(ev.AdminSetLimit(layer, field, value, reason, operator, self.clock()))
+
+    def set_reference(self, symbol: str, price: str, reason: str, operator: str) -> ev.AdminResult:
+        return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock()))
+
+    def view(self, name: str):
+        """One of core.views (summary, sessions, trading_states, limits, positions, exposure, open_orders)."""
+        fn = getattr(views, name)
+        with self._lock:
+            return fn(self._core)
+
+    def kill_cancels_pending(self) -> int:
+        with self._lock:
+            return self._core.kill_cancels_pending()
