@@ -7,6 +7,7 @@ tables below), never a second copy of the logic.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from .core import events as ev
@@ -19,6 +20,7 @@ _ORD_TYPES = {t.value: t for t in OrdType}
 _ORD_STATUS = {s.value: s for s in OrdStatus}
 _EXEC_TYPES = {t.value: t for t in ExecType}
 _PRICED = (OrdType.LIMIT, OrdType.STOP_LIMIT)
+_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")  # FIX Qty/Price: plain ASCII digits, no sign, exponent or spaces
 _MAX_QTY = Decimal("1e12")
 _MAX_PX = Decimal("1e12")
 _ZERO = Decimal(0)
@@ -42,11 +44,8 @@ def _qty(fields: dict[int, str], tag: int, name: str) -> Decimal:
     text = fields.get(tag)
     if text is None or text == "":
         raise Invalid(f"{name} ({tag}) is missing")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise Invalid(f"{name} ({tag}) is not a number: {text!r}") from None
-    if not value.is_finite() or value <= 0 or value > _MAX_QTY:
+    value = _number(text, tag, name)
+    if value <= 0 or value > _MAX_QTY:
         raise Invalid(f"{name} ({tag}) must be a positive number below {_MAX_QTY:,f}, got {text}")
     return value
 
@@ -55,13 +54,16 @@ def _price(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
     text = fields.get(tag)
     if text is None or text == "":
         return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise Invalid(f"{name} ({tag}) is not a number: {text!r}") from None
-    if not value.is_finite() or value <= 0 or value > _MAX_PX:
+    value = _number(text, tag, name)
+    if value <= 0 or value > _MAX_PX:
         raise Invalid(f"{name} ({tag}) must be a positive price below {_MAX_PX:,f}, got {text}")
     return value
+
+
+def _number(text: str, tag: int, name: str) -> Decimal:
+    if len(text) > 40 or not _NUMBER.fullmatch(text) or not text.isascii():
+        raise Invalid(f"{name} ({tag}) is not a positive decimal number: {text[:40]!r}")
+    return Decimal(text)
 
 
 def _enum(fields: dict[int, str], tag: int, name: str, table: dict):
