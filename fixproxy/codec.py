@@ -83,6 +83,11 @@ def _required(fields: dict[int, str], tag: int, name: str) -> str:
     return text
 
 
+def poss_dup(fields: dict[int, str]) -> bool:
+    """PossDupFlag (43) or PossResend (97) set: the sender may have sent this message before."""
+    return fields.get(43) == "Y" or fields.get(97) == "Y"
+
+
 def decode_order(fields: dict[int, str]) -> OrderRequest:
     """The order content of a NewOrderSingle or OrderCancelReplaceRequest."""
     ord_type = _enum(fields, 40, "OrdType", _ORD_TYPES)
@@ -111,16 +116,18 @@ def decode_oms(fields: dict[int, str], session: str, now_ns: int) -> ev.Event:
     msg_type = fields.get(35, "")
     seq_text = fields.get(34, "")
     seq = int(seq_text) if seq_text.isascii() and seq_text.isdigit() else 0
+    dup = poss_dup(fields)
     try:
         if msg_type == "D":
-            return ev.NewOrder(session, seq, now_ns, decode_order(fields))
+            return ev.NewOrder(session, seq, now_ns, decode_order(fields), dup)
         if msg_type == "G":
             orig = _required(fields, 41, "OrigClOrdID")
-            return ev.ReplaceOrder(session, seq, now_ns, orig, decode_order(fields))
+            return ev.ReplaceOrder(session, seq, now_ns, orig, decode_order(fields), dup)
         if msg_type == "F":
             side = _SIDES.get(fields.get(54, ""))
             return ev.CancelOrder(session, seq, now_ns, _required(fields, 11, "ClOrdID"),
-                                  _required(fields, 41, "OrigClOrdID"), fields.get(55, ""), side, fields.get(1, ""))
+                                  _required(fields, 41, "OrigClOrdID"), fields.get(55, ""), side, fields.get(1, ""),
+                                  dup)
     except Invalid as exc:
         return ev.InvalidMessage(session, seq, now_ns, msg_type, fields.get(11, ""), str(exc), fields.get(41, ""))
     return ev.UnsupportedMessage(session, seq, now_ns, msg_type)
@@ -168,7 +175,7 @@ def decode_venue(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | 
             ord_rej_reason=fields.get(103, ""),
             exec_ref_id=fields.get(19, ""),
         )
-        return ev.VenueReport(venue, now_ns, report)
+        return ev.VenueReport(venue, now_ns, report, poss_dup(fields))
     if msg_type == "9":
         reject = CancelReject(
             cl_ord_id=fields.get(11, ""),

@@ -38,6 +38,7 @@ class Rows(msgspec.Struct):
     used_ids: list[dict]
     kill_states: list[dict]
     limit_changes: list[dict]
+    exec_ids: list[dict]
 
 
 def snapshot(changes: Changes, instruments) -> Rows:
@@ -68,11 +69,13 @@ def snapshot(changes: Changes, instruments) -> Rows:
     base = time.time_ns()
     limit_changes = [{"id": base + i, "layer": layer, "field": name, "value": msgspec.json.encode(value).decode()}
                      for i, (layer, name, value) in enumerate(changes.limit_changes)]
-    return Rows(orders, aliases, fills, references, used, kills, limit_changes)
+    exec_ids = [{"exec_id": x, "day": base // _DAY_NS} for x in changes.exec_ids]
+    return Rows(orders, aliases, fills, references, used, kills, limit_changes, exec_ids)
 
 
 _PKS = {"orders": "key", "aliases": "venue_cl_ord_id", "fills": "exec_id", "references": "symbol",
-        "used_ids": ("day", "session", "cl_ord_id"), "kill_states": "scope", "limit_changes": "id"}
+        "used_ids": ("day", "session", "cl_ord_id"), "kill_states": "scope", "limit_changes": "id",
+        "exec_ids": "exec_id"}
 
 
 class StateStore:
@@ -126,9 +129,10 @@ class StateStore:
                  for r in db["kill_states"].rows]
         limit_changes = [(r["layer"], r["field"], msgspec.json.decode(r["value"]))
                          for r in db["limit_changes"].rows_where(order_by="id")]
+        exec_ids = [r["exec_id"] for r in db["exec_ids"].rows_where("day >= ?", [today - 1])]
         db.conn.close()
         return {"orders": orders, "aliases": aliases, "fills": fills, "references": refs, "used_ids": used,
-                "kill_states": kills, "limit_changes": limit_changes}
+                "kill_states": kills, "limit_changes": limit_changes, "exec_ids": exec_ids}
 
     # ------------------------------------------------------------ writing
 
@@ -192,4 +196,5 @@ _COLUMNS = {
     "used_ids": {"day": int, "session": str, "cl_ord_id": str},
     "kill_states": {"scope": str, "state": str, "reason": str, "operator": str, "since_ns": int},
     "limit_changes": {"id": int, "layer": str, "field": str, "value": str},
+    "exec_ids": {"exec_id": str, "day": int},
 }

@@ -20,6 +20,8 @@ class NewOrder(msgspec.Struct, frozen=True, tag=True):
     seq_num: int
     now_ns: int
     order: OrderRequest
+    #: PossDupFlag (43) or PossResend (97): the OMS may have sent this before.
+    poss_dup: bool = False
 
 
 class ReplaceOrder(msgspec.Struct, frozen=True, tag=True):
@@ -28,6 +30,7 @@ class ReplaceOrder(msgspec.Struct, frozen=True, tag=True):
     now_ns: int
     orig_cl_ord_id: str
     order: OrderRequest
+    poss_dup: bool = False
 
 
 class CancelOrder(msgspec.Struct, frozen=True, tag=True):
@@ -39,6 +42,7 @@ class CancelOrder(msgspec.Struct, frozen=True, tag=True):
     symbol: str = ""
     side: Side | None = None
     account: str = ""
+    poss_dup: bool = False
 
 
 class InvalidMessage(msgspec.Struct, frozen=True, tag=True):
@@ -64,6 +68,8 @@ class VenueReport(msgspec.Struct, frozen=True, tag=True):
     venue: str
     now_ns: int
     report: ExecReport
+    #: PossDupFlag (43) or PossResend (97) on the venue's message.
+    poss_dup: bool = False
 
 
 class VenueCancelReject(msgspec.Struct, frozen=True, tag=True):

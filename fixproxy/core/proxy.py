@@ -55,9 +55,10 @@ class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Changes:
     """What changed since the state store last saved: orders, fills, reference prices, ClOrdIDs used."""
 
-    __slots__ = ("orders", "aliases", "fills", "references", "used_ids", "kill_states", "limit_changes")
+    __slots__ = ("orders", "aliases", "fills", "references", "used_ids", "kill_states", "limit_changes", "exec_ids")
 
     def __init__(self) -> None:
+        self.exec_ids: list[str] = []
         self.kill_states: list[ScopeState] = []
         self.limit_changes: list[tuple[str, str, object]] = []  # (layer, field, value)
         self.orders: dict[str, Order] = {}
@@ -68,7 +69,7 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.orders or self.aliases or self.fills or self.references or self.used_ids
-                    or self.kill_states or self.limit_changes)
+                    or self.kill_states or self.limit_changes or self.exec_ids)
 
 
 class ProxyCore:
@@ -111,6 +112,7 @@ class ProxyCore:
         self.changes = Changes()
         self.kill = KillSwitch()
         self._kill_cancels: dict[str, str] = {}  # venue ClOrdID of a cancel the proxy sent -> order key
+        self._exec_ids: set[str] = set()  # venue ExecIDs relayed (a resent report is not relayed twice)
         self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
@@ -137,10 +139,12 @@ class ProxyCore:
 
     def restore(self, orders: Iterable[Order], aliases: Iterable[tuple[str, str, str]], fills: Iterable[Fill],
                 references: Iterable[tuple[str, Decimal, int]], used_ids: Iterable[tuple[int, str, str]],
-                kill_states: Iterable[ScopeState] = (), limit_changes: Iterable[tuple[str, str, object]] = ()) -> None:
+                kill_states: Iterable[ScopeState] = (), limit_changes: Iterable[tuple[str, str, object]] = (),
+                exec_ids: Iterable[str] = ()) -> None:
         """Load saved state on top of start-of-day positions: orders (with their ClOrdID aliases as
         (order key, OMS ClOrdID, venue ClOrdID)), fills, reference prices, ClOrdIDs used, trading
         states and live limit changes (replayed on top of the configured limits)."""
+        self._exec_ids.update(exec_ids)
         for state in kill_states:
             self.kill.load(state)
         for layer, name, value in limit_changes:
@@ -237,10 +241,19 @@ class ProxyCore:
             )
         return venue, None
 
+    def _already_handled(self, session: str, cl_ord_id: str, now_ns: int, msg_type: str) -> list[ev.Action] | None:
+        """A possible duplicate (43/97=Y) whose ClOrdID was already handled is ignored: the first one
+        was answered, and the order must not reach the venue twice."""
+        if cl_ord_id in self.orders.seen(session, now_ns // _DAY_NS) or self.orders.by_oms(session, cl_ord_id):
+            return [ev.Notice("possdup_ignored", now_ns, f"{session}: {msg_type} {cl_ord_id} resent; already handled")]
+        return None
+
     def _new_order(self, e: ev.NewOrder) -> list[ev.Action]:
         order, session = e.order, e.session
         if session not in self.sessions:
             return [self._decision(e.session, "D", order, e.now_ns, Reject("UNKNOWN_SESSION", f"session {session} is not configured"))]
+        if e.poss_dup and (done := self._already_handled(session, order.cl_ord_id, e.now_ns, "D")) is not None:
+            return done
         self._count_message(session, e.now_ns)
         venue, rej = self._route(session, order)
         if rej is None and self.orders.in_use(session, order.cl_ord_id):
@@ -264,6 +277,8 @@ class ProxyCore:
 
     def _replace(self, e: ev.ReplaceOrder) -> list[ev.Action]:
         new, session = e.order, e.session
+        if e.poss_dup and (done := self._already_handled(session, new.cl_ord_id, e.now_ns, "G")) is not None:
+            return done
         self._count_message(session, e.now_ns)
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
         seen = self.orders.seen(session, e.now_ns // _DAY_NS)
@@ -292,6 +307,8 @@ class ProxyCore:
 
     def _cancel(self, e: ev.CancelOrder) -> list[ev.Action]:
         session = e.session
+        if e.poss_dup and (done := self._already_handled(session, e.cl_ord_id, e.now_ns, "F")) is not None:
+            return done
         self._count_message(session, e.now_ns)  # cancels count toward the throttle but are never refused by it
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
         seen = self.orders.seen(session, e.now_ns // _DAY_NS)
@@ -362,6 +379,11 @@ class ProxyCore:
 
     def _venue_report(self, e: ev.VenueReport) -> list[ev.Action]:
         r = e.report
+        if r.exec_id:
+            if e.poss_dup and r.exec_id in self._exec_ids:
+                return [ev.Notice("possdup_report_ignored", e.now_ns, f"venue {e.venue} resent ExecID {r.exec_id}")]
+            self._exec_ids.add(r.exec_id)
+            self.changes.exec_ids.append(r.exec_id)
         found = self.orders.by_venue(r.cl_ord_id) or (self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None)
         if found is None:
             return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
