@@ -110,6 +110,9 @@ class ProxyCore:
         self._alert_levels = sorted(self.settings.alert_levels)
         self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
         self.changes = Changes()
+        #: Rebuild an order from a venue report when the state lost it (the live proxy after a crash);
+        #: off in replay, where an order the replay refused must stay refused.
+        self.recover_orders = False
         self.kill = KillSwitch()
         self._kill_cancels: dict[str, str] = {}  # venue ClOrdID of a cancel the proxy sent -> order key
         self._exec_ids: set[str] = set()  # venue ExecIDs relayed (a resent report is not relayed twice)
@@ -385,10 +388,13 @@ class ProxyCore:
             self._exec_ids.add(r.exec_id)
             self.changes.exec_ids.append(r.exec_id)
         found = self.orders.by_venue(r.cl_ord_id) or (self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None)
-        if found is None:
-            return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
-        order, oms_id = found
         out: list[ev.Action] = []
+        if found is None:
+            found = self._recover(e.venue, r) if self.recover_orders else None
+            if found is None:
+                return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
+            out.append(ev.Notice("order_recovered", e.now_ns, f"{found[0].session}/{found[1]} rebuilt from a venue report"))
+        order, oms_id = found
         try:
             check_transition(order.status, r.ord_status)
         except IllegalTransition as exc:
@@ -417,6 +423,25 @@ class ProxyCore:
             r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "",
             symbol=r.symbol or req.symbol, side=r.side or req.side)))
         return out
+
+    def _recover(self, venue: str, r: ExecReport) -> tuple[Order, str] | None:
+        """Rebuild an order the proxy lost (a crash between sending it and saving it) from a venue report.
+
+        The venue ClOrdID says who owns the order: ``<session>.<ClOrdID>``. The report carries the
+        rest (symbol, side, quantity, price, account); its state then follows from this report on.
+        """
+        session, sep, cl_ord_id = r.cl_ord_id.partition(".")
+        if not sep or session not in self.sessions or not cl_ord_id or r.side is None or not r.symbol:
+            return None
+        qty = r.order_qty if r.order_qty is not None else r.leaves_qty + r.cum_qty
+        if qty <= 0:
+            return None
+        request = OrderRequest(cl_ord_id, r.symbol, r.side, qty, OrdType.LIMIT if r.price else OrdType.MARKET,
+                               r.price, r.account)
+        order = Order(session, venue, request, r.cl_ord_id)
+        self.orders.add(order)
+        self.changes.aliases.append((order.key, cl_ord_id, r.cl_ord_id))
+        return order, cl_ord_id
 
     def _book_fill(self, order: Order, r: ExecReport, now_ns: int) -> list[ev.Action]:
         """Move the book by a fill, a bust (ExecType H) or a correction (G)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from fixproxy import codec
 from fixproxy.core import events as ev
-from fixproxy.core.model import ExecType, OrdStatus
+from fixproxy.core.model import ExecType, OrdStatus, Side
 
 from .conftest import Harness, exec_report, order
 
@@ -57,3 +59,35 @@ def test_codec_reads_possdup_and_possresend_flags():
     assert codec.decode_oms({**base, 43: "Y"}, "oms1", 0).poss_dup
     assert codec.decode_oms({**base, 97: "Y"}, "oms1", 0).poss_dup
     assert not codec.decode_oms(base, "oms1", 0).poss_dup
+
+
+def test_report_for_order_lost_in_a_crash_rebuilds_it_from_the_venue_clordid():
+    """The venue ClOrdID names the owner: a report for an order missing from the state reaches that OMS
+    and the fill moves the book."""
+    h = Harness(rules=[])
+    h.core.recover_orders = True
+    report = exec_report("oms2.LOST7", ExecType.TRADE, OrdStatus.FILLED, exec_id="X1", leaves=0, cum=100,
+                         last_qty=100, last_px=50, symbol="AAPL", side=Side.SELL, account="A1",
+                         order_qty=Decimal(100))
+    actions = h.handle(ev.VenueReport("sim", h.now, report))
+    relayed = [a for a in actions if isinstance(a, ev.OmsReport)]
+    assert [(a.session, a.report.cl_ord_id) for a in relayed] == [("oms2", "LOST7")]
+    assert any(isinstance(a, ev.Notice) and a.kind == "order_recovered" for a in actions)
+    assert h.core.book.positions[("A1", "AAPL")].qty == -100
+    assert h.core.orders.by_oms("oms2", "LOST7").status is OrdStatus.FILLED
+
+
+def test_report_with_foreign_clordid_is_not_recovered():
+    """A report whose ClOrdID names no configured session stays an unknown-order notice."""
+    h = Harness(rules=[])
+    h.core.recover_orders = True
+    report = exec_report("nobody.X", ExecType.NEW, OrdStatus.NEW, exec_id="X2", leaves=5, symbol="AAPL")
+    assert [a.kind for a in h.handle(ev.VenueReport("sim", h.now, report))] == ["unknown_order_report"]
+
+
+def test_recovery_is_off_unless_asked_for():
+    """Replay builds the core without recovery: a report for an order it refused is not rebuilt."""
+    h = Harness(rules=[])
+    report = exec_report("oms1.GONE", ExecType.NEW, OrdStatus.NEW, exec_id="X3", leaves=5, symbol="AAPL",
+                         side=Side.BUY, order_qty=Decimal(5))
+    assert [a.kind for a in h.handle(ev.VenueReport("sim", h.now, report))] == ["unknown_order_report"]
