@@ -118,32 +118,35 @@ class VenueSim(fix.Application):
             out.append(self._fill(o, (o.qty / 2).to_integral_value() or o.qty))
         return out
 
-    def _cancel_reject(self, f, response_to: str, reason: str, text: str, status: str = "8"):
-        return [[(35, "9"), (37, f.get("37", "NONE")), (11, f["11"]), (41, f.get("41", "")), (39, status),
-                 (434, response_to), (102, reason), (58, text)]]
-
-    def _replace(self, f: dict[str, str]):
+    def _amend(self, f: dict[str, str], response_to: str) -> tuple[_Order | None, list]:
+        """The working order a cancel (434=1) or replace (434=2) refers to, re-keyed under its new
+        ClOrdID; or None and the OrderCancelReject to send."""
         o = self.orders.get(f.get("41", ""))
         if o is None or o.leaves <= 0:
-            return self._cancel_reject(f, "2", "1" if o is None else "0", "unknown order" if o is None else "order is done",
-                                       "8" if o is None else o.status)
-        orig = o.cl_ord_id
-        del self.orders[orig]
+            unknown = o is None
+            return None, [[(35, "9"), (37, f.get("37", "NONE")), (11, f["11"]), (41, f.get("41", "")),
+                           (39, "8" if unknown else o.status), (434, response_to), (102, "1" if unknown else "0"),
+                           (58, "unknown order" if unknown else "order is done")]]
+        del self.orders[o.cl_ord_id]
         o.cl_ord_id = f["11"]
+        self.orders[o.cl_ord_id] = o
+        return o, []
+
+    def _replace(self, f: dict[str, str]):
+        orig = f.get("41", "")
+        o, refused = self._amend(f, "2")
+        if o is None:
+            return refused
         o.qty = Decimal(f["38"])
         o.price = Decimal(f["44"]) if f.get("44") else None
         o.status = "2" if o.cum >= o.qty else ("1" if o.cum else "0")
-        self.orders[o.cl_ord_id] = o
         return [self._report(o, "5", o.cl_ord_id, orig)]
 
     def _cancel(self, f: dict[str, str]):
-        o = self.orders.get(f.get("41", ""))
-        if o is None or o.leaves <= 0:
-            return self._cancel_reject(f, "1", "1" if o is None else "0", "unknown order" if o is None else "order is done",
-                                       "8" if o is None else o.status)
-        orig = o.cl_ord_id
-        del self.orders[orig]
-        o.cl_ord_id = f["11"]
+        orig = f.get("41", "")
+        o, refused = self._amend(f, "1")
+        if o is None:
+            return refused
         o.status = "4"
         return [self._report(o, "4", o.cl_ord_id, orig)]
 
