@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import signal
 import sys
 import time
@@ -14,11 +15,14 @@ import msgspec
 import quickfix as fix
 import structlog
 
+from .admin.control import Control, Feed
+from .audit import AuditWriter
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, SessionInfo
 from .engines.quickfix.settings import common_defaults, session_block, write_settings
+from .state import StateStore, snapshot
 
 
 def configure_logging(level: str = "info") -> None:
@@ -62,12 +66,19 @@ def build_core(loaded: LoadedConfig, start_ns: int, next_id=None) -> ProxyCore:
 
 
 class Recorder:
-    """Where decisions and notices go: structured log lines (the audit store comes later)."""
+    """Where decisions, alerts, admin results and notices go: the audit store (if any), the admin
+    API's live feed (if any), then structured log lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, audit: AuditWriter | None = None, feed: Feed | None = None) -> None:
         self.log = structlog.get_logger("fixproxy")
+        self.audit = audit
+        self.feed = feed
 
     def __call__(self, action: ev.Action) -> None:
+        if self.audit is not None:
+            self.audit.record(action)  # enqueued before the edge sends the messages of the same event
+        if self.feed is not None:
+            self.feed.add(action)  # recent items and server-sent events; never blocks
         if isinstance(action, ev.Decision):
             fields = msgspec.structs.asdict(action)
             fields.pop("now_ns")
@@ -75,6 +86,14 @@ class Recorder:
                 self.log.info("decision", **{k: v for k, v in fields.items() if v not in ("", None)})
             else:
                 self.log.warning("decision", **{k: v for k, v in fields.items() if v not in ("", None)})
+        elif isinstance(action, ev.Alert):
+            self.log.warning("alert", limit_name=action.limit_name, scope=action.scope, level_pct=action.level_pct,
+                             observed=action.observed, limit=action.limit, text=action.text)
+        elif isinstance(action, ev.AdminResult):
+            # Who, what, scope, why, before/after.
+            fields = {k: v for k, v in msgspec.structs.asdict(action).items() if v not in ("", None)}
+            fields.pop("now_ns")
+            (self.log.info if action.ok else self.log.warning)("admin_action", **fields)
         elif isinstance(action, ev.Notice):
             self.log.info(action.kind, detail=action.detail)
 
@@ -87,6 +106,7 @@ class Proxy:
         cfg = loaded.config
         self.start_ns = time.time_ns()
         self.core = build_core(loaded, self.start_ns)
+        self.core.recover_orders = True  # a report for an order lost in a crash still reaches its OMS
         state = loaded.state_dir
         acc = cfg.acceptor
         oms_blocks = [session_block(s.fix_version, acc.comp_id, s.comp_id) for s in cfg.oms]
@@ -108,8 +128,18 @@ class Proxy:
         )
         infos = [SessionInfo(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms]
         infos += [SessionInfo(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id)) for v in cfg.venues]
-        self.recorder = Recorder()
-        self.application = ProxyApplication(self.core, infos, self.recorder)
+        audit = cfg.audit
+        self.audit = (AuditWriter(loaded.audit_path, batch_size=audit.batch_size,
+                                  flush_interval_ms=audit.flush_interval_ms) if audit.enabled else None)
+        self.feed = Feed()
+        self.recorder = Recorder(self.audit, self.feed)
+        self.state = StateStore(state / "state.sqlite")
+        self.core.restore(**self.state.load(self.start_ns))
+        self.application = ProxyApplication(self.core, infos, self.recorder,
+                                            on_message=self.audit.message if self.audit else None,
+                                            on_changes=self._save)
+        # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
+        self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
         self._stores = [fix.FileStoreFactory(self.acceptor_settings), fix.FileStoreFactory(self.initiator_settings)]
         self._logs = (
             [fix.FileLogFactory(self.acceptor_settings), fix.FileLogFactory(self.initiator_settings)]
@@ -123,28 +153,45 @@ class Proxy:
             return cls(self.application, self._stores[i], settings)
         return cls(self.application, self._stores[i], settings, self._logs[i])
 
+    def _save(self, changes) -> None:
+        self.state.put(snapshot(changes, self.core.instruments))
+
     def start(self) -> None:
+        self.state.start()
+        if self.audit is not None:
+            self.audit.start(note=f"config {self.loaded.path}")
         self.initiator.start()
         self.acceptor.start()
 
     def stop(self) -> None:
-        """Log every session out, then stop the engines."""
-        for info in self.application._by_sid.values():
-            session = fix.Session.lookupSession(info.sid)
+        """Log every session out and write everything down.
+
+        The quickfix engines are not stopped: ``SocketAcceptor.stop()`` has crashed the process here
+        (segfault), and once the sessions are logged out and the stores written there is nothing
+        left for it to do. The caller ends the process.
+        """
+        sessions = [fix.Session.lookupSession(info.sid) for info in self.application.sessions()]
+        for session in sessions:
             if session is not None and session.isLoggedOn():
                 session.logout("fixproxy shutting down")
-        time.sleep(0.5)
-        self.acceptor.stop()
-        self.initiator.stop()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and any(s is not None and s.isLoggedOn() for s in sessions):
+            time.sleep(0.05)
         self.application.close()
+        self.state.flush()
+        self.state.close()
+        if self.audit is not None:
+            self.audit.flush()
+            self.audit.close()
 
 
 async def serve(loaded: LoadedConfig) -> None:
     """Run the proxy until SIGINT or SIGTERM."""
     log = structlog.get_logger("fixproxy")
     proxy = Proxy(loaded)
-    proxy.start()
     cfg = loaded.config
+    api = await start_admin_api(proxy, loaded, log)  # before the engines: a port in use stops start-up cleanly
+    proxy.start()
     log.info(
         "started",
         oms_endpoint=f"127.0.0.1:{cfg.acceptor.port}",
@@ -158,13 +205,45 @@ async def serve(loaded: LoadedConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    if api is not None:
+        await api.stop()
     await loop.run_in_executor(None, proxy.stop)
     log.info("stopped")
 
 
-def run(loaded: LoadedConfig) -> None:
+async def start_admin_api(proxy: Proxy, loaded: LoadedConfig, log):
+    """The HTTP admin API on this loop, unless ``[admin] http_port = 0``; SystemExit if it cannot listen."""
+    from .admin.http import AdminApi
+
+    admin = loaded.config.admin
+    if not admin.http_port:
+        log.info("admin_api_disabled", detail="[admin] http_port = 0")
+        return None
+    api = AdminApi(proxy.control, loaded.api_tokens, sessions=[s.name for s in loaded.config.oms])
+    try:
+        url = await api.start(admin.http_host, admin.http_port)
+    except OSError as exc:
+        log.error("admin_api_failed", host=admin.http_host, port=admin.http_port, error=str(exc))
+        raise SystemExit(f"fixproxy: the admin HTTP API cannot listen on {admin.http_host}:{admin.http_port}: "
+                         f"{exc.strerror or exc}") from None
+    log.info("admin_api_listening", url=url, tokens=[f"{t.name} ({t.role})" for t in loaded.api_tokens])
+    if not loaded.api_tokens:
+        log.warning("admin_api_no_tokens", detail="no [[admin.tokens]] configured: every request is refused (401)")
+    return api
+
+
+def run(loaded: LoadedConfig, on_exit=None) -> None:
+    """Serve until SIGINT/SIGTERM, call ``on_exit``, then end the process."""
     import uvloop
 
     configure_logging(loaded.config.proxy.log_level)
     Path(loaded.state_dir).mkdir(parents=True, exist_ok=True)
-    uvloop.run(serve(loaded))
+    try:
+        uvloop.run(serve(loaded))
+    finally:
+        if on_exit is not None:
+            on_exit()
+    # Leave without unwinding quickfix (see Proxy.stop): everything is written by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from .config import ConfigError, load
+from .config import ConfigError, load, load_limits
 from .sim.venue import BEHAVIOURS
 
 DEFAULT_CONFIG = os.environ.get("FIXPROXY_CONFIG", "cfg/fixproxy.toml")
@@ -45,11 +45,14 @@ def cmd_run(args) -> int:
     cfg = loaded.config
     print(f"fixproxy: OMS sessions connect to 127.0.0.1:{cfg.acceptor.port} with TargetCompID={cfg.acceptor.comp_id}: "
           + ", ".join(f"{s.name} ({s.fix_version}, SenderCompID={s.comp_id})" for s in cfg.oms), file=sys.stderr)
+    if cfg.admin.http_port:
+        from .admin.client import base_url
+
+        print(f"fixproxy: risk-desk HTTP API on {base_url(cfg.admin.http_host, cfg.admin.http_port)} "
+              f"({len(cfg.admin.tokens)} token(s)); `fixproxy status` / `halt` / `resume` use it", file=sys.stderr)
     from .app import run
 
-    try:
-        run(loaded)
-    finally:
+    def stop_children() -> None:
         for child in children:
             child.send_signal(signal.SIGTERM)
         for child in children:
@@ -57,6 +60,8 @@ def cmd_run(args) -> int:
                 child.wait(5)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+    run(loaded, on_exit=stop_children)
     return 0
 
 
@@ -84,6 +89,175 @@ def cmd_sim_oms(args) -> int:
     return run_oms(_load(args.config), args.session, stdin=args.stdin, count=args.count, rate=args.rate,
                    symbols=args.symbols.split(","), qty=args.qty, account=args.account, quiet=args.quiet,
                    wait_s=args.wait, state_dir=args.state_dir, side={"buy": "1", "sell": "2", "short": "5"}[args.side])
+
+
+def _store(args):
+    """(path, database) of the audit store: ``--db``, else the one the config names."""
+    from .audit import AuditError, open_for_reading
+
+    path = args.db or _load(args.config).audit_path
+    try:
+        return path, open_for_reading(path)
+    except AuditError as exc:
+        print(f"fixproxy: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _filters(args):
+    from .audit.query import Filters
+    from .timefmt import parse_when
+
+    try:
+        start = parse_when(args.start) if args.start else None
+        end = parse_when(args.end) if args.end else None
+    except ValueError as exc:
+        raise SystemExit(f"fixproxy: --from/--to: {exc}") from None
+    return Filters(start, end, **{k: getattr(args, k, "") for k in
+                                  ("session", "account", "symbol", "cl_ord_id", "decision", "code", "kind")})
+
+
+def cmd_audit_verify(args) -> int:
+    from .audit import verify
+
+    _, db = _store(args)
+    verdict = verify(db)
+    print(verdict.sentence())
+    return 0 if verdict.ok else 1
+
+
+def cmd_audit_show(args) -> int:
+    from .audit.query import render, select
+
+    _, db = _store(args)
+    sys.stdout.write(render(select(db, _filters(args), args.limit), args.format))
+    return 0
+
+
+def cmd_report(args) -> int:
+    import json
+
+    from .audit.report import build, render_text
+
+    path, db = _store(args)
+    report = build(db, path, _filters(args))
+    sys.stdout.write(json.dumps(report, indent=1, sort_keys=True) + "\n" if args.format == "json"
+                     else render_text(report))
+    return 0 if report["chain"]["ok"] else 1
+
+
+def cmd_replay(args) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .replay import ReplayError, open_sources, replay
+    from .replay.report import summarize, to_csv, to_html, to_json, to_text
+
+    loaded = _load(args.config)
+    if args.limits:
+        try:
+            loaded = load_limits(args.limits, loaded)
+        except ConfigError as exc:
+            print(f"fixproxy: bad limits file: {exc}", file=sys.stderr)
+            return 2
+    try:
+        sources = open_sources(args.logs)
+    except ReplayError as exc:
+        print(f"fixproxy: {exc}", file=sys.stderr)
+        return 2
+    audit = any(s.format == "audit" for s in sources)
+    # The bar counts bytes of log read (records for an audit store); it hides itself when stderr is not a terminal.
+    with tqdm(total=sum(s.size for s in sources), unit="rec" if audit else "B", unit_scale=True, desc="replay",
+              file=sys.stderr, disable=True if args.no_progress else None, leave=False) as bar:
+        for source in sources:
+            source.progress = bar.update
+        result = replay(loaded, sources)
+    summary = summarize(result, args.config, args.limits)
+    for target, render in ((args.csv, lambda: to_csv(result)), (args.json, lambda: to_json(result, summary)),
+                           (args.html, lambda: to_html(result, summary))):
+        if target:
+            Path(target).write_text(render(), encoding="utf-8")
+    sys.stdout.write(to_text(result, summary))
+    return 1 if args.fail_on_difference and summary["differences"] else 0
+
+
+# ---------------------------------------------------------------- risk-desk controls (via the HTTP admin API)
+
+
+def _api(args):
+    """A client of the running proxy's admin API: ``--url`` or the config's [admin], ``--token`` or $FIXPROXY_TOKEN."""
+    from .admin.client import TOKEN_ENV, Client, base_url
+
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise SystemExit(f"fixproxy: no API token: pass --token or set {TOKEN_ENV}")
+    url = args.url
+    if not url:
+        try:
+            admin = load(args.config, secrets=False).config.admin  # the proxy's token variables are not needed here
+        except ConfigError as exc:
+            raise SystemExit(f"fixproxy: bad configuration: {exc}") from None
+        if not admin.http_port:
+            raise SystemExit(f"fixproxy: the admin HTTP API is disabled in {args.config} ([admin] http_port = 0); "
+                             "pass --url")
+        url = base_url(admin.http_host, admin.http_port)
+    return Client(url, token)
+
+
+def _call(fn, *a):
+    from .admin.client import ApiError
+
+    try:
+        return fn(*a)
+    except ApiError as exc:
+        print(f"fixproxy: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _kill(args, action: str) -> int:
+    from .admin.client import render_result
+
+    result = _call(_api(args).post, "/kill-switch", {"scope": args.scope, "action": action, "reason": args.reason})
+    print(render_result(result))
+    return 0
+
+
+def cmd_halt(args) -> int:
+    return _kill(args, "halt_and_cancel" if args.cancel else "reducing" if args.reducing else "halt")
+
+
+def cmd_resume(args) -> int:
+    return _kill(args, "resume")
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from .admin.client import render_status
+
+    summary = _call(_api(args).get, "/summary")
+    sys.stdout.write(json.dumps(summary, indent=1) + "\n" if args.json else render_status(summary))
+    return 0
+
+
+def cmd_limits_set(args) -> int:
+    from .admin.client import render_result
+
+    value = None
+    if not args.clear:
+        value = [x.strip() for x in args.value.split(",") if x.strip()] if args.field == "restricted_symbols" \
+            else args.value
+    body = {"layer": args.layer, "field": args.field, "value": value, "reason": args.reason}
+    print(render_result(_call(_api(args).post, "/limits", body)))
+    return 0
+
+
+def cmd_reference_set(args) -> int:
+    from .admin.client import render_result
+
+    body = {"symbol": args.symbol, "price": args.price, "reason": args.reason}
+    print(render_result(_call(_api(args).post, "/reference-prices", body)))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,6 +300,91 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="print only the summary")
     sp.add_argument("--state-dir", type=Path, default=None)
     sp.set_defaults(func=cmd_sim_oms)
+
+    def with_store(sp, filters: bool = True):
+        with_config(sp)
+        sp.add_argument("--db", type=Path, default=None, help="audit store (default: the one the config names)")
+        if filters:
+            sp.add_argument("--from", dest="start", default="", metavar="TIME",
+                            help="from this time, UTC (2026-11-25 or 2026-11-25T12:30:00)")
+            sp.add_argument("--to", dest="end", default="", metavar="TIME", help="until this time (excluded), UTC")
+        return sp
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit", required=True)
+    sp = with_store(audit.add_parser("verify", help="check the hash chain; exit 1 naming the first broken record"),
+                    filters=False)
+    sp.set_defaults(func=cmd_audit_verify)
+
+    sp = with_store(audit.add_parser("show", help="list audit records, filtered"))
+    sp.add_argument("--session", default="", help="OMS session or venue name")
+    sp.add_argument("--account", default="")
+    sp.add_argument("--symbol", default="")
+    sp.add_argument("--cl-ord-id", dest="cl_ord_id", default="", help="ClOrdID (also finds the venue-side <session>.<id>)")
+    sp.add_argument("--decision", choices=("accept", "reject"), default="")
+    sp.add_argument("--code", default="", help="reject code, notice kind or admin action")
+    sp.add_argument("--kind", default="", help="message, decision, notice, alert, admin ...")
+    sp.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sp.add_argument("--limit", type=int, default=None, help="at most this many records (the oldest first)")
+    sp.set_defaults(func=cmd_audit_show)
+
+    sp = with_store(sub.add_parser("report", help="end-of-day risk and compliance report from the audit store"))
+    sp.add_argument("--format", choices=("text", "json"), default="text")
+    sp.set_defaults(func=cmd_report)
+
+    sp = with_config(sub.add_parser("replay", help="re-run logs through the risk checks and compare the decisions"))
+    sp.add_argument("logs", nargs="+", metavar="LOG",
+                    help="quickfix message logs (files or folders), raw FIX files (SOH or |), or an audit store")
+    sp.add_argument("--limits", default=None, metavar="FILE",
+                    help="replay under these limits instead ([limits.*] tables as in the config)")
+    sp.add_argument("--csv", default=None, metavar="FILE", help="write one line per order message")
+    sp.add_argument("--json", default=None, metavar="FILE", help="write the summary, every order and every malformed line")
+    sp.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument("--fail-on-difference", action="store_true", help="exit 1 if any decision differs")
+    sp.set_defaults(func=cmd_replay)
+
+    def with_api(sp):
+        with_config(sp)
+        sp.add_argument("--url", default="", help="the admin API, e.g. http://127.0.0.1:9880 (default: from the "
+                                                  "config's [admin] http_host and http_port)")
+        sp.add_argument("--token", default="", help="API token (default: $FIXPROXY_TOKEN; prefer the variable, "
+                                                    "a command line is visible to other users)")
+        return sp
+
+    sp = with_api(sub.add_parser("halt", help="halt trading in a scope of a running proxy"))
+    sp.add_argument("--scope", required=True, help="firm, session:<name>, account:<Account> or symbol:<Symbol>")
+    sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--cancel", action="store_true", help="also cancel every working order in the scope")
+    how.add_argument("--reducing", action="store_true", help="REDUCING instead: only position-reducing orders pass")
+    sp.set_defaults(func=cmd_halt)
+
+    sp = with_api(sub.add_parser("resume", help="resume trading in a scope of a running proxy"))
+    sp.add_argument("--scope", required=True, help="firm, session:<name>, account:<Account> or symbol:<Symbol>")
+    sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    sp.set_defaults(func=cmd_resume)
+
+    sp = with_api(sub.add_parser("status", help="trading states, sessions and exposure of a running proxy"))
+    sp.add_argument("--json", action="store_true", help="print the API's summary as JSON")
+    sp.set_defaults(func=cmd_status)
+
+    limits = sub.add_parser("limits", help="limits of a running proxy").add_subparsers(dest="limits", required=True)
+    sp = with_api(limits.add_parser("set", help="set or clear one limit, effective from the next order"))
+    sp.add_argument("--layer", required=True, help="firm, session:<name>, account:<Account> or symbol:<Symbol>")
+    sp.add_argument("--field", required=True, help="limit name, e.g. max_order_qty")
+    value = sp.add_mutually_exclusive_group(required=True)
+    value.add_argument("--value", help="new value (restricted_symbols: a comma-separated list)")
+    value.add_argument("--clear", action="store_true", help="unset the limit in this layer")
+    sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    sp.set_defaults(func=cmd_limits_set)
+
+    reference = sub.add_parser("reference", help="reference prices of a running proxy").add_subparsers(
+        dest="reference", required=True)
+    sp = with_api(reference.add_parser("set", help="set a symbol's reference price"))
+    sp.add_argument("--symbol", required=True)
+    sp.add_argument("--price", required=True)
+    sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    sp.set_defaults(func=cmd_reference_set)
     return p
 
 

@@ -6,6 +6,7 @@ A bad file stops start-up with a ConfigError that names the file and the path of
 from __future__ import annotations
 
 import csv
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -101,6 +102,80 @@ class AuditSection(_Strict):
     flush_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 200
 
 
+Role = Literal["viewer", "risk", "admin"]
+
+
+class AdminToken(_Strict):
+    """One bearer token of the HTTP admin API: who (``name``, recorded as the operator) and what it may do."""
+
+    name: Name
+    role: Role
+    #: The token itself ...
+    token: str = ""
+    #: ... or the name of an environment variable holding it (keeps it out of the file).
+    token_env: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.token) == bool(self.token_env):
+            raise ValueError(f"token {self.name!r}: give exactly one of token or token_env")
+        if self.token:
+            _check_secret(self.token, f"token {self.name!r}")
+
+
+class AdminSection(_Strict):
+    """The HTTP admin API (risk-desk controls)."""
+
+    #: The address the API binds; keep it on loopback unless something in front of it does TLS.
+    http_host: str = "127.0.0.1"
+    #: 0 disables the HTTP API.
+    http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9880
+    tokens: tuple[AdminToken, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for i, t in enumerate(self.tokens):
+            if t.name in seen:
+                raise ValueError(f"tokens[{i}].name: {t.name!r} is used twice")
+            seen.add(t.name)
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def _check_secret(secret: str, what: str) -> None:
+    if len(secret) < MIN_TOKEN_LENGTH or not secret.isascii() or any(c.isspace() for c in secret):
+        raise ValueError(f"{what}: a token must be at least {MIN_TOKEN_LENGTH} ASCII characters without spaces")
+
+
+class ApiToken:
+    """A configured token with its secret resolved (from the file or the environment). Never printed."""
+
+    __slots__ = ("name", "role", "secret")
+
+    def __init__(self, name: str, role: str, secret: str):
+        self.name, self.role, self.secret = name, role, secret
+
+    def __repr__(self) -> str:
+        return f"ApiToken(name={self.name!r}, role={self.role!r}, secret=<hidden>)"
+
+
+def resolve_tokens(admin: AdminSection, environ=os.environ) -> tuple[ApiToken, ...]:
+    """The API tokens with their secrets; ValueError naming the token (and variable) if one is missing."""
+    out: list[ApiToken] = []
+    for i, t in enumerate(admin.tokens):
+        where = f"admin.tokens[{i}]"
+        secret = t.token
+        if t.token_env:
+            secret = environ.get(t.token_env, "")
+            if not secret:
+                raise ValueError(f"{where}: environment variable {t.token_env} (token {t.name!r}) is not set")
+            _check_secret(secret, f"{where}: environment variable {t.token_env}")
+        if any(secret == other.secret for other in out):
+            raise ValueError(f"{where}: token {t.name!r} has the same secret as another token")
+        out.append(ApiToken(t.name, t.role, secret))
+    return tuple(out)
+
+
 class Config(_Strict):
     proxy: ProxySection = ProxySection()
     acceptor: AcceptorSection = AcceptorSection()
@@ -111,6 +186,7 @@ class Config(_Strict):
     #: Shares located for short sales: ``[locates.<Account>] <Symbol> = <quantity>``.
     locates: dict[str, dict[str, Annotated[int, msgspec.Meta(ge=0)]]] = {}
     audit: AuditSection = AuditSection()
+    admin: AdminSection = AdminSection()
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -174,6 +250,8 @@ class LoadedConfig(msgspec.Struct, frozen=True):
     config: Config
     instruments: dict[str, Instrument]
     positions: tuple[StartPosition, ...] = ()
+    #: The admin API's tokens, secrets resolved (empty when loaded with ``secrets=False``).
+    api_tokens: tuple = ()
 
     @property
     def state_dir(self) -> Path:
@@ -186,8 +264,12 @@ class LoadedConfig(msgspec.Struct, frozen=True):
         return (self.path.parent / given).resolve() if given else self.state_dir / "audit.sqlite"
 
 
-def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
-    """Read and check a config file and its instrument file. ``now_ns`` stamps file reference prices."""
+def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedConfig:
+    """Read and check a config file and its instrument file. ``now_ns`` stamps file reference prices.
+
+    ``secrets``: resolve the admin API tokens (a ``token_env`` variable that is not set is an error);
+    clients of a running proxy (the CLI) load without them.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -205,7 +287,11 @@ def load(path: str | Path, *, now_ns: int = 0) -> LoadedConfig:
                 raise ConfigError(f"{path}: limits.{layer_name}: empty key")
     instruments = load_instruments(path.parent / config.risk.instruments, now_ns=now_ns)
     positions = load_positions(path.parent / config.risk.positions) if config.risk.positions else ()
-    return LoadedConfig(path.resolve(), config, instruments, positions)
+    try:
+        tokens = resolve_tokens(config.admin) if secrets else ()
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return LoadedConfig(path.resolve(), config, instruments, positions, tokens)
 
 
 class _LimitsFile(_Strict):

@@ -34,7 +34,8 @@ class Feed:
         kind = {ev.Decision: "decision", ev.Alert: "alert", ev.AdminResult: "admin", ev.Notice: "notice"}.get(type(action))
         if kind is None:
             return
-        item = {"kind": kind, **msgspec.to_builtins(action)}
+        # "feed" names the stream; the action's own fields (AdminResult.kind, Notice.kind) stay as they are.
+        item = {"feed": kind, **msgspec.to_builtins(action)}
         item.pop("type", None)
         self._recent[kind].append(item)
         with self._lock:

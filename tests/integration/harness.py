@@ -112,9 +112,18 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
     return match
 
 
+#: Admin API tokens of every generated config, by role (the token's name is "desk-<role>").
+TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "risk", "admin")}
+
+
 def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
-                oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4") -> str:
+                oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4", http_port: int = 0,
+                cancel_on_disconnect: tuple[str, ...] = ()) -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
+    cod = {name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
+           for name in ("oms1", "oms2")}
+    tokens = "".join(f'\n[[admin.tokens]]\nname = "desk-{role}"\nrole = "{role}"\ntoken = "{token}"\n'
+                     for role, token in TOKENS.items())
     return f"""
 [proxy]
 state_dir = "var"
@@ -130,6 +139,7 @@ name = "oms1"
 comp_id = "OMS1"
 fix_version = "FIX.4.4"
 default_venue = "sim"
+{cod["oms1"]}
 
 [[oms]]
 name = "oms2"
@@ -137,6 +147,7 @@ comp_id = "OMS2"
 fix_version = "FIX.4.2"
 default_venue = "sim"
 reject_with = "{oms2_reject_with}"
+{cod["oms2"]}
 
 [[venues]]
 name = "sim"
@@ -158,7 +169,10 @@ reference_max_age_s = 86400
 [limits.accounts.SMALL]
 max_order_qty = 50
 {extra}
-"""
+
+[admin]
+http_port = {http_port}
+{tokens}"""
 
 
 class Stack:
@@ -170,8 +184,10 @@ class Stack:
         shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
         self.acceptor_port = free_port()
         self.venue_port = free_port()
+        self.http_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.http_port}/api/v1"
         self.config = root / "fixproxy.toml"
-        self.config.write_text(config_text(self.acceptor_port, self.venue_port, **config))
+        self.config.write_text(config_text(self.acceptor_port, self.venue_port, http_port=self.http_port, **config))
         self.behaviours = behaviours or {}
         self.procs: list[Proc] = []
         self.venue: Proc | None = None

@@ -18,7 +18,7 @@ import quickfix as fix
 
 from ... import codec
 from ...core import events as ev
-from ...core.proxy import ProxyCore
+from ...core.proxy import Changes, ProxyCore
 
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
                     ev.OmsBusinessReject)
@@ -28,6 +28,10 @@ _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 def transact_time(now_ns: int) -> str:
     t = datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc)
     return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+#: ``on_message(direction, session, raw, now_ns)``: direction "in" or "out", raw with SOH delimiters.
+MessageHook = Callable[[str, str, str, int], None]
 
 
 class SessionInfo:
@@ -45,10 +49,17 @@ class ProxyApplication(fix.Application):
     """Bridges quickfix sessions and one ProxyCore."""
 
     def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
-                 clock: Callable[[], int] = time.time_ns):
+                 clock: Callable[[], int] = time.time_ns, on_message: MessageHook | None = None,
+                 on_changes: Callable[[Changes], None] | None = None):
         super().__init__()
         self.core = core
-        self.on_record = on_record  # decisions and notices: logging (and, later, the audit trail)
+        self.on_record = on_record  # decisions and notices: logging and the audit trail
+        # Every application message in and out, as (direction, session, raw, now_ns): the audit trail.
+        # Called on quickfix's threads, so it must only enqueue.
+        self.on_message = on_message
+        # What the core changed while handling an event (orders, fills, ...), for the state store.
+        # Called under the core lock, before the event's messages are sent.
+        self.on_changes = on_changes
         self.clock = clock
         self.lock = threading.Lock()
         self._by_sid = {s.sid.toString(): s for s in sessions}
@@ -96,7 +107,10 @@ class ProxyApplication(fix.Application):
         info = self._by_sid.get(sid.toString())
         if info is None:
             raise fix.UnsupportedMessageType()
-        fields = codec.parse(message.toString())
+        raw = message.toString()
+        if self.on_message is not None:
+            self.on_message("in", info.name, raw, now)
+        fields = codec.parse(raw)
         if info.role == "oms":
             event = codec.decode_oms(fields, info.name, now)
         else:
@@ -109,12 +123,19 @@ class ProxyApplication(fix.Application):
                 return
         self.submit(event)
 
+    def sessions(self) -> list[SessionInfo]:
+        return list(self._by_sid.values())
+
     # -------------------------------------------------------------- core hand-off
 
-    def submit(self, event: ev.Event) -> None:
-        """Run one event through the core and send what it decides, in order."""
+    def submit(self, event: ev.Event) -> list[ev.Action]:
+        """Run one event through the core and send what it decides, in order; returns the actions."""
         with self.lock:
-            self._perform(self.core.handle(event))
+            actions = self.core.handle(event)
+            if self.on_changes is not None and self.core.changes:
+                self.on_changes(self.core.take_changes())
+            self._perform(actions)
+        return actions
 
     def _control_loop(self) -> None:
         while (event := self._control.get()) is not None:
@@ -150,6 +171,8 @@ class ProxyApplication(fix.Application):
                 sent = fix.Session.sendToTarget(msg, info.sid)
             except fix.SessionNotFound:
                 sent = False
+            if sent and self.on_message is not None:
+                self.on_message("out", info.name, msg.toString(), now)  # quickfix filled in the header
             if not sent:
                 if isinstance(action, _VENUE_ACTIONS):
                     failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))

@@ -1,0 +1,126 @@
+"""A small client of the HTTP admin API for the command line (standard library only), and the
+readable rendering of ``fixproxy status``."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+
+PREFIX = "/api/v1"  # as in admin/http.py (not imported from there: the CLI need not load aiohttp)
+
+TOKEN_ENV = "FIXPROXY_TOKEN"
+
+
+class ApiError(Exception):
+    """The API refused (4xx/5xx, with its message) or could not be reached."""
+
+
+def base_url(host: str, port: int) -> str:
+    """The API's base URL for a configured bind address (a wildcard address is reached on loopback)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{PREFIX}"
+
+
+class Client:
+    def __init__(self, url: str, token: str, timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        if not self.url.endswith(PREFIX):
+            self.url += PREFIX
+        self.token = token
+        self.timeout = timeout
+
+    def get(self, path: str):
+        return self._call("GET", path)
+
+    def post(self, path: str, body: dict):
+        return self._call("POST", path, body)
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                message = json.loads(raw).get("error") or raw.decode(errors="replace")
+            except (ValueError, AttributeError):
+                message = raw.decode(errors="replace").strip() or exc.reason
+            raise ApiError(f"HTTP {exc.code}: {message}") from None
+        except urllib.error.URLError as exc:
+            raise ApiError(f"cannot reach the proxy's admin API at {self.url}: {exc.reason}") from None
+        except (TimeoutError, ConnectionError) as exc:
+            raise ApiError(f"cannot reach the proxy's admin API at {self.url}: {exc}") from None
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    lines = [indent + "  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in rows:
+        lines.append(indent + "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _when(ns: int) -> str:
+    if not ns:
+        return ""
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_status(summary: dict) -> str:
+    """``fixproxy status``: trading states, sessions up/down, exposure, open orders."""
+    out = ["Trading states (every scope not listed is ACTIVE)"]
+    states = summary.get("trading_states", [])
+    if states:
+        out.append(table(["scope", "state", "since (UTC)", "by", "reason"],
+                         [[s["scope"], s["state"], _when(s["since_ns"]), s["operator"], s["reason"]] for s in states]))
+    else:
+        out.append("  all ACTIVE")
+    sessions = summary.get("sessions", {})
+    rows = [[s["name"], "OMS", "up" if s["up"] else "DOWN",
+             "cancel on disconnect" if s.get("cancel_on_disconnect") else ""] for s in sessions.get("oms", [])]
+    rows += [[v["name"], "venue", "up" if v["up"] else "DOWN", ""] for v in sessions.get("venues", [])]
+    out += ["", "Sessions", table(["name", "kind", "status", ""], rows)]
+    exposure = summary.get("exposure", [])
+    out += ["", "Exposure"]
+    if exposure:
+        rows = []
+        for e in exposure:
+            used = ", ".join(f"{name} {u['utilization_pct']}%" for name, u in e.get("limits", {}).items())
+            rows.append([e["scope"], e["gross"], e["net"], e["net_long"], e["net_short"], str(e["open_orders"]), used])
+        out.append(table(["scope", "gross", "net", "net long", "net short", "open orders", "limits used"], rows))
+    else:
+        out.append("  none")
+    orders = summary.get("open_orders", [])
+    out += ["", f"Open orders: {len(orders)}; cancels sent by the proxy still awaiting the venue: "
+                f"{summary.get('kill_cancels_pending', 0)}"]
+    return "\n".join(out) + "\n"
+
+
+def render_result(result: dict) -> str:
+    """One line for an admin action's result."""
+    kind = result.get("kind")
+    if kind == "kill":
+        line = f"{result['scope']}: {result['before']} -> {result['after']}"
+        if result.get("orders_cancelled"):
+            line += f"; {result['orders_cancelled']} working order(s) cancelled at the venues"
+    elif kind == "limit":
+        line = (f"{result['scope']} {result['detail']}: {result['before'] or '(unset)'} -> "
+                f"{result['after'] or '(unset)'}")
+    elif kind == "reference":
+        line = f"{result['scope']} reference price: {result['before'] or '(none)'} -> {result['after']}"
+    else:
+        line = json.dumps(result)
+    return f"{line} (by {result.get('operator', '')}: {result.get('reason', '')})"

@@ -1,0 +1,611 @@
+"""The HTTP admin API of the risk desk: aiohttp on the proxy's own asyncio (uvloop) loop, JSON via msgspec.
+
+Reads copy views of the core out under the core lock; commands go through :class:`Control`, i.e. the
+same lock and ``ProxyCore.handle`` as orders. Both run in a thread executor so the loop never waits
+on the lock. Every route except ``/healthz`` and the OpenAPI document needs ``Authorization: Bearer
+<token>``; the token's name is recorded as the operator of a command.
+
+``python -m fixproxy.admin.http`` prints the OpenAPI document (``spec/admin-api.openapi.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from decimal import Decimal
+from typing import Annotated, Any, Literal, NamedTuple
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from ..core import events as ev
+from ..core.killswitch import parse_scope
+from ..core.risk.limits import LIMIT_FIELDS, LimitSet
+from .control import Control
+
+PREFIX = "/api/v1"
+
+#: What each role may do; a higher role may do everything a lower one may.
+ROLES = {"viewer": 0, "risk": 1, "admin": 2}
+
+HEARTBEAT_S = 15.0
+MAX_RECENT = 500
+DEFAULT_RECENT = 100
+
+
+# ---------------------------------------------------------------- auth (pure)
+
+
+class Identity(NamedTuple):
+    """Who is calling: the token's configured name and role."""
+
+    name: str
+    role: str
+
+
+class Denied(NamedTuple):
+    status: int  # 401 or 403
+    reason: str  # for the log: "missing token", "unknown token", "role too low"
+    message: str  # for the caller
+
+
+class Auth:
+    """Bearer tokens and roles. A token is compared in constant time against every configured token."""
+
+    def __init__(self, tokens: Iterable[Any]):
+        # ``tokens``: objects with name, role and secret (config.ApiToken).
+        self._tokens = [(t.secret.encode(), Identity(t.name, t.role)) for t in tokens]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def identify(self, authorization: str | None) -> Identity | None:
+        """The identity an ``Authorization`` header value proves, or None."""
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            return None
+        presented = given.encode("utf-8", "replace")
+        found = None
+        for secret, identity in self._tokens:  # no early exit: the time does not tell which token matched
+            if hmac.compare_digest(secret, presented) and found is None:
+                found = identity
+        return found
+
+    def check(self, authorization: str | None, required: str) -> Identity | Denied:
+        """The caller's identity if its role is at least ``required``; otherwise why not (401 or 403)."""
+        if not (authorization or "").strip():
+            return Denied(401, "missing token", "missing bearer token (Authorization: Bearer <token>)")
+        identity = self.identify(authorization)
+        if identity is None:
+            return Denied(401, "unknown token", "unknown bearer token")
+        if not allows(identity.role, required):
+            return Denied(403, "role too low", f"token {identity.name!r} has role {identity.role}; "
+                                               f"this needs {required} or above")
+        return identity
+
+
+def allows(role: str, required: str) -> bool:
+    """Does ``role`` include what ``required`` may do?"""
+    return ROLES.get(role, -1) >= ROLES[required]
+
+
+# ---------------------------------------------------------------- requests (pure)
+
+Reason = msgspec.Meta(description="Why: recorded with the action in the log and the audit trail (required).")
+
+
+def _reason(reason: str) -> None:
+    if not reason.strip():
+        raise ValueError("reason must not be empty")
+
+
+class KillRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Halt, halt and cancel, reducing or resume for one scope."""
+
+    scope: Annotated[str, msgspec.Meta(description="firm, session:<name>, account:<Account> or symbol:<Symbol>",
+                                       examples=["account:ACC1"])]
+    action: Literal["halt", "halt_and_cancel", "reducing", "resume"]
+    reason: Annotated[str, Reason]
+
+    def __post_init__(self) -> None:
+        parse_scope(self.scope)
+        _reason(self.reason)
+
+
+class LimitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Set one limit of one layer (null clears it), effective from the next order."""
+
+    layer: Annotated[str, msgspec.Meta(description="firm, session:<name>, account:<Account> or symbol:<Symbol>",
+                                       examples=["firm"])]
+    field: Annotated[str, msgspec.Meta(description="a limit name: " + ", ".join(LIMIT_FIELDS))]
+    value: Annotated[Any, msgspec.Meta(
+        description="the new value (a number, or a decimal as a string; a list of symbols for "
+                    "restricted_symbols), or null to clear the limit in this layer")]
+    reason: Annotated[str, Reason]
+
+    def __post_init__(self) -> None:
+        try:
+            parse_scope(self.layer)
+        except ValueError:
+            raise ValueError(f"layer must be 'firm' or session:/account:/symbol:<name>, got {self.layer!r}") from None
+        if self.field not in LIMIT_FIELDS:
+            raise ValueError(f"field {self.field!r} is not a limit (limits: {', '.join(LIMIT_FIELDS)})")
+        v = self.value
+        ok = (v is None or (isinstance(v, (int, Decimal, str)) and not isinstance(v, bool))
+              or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+        if not ok:
+            raise ValueError("value must be a number, a string, a list of strings or null")
+        _reason(self.reason)
+
+
+class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Set a symbol's reference price (the collar and notional rules use it)."""
+
+    symbol: Annotated[str, msgspec.Meta(min_length=1, examples=["AAPL"])]
+    price: Annotated[Decimal, msgspec.Meta(description="a number, or a decimal as a string", examples=["190.25"])]
+    reason: Annotated[str, Reason]
+
+    def __post_init__(self) -> None:
+        if any(c.isspace() for c in self.symbol):
+            raise ValueError(f"symbol must not contain spaces, got {self.symbol!r}")
+        _reason(self.reason)
+
+
+class BadRequest(Exception):
+    """A request the API cannot act on (HTTP 400); the message says why."""
+
+
+_DECODERS: dict[type, msgspec.json.Decoder] = {
+    t: msgspec.json.Decoder(t, float_hook=Decimal) for t in (KillRequest, LimitRequest, ReferenceRequest)
+}
+
+
+def parse_body(body: bytes, kind: type):
+    """Decode and check a command's JSON body; BadRequest with a readable message otherwise."""
+    if not body.strip():
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        return _DECODERS[kind].decode(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(_readable(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON ({exc})") from None
+
+
+def parse_limit(text: str | None) -> int:
+    """The ``limit`` query parameter of the recent-item reads."""
+    if text is None or text == "":
+        return DEFAULT_RECENT
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadRequest(f"limit must be a whole number, got {text!r}") from None
+    if not 1 <= n <= MAX_RECENT:
+        raise BadRequest(f"limit must be between 1 and {MAX_RECENT}, got {n}")
+    return n
+
+
+def _readable(message: str) -> str:
+    """msgspec says '... - at `$.reason`'; say 'reason: ...' instead."""
+    text, sep, where = message.rpartition(" - at `$")
+    if not sep:
+        return message
+    where = where.rstrip("`").lstrip(".")
+    return f"{where}: {text}" if where else text
+
+
+def result_body(result: ev.AdminResult) -> dict:
+    """An AdminResult as the API answers it (200 when ok, 422 with ``error`` when not)."""
+    body = msgspec.to_builtins(result)
+    body.pop("type", None)
+    if not result.ok:
+        body["error"] = result.detail
+    return body
+
+
+# ---------------------------------------------------------------- the application
+
+
+class Route(NamedTuple):
+    method: str
+    path: str  # under PREFIX, or absolute when it starts with "//"
+    role: str | None  # None: no token needed
+    handler: str  # method name of AdminApi
+    summary: str
+    request: type | None = None
+    response: str = ""  # a schema name in components
+    query_limit: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.path[1:] if self.path.startswith("//") else PREFIX + self.path
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "//healthz", None, "healthz", "Liveness: the API answers (no token needed)", response="Health"),
+    Route("GET", "/openapi.json", None, "openapi", "This document (no token needed)"),
+    Route("GET", "/sessions", "viewer", "sessions", "OMS sessions and venues, and whether each is logged on",
+          response="Sessions"),
+    Route("GET", "/trading-states", "viewer", "trading_states",
+          "Scopes that are not ACTIVE (a scope not listed is ACTIVE)", response="TradingStates"),
+    Route("GET", "/limits", "viewer", "limits", "The limits in force: configured layers with live changes applied",
+          response="LimitSet"),
+    Route("GET", "/positions", "viewer", "positions", "Positions per account and symbol", response="Positions"),
+    Route("GET", "/exposure", "viewer", "exposure",
+          "Exposure per scope (firm, sessions, accounts) and the utilization of aggregate limits",
+          response="Exposure"),
+    Route("GET", "/orders", "viewer", "orders", "Open orders", response="Orders"),
+    Route("GET", "/decisions", "viewer", "decisions", "Recent risk decisions, newest first",
+          response="FeedItems", query_limit=True),
+    Route("GET", "/alerts", "viewer", "alerts", "Recent limit utilization alerts, newest first",
+          response="FeedItems", query_limit=True),
+    Route("GET", "/admin-actions", "viewer", "admin_actions",
+          "Recent admin actions (who, what, scope, reason, before/after), newest first",
+          response="FeedItems", query_limit=True),
+    Route("GET", "/summary", "viewer", "summary", "Everything the risk desk looks at, in one value",
+          response="Summary"),
+    Route("GET", "/events", "viewer", "events",
+          "Server-sent events: every new decision, alert, admin action and notice (event: <kind>, "
+          "data: JSON), with a comment line as heartbeat every 15 s"),
+    Route("POST", "/kill-switch", "risk", "kill", "Halt, halt and cancel, reducing, or resume a scope",
+          KillRequest, "AdminResult"),
+    Route("POST", "/limits", "risk", "set_limit", "Set or clear one limit of one layer, from the next order",
+          LimitRequest, "AdminResult"),
+    Route("POST", "/reference-prices", "risk", "set_reference", "Set a symbol's reference price",
+          ReferenceRequest, "AdminResult"),
+)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+class AdminApi:
+    """The aiohttp application over one proxy's :class:`Control`."""
+
+    def __init__(self, control: Control, tokens: Iterable[Any], *, sessions: Iterable[str] = (),
+                 heartbeat_s: float = HEARTBEAT_S):
+        self.control = control
+        self.feed = control.feed
+        self.auth = Auth(tokens)
+        self.session_names = frozenset(sessions)  # configured OMS sessions: a session scope must name one
+        self.heartbeat_s = heartbeat_s
+        self.log = structlog.get_logger("fixproxy.admin")
+        self._streams: set[asyncio.Queue] = set()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- wiring
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024)
+        for route in ROUTES:
+            app.router.add_route(route.method, route.url, self._guard(route))
+        app.on_shutdown.append(self._end_streams)
+        return app
+
+    async def start(self, host: str, port: int) -> str:
+        """Listen on ``host:port`` (OSError if it cannot); returns the API's base URL."""
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0][:2] if runner.addresses else (host, port)
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+        self.url = f"http://{shown}:{bound[1]}{PREFIX}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _guard(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        handler = getattr(self, route.handler)
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if route.role is None:
+                return await handler(request, None)
+            verdict = self.auth.check(request.headers.get("Authorization"), route.role)
+            if isinstance(verdict, Denied):
+                # Never the token: who (if known), what and from where.
+                fields = {"status": verdict.status, "reason": verdict.reason, "method": request.method,
+                          "path": request.path, "remote": request.remote, "required_role": route.role}
+                if verdict.status == 403:
+                    identity = self.auth.identify(request.headers.get("Authorization"))
+                    fields.update(token_name=identity.name, role=identity.role)
+                self.log.warning("admin_auth_failed", **fields)
+                headers = {"WWW-Authenticate": 'Bearer realm="fixproxy"'} if verdict.status == 401 else None
+                return web.Response(body=msgspec.json.encode({"error": verdict.message}), status=verdict.status,
+                                    content_type="application/json", headers=headers)
+            return await handler(request, verdict)
+
+        guarded.__name__ = route.handler
+        return guarded
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every error as JSON ``{"error": "..."}``."""
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            return _json({"error": str(exc)}, 400)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _json({"error": exc.reason}, exc.status)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - answer 500 and keep serving
+            self.log.error("admin_api_error", method=request.method, path=request.path, error=repr(exc),
+                           traceback=traceback.format_exc())
+            return _json({"error": "internal error; see the proxy's log"}, 500)
+
+    async def _run(self, fn, *args):
+        """Call ``fn`` in the default executor: it takes the core lock, which the loop must not wait on."""
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+
+    async def _view(self, name: str) -> web.Response:
+        return _json(await self._run(self.control.view, name))
+
+    # -- open
+
+    async def healthz(self, request, who) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def openapi(self, request, who) -> web.Response:
+        return _json(openapi_document())
+
+    # -- reads
+
+    async def sessions(self, request, who):
+        return await self._view("sessions")
+
+    async def trading_states(self, request, who):
+        return await self._view("trading_states")
+
+    async def limits(self, request, who):
+        return await self._view("limits")
+
+    async def positions(self, request, who):
+        return await self._view("positions")
+
+    async def exposure(self, request, who):
+        return await self._view("exposure")
+
+    async def orders(self, request, who):
+        return await self._view("open_orders")
+
+    async def summary(self, request, who):
+        return await self._view("summary")
+
+    async def decisions(self, request, who):
+        return _json(self.feed.recent("decision", parse_limit(request.query.get("limit"))))
+
+    async def alerts(self, request, who):
+        return _json(self.feed.recent("alert", parse_limit(request.query.get("limit"))))
+
+    async def admin_actions(self, request, who):
+        return _json(self.feed.recent("admin", parse_limit(request.query.get("limit"))))
+
+    async def events(self, request: web.Request, who) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        q = self.feed.subscribe()
+        self._streams.add(q)
+        try:
+            await response.write(b": connected\n\n")
+            while not self._closing:
+                try:
+                    item = await asyncio.wait_for(q.get(), self.heartbeat_s)
+                except asyncio.TimeoutError:
+                    await response.write(b": heartbeat\n\n")
+                    continue
+                if item is None:
+                    break
+                await response.write(b"event: " + item["feed"].encode() + b"\ndata: " + msgspec.json.encode(item)
+                                     + b"\n\n")
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away
+        finally:
+            self._streams.discard(q)
+            self.feed.unsubscribe(q)
+        return response
+
+    async def _end_streams(self, app) -> None:
+        self._closing = True
+        for q in list(self._streams):
+            while q.full():
+                q.get_nowait()
+            q.put_nowait(None)
+
+    # -- commands
+
+    def _check_scope(self, scope: str) -> None:
+        kind, _, name = scope.partition(":")
+        if kind == "session" and self.session_names and name not in self.session_names:
+            raise BadRequest(f"no OMS session named {name!r} (sessions: {', '.join(sorted(self.session_names))})")
+
+    async def kill(self, request, who: Identity):
+        body = parse_body(await request.read(), KillRequest)
+        self._check_scope(body.scope)
+        result = await self._run(self.control.kill, body.scope, body.action, body.reason, who.name)
+        return _json(result_body(result), 200 if result.ok else 422)
+
+    async def set_limit(self, request, who: Identity):
+        body = parse_body(await request.read(), LimitRequest)
+        self._check_scope(body.layer)
+        result = await self._run(self.control.set_limit, body.layer, body.field, body.value, body.reason, who.name)
+        return _json(result_body(result), 200 if result.ok else 422)
+
+    async def set_reference(self, request, who: Identity):
+        body = parse_body(await request.read(), ReferenceRequest)
+        result = await self._run(self.control.set_reference, body.symbol, str(body.price), body.reason, who.name)
+        return _json(result_body(result), 200 if result.ok else 422)
+
+
+# ---------------------------------------------------------------- OpenAPI 3.1
+
+
+def _obj(props: dict[str, Any], description: str = "") -> dict:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if description:
+        out["description"] = description
+    return out
+
+
+def _arr(items: dict, description: str = "") -> dict:
+    out: dict[str, Any] = {"type": "array", "items": items}
+    if description:
+        out["description"] = description
+    return out
+
+
+_S = {"type": "string"}
+_DEC = {"type": "string", "description": "a decimal number as a string (never a binary float)"}
+_I = {"type": "integer"}
+_B = {"type": "boolean"}
+
+
+def _schemas() -> dict[str, Any]:
+    ref = "#/components/schemas/{name}"
+    _, generated = msgspec.json.schema_components([KillRequest, LimitRequest, ReferenceRequest, LimitSet],
+                                                  ref_template=ref)
+    result = dict(msgspec.json.schema_components([ev.AdminResult], ref_template=ref)[1]["AdminResult"])
+    result["properties"] = {k: v for k, v in result["properties"].items() if k != "type"}
+    result["properties"]["error"] = {"type": "string", "description": "when ok is false: why (same as detail)"}
+    result["required"] = [k for k in result["required"] if k != "type"]
+    result["description"] = ("What an admin action did. kind: kill, limit, reference; before/after: the state or "
+                             "value before and after; orders_cancelled: cancels sent by halt_and_cancel.")
+    states = _arr(_obj({"scope": _S, "state": {"enum": ["ACTIVE", "REDUCING", "HALTED"]}, "reason": _S,
+                        "operator": _S, "since_ns": _I}))
+    positions = _arr(_obj({k: _S for k in ("account", "symbol", "sector")} | {k: _DEC for k in (
+        "qty", "avg_cost", "mark", "market_value", "realized_pnl", "unrealized_pnl", "bought_qty", "sold_qty",
+        "traded_notional")}))
+    exposure = _arr(_obj({
+        "scope": _S, "gross": _DEC, "net": _DEC, "net_long": _DEC, "net_short": _DEC, "open_orders": _I,
+        "sectors": {"type": "object", "additionalProperties": _DEC},
+        "limits": {"type": "object", "additionalProperties": _obj(
+            {"limit": _DEC, "observed": _DEC, "utilization_pct": _DEC})},
+    }))
+    orders = _arr(_obj({k: _S for k in ("session", "cl_ord_id", "venue", "order_id", "account", "symbol", "side",
+                                        "ord_type", "status", "pending_replace")}
+                       | {k: _DEC for k in ("order_qty", "price", "leaves_qty", "cum_qty", "avg_px")}))
+    sessions = _obj({
+        "oms": _arr(_obj({"name": _S, "up": _B, "default_venue": _S, "reject_with": _S, "cancel_on_disconnect": _B})),
+        "venues": _arr(_obj({"name": _S, "up": _B})),
+    })
+    return {
+        **generated,
+        "AdminResult": result,
+        "Error": _obj({"error": _S}, "What went wrong, in one sentence."),
+        "Health": _obj({"status": {"const": "ok"}}),
+        "Sessions": sessions,
+        "TradingStates": states,
+        "Positions": positions,
+        "Exposure": exposure,
+        "Orders": orders,
+        "FeedItems": _arr(_obj({"feed": {"enum": ["decision", "alert", "admin", "notice"]}, "now_ns": _I},
+                               "A Decision, Alert, AdminResult or Notice with its fields, plus feed naming "
+                               "which it is.")),
+        "Summary": _obj({
+            "sessions": {"$ref": ref.format(name="Sessions")},
+            "trading_states": {"$ref": ref.format(name="TradingStates")},
+            "limits": {"$ref": ref.format(name="LimitSet")},
+            "positions": {"$ref": ref.format(name="Positions")},
+            "exposure": {"$ref": ref.format(name="Exposure")},
+            "open_orders": {"$ref": ref.format(name="Orders")},
+            "kill_cancels_pending": {"type": "integer",
+                                     "description": "cancels the proxy sent (halt and cancel, cancel on "
+                                                    "disconnect) still awaiting the venue"},
+        }),
+    }
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+@functools.cache
+def openapi_document() -> dict:
+    """The OpenAPI 3.1 document of this API (also kept in spec/admin-api.openapi.json)."""
+    paths: dict[str, dict] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {"operationId": r.handler, "summary": r.summary, "responses": {}}
+        if r.role is None:
+            op["security"] = []
+        else:
+            op["x-required-role"] = r.role
+            op["description"] = f"Needs a token with role {r.role} or above."
+        if r.query_limit:
+            op["parameters"] = [{"name": "limit", "in": "query", "required": False,
+                                 "description": f"at most this many items (1 to {MAX_RECENT})",
+                                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT,
+                                            "default": DEFAULT_RECENT}}]
+        if r.request is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{r.request.__name__}"}}}}
+        if r.handler == "events":
+            ok = {"description": "a stream of server-sent events", "content": {"text/event-stream": {
+                "schema": {"type": "string"}}}}
+        elif r.handler == "openapi":
+            ok = {"description": "the OpenAPI document", "content": {"application/json": {"schema": {
+                "type": "object"}}}}
+        else:
+            ok = {"description": "the action was applied" if r.request else "OK", "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{r.response}"}}}}
+        op["responses"]["200"] = ok
+        if r.request is not None or r.query_limit:
+            op["responses"]["400"] = _error("bad JSON, a missing or malformed field, or a bad query parameter")
+        if r.role is not None:
+            op["responses"]["401"] = _error("missing or unknown bearer token")
+            op["responses"]["403"] = _error("the token's role is too low")
+        if r.request is not None:
+            op["responses"]["422"] = {"description": "the proxy refused the action (ok is false; error says why)",
+                                      "content": {"application/json": {"schema": {
+                                          "$ref": "#/components/schemas/AdminResult"}}}}
+        paths.setdefault(r.url, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fixproxy risk-desk API",
+            "version": "1",
+            "description": ("Read the proxy's sessions, trading states, limits, positions, exposure, open orders "
+                            "and recent decisions; halt and resume trading; change limits and reference prices. "
+                            "Roles: viewer (reads), risk (reads, kill switch, limits, reference prices), admin "
+                            "(everything). Money and quantities are decimal strings."),
+        },
+        "servers": [{"url": "http://127.0.0.1:9880"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "a token from [[admin.tokens]] in the proxy's config"}},
+            "schemas": _schemas(),
+        },
+    }
+
+
+def openapi_text() -> str:
+    """The document as the spec file holds it: indented, keys in order, one newline at the end."""
+    return json.dumps(openapi_document(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(openapi_text())
