@@ -1,0 +1,115 @@
+"""Audit records: what one row holds, its canonical encoding and the hash chain. No I/O.
+
+A record's hash is SHA-256 over the canonical JSON array of all its columns, ``prev_hash``
+(the hash of the record before it) included, so changing, inserting or removing any row
+breaks the chain from that row on. spec/audit-records.md describes every kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+import msgspec
+
+from .. import codec
+from ..core import events as ev
+
+#: ``prev_hash`` of the first record.
+GENESIS = "0" * 64
+
+KIND_MESSAGE = "message"
+KIND_DECISION = "decision"
+KIND_NOTICE = "notice"
+KIND_ADMIN = "admin"
+
+
+class Record(msgspec.Struct, frozen=True, array_like=True):
+    """One row of the ``records`` table, without its hash. Field order is the canonical order."""
+
+    seq: int
+    ts_ns: int
+    kind: str
+    session: str
+    direction: str  # "in" or "out" for messages, else ""
+    msg_type: str
+    cl_ord_id: str
+    account: str
+    symbol: str
+    decision: str  # "accept" or "reject" for decisions, else ""
+    code: str  # reject code, notice kind, admin action
+    data: str  # the kind's details as canonical JSON (sorted keys)
+    prev_hash: str
+
+
+#: Column names in canonical order, then the hash.
+COLUMNS: tuple[str, ...] = (*Record.__struct_fields__, "hash")
+
+_encoder = msgspec.json.Encoder(order="sorted", decimal_format="string")
+
+
+def digest(record: Record) -> str:
+    """The record's hash: SHA-256 over its canonical JSON (an array of the columns in order)."""
+    return hashlib.sha256(_encoder.encode(record)).hexdigest()
+
+
+def canonical_data(data: dict[str, Any]) -> str:
+    return _encoder.encode(data).decode()
+
+
+# A draft is a record before it is chained: every column but seq and prev_hash.
+Draft = tuple[int, str, str, str, str, str, str, str, str, str, str]
+
+
+def seal(seq: int, prev_hash: str, draft: Draft) -> tuple[Record, str]:
+    """Chain a draft after the record whose hash is ``prev_hash``: the record and its hash."""
+    record = Record(seq, *draft, prev_hash)
+    return record, digest(record)
+
+
+def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
+    """An application message as it crossed the wire (SOH-delimited), in or out of ``session``."""
+    f = codec.parse(raw)
+    cl_ord_id = f.get(11) or f.get(379, "")  # 35=j names the order in 379
+    return (now_ns, KIND_MESSAGE, session, direction, f.get(35, ""), cl_ord_id, f.get(1, ""), f.get(55, ""),
+            "", "", canonical_data({"raw": raw}))
+
+
+def admin_draft(who: str, what: str, scope: str, reason: str, before: Any, after: Any, now_ns: int) -> Draft:
+    """An operator's action (halt, resume, limit change ...): who did what, where, why, from what to what."""
+    data = {"who": who, "what": what, "scope": scope, "reason": reason, "before": before, "after": after}
+    return (now_ns, KIND_ADMIN, "", "", "", "", "", "", "", what, canonical_data(msgspec.to_builtins(data)))
+
+
+_COLUMN_FIELDS = ("session", "msg_type", "cl_ord_id", "account", "symbol")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def action_draft(action: msgspec.Struct) -> Draft:
+    """A decision, a notice, or any other non-message action of the core (stored under its own kind)."""
+    fields = msgspec.structs.asdict(action)
+    now_ns = fields.pop("now_ns", None)
+    if now_ns is None:
+        now_ns = time.time_ns()  # an action without a clock reading: stamp it when written
+    if isinstance(action, ev.Decision):
+        kind, decision, code = KIND_DECISION, "accept" if action.accepted else "reject", action.code
+        fields.pop("accepted")
+        fields.pop("code")
+    elif isinstance(action, ev.Notice):
+        kind, decision, code = KIND_NOTICE, "", fields.pop("kind")
+    elif isinstance(action, ev.AdminResult):
+        # The same shape as admin_draft's: who did what, where, why, from what to what; plus the outcome.
+        fields["who"], fields["what"] = fields.pop("operator"), fields.pop("kind")
+        return (now_ns, KIND_ADMIN, "", "", "", "", "", "", "", fields["what"],
+                canonical_data(msgspec.to_builtins(fields)))
+    else:
+        # Kinds added to the core later (alerts, positions ...) are kept whole under their own name.
+        kind, decision, code = _snake(type(action).__name__), "", str(fields.pop("code", ""))
+    cols = {name: str(fields.pop(name, "") or "") for name in _COLUMN_FIELDS}
+    return (now_ns, kind, cols["session"], "", cols["msg_type"], cols["cl_ord_id"], cols["account"],
+            cols["symbol"], decision, code, canonical_data(msgspec.to_builtins(fields)))

@@ -1,0 +1,238 @@
+"""The audit store: one SQLite file (WAL), written by one thread that batches records from a queue.
+
+Callers on the order path only enqueue (a ``SimpleQueue.put``); parsing, hashing, JSON and
+SQLite all happen on the writer thread. Loss window on a crash: records still in the queue,
+that is at most ``flush_interval_ms`` (or ``batch_size`` records) before the crash. A batch is
+committed with ``synchronous=FULL``, so a committed record survives a power loss too.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlite_utils
+import structlog
+
+from ..core import events as ev
+from .records import COLUMNS, GENESIS, Draft, Record, action_draft, admin_draft, message_draft, seal
+
+TABLE = "records"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class AuditError(Exception):
+    """The audit store cannot be opened or read; the message names the file."""
+
+
+def is_audit_store(path: Path) -> bool:
+    """Whether ``path`` is a SQLite file (the replay's test for an audit store)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == _SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def _create(db: sqlite_utils.Database) -> None:
+    table = db[TABLE]
+    table.create(
+        {"seq": int, "ts_ns": int, "kind": str, "session": str, "direction": str, "msg_type": str,
+         "cl_ord_id": str, "account": str, "symbol": str, "decision": str, "code": str, "data": str,
+         "prev_hash": str, "hash": str},
+        pk="seq", not_null=set(COLUMNS), if_not_exists=True,
+    )
+    for cols in (["ts_ns"], ["session", "ts_ns"], ["cl_ord_id"], ["kind", "code"]):
+        table.create_index(cols, if_not_exists=True)
+    # Append-only at the SQL level too: a change must first drop these, and the chain shows it.
+    db.executescript(f"""
+        CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+        CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+    """)
+
+
+def open_for_writing(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the store for its one writer: WAL, full sync on commit."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_utils.Database(sqlite3.connect(str(path), check_same_thread=False))
+        db.enable_wal()
+        db.execute("PRAGMA synchronous=FULL")
+        _create(db)
+    except (OSError, sqlite3.Error) as exc:
+        raise AuditError(f"{path}: cannot open the audit store ({exc})") from None
+    return db
+
+
+def open_for_reading(path: Path) -> sqlite_utils.Database:
+    """Open an existing store read-only (the proxy may be writing it meanwhile: WAL allows that)."""
+    if not Path(path).is_file():
+        raise AuditError(f"{path}: no audit store there")
+    try:
+        db = sqlite_utils.Database(sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True))
+        if TABLE not in db.table_names():
+            raise AuditError(f"{path}: not an audit store (no table {TABLE!r})")
+    except sqlite3.Error as exc:
+        raise AuditError(f"{path}: cannot read the audit store ({exc})") from None
+    return db
+
+
+def iter_records(db: sqlite_utils.Database, where: str = "", params: tuple | dict = (),
+                 limit: int | None = None) -> Iterator[tuple[Record, str]]:
+    """(record, stored hash) in chain order, optionally filtered by an SQL ``where`` clause."""
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+    if where:
+        sql += f" WHERE {where}"
+    sql += " ORDER BY seq"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    for row in db.execute(sql, params):
+        yield Record(*row[:-1]), row[-1]
+
+
+def head(db: sqlite_utils.Database) -> tuple[int, str]:
+    """(seq, hash) of the newest record, or (0, GENESIS) for an empty store."""
+    row = db.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+# Queue items: a tag and its arguments (tuples: the cheapest thing to build on the order path).
+_MESSAGE, _ACTION, _DRAFT, _FLUSH, _STOP = range(5)
+
+
+class AuditWriter:
+    """The single writer of an audit store.
+
+    ``message``, ``record`` and ``admin`` may be called from any thread and only enqueue.
+    The writer thread commits a batch when it holds ``batch_size`` records or when
+    ``flush_interval_ms`` has passed since the first record of the batch arrived.
+    """
+
+    def __init__(self, path: Path, *, batch_size: int = 1000, flush_interval_ms: int = 200):
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_ms / 1000
+        self.written = 0
+        self.lost = 0
+        self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._db: sqlite_utils.Database | None = None
+        self._seq, self._hash = 0, GENESIS
+        self._log = structlog.get_logger("fixproxy.audit")
+
+    # ------------------------------------------------------------ any thread: enqueue only
+
+    def message(self, direction: str, session: str, raw: str, now_ns: int) -> None:
+        """An application message that crossed ``session`` (``direction`` "in" or "out"), as sent."""
+        self._queue.put((_MESSAGE, direction, session, raw, now_ns))
+
+    def record(self, action: ev.Action) -> None:
+        """A decision, notice or other non-message action of the core."""
+        self._queue.put((_ACTION, action))
+
+    def admin(self, *, who: str, what: str, scope: str = "", reason: str = "", before: Any = None,
+              after: Any = None, now_ns: int | None = None) -> None:
+        """An operator's action: ``who`` did ``what`` to ``scope`` because ``reason``, from ``before`` to ``after``."""
+        draft = admin_draft(who, what, scope, reason, before, after, time.time_ns() if now_ns is None else now_ns)
+        self._queue.put((_DRAFT, draft))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, note: str = "") -> None:
+        """Open the store, continue its chain, start the writer thread; record an ``audit_started`` notice."""
+        self._db = open_for_writing(self.path)
+        self._seq, self._hash = head(self._db)
+        self._thread = threading.Thread(target=self._run, name="fixproxy-audit", daemon=True)
+        self._thread.start()
+        # Marks a (re)start of the proxy: a replay of the store starts a fresh core here.
+        self.record(ev.Notice("audit_started", time.time_ns(), note))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything enqueued so far is committed; False on timeout or when not running."""
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        self._queue.put((_FLUSH, done))
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit everything enqueued, stop the thread, close the file."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put((_STOP,))
+            self._thread.join(timeout)
+        self._thread = None
+        if self._db is not None:
+            self._db.conn.close()
+            self._db = None
+
+    # ------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            batch: list[Draft] = []
+            waiters: list[threading.Event] = []
+            stop = self._collect(get(), batch, waiters)
+            deadline = time.monotonic() + self.flush_interval_s
+            while not stop and not waiters and len(batch) < self.batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = get(timeout=left)
+                except queue.Empty:
+                    break
+                stop = self._collect(item, batch, waiters)
+            self._write(batch)
+            for done in waiters:
+                done.set()
+            if stop:
+                return
+
+    def _collect(self, item: tuple, batch: list[Draft], waiters: list[threading.Event]) -> bool:
+        """Turn one queue item into a draft (on this thread, off the order path). True: stop after this batch."""
+        tag = item[0]
+        try:
+            if tag == _MESSAGE:
+                batch.append(message_draft(*item[1:]))
+            elif tag == _ACTION:
+                batch.append(action_draft(item[1]))
+            elif tag == _DRAFT:
+                batch.append(item[1])
+            elif tag == _FLUSH:
+                waiters.append(item[1])
+            elif tag == _STOP:
+                return True
+        except Exception as exc:  # noqa: BLE001 - one bad item must not stop the writer
+            self.lost += 1
+            self._log.error("audit_record_failed", error=repr(exc))
+        return False
+
+    def _write(self, batch: list[Draft]) -> None:
+        if not batch:
+            return
+        seq, prev = self._seq, self._hash
+        rows = []
+        for draft in batch:
+            seq += 1
+            record, prev = seal(seq, prev, draft)
+            rows.append(dict(zip(COLUMNS, (*msgspec.structs.astuple(record), prev))))
+        try:
+            with self._db.atomic():
+                self._db[TABLE].insert_all(rows, batch_size=len(rows))
+        except sqlite3.Error as exc:
+            # The batch rolled back whole and the chain head stays where it was.
+            self.lost += len(rows)
+            self._log.error("audit_write_failed", records=len(rows), error=str(exc), path=str(self.path))
+            return
+        self._seq, self._hash = seq, prev
+        self.written += len(rows)
+

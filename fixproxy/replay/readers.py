@@ -1,0 +1,257 @@
+"""Log readers for replay: quickfix FileLog message logs, raw FIX files, and the proxy's audit store.
+
+Every reader yields items whose first field is a timestamp (ns since the epoch), in file
+order, so several inputs merge by time. A line that cannot be read is kept in ``malformed``
+with its line number and never stops the reader.
+
+Line formats (one message a line, told apart line by line):
+
+- FileLog: ``20261125-12:28:04.277000000 : 8=FIX.4.4<SOH>9=...<SOH>10=123<SOH>``; the clock is
+  the log's own stamp (when quickfix read or wrote the message).
+- raw FIX: ``8=FIX.4.4|9=...|10=123|`` with SOH or ``|`` between fields; the clock is SendingTime (52).
+
+A message must carry MsgType (35), SenderCompID (49), TargetCompID (56) and end with CheckSum
+(10); BodyLength and CheckSum values are not checked, so hand-edited files replay.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from .. import codec
+from ..audit.records import KIND_DECISION, KIND_MESSAGE, KIND_NOTICE
+from ..audit.store import AuditError, TABLE, is_audit_store, iter_records, open_for_reading
+from ..timefmt import fix_time_ns
+
+Progress = Callable[[int], None]
+
+
+class Message(NamedTuple):
+    """One FIX message from a log. ``route`` is (session, direction) when the source knows it (audit store)."""
+
+    ts_ns: int
+    source: int
+    line: int
+    fields: dict[int, str]
+    route: tuple[str, str] | None = None
+
+
+class RecordedDecision(NamedTuple):
+    """A decision the proxy recorded in its audit store: the original outcome, first hand."""
+
+    ts_ns: int
+    source: int
+    line: int
+    session: str
+    cl_ord_id: str
+    accepted: bool
+    code: str
+
+
+class SessionChange(NamedTuple):
+    """A session went up or down (audit store notices)."""
+
+    ts_ns: int
+    source: int
+    line: int
+    name: str
+    up: bool
+
+
+Item = Message | RecordedDecision | SessionChange
+
+
+class ReplayError(Exception):
+    """An input that cannot be replayed at all (missing, unreadable, mixed with an audit store)."""
+
+
+class Malformed(NamedTuple):
+    source: str
+    line: int
+    reason: str
+    text: str
+
+
+class Scan(NamedTuple):
+    """What a quick first pass over a text log finds (regular expressions over bytes, no parsing)."""
+
+    senders: set[str]
+    #: (sender, target, RefSeqNum, timestamp) of every session-level Reject (35=3).
+    session_rejects: list[tuple[str, str, int, int]]
+
+
+_SENDER = re.compile(rb"[\x01|]49=([^\x01|\r\n]*)")
+_SESSION_REJECT = re.compile(rb"^.*[\x01|]35=3[\x01|].*$", re.M)
+_CHUNK = 8 << 20
+
+
+class _Reader:
+    """What every input has: where it is, its label in reports, progress and counts."""
+
+    format = ""
+
+    def __init__(self, path: Path, index: int, label: str, progress: Progress | None = None):
+        self.path = path
+        self.index = index
+        self.label = label
+        self.progress = progress  # called with how much was read (bytes, or records for an audit store)
+        self.size = 0
+        self.malformed: list[Malformed] = []
+        self.lines = 0
+        self.messages = 0
+        self.formats: set[str] = set()
+
+    def scan(self) -> Scan:
+        return Scan(set(), [])
+
+
+class TextLog(_Reader):
+    """A FileLog or raw FIX file (the format is told line by line)."""
+
+    format = "text"
+
+    def __init__(self, path: Path, index: int, label: str, progress: Progress | None = None):
+        super().__init__(path, index, label, progress)
+        self.size = path.stat().st_size
+
+    def scan(self) -> Scan:
+        senders: set[bytes] = set()
+        rejects: list[tuple[str, str, int, int]] = []
+        with open(self.path, "rb") as f:
+            rest = b""
+            while chunk := f.read(_CHUNK):
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1  # whole lines only; the rest waits for the next chunk
+                self._scan_chunk(data[:cut], senders, rejects)
+                rest = data[cut:]
+            self._scan_chunk(rest, senders, rejects)
+        return Scan({s.decode("utf-8", "replace") for s in senders}, rejects)
+
+    @staticmethod
+    def _scan_chunk(chunk: bytes, senders: set[bytes], rejects: list) -> None:
+        senders.update(_SENDER.findall(chunk))
+        for m in _SESSION_REJECT.finditer(chunk):
+            try:
+                ts, fields, _ = parse_line(m.group(0).decode("utf-8", "replace"))
+                rejects.append((fields[49], fields[56], int(fields.get(45, "0")), ts))
+            except (ValueError, KeyError):
+                continue
+
+    def __iter__(self) -> Iterator[Message]:
+        progress, pending = self.progress, 0
+        with open(self.path, "rb") as f:
+            for number, data in enumerate(f, 1):
+                pending += len(data)
+                if progress is not None and pending >= 1 << 20:
+                    progress(pending)
+                    pending = 0
+                line = data.decode("utf-8", "replace").rstrip("\r\n")
+                if not line.strip():
+                    continue
+                self.lines += 1
+                try:
+                    ts, fields, fmt = parse_line(line)
+                except ValueError as exc:
+                    self.malformed.append(Malformed(self.label, number, str(exc), line[:160].replace("\x01", "|")))
+                    continue
+                self.messages += 1
+                self.formats.add(fmt)
+                yield Message(ts, self.index, number, fields)
+        if progress is not None and pending:
+            progress(pending)
+
+
+def parse_line(line: str) -> tuple[int, dict[int, str], str]:
+    """(timestamp ns, tag -> value, "filelog" or "raw") for one log line; ValueError says what is wrong."""
+    if line.startswith("8="):
+        stamp, body, fmt = "", line, "raw"
+    else:
+        stamp, sep, body = line.partition(" : ")
+        if not sep or not body.startswith("8="):
+            raise ValueError("not a FIX message (a line starts with 8= or with a FileLog timestamp and ' : ')")
+        fmt = "filelog"
+    sep = "\x01" if "\x01" in body else "|"
+    trimmed = body.rstrip(sep)
+    if not trimmed[trimmed.rfind(sep) + 1:].startswith("10="):
+        raise ValueError("truncated: the message does not end with CheckSum (10)")
+    fields = codec.parse(trimmed, sep)
+    for tag, name in ((35, "MsgType"), (49, "SenderCompID"), (56, "TargetCompID")):
+        if not fields.get(tag):
+            raise ValueError(f"no {name} ({tag})")
+    if stamp:
+        try:
+            return fix_time_ns(stamp), fields, fmt
+        except ValueError:
+            raise ValueError(f"bad log timestamp {stamp[:40]!r}") from None
+    sending = fields.get(52, "")
+    try:
+        return fix_time_ns(sending), fields, fmt
+    except ValueError:
+        raise ValueError(f"no usable timestamp: SendingTime (52) is {sending[:40]!r}") from None
+
+
+class AuditLog(_Reader):
+    """The proxy's audit store: messages with their session and direction, decisions, session changes."""
+
+    format = "audit"
+
+    def __init__(self, path: Path, index: int, label: str, progress: Progress | None = None):
+        super().__init__(path, index, label, progress)
+        self.db = open_for_reading(path)
+        self.size = self.db[TABLE].count
+        self.formats = {"audit"}
+
+    def __iter__(self) -> Iterator[Item]:
+        where = f"kind IN ('{KIND_MESSAGE}', '{KIND_DECISION}', '{KIND_NOTICE}')"
+        for n, (r, _) in enumerate(iter_records(self.db, where), 1):
+            if self.progress is not None and n % 10_000 == 0:
+                self.progress(10_000)
+            self.lines += 1
+            if r.kind == KIND_MESSAGE:
+                raw = json.loads(r.data).get("raw", "")
+                self.messages += 1
+                yield Message(r.ts_ns, self.index, r.seq, codec.parse(raw), (r.session, r.direction))
+            elif r.kind == KIND_DECISION:
+                yield RecordedDecision(r.ts_ns, self.index, r.seq, r.session, r.cl_ord_id, r.decision == "accept",
+                                       r.code)
+            elif r.code in ("session_up", "session_down"):
+                yield SessionChange(r.ts_ns, self.index, r.seq, json.loads(r.data).get("detail", ""),
+                                    r.code == "session_up")
+
+
+Source = TextLog | AuditLog
+
+
+def expand(paths: list[str]) -> list[tuple[Path, str]]:
+    """(path, label) for every input: files as given; a folder gives its quickfix message logs."""
+    out: list[tuple[Path, str]] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*.log") if f.is_file() and ".messages." in f.name)
+            if not found:
+                raise ReplayError(f"{given}: no quickfix message logs (*.messages.*.log) in this folder")
+            out += [(f, str(Path(given) / f.relative_to(p))) for f in found]
+        elif p.is_file():
+            out.append((p, given))
+        else:
+            raise ReplayError(f"{given}: no such file or folder")
+    return out
+
+
+def open_sources(paths: list[str], progress: Progress | None = None) -> list[Source]:
+    """Readers for the inputs; an audit store must be the only input (it already holds every session)."""
+    sources: list[Source] = []
+    for i, (path, label) in enumerate(expand(paths)):
+        cls = AuditLog if is_audit_store(path) else TextLog
+        try:
+            sources.append(cls(path, i, label, progress))
+        except (OSError, AuditError) as exc:
+            raise ReplayError(f"{label}: {exc}") from None
+    if len(sources) > 1 and any(isinstance(s, AuditLog) for s in sources):
+        raise ReplayError("an audit store is replayed on its own (it already holds every session)")
+    return sources

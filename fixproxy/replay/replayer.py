@@ -1,0 +1,334 @@
+"""Re-run a day's OMS -> venue order flow through the same core, and set each decision beside the original.
+
+The core is built from the config exactly as the proxy builds it (``fixproxy.app.build_core``)
+with a deterministic id generator; its clock is the log's timestamps. Orders from the OMS
+sessions go through ``codec.decode_oms`` and the core decides again; the venue's execution
+reports go in as VenueReport events, so fills move the position book as they did live.
+
+The original outcome of each order message is the first answer the log shows for it:
+forwarded to the venue (the proxy's message to the venue, or any relayed execution report),
+or refused by the proxy (35=j, a 35=8 reject with OrderID NONE, or 35=9, whose Text (58)
+starts ``<CODE>: ``). An audit store gives it first hand: the recorded decision.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import re
+from collections import Counter
+from decimal import Decimal
+from operator import itemgetter
+
+import msgspec
+
+from .. import codec
+from ..app import build_core
+from ..config import LoadedConfig
+from ..core import events as ev
+from ..core.book import FIRM
+from ..core.proxy import ProxyCore
+from .readers import Malformed, Message, RecordedDecision, SessionChange, Source
+
+FORWARDED = "forwarded"
+REJECTED = "rejected"
+UNANSWERED = "unanswered"
+
+_ADMIN = frozenset("012345A")
+_ORDER_MESSAGES = frozenset("DGF")
+_CODE = re.compile(r"^([A-Z][A-Z0-9_]*): ")
+_SESSION_REJECT_WINDOW_NS = 5_000_000_000
+
+
+class Row(msgspec.Struct):
+    """One order message from an OMS: what it asked, what happened then, what happens now."""
+
+    ts_ns: int
+    source: str
+    session: str
+    msg_type: str
+    seq: int
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    account: str
+    symbol: str
+    side: str
+    qty: str
+    price: str
+    original: str = ""
+    original_code: str = ""
+    replayed: str = ""
+    replayed_code: str = ""
+    replayed_text: str = ""
+
+    @property
+    def differs(self) -> bool:
+        """Known original outcome and a different replayed one."""
+        return self.original in (FORWARDED, REJECTED) and (
+            self.original != self.replayed or self.original_code != self.replayed_code)
+
+
+class Result(msgspec.Struct):
+    """Everything a replay found; the report module renders it."""
+
+    rows: list[Row]
+    malformed: list[Malformed]
+    inputs: list[dict]
+    skipped: dict[str, int]
+    venues_assumed_up: list[str]
+    #: Per second of the log: (orders, original rejects, replayed rejects, firm gross exposure at its end).
+    per_second: dict[int, list]
+    final_positions: list[dict]
+    alerts: dict[str, int]
+
+
+def _outcome(decision: ev.Decision) -> tuple[str, str]:
+    return (FORWARDED, "") if decision.accepted else (REJECTED, decision.code)
+
+
+def _proxy_reject_code(msg_type: str, fields: dict[int, str]) -> str | None:
+    """The reject code if this message to an OMS is the proxy's own refusal, else None."""
+    m = _CODE.match(fields.get(58, ""))
+    if msg_type == "j":
+        return m.group(1) if m else "UNKNOWN"  # only the proxy sends 35=j
+    if m is None:
+        return None
+    if msg_type == "8":
+        return m.group(1) if fields.get(150) == "8" and fields.get(37) == "NONE" else None
+    return m.group(1) if msg_type == "9" else None
+
+
+class Replayer:
+    """One replay: feed it sources, get a Result. Two replays of the same input give the same Result."""
+
+    def __init__(self, loaded: LoadedConfig):
+        self.loaded = loaded
+        cfg = loaded.config
+        self.oms_names = {s.name for s in cfg.oms}
+        self.venue_names = [v.name for v in cfg.venues]
+        # (SenderCompID, TargetCompID) -> (session name, "in"/"out" as seen from the proxy)
+        self.routes: dict[tuple[str, str], tuple[str, str]] = {}
+        for s in cfg.oms:
+            self.routes.setdefault((s.comp_id, cfg.acceptor.comp_id), (s.name, "in"))
+            self.routes.setdefault((cfg.acceptor.comp_id, s.comp_id), (s.name, "out"))
+        for v in cfg.venues:
+            self.routes.setdefault((v.comp_id, v.our_comp_id), (v.name, "in"))
+            self.routes.setdefault((v.our_comp_id, v.comp_id), (v.name, "out"))
+        self.core: ProxyCore | None = None
+        self.rows: list[Row] = []
+        self.skipped: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()
+        self.per_second: dict[int, list] = {}
+        self._last: dict[tuple[str, str], Row] = {}  # (session, ClOrdID) -> latest order message
+        self._by_seq: dict[tuple[str, int], Row] = {}
+        self._seq_in: dict[str, int] = {}
+        self._session_rejects: dict[tuple[str, int], list[int]] = {}
+        self._logged_venues: set[str] = set()
+        self._assumed_up: list[str] = []
+        self._labels: list[str] = []
+        self._second = -1
+
+    # ------------------------------------------------------------ driving
+
+    def run(self, sources: list[Source]) -> Result:
+        """Scan the sources, then replay their items merged by time; call once per Replayer."""
+        self._labels = [s.label for s in sources]
+        senders: set[str] = set()
+        for source in sources:
+            scan = source.scan()
+            senders |= scan.senders
+            for sender, target, ref, ts in scan.session_rejects:
+                route = self.routes.get((target, sender))
+                if route is not None:
+                    self._session_rejects.setdefault((route[0], ref), []).append(ts)
+        audit = any(s.format == "audit" for s in sources)
+        cfg = self.loaded.config
+        # A venue whose own messages are in the input follows its logons; any other is taken as up.
+        self._logged_venues = {v.name for v in cfg.venues if audit or v.comp_id in senders}
+        self._assumed_up = [n for n in self.venue_names if n not in self._logged_venues]
+        for item in heapq.merge(*sources, key=itemgetter(0)):
+            if self.core is None:
+                self._start(item.ts_ns)
+            if type(item) is Message:
+                self._message(item)
+            elif type(item) is RecordedDecision:
+                self._settle(self._last.get((item.session, item.cl_ord_id)),
+                             *((FORWARDED, "") if item.accepted else (REJECTED, item.code)))
+            elif type(item) is SessionChange:
+                self._handle(ev.SessionUp(item.name, item.ts_ns) if item.up else ev.SessionDown(item.name, item.ts_ns))
+        for row in self.rows:
+            if not row.original:
+                row.original = UNANSWERED
+        self._sample(-1)
+        return Result(
+            rows=self.rows,
+            malformed=[m for s in sources for m in s.malformed],
+            inputs=[{"path": s.label, "format": "+".join(sorted(s.formats)) or "empty", "lines": s.lines,
+                     "messages": s.messages, "malformed": len(s.malformed)} for s in sources],
+            skipped=dict(sorted(self.skipped.items())),
+            venues_assumed_up=self._assumed_up,
+            per_second=self.per_second,
+            final_positions=self._positions(),
+            alerts=dict(sorted(self.alerts.items())),
+        )
+
+    def _start(self, ts_ns: int) -> None:
+        """The core as the proxy built it; reference prices stamped at the log's first message."""
+        loaded = self.loaded
+        instruments = {k: msgspec.structs.replace(i, reference_time_ns=ts_ns) if i.reference_price is not None else i
+                       for k, i in loaded.instruments.items()}
+        counter = itertools.count(1)
+        self.core = build_core(msgspec.structs.replace(loaded, instruments=instruments), ts_ns,
+                               next_id=lambda: f"RP-{next(counter)}")
+        for name in self._assumed_up:
+            self.core.handle(ev.SessionUp(name, ts_ns))
+
+    def _handle(self, event: ev.Event) -> list[ev.Action]:
+        actions = self.core.handle(event)
+        for action in actions:
+            if type(action) is ev.Alert:
+                self.alerts[f"{action.limit_name} {action.scope} {action.level_pct}%"] += 1
+        second = event.now_ns // 1_000_000_000
+        if second != self._second:
+            self._sample(second)
+        return actions
+
+    def _sample(self, second: int) -> None:
+        """Close the current second with the firm's gross exposure, and open ``second``."""
+        if self._second in self.per_second and self.core is not None:
+            self.per_second[self._second][3] = self.core.book.gross(FIRM)
+        self._second = second
+        if second >= 0 and second not in self.per_second:
+            self.per_second[second] = [0, 0, 0, Decimal(0)]
+
+    # ------------------------------------------------------------ one message
+
+    def _message(self, m: Message) -> None:
+        fields = m.fields
+        if m.route is not None:
+            session, direction = m.route
+        else:
+            found = self.routes.get((fields[49], fields[56]))
+            if found is None:
+                self.skipped["message of an unconfigured session"] += 1
+                return
+            session, direction = found
+        msg_type = fields[35]
+        if session in self.oms_names:
+            if direction == "in":
+                self._from_oms(m, session, msg_type)
+            else:
+                self._to_oms(m, session, msg_type)
+        elif direction == "in":
+            self._from_venue(m, session, msg_type)
+        else:
+            self._to_venue(m, session, msg_type)
+
+    def _from_oms(self, m: Message, session: str, msg_type: str) -> None:
+        fields = m.fields
+        seq_text = fields.get(34, "")
+        seq = int(seq_text) if seq_text.isdigit() else 0
+        if msg_type in _ADMIN:
+            if msg_type == "A" and (seq == 1 or fields.get(141) == "Y"):
+                self._seq_in[session] = 0  # a new sequence
+            return
+        if seq and seq <= self._seq_in.get(session, 0):
+            self.skipped["resent message (sequence number already seen)"] += 1
+            return
+        self._seq_in[session] = seq
+        rejected_at = self._session_rejects.get((session, seq), ())
+        if any(0 <= t - m.ts_ns <= _SESSION_REJECT_WINDOW_NS for t in rejected_at):
+            self.skipped["refused by quickfix (35=3), never reached the risk checks"] += 1
+            return
+        cl = fields.get(11, "")
+        row = Row(m.ts_ns, f"{self._labels[m.source]}:{m.line}", session, msg_type, seq, cl, fields.get(41, ""),
+                  fields.get(1, ""), fields.get(55, ""), fields.get(54, ""), fields.get(38, ""), fields.get(44, ""))
+        self.rows.append(row)
+        self._last[(session, cl)] = row
+        self._by_seq[(session, seq)] = row
+        for action in self._handle(codec.decode_oms(fields, session, m.ts_ns)):
+            if type(action) is ev.Decision:
+                row.replayed, row.replayed_code = _outcome(action)
+                row.replayed_text = action.text
+                break
+        bucket = self.per_second[self._second]
+        bucket[0] += 1
+        if row.replayed == REJECTED:
+            bucket[2] += 1
+
+    def _settle(self, row: Row | None, outcome: str, code: str = "") -> None:
+        """Record the first answer seen for an order message as its original outcome."""
+        if row is not None and not row.original:
+            row.original, row.original_code = outcome, code
+            if outcome == REJECTED:
+                second = row.ts_ns // 1_000_000_000
+                if second in self.per_second:
+                    self.per_second[second][1] += 1
+
+    def _to_oms(self, m: Message, session: str, msg_type: str) -> None:
+        fields = m.fields
+        if msg_type not in ("8", "9", "j"):
+            return
+        code = _proxy_reject_code(msg_type, fields)
+        if msg_type == "j":
+            ref = fields.get(45, "")
+            row = self._by_seq.get((session, int(ref))) if ref.isdigit() else None
+            self._settle(row or self._last.get((session, fields.get(379, ""))), REJECTED, code)
+            return
+        cl = fields.get(11, "")
+        self._settle(self._last.get((session, cl)), *((REJECTED, code) if code else (FORWARDED, "")))
+        if code is None:
+            self._relay_as_venue_report(m, session, msg_type, cl)
+
+    def _relay_as_venue_report(self, m: Message, session: str, msg_type: str, cl: str) -> None:
+        """Without the venue's own log, the reports relayed to the OMS stand in for the venue's."""
+        order = self.core.orders.by_oms(session, cl)
+        if order is None or order.venue in self._logged_venues:
+            return
+        fields = dict(m.fields)
+        fields[11] = f"{session}.{cl}"
+        if fields.get(41):
+            fields[41] = f"{session}.{fields[41]}"
+        self._venue_event(fields, order.venue, m.ts_ns)
+
+    def _from_venue(self, m: Message, venue: str, msg_type: str) -> None:
+        if msg_type in _ADMIN:
+            if venue in self._logged_venues and msg_type in "A5":
+                self._handle(ev.SessionUp(venue, m.ts_ns) if msg_type == "A" else ev.SessionDown(venue, m.ts_ns))
+            return
+        self._venue_event(m.fields, venue, m.ts_ns)
+
+    def _venue_event(self, fields: dict[int, str], venue: str, ts_ns: int) -> None:
+        try:
+            event = codec.decode_venue(fields, venue, ts_ns)
+        except codec.Invalid:
+            self.skipped["venue message the proxy could not read"] += 1
+            return
+        if event is not None:
+            self._handle(event)
+
+    def _to_venue(self, m: Message, venue: str, msg_type: str) -> None:
+        if msg_type == "5" and venue in self._logged_venues:
+            self._handle(ev.SessionDown(venue, m.ts_ns))  # the proxy logged out of the venue
+        elif msg_type in _ORDER_MESSAGES:
+            session, _, cl = m.fields.get(11, "").partition(".")
+            self._settle(self._last.get((session, cl)), FORWARDED)
+
+    # ------------------------------------------------------------ results
+
+    def _positions(self) -> list[dict]:
+        if self.core is None:
+            return []
+        out = []
+        for (account, symbol), p in sorted(self.core.book.positions.items()):
+            if p.qty or p.bought_qty or p.sold_qty:
+                out.append({"account": account, "symbol": symbol, "qty": str(p.qty), "avg_cost": str(p.avg_cost),
+                            "bought": str(p.bought_qty), "sold": str(p.sold_qty),
+                            "traded_notional": str(p.traded_notional)})
+        return out
+
+
+def replay(loaded: LoadedConfig, sources: list[Source]) -> Result:
+    """Replay ``sources`` (see :mod:`fixproxy.replay.readers`) under ``loaded``'s rules and limits."""
+    return Replayer(loaded).run(sources)
+
