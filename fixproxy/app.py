@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import os
@@ -16,12 +17,13 @@ import quickfix as fix
 import structlog
 
 from .admin.control import Control, Feed
+from .admin.fixsession import build_dictionary
 from .audit import AuditWriter
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, SessionInfo
-from .engines.quickfix.settings import common_defaults, session_block, write_settings
+from .engines.quickfix.settings import common_defaults, dictionary, session_block, write_settings
 from .state import StateStore, snapshot
 
 
@@ -98,6 +100,21 @@ class Recorder:
             self.log.info(action.kind, detail=action.detail)
 
 
+def desk_logon_check(desk):
+    """Username/Password check for the risk-desk Logon (constant time), or None when none is configured."""
+    if not desk.username:
+        return None
+    password = desk.password or os.environ.get(desk.password_env, "")  # load() checked it is set
+    user, secret = desk.username.encode(), password.encode()
+
+    def check(username: str, given: str) -> bool:
+        ok_user = hmac.compare_digest(username.encode(), user)
+        ok_password = hmac.compare_digest(given.encode(), secret)
+        return ok_user and ok_password
+
+    return check
+
+
 class Proxy:
     """The running proxy: one quickfix acceptor (OMS sessions), one initiator (venues)."""
 
@@ -110,6 +127,11 @@ class Proxy:
         state = loaded.state_dir
         acc = cfg.acceptor
         oms_blocks = [session_block(s.fix_version, acc.comp_id, s.comp_id) for s in cfg.oms]
+        desk = cfg.risk_desk
+        if desk.comp_id:
+            # The risk-desk session validates against FIX 4.4 extended with spec/admin-dictionary.xml.
+            desk_dictionary = build_dictionary(dictionary("FIX.4.4"), state / "dictionaries" / "FIX44-admin.xml")
+            oms_blocks.append(session_block("FIX.4.4", acc.comp_id, desk.comp_id, DataDictionary=desk_dictionary))
         venue_blocks = [
             session_block(v.fix_version, v.our_comp_id, v.comp_id, SocketConnectHost=v.host, SocketConnectPort=v.port,
                           HeartBtInt=v.heartbeat_s, ReconnectInterval=v.reconnect_s)
@@ -128,6 +150,8 @@ class Proxy:
         )
         infos = [SessionInfo(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms]
         infos += [SessionInfo(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id)) for v in cfg.venues]
+        if desk.comp_id:
+            infos.append(SessionInfo(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
         audit = cfg.audit
         self.audit = (AuditWriter(loaded.audit_path, batch_size=audit.batch_size,
                                   flush_interval_ms=audit.flush_interval_ms) if audit.enabled else None)
@@ -137,7 +161,7 @@ class Proxy:
         self.core.restore(**self.state.load(self.start_ns))
         self.application = ProxyApplication(self.core, infos, self.recorder,
                                             on_message=self.audit.message if self.audit else None,
-                                            on_changes=self._save)
+                                            on_changes=self._save, check_logon=desk_logon_check(desk))
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
         self._stores = [fix.FileStoreFactory(self.acceptor_settings), fix.FileStoreFactory(self.initiator_settings)]

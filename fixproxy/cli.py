@@ -91,6 +91,13 @@ def cmd_sim_oms(args) -> int:
                    wait_s=args.wait, state_dir=args.state_dir, side={"buy": "1", "sell": "2", "short": "5"}[args.side])
 
 
+def cmd_sim_desk(args) -> int:
+    from .sim.oms import run_desk
+
+    return run_desk(_load(args.config), username=args.username, password=os.environ.get(args.password_env, "")
+                    if args.password_env else "", state_dir=args.state_dir)
+
+
 def _store(args):
     """(path, database) of the audit store: ``--db``, else the one the config names."""
     from .audit import AuditError, open_for_reading
@@ -286,6 +293,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="do not print messages")
     sp.add_argument("--state-dir", type=Path, default=None)
     sp.set_defaults(func=cmd_sim_venue)
+
+    sp = with_config(sim.add_parser("desk", help="risk-desk FIX client: sends KillSwitchRequest lines from stdin"))
+    sp.add_argument("--username", default="", help="Username (553) for the Logon")
+    sp.add_argument("--password-env", default="", help="environment variable holding the Password (554)")
+    sp.add_argument("--state-dir", type=Path, default=None)
+    sp.set_defaults(func=cmd_sim_desk)
 
     sp = with_config(sim.add_parser("oms", help="OMS simulator (FIX initiator)"))
     sp.add_argument("--session", default=None, help="OMS session name from the config (default: the first)")

@@ -176,6 +176,26 @@ def resolve_tokens(admin: AdminSection, environ=os.environ) -> tuple[ApiToken, .
     return tuple(out)
 
 
+class RiskDeskSection(_Strict):
+    """The risk-desk FIX session (spec/admin-messages.md): a FIX 4.4 acceptor session beside the OMS ones."""
+
+    #: The desk's SenderCompID; "" turns the session off.
+    comp_id: CompID | Literal[""] = ""
+    #: A short name for logs and the audit trail (the default operator of its requests).
+    name: Name = "riskdesk"
+    #: If set, the Logon must carry Username (553) and Password (554).
+    username: str = ""
+    password: str = ""
+    #: Or the name of an environment variable holding the password.
+    password_env: str = ""
+
+    def __post_init__(self) -> None:
+        if self.username and not (self.password or self.password_env):
+            raise ValueError("username is set: give password or password_env too")
+        if self.password and self.password_env:
+            raise ValueError("give password or password_env, not both")
+
+
 class Config(_Strict):
     proxy: ProxySection = ProxySection()
     acceptor: AcceptorSection = AcceptorSection()
@@ -187,6 +207,7 @@ class Config(_Strict):
     locates: dict[str, dict[str, Annotated[int, msgspec.Meta(ge=0)]]] = {}
     audit: AuditSection = AuditSection()
     admin: AdminSection = AdminSection()
+    risk_desk: RiskDeskSection = RiskDeskSection()
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -204,6 +225,10 @@ class Config(_Strict):
             for i, rule in enumerate(self.risk.rules):
                 if rule not in RULES:
                     raise ValueError(f"risk.rules[{i}]: unknown rule {rule!r} (known: {', '.join(RULES)})")
+        if self.risk_desk.comp_id and self.risk_desk.comp_id in {s.comp_id for s in self.oms}:
+            raise ValueError(f"risk_desk.comp_id: {self.risk_desk.comp_id!r} is also an OMS session's comp_id")
+        if self.risk_desk.comp_id and self.risk_desk.name in {s.name for s in self.oms}:
+            raise ValueError(f"risk_desk.name: {self.risk_desk.name!r} is also an OMS session's name")
         oms_names = {s.name for s in self.oms}
         for key in self.limits.sessions:
             if key not in oms_names:
@@ -291,6 +316,9 @@ def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedCo
         tokens = resolve_tokens(config.admin) if secrets else ()
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    desk = config.risk_desk
+    if secrets and desk.password_env and not os.environ.get(desk.password_env):
+        raise ConfigError(f"{path}: risk_desk.password_env: environment variable {desk.password_env} is not set")
     return LoadedConfig(path.resolve(), config, instruments, positions, tokens)
 
 

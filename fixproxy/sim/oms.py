@@ -17,7 +17,8 @@ from pathlib import Path
 
 import quickfix as fix
 
-from ..engines.quickfix.settings import session_block
+from ..admin.fixsession import build_dictionary
+from ..engines.quickfix.settings import dictionary, session_block
 from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
 
 
@@ -27,9 +28,10 @@ def _now() -> str:
 
 
 class OmsSim(fix.Application):
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, logon: tuple[str, str] = ("", "")):
         super().__init__()
         self.quiet = quiet
+        self.logon = logon  # Username (553), Password (554) to put on the Logon
         self.logged_on = threading.Event()
         self.sid: fix.SessionID | None = None
         self.outcomes: Counter[str] = Counter()
@@ -43,7 +45,10 @@ class OmsSim(fix.Application):
     def onLogout(self, sid):
         self.logged_on.clear()
         emit({"event": "logout", "session": sid.toString()})
-    def toAdmin(self, message, sid): pass
+    def toAdmin(self, message, sid):
+        if self.logon[0] and message.getHeader().getField(35) == "A":
+            message.setField(553, self.logon[0])
+            message.setField(554, self.logon[1])
     def fromAdmin(self, message, sid):
         f = fields_of(message)
         if f.get("35") in ("3", "5"):
@@ -101,30 +106,55 @@ def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, 
     oms = next((s for s in cfg.oms if s.name == session_name), None)
     if oms is None:
         raise SystemExit(f"no OMS session named {session_name!r} in {loaded.path}")
-    app = OmsSim(quiet=quiet)
     state = state_dir or loaded.state_dir / "sim" / f"oms-{oms.name}"
-    block = session_block(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id, SocketConnectHost="127.0.0.1",
-                          SocketConnectPort=cfg.acceptor.port, HeartBtInt=cfg.acceptor.heartbeat_s,
-                          ReconnectInterval=1)
+    block = session_block(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id)
+
+    def work(app: OmsSim) -> int:
+        if stdin:
+            return _from_stdin(app)
+        return _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
+
+    return _run_initiator(loaded, OmsSim(quiet=quiet), block, state, work)
+
+
+def run_desk(loaded, *, username: str = "", password: str = "", state_dir: Path | None = None) -> int:
+    """The risk desk's side of its FIX session: each stdin line (``35=U1|2328=R1|...``) is sent."""
+    cfg = loaded.config
+    desk = cfg.risk_desk
+    if not desk.comp_id:
+        raise SystemExit(f"no [risk_desk] comp_id in {loaded.path}")
+    state = state_dir or loaded.state_dir / "sim" / "desk"
+    extended = build_dictionary(dictionary("FIX.4.4"), state / "FIX44-admin.xml")
+    block = session_block("FIX.4.4", desk.comp_id, cfg.acceptor.comp_id, DataDictionary=extended)
+    return _run_initiator(loaded, OmsSim(logon=(username, password)), block, state, _from_stdin)
+
+
+def _run_initiator(loaded, app: OmsSim, block: dict, state: Path, work) -> int:
+    """Connect ``app`` to the proxy's acceptor, run ``work(app)`` once logged on, log out, exit."""
+    cfg = loaded.config
+    block = {**block, "SocketConnectHost": "127.0.0.1", "SocketConnectPort": cfg.acceptor.port,
+             "HeartBtInt": cfg.acceptor.heartbeat_s, "ReconnectInterval": 1}
     engine = start_engine("initiator", app, state, "oms-sim", {}, [block])
-    sid = fix.SessionID(oms.fix_version, oms.comp_id, cfg.acceptor.comp_id)
+    sid = fix.SessionID(block["BeginString"], block["SenderCompID"], block["TargetCompID"])
     code = 1
     try:
         if not app.logged_on.wait(30):
             emit({"event": "error", "detail": f"no logon to 127.0.0.1:{cfg.acceptor.port} within 30s"})
             code = 2
-        elif stdin:
-            for line in sys.stdin:
-                fields = parse_line(line)
-                if fields and not app.send(fields):
-                    emit({"event": "send_failed", "line": line.strip()})
-            wait_for_signal()
-            code = 0
         else:
-            code = _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
+            code = work(app)
     finally:
         logout_all([sid])
         leave(code)
+
+
+def _from_stdin(app: OmsSim) -> int:
+    for line in sys.stdin:
+        fields = parse_line(line)
+        if fields and not app.send(fields):
+            emit({"event": "send_failed", "line": line.strip()})
+    wait_for_signal()
+    return 0
 
 
 def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, account: str, wait_s: float,

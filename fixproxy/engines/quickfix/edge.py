@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import quickfix as fix
 
 from ... import codec
+from ...admin import fixsession
 from ...core import events as ev
 from ...core.proxy import Changes, ProxyCore
 
@@ -39,7 +40,7 @@ class SessionInfo:
 
     def __init__(self, name: str, role: str, sid: fix.SessionID):
         self.name = name
-        self.role = role  # "oms" or "venue"
+        self.role = role  # "oms", "venue" or "admin" (the risk-desk session)
         self.sid = sid
         self.begin_string = sid.getBeginString().getValue()
         self.fix42 = self.begin_string == "FIX.4.2"
@@ -50,7 +51,8 @@ class ProxyApplication(fix.Application):
 
     def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
                  clock: Callable[[], int] = time.time_ns, on_message: MessageHook | None = None,
-                 on_changes: Callable[[Changes], None] | None = None):
+                 on_changes: Callable[[Changes], None] | None = None,
+                 check_logon: Callable[[str, str], bool] | None = None):
         super().__init__()
         self.core = core
         self.on_record = on_record  # decisions and notices: logging and the audit trail
@@ -60,6 +62,8 @@ class ProxyApplication(fix.Application):
         # What the core changed while handling an event (orders, fills, ...), for the state store.
         # Called under the core lock, before the event's messages are sent.
         self.on_changes = on_changes
+        # Username (553) / Password (554) check for the risk-desk session's Logon; None: no check.
+        self.check_logon = check_logon
         self.clock = clock
         self.lock = threading.Lock()
         self._by_sid = {s.sid.toString(): s for s in sessions}
@@ -90,7 +94,14 @@ class ProxyApplication(fix.Application):
         pass
 
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
-        pass
+        if self.check_logon is None:
+            return
+        info = self._by_sid.get(sid.toString())
+        if info is not None and info.role == "admin" and message.getHeader().getField(35) == "A":
+            fields = codec.parse(message.toString())
+            if not self.check_logon(fields.get(553, ""), fields.get(554, "")):
+                self.on_record(ev.Notice("desk_logon_refused", self.clock(), f"{info.name}: bad Username/Password"))
+                raise fix.RejectLogon("bad Username (553) or Password (554)")
 
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         info = self._by_sid.get(sid.toString())
@@ -111,6 +122,9 @@ class ProxyApplication(fix.Application):
         if self.on_message is not None:
             self.on_message("in", info.name, raw, now)
         fields = codec.parse(raw)
+        if info.role == "admin":
+            self._desk_message(info, fields, now)
+            return
         if info.role == "oms":
             event = codec.decode_oms(fields, info.name, now)
         else:
@@ -161,19 +175,7 @@ class ProxyApplication(fix.Application):
                     continue
             now = self.clock()
             msg_type, body = codec.encode(action, info.fix42, transact_time(now))
-            msg = fix.Message()
-            header = msg.getHeader()
-            header.setField(fix.BeginString(info.begin_string))
-            header.setField(fix.MsgType(msg_type))
-            for tag, value in body:
-                msg.setField(tag, value)
-            try:
-                sent = fix.Session.sendToTarget(msg, info.sid)
-            except fix.SessionNotFound:
-                sent = False
-            if sent and self.on_message is not None:
-                self.on_message("out", info.name, msg.toString(), now)  # quickfix filled in the header
-            if not sent:
+            if not self._send(info, msg_type, body, now):
                 if isinstance(action, _VENUE_ACTIONS):
                     failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))
                 else:
@@ -181,3 +183,42 @@ class ProxyApplication(fix.Application):
                                              "kept in the quickfix store for resend"))
         for event in failed:
             self._perform(self.core.handle(event))
+
+    def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
+        msg = fix.Message()
+        header = msg.getHeader()
+        header.setField(fix.BeginString(info.begin_string))
+        header.setField(fix.MsgType(msg_type))
+        for tag, value in body:
+            msg.setField(tag, value)
+        try:
+            sent = fix.Session.sendToTarget(msg, info.sid)
+        except fix.SessionNotFound:
+            sent = False
+        if sent and self.on_message is not None:
+            self.on_message("out", info.name, msg.toString(), now)  # quickfix filled in the header
+        return sent
+
+    # -------------------------------------------------------------- the risk-desk session
+
+    def _desk_message(self, info: SessionInfo, fields: dict[int, str], now: int) -> None:
+        """KillSwitchRequest in, KillSwitchReport out; anything else on this session is refused."""
+        msg_type = fields.get(35, "")
+        report_id = f"K{now}"
+        if msg_type == "U1":
+            event = fixsession.decode_request(fields, info.name, now)
+            if isinstance(event, str):
+                reply = fixsession.rejected(fields, event, report_id)
+                self.on_record(ev.Notice("desk_request_refused", now, f"{info.name}: {event}"))
+            else:
+                result = next(a for a in self.submit(event) if isinstance(a, ev.AdminResult))
+                reply = fixsession.encode_report(result, fields, report_id)
+            self._send(info, reply[0][1], reply[1:], now)
+            return
+        is_order = msg_type in ("D", "G", "F")
+        text = ("UNSUPPORTED_MESSAGE: the risk-desk session does not take orders" if is_order
+                else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session")
+        self.on_record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
+        _, body = codec.encode(ev.OmsBusinessReject(info.name, int(fields.get(34, "0") or 0), msg_type,
+                                                    fields.get(11, ""), 6 if is_order else 3, text), False, "")
+        self._send(info, "j", body, now)
