@@ -23,6 +23,7 @@ from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, SessionInfo
+from .engines.quickfix.recovery import recover
 from .engines.quickfix.settings import common_defaults, dictionary, session_block, write_settings
 from .state import StateStore, snapshot
 
@@ -159,6 +160,8 @@ class Proxy:
         self.recorder = Recorder(self.audit, self.feed)
         self.state = StateStore(state / "state.sqlite")
         self.core.restore(**self.state.load(self.start_ns))
+        # Orders sent just before a crash may be missing from the state: quickfix's store has them.
+        self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
         self.application = ProxyApplication(self.core, infos, self.recorder,
                                             on_message=self.audit.message if self.audit else None,
                                             on_changes=self._save, check_logon=desk_logon_check(desk))
@@ -222,6 +225,7 @@ async def serve(loaded: LoadedConfig) -> None:
         oms_sessions=[f"{s.fix_version} {s.comp_id}->{cfg.acceptor.comp_id}" for s in cfg.oms],
         venues=[f"{v.name}={v.host}:{v.port}" for v in cfg.venues],
         state_dir=str(loaded.state_dir),
+        recovered_from_store=proxy.recovered,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

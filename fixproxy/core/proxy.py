@@ -135,6 +135,29 @@ class ProxyCore:
     def handle(self, event: ev.Event) -> list[ev.Action]:
         return self._dispatch[type(event)](event)
 
+    def recover_sent(self, venue: str, msg_type: str, venue_cl_ord_id: str, request: OrderRequest | None,
+                     now_ns: int) -> bool:
+        """Account for a message the venue session's store says was sent (see engines/quickfix/recovery).
+
+        Its ClOrdID counts as used; a NewOrderSingle (with its decoded ``request``) that the state
+        does not know is rebuilt as pending. Returns True if anything was unknown.
+        """
+        session, sep, cl_ord_id = venue_cl_ord_id.partition(".")
+        if not sep or session not in self.sessions:
+            return False
+        day = now_ns // _DAY_NS
+        seen = self.orders.seen(session, day)
+        unknown = cl_ord_id not in seen
+        if unknown:
+            self._use_id(session, cl_ord_id, now_ns)
+        if msg_type == "D" and request is not None and self.orders.by_venue(venue_cl_ord_id) is None:
+            order = Order(session, venue, msgspec.structs.replace(request, cl_ord_id=cl_ord_id), venue_cl_ord_id)
+            self.orders.add(order)
+            self._sync_working(order)
+            self.changes.aliases.append((order.key, cl_ord_id, venue_cl_ord_id))
+            return True
+        return unknown
+
     def take_changes(self) -> Changes:
         """Hand over what changed since the last call (the caller saves it) and start afresh."""
         changes, self.changes = self.changes, Changes()
