@@ -51,6 +51,7 @@ class Proc:
 
     def __init__(self, args: list[str], cwd: Path, stdin: bool = False):
         self.lines: list[dict] = []
+        self.text: list[str] = []  # the last lines, for a failure report
         self.lock = threading.Lock()
         self.popen = subprocess.Popen([sys.executable, "-m", "fixproxy", *args], cwd=cwd, text=True, bufsize=1,
                                       stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -60,6 +61,9 @@ class Proc:
 
     def _read(self, stream) -> None:
         for line in stream:
+            with self.lock:
+                self.text.append(line.rstrip("\n"))
+                del self.text[:-50]
             try:
                 record = json.loads(line)
             except ValueError:
@@ -79,7 +83,9 @@ class Proc:
                 if pred(r):
                     return r
             time.sleep(0.05)
-        raise TimeoutError("no matching line")
+        with self.lock:
+            tail = "\n".join(self.text[-20:])
+        raise TimeoutError(f"no matching line within {timeout}s (exit status {self.popen.poll()}); last output:\n{tail}")
 
     def send(self, line: str) -> None:
         self.popen.stdin.write(line + "\n")
