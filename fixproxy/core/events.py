@@ -79,11 +79,13 @@ class VenueCancelReject(msgspec.Struct, frozen=True, tag=True):
 
 
 class VenueSendFailed(msgspec.Struct, frozen=True, tag=True):
-    """The edge could not hand a message to the venue session (it went down meanwhile)."""
+    """A message did not reach the venue: the session went down before it could be sent ("down"),
+    or the venue asked for it again after a gap and the proxy does not resend orders ("not_resent")."""
 
     venue: str
     cl_ord_id: str  # the proxy's venue-side ClOrdID of the message that failed
     now_ns: int
+    why: str = "down"
 
 
 class SessionUp(msgspec.Struct, frozen=True, tag=True):

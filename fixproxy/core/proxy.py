@@ -555,12 +555,16 @@ class ProxyCore:
         if found is None:
             return [ev.Notice("send_failed", e.now_ns, f"{e.venue}: {e.cl_ord_id}")]
         order, oms_id = found
-        self.up.discard(e.venue)
+        if e.why == "down":
+            self.up.discard(e.venue)
+            sentence = f"venue {e.venue} went down before the message could be sent"
+        else:
+            sentence = (f"venue {e.venue} did not receive the message (it asked for it again after a gap) and the "
+                        "proxy does not resend orders, which could be stale; send it again if still wanted")
         if self._kill_cancels.pop(e.cl_ord_id, None) is not None:
-            return [ev.Notice("kill_cancel_failed", e.now_ns,
-                              f"venue {e.venue} is down: could not cancel {order.session}/{order.cl_ord_id}")]
-        rej = Reject("VENUE_UNAVAILABLE", f"venue {e.venue} went down before the message could be sent",
-                     observed=e.venue, reason=REASON_APPLICATION_NOT_AVAILABLE)
+            return [ev.Notice("kill_cancel_failed", e.now_ns, f"could not cancel {order.session}/{order.cl_ord_id}: "
+                                                               f"{sentence}")]
+        rej = Reject("VENUE_UNAVAILABLE", sentence, observed=e.venue, reason=REASON_APPLICATION_NOT_AVAILABLE)
         decision = self._decision(order.session, "D", None, e.now_ns, rej, e.venue, cl_ord_id=oms_id,
                                   symbol=order.request.symbol, account=order.request.account)
         if oms_id == order.cl_ord_id and order.status is OrdStatus.PENDING_NEW:

@@ -91,3 +91,15 @@ def test_recovery_is_off_unless_asked_for():
     report = exec_report("oms1.GONE", ExecType.NEW, OrdStatus.NEW, exec_id="X3", leaves=5, symbol="AAPL",
                          side=Side.BUY, order_qty=Decimal(5))
     assert [a.kind for a in h.handle(ev.VenueReport("sim", h.now, report))] == ["unknown_order_report"]
+
+
+def test_order_the_venue_asked_for_again_is_refused_to_the_oms_without_marking_venue_down():
+    """A NewOrderSingle the venue requested again after a gap is not resent; the OMS gets VENUE_UNAVAILABLE
+    saying so, and the venue stays up for new orders."""
+    h = Harness(rules=[])
+    h.new(order("G1"))
+    actions = h.handle(ev.VenueSendFailed("sim", "oms1.G1", h.now, "not_resent"))
+    reject = next(a for a in actions if isinstance(a, ev.OmsBusinessReject))
+    assert reject.text.startswith("VENUE_UNAVAILABLE: venue sim did not receive the message")
+    assert "sim" in h.core.up
+    assert isinstance(h.new(order("G2"))[-1], ev.VenueNewOrder)

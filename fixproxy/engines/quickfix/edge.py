@@ -108,7 +108,11 @@ class ProxyApplication(fix.Application):
         if info is not None and info.role == "venue":
             header = message.getHeader()
             if header.isSetField(43) and header.getField(43) == "Y":
-                # A resend request from the venue: never send an order twice; quickfix gap-fills instead.
+                # A resend request from the venue: an order is never sent late; quickfix gap-fills
+                # instead, and the OMS hears that it did not reach the venue (via the control thread:
+                # this callback holds the session's mutex).
+                if message.isSetField(11):
+                    self._control.put(ev.VenueSendFailed(info.name, message.getField(11), self.clock(), "not_resent"))
                 raise fix.DoNotSend()
             if not self._sessions[sid.toString()].isLoggedOn():
                 raise fix.DoNotSend()  # not queued for later: the core is told the send failed
