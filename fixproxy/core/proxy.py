@@ -294,6 +294,7 @@ class ProxyCore:
             return [self._decision(session, "D", order, e.now_ns, rej), self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
         self.orders.add(tracked)
+        self.changes.aliases.append((tracked.key, order.cl_ord_id, tracked.venue_cl_ord_id))
         self._sync_working(tracked)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
