@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= cfg/fixproxy.toml
+BENCH_OUT ?= var/bench/bench.json
+BENCH_ARGS ?=
 
-.PHONY: test run check-config venv clean unit integration
+.PHONY: test run check-config venv clean unit integration bench chromium browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +19,15 @@ $(STAMP): $(PY) pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium through Playwright (which never downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q
+
+browser: $(STAMP) chromium
+	$(PY) -m pytest -q tests/browser
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
@@ -28,6 +37,11 @@ integration: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
+
+# The benchmark: direct vs pass-through vs full proxy, interleaved, in one run (under 10 minutes;
+# BENCH_ARGS=--quick for about a minute). Prints the report and writes $(BENCH_OUT).
+bench: $(STAMP)
+	$(PY) scripts/bench.py --out $(BENCH_OUT) $(BENCH_ARGS)
 
 check-config: $(STAMP)
 	$(VENV)/bin/fixproxy check-config --config $(CONFIG)

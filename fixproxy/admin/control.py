@@ -94,6 +94,10 @@ class Control:
         with self._lock:
             return fn(self._core)
 
+    def alert_levels(self) -> list[str]:
+        """The ``[risk] alert_levels`` (percent), lowest first. Fixed at start-up, so read without the lock."""
+        return [format(level, "f") for level in sorted(self._core.settings.alert_levels)]
+
     def kill_cancels_pending(self) -> int:
         with self._lock:
             return self._core.kill_cancels_pending()

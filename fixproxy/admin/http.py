@@ -2,8 +2,9 @@
 
 Reads copy views of the core out under the core lock; commands go through :class:`Control`, i.e. the
 same lock and ``ProxyCore.handle`` as orders. Both run in a thread executor so the loop never waits
-on the lock. Every route except ``/healthz`` and the OpenAPI document needs ``Authorization: Bearer
-<token>``; the token's name is recorded as the operator of a command.
+on the lock. Every route except ``/healthz``, the OpenAPI document and the dashboard's files (``/``,
+``/dashboard/<file>``, from ``static/``; they hold no data) needs ``Authorization: Bearer <token>``;
+the token's name is recorded as the operator of a command.
 
 ``python -m fixproxy.admin.http`` prints the OpenAPI document (``spec/admin-api.openapi.json``).
 """
@@ -11,12 +12,16 @@ on the lock. Every route except ``/healthz`` and the OpenAPI document needs ``Au
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
+import threading
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
+from importlib import resources
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -36,6 +41,8 @@ ROLES = {"viewer": 0, "risk": 1, "admin": 2}
 HEARTBEAT_S = 15.0
 MAX_RECENT = 500
 DEFAULT_RECENT = 100
+HISTORY_SAMPLE_S = 5.0  # how often the firm's exposure is sampled for the dashboard's chart
+HISTORY_SIZE = 20_000  # points kept (one only when gross or net changed)
 
 
 # ---------------------------------------------------------------- auth (pure)
@@ -191,6 +198,19 @@ def parse_limit(text: str | None) -> int:
     return n
 
 
+def parse_since(text: str | None) -> int:
+    """The ``since_ns`` query parameter of the exposure history."""
+    if text is None or text == "":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadRequest(f"since_ns must be a whole number, got {text!r}") from None
+    if n < 0:
+        raise BadRequest(f"since_ns must not be negative, got {n}")
+    return n
+
+
 def _readable(message: str) -> str:
     """msgspec says '... - at `$.reason`'; say 'reason: ...' instead."""
     text, sep, where = message.rpartition(" - at `$")
@@ -209,6 +229,58 @@ def result_body(result: ev.AdminResult) -> dict:
     return body
 
 
+# ---------------------------------------------------------------- the dashboard's data
+
+
+class ExposureHistory:
+    """The firm's gross and net exposure over the proxy's life, for the dashboard's chart.
+
+    A point is kept only when gross or net changed since the last one, at most ``size`` of them.
+    """
+
+    def __init__(self, size: int = HISTORY_SIZE):
+        self._points: deque[tuple[int, str, str]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, now_ns: int, gross: str, net: str) -> None:
+        with self._lock:
+            if self._points and self._points[-1][1:] == (gross, net):
+                return
+            self._points.append((now_ns, gross, net))
+
+    def since(self, since_ns: int = 0) -> list[dict]:
+        with self._lock:
+            points = list(self._points)
+        return [{"t_ns": t, "gross": g, "net": n} for t, g, n in points if t > since_ns]
+
+
+def firm_totals(exposure: list[dict]) -> tuple[str, str]:
+    """(gross, net) of the firm row of the exposure view ("0", "0" when the book is empty)."""
+    firm = next((row for row in exposure if row["scope"] == "firm"), None)
+    return (firm["gross"], firm["net"]) if firm else ("0", "0")
+
+
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """The dashboard's files (package data under fixproxy/admin/static), by name, with their content type."""
+    types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+    out = {}
+    for entry in resources.files(__package__).joinpath("static").iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        if entry.is_file() and suffix in types:
+            out[entry.name] = (entry.read_bytes(), types[suffix])
+    return out
+
+
+#: Served with the dashboard: everything comes from this server, nothing runs inline.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
 # ---------------------------------------------------------------- the application
 
 
@@ -221,6 +293,7 @@ class Route(NamedTuple):
     request: type | None = None
     response: str = ""  # a schema name in components
     query_limit: bool = False
+    query_since: bool = False
 
     @property
     def url(self) -> str:
@@ -228,8 +301,13 @@ class Route(NamedTuple):
 
 
 ROUTES: tuple[Route, ...] = (
+    Route("GET", "//", None, "dashboard", "The risk dashboard, a web page that asks for a token (no token needed)"),
+    Route("GET", "//dashboard/{asset}", None, "asset", "The dashboard's script and style sheet (no token needed)"),
     Route("GET", "//healthz", None, "healthz", "Liveness: the API answers (no token needed)", response="Health"),
     Route("GET", "/openapi.json", None, "openapi", "This document (no token needed)"),
+    Route("GET", "/whoami", "viewer", "whoami",
+          "The caller's token name and role, and the alert levels (what the dashboard needs to start)",
+          response="Whoami"),
     Route("GET", "/sessions", "viewer", "sessions", "OMS sessions and venues, and whether each is logged on",
           response="Sessions"),
     Route("GET", "/trading-states", "viewer", "trading_states",
@@ -250,6 +328,9 @@ ROUTES: tuple[Route, ...] = (
           response="FeedItems", query_limit=True),
     Route("GET", "/summary", "viewer", "summary", "Everything the risk desk looks at, in one value",
           response="Summary"),
+    Route("GET", "/exposure-history", "viewer", "exposure_history",
+          f"The firm's gross and net exposure since start-up, sampled every {HISTORY_SAMPLE_S:g} s (a point "
+          "only when either changed), oldest first", response="ExposureHistory", query_since=True),
     Route("GET", "/events", "viewer", "events",
           "Server-sent events: every new decision, alert, admin action and notice (event: <kind>, "
           "data: JSON), with a comment line as heartbeat every 15 s"),
@@ -281,6 +362,8 @@ class AdminApi:
         self._closing = False
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.history = ExposureHistory()
+        self._assets = _assets()
 
     # -- wiring
 
@@ -289,7 +372,29 @@ class AdminApi:
         for route in ROUTES:
             app.router.add_route(route.method, route.url, self._guard(route))
         app.on_shutdown.append(self._end_streams)
+        app.cleanup_ctx.append(self._sampling)
         return app
+
+    async def _sampling(self, app):
+        """Sample the firm's exposure for the history while the application runs."""
+
+        async def every() -> None:
+            while True:
+                try:
+                    await self._sample()
+                except Exception as exc:  # noqa: BLE001 - a missed sample is no reason to stop sampling
+                    self.log.warning("exposure_sample_failed", error=repr(exc))
+                await asyncio.sleep(HISTORY_SAMPLE_S)
+
+        task = asyncio.create_task(every())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _sample(self) -> None:
+        gross, net = firm_totals(await self._run(self.control.view, "exposure"))
+        self.history.add(self.control.clock(), gross, net)
 
     async def start(self, host: str, port: int) -> str:
         """Listen on ``host:port`` (OSError if it cannot); returns the API's base URL."""
@@ -364,6 +469,24 @@ class AdminApi:
 
     async def healthz(self, request, who) -> web.Response:
         return _json({"status": "ok"})
+
+    async def dashboard(self, request, who) -> web.Response:
+        body, content_type = self._assets["index.html"]
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=_PAGE_HEADERS)
+
+    async def asset(self, request, who) -> web.Response:
+        found = self._assets.get(request.match_info["asset"])
+        if found is None or found[1] == "text/html":
+            raise web.HTTPNotFound(reason="no such dashboard file")
+        return web.Response(body=found[0], content_type=found[1], charset="utf-8", headers=_PAGE_HEADERS)
+
+    async def whoami(self, request, who: Identity) -> web.Response:
+        return _json({"name": who.name, "role": who.role, "alert_levels": self.control.alert_levels()})
+
+    async def exposure_history(self, request, who) -> web.Response:
+        since = parse_since(request.query.get("since_ns"))
+        await self._sample()  # so the chart ends at the present
+        return _json({"now_ns": self.control.clock(), "points": self.history.since(since)})
 
     async def openapi(self, request, who) -> web.Response:
         return _json(openapi_document())
@@ -521,6 +644,10 @@ def _schemas() -> dict[str, Any]:
         "FeedItems": _arr(_obj({"feed": {"enum": ["decision", "alert", "admin", "notice"]}, "now_ns": _I},
                                "A Decision, Alert, AdminResult or Notice with its fields, plus feed naming "
                                "which it is.")),
+        "Whoami": _obj({"name": _S, "role": {"enum": list(ROLES)},
+                        "alert_levels": _arr(_DEC, "[risk] alert_levels: utilization (percent) that raises an "
+                                                   "alert, lowest first")}),
+        "ExposureHistory": _obj({"now_ns": _I, "points": _arr(_obj({"t_ns": _I, "gross": _DEC, "net": _DEC}))}),
         "Summary": _obj({
             "sessions": {"$ref": ref.format(name="Sessions")},
             "trading_states": {"$ref": ref.format(name="TradingStates")},
@@ -556,12 +683,24 @@ def openapi_document() -> dict:
                                  "description": f"at most this many items (1 to {MAX_RECENT})",
                                  "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT,
                                             "default": DEFAULT_RECENT}}]
+        if r.query_since:
+            op["parameters"] = [{"name": "since_ns", "in": "query", "required": False,
+                                 "description": "only points after this time (nanoseconds since the epoch)",
+                                 "schema": {"type": "integer", "minimum": 0, "default": 0}}]
+        if "{asset}" in r.path:
+            op["parameters"] = [{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"},
+                                 "description": "a file name, e.g. dashboard.js"}]
         if r.request is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{r.request.__name__}"}}}}
         if r.handler == "events":
             ok = {"description": "a stream of server-sent events", "content": {"text/event-stream": {
                 "schema": {"type": "string"}}}}
+        elif r.handler == "dashboard":
+            ok = {"description": "the dashboard's page", "content": {"text/html": {"schema": {"type": "string"}}}}
+        elif r.handler == "asset":
+            ok = {"description": "the file", "content": {"text/javascript": {"schema": {"type": "string"}},
+                                                          "text/css": {"schema": {"type": "string"}}}}
         elif r.handler == "openapi":
             ok = {"description": "the OpenAPI document", "content": {"application/json": {"schema": {
                 "type": "object"}}}}
@@ -569,7 +708,9 @@ def openapi_document() -> dict:
             ok = {"description": "the action was applied" if r.request else "OK", "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{r.response}"}}}}
         op["responses"]["200"] = ok
-        if r.request is not None or r.query_limit:
+        if r.handler == "asset":
+            op["responses"]["404"] = _error("no such file")
+        if r.request is not None or r.query_limit or r.query_since:
             op["responses"]["400"] = _error("bad JSON, a missing or malformed field, or a bad query parameter")
         if r.role is not None:
             op["responses"]["401"] = _error("missing or unknown bearer token")

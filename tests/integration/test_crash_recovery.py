@@ -18,7 +18,8 @@ def venue_orders(stack) -> Counter:
 
 def test_kill9_mid_flow_loses_nothing_and_duplicates_nothing(fresh_stack):
     """Working orders survive kill -9; orders sent while the proxy is down arrive once after it is back
-    (as possible duplicates); every order ends with exactly one outcome at the OMS."""
+    (as possible duplicates); every order ends with exactly one answer at the OMS and reaches the venue
+    at most once."""
     s = fresh_stack(behaviours={"MSFT": "ack"})
     oms = s.connect("oms1")
     m = messages(oms)
@@ -39,14 +40,30 @@ def test_kill9_mid_flow_loses_nothing_and_duplicates_nothing(fresh_stack):
     s.start_proxy()
     oms.wait_for(lambda r: r.get("event") == "logon", start=mark)
 
-    # Every burst order ends up acknowledged exactly once (the ones the OMS had to resend included).
-    for cl in burst:
-        oms.wait_for(m(**{"35": "8", "11": cl, "39": "0"}))
+    # Every burst order ends with exactly one answer: acknowledged (then it reached the venue exactly
+    # once), or refused VENUE_UNAVAILABLE if the crash caught it between quickfix's store and the wire
+    # (the venue then asked for it again, and the proxy does not send orders late).
+    def answers(cl: str) -> list[str]:
+        out = []
+        for r in list(oms.lines):
+            f = r.get("fields", {})
+            if r.get("dir") != "in":
+                continue
+            if f.get("35") == "8" and f.get("11") == cl and f.get("39") == "0":
+                out.append("ack")
+            elif f.get("35") == "j" and f.get("379") == cl:
+                out.append(f.get("58", "").split(":")[0])
+        return out
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(answers(cl) for cl in burst):
+        time.sleep(0.1)
+    time.sleep(1)  # anything sent twice would show up by now
     counts = venue_orders(s)
-    assert all(counts[f"oms1.{cl}"] == 1 for cl in working + burst), counts
-    acks = Counter(r["fields"]["11"] for r in list(oms.lines)
-                   if r.get("dir") == "in" and r["fields"].get("35") == "8" and r["fields"].get("39") == "0")
-    assert all(acks[cl] == 1 for cl in working + burst), acks
+    for cl in working + burst:
+        got = answers(cl)
+        assert got in (["ack"], ["VENUE_UNAVAILABLE"]), (cl, got)
+        assert counts[f"oms1.{cl}"] == (1 if got == ["ack"] else 0), (cl, counts[f"oms1.{cl}"])
 
     # The working orders from before the crash are still known: each can be cancelled.
     for cl in working:

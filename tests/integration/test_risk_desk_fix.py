@@ -104,7 +104,7 @@ def test_desk_logon_with_wrong_password_is_refused(stack):
     assert reply is None or reply.get(35) == "5"
     assert intruder.closed(10)
     intruder.close()
-    assert any(r.get("event") == "desk_logon_refused" for r in stack.proxy.lines)
+    stack.proxy.wait_for(lambda r: r.get("event") == "desk_logon_refused", start=mark)
     desk = RawFix(stack.acceptor_port, "RISKDESK")
     assert desk.logon("553=desk|554=correct-horse")[35] == "A"
     desk.close()

@@ -22,11 +22,13 @@ from fixproxy.admin.http import (
     Auth,
     BadRequest,
     Denied,
+    ExposureHistory,
     Identity,
     KillRequest,
     LimitRequest,
     ReferenceRequest,
     allows,
+    firm_totals,
     openapi_document,
     openapi_text,
     parse_body,
@@ -35,7 +37,7 @@ from fixproxy.admin.http import (
 from fixproxy.admin import client as client_module
 from fixproxy.config import ApiToken, ConfigError, load
 
-from .conftest import Harness
+from .conftest import Harness, order
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "spec" / "admin-api.openapi.json"
@@ -355,6 +357,54 @@ async def test_in_process_event_stream_sends_heartbeat_comments(client):
     lines = [await asyncio.wait_for(response.content.readline(), 2) for _ in range(4)]
     assert lines[:2] == [b": connected\n", b"\n"] and lines[2:] == [b": heartbeat\n", b"\n"]
     response.close()
+
+
+async def test_in_process_whoami_names_token_role_and_alert_levels(client):
+    """GET /whoami answers the token's name and role and the [risk] alert levels; without a token it is 401."""
+    response = await client.get(PREFIX + "/whoami", headers=bearer("viewer"))
+    assert response.status == 200
+    assert await response.json() == {"name": "vera", "role": "viewer", "alert_levels": ["70", "90"]}
+    assert (await client.get(PREFIX + "/whoami")).status == 401
+
+
+async def test_in_process_dashboard_page_and_assets_need_no_token_and_forbid_outside_sources(client):
+    """GET / serves the dashboard's page, /dashboard/<file> its script and style sheet, all with a CSP that
+    allows only this server; the page itself and unknown names under /dashboard/ are 404."""
+    page = await client.get("/")
+    text = await page.text()
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script src="/dashboard/dashboard.js"' in text and "http://" not in text and "https://" not in text
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    script = await client.get("/dashboard/dashboard.js")
+    assert script.status == 200 and script.headers["Content-Type"].startswith("text/javascript")
+    assert "/api/v1/events" in await script.text()
+    assert (await client.get("/dashboard/dashboard.css")).headers["Content-Type"].startswith("text/css")
+    for path in ("/dashboard/index.html", "/dashboard/nothing.js", "/dashboard/..%2Fhttp.py"):
+        response = await client.get(path)
+        assert response.status == 404 and "error" in await response.json(), path
+
+
+async def test_in_process_exposure_history_follows_the_firm_and_filters_since(client):
+    """The history starts at zero, gains a point when an order changes the firm's gross, and since_ns filters."""
+    first = await (await client.get(PREFIX + "/exposure-history", headers=bearer("viewer"))).json()
+    assert [(p["gross"], p["net"]) for p in first["points"]] == [("0", "0")]
+    client.harness.new(order("H1", qty=10, price=100, account="A1"))  # a working order counts in gross
+    second = await (await client.get(PREFIX + "/exposure-history", headers=bearer("viewer"),
+                                      params={"since_ns": str(first["points"][-1]["t_ns"])})).json()
+    assert [p["gross"] for p in second["points"]] == ["1000"]
+    assert second["now_ns"] >= second["points"][-1]["t_ns"]
+    response = await client.get(PREFIX + "/exposure-history?since_ns=-1", headers=bearer("viewer"))
+    assert response.status == 400 and "since_ns must not be negative" in (await response.json())["error"]
+
+
+def test_exposure_history_keeps_a_point_only_when_gross_or_net_changes():
+    """Repeated samples of the same gross and net add nothing; ``since`` returns the points after a time."""
+    history = ExposureHistory(size=3)
+    for t, gross, net in [(1, "0", "0"), (2, "0", "0"), (3, "5", "5"), (4, "5", "-5"), (5, "5", "-5"), (6, "9", "1")]:
+        history.add(t, gross, net)
+    assert [p["t_ns"] for p in history.since()] == [3, 4, 6]  # at most 3 kept, oldest dropped
+    assert history.since(4) == [{"t_ns": 6, "gross": "9", "net": "1"}]
+    assert firm_totals([{"scope": "account:A", "gross": "1", "net": "1"}]) == ("0", "0")
 
 
 # ---------------------------------------------------------------- CLI rendering
