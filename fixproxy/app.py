@@ -70,16 +70,20 @@ def build_core(loaded: LoadedConfig, start_ns: int, next_id=None) -> ProxyCore:
 
 class Recorder:
     """Where decisions, alerts, admin results and notices go: the audit store (if any), the admin
-    API's live feed (if any), then structured log lines."""
+    API's live feed (if any), then structured log lines. The risk desk's commands (AdminKill,
+    AdminSetLimit, AdminSetReference, handed over by the edge before the core applies them) go to
+    the audit store only: their AdminResult is what the feed and the log show."""
 
     def __init__(self, audit: AuditWriter | None = None, feed: Feed | None = None) -> None:
         self.log = structlog.get_logger("fixproxy")
         self.audit = audit
         self.feed = feed
 
-    def __call__(self, action: ev.Action) -> None:
+    def __call__(self, action: ev.Action | ev.AdminCommand) -> None:
         if self.audit is not None:
             self.audit.record(action)  # enqueued before the edge sends the messages of the same event
+        if isinstance(action, ev.ADMIN_COMMANDS):
+            return
         if self.feed is not None:
             self.feed.add(action)  # recent items and server-sent events; never blocks
         if isinstance(action, ev.Decision):

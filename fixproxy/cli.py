@@ -50,6 +50,8 @@ def cmd_run(args) -> int:
 
         print(f"fixproxy: risk-desk HTTP API on {base_url(cfg.admin.http_host, cfg.admin.http_port)} "
               f"({len(cfg.admin.tokens)} token(s)); `fixproxy status` / `halt` / `resume` use it", file=sys.stderr)
+        dashboard = base_url(cfg.admin.http_host, cfg.admin.http_port).removesuffix("/api/v1") + "/"
+        print(f"fixproxy: risk dashboard on {dashboard} (log in with a token from [[admin.tokens]])", file=sys.stderr)
     from .app import run
 
     def stop_children() -> None:
@@ -168,7 +170,7 @@ def cmd_replay(args) -> int:
             print(f"fixproxy: bad limits file: {exc}", file=sys.stderr)
             return 2
     try:
-        sources = open_sources(args.logs)
+        sources = open_sources(args.logs, commands_from=args.audit)
     except ReplayError as exc:
         print(f"fixproxy: {exc}", file=sys.stderr)
         return 2
@@ -347,6 +349,9 @@ def parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("replay", help="re-run logs through the risk checks and compare the decisions"))
     sp.add_argument("logs", nargs="+", metavar="LOG",
                     help="quickfix message logs (files or folders), raw FIX files (SOH or |), or an audit store")
+    sp.add_argument("--audit", default=None, metavar="DB",
+                    help="with FileLogs or raw FIX files: apply the risk desk's commands (kill switch, limit and "
+                         "reference-price changes) recorded in this audit store")
     sp.add_argument("--limits", default=None, metavar="FILE",
                     help="replay under these limits instead ([limits.*] tables as in the config)")
     sp.add_argument("--csv", default=None, metavar="FILE", help="write one line per order message")

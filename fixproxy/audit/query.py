@@ -10,7 +10,7 @@ import msgspec
 import sqlite_utils
 
 from ..timefmt import iso
-from .records import KIND_ADMIN, KIND_DECISION, KIND_MESSAGE, KIND_NOTICE, Record
+from .records import KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE, KIND_NOTICE, Record
 from .store import iter_records
 
 FORMATS = ("table", "csv", "json")
@@ -68,6 +68,12 @@ def detail(record: Record) -> str:
     if record.kind == KIND_ADMIN:
         return (f"{data.get('who')}: {data.get('what')} {data.get('scope')} ({data.get('reason')});"
                 f" before {json.dumps(data.get('before'))}, after {json.dumps(data.get('after'))}")
+    if record.kind == KIND_COMMAND:
+        what = {"AdminKill": lambda: f"{data.get('action')} {data.get('scope')}",
+                "AdminSetLimit": lambda: f"{data.get('layer')} {data.get('field')} = {json.dumps(data.get('value'))}",
+                "AdminSetReference": lambda: f"reference price of {data.get('symbol')} = {data.get('price')}"}
+        show = what.get(data.get("type", ""))
+        return f"{data.get('operator')}: {show() if show else record.data} ({data.get('reason')})"
     return record.data
 
 

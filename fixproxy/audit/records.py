@@ -24,6 +24,10 @@ KIND_MESSAGE = "message"
 KIND_DECISION = "decision"
 KIND_NOTICE = "notice"
 KIND_ADMIN = "admin"
+KIND_COMMAND = "command"
+
+#: ``code`` of a command record: the same word as the ``kind`` of the AdminResult that answers it.
+COMMAND_CODES = {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference"}
 
 
 class Record(msgspec.Struct, frozen=True, array_like=True):
@@ -83,6 +87,28 @@ def admin_draft(who: str, what: str, scope: str, reason: str, before: Any, after
     return (now_ns, KIND_ADMIN, "", "", "", "", "", "", "", what, canonical_data(msgspec.to_builtins(data)))
 
 
+def command_draft(command: ev.AdminCommand) -> Draft:
+    """A risk-desk command as the core received it: the event's fields (its type under ``type``) in ``data``."""
+    fields = msgspec.to_builtins(command)
+    now_ns = fields.pop("now_ns")
+    scope = command.scope if isinstance(command, ev.AdminKill) else (
+        command.layer if isinstance(command, ev.AdminSetLimit) else f"symbol:{command.symbol}")
+    account = scope.partition(":")[2] if scope.startswith("account:") else ""
+    symbol = scope.partition(":")[2] if scope.startswith("symbol:") else ""
+    session = scope.partition(":")[2] if scope.startswith("session:") else ""
+    return (now_ns, KIND_COMMAND, session, "", "", "", account, symbol, "", COMMAND_CODES[type(command)],
+            canonical_data(fields))
+
+
+def command_event(record: Record) -> ev.AdminCommand:
+    """The core event a command record was made from, at the record's time (ValueError if it is not one)."""
+    try:
+        data = msgspec.json.decode(record.data)
+        return msgspec.convert({**data, "now_ns": record.ts_ns}, ev.AdminCommand)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+        raise ValueError(f"record {record.seq}: not a risk-desk command ({exc})") from None
+
+
 _COLUMN_FIELDS = ("session", "msg_type", "cl_ord_id", "account", "symbol")
 
 
@@ -91,7 +117,10 @@ def _snake(name: str) -> str:
 
 
 def action_draft(action: msgspec.Struct) -> Draft:
-    """A decision, a notice, or any other non-message action of the core (stored under its own kind)."""
+    """A decision, a notice, or any other non-message action of the core (stored under its own kind);
+    also a risk-desk command (the event itself, see ``command_draft``)."""
+    if isinstance(action, ev.ADMIN_COMMANDS):
+        return command_draft(action)
     fields = msgspec.structs.asdict(action)
     now_ns = fields.pop("now_ns", None)
     if now_ns is None:

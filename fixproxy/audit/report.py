@@ -10,7 +10,7 @@ import sqlite_utils
 
 from ..timefmt import iso
 from .query import Filters
-from .records import KIND_ADMIN, KIND_DECISION, KIND_MESSAGE
+from .records import KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE
 from .store import TABLE, iter_records
 from .verify import verify
 
@@ -62,7 +62,9 @@ def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None
             breaches.setdefault((code, d.get("scope", ""), d["limit"]), []).append(d.get("observed", ""))
     notices = [{"kind": k, "code": c, "count": n} for k, c, n in _rows(
         db, "SELECT kind, code, count(*) FROM {table} {where} GROUP BY 1, 2 ORDER BY 1, 2",
-        _and(where, f"kind NOT IN ('{KIND_DECISION}', '{KIND_MESSAGE}', '{KIND_ADMIN}', '{KIND_POSITION}')"), params)]
+        # Commands are listed through the admin records that answer them.
+        _and(where, f"kind NOT IN ('{KIND_DECISION}', '{KIND_MESSAGE}', '{KIND_ADMIN}', '{KIND_COMMAND}', "
+                    f"'{KIND_POSITION}')"), params)]
     admin = [{"time": iso(r.ts_ns), "seq": r.seq, **json.loads(r.data)}
              for r, _ in iter_records(db, _and(where, f"kind = '{KIND_ADMIN}'"), params)]
     positions: dict[tuple[str, str, str], dict] = {}

@@ -134,8 +134,8 @@ class AuditWriter:
         """An application message that crossed ``session`` (``direction`` "in" or "out"), as sent."""
         self._queue.put((_MESSAGE, direction, session, raw, now_ns))
 
-    def record(self, action: ev.Action) -> None:
-        """A decision, notice or other non-message action of the core."""
+    def record(self, action: ev.Action | ev.AdminCommand) -> None:
+        """A decision, notice or other non-message action of the core, or a risk-desk command (the event)."""
         self._queue.put((_ACTION, action))
 
     def admin(self, *, who: str, what: str, scope: str = "", reason: str = "", before: Any = None,

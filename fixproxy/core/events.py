@@ -132,6 +132,10 @@ class AdminSetReference(msgspec.Struct, frozen=True, tag=True):
     now_ns: int
 
 
+#: The risk desk's commands (the audit store records them as given; replay applies them again).
+AdminCommand = AdminKill | AdminSetLimit | AdminSetReference
+ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference)
+
 Event = (
     NewOrder
     | ReplaceOrder

@@ -1,5 +1,9 @@
 """Log readers for replay: quickfix FileLog message logs, raw FIX files, and the proxy's audit store.
 
+Only the audit store holds the risk desk's commands (kill switch, limit and reference-price
+changes): ``AuditLog`` yields them with everything else, ``AuditCommands`` yields only them, to
+go beside FileLogs.
+
 Every reader yields items whose first field is a timestamp (ns since the epoch), in file
 order, so several inputs merge by time. A line that cannot be read is kept in ``malformed``
 with its line number and never stops the reader.
@@ -23,8 +27,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import codec
-from ..audit.records import KIND_DECISION, KIND_MESSAGE, KIND_NOTICE
+from ..audit.records import COMMAND_CODES, KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE, KIND_NOTICE, \
+    command_event
 from ..audit.store import AuditError, TABLE, is_audit_store, iter_records, open_for_reading
+from ..core import events as ev
 from ..timefmt import fix_time_ns
 
 Progress = Callable[[int], None]
@@ -62,7 +68,16 @@ class SessionChange(NamedTuple):
     up: bool
 
 
-Item = Message | RecordedDecision | SessionChange
+class AdminCommand(NamedTuple):
+    """A risk-desk command (audit store command records): the core event, at the time it was given."""
+
+    ts_ns: int
+    source: int
+    line: int
+    event: ev.AdminCommand
+
+
+Item = Message | RecordedDecision | SessionChange | AdminCommand
 
 
 class ReplayError(Exception):
@@ -194,8 +209,21 @@ def parse_line(line: str) -> tuple[int, dict[int, str], str]:
         raise ValueError(f"no usable timestamp: SendingTime (52) is {sending[:40]!r}") from None
 
 
+_ORDER_MESSAGES = frozenset("DGF")
+_COMMAND_RESULTS = frozenset(COMMAND_CODES.values())
+#: Records held back behind an order message that waits for its decision (a bound, never reached in practice).
+_HOLD_MAX = 10_000
+
+
 class AuditLog(_Reader):
-    """The proxy's audit store: messages with their session and direction, decisions, session changes."""
+    """The proxy's audit store: messages with their session and direction, decisions, session changes,
+    and the risk desk's commands.
+
+    Records come in chain order, with one correction. An order message is recorded when it arrives,
+    before it waits for the core's lock; a command is recorded under that lock. A command recorded
+    between an order message and that order's decision was therefore applied before the order was
+    decided: it is yielded before the order message.
+    """
 
     format = "audit"
 
@@ -204,26 +232,105 @@ class AuditLog(_Reader):
         self.db = open_for_reading(path)
         self.size = self.db[TABLE].count
         self.formats = {"audit"}
+        #: Risk-desk actions recorded without their command (a store written before commands were recorded).
+        self.uncommanded = 0
 
-    def __iter__(self) -> Iterator[Item]:
-        where = f"kind IN ('{KIND_MESSAGE}', '{KIND_DECISION}', '{KIND_NOTICE}')"
+    def _records(self, kinds: tuple[str, ...]):
+        where = f"kind IN ({', '.join(repr(k) for k in kinds)})"
         for n, (r, _) in enumerate(iter_records(self.db, where), 1):
             if self.progress is not None and n % 10_000 == 0:
                 self.progress(10_000)
+            yield r
+
+    def _command(self, r) -> AdminCommand | None:
+        try:
+            return AdminCommand(r.ts_ns, self.index, r.seq, command_event(r))
+        except ValueError as exc:
+            self.malformed.append(Malformed(self.label, r.seq, str(exc), r.data[:160]))
+            return None
+
+    def __iter__(self) -> Iterator[Item]:
+        waiting: tuple[str, str] | None = None  # (session, ClOrdID) of an order message not decided yet
+        held: list[Item] = []  # that order message and the records after it
+        commands: list[AdminCommand] = []  # commands recorded while it waited: applied before it
+        unanswered = 0  # commands whose admin result is not read yet
+        for r in self._records((KIND_MESSAGE, KIND_DECISION, KIND_NOTICE, KIND_COMMAND, KIND_ADMIN)):
+            kind = r.kind
+            if kind == KIND_ADMIN:
+                if r.code in _COMMAND_RESULTS:
+                    if unanswered:
+                        unanswered -= 1
+                    else:
+                        self.uncommanded += 1
+                continue
             self.lines += 1
-            if r.kind == KIND_MESSAGE:
+            item: Item | None = None
+            if kind == KIND_MESSAGE:
                 raw = json.loads(r.data).get("raw", "")
                 self.messages += 1
-                yield Message(r.ts_ns, self.index, r.seq, codec.parse(raw), (r.session, r.direction))
-            elif r.kind == KIND_DECISION:
-                yield RecordedDecision(r.ts_ns, self.index, r.seq, r.session, r.cl_ord_id, r.decision == "accept",
-                                       r.code)
+                item = Message(r.ts_ns, self.index, r.seq, codec.parse(raw), (r.session, r.direction))
+            elif kind == KIND_DECISION:
+                item = RecordedDecision(r.ts_ns, self.index, r.seq, r.session, r.cl_ord_id, r.decision == "accept",
+                                        r.code)
+            elif kind == KIND_COMMAND:
+                unanswered += 1
+                item = self._command(r)
+                if item is not None and waiting is not None:
+                    commands.append(item)
+                    continue
             elif r.code in ("session_up", "session_down"):
-                yield SessionChange(r.ts_ns, self.index, r.seq, json.loads(r.data).get("detail", ""),
-                                    r.code == "session_up")
+                item = SessionChange(r.ts_ns, self.index, r.seq, json.loads(r.data).get("detail", ""),
+                                     r.code == "session_up")
+            if item is None:
+                continue
+            order = kind == KIND_MESSAGE and r.direction == "in" and r.msg_type in _ORDER_MESSAGES
+            if waiting is not None and (order or len(held) >= _HOLD_MAX):
+                # A new order message: the one before was handled (the acceptor's thread hands them over one by one).
+                yield from commands
+                yield from held
+                waiting, held, commands = None, [], []
+            if order:
+                waiting, held = (r.session, r.cl_ord_id), [item]
+            elif waiting is not None:
+                held.append(item)
+                if kind == KIND_DECISION and (r.session, r.cl_ord_id) == waiting:
+                    yield from commands
+                    yield from held
+                    waiting, held, commands = None, [], []
+            else:
+                yield item
+        yield from commands
+        yield from held
 
 
-Source = TextLog | AuditLog
+class AuditCommands(AuditLog):
+    """Only the risk desk's commands from an audit store: to replay beside FileLogs or raw FIX files."""
+
+    format = "audit-commands"
+
+    def __init__(self, path: Path, index: int, label: str, progress: Progress | None = None):
+        super().__init__(path, index, label, progress)
+        self.size = 0  # not counted by the progress bar
+        self.formats = {"audit-commands"}
+
+    def __iter__(self) -> Iterator[AdminCommand]:
+        unanswered = 0
+        for r in self._records((KIND_COMMAND, KIND_ADMIN)):
+            if r.kind == KIND_ADMIN:
+                if r.code in _COMMAND_RESULTS:
+                    if unanswered:
+                        unanswered -= 1
+                    else:
+                        self.uncommanded += 1
+                continue
+            self.lines += 1
+            unanswered += 1
+            item = self._command(r)
+            if item is not None:
+                yield item
+
+
+Source = TextLog | AuditLog | AuditCommands
 
 
 def expand(paths: list[str]) -> list[tuple[Path, str]]:
@@ -243,8 +350,11 @@ def expand(paths: list[str]) -> list[tuple[Path, str]]:
     return out
 
 
-def open_sources(paths: list[str], progress: Progress | None = None) -> list[Source]:
-    """Readers for the inputs; an audit store must be the only input (it already holds every session)."""
+def open_sources(paths: list[str], progress: Progress | None = None, commands_from: str | None = None) -> list[Source]:
+    """Readers for the inputs; an audit store must be the only input (it already holds every session).
+
+    ``commands_from``: an audit store whose risk-desk commands are replayed beside text logs.
+    """
     sources: list[Source] = []
     for i, (path, label) in enumerate(expand(paths)):
         cls = AuditLog if is_audit_store(path) else TextLog
@@ -254,4 +364,14 @@ def open_sources(paths: list[str], progress: Progress | None = None) -> list[Sou
             raise ReplayError(f"{label}: {exc}") from None
     if len(sources) > 1 and any(isinstance(s, AuditLog) for s in sources):
         raise ReplayError("an audit store is replayed on its own (it already holds every session)")
+    if commands_from:
+        if any(isinstance(s, AuditLog) for s in sources):
+            raise ReplayError("--audit goes with FileLogs or raw FIX files: an audit store given as the log "
+                              "already holds its commands")
+        if not is_audit_store(Path(commands_from)):
+            raise ReplayError(f"{commands_from}: not an audit store (--audit takes the proxy's audit.sqlite)")
+        try:
+            sources.append(AuditCommands(Path(commands_from), len(sources), commands_from, progress))
+        except AuditError as exc:
+            raise ReplayError(f"{commands_from}: {exc}") from None
     return sources

@@ -9,6 +9,11 @@ The original outcome of each order message is the first answer the log shows for
 forwarded to the venue (the proxy's message to the venue, or any relayed execution report),
 or refused by the proxy (35=j, a 35=8 reject with OrderID NONE, or 35=9, whose Text (58)
 starts ``<CODE>: ``). An audit store gives it first hand: the recorded decision.
+
+The risk desk's commands (kill switch, limit and reference-price changes) come only from an
+audit store; each goes to the core at its time, as it did live, so the decisions it caused
+(HALTED, a reject under a tightened limit ...) are reproduced. Their cancels (halt_and_cancel)
+are not order messages: the venue's answers to them are matched to the replay's own cancels.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from ..config import LoadedConfig
 from ..core import events as ev
 from ..core.book import FIRM
 from ..core.proxy import ProxyCore
-from .readers import Malformed, Message, RecordedDecision, SessionChange, Source
+from ..timefmt import iso
+from .readers import AdminCommand, Malformed, Message, RecordedDecision, SessionChange, Source
 
 FORWARDED = "forwarded"
 REJECTED = "rejected"
@@ -80,6 +86,8 @@ class Result(msgspec.Struct):
     per_second: dict[int, list]
     final_positions: list[dict]
     alerts: dict[str, int]
+    #: The risk desk's commands applied again, in order, with what they did in the replay.
+    admin_actions: list[dict] = msgspec.field(default_factory=list)
 
 
 def _outcome(decision: ev.Decision) -> tuple[str, str]:
@@ -98,6 +106,12 @@ def _proxy_reject_code(msg_type: str, fields: dict[int, str]) -> str | None:
     return m.group(1) if msg_type == "9" else None
 
 
+def _own_cancel(venue_cl_ord_id: str) -> bool:
+    """Whether a venue-side ClOrdID is one of the proxy's own cancels (``<session>!K<id>``), not an OMS's."""
+    head, sep, tail = venue_cl_ord_id.partition("!")
+    return bool(sep) and tail.startswith("K") and "." not in head
+
+
 class Replayer:
     """One replay: feed it sources, get a Result. Two replays of the same input give the same Result."""
 
@@ -114,6 +128,11 @@ class Replayer:
         for v in cfg.venues:
             self.routes.setdefault((v.comp_id, v.our_comp_id), (v.name, "in"))
             self.routes.setdefault((v.our_comp_id, v.comp_id), (v.name, "out"))
+        desk = cfg.risk_desk
+        self.desk_name = desk.name if desk.comp_id else None
+        if desk.comp_id:
+            self.routes.setdefault((desk.comp_id, cfg.acceptor.comp_id), (desk.name, "in"))
+            self.routes.setdefault((cfg.acceptor.comp_id, desk.comp_id), (desk.name, "out"))
         self.core: ProxyCore | None = None
         self.rows: list[Row] = []
         self.skipped: Counter[str] = Counter()
@@ -127,6 +146,10 @@ class Replayer:
         self._assumed_up: list[str] = []
         self._labels: list[str] = []
         self._second = -1
+        self.admin_actions: list[dict] = []
+        # The venue-side ClOrdID of each cancel the replay sent on its own (halt_and_cancel, cancel on
+        # disconnect), by the ClOrdID of the order cancelled: the venue's answers name the live one.
+        self._own_cancels: dict[str, str] = {}
 
     # ------------------------------------------------------------ driving
 
@@ -156,6 +179,11 @@ class Replayer:
                              *((FORWARDED, "") if item.accepted else (REJECTED, item.code)))
             elif type(item) is SessionChange:
                 self._handle(ev.SessionUp(item.name, item.ts_ns) if item.up else ev.SessionDown(item.name, item.ts_ns))
+            elif type(item) is AdminCommand:
+                self._command(item)
+        uncommanded = sum(getattr(s, "uncommanded", 0) for s in sources)
+        if uncommanded:
+            self.skipped["risk-desk action recorded without its command (an older store): not applied"] += uncommanded
         for row in self.rows:
             if not row.original:
                 row.original = UNANSWERED
@@ -170,6 +198,7 @@ class Replayer:
             per_second=self.per_second,
             final_positions=self._positions(),
             alerts=dict(sorted(self.alerts.items())),
+            admin_actions=self.admin_actions,
         )
 
     def _start(self, ts_ns: int) -> None:
@@ -188,6 +217,8 @@ class Replayer:
         for action in actions:
             if type(action) is ev.Alert:
                 self.alerts[f"{action.limit_name} {action.scope} {action.level_pct}%"] += 1
+            elif type(action) is ev.VenueCancel and _own_cancel(action.cl_ord_id):
+                self._own_cancels[action.orig_cl_ord_id] = action.cl_ord_id
         second = event.now_ns // 1_000_000_000
         if second != self._second:
             self._sample(second)
@@ -201,6 +232,28 @@ class Replayer:
         if second >= 0 and second not in self.per_second:
             self.per_second[second] = [0, 0, 0, Decimal(0)]
 
+    # ------------------------------------------------------------ the risk desk
+
+    def _command(self, item: AdminCommand) -> None:
+        """Apply a risk-desk command as the live core did; keep what it did for the report."""
+        command = item.event
+        result = next((a for a in self._handle(command) if type(a) is ev.AdminResult), None)
+        if type(command) is ev.AdminKill:
+            what = command.action
+        elif type(command) is ev.AdminSetLimit:
+            value = command.value
+            shown = "(cleared)" if value is None else ",".join(map(str, value)) if isinstance(value, list) else value
+            what = f"{command.field} = {shown}"
+        else:
+            what = f"reference price {command.price}"
+        self.admin_actions.append({
+            "time": iso(item.ts_ns, 6), "source": f"{self._labels[item.source]}:{item.line}",
+            "operator": command.operator, "command": result.kind if result else "", "what": what,
+            "scope": result.scope if result else "", "reason": command.reason,
+            "ok": bool(result and result.ok), "before": result.before if result else "",
+            "after": result.after if result else "", "detail": result.detail if result else "",
+        })
+
     # ------------------------------------------------------------ one message
 
     def _message(self, m: Message) -> None:
@@ -213,6 +266,10 @@ class Replayer:
                 self.skipped["message of an unconfigured session"] += 1
                 return
             session, direction = found
+        if session == self.desk_name:
+            if direction == "in":
+                self.skipped["risk-desk session message (its commands come from the audit store)"] += 1
+            return
         msg_type = fields[35]
         if session in self.oms_names:
             if direction == "in":
@@ -299,6 +356,11 @@ class Replayer:
         self._venue_event(m.fields, venue, m.ts_ns)
 
     def _venue_event(self, fields: dict[int, str], venue: str, ts_ns: int) -> None:
+        if _own_cancel(fields.get(11, "")):
+            # The answer to a cancel the proxy sent on its own: name the replay's cancel instead of the live one.
+            own = self._own_cancels.get(fields.get(41, ""))
+            if own is not None:
+                fields = {**fields, 11: own}
         try:
             event = codec.decode_venue(fields, venue, ts_ns)
         except codec.Invalid:

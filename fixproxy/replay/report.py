@@ -63,6 +63,7 @@ def summarize(result: Result, config: str, limits: str | None) -> dict:
         "would_allow": dict(sorted(allowed.items())),
         "code_changed": dict(sorted(changed.items())),
         "alerts": result.alerts,
+        "risk_desk_actions": result.admin_actions,
         "skipped": result.skipped,
         "venues_assumed_up": result.venues_assumed_up,
         "malformed": len(result.malformed),
@@ -104,6 +105,21 @@ def to_json(result: Result, summary: dict) -> str:
 # ---------------------------------------------------------------- terminal
 
 
+_NO_COMMANDS = ("risk-desk actions: none in these inputs (only the audit store records them; "
+                "add --audit <store> beside FileLogs)")
+
+
+def _has_commands(summary: dict) -> bool:
+    """Whether an input could hold the risk desk's commands (only an audit store does)."""
+    return any(i["format"] in ("audit", "audit-commands") for i in summary["inputs"])
+
+
+def _desk_action(a: dict) -> str:
+    """``kill account:H1 halt_and_cancel (runaway algo): ACTIVE -> HALTED``; a refused one says why."""
+    head = f"{a['command']} {a['scope']} {a['what']} ({a['reason']})"
+    return f"{head}: {a['before'] or '-'} -> {a['after'] or '-'}" if a["ok"] else f"{head}: refused, {a['detail']}"
+
+
 def _lines(title: str, pairs: list[tuple[str, object]], indent: str = "  ") -> list[str]:
     if not pairs:
         return []
@@ -133,6 +149,11 @@ def to_text(result: Result, summary: dict) -> str:
                    f"{_outcome(r.original, r.original_code)} -> {_outcome(r.replayed, r.replayed_code)}")
     if len(diffs) > SHOWN_DIFFERENCES_TERMINAL:
         out.append(f"  ... {len(diffs) - SHOWN_DIFFERENCES_TERMINAL} more in the CSV/JSON/HTML output")
+    if s["risk_desk_actions"]:
+        out += ["", f"risk-desk actions applied again: {len(s['risk_desk_actions'])}"]
+        out += [f"  {a['time']} {a['operator']}: {_desk_action(a)}" for a in s["risk_desk_actions"]]
+    elif not _has_commands(s):
+        out += ["", _NO_COMMANDS]
     if s["alerts"]:
         out += [""] + _lines("limit alerts raised in replay:", list(s["alerts"].items()))
     if s["skipped"]:
@@ -285,6 +306,12 @@ def to_html(result: Result, summary: dict) -> str:
                 for r in diffs[:SHOWN_DIFFERENCES_HTML]], "diff"),
         f"<p>{len(diffs) - SHOWN_DIFFERENCES_HTML} more differences in the CSV and JSON output.</p>"
         if len(diffs) > SHOWN_DIFFERENCES_HTML else "",
+        f"<h2>Risk-desk actions applied again ({len(s['risk_desk_actions'])})</h2>",
+        f"<p>{e(_NO_COMMANDS[0].upper() + _NO_COMMANDS[1:])}.</p>"
+        if not s["risk_desk_actions"] and not _has_commands(s) else
+        _table(("time", "source", "operator", "command", "scope", "what", "reason", "before", "after", "replayed"),
+               [(a["time"], a["source"], a["operator"], a["command"], a["scope"], a["what"], a["reason"], a["before"],
+                 a["after"], "applied" if a["ok"] else f"refused: {a['detail']}") for a in s["risk_desk_actions"]]),
         "<h2>Final positions (replayed)</h2>",
         _table(("account", "symbol", "qty", "avg cost", "bought", "sold", "traded notional"),
                [tuple(p.values()) for p in s["final_positions"]]),

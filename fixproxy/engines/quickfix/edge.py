@@ -24,6 +24,8 @@ from ...core.proxy import Changes, ProxyCore
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
                     ev.OmsBusinessReject)
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
+#: The risk desk's commands: recorded as given (before what they do), so that replay can apply them again.
+_ADMIN_COMMANDS = frozenset(ev.ADMIN_COMMANDS)
 
 
 def transact_time(now_ns: int) -> str:
@@ -55,12 +57,12 @@ class ProxyApplication(fix.Application):
                  check_logon: Callable[[str, str], bool] | None = None):
         super().__init__()
         self.core = core
-        self.on_record = on_record  # decisions and notices: logging and the audit trail
+        self.on_record = on_record  # decisions, notices and risk-desk commands: logging and the audit trail
         # Every application message in and out, as (direction, session, raw, now_ns): the audit trail.
         # Called on quickfix's threads, so it must only enqueue.
         self.on_message = on_message
         # What the core changed while handling an event (orders, fills, ...), for the state store.
-        # Called under the core lock, before the event's messages are sent.
+        # Called under the core lock, after the event's messages are sent.
         self.on_changes = on_changes
         # Username (553) / Password (554) check for the risk-desk session's Logon; None: no check.
         self.check_logon = check_logon
@@ -149,10 +151,14 @@ class ProxyApplication(fix.Application):
     def submit(self, event: ev.Event) -> list[ev.Action]:
         """Run one event through the core and send what it decides, in order; returns the actions."""
         with self.lock:
+            if type(event) in _ADMIN_COMMANDS:
+                self.on_record(event)  # under the lock: the command sits in the audit trail where the core took it
             actions = self.core.handle(event)
+            self._perform(actions)
+            # Saved after the sends: a ClOrdID must not count as handled (and a resent possible
+            # duplicate be ignored) unless its answer really went out.
             if self.on_changes is not None and self.core.changes:
                 self.on_changes(self.core.take_changes())
-            self._perform(actions)
         return actions
 
     def _control_loop(self) -> None:
