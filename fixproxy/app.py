@@ -24,7 +24,7 @@ from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, SessionInfo
 from .engines.quickfix.recovery import recover
-from .engines.quickfix.settings import common_defaults, dictionary, session_block, write_settings
+from .engines.quickfix.settings import common_defaults, dictionary, log_out, session_block, write_settings
 from .state import StateStore, snapshot
 
 
@@ -201,13 +201,7 @@ class Proxy:
         (segfault), and once the sessions are logged out and the stores written there is nothing
         left for it to do. The caller ends the process.
         """
-        sessions = [fix.Session.lookupSession(info.sid) for info in self.application.sessions()]
-        for session in sessions:
-            if session is not None and session.isLoggedOn():
-                session.logout("fixproxy shutting down")
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and any(s is not None and s.isLoggedOn() for s in sessions):
-            time.sleep(0.05)
+        log_out([info.sid for info in self.application.sessions()], "fixproxy shutting down")
         self.application.close()
         self.state.flush()
         self.state.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import quickfix as fix
 
 from .. import codec
-from ..engines.quickfix.settings import common_defaults, write_settings
+from ..engines.quickfix.settings import common_defaults, log_out, write_settings
 
 _print_lock = threading.Lock()
 
@@ -67,13 +67,7 @@ def wait_for_signal() -> None:
 
 
 def logout_all(session_ids) -> None:
-    sessions = [fix.Session.lookupSession(sid) for sid in session_ids]
-    for session in sessions:
-        if session is not None and session.isLoggedOn():
-            session.logout("simulator stopping")
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and any(s is not None and s.isLoggedOn() for s in sessions):
-        time.sleep(0.05)
+    log_out(session_ids, "simulator stopping", timeout_s=2.0)
 
 
 def leave(code: int = 0) -> None:

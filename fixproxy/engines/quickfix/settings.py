@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import time
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +39,17 @@ def write_settings(path: Path, defaults: dict[str, object], sessions: list[dict[
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return fix.SessionSettings(str(path))
+
+
+def log_out(session_ids, reason: str, timeout_s: float = 3.0) -> None:
+    """Send Logout on every logged-on session and wait (bounded) until each has logged out."""
+    sessions = [fix.Session.lookupSession(sid) for sid in session_ids]
+    for session in sessions:
+        if session is not None and session.isLoggedOn():
+            session.logout(reason)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(s is not None and s.isLoggedOn() for s in sessions):
+        time.sleep(0.05)
 
 
 def common_defaults(state_dir: Path, role: str) -> dict[str, object]:
