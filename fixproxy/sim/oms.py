@@ -134,7 +134,8 @@ def _run_initiator(loaded, app: OmsSim, block: dict, state: Path, work) -> int:
     cfg = loaded.config
     block = {**block, "SocketConnectHost": "127.0.0.1", "SocketConnectPort": cfg.acceptor.port,
              "HeartBtInt": cfg.acceptor.heartbeat_s, "ReconnectInterval": 1}
-    engine = start_engine("initiator", app, state, "oms-sim", {}, [block])
+    _engine = start_engine(  # kept alive until the process ends
+        "initiator", app, state, "oms-sim", {}, [block])
     sid = fix.SessionID(block["BeginString"], block["SenderCompID"], block["TargetCompID"])
     code = 1
     try:

@@ -159,7 +159,8 @@ def run_venue(loaded, venue_name: str, default: str, per_symbol: dict[str, str],
     app = VenueSim(default, per_symbol, quiet=quiet)
     state = state_dir or loaded.state_dir / "sim" / f"venue-{venue.name}"
     block = session_block(venue.fix_version, venue.comp_id, venue.our_comp_id)
-    engine = start_engine("acceptor", app, state, "venue-sim", {"SocketAcceptPort": venue.port,
+    _engine = start_engine(  # kept alive until the process ends
+        "acceptor", app, state, "venue-sim", {"SocketAcceptPort": venue.port,
                                 "AllowedRemoteAddresses": "127.0.0.1"}, [block])
     emit({"event": "listening", "venue": venue.name, "port": venue.port})
     wait_for_signal()
