@@ -1,0 +1,91 @@
+"""The benchmark harness in its quickest mode: it runs to the end and its JSON has every field.
+
+Only the shape is checked, never a figure: timings on a shared 2-core machine are not a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SETUPS = ("direct", "pass_through", "full")
+PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
+RATIOS = ("full/direct", "pass_through/direct", "full/pass_through")
+
+pytestmark = pytest.mark.bench
+
+
+def _has(record: dict, *keys: str, where: str) -> None:
+    missing = [k for k in keys if k not in record]
+    assert not missing, f"{where}: missing {missing}"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--smoke", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"bench.py --smoke failed:\n{done.stderr[-4000:]}"
+    assert "RATIOS" in done.stdout
+    return json.loads(out.read_text())
+
+
+def test_smoke_run_report_has_every_section(report):
+    """Top level: machine, versions, settings, ratios, targets, figures, caveats, processes."""
+    _has(report, "schema", "mode", "timestamp", "duration_s", "machine", "versions", "settings", "ratios",
+         "targets", "latency", "throughput", "not_measured", "processes", "profile", where="report")
+    _has(report["machine"], "cpu_model", "cores", "memory_gib", "load_average_start", "load_average_end",
+         "other_work_cores", where="machine")
+    _has(report["versions"], "python", "quickfix", "uvloop", "hdrhistogram", "git_commit", "git_dirty",
+         where="versions")
+    _has(report["settings"], "venue_behaviour", "rates", "windows", "window_s", "step_s", "p99_limit_ms",
+         "max_in_flight", "ack_timeout_s", "proxy", "config_changes", "load_generator", "sustain_criterion",
+         "p50_limit_ms", where="settings")
+    for name in ("pass_through", "full"):
+        _has(report["settings"]["proxy"][name], "rules", "message_log", "log_level", where=f"settings.proxy.{name}")
+    assert isinstance(report["not_measured"], list) and report["not_measured"]
+
+
+def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
+    """Each offered rate has every setup with merged percentiles, order counts and, behind the proxy, residence."""
+    assert len(report["latency"]) >= 2
+    for rate, by_setup in report["latency"].items():
+        assert set(by_setup) == set(SETUPS), rate
+        for name, agg in by_setup.items():
+            where = f"latency.{rate}.{name}"
+            _has(agg, "windows", "orders", "all_acked", "sustained", "latency_us", "service_time_us",
+                 "residence_us", "per_window", where=where)
+            _has(agg["orders"], "planned", "sent", "acked", "rejected", "timeouts", "unsent", where=where)
+            _has(agg["latency_us"], *PERCENTILES, "count", where=f"{where}.latency_us")
+            _has(agg["service_time_us"], *PERCENTILES, "count", where=f"{where}.service_time_us")
+            if name == "direct":
+                assert agg["residence_us"] is None
+            else:
+                for direction in ("oms_to_venue", "venue_to_oms"):
+                    _has(agg["residence_us"][direction], *PERCENTILES, where=f"{where}.residence_us.{direction}")
+                _has(agg["proxy_gc_pauses"], "gen0", "gen1", "gen2", where=f"{where}.proxy_gc_pauses")
+
+
+def test_smoke_run_has_throughput_ratios_and_targets(report):
+    """Throughput per setup, every ratio at every rate, the issue's targets, and each process's pid."""
+    for name in SETUPS:
+        _has(report["throughput"][name], "sustained_rate", "highest_passing_probe", "lowest_failing_probe",
+             "probes", "steps", "limited_by", where=f"throughput.{name}")
+        _has(report["processes"][name], "pids", "exit_codes", where=f"processes.{name}")
+    assert set(report["ratios"]["latency"]) == set(report["latency"])
+    for rate, by_pair in report["ratios"]["latency"].items():
+        assert set(by_pair) == set(RATIOS), rate
+        for pair, values in by_pair.items():
+            _has(values, *PERCENTILES, where=f"ratios.latency.{rate}.{pair}")
+    _has(report["ratios"]["throughput"], *RATIOS, where="ratios.throughput")
+    _has(report["targets"], "throughput_full_ge_0.5x_direct", where="targets")
+    for rate in report["latency"]:
+        _has(report["targets"][rate], "full_p50_le_2.0x_direct", "full_p99_le_2.5x_direct",
+             "full_over_pass_through_p50_le_1.10", where=f"targets.{rate}")
+    for name in ("pass_through", "full"):
+        _has(report["processes"][name]["pids"], "venue", "proxy", "oms", where=f"processes.{name}.pids")
