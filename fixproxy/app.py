@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import itertools
 import logging
@@ -74,10 +75,13 @@ class Recorder:
     AdminSetLimit, AdminSetReference, handed over by the edge before the core applies them) go to
     the audit store only: their AdminResult is what the feed and the log show."""
 
-    def __init__(self, audit: AuditWriter | None = None, feed: Feed | None = None) -> None:
+    def __init__(self, audit: AuditWriter | None = None, feed: Feed | None = None, log_accepted: bool = False) -> None:
         self.log = structlog.get_logger("fixproxy")
         self.audit = audit
         self.feed = feed
+        # Accepted decisions are in the audit store and the feed; a log line each (log_level "debug")
+        # costs the order path more than the risk checks do.
+        self.log_accepted = log_accepted
 
     def __call__(self, action: ev.Action | ev.AdminCommand) -> None:
         if self.audit is not None:
@@ -87,12 +91,12 @@ class Recorder:
         if self.feed is not None:
             self.feed.add(action)  # recent items and server-sent events; never blocks
         if isinstance(action, ev.Decision):
+            if action.accepted and not self.log_accepted:
+                return
             fields = msgspec.structs.asdict(action)
             fields.pop("now_ns")
-            if action.accepted:
-                self.log.info("decision", **{k: v for k, v in fields.items() if v not in ("", None)})
-            else:
-                self.log.warning("decision", **{k: v for k, v in fields.items() if v not in ("", None)})
+            log = self.log.debug if action.accepted else self.log.warning
+            log("decision", **{k: v for k, v in fields.items() if v not in ("", None)})
         elif isinstance(action, ev.Alert):
             self.log.warning("alert", limit_name=action.limit_name, scope=action.scope, level_pct=action.level_pct,
                              observed=action.observed, limit=action.limit, text=action.text)
@@ -161,7 +165,7 @@ class Proxy:
         self.audit = (AuditWriter(loaded.audit_path, batch_size=audit.batch_size,
                                   flush_interval_ms=audit.flush_interval_ms) if audit.enabled else None)
         self.feed = Feed()
-        self.recorder = Recorder(self.audit, self.feed)
+        self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
         self.state = StateStore(state / "state.sqlite")
         self.core.restore(**self.state.load(self.start_ns))
         # Orders sent just before a crash may be missing from the state: quickfix's store has them.
@@ -210,6 +214,16 @@ class Proxy:
             self.audit.close()
 
 
+async def _freeze_heap(every_s: float = 10.0) -> None:
+    """Move what survived so far out of the garbage collector's view (gc.freeze), now and every few
+    seconds: the orders and fills the proxy holds only grow, and full collections scanning them
+    stalled the order path for hundreds of milliseconds in the benchmark."""
+    while True:
+        gc.collect()
+        gc.freeze()
+        await asyncio.sleep(every_s)
+
+
 async def serve(loaded: LoadedConfig) -> None:
     """Run the proxy until SIGINT or SIGTERM."""
     log = structlog.get_logger("fixproxy")
@@ -225,6 +239,7 @@ async def serve(loaded: LoadedConfig) -> None:
         state_dir=str(loaded.state_dir),
         recovered_from_store=proxy.recovered,
     )
+    gc_task = asyncio.create_task(_freeze_heap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -233,6 +248,7 @@ async def serve(loaded: LoadedConfig) -> None:
     log.info("stopping")
     if api is not None:
         await api.stop()
+    gc_task.cancel()
     await loop.run_in_executor(None, proxy.stop)
     log.info("stopped")
 
@@ -264,6 +280,9 @@ def run(loaded: LoadedConfig, on_exit=None) -> None:
 
     configure_logging(loaded.config.proxy.log_level)
     Path(loaded.state_dir).mkdir(parents=True, exist_ok=True)
+    # A thread waiting for the GIL (a quickfix callback with an order) gets it after at most this long,
+    # instead of CPython's 5 ms, while a writer thread is busy with a batch.
+    sys.setswitchinterval(loaded.config.proxy.switch_interval_ms / 1000)
     try:
         uvloop.run(serve(loaded))
     finally:

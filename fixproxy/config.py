@@ -39,6 +39,9 @@ class ProxySection(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Write the quickfix FileLog of every session (message logs used by compliance replay).
     message_log: bool = True
+    #: CPython's thread switch interval (sys.setswitchinterval), in milliseconds: how long a busy
+    #: thread may keep the GIL from a quickfix callback carrying an order. CPython's default is 5.
+    switch_interval_ms: Annotated[float, msgspec.Meta(gt=0, le=100)] = 5.0
 
 
 class AcceptorSection(_Strict):

@@ -1,8 +1,8 @@
 """The proxy's state on disk: orders, fills, reference prices and ClOrdIDs used, in SQLite.
 
 The core hands over what changed after each event (:meth:`ProxyCore.take_changes`); the edge
-turns that into plain rows under the core lock (:func:`snapshot`) and a single writer thread
-saves them in batches, off the order path. On start-up :meth:`StateStore.load` gives the core
+copies the few mutable values out under the core lock (:func:`snapshot`) and a single writer
+thread turns them into rows and saves them in batches, off the order path. On start-up :meth:`StateStore.load` gives the core
 back what it had. Loss window on a crash: the rows not yet written, at most ``flush_ms`` old.
 """
 
@@ -28,49 +28,54 @@ _request_encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(OrderRequest)
 
 
-class Rows(msgspec.Struct):
-    """One batch of plain rows, safe to hand to another thread."""
+class Capture(msgspec.Struct):
+    """What changed in one event, copied out of the core cheaply (under its lock): immutable values
+    only, turned into rows on the writer thread."""
 
-    orders: list[dict]
-    aliases: list[dict]
-    fills: list[dict]
-    references: list[dict]
-    used_ids: list[dict]
-    kill_states: list[dict]
-    limit_changes: list[dict]
-    exec_ids: list[dict]
+    orders: list[tuple]
+    fills: list[tuple]
+    references: list[tuple]
+    changes: Changes  # taken from the core, so no longer touched by it: its lists are handed over as they are
 
 
-def snapshot(changes: Changes, instruments) -> Rows:
-    """Copy what changed into rows (under the core lock: the core's objects are not shared)."""
-    orders = []
-    for o in changes.orders.values():
-        pending = None
-        if o.pending is not None:
-            pending = msgspec.json.encode([o.pending[0], o.pending[1], o.pending[2]]).decode()
-        orders.append({
-            "key": o.key, "session": o.session, "venue": o.venue, "cl_ord_id": o.cl_ord_id,
-            "venue_cl_ord_id": o.venue_cl_ord_id, "order_id": o.order_id,
-            "request": _request_encoder.encode(o.request).decode(), "status": o.status.value,
-            "leaves_qty": str(o.leaves_qty), "cum_qty": str(o.cum_qty), "avg_px": str(o.avg_px), "pending": pending,
-        })
-    aliases = [{"venue_cl_ord_id": v, "key": k, "cl_ord_id": c} for k, c, v in changes.aliases]
-    fills = [{"exec_id": f.exec_id, "session": f.session, "account": f.account, "symbol": f.symbol,
-              "qty": str(f.qty), "price": str(f.price), "now_ns": f.now_ns, "active": int(f.active)}
+def snapshot(changes: Changes, instruments) -> Capture:
+    """Copy what changed out of the core (called under the core lock; kept to a few tuples)."""
+    orders = [(o.key, o.session, o.venue, o.cl_ord_id, o.venue_cl_ord_id, o.order_id, o.request, o.status,
+               o.leaves_qty, o.cum_qty, o.avg_px, o.pending) for o in changes.orders.values()]
+    fills = [(f.exec_id, f.session, f.account, f.symbol, f.qty, f.price, f.now_ns, f.active)
              for f in changes.fills if f.exec_id]
     references = []
     for symbol in changes.references:
         inst = instruments.get(symbol)
         if inst is not None and inst.reference_price is not None:
-            references.append({"symbol": symbol, "price": str(inst.reference_price), "time_ns": inst.reference_time_ns})
-    used = [{"day": d, "session": s, "cl_ord_id": c} for d, s, c in changes.used_ids]
-    kills = [{"scope": k.scope, "state": k.state.value, "reason": k.reason, "operator": k.operator,
-              "since_ns": k.since_ns} for k in changes.kill_states]
-    base = time.time_ns()
-    limit_changes = [{"id": base + i, "layer": layer, "field": name, "value": msgspec.json.encode(value).decode()}
-                     for i, (layer, name, value) in enumerate(changes.limit_changes)]
-    exec_ids = [{"exec_id": x, "day": base // _DAY_NS} for x in changes.exec_ids]
-    return Rows(orders, aliases, fills, references, used, kills, limit_changes, exec_ids)
+            references.append((symbol, inst.reference_price, inst.reference_time_ns))
+    return Capture(orders, fills, references, changes)
+
+
+def _rows(c: Capture, now_ns: int) -> dict[str, list[dict]]:
+    """A capture as table rows (on the writer thread)."""
+    ch = c.changes
+    orders = []
+    for key, session, venue, cl, venue_cl, order_id, request, status, leaves, cum, avg, pending in c.orders:
+        orders.append({
+            "key": key, "session": session, "venue": venue, "cl_ord_id": cl, "venue_cl_ord_id": venue_cl,
+            "order_id": order_id, "request": _request_encoder.encode(request).decode(), "status": status.value,
+            "leaves_qty": str(leaves), "cum_qty": str(cum), "avg_px": str(avg),
+            "pending": msgspec.json.encode(list(pending)).decode() if pending is not None else None,
+        })
+    return {
+        "orders": orders,
+        "aliases": [{"venue_cl_ord_id": v, "key": k, "cl_ord_id": cl} for k, cl, v in ch.aliases],
+        "fills": [{"exec_id": x, "session": s, "account": a, "symbol": y, "qty": str(q), "price": str(p),
+                   "now_ns": t, "active": int(active)} for x, s, a, y, q, p, t, active in c.fills],
+        "references": [{"symbol": y, "price": str(p), "time_ns": t} for y, p, t in c.references],
+        "used_ids": [{"day": d, "session": s, "cl_ord_id": cl} for d, s, cl in ch.used_ids],
+        "kill_states": [{"scope": k.scope, "state": k.state.value, "reason": k.reason, "operator": k.operator,
+                         "since_ns": k.since_ns} for k in ch.kill_states],
+        "limit_changes": [{"id": now_ns + i, "layer": layer, "field": name, "value": msgspec.json.encode(value).decode()}
+                          for i, (layer, name, value) in enumerate(ch.limit_changes)],
+        "exec_ids": [{"exec_id": x, "day": now_ns // _DAY_NS} for x in ch.exec_ids],
+    }
 
 
 _PKS = {"orders": "key", "aliases": "venue_cl_ord_id", "fills": "exec_id", "references": "symbol",
@@ -85,8 +90,9 @@ class StateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.flush_s = flush_ms / 1000
-        self._queue: queue.SimpleQueue[Rows | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Capture | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # set by flush and close only
         self._idle = threading.Event()
         self._idle.set()
         db = self._open()
@@ -140,17 +146,20 @@ class StateStore:
         self._thread = threading.Thread(target=self._run, name="fixproxy-state", daemon=True)
         self._thread.start()
 
-    def put(self, rows: Rows) -> None:
+    def put(self, capture: Capture) -> None:
+        """Queue a capture; it never wakes the writer (which drains every ``flush_ms``)."""
         self._idle.clear()
-        self._queue.put(rows)
+        self._queue.put(capture)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything put so far is written."""
+        self._wake.set()
         return self._idle.wait(timeout)
 
     def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
+            self._wake.set()
             self._thread.join(10)
             self._thread = None
 
@@ -158,28 +167,34 @@ class StateStore:
         db = self._open()
         stop = False
         while not stop:
-            batch = [self._queue.get()]
-            deadline_rows = 1000
-            try:
-                while len(batch) < deadline_rows:
-                    batch.append(self._queue.get(timeout=self.flush_s))
-            except queue.Empty:
-                pass
-            if None in batch:
-                stop = True
-                batch = [b for b in batch if b is not None]
-            self._write(db, batch)
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            batch = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._write(db, batch)
             if self._queue.empty():
                 self._idle.set()
         db.conn.close()
 
-    def _write(self, db: sqlite_utils.Database, batch: list[Rows]) -> None:
+    def _write(self, db: sqlite_utils.Database, batch: list[Capture]) -> None:
         merged: dict[str, dict] = {t: {} for t in _PKS}
-        for rows in batch:
-            for table, pk in _PKS.items():
-                for row in getattr(rows, table):
+        now = time.time_ns()
+        for capture in batch:
+            for table, rows in _rows(capture, now).items():
+                pk = _PKS[table]
+                for row in rows:
                     key = tuple(row[k] for k in pk) if isinstance(pk, tuple) else row[pk]
                     merged[table][key] = row  # the latest state of a row wins
+            now += len(capture.changes.limit_changes)
         with db.conn:
             for table, pk in _PKS.items():
                 if merged[table]:

@@ -31,13 +31,14 @@ class Feed:
         self._lock = threading.Lock()
 
     def add(self, action: ev.Action) -> None:
-        kind = {ev.Decision: "decision", ev.Alert: "alert", ev.AdminResult: "admin", ev.Notice: "notice"}.get(type(action))
+        kind = _KINDS.get(type(action))
         if kind is None:
             return
-        # "feed" names the stream; the action's own fields (AdminResult.kind, Notice.kind) stay as they are.
-        item = {"feed": kind, **msgspec.to_builtins(action)}
-        item.pop("type", None)
-        self._recent[kind].append(item)
+        # The action itself is kept (it is immutable); it becomes a dict only when someone reads it.
+        self._recent[kind].append(action)
+        if not self._subscribers:  # read without the lock: a subscriber that just arrived misses nothing it asked for
+            return
+        item = _item(kind, action)
         with self._lock:
             subscribers = list(self._subscribers)
         for loop, q in subscribers:
@@ -45,7 +46,7 @@ class Feed:
 
     def recent(self, kind: str, limit: int = 100) -> list[dict]:
         items = list(self._recent[kind])
-        return items[-limit:][::-1]
+        return [_item(kind, a) for a in items[-limit:][::-1]]
 
     def subscribe(self, maxsize: int = 1000) -> asyncio.Queue:
         """A queue that receives every new item (call from the event loop)."""
@@ -57,6 +58,16 @@ class Feed:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         with self._lock:
             self._subscribers = [(lp, s) for lp, s in self._subscribers if s is not q]
+
+
+_KINDS = {ev.Decision: "decision", ev.Alert: "alert", ev.AdminResult: "admin", ev.Notice: "notice"}
+
+
+def _item(kind: str, action: ev.Action) -> dict:
+    # "feed" names the stream; the action's own fields (AdminResult.kind, Notice.kind) stay as they are.
+    item = {"feed": kind, **msgspec.to_builtins(action)}
+    item.pop("type", None)
+    return item
 
 
 def _offer(q: asyncio.Queue, item: dict) -> None:

@@ -15,7 +15,7 @@ from .model import CancelReject, ExecReport, OrderRequest, Side
 # ---------------------------------------------------------------- events in
 
 
-class NewOrder(msgspec.Struct, frozen=True, tag=True):
+class NewOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     seq_num: int
     now_ns: int
@@ -24,7 +24,7 @@ class NewOrder(msgspec.Struct, frozen=True, tag=True):
     poss_dup: bool = False
 
 
-class ReplaceOrder(msgspec.Struct, frozen=True, tag=True):
+class ReplaceOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     seq_num: int
     now_ns: int
@@ -33,7 +33,7 @@ class ReplaceOrder(msgspec.Struct, frozen=True, tag=True):
     poss_dup: bool = False
 
 
-class CancelOrder(msgspec.Struct, frozen=True, tag=True):
+class CancelOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     seq_num: int
     now_ns: int
@@ -45,7 +45,7 @@ class CancelOrder(msgspec.Struct, frozen=True, tag=True):
     poss_dup: bool = False
 
 
-class InvalidMessage(msgspec.Struct, frozen=True, tag=True):
+class InvalidMessage(msgspec.Struct, frozen=True, tag=True, gc=False):
     """An order-type message that decoded but carries a value the proxy cannot accept."""
 
     session: str
@@ -57,14 +57,14 @@ class InvalidMessage(msgspec.Struct, frozen=True, tag=True):
     orig_cl_ord_id: str = ""
 
 
-class UnsupportedMessage(msgspec.Struct, frozen=True, tag=True):
+class UnsupportedMessage(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     seq_num: int
     now_ns: int
     msg_type: str
 
 
-class VenueReport(msgspec.Struct, frozen=True, tag=True):
+class VenueReport(msgspec.Struct, frozen=True, tag=True, gc=False):
     venue: str
     now_ns: int
     report: ExecReport
@@ -72,13 +72,13 @@ class VenueReport(msgspec.Struct, frozen=True, tag=True):
     poss_dup: bool = False
 
 
-class VenueCancelReject(msgspec.Struct, frozen=True, tag=True):
+class VenueCancelReject(msgspec.Struct, frozen=True, tag=True, gc=False):
     venue: str
     now_ns: int
     reject: CancelReject
 
 
-class VenueSendFailed(msgspec.Struct, frozen=True, tag=True):
+class VenueSendFailed(msgspec.Struct, frozen=True, tag=True, gc=False):
     """A message did not reach the venue: the session went down before it could be sent ("down"),
     or the venue asked for it again after a gap and the proxy does not resend orders ("not_resent")."""
 
@@ -88,19 +88,19 @@ class VenueSendFailed(msgspec.Struct, frozen=True, tag=True):
     why: str = "down"
 
 
-class SessionUp(msgspec.Struct, frozen=True, tag=True):
+class SessionUp(msgspec.Struct, frozen=True, tag=True, gc=False):
     """A session logged on; ``name`` is an OMS session or a venue name from the config."""
 
     name: str
     now_ns: int
 
 
-class SessionDown(msgspec.Struct, frozen=True, tag=True):
+class SessionDown(msgspec.Struct, frozen=True, tag=True, gc=False):
     name: str
     now_ns: int
 
 
-class AdminKill(msgspec.Struct, frozen=True, tag=True):
+class AdminKill(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Risk desk: halt, halt and cancel, reducing or resume for a scope (firm, session:X, account:A, symbol:S)."""
 
     scope: str
@@ -111,7 +111,7 @@ class AdminKill(msgspec.Struct, frozen=True, tag=True):
     request_id: str = ""
 
 
-class AdminSetLimit(msgspec.Struct, frozen=True, tag=True):
+class AdminSetLimit(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Risk desk: set (or with value None, clear) one limit of one layer, effective from the next order."""
 
     layer: str  # "firm", "session:<name>", "account:<Account>" or "symbol:<Symbol>"
@@ -122,7 +122,7 @@ class AdminSetLimit(msgspec.Struct, frozen=True, tag=True):
     now_ns: int
 
 
-class AdminSetReference(msgspec.Struct, frozen=True, tag=True):
+class AdminSetReference(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Risk desk: set a symbol's reference price."""
 
     symbol: str
@@ -155,13 +155,13 @@ Event = (
 # ---------------------------------------------------------------- actions out
 
 
-class VenueNewOrder(msgspec.Struct, frozen=True, tag=True):
+class VenueNewOrder(msgspec.Struct, frozen=True, tag=True, gc=False):
     venue: str
     cl_ord_id: str  # the proxy's venue-side ClOrdID
     order: OrderRequest
 
 
-class VenueReplace(msgspec.Struct, frozen=True, tag=True):
+class VenueReplace(msgspec.Struct, frozen=True, tag=True, gc=False):
     venue: str
     cl_ord_id: str
     orig_cl_ord_id: str
@@ -169,7 +169,7 @@ class VenueReplace(msgspec.Struct, frozen=True, tag=True):
     order: OrderRequest
 
 
-class VenueCancel(msgspec.Struct, frozen=True, tag=True):
+class VenueCancel(msgspec.Struct, frozen=True, tag=True, gc=False):
     venue: str
     cl_ord_id: str
     orig_cl_ord_id: str
@@ -180,19 +180,19 @@ class VenueCancel(msgspec.Struct, frozen=True, tag=True):
     account: str = ""
 
 
-class OmsReport(msgspec.Struct, frozen=True, tag=True):
+class OmsReport(msgspec.Struct, frozen=True, tag=True, gc=False):
     """An ExecutionReport for the OMS, with the OMS's own ClOrdIDs."""
 
     session: str
     report: ExecReport
 
 
-class OmsCancelReject(msgspec.Struct, frozen=True, tag=True):
+class OmsCancelReject(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     reject: CancelReject
 
 
-class OmsBusinessReject(msgspec.Struct, frozen=True, tag=True):
+class OmsBusinessReject(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     ref_seq_num: int
     ref_msg_type: str
@@ -201,7 +201,7 @@ class OmsBusinessReject(msgspec.Struct, frozen=True, tag=True):
     text: str
 
 
-class Decision(msgspec.Struct, frozen=True, tag=True):
+class Decision(msgspec.Struct, frozen=True, tag=True, gc=False):
     """A risk decision, for the log and the audit trail; it sends nothing."""
 
     session: str
@@ -219,7 +219,7 @@ class Decision(msgspec.Struct, frozen=True, tag=True):
     venue: str = ""
 
 
-class AdminResult(msgspec.Struct, frozen=True, tag=True):
+class AdminResult(msgspec.Struct, frozen=True, tag=True, gc=False):
     """What an admin action did: for the audit trail (who, what, scope, why, before/after) and the caller."""
 
     kind: str  # "kill", "limit", "reference", "cancel_on_disconnect"
@@ -235,7 +235,7 @@ class AdminResult(msgspec.Struct, frozen=True, tag=True):
     request_id: str = ""
 
 
-class Alert(msgspec.Struct, frozen=True, tag=True):
+class Alert(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Utilization of a limit crossed an alert level (raised once per upward crossing)."""
 
     limit_name: str
@@ -247,7 +247,7 @@ class Alert(msgspec.Struct, frozen=True, tag=True):
     text: str = ""
 
 
-class Notice(msgspec.Struct, frozen=True, tag=True):
+class Notice(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Something worth a log line that is not a decision (an anomaly, a state change)."""
 
     kind: str

@@ -79,7 +79,7 @@ class ExecType(str, enum.Enum):
     ORDER_STATUS = "I"
 
 
-class Instrument(msgspec.Struct, frozen=True):
+class Instrument(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     sector: str = ""
     reference_price: Decimal | None = None
@@ -89,7 +89,7 @@ class Instrument(msgspec.Struct, frozen=True):
     restricted: bool = False
 
 
-class OrderRequest(msgspec.Struct, frozen=True):
+class OrderRequest(msgspec.Struct, frozen=True, gc=False):
     """The economic content of a NewOrderSingle or the new values of a cancel/replace."""
 
     cl_ord_id: str
@@ -104,7 +104,7 @@ class OrderRequest(msgspec.Struct, frozen=True):
     stop_px: Decimal | None = None
 
 
-class ExecReport(msgspec.Struct, frozen=True):
+class ExecReport(msgspec.Struct, frozen=True, gc=False):
     """An ExecutionReport decoded once, independent of the FIX version it came in."""
 
     exec_type: ExecType
@@ -128,7 +128,7 @@ class ExecReport(msgspec.Struct, frozen=True):
     exec_ref_id: str = ""  # ExecRefID (19): the fill a bust or correction refers to
 
 
-class CancelReject(msgspec.Struct, frozen=True):
+class CancelReject(msgspec.Struct, frozen=True, gc=False):
     """An OrderCancelReject (35=9) decoded once."""
 
     cl_ord_id: str

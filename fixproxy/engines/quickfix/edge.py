@@ -28,9 +28,23 @@ _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 _ADMIN_COMMANDS = frozenset(ev.ADMIN_COMMANDS)
 
 
+def frame(begin_string: str, msg_type: str, body: list[tuple[int, str]]) -> str:
+    """A complete FIX message (BodyLength and CheckSum filled in); quickfix adds the session header."""
+    text = f"35={msg_type}\x01" + "".join(f"{tag}={value}\x01" for tag, value in body)
+    head = f"8={begin_string}\x019={len(text.encode())}\x01"
+    return f"{head}{text}10={sum((head + text).encode()) % 256:03d}\x01"
+
+
+_second = [-1, ""]  # the last whole second formatted (one strftime a second, not one a message)
+
+
 def transact_time(now_ns: int) -> str:
-    t = datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc)
-    return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+    """UTCTimestamp with milliseconds, e.g. ``20261125-12:28:04.277``."""
+    second, ms = divmod(now_ns // 1_000_000, 1000)
+    if second != _second[0]:
+        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
+        _second[0] = second
+    return f"{_second[1]}{ms:03d}"
 
 
 #: ``on_message(direction, session, raw, now_ns)``: direction "in" or "out", raw with SOH delimiters.
@@ -195,12 +209,9 @@ class ProxyApplication(fix.Application):
             self._perform(self.core.handle(event))
 
     def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
-        msg = fix.Message()
-        header = msg.getHeader()
-        header.setField(fix.BeginString(info.begin_string))
-        header.setField(fix.MsgType(msg_type))
-        for tag, value in body:
-            msg.setField(tag, value)
+        # One call into the binding to build the message, not one per field: each call releases
+        # the GIL, and with other threads waiting every release can cost a thread switch.
+        msg = fix.Message(frame(info.begin_string, msg_type, body), False)
         try:
             sent = fix.Session.sendToTarget(msg, info.sid)
         except fix.SessionNotFound:
