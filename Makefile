@@ -39,9 +39,12 @@ run: $(STAMP)
 	$(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
 
 # The benchmark: direct vs pass-through vs full proxy, interleaved, in one run (under 10 minutes;
-# BENCH_ARGS=--quick for about a minute). Prints the report and writes $(BENCH_OUT).
+# BENCH_ARGS=--quick for about a minute). Prints the report and writes $(BENCH_OUT); then the
+# halt-and-cancel time for 1,000 working orders and the replay speed on 100,000 orders.
 bench: $(STAMP)
 	$(PY) scripts/bench.py --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(PY) scripts/bench_halt.py --orders 1000 --out $(dir $(BENCH_OUT))halt.json
+	$(PY) scripts/replay_speed.py --orders 100000 | tee $(dir $(BENCH_OUT))replay.json
 
 check-config: $(STAMP)
 	$(VENV)/bin/fixproxy check-config --config $(CONFIG)

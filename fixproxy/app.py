@@ -109,12 +109,12 @@ class Recorder:
             self.log.info(action.kind, detail=action.detail)
 
 
-def desk_logon_check(desk):
-    """Username/Password check for the risk-desk Logon (constant time), or None when none is configured."""
-    if not desk.username:
+def logon_check(logon):
+    """Username/Password check for a session's Logon (constant time), or None when none is configured."""
+    if not logon.username:
         return None
-    password = desk.password or os.environ.get(desk.password_env, "")  # load() checked it is set
-    user, secret = desk.username.encode(), password.encode()
+    password = logon.password or os.environ.get(logon.password_env, "")  # load() checked it is set
+    user, secret = logon.username.encode(), password.encode()
 
     def check(username: str, given: str) -> bool:
         ok_user = hmac.compare_digest(username.encode(), user)
@@ -170,9 +170,11 @@ class Proxy:
         self.core.restore(**self.state.load(self.start_ns))
         # Orders sent just before a crash may be missing from the state: quickfix's store has them.
         self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
+        checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(desk.name, logon_check(desk))]
+        logon_checks = {name: check for name, check in checks if check is not None}
         self.application = ProxyApplication(self.core, infos, self.recorder,
                                             on_message=self.audit.message if self.audit else None,
-                                            on_changes=self._save, check_logon=desk_logon_check(desk))
+                                            on_changes=self._save, check_logon=logon_checks)
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
         self._stores = [fix.FileStoreFactory(self.acceptor_settings), fix.FileStoreFactory(self.initiator_settings)]

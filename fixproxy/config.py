@@ -53,7 +53,22 @@ class AcceptorSection(_Strict):
     heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 30
 
 
-class OmsSession(_Strict):
+class _Logon(_Strict, kw_only=True):
+    """Optional Username (553) / Password (554) a session's Logon must carry."""
+
+    username: str = ""
+    password: str = ""
+    #: Or the name of an environment variable holding the password.
+    password_env: str = ""
+
+    def __post_init__(self) -> None:
+        if self.username and not (self.password or self.password_env):
+            raise ValueError("username is set: give password or password_env too")
+        if self.password and self.password_env:
+            raise ValueError("give password or password_env, not both")
+
+
+class OmsSession(_Logon):
     name: Name
     #: The OMS's SenderCompID.
     comp_id: CompID
@@ -179,24 +194,13 @@ def resolve_tokens(admin: AdminSection, environ=os.environ) -> tuple[ApiToken, .
     return tuple(out)
 
 
-class RiskDeskSection(_Strict):
+class RiskDeskSection(_Logon):
     """The risk-desk FIX session (spec/admin-messages.md): a FIX 4.4 acceptor session beside the OMS ones."""
 
     #: The desk's SenderCompID; "" turns the session off.
     comp_id: CompID | Literal[""] = ""
     #: A short name for logs and the audit trail (the default operator of its requests).
     name: Name = "riskdesk"
-    #: If set, the Logon must carry Username (553) and Password (554).
-    username: str = ""
-    password: str = ""
-    #: Or the name of an environment variable holding the password.
-    password_env: str = ""
-
-    def __post_init__(self) -> None:
-        if self.username and not (self.password or self.password_env):
-            raise ValueError("username is set: give password or password_env too")
-        if self.password and self.password_env:
-            raise ValueError("give password or password_env, not both")
 
 
 class Config(_Strict):
@@ -319,9 +323,10 @@ def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedCo
         tokens = resolve_tokens(config.admin) if secrets else ()
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    desk = config.risk_desk
-    if secrets and desk.password_env and not os.environ.get(desk.password_env):
-        raise ConfigError(f"{path}: risk_desk.password_env: environment variable {desk.password_env} is not set")
+    logons = [("risk_desk", config.risk_desk)] + [(f"oms[{i}]", s) for i, s in enumerate(config.oms)]
+    for where, logon in logons:
+        if secrets and logon.password_env and not os.environ.get(logon.password_env):
+            raise ConfigError(f"{path}: {where}.password_env: environment variable {logon.password_env} is not set")
     return LoadedConfig(path.resolve(), config, instruments, positions, tokens)
 
 

@@ -8,6 +8,7 @@ Every inbound application message and session Reject is printed as a JSON line.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import time
@@ -114,7 +115,8 @@ def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, 
             return _from_stdin(app)
         return _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
 
-    return _run_initiator(loaded, OmsSim(quiet=quiet), block, state, work)
+    password = oms.password or (os.environ.get(oms.password_env, "") if oms.password_env else "")
+    return _run_initiator(loaded, OmsSim(quiet=quiet, logon=(oms.username, password)), block, state, work)
 
 
 def run_desk(loaded, *, username: str = "", password: str = "", state_dir: Path | None = None) -> int:

@@ -68,7 +68,7 @@ class ProxyApplication(fix.Application):
     def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
                  clock: Callable[[], int] = time.time_ns, on_message: MessageHook | None = None,
                  on_changes: Callable[[Changes], None] | None = None,
-                 check_logon: Callable[[str, str], bool] | None = None):
+                 check_logon: dict[str, Callable[[str, str], bool]] | None = None):
         super().__init__()
         self.core = core
         self.on_record = on_record  # decisions, notices and risk-desk commands: logging and the audit trail
@@ -78,8 +78,8 @@ class ProxyApplication(fix.Application):
         # What the core changed while handling an event (orders, fills, ...), for the state store.
         # Called under the core lock, after the event's messages are sent.
         self.on_changes = on_changes
-        # Username (553) / Password (554) check for the risk-desk session's Logon; None: no check.
-        self.check_logon = check_logon
+        # Username (553) / Password (554) checks of a session's Logon, by session name.
+        self.check_logon = check_logon or {}
         self.clock = clock
         self.lock = threading.Lock()
         self._by_sid = {s.sid.toString(): s for s in sessions}
@@ -110,13 +110,15 @@ class ProxyApplication(fix.Application):
         pass
 
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
-        if self.check_logon is None:
+        if not self.check_logon:
             return
         info = self._by_sid.get(sid.toString())
-        if info is not None and info.role == "admin" and message.getHeader().getField(35) == "A":
+        check = self.check_logon.get(info.name) if info is not None else None
+        if check is not None and message.getHeader().getField(35) == "A":
             fields = codec.parse(message.toString())
-            if not self.check_logon(fields.get(553, ""), fields.get(554, "")):
-                self.on_record(ev.Notice("desk_logon_refused", self.clock(), f"{info.name}: bad Username/Password"))
+            if not check(fields.get(553, ""), fields.get(554, "")):
+                kind = "desk_logon_refused" if info.role == "admin" else "logon_refused"
+                self.on_record(ev.Notice(kind, self.clock(), f"{info.name}: bad Username/Password"))
                 raise fix.RejectLogon("bad Username (553) or Password (554)")
 
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
