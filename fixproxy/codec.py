@@ -250,7 +250,8 @@ def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fie
         return "F", out
     if isinstance(action, ev.OmsReport):
         r = action.report
-        out = [(37, r.order_id or "NONE"), (17, r.exec_id or "NONE"), (11, r.cl_ord_id)]
+        out = [(97, "Y")] if action.poss_resend else []  # a header field: quickfix moves it there
+        out += [(37, r.order_id or "NONE"), (17, r.exec_id or "NONE"), (11, r.cl_ord_id)]
         if r.orig_cl_ord_id:
             out.append((41, r.orig_cl_ord_id))
         out += _exec_type_fields(r, fix42)

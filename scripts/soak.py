@@ -246,7 +246,15 @@ def reconcile(args, root: Path, config: Path, http: int, oms: Proc, venue: Proc,
         if f.get("35") == "j" and f.get("372") == "D":
             finals[f["379"]].append("rejected:" + f.get("58", "").split(":")[0])
         elif f.get("35") == "8":
-            seen_exec[f.get("17", "")] += 1
+            exec_id = f.get("17", "")
+            if exec_id and exec_id != "NONE":
+                if exec_id in seen_exec:
+                    # A repeat is fine only when marked a possible duplicate (43/97=Y): the OMS checks
+                    # the ExecID and drops it, as this reconciliation does.
+                    if f.get("43") != "Y" and f.get("97") != "Y":
+                        seen_exec[exec_id] += 1
+                    continue
+                seen_exec[exec_id] = 1
             if f.get("150") in ("F", "1", "2") and f.get("32"):
                 fills[f["55"]] += Decimal(f["32"])
             if f.get("39") in ("2", "4", "8") and (f.get("150") != "5" or f.get("39") == "2"):

@@ -185,6 +185,9 @@ class OmsReport(msgspec.Struct, frozen=True, tag=True, gc=False):
 
     session: str
     report: ExecReport
+    #: Sent with PossResend (97=Y): the venue resent it and the proxy cannot rule out having relayed
+    #: it before (a crash can lose the last ExecIDs it saved); the OMS checks the ExecID.
+    poss_resend: bool = False
 
 
 class OmsCancelReject(msgspec.Struct, frozen=True, tag=True, gc=False):

@@ -445,7 +445,7 @@ class ProxyCore:
         req = order.request
         out.append(ev.OmsReport(order.session, msgspec.structs.replace(
             r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "",
-            symbol=r.symbol or req.symbol, side=r.side or req.side)))
+            symbol=r.symbol or req.symbol, side=r.side or req.side), e.poss_dup))
         return out
 
     def _recover(self, venue: str, r: ExecReport) -> tuple[Order, str] | None:

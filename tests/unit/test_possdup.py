@@ -103,3 +103,14 @@ def test_order_the_venue_asked_for_again_is_refused_to_the_oms_without_marking_v
     assert reject.text.startswith("VENUE_UNAVAILABLE: venue sim did not receive the message")
     assert "sim" in h.core.up
     assert isinstance(h.new(order("G2"))[-1], ev.VenueNewOrder)
+
+
+def test_resent_venue_report_with_unknown_exec_id_goes_to_oms_marked_possresend():
+    """A venue report resent (43=Y) whose ExecID the proxy does not know is relayed with PossResend (97=Y)."""
+    h = Harness(rules=[])
+    h.new(order("P1"))
+    report = exec_report("oms1.P1", ExecType.NEW, OrdStatus.NEW, exec_id="NEWX", leaves=100)
+    relayed = next(a for a in h.handle(ev.VenueReport("sim", h.now, report, poss_dup=True)) if isinstance(a, ev.OmsReport))
+    assert relayed.poss_resend
+    msg_type, fields = codec.encode(relayed, False, "20261125-12:00:00.000")
+    assert (msg_type, fields[0]) == ("8", (97, "Y"))
