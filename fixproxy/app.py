@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -229,7 +230,12 @@ async def _freeze_heap(every_s: float = 10.0) -> None:
 async def serve(loaded: LoadedConfig) -> None:
     """Run the proxy until SIGINT or SIGTERM."""
     log = structlog.get_logger("fixproxy")
-    proxy = Proxy(loaded)
+    try:
+        proxy = Proxy(loaded)
+    except (sqlite3.Error, OSError, fix.ConfigError, fix.RuntimeError) as exc:
+        # An unreadable store or state folder, or settings quickfix refuses: one clear line, no traceback.
+        log.error("start_failed", error=str(exc), state_dir=str(loaded.state_dir))
+        raise SystemExit(f"fixproxy: cannot start: {exc} (state in {loaded.state_dir})") from None
     cfg = loaded.config
     api = await start_admin_api(proxy, loaded, log)  # before the engines: a port in use stops start-up cleanly
     proxy.start()
