@@ -183,8 +183,11 @@ class Proxy:
             [fix.FileLogFactory(self.acceptor_settings), fix.FileLogFactory(self.initiator_settings)]
             if cfg.proxy.message_log else [None, None]
         )
-        self.acceptor = self._engine(fix.SocketAcceptor, self.acceptor_settings, 0)
-        self.initiator = self._engine(fix.SocketInitiator, self.initiator_settings, 1)
+        threaded = cfg.proxy.threaded_sockets
+        self.acceptor = self._engine(fix.ThreadedSocketAcceptor if threaded else fix.SocketAcceptor,
+                                     self.acceptor_settings, 0)
+        self.initiator = self._engine(fix.ThreadedSocketInitiator if threaded else fix.SocketInitiator,
+                                      self.initiator_settings, 1)
 
     def _engine(self, cls, settings, i):
         if self._logs[i] is None:

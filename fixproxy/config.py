@@ -42,6 +42,8 @@ class ProxySection(_Strict):
     #: CPython's thread switch interval (sys.setswitchinterval), in milliseconds: how long a busy
     #: thread may keep the GIL from a quickfix callback carrying an order. CPython's default is 5.
     switch_interval_ms: Annotated[float, msgspec.Meta(gt=0, le=100)] = 5.0
+    #: quickfix's threaded socket classes (a thread per session) instead of one thread per engine.
+    threaded_sockets: bool = False
 
 
 class AcceptorSection(_Strict):
