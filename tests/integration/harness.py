@@ -117,7 +117,7 @@ TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "ris
 
 def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
                 oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4", http_port: int = 0,
-                cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "") -> str:
+                cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "", proxy_extra: str = "") -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     cod = {name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
            for name in ("oms1", "oms2")}
@@ -127,6 +127,7 @@ def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None 
 [proxy]
 state_dir = "var"
 log_level = "info"
+{proxy_extra}
 
 [acceptor]
 port = {acceptor_port}

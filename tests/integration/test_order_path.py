@@ -225,3 +225,14 @@ def test_fix42_venue_reports_reach_fix44_oms_in_its_own_terms(fresh_stack):
     oms.send_line("35=F|11=V42-1C|41=V42-1|55=MSFT|54=1|38=100")
     done = oms.wait_for(m(**{"35": "8", "11": "V42-1C"}))["fields"]
     assert (done["150"], done["39"], done["41"], done["14"]) == ("4", "4", "V42-1", "50")
+
+
+def test_threaded_socket_classes_carry_the_same_flow(fresh_stack):
+    """With [proxy] threaded_sockets, an order is filled end to end and a reject still says why."""
+    s = fresh_stack(proxy_extra="threaded_sockets = true")
+    oms = s.connect("oms1")
+    m = messages(oms)
+    oms.send_line(order("THR-1"))
+    oms.wait_for(m(**{"35": "8", "11": "THR-1", "39": "2"}))
+    oms.send_line(order("THR-2", symbol="RSTR", price="40"))
+    assert oms.wait_for(m(**{"35": "j", "379": "THR-2"}))["fields"]["58"].startswith("RESTRICTED_SYMBOL: ")
