@@ -150,6 +150,7 @@ class Proxy:
         self.acceptor_settings = write_settings(
             state / "quickfix-acceptor.cfg",
             {**common_defaults(state, "oms"), "ConnectionType": "acceptor", "SocketAcceptPort": acc.port,
+             "UseDataDictionary": "Y" if cfg.proxy.validate_messages else "N",
              "AllowedRemoteAddresses": ",".join(acc.allowed_remote_addresses)},
             oms_blocks,
         )
@@ -178,7 +179,9 @@ class Proxy:
                                             on_changes=self._save, check_logon=logon_checks)
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
-        self._stores = [fix.FileStoreFactory(self.acceptor_settings), fix.FileStoreFactory(self.initiator_settings)]
+        oms_store = (fix.MemoryStoreFactory() if cfg.proxy.oms_store == "memory"
+                     else fix.FileStoreFactory(self.acceptor_settings))
+        self._stores = [oms_store, fix.FileStoreFactory(self.initiator_settings)]
         self._logs = (
             [fix.FileLogFactory(self.acceptor_settings), fix.FileLogFactory(self.initiator_settings)]
             if cfg.proxy.message_log else [None, None]

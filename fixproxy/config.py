@@ -44,6 +44,12 @@ class ProxySection(_Strict):
     switch_interval_ms: Annotated[float, msgspec.Meta(gt=0, le=100)] = 5.0
     #: quickfix's threaded socket classes (a thread per session) instead of one thread per engine.
     threaded_sockets: bool = False
+    #: Validate every message against the FIX dictionary (quickfix's session Reject for bad fields).
+    #: Off only to measure what it costs: malformed fields then reach the proxy's own checks alone.
+    validate_messages: bool = True
+    #: quickfix store of the OMS sessions: "file" (survives restarts: resends after a crash need it)
+    #: or "memory" (only to measure what the file store costs).
+    oms_store: Literal["file", "memory"] = "file"
 
 
 class AcceptorSection(_Strict):

@@ -236,3 +236,15 @@ def test_threaded_socket_classes_carry_the_same_flow(fresh_stack):
     oms.wait_for(m(**{"35": "8", "11": "THR-1", "39": "2"}))
     oms.send_line(order("THR-2", symbol="RSTR", price="40"))
     assert oms.wait_for(m(**{"35": "j", "379": "THR-2"}))["fields"]["58"].startswith("RESTRICTED_SYMBOL: ")
+
+
+def test_measurement_settings_still_carry_the_flow(fresh_stack):
+    """With dictionary validation off and a memory store for OMS sessions (benchmark settings), an order
+    is filled and a rule's reject still reaches the OMS."""
+    s = fresh_stack(proxy_extra='validate_messages = false\noms_store = "memory"')
+    oms = s.connect("oms1")
+    m = messages(oms)
+    oms.send_line(order("MEAS-1"))
+    oms.wait_for(m(**{"35": "8", "11": "MEAS-1", "39": "2"}))
+    oms.send_line(order("MEAS-2", qty="20000"))
+    assert oms.wait_for(m(**{"35": "j", "379": "MEAS-2"}))["fields"]["58"].startswith("MAX_ORDER_QTY: ")
