@@ -242,6 +242,14 @@ class AuditLog(_Reader):
                 self.progress(10_000)
             yield r
 
+    def _answered(self, r, unanswered: int) -> int:
+        """An admin result read: it answers one pending command, or counts as recorded without one."""
+        if r.code in _COMMAND_RESULTS:
+            if unanswered:
+                return unanswered - 1
+            self.uncommanded += 1
+        return unanswered
+
     def _command(self, r) -> AdminCommand | None:
         try:
             return AdminCommand(r.ts_ns, self.index, r.seq, command_event(r))
@@ -257,11 +265,7 @@ class AuditLog(_Reader):
         for r in self._records((KIND_MESSAGE, KIND_DECISION, KIND_NOTICE, KIND_COMMAND, KIND_ADMIN)):
             kind = r.kind
             if kind == KIND_ADMIN:
-                if r.code in _COMMAND_RESULTS:
-                    if unanswered:
-                        unanswered -= 1
-                    else:
-                        self.uncommanded += 1
+                unanswered = self._answered(r, unanswered)
                 continue
             self.lines += 1
             item: Item | None = None
@@ -317,11 +321,7 @@ class AuditCommands(AuditLog):
         unanswered = 0
         for r in self._records((KIND_COMMAND, KIND_ADMIN)):
             if r.kind == KIND_ADMIN:
-                if r.code in _COMMAND_RESULTS:
-                    if unanswered:
-                        unanswered -= 1
-                    else:
-                        self.uncommanded += 1
+                unanswered = self._answered(r, unanswered)
                 continue
             self.lines += 1
             unanswered += 1
