@@ -1,4 +1,4 @@
-"""Composition root: config -> core -> quickfix engine; start and stop in order."""
+"""Composition root: config -> core -> FIX engine (quickfix or native); start and stop in order."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .audit import AuditWriter
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
-from .engines.quickfix.edge import ProxyApplication, SessionInfo
+from .engines.quickfix.edge import ProxyApplication, session_info
 from .engines.quickfix.recovery import recover
 from .engines.quickfix.settings import common_defaults, dictionary, log_out, session_block, write_settings
 from .state import StateStore, snapshot
@@ -125,15 +125,12 @@ def logon_check(logon):
     return check
 
 
-class Proxy:
-    """The running proxy: one quickfix acceptor (OMS sessions), one initiator (venues)."""
+class QuickfixEngine:
+    """The quickfix engines of the proxy: one acceptor (OMS and risk-desk sessions), one initiator (venues)."""
 
-    def __init__(self, loaded: LoadedConfig):
-        self.loaded = loaded
+    def __init__(self, proxy: "Proxy", kwargs: dict):
+        loaded = proxy.loaded
         cfg = loaded.config
-        self.start_ns = time.time_ns()
-        self.core = build_core(loaded, self.start_ns)
-        self.core.recover_orders = True  # a report for an order lost in a crash still reaches its OMS
         state = loaded.state_dir
         acc = cfg.acceptor
         oms_blocks = [session_block(s.fix_version, acc.comp_id, s.comp_id) for s in cfg.oms]
@@ -159,26 +156,12 @@ class Proxy:
             {**common_defaults(state, "venue"), "ConnectionType": "initiator"},
             venue_blocks,
         )
-        infos = [SessionInfo(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms]
-        infos += [SessionInfo(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id)) for v in cfg.venues]
+        infos = [session_info(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms]
+        infos += [session_info(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id))
+                  for v in cfg.venues]
         if desk.comp_id:
-            infos.append(SessionInfo(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
-        audit = cfg.audit
-        self.audit = (AuditWriter(loaded.audit_path, batch_size=audit.batch_size,
-                                  flush_interval_ms=audit.flush_interval_ms) if audit.enabled else None)
-        self.feed = Feed()
-        self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
-        self.state = StateStore(state / "state.sqlite")
-        self.core.restore(**self.state.load(self.start_ns))
-        # Orders sent just before a crash may be missing from the state: quickfix's store has them.
-        self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
-        checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(desk.name, logon_check(desk))]
-        logon_checks = {name: check for name, check in checks if check is not None}
-        self.application = ProxyApplication(self.core, infos, self.recorder,
-                                            on_message=self.audit.message if self.audit else None,
-                                            on_changes=self._save, check_logon=logon_checks)
-        # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
-        self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
+            infos.append(session_info(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
+        self.application = ProxyApplication(proxy.core, infos, proxy.recorder, **kwargs)
         oms_store = (fix.MemoryStoreFactory() if cfg.proxy.oms_store == "memory"
                      else fix.FileStoreFactory(self.acceptor_settings))
         self._stores = [oms_store, fix.FileStoreFactory(self.initiator_settings)]
@@ -197,25 +180,78 @@ class Proxy:
             return cls(self.application, self._stores[i], settings)
         return cls(self.application, self._stores[i], settings, self._logs[i])
 
-    def _save(self, changes) -> None:
-        self.state.put(snapshot(changes, self.core.instruments))
-
-    def start(self) -> None:
-        self.state.start()
-        if self.audit is not None:
-            self.audit.start(note=f"config {self.loaded.path}")
+    async def start(self) -> None:
         self.initiator.start()
         self.acceptor.start()
 
-    def stop(self) -> None:
-        """Log every session out and write everything down.
-
-        The quickfix engines are not stopped: ``SocketAcceptor.stop()`` has crashed the process here
-        (segfault), and once the sessions are logged out and the stores written there is nothing
-        left for it to do. The caller ends the process.
-        """
-        log_out([info.sid for info in self.application.sessions()], "fixproxy shutting down")
+    async def stop(self, reason: str) -> None:
+        """Log every session out. The quickfix engines are not stopped: ``SocketAcceptor.stop()`` has
+        crashed the process here (segfault), and once the sessions are logged out and the stores
+        written there is nothing left for it to do. The caller ends the process."""
+        sids = [info.handle for info in self.application.sessions()]
+        await asyncio.get_running_loop().run_in_executor(None, log_out, sids, reason)
         self.application.close()
+
+
+class NativeProxyEngine:
+    """The native engine (``[proxy] engine = "native"``): every session on the event loop's thread."""
+
+    def __init__(self, proxy: "Proxy", kwargs: dict):
+        from .engines.native.engine import NativeEngine
+
+        self.application = NativeEngine(proxy.core, proxy.recorder, config=proxy.loaded.config,
+                                        state_dir=proxy.loaded.state_dir, **kwargs)
+
+    async def start(self) -> None:
+        await self.application.start()
+
+    async def stop(self, reason: str) -> None:
+        await self.application.stop(reason)
+
+
+class Proxy:
+    """The running proxy: the core, its stores and audit trail, and a FIX engine (quickfix or native)."""
+
+    def __init__(self, loaded: LoadedConfig):
+        self.loaded = loaded
+        cfg = loaded.config
+        self.start_ns = time.time_ns()
+        self.core = build_core(loaded, self.start_ns)
+        self.core.recover_orders = True  # a report for an order lost in a crash still reaches its OMS
+        state = loaded.state_dir
+        audit = cfg.audit
+        self.audit = (AuditWriter(loaded.audit_path, batch_size=audit.batch_size,
+                                  flush_interval_ms=audit.flush_interval_ms) if audit.enabled else None)
+        self.feed = Feed()
+        self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
+        self.state = StateStore(state / "state.sqlite")
+        self.core.restore(**self.state.load(self.start_ns))
+        # Orders sent just before a crash may be missing from the state: the venue session's store
+        # (written before a message goes on the wire, by either engine) has them.
+        self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
+        checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(cfg.risk_desk.name, logon_check(cfg.risk_desk))]
+        kwargs = dict(on_message=self.audit.message if self.audit else None, on_changes=self._save,
+                      check_logon={name: check for name, check in checks if check is not None})
+        self.engine = (NativeProxyEngine if cfg.proxy.engine == "native" else QuickfixEngine)(self, kwargs)
+        self.application = self.engine.application
+        # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
+        self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
+
+    def _save(self, changes) -> None:
+        self.state.put(snapshot(changes, self.core.instruments))
+
+    async def start(self) -> None:
+        self.state.start()
+        if self.audit is not None:
+            self.audit.start(note=f"config {self.loaded.path}")
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        """Log every session out and write everything down (the caller ends the process)."""
+        await self.engine.stop("fixproxy shutting down")
+        await asyncio.get_running_loop().run_in_executor(None, self._close_stores)
+
+    def _close_stores(self) -> None:
         self.state.flush()
         self.state.close()
         if self.audit is not None:
@@ -244,10 +280,16 @@ async def serve(loaded: LoadedConfig) -> None:
         raise SystemExit(f"fixproxy: cannot start: {exc} (state in {loaded.state_dir})") from None
     cfg = loaded.config
     api = await start_admin_api(proxy, loaded, log)  # before the engines: a port in use stops start-up cleanly
-    proxy.start()
+    try:
+        await proxy.start()
+    except OSError as exc:
+        log.error("start_failed", error=str(exc), port=cfg.acceptor.port)
+        raise SystemExit(f"fixproxy: cannot listen for OMS sessions on port {cfg.acceptor.port}: "
+                         f"{exc.strerror or exc}") from None
     log.info(
         "started",
-        oms_endpoint=f"127.0.0.1:{cfg.acceptor.port}",
+        engine=cfg.proxy.engine,
+        oms_endpoint=f"{cfg.acceptor.host}:{cfg.acceptor.port}",
         oms_sessions=[f"{s.fix_version} {s.comp_id}->{cfg.acceptor.comp_id}" for s in cfg.oms],
         venues=[f"{v.name}={v.host}:{v.port}" for v in cfg.venues],
         state_dir=str(loaded.state_dir),
@@ -263,7 +305,7 @@ async def serve(loaded: LoadedConfig) -> None:
     if api is not None:
         await api.stop()
     gc_task.cancel()
-    await loop.run_in_executor(None, proxy.stop)
+    await proxy.stop()
     log.info("stopped")
 
 

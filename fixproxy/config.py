@@ -50,9 +50,14 @@ class ProxySection(_Strict):
     #: quickfix store of the OMS sessions: "file" (survives restarts: resends after a crash need it)
     #: or "memory" (only to measure what the file store costs).
     oms_store: Literal["file", "memory"] = "file"
+    #: The FIX engine: "quickfix" (the quickfix library, its own threads) or "native" (the proxy's
+    #: own asyncio session layer, every session on one thread; same stores and logs on disk).
+    engine: Literal["quickfix", "native"] = "quickfix"
 
 
 class AcceptorSection(_Strict):
+    #: The address the native engine listens on (quickfix binds every interface whatever this says).
+    host: str = "127.0.0.1"
     port: Port = 9878
     #: The CompID OMS sessions address (their TargetCompID).
     comp_id: CompID = "FIXPROXY"

@@ -111,13 +111,17 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
     return match
 
 
+#: The FIX engine of generated configs unless a test names one (FIXPROXY_TEST_ENGINE runs the suite on another).
+ENGINE = os.environ.get("FIXPROXY_TEST_ENGINE", "quickfix")
+
 #: Admin API tokens of every generated config, by role (the token's name is "desk-<role>").
 TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "risk", "admin")}
 
 
 def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
                 oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4", http_port: int = 0,
-                cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "", proxy_extra: str = "") -> str:
+                cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "", proxy_extra: str = "",
+                engine: str = ENGINE) -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     cod = {name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
            for name in ("oms1", "oms2")}
@@ -127,6 +131,7 @@ def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None 
 [proxy]
 state_dir = "var"
 log_level = "info"
+engine = "{engine}"
 {proxy_extra}
 
 [acceptor]

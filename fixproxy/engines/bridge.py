@@ -1,0 +1,179 @@
+"""What every FIX engine edge shares: decoded message in -> ProxyCore -> messages out.
+
+An engine (quickfix, native) owns the sessions and the wire; it hands each application message
+it accepted to ``receive`` and implements ``_send``. The bridge decodes once, runs the core under
+one lock (so every message leaves in decision order), sends what the core decided, records
+decisions and saves what changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from .. import codec
+from ..admin import fixsession
+from ..core import events as ev
+from ..core.proxy import Changes, ProxyCore
+
+_MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
+                    ev.OmsBusinessReject)
+_VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
+#: The risk desk's commands: recorded as given (before what they do), so that replay can apply them again.
+_ADMIN_COMMANDS = frozenset(ev.ADMIN_COMMANDS)
+
+_second = [-1, ""]  # the last whole second formatted (one strftime a second, not one a message)
+
+
+def transact_time(now_ns: int) -> str:
+    """UTCTimestamp with milliseconds, e.g. ``20261125-12:28:04.277``."""
+    second, ms = divmod(now_ns // 1_000_000, 1000)
+    if second != _second[0]:
+        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
+        _second[0] = second
+    return f"{_second[1]}{ms:03d}"
+
+
+#: ``on_message(direction, session, raw, now_ns)``: direction "in" or "out", raw with SOH delimiters.
+MessageHook = Callable[[str, str, str, int], None]
+
+
+class SessionInfo:
+    """One configured session as the bridge sees it; ``handle`` is the engine's own session object or id."""
+
+    __slots__ = ("name", "role", "fix42", "begin_string", "handle")
+
+    def __init__(self, name: str, role: str, begin_string: str, handle: object = None):
+        self.name = name
+        self.role = role  # "oms", "venue" or "admin" (the risk-desk session)
+        self.begin_string = begin_string
+        self.fix42 = begin_string == "FIX.4.2"
+        self.handle = handle
+
+
+class CoreBridge:
+    """Runs one ProxyCore for an engine; subclasses implement ``_send``."""
+
+    def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
+                 clock: Callable[[], int] = time.time_ns, on_message: MessageHook | None = None,
+                 on_changes: Callable[[Changes], None] | None = None,
+                 check_logon: dict[str, Callable[[str, str], bool]] | None = None):
+        self.core = core
+        self.on_record = on_record  # decisions, notices and risk-desk commands: logging and the audit trail
+        # Every application message in and out, as (direction, session, raw, now_ns): the audit trail.
+        # It must only enqueue.
+        self.on_message = on_message
+        # What the core changed while handling an event (orders, fills, ...), for the state store.
+        # Called under the core lock, after the event's messages are sent.
+        self.on_changes = on_changes
+        # Username (553) / Password (554) checks of a session's Logon, by session name.
+        self.check_logon = check_logon or {}
+        self.clock = clock
+        self.lock = threading.Lock()
+        self._infos = list(sessions)
+        self._oms = {s.name: s for s in sessions if s.role == "oms"}
+        self._venues = {s.name: s for s in sessions if s.role == "venue"}
+
+    def sessions(self) -> list[SessionInfo]:
+        return list(self._infos)
+
+    def logon_allowed(self, info: SessionInfo, username: str, password: str) -> bool:
+        """The session's Username/Password check (True when none is configured); a refusal is recorded."""
+        check = self.check_logon.get(info.name)
+        if check is None or check(username, password):
+            return True
+        kind = "desk_logon_refused" if info.role == "admin" else "logon_refused"
+        self.on_record(ev.Notice(kind, self.clock(), f"{info.name}: bad Username/Password"))
+        return False
+
+    # -------------------------------------------------------------- messages in
+
+    def receive(self, info: SessionInfo, raw: str, now: int, fields: dict[int, str] | None = None) -> None:
+        """One application message the engine accepted on ``info``'s session (raw, SOH-delimited;
+        ``fields`` when the engine parsed it already)."""
+        if self.on_message is not None:
+            self.on_message("in", info.name, raw, now)
+        if fields is None:
+            fields = codec.parse(raw)
+        if info.role == "admin":
+            self._desk_message(info, fields, now)
+            return
+        if info.role == "oms":
+            event = codec.decode_oms(fields, info.name, now)
+        else:
+            try:
+                event = codec.decode_venue(fields, info.name, now)
+            except codec.Invalid as exc:
+                self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
+                return
+            if event is None:
+                return
+        self.submit(event)
+
+    # -------------------------------------------------------------- core hand-off
+
+    def submit(self, event: ev.Event) -> list[ev.Action]:
+        """Run one event through the core and send what it decides, in order; returns the actions."""
+        with self.lock:
+            if type(event) in _ADMIN_COMMANDS:
+                self.on_record(event)  # under the lock: the command sits in the audit trail where the core took it
+            actions = self.core.handle(event)
+            self._perform(actions)
+            # Saved after the sends: a ClOrdID must not count as handled (and a resent possible
+            # duplicate be ignored) unless its answer really went out.
+            if self.on_changes is not None and self.core.changes:
+                self.on_changes(self.core.take_changes())
+        return actions
+
+    def _perform(self, actions: list[ev.Action]) -> None:
+        failed: list[ev.Event] = []
+        for action in actions:
+            if not isinstance(action, _MESSAGE_ACTIONS):
+                self.on_record(action)
+                continue
+            if isinstance(action, _VENUE_ACTIONS):
+                info = self._venues[action.venue]
+            else:
+                info = self._oms.get(action.session)
+                if info is None:
+                    continue
+            now = self.clock()
+            msg_type, body = codec.encode(action, info.fix42, transact_time(now))
+            if not self._send(info, msg_type, body, now):
+                if isinstance(action, _VENUE_ACTIONS):
+                    failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))
+                else:
+                    self.on_record(ev.Notice("send_failed", now, f"{info.name}: {msg_type} not sent (session down); "
+                                             "kept in the session store for resend"))
+        for event in failed:
+            self._perform(self.core.handle(event))
+
+    def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
+        """Send one application message on ``info``'s session (the engine adds the header); False: not sent."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- the risk-desk session
+
+    def _desk_message(self, info: SessionInfo, fields: dict[int, str], now: int) -> None:
+        """KillSwitchRequest in, KillSwitchReport out; anything else on this session is refused."""
+        msg_type = fields.get(35, "")
+        report_id = f"K{now}"
+        if msg_type == "U1":
+            event = fixsession.decode_request(fields, info.name, now)
+            if isinstance(event, str):
+                reply = fixsession.rejected(fields, event, report_id)
+                self.on_record(ev.Notice("desk_request_refused", now, f"{info.name}: {event}"))
+            else:
+                result = next(a for a in self.submit(event) if isinstance(a, ev.AdminResult))
+                reply = fixsession.encode_report(result, fields, report_id)
+            self._send(info, reply[0][1], reply[1:], now)
+            return
+        is_order = msg_type in ("D", "G", "F")
+        text = ("UNSUPPORTED_MESSAGE: the risk-desk session does not take orders" if is_order
+                else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session")
+        self.on_record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
+        _, body = codec.encode(ev.OmsBusinessReject(info.name, int(fields.get(34, "0") or 0), msg_type,
+                                                    fields.get(11, ""), 6 if is_order else 3, text), False, "")
+        self._send(info, "j", body, now)

@@ -1,0 +1,185 @@
+"""The native engine: every FIX session of the proxy on one asyncio (uvloop) thread.
+
+An acceptor for the OMS and risk-desk sessions and an initiator per venue, with the session layer
+of ``session.py``. A message is read, checked by the core and forwarded on the thread that read
+it, with no thread hand-off and no foreign-function calls on the way: the design's "second
+engine under the same core". Stores and logs are quickfix's file formats (``store.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from pathlib import Path
+
+from ...core import events as ev
+from ..bridge import CoreBridge, SessionInfo
+from .session import Connection, Session
+from .store import FileLog, FileStore
+
+
+def prefix(begin_string: str, sender: str, target: str) -> str:
+    return f"{begin_string}-{sender}-{target}"
+
+
+class NativeEngine(CoreBridge):
+    """Runs the proxy's sessions and one ProxyCore on the running event loop."""
+
+    def __init__(self, core, on_record, *, config, state_dir: Path, **kwargs):
+        cfg = config
+        self.config = cfg
+        now = time.time_ns()
+        self._sessions: dict[tuple[str, str, str], Session] = {}  # (BeginString, their CompID, ours)
+        self._venue_addresses: dict[str, tuple[str, int, int]] = {}
+        acc = cfg.acceptor
+        infos: list[SessionInfo] = []
+
+        def add(name: str, role: str, begin: str, ours: str, theirs: str, heartbeat: int, initiator: bool) -> Session:
+            side = "venue" if role == "venue" else "oms"
+            session = Session(
+                name=name, role=role, begin_string=begin, sender=ours, target=theirs, heartbeat_s=heartbeat,
+                store=FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now),
+                log=FileLog(state_dir / "log" / side, prefix(begin, ours, theirs)) if cfg.proxy.message_log else None,
+                owner=self, initiator=initiator, resend_app=role != "venue")
+            self._sessions[(begin, theirs, ours)] = session
+            infos.append(SessionInfo(name, role, begin, session))
+            session.info = infos[-1]
+            return session
+
+        for s in cfg.oms:
+            add(s.name, "oms", s.fix_version, acc.comp_id, s.comp_id, acc.heartbeat_s, False)
+        if cfg.risk_desk.comp_id:
+            add(cfg.risk_desk.name, "admin", "FIX.4.4", acc.comp_id, cfg.risk_desk.comp_id, acc.heartbeat_s, False)
+        for v in cfg.venues:
+            add(v.name, "venue", v.fix_version, v.our_comp_id, v.comp_id, v.heartbeat_s, True)
+            self._venue_addresses[v.name] = (v.host, v.port, v.reconnect_s)
+        super().__init__(core, infos, on_record, **kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Listen for OMS sessions and connect to the venues (raises OSError if the port is taken)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        acc = self.config.acceptor
+        allowed = frozenset(acc.allowed_remote_addresses) or None
+        self._server = await self._loop.create_server(
+            lambda: Connection(self._resolve, owner=self, allowed=allowed), acc.host, acc.port)
+        for info in self.sessions():
+            if info.role == "venue":
+                self._tasks.append(asyncio.create_task(self._initiate(info.handle, *self._venue_addresses[info.name])))
+        self._tasks.append(asyncio.create_task(self._tick()))
+
+    async def stop(self, reason: str, timeout_s: float = 3.0) -> None:
+        """Log every session out, wait (bounded) for the peers' Logouts, close everything."""
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        sessions = [info.handle for info in self.sessions()]
+        for s in sessions:
+            if s.logged_on:
+                s.logout(reason)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(s.connection is not None for s in sessions):
+            await asyncio.sleep(0.02)
+        for s in sessions:
+            s.disconnect("stopping")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.sleep(0)
+        for s in sessions:
+            s.store.close()
+            if s.log is not None:
+                s.log.close()
+
+    def close(self) -> None:
+        """Nothing runs beside the loop (the quickfix edge's control thread has no counterpart)."""
+
+    def _resolve(self, begin_string: str, theirs: str, ours: str) -> Session | None:
+        session = self._sessions.get((begin_string, theirs, ours))
+        return session if session is not None and not session.initiator else None
+
+    async def _initiate(self, session: Session, host: str, port: int, reconnect_s: int) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            try:
+                session.event(f"Connecting to {host} on port {port}")
+                _, conn = await loop.create_connection(lambda: Connection(self._resolve, session, owner=self), host, port)
+                await conn.lost
+            except OSError as exc:
+                session.event(f"Connection failed: {exc.strerror or exc}")
+            if not self._stopping:
+                await asyncio.sleep(reconnect_s)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now_mono, now_ns = time.monotonic(), time.time_ns()
+            for info in self.sessions():
+                try:
+                    info.handle.tick(now_mono, now_ns)
+                except Exception as exc:  # noqa: BLE001 - one session's timer must not stop the others'
+                    self.on_record(ev.Notice("session_timer_error", now_ns, f"{info.name}: {exc!r}"))
+
+    # -------------------------------------------------------------- the core, from any thread
+
+    def submit(self, event: ev.Event) -> list[ev.Action]:
+        """Run one event through the core: directly on the loop thread, handed to it from any other."""
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            return super().submit(event)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(CoreBridge.submit(self, event))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return done.result(timeout=30)
+
+    def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
+        data = info.handle.send(msg_type, body, now)
+        if data is None:
+            return False
+        if self.on_message is not None:
+            self.on_message("out", info.name, data.decode("latin-1"), now)
+        return True
+
+    # -------------------------------------------------------------- what sessions report (Owner)
+
+    def deliver(self, session: Session, raw: str, fields: dict[int, str], now: int) -> None:
+        try:
+            self.receive(session.info, raw, now, fields)
+        except Exception as exc:  # noqa: BLE001 - fail closed: the message is refused, the proxy keeps running
+            self.on_record(ev.Notice("engine_error", now, f"{session.name}: {exc!r}"))
+            session._reject(int(fields.get(34, "0")), fields.get(35, ""), 99 if session.begin_string != "FIX.4.2"
+                            else 0, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")
+
+    def session_up(self, session: Session) -> None:
+        self.submit(ev.SessionUp(session.name, self.clock()))
+
+    def session_down(self, session: Session) -> None:
+        if not self._stopping:
+            self.submit(ev.SessionDown(session.name, self.clock()))
+
+    def not_resent(self, session: Session, cl_ord_ids: list[str]) -> None:
+        for cl_ord_id in cl_ord_ids:
+            if cl_ord_id:
+                self.submit(ev.VenueSendFailed(session.name, cl_ord_id, self.clock(), "not_resent"))
+
+    def logon_allowed(self, session: Session, fields: dict[int, str]) -> bool:  # type: ignore[override]
+        return CoreBridge.logon_allowed(self, session.info, fields.get(553, ""), fields.get(554, ""))
+
+    def garbled(self, session: Session | None, why: str) -> None:
+        if session is not None:
+            session.event(f"Garbled input skipped: {why}")
+        else:
+            self.on_record(ev.Notice("connection_refused", self.clock(), why))

@@ -1,0 +1,145 @@
+"""FIX on the wire: cutting a byte stream into messages, checking them, building them.
+
+Bytes are read and written as latin-1 (one byte, one character), so a message's BodyLength
+and CheckSum are the same counted on either side.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+SOH = "\x01"
+_BEGIN = b"8=FIX"
+MAX_MESSAGE = 1 << 20  # a BodyLength above this is garbage, not a message
+
+#: Session-level message types (everything else is an application message).
+ADMIN_TYPES = frozenset("0 1 2 3 4 5 A".split())
+#: Header fields rebuilt on every send (a resend keeps only the body).
+HEADER_TAGS = frozenset((8, 9, 10, 34, 35, 43, 49, 52, 56, 97, 122))
+
+
+class Framer:
+    """Cuts a TCP byte stream into FIX messages; garbled input is skipped up to the next ``8=FIX``."""
+
+    __slots__ = ("buf", "garbled")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.garbled: list[str] = []  # why each skipped piece was skipped, taken by the caller
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self.buf
+        buf += data
+        out: list[bytes] = []
+        while buf:
+            if not buf.startswith(_BEGIN):
+                start = buf.find(_BEGIN)
+                if start < 0:
+                    # keep a tail that may be the start of the next message
+                    keep = 4 if len(buf) >= 4 else len(buf)
+                    if len(buf) > keep:
+                        self.garbled.append(f"{len(buf) - keep} bytes that are not a FIX message")
+                        del buf[:len(buf) - keep]
+                    break
+                self.garbled.append(f"{start} bytes that are not a FIX message")
+                del buf[:start]
+            end8 = buf.find(b"\x01", 0, 32)
+            if end8 < 0:
+                if len(buf) >= 32:
+                    self._skip("no BeginString (8) field")
+                    continue
+                break
+            if buf[end8 + 1:end8 + 3] != b"9=":
+                if len(buf) < end8 + 3:
+                    break
+                self._skip("BodyLength (9) is not the second field")
+                continue
+            end9 = buf.find(b"\x01", end8 + 3, end8 + 16)
+            if end9 < 0:
+                if len(buf) >= end8 + 16:
+                    self._skip("BodyLength (9) is not a number")
+                    continue
+                break
+            digits = buf[end8 + 3:end9]
+            if not digits.isdigit() or int(digits) > MAX_MESSAGE:
+                self._skip("BodyLength (9) is not a number")
+                continue
+            body_end = end9 + 1 + int(digits)
+            total = body_end + 7  # 10=nnn<SOH>
+            if len(buf) < total:
+                break
+            trailer = buf[body_end:total]
+            if not (trailer.startswith(b"10=") and trailer[6] == 1 and trailer[3:6].isdigit()):
+                self._skip("BodyLength (9) does not end the message at CheckSum (10)")
+                continue
+            if sum(memoryview(buf)[:body_end]) % 256 != int(trailer[3:6]):
+                self._skip("CheckSum (10) does not match")
+                continue
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out
+
+    def _skip(self, why: str) -> None:
+        self.garbled.append(why)
+        start = self.buf.find(_BEGIN, 1)
+        del self.buf[:start if start > 0 else len(self.buf)]
+
+
+def fields(raw: str) -> tuple[dict[int, str], str]:
+    """(tag -> value, "") for a framed message, or (what was parsed, why it is malformed)."""
+    out: dict[int, str] = {}
+    problem = ""
+    for part in raw.split(SOH):
+        if not part:
+            continue
+        tag, eq, value = part.partition("=")
+        if not (eq and tag.isdigit() and tag.isascii() and len(tag) < 10 and tag[0] != "0"):
+            problem = problem or f"invalid tag number {tag[:16]!r}"
+            continue
+        if not value:
+            problem = problem or f"tag {tag} has no value"
+            continue
+        out[int(tag)] = value
+    return out, problem
+
+
+def body_of(raw: str) -> list[tuple[int, str]]:
+    """The body fields of a stored message, in order (for a resend with a new header)."""
+    out = []
+    for part in raw.split(SOH):
+        tag, eq, value = part.partition("=")
+        if eq and tag.isdigit() and int(tag) not in HEADER_TAGS:
+            out.append((int(tag), value))
+    return out
+
+
+def build(begin_string: str, msg_type: str, seq: int, sender: str, target: str, sending_time: str,
+          body: list[tuple[int, str]], header: list[tuple[int, str]] | None = None) -> bytes:
+    """A complete message; ``header`` holds 43/97/122 when resending. Header fields come in tag order."""
+    head = f"35={msg_type}\x0134={seq}\x01"
+    if header:
+        extra = dict(header)
+        if 43 in extra:
+            head += f"43={extra[43]}\x01"
+        head += f"49={sender}\x0152={sending_time}\x0156={target}\x01"
+        for tag in (97, 122):
+            if tag in extra:
+                head += f"{tag}={extra[tag]}\x01"
+    else:
+        head += f"49={sender}\x0152={sending_time}\x0156={target}\x01"
+    text = (head + "".join(f"{tag}={value}\x01" for tag, value in body)).encode("latin-1", "replace")
+    start = f"8={begin_string}\x019={len(text)}\x01".encode()
+    checksum = (sum(start) + sum(text)) % 256
+    return b"%s%s10=%03d\x01" % (start, text, checksum)
+
+
+_second = [-1, ""]
+
+
+def stamp(now_ns: int) -> str:
+    """A FIX UTCTimestamp with milliseconds (SendingTime)."""
+    second, ms = divmod(now_ns // 1_000_000, 1000)
+    if second != _second[0]:
+        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
+        _second[0] = second
+    return f"{_second[1]}{ms:03d}"
