@@ -8,6 +8,7 @@ back what it had. Loss window on a crash: the rows not yet written, at most ``fl
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -196,9 +197,23 @@ class StateStore:
                     merged[table][key] = row  # the latest state of a row wins
             now += len(capture.changes.limit_changes)
         with db.conn:
-            for table, pk in _PKS.items():
-                if merged[table]:
-                    db[table].upsert_all(merged[table].values(), pk=pk)
+            for table in _PKS:
+                rows = merged[table]
+                if rows:
+                    # Every row carries every column: one prepared upsert per table
+                    # (sqlite-utils' upsert_all re-derives columns and checks values row by row).
+                    columns = tuple(_COLUMNS[table])
+                    db.conn.executemany(_upsert_sql(table, columns), [tuple(r[c] for c in columns) for r in rows.values()])
+
+
+@functools.cache
+def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
+    """An upsert that keeps the row in place (its rowid: fills are read back in rowid order)."""
+    pk = _PKS[table]
+    keys = pk if isinstance(pk, tuple) else (pk,)
+    updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c not in keys)
+    return (f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(f'[{k}]' for k in keys)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"))
 
 
 _COLUMNS = {

@@ -112,7 +112,7 @@ BENCH_SYMBOL = "AAPL"
 UNTRIPPED_RATE_LIMIT = 1_000_000
 
 
-def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[str]]:
+def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict[str, dict], list[str]]:
     """One config per setup from the shipped config: same rules, limits and sessions; own ports and state.
 
     Returns the setups' configs and, in words, every change made to the template beyond ports and
@@ -140,6 +140,8 @@ def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[
         for data_file in template.parent.glob("*.csv"):  # instruments, positions: relative paths keep working
             shutil.copy(data_file, state / data_file.name)
         cfg.setdefault("proxy", {})["state_dir"] = "var"
+        if engine:
+            cfg["proxy"]["engine"] = engine
         acceptor = cfg.setdefault("acceptor", {})
         acceptor["port"] = free_port()
         acceptor["allowed_remote_addresses"] = ["127.0.0.1"]
@@ -887,6 +889,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--abort-lag-s", type=float, default=1.0,
                    help="a throughput step gives up when its sender is this far behind schedule")
     p.add_argument("--settle-s", type=float, default=0.3, help="pause between windows")
+    p.add_argument("--engine", choices=("quickfix", "native"), default="",
+                   help="the proxy setups' FIX engine (default: the config's [proxy] engine)")
     p.add_argument("--profile", type=Path, metavar="DIR", help="record the full proxy with py-spy into DIR")
     p.add_argument("--profile-rate", type=int, default=3000)
     p.add_argument("--profile-s", type=float, default=20.0)
@@ -922,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
 
-    cfgs, overrides = write_configs(args.config, run_dir)
+    cfgs, overrides = write_configs(args.config, run_dir, args.engine)
     proxy_args = ["--switch-interval", str(args.proxy_switch_interval)] if args.proxy_switch_interval else []
     if args.proxy_gc_freeze_s:
         proxy_args += ["--gc-freeze-every", str(args.proxy_gc_freeze_s)]

@@ -50,7 +50,9 @@ class ResidenceTimer:
         else:
             self.gc_pauses.append((info["generation"], perf_ns() - self._gc_start))
 
-    def install(self) -> bool:
+    def install(self, engine: str = "quickfix") -> bool:
+        if engine == "native":
+            return self._install_native()
         cls = getattr(edge, "ProxyApplication", None)
         original = getattr(cls, "fromApp", None)
         if original is None:
@@ -72,6 +74,24 @@ class ResidenceTimer:
                 samples.append(dt)
 
         cls.fromApp = timed_from_app
+        self.installed = True
+        return True
+
+    def _install_native(self) -> bool:
+        # Every session runs on the loop thread: the session's role tells the direction.
+        from fixproxy.engines.native.engine import NativeEngine
+
+        original = NativeEngine.deliver
+        timer = self
+
+        def timed_deliver(self, session, raw, fields, now):
+            t0 = perf_ns()
+            try:
+                return original(self, session, raw, fields, now)
+            finally:
+                (timer.venue_to_oms if session.role == "venue" else timer.oms_to_venue).append(perf_ns() - t0)
+
+        NativeEngine.deliver = timed_deliver
         self.installed = True
         return True
 
@@ -147,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fixproxy: bad configuration: {exc}", file=sys.stderr)
         return 2
     timer = ResidenceTimer({v.comp_id for v in loaded.config.venues})
-    timer.install()
+    timer.install(loaded.config.proxy.engine)
     threading.Thread(target=_control, args=(timer,), name="bench-control", daemon=True).start()
     proxy_app.run(loaded)
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from ...core import events as ev
 from ..bridge import CoreBridge, SessionInfo
 from .session import Connection, Session
-from .store import FileLog, FileStore
+from .store import Cork, FileLog, FileStore
 
 
 def prefix(begin_string: str, sender: str, target: str) -> str:
@@ -35,13 +35,15 @@ class NativeEngine(CoreBridge):
         self._venue_addresses: dict[str, tuple[str, int, int]] = {}
         acc = cfg.acceptor
         infos: list[SessionInfo] = []
+        self.cork = cork = Cork()
 
         def add(name: str, role: str, begin: str, ours: str, theirs: str, heartbeat: int, initiator: bool) -> Session:
             side = "venue" if role == "venue" else "oms"
             session = Session(
                 name=name, role=role, begin_string=begin, sender=ours, target=theirs, heartbeat_s=heartbeat,
-                store=FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now),
-                log=FileLog(state_dir / "log" / side, prefix(begin, ours, theirs)) if cfg.proxy.message_log else None,
+                store=FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now, cork),
+                log=(FileLog(state_dir / "log" / side, prefix(begin, ours, theirs), cork) if cfg.proxy.message_log
+                     else None),
                 owner=self, initiator=initiator, resend_app=role != "venue")
             self._sessions[(begin, theirs, ours)] = session
             infos.append(SessionInfo(name, role, begin, session))
@@ -71,7 +73,7 @@ class NativeEngine(CoreBridge):
         acc = self.config.acceptor
         allowed = frozenset(acc.allowed_remote_addresses) or None
         self._server = await self._loop.create_server(
-            lambda: Connection(self._resolve, owner=self, allowed=allowed), acc.host, acc.port)
+            lambda: Connection(self._resolve, owner=self, allowed=allowed, cork=self.cork), acc.host, acc.port)
         for info in self.sessions():
             if info.role == "venue":
                 self._tasks.append(asyncio.create_task(self._initiate(info.handle, *self._venue_addresses[info.name])))
@@ -111,7 +113,8 @@ class NativeEngine(CoreBridge):
         while not self._stopping:
             try:
                 session.event(f"Connecting to {host} on port {port}")
-                _, conn = await loop.create_connection(lambda: Connection(self._resolve, session, owner=self), host, port)
+                _, conn = await loop.create_connection(
+                    lambda: Connection(self._resolve, session, owner=self, cork=self.cork), host, port)
                 await conn.lost
             except OSError as exc:
                 session.event(f"Connection failed: {exc.strerror or exc}")

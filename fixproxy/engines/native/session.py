@@ -13,7 +13,7 @@ import time
 from typing import Protocol
 
 from . import wire
-from .store import FileLog, FileStore
+from .store import NO_CORK, Cork, FileLog, FileStore
 
 _DAY_NS = 86_400 * 1_000_000_000
 
@@ -248,6 +248,10 @@ class Session:
             if 52 not in fields:
                 self._reject(seq, msg_type, 1, "Required tag missing: SendingTime (52)", 52)
                 return
+            bad = wire.check_order(msg_type, fields)
+            if bad is not None:
+                self._reject(seq, msg_type, bad[0], bad[2], bad[1])
+                return
             self.owner.deliver(self, raw, fields, now)
 
     def _logout_received(self, fields: dict[int, str]) -> None:
@@ -361,12 +365,15 @@ class Session:
 class Connection(asyncio.Protocol):
     """One TCP connection: frames bytes, finds (acceptor) or knows (initiator) its session."""
 
-    def __init__(self, resolve, session: Session | None = None, owner: Owner | None = None, allowed=None):
+    def __init__(self, resolve, session: Session | None = None, owner: Owner | None = None, allowed=None,
+                 cork: Cork = NO_CORK):
         self.resolve = resolve  # (begin_string, their CompID, our CompID) -> Session | None
         self.session = session
         self.owner = owner
         self.allowed = allowed
         self.framer = wire.Framer()
+        self.cork = cork
+        self.out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.opened = time.monotonic()
         self.closed = False
@@ -383,15 +390,36 @@ class Connection(asyncio.Protocol):
             self.session.send_logon()
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if self.cork.depth:
+            self.out.append(data)
+            self.cork.dirty[1][self] = None
+        else:
             self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.out:
+            if not self.closed:
+                self.transport.write(b"".join(self.out))
+            self.out.clear()
 
     def close(self) -> None:
         if not self.closed:
+            if self.out:  # what was answered before closing (a Logout) still goes out, stored first
+                self.cork.flush_stores()
+                self.flush()
             self.closed = True
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.cork.hold()
+        try:
+            self._received(data)
+        finally:
+            self.cork.release()
+
+    def _received(self, data: bytes) -> None:
         frames = self.framer.feed(data)
         if self.framer.garbled:
             for why in self.framer.garbled:

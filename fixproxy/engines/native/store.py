@@ -20,6 +20,41 @@ from pathlib import Path
 _DAY_NS = 86_400 * 1_000_000_000
 
 
+class Cork:
+    """Defers file and socket writes while the engine handles one batch of input.
+
+    Everything read from one socket read is handled first; then, in this order, the stores are
+    written (sequence numbers and sent messages: on disk before anything goes on the wire), the
+    sockets, and the message logs. One system call per file and socket per batch instead of one
+    per message. Not held, every write happens at once.
+    """
+
+    __slots__ = ("depth", "dirty")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.dirty: tuple[dict, dict, dict] = ({}, {}, {})  # stores, connections, logs (dicts keep order)
+
+    def hold(self) -> None:
+        self.depth += 1
+
+    def flush_stores(self) -> None:
+        """Write the held store changes now (before a socket's held bytes go out early)."""
+        for store in self.dirty[0]:
+            store.flush()
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            for group in self.dirty:
+                while group:
+                    group.popitem()[0].flush()
+
+
+#: Used by stores and logs made without one: writes happen at once.
+NO_CORK = Cork()
+
+
 def _open(path: Path, truncate: bool = False) -> int:
     flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0)
     return os.open(path, flags, 0o644)
@@ -32,8 +67,12 @@ def _created_text(now_ns: int) -> str:
 class FileStore:
     """Sequence numbers and sent messages of one session."""
 
-    def __init__(self, directory: Path, prefix: str, now_ns: int):
+    def __init__(self, directory: Path, prefix: str, now_ns: int, cork: Cork = NO_CORK):
         directory.mkdir(parents=True, exist_ok=True)
+        self._cork = cork
+        self._body_parts: list[bytes] = []
+        self._header_parts: list[bytes] = []
+        self._seqnums_dirty = False
         self._paths = {k: directory / f"{prefix}.{k}" for k in ("body", "header", "seqnums", "session")}
         self.index: dict[int, tuple[int, int]] = {}
         self.next_sender = self.next_target = 1
@@ -72,6 +111,8 @@ class FileStore:
             fd = getattr(self, name, None)
             if fd is not None:
                 os.close(fd)
+        self._body_parts.clear()
+        self._header_parts.clear()
         self._body = _open(self._paths["body"], truncate=True)
         self._header = _open(self._paths["header"], truncate=True)
         self._seqnums = _open(self._paths["seqnums"], truncate=True)
@@ -83,19 +124,34 @@ class FileStore:
         self.save_seqnums()
 
     def save_seqnums(self) -> None:
-        os.pwrite(self._seqnums, b"%020d : %020d" % (self.next_sender, self.next_target), 0)
+        self._seqnums_dirty = True
+        if self._cork.depth:
+            self._cork.dirty[0][self] = None
+        else:
+            self.flush()
 
     def sent(self, seq: int, data: bytes) -> None:
         """Store message ``seq`` (before it goes on the wire) and move the sender sequence past it."""
-        os.write(self._body, data)
-        os.write(self._header, b"%d,%d,%d " % (seq, self._offset, len(data)))
+        self._body_parts.append(data)
+        self._header_parts.append(b"%d,%d,%d " % (seq, self._offset, len(data)))
         self.index[seq] = (self._offset, len(data))
         self._offset += len(data)
         self.next_sender = seq + 1
         self.save_seqnums()
 
+    def flush(self) -> None:
+        if self._body_parts:
+            os.write(self._body, b"".join(self._body_parts))
+            os.write(self._header, b"".join(self._header_parts))
+            self._body_parts.clear()
+            self._header_parts.clear()
+        if self._seqnums_dirty:
+            self._seqnums_dirty = False
+            os.pwrite(self._seqnums, b"%020d : %020d" % (self.next_sender, self.next_target), 0)
+
     def get(self, begin: int, end: int) -> list[tuple[int, str]]:
         """Stored messages ``begin``..``end`` (inclusive) that exist, oldest first."""
+        self.flush()
         out = []
         for seq in range(begin, end + 1):
             where = self.index.get(seq)
@@ -104,6 +160,8 @@ class FileStore:
         return out
 
     def close(self) -> None:
+        if getattr(self, "_body", None) is not None:
+            self.flush()
         for name in ("_body", "_header", "_seqnums"):
             fd = getattr(self, name, None)
             if fd is not None:
@@ -124,20 +182,32 @@ def log_stamp(now_ns: int) -> bytes:
 
 
 class FileLog:
-    """A session's message and event logs (one write per line, as quickfix's FileLog flushes per line)."""
+    """A session's message and event logs (written per line, or per batch under a held ``Cork``)."""
 
-    def __init__(self, directory: Path, prefix: str):
+    def __init__(self, directory: Path, prefix: str, cork: Cork = NO_CORK):
         directory.mkdir(parents=True, exist_ok=True)
+        self._cork = cork
+        self._lines: list[bytes] = []
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._messages = os.open(directory / f"{prefix}.messages.current.log", flags, 0o644)
         self._events = os.open(directory / f"{prefix}.event.current.log", flags, 0o644)
 
     def message(self, data: bytes, now_ns: int) -> None:
-        os.write(self._messages, log_stamp(now_ns) + b" : " + data + b"\n")
+        self._lines.append(log_stamp(now_ns) + b" : " + data + b"\n")
+        if self._cork.depth:
+            self._cork.dirty[2][self] = None
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            os.write(self._messages, b"".join(self._lines))
+            self._lines.clear()
 
     def event(self, text: str, now_ns: int) -> None:
         os.write(self._events, log_stamp(now_ns) + b" : " + text.encode("latin-1", "replace") + b"\n")
 
     def close(self) -> None:
+        self.flush()
         for fd in (self._messages, self._events):
             os.close(fd)

@@ -6,6 +6,7 @@ and CheckSum are the same counted on either side.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 SOH = "\x01"
@@ -101,6 +102,30 @@ def fields(raw: str) -> tuple[dict[int, str], str]:
             continue
         out[int(tag)] = value
     return out, problem
+
+
+#: Fields an order message must carry (FIX 4.2 and 4.4 both), by MsgType: refused by the session
+#: layer with a session Reject naming the tag, as a data dictionary would.
+REQUIRED = {"D": ((11, "ClOrdID"), (54, "Side"), (60, "TransactTime"), (40, "OrdType")),
+            "G": ((11, "ClOrdID"), (41, "OrigClOrdID"), (54, "Side"), (60, "TransactTime"), (40, "OrdType")),
+            "F": ((11, "ClOrdID"), (41, "OrigClOrdID"), (54, "Side"), (60, "TransactTime"))}
+#: Quantity and price fields: a FIX float (digits, one optional point, an optional leading minus).
+NUMERIC = ((38, "OrderQty"), (44, "Price"), (99, "StopPx"), (110, "MinQty"), (111, "MaxFloor"))
+_FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)")
+
+
+def check_order(msg_type: str, fields: dict[int, str]) -> tuple[int, int, str] | None:
+    """(SessionRejectReason, tag, text) for an order message missing a required field or carrying
+    a quantity or price that is not a number; None when its form is right (values are the core's)."""
+    for tag, name in REQUIRED.get(msg_type, ()):
+        if tag not in fields:
+            return 1, tag, f"Required tag missing: {name} ({tag})"
+    if msg_type in REQUIRED:
+        for tag, name in NUMERIC:
+            value = fields.get(tag)
+            if value is not None and not _FLOAT.fullmatch(value):
+                return 6, tag, f"Incorrect data format for value: {name} ({tag}) is not a number"
+    return None
 
 
 def body_of(raw: str) -> list[tuple[int, str]]:
