@@ -94,8 +94,11 @@ class StateStore:
         self._queue: queue.SimpleQueue[Capture | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()  # set by flush and close only
-        self._idle = threading.Event()
-        self._idle.set()
+        # put() only counts (an Event.clear() per capture cost the order path a lock); flush() waits
+        # until the writer has written as many as were put.
+        self._put = 0
+        self._written = 0
+        self._written_changed = threading.Condition()
         db = self._open()
         for table, pk in _PKS.items():
             if not db[table].exists():
@@ -149,13 +152,15 @@ class StateStore:
 
     def put(self, capture: Capture) -> None:
         """Queue a capture; it never wakes the writer (which drains every ``flush_ms``)."""
-        self._idle.clear()
+        self._put += 1
         self._queue.put(capture)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything put so far is written."""
+        target = self._put
         self._wake.set()
-        return self._idle.wait(timeout)
+        with self._written_changed:
+            return self._written_changed.wait_for(lambda: self._written >= target, timeout)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -181,9 +186,12 @@ class StateStore:
                 else:
                     batch.append(item)
             if batch:
-                self._write(db, batch)
-            if self._queue.empty():
-                self._idle.set()
+                try:
+                    self._write(db, batch)
+                finally:
+                    with self._written_changed:
+                        self._written += len(batch)
+                        self._written_changed.notify_all()
         db.conn.close()
 
     def _write(self, db: sqlite_utils.Database, batch: list[Capture]) -> None:

@@ -2,9 +2,30 @@ import itertools
 
 import pytest
 
+from . import harness
 from .harness import Stack
 
 _ids = itertools.count(1)
+
+
+def pytest_generate_tests(metafunc):
+    """Every integration test runs on each FIX engine (one module's stack per engine)."""
+    if "engine" in metafunc.fixturenames:
+        quickfix_only = metafunc.definition.get_closest_marker("quickfix_only") is not None
+        engines = [e for e in harness.ENGINES if e == "quickfix" or not quickfix_only]
+        metafunc.parametrize("engine", engines, scope="module", indirect=True)
+
+
+@pytest.fixture(scope="module")
+def engine(request):
+    """The proxy's FIX engine for this module's stacks ("quickfix" or "native")."""
+    harness.current_engine["name"] = request.param
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _on_engine(engine):
+    return engine
 
 
 @pytest.fixture
@@ -14,7 +35,7 @@ def cl_ord_id(request):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, engine):
     """One proxy, venue simulator (MSFT orders rest, NVDA partially fills, XOM is rejected) and both OMS sessions."""
     s = Stack(tmp_path_factory.mktemp("stack"), behaviours={"MSFT": "ack", "NVDA": "partial", "XOM": "reject"})
     try:
@@ -26,7 +47,7 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_stack(tmp_path):
+def fresh_stack(tmp_path, engine):
     """A stack of its own for tests that stop parts of it or need exact sequence numbers."""
     made: list[Stack] = []
 

@@ -111,8 +111,12 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
     return match
 
 
-#: The FIX engine of generated configs unless a test names one (FIXPROXY_TEST_ENGINE runs the suite on another).
-ENGINE = os.environ.get("FIXPROXY_TEST_ENGINE", "quickfix")
+#: The proxy's FIX engines; every integration test module runs on each (conftest.py), unless
+#: FIXPROXY_TEST_ENGINE names one.
+ENGINES = tuple(os.environ["FIXPROXY_TEST_ENGINE"].split(",")) if os.environ.get("FIXPROXY_TEST_ENGINE") \
+    else ("quickfix", "native")
+#: The engine of the configs generated now (set per module by conftest.py's ``engine`` fixture).
+current_engine = {"name": ENGINES[0]}
 
 #: Admin API tokens of every generated config, by role (the token's name is "desk-<role>").
 TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "risk", "admin")}
@@ -121,7 +125,7 @@ TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "ris
 def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
                 oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4", http_port: int = 0,
                 cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "", proxy_extra: str = "",
-                engine: str = ENGINE) -> str:
+                engine: str = "") -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     cod = {name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
            for name in ("oms1", "oms2")}
@@ -131,7 +135,7 @@ def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None 
 [proxy]
 state_dir = "var"
 log_level = "info"
-engine = "{engine}"
+engine = "{engine or current_engine['name']}"
 {proxy_extra}
 
 [acceptor]

@@ -24,7 +24,7 @@ from .test_order_path import order
 
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory):
+def desk(tmp_path_factory, engine):
     """A proxy whose venue rests MSFT orders (ack only), oms2 with cancel_on_disconnect, both OMSs connected."""
     s = Stack(tmp_path_factory.mktemp("desk"), behaviours={"MSFT": "ack"}, cancel_on_disconnect=("oms2",))
     try:

@@ -38,7 +38,7 @@ EXPECTED = {  # (session, ClOrdID, MsgType) -> recorded decision
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory):
+def day(tmp_path_factory, engine):
     """One short trading session through the proxy, then the proxy stopped (which flushes the audit store)."""
     s = Stack(tmp_path_factory.mktemp("audit_day"), behaviours={"MSFT": "ack"})
     try:

@@ -10,7 +10,7 @@ from .rawfix import SOH, RawFix, frame
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, engine):
     s = Stack(tmp_path_factory.mktemp("bad-input"))
     try:
         yield s
@@ -52,7 +52,8 @@ def still_serves(stack, client: RawFix, cl: str) -> None:
     ("qty_not_a_number", {"38": "abc"}, "38"),
 ])
 def test_field_failing_the_dictionary_gets_session_reject(stack, client, name, override, tag):
-    """quickfix's dictionary check answers 35=3 naming the tag (371); the order goes nowhere."""
+    """The session layer's check (quickfix's dictionary; the native engine's order-field check)
+    answers 35=3 naming the tag (371); the order goes nowhere."""
     cl = f"DD-{name}"
     seq = client.send("D", order(cl, **override))
     rej = client.expect(lambda m: m.get(35) == "3")

@@ -227,6 +227,7 @@ def test_fix42_venue_reports_reach_fix44_oms_in_its_own_terms(fresh_stack):
     assert (done["150"], done["39"], done["41"], done["14"]) == ("4", "4", "V42-1", "50")
 
 
+@pytest.mark.quickfix_only
 def test_threaded_socket_classes_carry_the_same_flow(fresh_stack):
     """With [proxy] threaded_sockets, an order is filled end to end and a reject still says why."""
     s = fresh_stack(proxy_extra="threaded_sockets = true")
@@ -238,6 +239,7 @@ def test_threaded_socket_classes_carry_the_same_flow(fresh_stack):
     assert oms.wait_for(m(**{"35": "j", "379": "THR-2"}))["fields"]["58"].startswith("RESTRICTED_SYMBOL: ")
 
 
+@pytest.mark.quickfix_only
 def test_measurement_settings_still_carry_the_flow(fresh_stack):
     """With dictionary validation off and a memory store for OMS sessions (benchmark settings), an order
     is filled and a rule's reject still reaches the OMS."""

@@ -44,7 +44,7 @@ def post(stack: Stack, path: str, body: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory):
+def day(tmp_path_factory, engine):
     """A session in which the desk halts (with cancels), tightens a limit, sets a reference price, sets
     reduce-only, resumes and clears the limit, each between orders; then the proxy is stopped."""
     s = Stack(tmp_path_factory.mktemp("desk_replay"), behaviours={"MSFT": "ack"})

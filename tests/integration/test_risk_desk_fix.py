@@ -18,7 +18,7 @@ password_env = "FIXPROXY_TEST_DESK_PASSWORD"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, engine):
     mp = pytest.MonkeyPatch()
     mp.setenv("FIXPROXY_TEST_DESK_PASSWORD", "correct-horse")
     s = Stack(tmp_path_factory.mktemp("desk"), behaviours={"MSFT": "ack"}, extra=DESK)

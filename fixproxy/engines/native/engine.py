@@ -20,6 +20,10 @@ from .session import Connection, Session
 from .store import Cork, FileLog, FileStore
 
 
+#: How often the message logs are written (seconds).
+LOG_FLUSH_S = 0.02
+
+
 def prefix(begin_string: str, sender: str, target: str) -> str:
     return f"{begin_string}-{sender}-{target}"
 
@@ -42,8 +46,8 @@ class NativeEngine(CoreBridge):
             session = Session(
                 name=name, role=role, begin_string=begin, sender=ours, target=theirs, heartbeat_s=heartbeat,
                 store=FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now, cork),
-                log=(FileLog(state_dir / "log" / side, prefix(begin, ours, theirs), cork) if cfg.proxy.message_log
-                     else None),
+                log=(FileLog(state_dir / "log" / side, prefix(begin, ours, theirs), deferred=True)
+                     if cfg.proxy.message_log else None),
                 owner=self, initiator=initiator, resend_app=role != "venue")
             self._sessions[(begin, theirs, ours)] = session
             infos.append(SessionInfo(name, role, begin, session))
@@ -78,6 +82,7 @@ class NativeEngine(CoreBridge):
             if info.role == "venue":
                 self._tasks.append(asyncio.create_task(self._initiate(info.handle, *self._venue_addresses[info.name])))
         self._tasks.append(asyncio.create_task(self._tick()))
+        self._tasks.append(asyncio.create_task(self._flush_logs()))
 
     async def stop(self, reason: str, timeout_s: float = 3.0) -> None:
         """Log every session out, wait (bounded) for the peers' Logouts, close everything."""
@@ -130,6 +135,15 @@ class NativeEngine(CoreBridge):
                     info.handle.tick(now_mono, now_ns)
                 except Exception as exc:  # noqa: BLE001 - one session's timer must not stop the others'
                     self.on_record(ev.Notice("session_timer_error", now_ns, f"{info.name}: {exc!r}"))
+
+    async def _flush_logs(self) -> None:
+        # Message log lines are written every LOG_FLUSH_S, not one system call per message (a crash
+        # loses at most that much of the logs; the stores and the audit trail have every message).
+        logs = [info.handle.log for info in self.sessions() if info.handle.log is not None]
+        while True:
+            await asyncio.sleep(LOG_FLUSH_S)
+            for log in logs:
+                log.flush()
 
     # -------------------------------------------------------------- the core, from any thread
 

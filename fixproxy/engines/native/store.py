@@ -13,27 +13,28 @@ engine to the other. Like quickfix, writes reach the page cache (no fsync).
 
 from __future__ import annotations
 
+import mmap
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 _DAY_NS = 86_400 * 1_000_000_000
+_SEQNUMS_SIZE = 43  # "%020d : %020d"
 
 
 class Cork:
     """Defers file and socket writes while the engine handles one batch of input.
 
-    Everything read from one socket read is handled first; then, in this order, the stores are
-    written (sequence numbers and sent messages: on disk before anything goes on the wire), the
-    sockets, and the message logs. One system call per file and socket per batch instead of one
-    per message. Not held, every write happens at once.
+    Everything read from one socket read is handled first; then the stores' sent messages are
+    written (in the page cache before anything goes on the wire), then the sockets. One system
+    call per file and socket per batch instead of one per message. Not held, writes happen at once.
     """
 
     __slots__ = ("depth", "dirty")
 
     def __init__(self) -> None:
         self.depth = 0
-        self.dirty: tuple[dict, dict, dict] = ({}, {}, {})  # stores, connections, logs (dicts keep order)
+        self.dirty: tuple[dict, dict] = ({}, {})  # stores, then connections (dicts keep order)
 
     def hold(self) -> None:
         self.depth += 1
@@ -72,7 +73,7 @@ class FileStore:
         self._cork = cork
         self._body_parts: list[bytes] = []
         self._header_parts: list[bytes] = []
-        self._seqnums_dirty = False
+        self._seqnums_map: mmap.mmap | None = None
         self._paths = {k: directory / f"{prefix}.{k}" for k in ("body", "header", "seqnums", "session")}
         self.index: dict[int, tuple[int, int]] = {}
         self.next_sender = self.next_target = 1
@@ -91,6 +92,7 @@ class FileStore:
         self._body = _open(self._paths["body"])
         self._header = _open(self._paths["header"])
         self._seqnums = _open(self._paths["seqnums"])
+        self._map_seqnums()
         self._offset = os.lseek(self._body, 0, os.SEEK_END)
         os.lseek(self._header, 0, os.SEEK_END)
 
@@ -107,6 +109,7 @@ class FileStore:
 
     def reset(self, now_ns: int) -> None:
         """Start again at 1/1 with no messages (a new day, or a Logon with ResetSeqNumFlag)."""
+        self._unmap_seqnums()
         for name in ("_body", "_header", "_seqnums"):
             fd = getattr(self, name, None)
             if fd is not None:
@@ -121,14 +124,22 @@ class FileStore:
         self.next_sender = self.next_target = 1
         self.created_day = now_ns // _DAY_NS
         self._paths["session"].write_text(_created_text(now_ns))
+        self._map_seqnums()
+
+    def _map_seqnums(self) -> None:
+        # The sequence numbers change with every message in or out: written through a shared
+        # mapping of the file (the page cache, as a write() would reach) instead of a system call each.
+        os.ftruncate(self._seqnums, _SEQNUMS_SIZE)
+        self._seqnums_map = mmap.mmap(self._seqnums, _SEQNUMS_SIZE)
         self.save_seqnums()
 
+    def _unmap_seqnums(self) -> None:
+        if self._seqnums_map is not None:
+            self._seqnums_map.close()
+            self._seqnums_map = None
+
     def save_seqnums(self) -> None:
-        self._seqnums_dirty = True
-        if self._cork.depth:
-            self._cork.dirty[0][self] = None
-        else:
-            self.flush()
+        self._seqnums_map[:] = b"%020d : %020d" % (self.next_sender, self.next_target)
 
     def sent(self, seq: int, data: bytes) -> None:
         """Store message ``seq`` (before it goes on the wire) and move the sender sequence past it."""
@@ -138,6 +149,10 @@ class FileStore:
         self._offset += len(data)
         self.next_sender = seq + 1
         self.save_seqnums()
+        if self._cork.depth:
+            self._cork.dirty[0][self] = None
+        else:
+            self.flush()
 
     def flush(self) -> None:
         if self._body_parts:
@@ -145,9 +160,6 @@ class FileStore:
             os.write(self._header, b"".join(self._header_parts))
             self._body_parts.clear()
             self._header_parts.clear()
-        if self._seqnums_dirty:
-            self._seqnums_dirty = False
-            os.pwrite(self._seqnums, b"%020d : %020d" % (self.next_sender, self.next_target), 0)
 
     def get(self, begin: int, end: int) -> list[tuple[int, str]]:
         """Stored messages ``begin``..``end`` (inclusive) that exist, oldest first."""
@@ -162,6 +174,7 @@ class FileStore:
     def close(self) -> None:
         if getattr(self, "_body", None) is not None:
             self.flush()
+        self._unmap_seqnums()
         for name in ("_body", "_header", "_seqnums"):
             fd = getattr(self, name, None)
             if fd is not None:
@@ -182,11 +195,11 @@ def log_stamp(now_ns: int) -> bytes:
 
 
 class FileLog:
-    """A session's message and event logs (written per line, or per batch under a held ``Cork``)."""
+    """A session's message and event logs: written per line, or (``deferred``) when the owner flushes."""
 
-    def __init__(self, directory: Path, prefix: str, cork: Cork = NO_CORK):
+    def __init__(self, directory: Path, prefix: str, deferred: bool = False):
         directory.mkdir(parents=True, exist_ok=True)
-        self._cork = cork
+        self.deferred = deferred  # message lines wait for flush() (the engine's timer) instead of one write each
         self._lines: list[bytes] = []
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._messages = os.open(directory / f"{prefix}.messages.current.log", flags, 0o644)
@@ -194,9 +207,7 @@ class FileLog:
 
     def message(self, data: bytes, now_ns: int) -> None:
         self._lines.append(log_stamp(now_ns) + b" : " + data + b"\n")
-        if self._cork.depth:
-            self._cork.dirty[2][self] = None
-        else:
+        if not self.deferred:
             self.flush()
 
     def flush(self) -> None:
