@@ -39,13 +39,13 @@ class NativeEngine(CoreBridge):
         self._venue_addresses: dict[str, tuple[str, int, int]] = {}
         acc = cfg.acceptor
         infos: list[SessionInfo] = []
-        self.cork = cork = Cork()
+        self.cork = Cork()
 
         def add(name: str, role: str, begin: str, ours: str, theirs: str, heartbeat: int, initiator: bool) -> Session:
             side = "venue" if role == "venue" else "oms"
             session = Session(
                 name=name, role=role, begin_string=begin, sender=ours, target=theirs, heartbeat_s=heartbeat,
-                store=FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now, cork),
+                store=FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now),
                 log=(FileLog(state_dir / "log" / side, prefix(begin, ours, theirs), deferred=True)
                      if cfg.proxy.message_log else None),
                 owner=self, initiator=initiator, resend_app=role != "venue")

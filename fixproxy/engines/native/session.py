@@ -394,7 +394,7 @@ class Connection(asyncio.Protocol):
             return
         if self.cork.depth:
             self.out.append(data)
-            self.cork.dirty[1][self] = None
+            self.cork.dirty[self] = None
         else:
             self.transport.write(data)
 
@@ -406,9 +406,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed:
-            if self.out:  # what was answered before closing (a Logout) still goes out, stored first
-                self.cork.flush_stores()
-                self.flush()
+            self.flush()  # what was answered before closing (a Logout) still goes out
             self.closed = True
             self.transport.close()
 

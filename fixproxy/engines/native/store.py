@@ -23,36 +23,30 @@ _SEQNUMS_SIZE = 43  # "%020d : %020d"
 
 
 class Cork:
-    """Defers file and socket writes while the engine handles one batch of input.
+    """Holds socket writes while the engine handles one socket read's worth of input.
 
-    Everything read from one socket read is handled first; then the stores' sent messages are
-    written (in the page cache before anything goes on the wire), then the sockets. One system
-    call per file and socket per batch instead of one per message. Not held, writes happen at once.
+    Everything read at once is handled first, then each connection gets one write: one system
+    call per socket per batch instead of one per message. Not held, writes happen at once.
     """
 
     __slots__ = ("depth", "dirty")
 
     def __init__(self) -> None:
         self.depth = 0
-        self.dirty: tuple[dict, dict] = ({}, {})  # stores, then connections (dicts keep order)
+        self.dirty: dict = {}  # connections with held bytes (a dict keeps their order)
 
     def hold(self) -> None:
         self.depth += 1
 
-    def flush_stores(self) -> None:
-        """Write the held store changes now (before a socket's held bytes go out early)."""
-        for store in self.dirty[0]:
-            store.flush()
-
     def release(self) -> None:
         self.depth -= 1
         if self.depth == 0:
-            for group in self.dirty:
-                while group:
-                    group.popitem()[0].flush()
+            dirty = self.dirty
+            while dirty:
+                dirty.popitem()[0].flush()
 
 
-#: Used by stores and logs made without one: writes happen at once.
+#: For connections made without one: writes happen at once.
 NO_CORK = Cork()
 
 
@@ -65,16 +59,51 @@ def _created_text(now_ns: int) -> str:
     return datetime.fromtimestamp(now_ns // 1_000_000_000, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S")
 
 
-class FileStore:
-    """Sequence numbers and sent messages of one session."""
+class _MappedFile:
+    """A file written through a shared mapping (the page cache, as a write() reaches, without a
+    system call per message). Appends grow the file in chunks; ``size`` is what was written, and
+    the file is cut back to it on close. After a crash the tail is zeros, which readers skip."""
 
-    def __init__(self, directory: Path, prefix: str, now_ns: int, cork: Cork = NO_CORK):
+    CHUNK = 1 << 22
+
+    def __init__(self, path: Path, size: int | None = None, truncate: bool = False, fixed: int = 0):
+        self.fd = _open(path, truncate)
+        actual = os.fstat(self.fd).st_size
+        self.size = fixed or (actual if size is None else min(size, actual))
+        self.fixed = fixed
+        self.capacity = fixed or max(self.CHUNK, (self.size // self.CHUNK + 1) * self.CHUNK)
+        os.ftruncate(self.fd, self.capacity)
+        self.map = mmap.mmap(self.fd, self.capacity)
+
+    def append(self, data: bytes) -> int:
+        """Write ``data`` at the end; returns where it starts."""
+        start = self.size
+        end = start + len(data)
+        if end > self.capacity:
+            self.capacity = (end // self.CHUNK + 1) * self.CHUNK
+            os.ftruncate(self.fd, self.capacity)
+            self.map.resize(self.capacity)
+        self.map[start:end] = data
+        self.size = end
+        return start
+
+    def put(self, data: bytes) -> None:
+        """Overwrite the whole (fixed-size) file."""
+        self.map[:] = data
+
+    def close(self) -> None:
+        self.map.close()
+        os.ftruncate(self.fd, self.size)
+        os.close(self.fd)
+
+
+class FileStore:
+    """Sequence numbers and sent messages of one session (quickfix FileStore files)."""
+
+    def __init__(self, directory: Path, prefix: str, now_ns: int):
         directory.mkdir(parents=True, exist_ok=True)
-        self._cork = cork
-        self._body_parts: list[bytes] = []
-        self._header_parts: list[bytes] = []
-        self._seqnums_map: mmap.mmap | None = None
         self._paths = {k: directory / f"{prefix}.{k}" for k in ("body", "header", "seqnums", "session")}
+        self._files: tuple[_MappedFile, _MappedFile, _MappedFile] | None = None
         self.index: dict[int, tuple[int, int]] = {}
         self.next_sender = self.next_target = 1
         self.created_day = now_ns // _DAY_NS
@@ -88,98 +117,65 @@ class FileStore:
         if not session_file.exists() or self.created_day != now_ns // _DAY_NS:
             self.reset(now_ns)
             return
-        self._load()
-        self._body = _open(self._paths["body"])
-        self._header = _open(self._paths["header"])
-        self._seqnums = _open(self._paths["seqnums"])
-        self._map_seqnums()
-        self._offset = os.lseek(self._body, 0, os.SEEK_END)
-        os.lseek(self._header, 0, os.SEEK_END)
+        body_size, header_size = self._load()
+        self._files = (_MappedFile(self._paths["body"], body_size), _MappedFile(self._paths["header"], header_size),
+                       _MappedFile(self._paths["seqnums"], fixed=_SEQNUMS_SIZE))
+        self.save_seqnums()
 
-    def _load(self) -> None:
-        text = self._paths["seqnums"].read_text() if self._paths["seqnums"].exists() else ""
+    def _load(self) -> tuple[int, int]:
+        """Sequence numbers and the index of sent messages; the sizes of body and header written."""
+        text = self._paths["seqnums"].read_bytes().split(b"\0")[0].decode() if self._paths["seqnums"].exists() else ""
         sender, sep, target = text.partition(":")
         if sep and sender.strip().isdigit() and target.strip().isdigit():
             self.next_sender, self.next_target = int(sender), int(target)
-        header = self._paths["header"].read_text() if self._paths["header"].exists() else ""
-        for entry in header.split():
+        header = self._paths["header"].read_bytes().split(b"\0")[0] if self._paths["header"].exists() else b""
+        body_size = 0
+        for entry in header.decode("latin-1").split():
             parts = entry.split(",")
             if len(parts) == 3 and all(p.isdigit() for p in parts):
-                self.index[int(parts[0])] = (int(parts[1]), int(parts[2]))
+                seq, offset, size = (int(p) for p in parts)
+                self.index[seq] = (offset, size)
+                body_size = max(body_size, offset + size)
+        return body_size, len(header)
 
     def reset(self, now_ns: int) -> None:
         """Start again at 1/1 with no messages (a new day, or a Logon with ResetSeqNumFlag)."""
-        self._unmap_seqnums()
-        for name in ("_body", "_header", "_seqnums"):
-            fd = getattr(self, name, None)
-            if fd is not None:
-                os.close(fd)
-        self._body_parts.clear()
-        self._header_parts.clear()
-        self._body = _open(self._paths["body"], truncate=True)
-        self._header = _open(self._paths["header"], truncate=True)
-        self._seqnums = _open(self._paths["seqnums"], truncate=True)
-        self._offset = 0
+        self.close()
+        self._files = (_MappedFile(self._paths["body"], truncate=True), _MappedFile(self._paths["header"], truncate=True),
+                       _MappedFile(self._paths["seqnums"], truncate=True, fixed=_SEQNUMS_SIZE))
         self.index = {}
         self.next_sender = self.next_target = 1
         self.created_day = now_ns // _DAY_NS
         self._paths["session"].write_text(_created_text(now_ns))
-        self._map_seqnums()
-
-    def _map_seqnums(self) -> None:
-        # The sequence numbers change with every message in or out: written through a shared
-        # mapping of the file (the page cache, as a write() would reach) instead of a system call each.
-        os.ftruncate(self._seqnums, _SEQNUMS_SIZE)
-        self._seqnums_map = mmap.mmap(self._seqnums, _SEQNUMS_SIZE)
         self.save_seqnums()
 
-    def _unmap_seqnums(self) -> None:
-        if self._seqnums_map is not None:
-            self._seqnums_map.close()
-            self._seqnums_map = None
-
     def save_seqnums(self) -> None:
-        self._seqnums_map[:] = b"%020d : %020d" % (self.next_sender, self.next_target)
+        self._files[2].put(b"%020d : %020d" % (self.next_sender, self.next_target))
 
     def sent(self, seq: int, data: bytes) -> None:
         """Store message ``seq`` (before it goes on the wire) and move the sender sequence past it."""
-        self._body_parts.append(data)
-        self._header_parts.append(b"%d,%d,%d " % (seq, self._offset, len(data)))
-        self.index[seq] = (self._offset, len(data))
-        self._offset += len(data)
+        body, header, _ = self._files
+        offset = body.append(data)
+        header.append(b"%d,%d,%d " % (seq, offset, len(data)))
+        self.index[seq] = (offset, len(data))
         self.next_sender = seq + 1
         self.save_seqnums()
-        if self._cork.depth:
-            self._cork.dirty[0][self] = None
-        else:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._body_parts:
-            os.write(self._body, b"".join(self._body_parts))
-            os.write(self._header, b"".join(self._header_parts))
-            self._body_parts.clear()
-            self._header_parts.clear()
 
     def get(self, begin: int, end: int) -> list[tuple[int, str]]:
         """Stored messages ``begin``..``end`` (inclusive) that exist, oldest first."""
-        self.flush()
+        body = self._files[0].map
         out = []
         for seq in range(begin, end + 1):
             where = self.index.get(seq)
             if where is not None:
-                out.append((seq, os.pread(self._body, where[1], where[0]).decode("latin-1")))
+                out.append((seq, body[where[0]:where[0] + where[1]].decode("latin-1")))
         return out
 
     def close(self) -> None:
-        if getattr(self, "_body", None) is not None:
-            self.flush()
-        self._unmap_seqnums()
-        for name in ("_body", "_header", "_seqnums"):
-            fd = getattr(self, name, None)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
+        if self._files is not None:
+            for f in self._files:
+                f.close()
+            self._files = None
 
 
 _log_second = [-1, b""]
