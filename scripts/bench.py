@@ -46,12 +46,12 @@ import benchlib
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent
-SETUPS = ("direct", "pass_through", "full")
+SETUPS = ("direct", "relay", "pass_through", "full", "full_native")
 SCHEMA = 1
 
 # Per mode: latency rates and windows, throughput search and confirmation.
 PRESETS: dict[str, dict] = {
-    "full": dict(rates=[250, 500, 1000, 5000], windows=3, window_s=5.0, warmup_s=2.0, ack_timeout_s=5.0,
+    "full": dict(rates=[1000, 5000], windows=3, window_s=5.0, warmup_s=2.0, ack_timeout_s=5.0,
                  probe_s=3.0, step_s=30.0, search_start=1000, max_probes=5, confirm_tries=3, time_budget_s=560),
     "quick": dict(rates=[1000, 5000], windows=2, window_s=1.5, warmup_s=0.5, ack_timeout_s=2.0,
                   probe_s=1.0, step_s=2.0, search_start=1000, max_probes=3, confirm_tries=1, time_budget_s=80),
@@ -140,7 +140,9 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
         for data_file in template.parent.glob("*.csv"):  # instruments, positions: relative paths keep working
             shutil.copy(data_file, state / data_file.name)
         cfg.setdefault("proxy", {})["state_dir"] = "var"
-        if engine:
+        if name == "full_native":
+            cfg["proxy"]["engine"] = "native"
+        elif engine:
             cfg["proxy"]["engine"] = engine
         acceptor = cfg.setdefault("acceptor", {})
         acceptor["port"] = free_port()
@@ -149,9 +151,11 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
             cfg["admin"]["http_port"] = free_port()
             cfg["admin"]["http_host"] = "127.0.0.1"
         acceptor_comp_id = acceptor.get("comp_id", "FIXPROXY")
-        if name == "direct":
-            # The venue simulator takes the proxy's place: it answers the OMS's own CompIDs.
-            cfg["venues"] = [{"name": venue["name"], "host": "127.0.0.1", "port": acceptor["port"],
+        if name in ("direct", "relay"):
+            # The venue simulator takes the proxy's place: it answers the OMS's own CompIDs (behind
+            # the byte relay in the relay setup).
+            cfg["venues"] = [{"name": venue["name"], "host": "127.0.0.1",
+                              "port": acceptor["port"] if name == "direct" else free_port(),
                               "comp_id": acceptor_comp_id, "our_comp_id": oms["comp_id"],
                               "fix_version": oms.get("fix_version", "FIX.4.4")}]
         else:
@@ -163,6 +167,7 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
         out[name] = {"path": path, "state": state, "acceptor_port": acceptor["port"], "venue": cfg["venues"][0],
                      "oms": oms, "acceptor_comp_id": acceptor_comp_id, "rules": cfg.get("risk", {}).get("rules"),
                      "message_log": cfg.get("proxy", {}).get("message_log", True),
+                     "engine": cfg.get("proxy", {}).get("engine", "quickfix"),
                      "log_level": cfg.get("proxy", {}).get("log_level", "info")}
     return out, overrides
 
@@ -295,7 +300,12 @@ class Setup:
             "--default", self.behaviour, "--quiet", "--state-dir", str(state / "venue-sim"),
         ], state / "venue.stderr", stdin=False)
         self.venue.expect("listening", 30)
-        if self.name != "direct":
+        if self.name == "relay":
+            self.proxy = Child(f"{self.name}/relay", [str(SCRIPTS / "bench_relay.py"), "--listen",
+                                                      str(cfg["acceptor_port"]), "--to", str(cfg["venue"]["port"])],
+                               state / "relay.stderr", stdin=False)
+            self.proxy.expect("listening", 30)
+        elif self.name != "direct":
             self.proxy = Child(f"{self.name}/proxy", [str(SCRIPTS / "bench_proxy.py"), "--config", str(cfg["path"]),
                                                       *self.proxy_args], state / "proxy.stderr", stdin=True)
             self.proxy.wait_stderr("session_up", 30, detail=cfg["venue"]["name"])
@@ -314,13 +324,14 @@ class Setup:
     def window(self, rate: float, duration_s: float, max_in_flight: int, ack_timeout_s: float,
                abort_lag_s: float | None = None) -> dict:
         """One measurement window; the proxy's residence samples cover exactly this window."""
-        if self.proxy is not None:
+        timed = self.proxy is not None and self.name != "relay"
+        if timed:
             self.proxy.request({"cmd": "reset"}, "reset", 30)
         cmd = {"cmd": "window", "id": next(self.window_ids), "rate": rate, "duration_s": duration_s,
                "max_in_flight": max_in_flight, "ack_timeout_s": ack_timeout_s, "abort_lag_s": abort_lag_s}
         result = self.oms.request(cmd, "window", duration_s + 2 * ack_timeout_s + 60)
         result["setup"] = self.name
-        if self.proxy is not None:
+        if timed:
             result["residence"] = self.proxy.request({"cmd": "dump"}, "residence", 60)
         return result
 
@@ -706,7 +717,9 @@ def aggregate(windows: list[dict], passed) -> dict:
 def ratios(latency: dict, throughput: dict) -> dict:
     keys = [k for k, _ in benchlib.PERCENTILES] + ["max"]
     pairs = (("full/direct", "full", "direct"), ("pass_through/direct", "pass_through", "direct"),
-             ("full/pass_through", "full", "pass_through"))
+             ("full/pass_through", "full", "pass_through"), ("relay/direct", "relay", "direct"),
+             ("full/relay", "full", "relay"), ("full_native/direct", "full_native", "direct"),
+             ("full_native/relay", "full_native", "relay"), ("full_native/full", "full_native", "full"))
     lat = {rate: {label: {k: _ratio(by[a]["latency_us"][k], by[b]["latency_us"][k]) for k in keys}
                   for label, a, b in pairs}
            for rate, by in latency.items()}
@@ -721,10 +734,13 @@ def targets(r: dict) -> dict:
 
     out = {rate: {"full_p50_le_2.0x_direct": le(by["full/direct"]["p50"], 2.0),
                   "full_p99_le_2.5x_direct": le(by["full/direct"]["p99"], 2.5),
-                  "full_over_pass_through_p50_le_1.10": le(by["full/pass_through"]["p50"], 1.10)}
+                  "full_over_pass_through_p50_le_1.10": le(by["full/pass_through"]["p50"], 1.10),
+                  "full_native_p50_le_2.0x_direct": le(by["full_native/direct"]["p50"], 2.0),
+                  "full_native_p99_le_2.5x_direct": le(by["full_native/direct"]["p99"], 2.5)}
            for rate, by in r["latency"].items()}
-    ft = r["throughput"]["full/direct"]
-    out["throughput_full_ge_0.5x_direct"] = None if ft is None else ft >= 0.5
+    for setup in ("full", "full_native"):
+        ft = r["throughput"][f"{setup}/direct"]
+        out[f"throughput_{setup}_ge_0.5x_direct"] = None if ft is None else ft >= 0.5
     return out
 
 
@@ -1020,10 +1036,11 @@ def settings(args, cfgs: dict, overrides: list[str]) -> dict:
         name: {"rules": "every rule (config default)" if cfgs[name]["rules"] is None else cfgs[name]["rules"],
                "check_config": cfgs[name].get("check", ""),
                "message_log": cfgs[name]["message_log"], "log_level": cfgs[name]["log_level"],
-               "store": "FileStore (quickfix)", "process": "scripts/bench_proxy.py (fixproxy run + residence timer)",
+               "engine": cfgs[name]["engine"],
+               "store": "FileStore (quickfix's, or its format written by the native engine)", "process": "scripts/bench_proxy.py (fixproxy run + residence timer)",
                "switch_interval_s": args.proxy_switch_interval or sys.getswitchinterval(),
                "gc_freeze_every_s": args.proxy_gc_freeze_s}
-        for name in ("pass_through", "full")
+        for name in ("pass_through", "full", "full_native")
     }
     return {
         "config_template": str(args.config),
@@ -1037,7 +1054,9 @@ def settings(args, cfgs: dict, overrides: list[str]) -> dict:
         "orders": f"NewOrderSingle {BENCH_SYMBOL} 100 limit, account {BENCH_ACCOUNT}, buy at 189 and sell at 191 "
                   "alternating (they never cross: every rule passes them)",
         "order_path": {"direct": "OMS -> venue simulator",
-                       "pass_through": "OMS -> proxy -> venue simulator", "full": "OMS -> proxy -> venue simulator"},
+                       "relay": "OMS -> byte relay (scripts/bench_relay.py: uvloop, no FIX work) -> venue simulator",
+                       "pass_through": "OMS -> proxy -> venue simulator", "full": "OMS -> proxy -> venue simulator",
+                       "full_native": "OMS -> proxy (native engine) -> venue simulator"},
         "proxy": proxy_setups,
         "fix_version": cfgs["full"]["oms"].get("fix_version", "FIX.4.4"),
         "rates": args.rates,

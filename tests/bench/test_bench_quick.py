@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SETUPS = ("direct", "pass_through", "full")
+SETUPS = ("direct", "relay", "pass_through", "full", "full_native")
+PROXIES = ("pass_through", "full", "full_native")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
-RATIOS = ("full/direct", "pass_through/direct", "full/pass_through")
+RATIOS = ("full/direct", "pass_through/direct", "full/pass_through", "relay/direct", "full/relay",
+          "full_native/direct", "full_native/relay", "full_native/full")
 
 pytestmark = pytest.mark.bench
 
@@ -46,8 +48,10 @@ def test_smoke_run_report_has_every_section(report):
     _has(report["settings"], "venue_behaviour", "rates", "windows", "window_s", "step_s", "p99_limit_ms",
          "max_in_flight", "ack_timeout_s", "proxy", "config_changes", "load_generator", "sustain_criterion",
          "p50_limit_ms", where="settings")
-    for name in ("pass_through", "full"):
-        _has(report["settings"]["proxy"][name], "rules", "message_log", "log_level", where=f"settings.proxy.{name}")
+    for name in PROXIES:
+        _has(report["settings"]["proxy"][name], "rules", "message_log", "log_level", "engine",
+             where=f"settings.proxy.{name}")
+    assert report["settings"]["proxy"]["full_native"]["engine"] == "native"
     assert isinstance(report["not_measured"], list) and report["not_measured"]
 
 
@@ -63,7 +67,7 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
             _has(agg["orders"], "planned", "sent", "acked", "rejected", "timeouts", "unsent", where=where)
             _has(agg["latency_us"], *PERCENTILES, "count", where=f"{where}.latency_us")
             _has(agg["service_time_us"], *PERCENTILES, "count", where=f"{where}.service_time_us")
-            if name == "direct":
+            if name in ("direct", "relay"):  # no proxy: nothing to time inside it
                 assert agg["residence_us"] is None
             else:
                 for direction in ("oms_to_venue", "venue_to_oms"):
@@ -83,9 +87,12 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
         for pair, values in by_pair.items():
             _has(values, *PERCENTILES, where=f"ratios.latency.{rate}.{pair}")
     _has(report["ratios"]["throughput"], *RATIOS, where="ratios.throughput")
-    _has(report["targets"], "throughput_full_ge_0.5x_direct", where="targets")
+    _has(report["targets"], "throughput_full_ge_0.5x_direct", "throughput_full_native_ge_0.5x_direct",
+         where="targets")
     for rate in report["latency"]:
         _has(report["targets"][rate], "full_p50_le_2.0x_direct", "full_p99_le_2.5x_direct",
-             "full_over_pass_through_p50_le_1.10", where=f"targets.{rate}")
-    for name in ("pass_through", "full"):
+             "full_over_pass_through_p50_le_1.10", "full_native_p50_le_2.0x_direct",
+             "full_native_p99_le_2.5x_direct", where=f"targets.{rate}")
+    for name in PROXIES:
         _has(report["processes"][name]["pids"], "venue", "proxy", "oms", where=f"processes.{name}.pids")
+    _has(report["processes"]["relay"]["pids"], "venue", "relay", "oms", where="processes.relay.pids")
