@@ -53,11 +53,12 @@ def snapshot(changes: Changes, instruments) -> Capture:
     return Capture(orders, fills, references, changes)
 
 
-def _rows(c: Capture, now_ns: int) -> dict[str, list[dict]]:
-    """A capture as table rows (on the writer thread)."""
+def _rows(c: Capture, now_ns: int, order_states: list | None = None) -> dict[str, list[dict]]:
+    """A capture as table rows (on the writer thread); ``order_states``: the capture's orders to write."""
     ch = c.changes
     orders = []
-    for key, session, venue, cl, venue_cl, order_id, request, status, leaves, cum, avg, pending in c.orders:
+    for key, session, venue, cl, venue_cl, order_id, request, status, leaves, cum, avg, pending in (
+            c.orders if order_states is None else order_states):
         orders.append({
             "key": key, "session": session, "venue": venue, "cl_ord_id": cl, "venue_cl_ord_id": venue_cl,
             "order_id": order_id, "request": _request_encoder.encode(request).decode(), "status": status.value,
@@ -197,8 +198,16 @@ class StateStore:
     def _write(self, db: sqlite_utils.Database, batch: list[Capture]) -> None:
         merged: dict[str, dict] = {t: {} for t in _PKS}
         now = time.time_ns()
-        for capture in batch:
-            for table, rows in _rows(capture, now).items():
+        # An order changes several times within a batch (sent, acked, filled): only its latest
+        # state becomes a row.
+        seen: set[str] = set()
+        latest: list[list] = []
+        for capture in reversed(batch):
+            latest.append([o for o in capture.orders if o[0] not in seen])
+            seen.update(o[0] for o in capture.orders)
+        latest.reverse()
+        for capture, orders in zip(batch, latest):
+            for table, rows in _rows(capture, now, orders).items():
                 pk = _PKS[table]
                 for row in rows:
                     key = tuple(row[k] for k in pk) if isinstance(pk, tuple) else row[pk]

@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 
-from .. import codec
 from ..core import events as ev
 
 #: ``prev_hash`` of the first record.
@@ -73,9 +72,14 @@ def seal(seq: int, prev_hash: str, draft: Draft) -> tuple[Record, str]:
     return record, digest(record)
 
 
+# The few fields a message record indexes, found without parsing the whole message (the writer
+# does this for every message the proxy handles). A later occurrence wins, as in codec.parse.
+_INDEXED = re.compile("\x01(35|11|379|1|55)=([^\x01]*)")
+
+
 def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
     """An application message as it crossed the wire (SOH-delimited), in or out of ``session``."""
-    f = codec.parse(raw)
+    f = {int(tag): value for tag, value in _INDEXED.findall(raw)}
     cl_ord_id = f.get(11) or f.get(379, "")  # 35=j names the order in 379
     return (now_ns, KIND_MESSAGE, session, direction, f.get(35, ""), cl_ord_id, f.get(1, ""), f.get(55, ""),
             "", "", canonical_data({"raw": raw}))

@@ -1,0 +1,80 @@
+"""The FIX session layer as an OMS sees it, over a raw TCP client: TestRequest, gaps, resends and
+sequence numbers that are too low. Both engines must behave the same (the module runs on each)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import Stack
+from .rawfix import RawFix, frame
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, engine):
+    s = Stack(tmp_path_factory.mktemp("session-layer"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def client(stack):
+    c = RawFix(stack.acceptor_port, "OMS1")
+    c.logon()
+    yield c
+    c.close()
+
+
+def order(cl: str) -> str:
+    return f"11={cl}|55=AAPL|54=1|38=100|40=2|44=190|60=20261125-12:00:00"
+
+
+def test_test_request_is_answered_with_its_id(client):
+    """A TestRequest (35=1) gets a Heartbeat (35=0) carrying its TestReqID (112)."""
+    client.send("1", "112=ARE-YOU-THERE")
+    beat = client.expect(lambda m: m.get(35) == "0")
+    assert beat[112] == "ARE-YOU-THERE"
+
+
+def test_gap_is_requested_and_the_order_after_it_handled_once_filled(client):
+    """A message ahead of its sequence number makes the proxy ask for the gap (35=2 from the first
+    missing number); once the OMS gap-fills, the held order goes through."""
+    first_missing = client.seq
+    client.seq += 3  # skip three numbers
+    client.send("D", order("GAP-1"))
+    resend = client.expect(lambda m: m.get(35) == "2")
+    assert resend[7] == str(first_missing)
+    gap = client.body("4", f"43=Y|122=20261125-12:00:00.000|123=Y|36={first_missing + 3}", seq=first_missing)
+    client.send_raw(frame(client.begin, gap))
+    ack = client.expect(lambda m: m.get(35) == "8" and m.get(11) == "GAP-1" and m.get(39) == "0")
+    assert ack[150] == "0"
+
+
+def test_resend_request_gets_the_reports_again_as_possible_duplicates(client):
+    """After a fill, a ResendRequest from the OMS brings the execution reports again with
+    PossDupFlag (43=Y) and OrigSendingTime (122), and session messages as a gap fill."""
+    client.send("D", order("RS-1"))
+    fill = client.expect(lambda m: m.get(35) == "8" and m.get(11) == "RS-1" and m.get(39) == "2")
+    client.send("2", "7=1|16=0")
+    again = client.expect(lambda m: m.get(35) == "8" and m.get(11) == "RS-1" and m.get(39) == "2")
+    assert (again[34], again.get(43), again[17]) == (fill[34], "Y", fill[17])
+    assert 122 in again
+
+
+def test_sequence_number_too_low_is_answered_with_logout(stack):
+    """A message below the expected sequence number (not a possible duplicate) ends the session
+    with a Logout saying why, and a new logon trades again."""
+    c = RawFix(stack.acceptor_port, "OMS1")
+    c.logon()
+    c.seq = 1  # the Logon used 1: the proxy expects 2
+    c.send("D", order("LOW-1"))
+    logout = c.expect(lambda m: m.get(35) == "5")
+    assert "MsgSeqNum too low" in logout.get(58, "")
+    assert c.closed()
+    c.close()
+    fresh = RawFix(stack.acceptor_port, "OMS1")
+    fresh.logon()
+    fresh.send("D", order("LOW-2"))
+    fresh.expect(lambda m: m.get(35) == "8" and m.get(11) == "LOW-2" and m.get(39) == "0")
+    fresh.close()

@@ -1,0 +1,157 @@
+"""The native engine's wire format and files: framing, building, the quickfix-format store and log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fixproxy.engines.native import wire
+from fixproxy.engines.native.store import FileLog, FileStore
+from fixproxy.engines.quickfix.recovery import stored_messages
+from fixproxy.replay.readers import parse_line
+
+T = 1_795_600_000_000_000_000  # 2026-11-25
+DAY = 86_400 * 1_000_000_000
+
+
+def message(seq: int = 1, cl: str = "A1", msg_type: str = "D") -> bytes:
+    return wire.build("FIX.4.4", msg_type, seq, "OMS1", "FIXPROXY", wire.stamp(T),
+                      [(11, cl), (55, "AAPL"), (54, "1"), (38, "100"), (40, "2"), (44, "190")])
+
+
+def test_built_message_has_header_in_tag_order_and_a_checksum_the_framer_accepts():
+    """Header 8, 9, 35, 34, 49, 52, 56 in that order; the framer takes it back whole."""
+    data = message(7)
+    text = data.decode()
+    tags = [int(p.split("=", 1)[0]) for p in text.split("\x01") if p]
+    assert tags[:7] == [8, 9, 35, 34, 49, 52, 56] and tags[-1] == 10
+    framer = wire.Framer()
+    assert framer.feed(data) == [data] and not framer.garbled
+
+
+def test_resend_header_carries_possdup_and_orig_sending_time_in_tag_order():
+    data = wire.build("FIX.4.4", "8", 3, "FIXPROXY", "OMS1", "20261125-12:00:01.000", [(11, "A")],
+                      [(43, "Y"), (122, "20261125-12:00:00.000")]).decode()
+    assert "\x0134=3\x0143=Y\x0149=FIXPROXY\x0152=20261125-12:00:01.000\x0156=OMS1\x01122=20261125-12:00:00.000\x01" in data
+
+
+@given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20))
+def test_framer_cuts_any_chunking_into_the_same_messages(cuts):
+    """However the bytes arrive (split anywhere), the same messages come out, in order."""
+    stream = b"".join(message(i, f"C{i}") for i in range(1, 6))
+    framer = wire.Framer()
+    out, pos = [], 0
+    for size in cuts:
+        out += framer.feed(stream[pos:pos + size])
+        pos += size
+    out += framer.feed(stream[pos:])
+    assert out == [message(i, f"C{i}") for i in range(1, 6)]
+    assert not framer.garbled
+
+
+def _shorter_body_length(data: bytes) -> bytes:
+    length = data.split(b"\x019=", 1)[1].split(b"\x01", 1)[0]
+    return data.replace(b"\x019=%s\x01" % length, b"\x019=%d\x01" % (int(length) - 7), 1)
+
+
+def test_too_long_body_length_resynchronises_once_enough_bytes_arrive():
+    """A BodyLength pointing past the message makes the framer wait; once the bytes it claims have
+    arrived and no CheckSum stands there, the bad message is dropped and the following ones read."""
+    framer = wire.Framer()
+    bad = message(1, "BAD").replace(b"\x019=", b"\x019=1", 1)  # 9=93 -> 9=193
+    goods = [message(i, f"OK{i}") for i in range(2, 6)]
+    out = framer.feed(bad)
+    assert out == [] and not framer.garbled  # waiting for the bytes the length claims
+    for good in goods:
+        out += framer.feed(good)
+    assert out == goods  # the bad one dropped, none of the good ones with it
+    assert any("BodyLength" in g for g in framer.garbled)
+
+
+@pytest.mark.parametrize("corrupt, why", [
+    (lambda d: d[:-4] + b"999\x01", "CheckSum"),
+    (lambda d: _shorter_body_length(d), "BodyLength"),
+    (lambda d: b"garbage" + d[8:], "not a FIX message"),
+])
+def test_garbled_message_is_skipped_and_the_next_one_read(corrupt, why):
+    """A message with a wrong checksum or length, or noise, is dropped with a reason; the stream goes on."""
+    framer = wire.Framer()
+    good = message(2, "OK")
+    out = framer.feed(corrupt(message(1, "BAD")) + good)
+    assert out == [good]
+    assert any(why in g for g in framer.garbled)
+
+
+def test_fields_report_a_tag_without_value_and_a_bad_tag():
+    assert wire.fields("8=FIX.4.4\x0135=D\x0111=\x01")[1] == "tag 11 has no value"
+    assert wire.fields("8=FIX.4.4\x0135=D\x01x1=2\x01")[1].startswith("invalid tag number")
+    assert wire.fields("8=FIX.4.4\x0135=D\x0111=A\x01") == ({8: "FIX.4.4", 35: "D", 11: "A"}, "")
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({11: "A", 54: "1", 60: "x", 40: "2", 44: "190"}, None),
+    ({11: "A", 54: "1", 40: "2"}, (1, 60)),
+    ({11: "A", 54: "1", 60: "x", 40: "2", 44: "1e5"}, (6, 44)),
+    ({11: "A", 54: "1", 60: "x", 40: "2", 38: "-100"}, None),  # a number: the core refuses its value
+])
+def test_order_form_check(fields, expected):
+    """Required fields and number formats of a NewOrderSingle, as a data dictionary checks them."""
+    got = wire.check_order("D", fields)
+    assert (got[:2] if got else None) == expected
+
+
+def test_store_is_read_back_after_a_clean_close_and_in_quickfix_layout(tmp_path: Path):
+    """Sequence numbers and sent messages survive a restart; the files are quickfix's FileStore
+    (the proxy's recovery reads them as it reads quickfix's)."""
+    store = FileStore(tmp_path, "FIX.4.4-FIXPROXY-VENUE", T)
+    for seq in (1, 2, 3):
+        store.sent(seq, message(seq, f"C{seq}"))
+    store.next_target = 9
+    store.save_seqnums()
+    store.close()
+    assert (tmp_path / "FIX.4.4-FIXPROXY-VENUE.seqnums").read_text() == f"{4:020d} : {9:020d}"
+    assert (tmp_path / "FIX.4.4-FIXPROXY-VENUE.body").stat().st_size == sum(len(message(s, f"C{s}")) for s in (1, 2, 3))
+    again = FileStore(tmp_path, "FIX.4.4-FIXPROXY-VENUE", T + 1000)
+    assert (again.next_sender, again.next_target) == (4, 9)
+    assert [seq for seq, _ in again.get(1, 10)] == [1, 2, 3]
+    again.close()
+    assert [m.encode() for m in stored_messages(tmp_path, "FIX.4.4-FIXPROXY-VENUE")] == \
+        [message(s, f"C{s}") for s in (1, 2, 3)]
+
+
+def test_store_written_but_never_closed_reads_back_everything_sent(tmp_path: Path):
+    """As after kill -9: the mapped files were never cut to size; nothing sent is lost or invented."""
+    store = FileStore(tmp_path, "P", T)
+    for seq in (1, 2):
+        store.sent(seq, message(seq))
+    # no close(): the files still have their zero-filled tail
+    assert len(list(stored_messages(tmp_path, "P"))) == 2
+    again = FileStore(tmp_path, "P", T)
+    assert again.next_sender == 3 and [s for s, _ in again.get(1, 5)] == [1, 2]
+    again.sent(3, message(3))
+    assert [s for s, _ in again.get(1, 5)] == [1, 2, 3]
+    again.close()
+    store.close()
+
+
+def test_store_of_an_earlier_day_starts_again_at_one(tmp_path: Path):
+    store = FileStore(tmp_path, "P", T)
+    store.sent(1, message(1))
+    store.close()
+    next_day = FileStore(tmp_path, "P", T + DAY)
+    assert (next_day.next_sender, next_day.next_target, next_day.get(1, 5)) == (1, 1, [])
+    next_day.close()
+
+
+def test_message_log_lines_are_read_by_the_replay_reader(tmp_path: Path):
+    log = FileLog(tmp_path, "P", deferred=True)
+    log.message(message(1, "LOG-1"), T)
+    assert not (tmp_path / "P.messages.current.log").read_text()  # deferred until flushed
+    log.flush()
+    log.close()
+    line = (tmp_path / "P.messages.current.log").read_text().rstrip("\n")
+    stamp_ns, fields, fmt = parse_line(line)
+    assert (stamp_ns, fields[11], fmt) == (T, "LOG-1", "filelog")
