@@ -20,7 +20,7 @@ import structlog
 
 from .admin.control import Control, Feed
 from .admin.fixsession import build_dictionary
-from .audit import AuditWriter
+from .offload import AuditProcess, StateProcess, WriterStartError
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
@@ -76,7 +76,7 @@ class Recorder:
     AdminSetLimit, AdminSetReference, handed over by the edge before the core applies them) go to
     the audit store only: their AdminResult is what the feed and the log show."""
 
-    def __init__(self, audit: AuditWriter | None = None, feed: Feed | None = None, log_accepted: bool = False) -> None:
+    def __init__(self, audit: AuditProcess | None = None, feed: Feed | None = None, log_accepted: bool = False) -> None:
         self.log = structlog.get_logger("fixproxy")
         self.audit = audit
         self.feed = feed
@@ -220,12 +220,17 @@ class Proxy:
         self.core.recover_orders = True  # a report for an order lost in a crash still reaches its OMS
         state = loaded.state_dir
         audit = cfg.audit
-        self.audit = (AuditWriter(loaded.audit_path, batch_size=audit.batch_size,
-                                  flush_interval_ms=audit.flush_interval_ms) if audit.enabled else None)
+        # The store writers run in processes of their own (offload.py): their work never holds the
+        # interpreter lock the order path needs.
+        self.audit = (AuditProcess(loaded.audit_path, batch_size=audit.batch_size,
+                                   flush_interval_ms=audit.flush_interval_ms, note=f"config {loaded.path}",
+                                   log_level=cfg.proxy.log_level)
+                      if audit.enabled else None)
         self.feed = Feed()
         self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
-        self.state = StateStore(state / "state.sqlite")
-        self.core.restore(**self.state.load(self.start_ns))
+        saved = StateStore(state / "state.sqlite")  # read here; written by the writer process
+        self.core.restore(**saved.load(self.start_ns))
+        self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level)
         # Orders sent just before a crash may be missing from the state: the venue session's store
         # (written before a message goes on the wire, by either engine) has them.
         self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
@@ -243,7 +248,7 @@ class Proxy:
     async def start(self) -> None:
         self.state.start()
         if self.audit is not None:
-            self.audit.start(note=f"config {self.loaded.path}")
+            self.audit.start()
         await self.engine.start()
 
     async def stop(self) -> None:
@@ -282,6 +287,9 @@ async def serve(loaded: LoadedConfig) -> None:
     api = await start_admin_api(proxy, loaded, log)  # before the engines: a port in use stops start-up cleanly
     try:
         await proxy.start()
+    except WriterStartError as exc:
+        log.error("start_failed", error=str(exc))
+        raise SystemExit(f"fixproxy: cannot start: {exc}") from None
     except OSError as exc:
         log.error("start_failed", error=str(exc), port=cfg.acceptor.port)
         raise SystemExit(f"fixproxy: cannot listen for OMS sessions on port {cfg.acceptor.port}: "

@@ -50,6 +50,8 @@ def snapshot(changes: Changes, instruments) -> Capture:
         inst = instruments.get(symbol)
         if inst is not None and inst.reference_price is not None:
             references.append((symbol, inst.reference_price, inst.reference_time_ns))
+    # Copied above: the live objects need not travel with the capture (to a writer process).
+    changes.orders, changes.fills, changes.references = {}, [], set()
     return Capture(orders, fills, references, changes)
 
 

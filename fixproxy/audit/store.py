@@ -137,6 +137,10 @@ class AuditWriter:
         """An application message that crossed ``session`` (``direction`` "in" or "out"), as sent."""
         self._queue.put((_MESSAGE, direction, session, raw, now_ns))
 
+    def put(self, item: tuple) -> None:
+        """A queue item as ``message``, ``record`` and ``admin`` make them (from a writer process's feed)."""
+        self._queue.put(item)
+
     def record(self, action: ev.Action | ev.AdminCommand) -> None:
         """A decision, notice or other non-message action of the core, or a risk-desk command (the event)."""
         self._queue.put((_ACTION, action))

@@ -200,6 +200,17 @@ class Book:
 
     def set_working(self, key: str, entry: Working | None) -> None:
         """Replace the working contribution of order ``key`` (None: the order no longer works)."""
+        if entry is not None and entry.qty <= 0:
+            entry = None
+        old = self._working.get(key)
+        if old is not None and entry is not None and (old.session, old.account, old.symbol, old.sign) == (
+                entry.session, entry.account, entry.symbol, entry.sign):
+            # The same order on the same line (acked, partly filled, replaced): move by the difference.
+            self._working[key] = entry
+            self._resting.setdefault(entry.symbol, {})[key] = entry
+            if entry.qty != old.qty:
+                self._apply_working(entry, 0, entry.qty - old.qty)
+            return
         old = self._working.pop(key, None)
         if old is not None:
             self._apply_working(old, -1)
@@ -209,8 +220,11 @@ class Book:
             self._apply_working(entry, +1)
             self._resting.setdefault(entry.symbol, {})[key] = entry
 
-    def _apply_working(self, w: Working, direction: int) -> None:
-        qty = w.qty * direction
+    def _apply_working(self, w: Working, direction: int, qty: Decimal | None = None) -> None:
+        """Add (direction +1) or take away (-1) an order's working quantity; direction 0 moves the
+        line by ``qty`` without changing the count of open orders."""
+        if qty is None:
+            qty = w.qty * direction
         for scope in self.scopes_of(w.session, w.account):
             t = self.totals(scope)
             ln = self._line(t, scope, w.symbol)
