@@ -101,12 +101,13 @@ class Proc:
                 self.popen.wait(5)
 
 
-def write_config(root: Path, acceptor: int, venue: int, http: int) -> Path:
+def write_config(root: Path, acceptor: int, venue: int, http: int, engine: str = "quickfix") -> Path:
     shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
     path = root / "fixproxy.toml"
     path.write_text(f"""
 [proxy]
 state_dir = "var"
+engine = "{engine}"
 [acceptor]
 port = {acceptor}
 [[oms]]
@@ -150,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=3, help="SIGKILL restarts of the proxy, at random moments")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--engine", choices=("quickfix", "native"), default="quickfix", help="the proxy's FIX engine")
     args = p.parse_args(argv)
     rnd = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="fixproxy-soak-"))
     acceptor, venue_port, http = free_port(), free_port(), free_port()
-    config = write_config(root, acceptor, venue_port, http)
+    config = write_config(root, acceptor, venue_port, http, args.engine)
     behaviours = [x for s, (_, b) in SYMBOLS.items() for x in ("--behaviour", f"{s}={b}")]
     procs: list[Proc] = []
     try:
