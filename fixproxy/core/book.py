@@ -132,6 +132,9 @@ class Book:
         self._holders: dict[str, set[str]] = {}  # symbol -> scopes holding a position in it
         self._working: dict[str, Working] = {}
         self._resting: dict[str, dict[str, Working]] = {}  # symbol -> order key -> working order
+        # (symbol, side sign, owner) -> {limit price (None: market): how many working orders}; owner ""
+        # is the whole firm. The self-match check reads the best price here instead of every order.
+        self._prices: dict[tuple[str, int, str], dict[Decimal | None, int]] = {}
 
     # ------------------------------------------------------------ reading
 
@@ -163,6 +166,27 @@ class Book:
 
     def resting(self, symbol: str) -> Iterable[tuple[str, Working]]:
         return self._resting.get(symbol, {}).items()
+
+    @staticmethod
+    def owner(account: str, session: str) -> str:
+        """Whose orders may not meet: the account's, or (orders without one) the session's."""
+        return account if account else f"\x00{session}"
+
+    def resting_prices(self, symbol: str, sign: int, owner: str = "") -> dict[Decimal | None, int]:
+        """Prices of the working orders on one side (``sign``) of ``symbol``: of one owner, or ("") the firm."""
+        return self._prices.get((symbol, sign, owner)) or {}
+
+    def _index(self, w: Working, delta: int) -> None:
+        for owner in ("", self.owner(w.account, w.session)):
+            key = (w.symbol, w.sign, owner)
+            prices = self._prices.setdefault(key, {})
+            n = prices.get(w.price, 0) + delta
+            if n > 0:
+                prices[w.price] = n
+            else:
+                prices.pop(w.price, None)
+                if not prices:
+                    del self._prices[key]
 
     def mark(self, symbol: str) -> Decimal:
         inst = self.instruments.get(symbol)
@@ -208,6 +232,9 @@ class Book:
             # The same order on the same line (acked, partly filled, replaced): move by the difference.
             self._working[key] = entry
             self._resting.setdefault(entry.symbol, {})[key] = entry
+            if entry.price != old.price:
+                self._index(old, -1)
+                self._index(entry, +1)
             if entry.qty != old.qty:
                 self._apply_working(entry, 0, entry.qty - old.qty)
             return
@@ -215,10 +242,12 @@ class Book:
         if old is not None:
             self._apply_working(old, -1)
             self._resting.get(old.symbol, {}).pop(key, None)
+            self._index(old, -1)
         if entry is not None and entry.qty > 0:
             self._working[key] = entry
             self._apply_working(entry, +1)
             self._resting.setdefault(entry.symbol, {})[key] = entry
+            self._index(entry, +1)
 
     def _apply_working(self, w: Working, direction: int, qty: Decimal | None = None) -> None:
         """Add (direction +1) or take away (-1) an order's working quantity; direction 0 moves the

@@ -5,11 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixproxy.core import events as ev
 from fixproxy.core.model import ExecType, OrdStatus, Side
 from fixproxy.core.risk.limits import Limits, LimitSet
-from fixproxy.core.risk.rules import RULES, RiskSettings
+from fixproxy.core.book import Book, Working
+from fixproxy.core.risk.limits import ResolvedLimits
+from fixproxy.core.risk.rules import RULES, CheckContext, RiskSettings, _self_match_scan, self_match
 
 from .conftest import INSTRUMENTS, Harness, instrument, order
 
@@ -249,3 +253,30 @@ def test_overfill_is_applied_and_flagged():
     actions = h.report("oms1.OF", E.TRADE, S.FILLED, exec_id="X1", last_qty=120, last_px=100, cum=120)
     assert any(isinstance(a, ev.Notice) and a.kind == "overfill" for a in actions)
     assert h.core.book.positions[("A1", "AAPL")].qty == 120
+
+
+_WORKING = st.tuples(st.sampled_from([1, -1]), st.sampled_from(["", "A1", "A2"]), st.sampled_from(["oms1", "oms2"]),
+                     st.sampled_from([None, D(99), D(100), D(101)]), st.integers(min_value=0, max_value=300))
+
+
+@settings(max_examples=300, deadline=None)
+@given(book_orders=st.lists(_WORKING, max_size=12), changes=st.lists(_WORKING, max_size=6),
+       new=_WORKING, mode=st.sampled_from(["account", "firm"]))
+def test_self_match_from_the_price_index_decides_as_a_scan_of_every_order(book_orders, changes, new, mode):
+    """The self-match check reads the book's price index; whatever the working orders (sides,
+    owners, market and limit prices, some then changed or gone), it decides exactly as a scan of
+    every working order would."""
+    book = Book({})
+    for i, (sign, account, session, price, qty) in enumerate(book_orders):
+        book.set_working(f"k{i}", Working(session, account, "AAPL", sign, D(qty), price))
+    for i, (sign, account, session, price, qty) in enumerate(changes):  # replaced, part-filled or done
+        key = f"k{i}"
+        old = book.working(key)
+        if old is not None:
+            book.set_working(key, Working(old.session, old.account, "AAPL", old.sign, D(qty), price) if qty else None)
+    sign, account, session, price, _ = new
+    request = order("NEW", qty=10, price=price, side=Side.BUY if sign > 0 else Side.SELL, account=account)
+    ctx = CheckContext(session, None, ResolvedLimits({}), 0, book=book, settings=RiskSettings(self_match=mode))
+    indexed = self_match(request, ctx)
+    scanned = _self_match_scan(request, ctx, mode, sign)
+    assert (indexed is None) == (scanned is None)
