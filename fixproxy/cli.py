@@ -26,7 +26,7 @@ def _load(path: str):
 def cmd_check_config(args) -> int:
     loaded = _load(args.config)
     cfg = loaded.config
-    print(f"{loaded.path}: ok — {len(cfg.oms)} OMS session(s), {len(cfg.venues)} venue(s), "
+    print(f"{loaded.path}: ok — {cfg.proxy.engine} engine, {len(cfg.oms)} OMS session(s), {len(cfg.venues)} venue(s), "
           f"{len(loaded.instruments)} instrument(s), rules: {', '.join(cfg.rule_names()) or 'none'}")
     return 0
 

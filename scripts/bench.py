@@ -845,12 +845,14 @@ def caveats(args, throughput: dict, latency: dict, found: dict, skipped: list[st
              else "no audit store file was written (it does not exist yet, or is off), so its cost is not in these figures")
     notes = [
         f"the full setup runs every risk rule with message logs on; {book}; {audit}",
-        "proxy residence is timed around the edge's fromApp callback (scripts/bench_proxy.py); it excludes the "
-        "socket read and quickfix's own parsing and validation before the callback",
-        "not measured: replay speed (orders/s) and halt-to-last-cancel time for 1,000 working orders; this "
-        "harness does not drive replay or the kill switch yet",
-        "all processes share 2 cores: the direct setup runs 2 busy processes, the proxy setups 3, so the proxy's "
-        "cost includes competing for CPU with the load generator and the venue simulator",
+        "proxy residence is timed around the edge's fromApp callback (quickfix engine) or the native engine's "
+        "deliver (scripts/bench_proxy.py); it excludes the socket read, and the session layer's own parsing "
+        "and checks before the callback",
+        "replay speed and halt-to-last-cancel time for 1,000 working orders are measured by `make bench` after "
+        "this harness (scripts/replay_speed.py, scripts/bench_halt.py), not here",
+        "all processes share 2 cores: the direct setup runs 2 busy processes, the relay setup 3, the proxy "
+        "setups 3 plus the proxy's two store writer processes, so the proxy's cost includes competing for CPU "
+        "with the load generator and the venue simulator",
         "quickfix acceptors (proxy, venue simulator) bind every interface (quickfix 1.16 has no bind-address "
         "setting); AllowedRemoteAddresses limits them to 127.0.0.1 and every connection is made to 127.0.0.1",
         "other work on this machine at the same time adds noise: each window records how many cores other "

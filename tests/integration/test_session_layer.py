@@ -3,6 +3,8 @@ sequence numbers that are too low. Both engines must behave the same (the module
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .harness import Stack
@@ -78,3 +80,21 @@ def test_sequence_number_too_low_is_answered_with_logout(stack):
     fresh.send("D", order("LOW-2"))
     fresh.expect(lambda m: m.get(35) == "8" and m.get(11) == "LOW-2" and m.get(39) == "0")
     fresh.close()
+
+
+def test_silent_peer_gets_heartbeats_a_test_request_then_is_disconnected(stack):
+    """With HeartBtInt 1 s, the proxy sends Heartbeats, then a TestRequest when the OMS goes quiet,
+    and drops the connection when that is not answered either."""
+    c = RawFix(stack.acceptor_port, "OMS1")
+    c.send("A", "98=0|108=1|141=Y")
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # never answer: read until the proxy hangs up
+        msg = c.read(timeout=5)
+        if msg is None:
+            break
+        seen.append(msg.get(35))
+    hung_up = c.closed(timeout=1)
+    c.close()
+    assert seen[0] == "A" and "1" in seen, seen  # logged on, then asked whether it is there
+    assert hung_up and time.monotonic() < deadline, seen
