@@ -3,11 +3,12 @@ sequence numbers that are too low. Both engines must behave the same (the module
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 
-from .harness import Stack
+from .harness import Stack, messages
 from .rawfix import RawFix, frame
 
 
@@ -98,3 +99,37 @@ def test_silent_peer_gets_heartbeats_a_test_request_then_is_disconnected(stack):
     c.close()
     assert seen[0] == "A" and "1" in seen, seen  # logged on, then asked whether it is there
     assert hung_up and time.monotonic() < deadline, seen
+
+
+def _raw_venue(port: int) -> RawFix:
+    """A venue played by the test on a raw socket: it takes the proxy's connection and Logon."""
+    server = socket.create_server(("127.0.0.1", port))
+    server.settimeout(20)
+    try:
+        conn, _ = server.accept()
+    finally:
+        server.close()
+    venue = RawFix.__new__(RawFix)
+    venue.sock, venue.sender, venue.target, venue.begin, venue.seq, venue.buffer = conn, "VENUE", "FIXPROXY", \
+        "FIX.4.4", 1, b""
+    assert venue.expect(lambda m: m.get(35) == "A")
+    venue.send("A", "98=0|108=30")
+    return venue
+
+
+def test_order_the_venue_asks_for_again_is_gap_filled_and_refused_to_the_oms(fresh_stack):
+    """A venue that asks for an order message again (ResendRequest) gets a gap fill, never the
+    order late; the OMS hears VENUE_UNAVAILABLE for it."""
+    s = fresh_stack(venue=False)
+    venue = _raw_venue(s.venue_port)
+    s.wait_venue_up()
+    oms = s.connect("oms1")
+    oms.send_line("35=D|11=RS-V1|55=AAPL|54=1|38=100|40=2|44=190")
+    sent = venue.expect(lambda m: m.get(35) == "D" and m.get(11) == "oms1.RS-V1")
+    venue.send("2", f"7={sent[34]}|16=0")
+    gap = venue.expect(lambda m: m.get(35) == "4")
+    assert (gap[34], gap.get(123), gap.get(43)) == (sent[34], "Y", "Y")
+    assert int(gap[36]) > int(sent[34])
+    reject = oms.wait_for(messages(oms)(**{"35": "j", "379": "RS-V1"}))["fields"]
+    assert reject["58"].startswith("VENUE_UNAVAILABLE: ")
+    venue.close()
