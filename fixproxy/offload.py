@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
+import signal
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,11 @@ def _child(requests, replies, kind: str, kwargs: dict, log_level: str) -> None:
     from .audit.store import AuditError
 
     configure_logging(log_level)
+    # ^C in a terminal (and a service manager's SIGTERM) reaches the whole process group: the
+    # writer must outlive it long enough to write what the proxy hands over while it stops. It
+    # stops when the proxy says so, or when the proxy is gone (end of the pipe).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         writer = _WRITERS[kind](**kwargs)
     except (AuditError, sqlite3.Error, OSError) as exc:
