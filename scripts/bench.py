@@ -15,7 +15,7 @@ bench_proxy.py (``fixproxy run`` plus a residence timer and garbage-collector pa
 venue simulator under bench_venue.py. Results go to a JSON file and a printed report, ratios first.
 
     .venv/bin/python scripts/bench.py                  # full run, under 10 minutes on 2 cores
-    .venv/bin/python scripts/bench.py --quick          # about a minute
+    .venv/bin/python scripts/bench.py --quick          # about a minute and a half
     .venv/bin/python scripts/bench.py --smoke          # seconds: the harness works, figures mean little
     .venv/bin/python scripts/bench.py --profile DIR    # then py-spy records the proxy in one full window
 """
@@ -53,8 +53,8 @@ SCHEMA = 1
 PRESETS: dict[str, dict] = {
     "full": dict(rates=[1000, 5000], windows=3, window_s=5.0, warmup_s=2.0, ack_timeout_s=5.0,
                  probe_s=3.0, step_s=30.0, search_start=1000, max_probes=5, confirm_tries=3, time_budget_s=560),
-    "quick": dict(rates=[1000, 5000], windows=2, window_s=1.5, warmup_s=0.5, ack_timeout_s=2.0,
-                  probe_s=1.0, step_s=2.0, search_start=1000, max_probes=3, confirm_tries=1, time_budget_s=80),
+    "quick": dict(rates=[1000, 5000], windows=1, window_s=2.0, warmup_s=0.5, ack_timeout_s=2.0,
+                  probe_s=1.0, step_s=2.0, search_start=1000, max_probes=3, confirm_tries=1, time_budget_s=100),
     "smoke": dict(rates=[200, 500], windows=1, window_s=0.5, warmup_s=0.3, ack_timeout_s=2.0,
                   probe_s=0.5, step_s=0.5, search_start=500, max_probes=1, confirm_tries=1, time_budget_s=60),
 }
@@ -882,7 +882,7 @@ def caveats(args, throughput: dict, latency: dict, found: dict, skipped: list[st
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="fixproxy benchmark: direct vs pass-through vs full proxy, one run.")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="about a minute")
+    mode.add_argument("--quick", action="store_true", help="about a minute and a half")
     mode.add_argument("--smoke", action="store_true", help="seconds; checks the harness, not the proxy")
     p.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "bench.json", help="JSON result file")
     p.add_argument("--config", type=Path, default=REPO / "cfg" / "fixproxy.toml",
