@@ -1,0 +1,86 @@
+"""Where the CPU goes: each process of one benchmark setup, at one offered rate.
+
+Starts the setup as ``make bench`` does (same configs, simulators and load generator), runs a
+warm-up window, then a measured one, and prints each process's share of a core over it (from
+/proc user + system time), with the window's latency. The proxy's store writer processes are
+listed under it.
+
+    .venv/bin/python scripts/bench_cpu.py --setup full_native --rate 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import bench
+import benchlib
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out += _tree(int(child))
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _name(pid: int) -> str:
+    args = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    for known in ("bench_venue.py", "bench_proxy.py", "bench_oms.py", "bench_relay.py"):
+        if any(a.endswith(known) for a in args):
+            return known.removesuffix(".py")
+    if any("resource_tracker" in a for a in args):
+        return "multiprocessing resource tracker"
+    return "store writer" if any("multiprocessing" in a for a in args) else " ".join(args)[-40:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--setup", choices=bench.SETUPS, default="full_native")
+    p.add_argument("--rate", type=float, default=2000)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--config", type=Path, default=bench.REPO / "cfg" / "fixproxy.toml")
+    args = p.parse_args(argv)
+    run_id = "C" + format(int(time.time() * 1000), "x")[-8:]
+    run_dir = bench.REPO / "var" / "bench" / f"cpu-{run_id}"
+    run_dir.mkdir(parents=True)
+    cfgs, _ = bench.write_configs(args.config.resolve(), run_dir)
+    setup = bench.Setup(args.setup, cfgs[args.setup], run_id, "fill", [], 1.0)
+    setup.start()
+    try:
+        setup.window(args.rate, 3, 1000, 5)  # warm-up
+        pids = [pid for child in (setup.venue, setup.proxy, setup.oms) if child for pid in _tree(child.pid)]
+        before = {pid: _cpu_s(pid) for pid in pids}
+        started = time.monotonic()
+        result = setup.window(args.rate, args.seconds, 1000, 5)
+        elapsed = time.monotonic() - started
+        total = 0.0
+        for pid in pids:
+            share = (_cpu_s(pid) - before[pid]) / elapsed * 100
+            total += share
+            print(f"{share:6.1f} %  {_name(pid)} (pid {pid})")
+        print(f"{total:6.1f} %  in all, of {os.cpu_count() * 100} %")
+        latency = benchlib.summary(benchlib.decode(result["latency"]))
+        print(f"latency p50 {latency['p50']} µs, p99 {latency['p99']} µs, {result['acked']}/{result['planned']} acked")
+    finally:
+        setup.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
