@@ -27,7 +27,7 @@ from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, session_info
 from .engines.quickfix.recovery import recover
 from .engines.quickfix.settings import common_defaults, dictionary, log_out, session_block, write_settings
-from .state import StateStore, snapshot
+from .state import ChangeCollector, StateStore
 
 
 def configure_logging(level: str = "info") -> None:
@@ -230,7 +230,7 @@ class Proxy:
         self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
         saved = StateStore(state / "state.sqlite")  # read here; written by the writer process
         self.core.restore(**saved.load(self.start_ns))
-        self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level)
+        self.state: StateProcess | None = None  # made once the engine (and its core lock) exists
         # Orders sent just before a crash may be missing from the state: the venue session's store
         # (written before a message goes on the wire, by either engine) has them.
         self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
@@ -239,11 +239,13 @@ class Proxy:
                       check_logon={name: check for name, check in checks if check is not None})
         self.engine = (NativeProxyEngine if cfg.proxy.engine == "native" else QuickfixEngine)(self, kwargs)
         self.application = self.engine.application
+        self.changes = ChangeCollector(self.application.lock, self.core.instruments)
+        self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level, source=self.changes.take)
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
 
     def _save(self, changes) -> None:
-        self.state.put(snapshot(changes, self.core.instruments))
+        self.changes.add(changes)  # under the core lock; copied out by the state writer's sender
 
     async def start(self) -> None:
         self.state.start()

@@ -211,7 +211,20 @@ class AuditProcess(WriterProcess):
 
 
 class StateProcess(WriterProcess):
-    """``StateStore``'s writing half (put, flush, close), the writer in a child process."""
+    """``StateStore``'s writing half (put, flush, close), the writer in a child process.
 
-    def __init__(self, path: Path, *, flush_ms: int = 20, log_level: str = "info"):
+    ``source`` (a ``ChangeCollector.take``), when given, is asked for a capture each time a batch
+    leaves: what the core changed since the last one, copied out then.
+    """
+
+    def __init__(self, path: Path, *, flush_ms: int = 20, log_level: str = "info", source=None):
         super().__init__("state", {"path": str(path), "flush_ms": flush_ms}, log_level=log_level)
+        self._source = source
+
+    def _drain(self) -> list:
+        items = super()._drain()
+        if self._source is not None:
+            capture = self._source()
+            if capture is not None:
+                items.append(capture)
+        return items

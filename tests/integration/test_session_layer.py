@@ -102,19 +102,27 @@ def test_silent_peer_gets_heartbeats_a_test_request_then_is_disconnected(stack):
 
 
 def _raw_venue(port: int) -> RawFix:
-    """A venue played by the test on a raw socket: it takes the proxy's connection and Logon."""
+    """A venue played by the test on a raw socket: it takes the proxy's connection and Logon.
+
+    The proxy has been trying to connect since it started; a connection that brings no Logon (one
+    caught half-way by the listener coming up) is dropped, and the proxy's next attempt taken.
+    """
     server = socket.create_server(("127.0.0.1", port))
     server.settimeout(20)
     try:
-        conn, _ = server.accept()
+        for _ in range(3):
+            conn, _ = server.accept()
+            venue = RawFix.__new__(RawFix)
+            venue.sock, venue.sender, venue.target, venue.begin, venue.seq, venue.buffer = conn, "VENUE", \
+                "FIXPROXY", "FIX.4.4", 1, b""
+            logon = venue.read(timeout=5)
+            if logon is not None and logon.get(35) == "A":
+                venue.send("A", "98=0|108=30")
+                return venue
+            conn.close()
     finally:
         server.close()
-    venue = RawFix.__new__(RawFix)
-    venue.sock, venue.sender, venue.target, venue.begin, venue.seq, venue.buffer = conn, "VENUE", "FIXPROXY", \
-        "FIX.4.4", 1, b""
-    assert venue.expect(lambda m: m.get(35) == "A")
-    venue.send("A", "98=0|108=30")
-    return venue
+    raise AssertionError("the proxy connected to the venue port but sent no Logon")
 
 
 def test_order_the_venue_asks_for_again_is_gap_filled_and_refused_to_the_oms(fresh_stack):

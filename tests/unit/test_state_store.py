@@ -5,7 +5,7 @@ from __future__ import annotations
 from fixproxy.core import events as ev
 from fixproxy.core.killswitch import TradingState
 from fixproxy.core.model import ExecType, OrdStatus, Side
-from fixproxy.state import StateStore, snapshot
+from fixproxy.state import ChangeCollector, StateStore, snapshot
 
 from .conftest import D, Harness, order
 
@@ -44,3 +44,41 @@ def test_state_written_and_loaded_gives_the_same_book_orders_and_states(tmp_path
     refused = fresh.new(order("W1", qty=1))  # used before the restart
     assert refused[0].code == "DUPLICATE_CLORDID"
     assert fresh.new(order("N1", qty=78))[0].code == "MAX_ORDER_QTY"  # the live limit change came back
+
+
+def test_changes_collected_per_event_and_copied_once_restore_the_same_state(tmp_path):
+    """As the proxy saves: each event's changes handed to a ChangeCollector, one capture taken for
+    all of them (an order touched by several events copied once, in its latest state); loading
+    it gives the same orders, positions and used ClOrdIDs as the core that made them."""
+    import threading
+
+    h = Harness(rules=[])
+    collector = ChangeCollector(threading.Lock(), h.core.instruments)
+
+    def step(actions=None):
+        collector.add(h.core.take_changes())
+        return actions
+
+    step(h.live("W1", qty=100, account="A1", price=100))
+    step(h.replace("W1", order("W1-R", qty=150, account="A1", price=101)))
+    step(h.report("oms1.W1-R", E.REPLACED, S.NEW, orig="oms1.W1", leaves=150, exec_id="X-R"))
+    step(h.live("F1", qty=50, account="A1", side=Side.SELL, order_id="V2"))
+    step(h.report("oms1.F1", E.TRADE, S.PARTIALLY_FILLED, exec_id="X-F1", last_qty=20, last_px=99, cum=20, leaves=30))
+    step(h.report("oms1.F1", E.TRADE, S.FILLED, exec_id="X-F2", last_qty=30, last_px=98, cum=50, leaves=0))
+    capture = collector.take()
+    assert collector.take() is None  # nothing new since
+    assert len([o for o in capture.orders if o[0] == capture.orders[-1][0]]) == 1  # one copy per order
+
+    store = StateStore(tmp_path / "state.sqlite", flush_ms=1)
+    store.start()
+    store.put(capture)
+    assert store.flush(10)
+    store.close()
+    fresh = Harness(rules=[])
+    fresh.core.restore(**StateStore(tmp_path / "state.sqlite").load(h.now))
+    assert fresh.core.book.positions[("A1", "AAPL")].qty == h.core.book.positions[("A1", "AAPL")].qty == -50
+    assert fresh.core.instruments["AAPL"].reference_price == D(98)
+    filled = fresh.core.orders.by_oms("oms1", "F1")
+    assert filled is not None and filled.status is OrdStatus.FILLED and filled.cum_qty == 50
+    assert fresh.core.orders.by_oms("oms1", "W1") is fresh.core.orders.by_oms("oms1", "W1-R")
+    assert fresh.new(order("W1", qty=1))[0].code == "DUPLICATE_CLORDID"
