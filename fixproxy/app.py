@@ -20,13 +20,19 @@ import structlog
 
 from .admin.control import Control, Feed
 from .admin.fixsession import build_dictionary
-from .offload import AuditProcess, StateProcess, WriterStartError
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, session_info
 from .engines.quickfix.recovery import recover
-from .engines.quickfix.settings import common_defaults, dictionary, log_out, session_block, write_settings
+from .engines.quickfix.settings import (
+    common_defaults,
+    dictionary,
+    log_out,
+    session_block,
+    write_settings,
+)
+from .offload import AuditProcess, StateProcess, WriterStartError
 from .state import ChangeCollector, StateStore
 
 
@@ -230,7 +236,6 @@ class Proxy:
         self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
         saved = StateStore(state / "state.sqlite")  # read here; written by the writer process
         self.core.restore(**saved.load(self.start_ns))
-        self.state: StateProcess | None = None  # made once the engine (and its core lock) exists
         # Orders sent just before a crash may be missing from the state: the venue session's store
         # (written before a message goes on the wire, by either engine) has them.
         self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
@@ -239,6 +244,7 @@ class Proxy:
                       check_logon={name: check for name, check in checks if check is not None})
         self.engine = (NativeProxyEngine if cfg.proxy.engine == "native" else QuickfixEngine)(self, kwargs)
         self.application = self.engine.application
+        # The state writer copies changes out under the engine's core lock: made once the engine is.
         self.changes = ChangeCollector(self.application.lock, self.core.instruments)
         self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level, source=self.changes.take)
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.

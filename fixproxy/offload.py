@@ -18,14 +18,11 @@ import itertools
 import multiprocessing
 import signal
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from .audit.records import admin_draft
-from .audit.store import _ACTION, _DRAFT, _MESSAGE
+from .audit.store import _ACTION, _MESSAGE
 from .core import events as ev
 
 _FLUSH, _STOP = "flush", "stop"
@@ -191,7 +188,7 @@ class WriterProcess:
 
 
 class AuditProcess(WriterProcess):
-    """``AuditWriter``'s interface (message, record, admin), the writer in a child process."""
+    """``AuditWriter``'s interface as the proxy uses it (message, record), the writer in a child process."""
 
     def __init__(self, path: Path, *, batch_size: int = 1000, flush_interval_ms: int = 200, note: str = "",
                  log_level: str = "info"):
@@ -203,11 +200,6 @@ class AuditProcess(WriterProcess):
 
     def record(self, action: ev.Action | ev.AdminCommand) -> None:
         self._items.append((_ACTION, action))
-
-    def admin(self, *, who: str, what: str, scope: str = "", reason: str = "", before: Any = None,
-              after: Any = None, now_ns: int | None = None) -> None:
-        draft = admin_draft(who, what, scope, reason, before, after, time.time_ns() if now_ns is None else now_ns)
-        self._items.append((_DRAFT, draft))
 
 
 class StateProcess(WriterProcess):

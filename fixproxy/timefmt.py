@@ -61,3 +61,20 @@ def parse_when(text: str) -> int:
     if seconds >= 86_400 or int(mi or 0) > 59 or int(s or 0) > 59:
         raise ValueError(f"not a time: {text!r}")
     return (day.toordinal() - _EPOCH_ORDINAL) * _DAY_NS + seconds * _NS + int((frac or "").ljust(9, "0") or 0)
+
+
+_second = [-1, ""]  # the last whole second formatted (one strftime a second, not one a message)
+
+
+def fix_second(second: int) -> str:
+    """``20261125-12:28:04.`` for a whole second since the epoch (cached: messages come many a second)."""
+    if second != _second[0]:
+        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
+        _second[0] = second
+    return _second[1]
+
+
+def fix_timestamp_ms(now_ns: int) -> str:
+    """FIX UTCTimestamp with milliseconds, e.g. ``20261125-12:28:04.277`` (SendingTime, TransactTime)."""
+    second, ms = divmod(now_ns // 1_000_000, 1000)
+    return f"{fix_second(second)}{ms:03d}"

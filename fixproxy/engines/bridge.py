@@ -11,12 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from .. import codec
 from ..admin import fixsession
 from ..core import events as ev
 from ..core.proxy import Changes, ProxyCore
+from ..timefmt import fix_timestamp_ms
 
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
                     ev.OmsBusinessReject)
@@ -24,16 +24,8 @@ _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 #: The risk desk's commands: recorded as given (before what they do), so that replay can apply them again.
 _ADMIN_COMMANDS = frozenset(ev.ADMIN_COMMANDS)
 
-_second = [-1, ""]  # the last whole second formatted (one strftime a second, not one a message)
-
-
-def transact_time(now_ns: int) -> str:
-    """UTCTimestamp with milliseconds, e.g. ``20261125-12:28:04.277``."""
-    second, ms = divmod(now_ns // 1_000_000, 1000)
-    if second != _second[0]:
-        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
-        _second[0] = second
-    return f"{_second[1]}{ms:03d}"
+#: TransactTime (60) of the proxy's outbound messages.
+transact_time = fix_timestamp_ms
 
 
 #: ``on_message(direction, session, raw, now_ns)``: direction "in" or "out", raw with SOH delimiters.

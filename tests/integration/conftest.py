@@ -4,6 +4,7 @@ import pytest
 
 from . import harness
 from .harness import Stack
+from .rawfix import RawFix
 
 _ids = itertools.count(1)
 
@@ -20,7 +21,8 @@ def pytest_generate_tests(metafunc):
 def engine(request):
     """The proxy's FIX engine for this module's stacks ("quickfix" or "native")."""
     harness.current_engine["name"] = request.param
-    return request.param
+    yield request.param
+    harness.current_engine["name"] = harness.ENGINES[0]  # stacks made outside these modules get the default
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +46,15 @@ def stack(tmp_path_factory, engine):
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def client(stack):
+    """A raw FIX client (rawfix.py) logged on as OMS1 to the module's stack."""
+    c = RawFix(stack.acceptor_port, "OMS1")
+    c.logon()
+    yield c
+    c.close()
 
 
 @pytest.fixture

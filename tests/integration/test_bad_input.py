@@ -18,14 +18,6 @@ def stack(tmp_path_factory, engine):
         s.close()
 
 
-@pytest.fixture
-def client(stack):
-    c = RawFix(stack.acceptor_port, "OMS1")
-    c.logon()
-    yield c
-    c.close()
-
-
 def venue_saw(stack, cl: str) -> bool:
     return any(r.get("dir") == "in" and r["fields"].get("11") == f"oms1.{cl}" for r in list(stack.venue.lines))
 

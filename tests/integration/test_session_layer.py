@@ -21,14 +21,6 @@ def stack(tmp_path_factory, engine):
         s.close()
 
 
-@pytest.fixture
-def client(stack):
-    c = RawFix(stack.acceptor_port, "OMS1")
-    c.logon()
-    yield c
-    c.close()
-
-
 def order(cl: str) -> str:
     return f"11={cl}|55=AAPL|54=1|38=100|40=2|44=190|60=20261125-12:00:00"
 

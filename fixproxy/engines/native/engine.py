@@ -19,7 +19,6 @@ from ..bridge import CoreBridge, SessionInfo
 from .session import Connection, Session
 from .store import Cork, FileLog, FileStore
 
-
 #: How often the message logs are written (seconds).
 LOG_FLUSH_S = 0.02
 
@@ -105,9 +104,6 @@ class NativeEngine(CoreBridge):
             s.store.close()
             if s.log is not None:
                 s.log.close()
-
-    def close(self) -> None:
-        """Nothing runs beside the loop (the quickfix edge's control thread has no counterpart)."""
 
     def _resolve(self, begin_string: str, theirs: str, ours: str) -> Session | None:
         session = self._sessions.get((begin_string, theirs, ours))

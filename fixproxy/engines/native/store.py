@@ -18,6 +18,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ...timefmt import fix_second
+
 _DAY_NS = 86_400 * 1_000_000_000
 _SEQNUMS_SIZE = 43  # "%020d : %020d"
 
@@ -180,16 +182,10 @@ class FileStore:
             self._files = None
 
 
-_log_second = [-1, b""]
-
-
 def log_stamp(now_ns: int) -> bytes:
     """quickfix FileLog's stamp: ``20261125-14:05:54.081165000``."""
     second, frac = divmod(now_ns, 1_000_000_000)
-    if second != _log_second[0]:
-        _log_second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.").encode()
-        _log_second[0] = second
-    return _log_second[1] + b"%09d" % frac
+    return f"{fix_second(second)}{frac:09d}".encode()
 
 
 class FileLog:

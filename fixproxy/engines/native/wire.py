@@ -7,7 +7,8 @@ and CheckSum are the same counted on either side.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+
+from ...timefmt import fix_timestamp_ms
 
 SOH = "\x01"
 _BEGIN = b"8=FIX"
@@ -158,13 +159,5 @@ def build(begin_string: str, msg_type: str, seq: int, sender: str, target: str, 
     return b"%s%s10=%03d\x01" % (start, text, checksum)
 
 
-_second = [-1, ""]
-
-
-def stamp(now_ns: int) -> str:
-    """A FIX UTCTimestamp with milliseconds (SendingTime)."""
-    second, ms = divmod(now_ns // 1_000_000, 1000)
-    if second != _second[0]:
-        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
-        _second[0] = second
-    return f"{_second[1]}{ms:03d}"
+#: SendingTime (52) of every message the engine sends.
+stamp = fix_timestamp_ms
