@@ -135,6 +135,9 @@ class Book:
         # (symbol, side sign, owner) -> {limit price (None: market): how many working orders}; owner ""
         # is the whole firm. The self-match check reads the best price here instead of every order.
         self._prices: dict[tuple[str, int, str], dict[Decimal | None, int]] = {}
+        # While held (``hold``/``settle``): lines whose totals are out of date, each recomputed once
+        # by ``settle`` however many changes (a fill's working order, position and price) touched it.
+        self._dirty: dict[tuple[str, str], tuple[Totals, _Line]] | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -262,7 +265,7 @@ class Book:
             else:
                 ln.sell += qty
             t.open_orders += direction
-            self._refresh(t, scope, w.symbol, ln)
+            self._touch(t, scope, w.symbol, ln)
 
     # ------------------------------------------------------------ fills
 
@@ -331,7 +334,7 @@ class Book:
             t = self.totals(scope)
             ln = self._line(t, scope, symbol)
             ln.pos += qty
-            self._refresh(t, scope, symbol, ln)
+            self._touch(t, scope, symbol, ln)
 
     def _line(self, t: Totals, scope: str, symbol: str) -> _Line:
         ln = t.lines.get(symbol)
@@ -340,18 +343,40 @@ class Book:
             self._holders.setdefault(symbol, set()).add(scope)
         return ln
 
+    def hold(self) -> None:
+        """Defer recomputing totals until ``settle`` (no reading in between: totals are stale)."""
+        self._dirty = {}
+
+    def settle(self) -> None:
+        """Recompute the totals of every line changed since ``hold``, once each; stop deferring."""
+        dirty, self._dirty = self._dirty, None
+        if dirty:
+            for (scope, symbol), (t, ln) in dirty.items():
+                self._refresh(t, scope, symbol, ln)
+
+    def _touch(self, t: Totals, scope: str, symbol: str, ln: _Line) -> None:
+        if self._dirty is None:
+            self._refresh(t, scope, symbol, ln)
+        else:
+            self._dirty[(scope, symbol)] = (t, ln)
+
     def _refresh(self, t: Totals, scope: str, symbol: str, ln: _Line) -> None:
         """Recompute what one line adds to its scope's totals."""
-        mark = self.mark(symbol)
-        gross = worst_case(ln.pos, ln.buy, ln.sell) * mark
-        long, short, net = (ln.pos + ln.buy) * mark, (ln.pos - ln.sell) * mark, ln.pos * mark
-        _add(t.sector, self.sector(symbol), gross - ln.gross)
-        t.gross += gross - ln.gross
+        inst = self.instruments.get(symbol)
+        mark = (inst.reference_price or ZERO) if inst is not None else ZERO
+        pos, buy, sell = ln.pos, ln.buy, ln.sell
+        long, short = pos + buy, pos - sell
+        gross = max(abs(long), abs(short)) * mark  # worst_case(pos, buy, sell) x mark
+        long, short, net = long * mark, short * mark, pos * mark
+        delta = gross - ln.gross
+        if delta:
+            _add(t.sector, inst.sector if inst is not None else "", delta)
+            t.gross += delta
         t.long += long - ln.long
         t.short += short - ln.short
         t.net += net - ln.net
         ln.gross, ln.long, ln.short, ln.net = gross, long, short, net
-        if not (ln.pos or ln.buy or ln.sell):
+        if not (pos or buy or sell):
             del t.lines[symbol]
             self._holders.get(symbol, set()).discard(scope)
 
@@ -367,7 +392,7 @@ class Book:
             t = self._totals[scope]
             ln = t.lines.get(symbol)
             if ln is not None:
-                self._refresh(t, scope, symbol, ln)
+                self._touch(t, scope, symbol, ln)
 
     @staticmethod
     def sign(side: Side) -> int:

@@ -31,6 +31,8 @@ _SECOND_NS = 1_000_000_000
 _ZERO = Decimal(0)
 _ANY_SIDE = Side.BUY
 _ANY_TYPE = OrdType.LIMIT
+#: The aggregate limits alerted on as their use crosses the alert levels.
+_ALERT_LIMITS = ("max_gross_exposure", "max_net_exposure", "max_open_orders")
 
 # OrdRejReason (103) for an ExecutionReport reject, by code.
 _ORD_REJ_REASON = {"UNKNOWN_SYMBOL": "1", "DUPLICATE_CLORDID": "6", "MAX_ORDER_QTY": "3", "MAX_ORDER_NOTIONAL": "3"}
@@ -109,6 +111,7 @@ class ProxyCore:
         self._recent: dict[str, deque[int]] = {}  # session -> times of its last order messages
         self._alert_levels = sorted(self.settings.alert_levels)
         self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
+        self._threshold_cache: dict[Decimal | int, tuple[tuple[Decimal, Decimal], ...]] = {}
         self.changes = Changes()
         #: Rebuild an order from a venue report when the state lost it (the live proxy after a crash);
         #: off in replay, where an order the replay refused must stay refused.
@@ -435,8 +438,16 @@ class ProxyCore:
             if r.order_id:
                 order.order_id = r.order_id
             order.leaves_qty, order.cum_qty, order.avg_px = r.leaves_qty, r.cum_qty, r.avg_px
-            self._sync_working(order)
-            out += self._book_fill(order, r, e.now_ns)
+            # The order's working quantity, the position and the reference price all move on a fill:
+            # each line of the book is recomputed once, after all three.
+            self.book.hold()
+            try:
+                self._sync_working(order)
+                moved = self._book_fill(order, r, e.now_ns, out)
+            finally:
+                self.book.settle()
+            if moved:
+                out += self._alerts(order.session, order.request.account, e.now_ns)
         orig = self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None
         if r.cl_ord_id in self._kill_cancels:
             orig = None  # the proxy's own cancel: the OMS sees an unsolicited cancel of its order
@@ -467,15 +478,18 @@ class ProxyCore:
         self.changes.aliases.append((order.key, cl_ord_id, r.cl_ord_id))
         return order, cl_ord_id
 
-    def _book_fill(self, order: Order, r: ExecReport, now_ns: int) -> list[ev.Action]:
-        """Move the book by a fill, a bust (ExecType H) or a correction (G)."""
+    def _book_fill(self, order: Order, r: ExecReport, now_ns: int, out: list[ev.Action]) -> bool:
+        """Move the book by a fill, a bust (ExecType H) or a correction (G); True if it moved.
+
+        Notices go to ``out``; the caller checks the alert levels once the book is settled.
+        """
         req = order.request
-        out: list[ev.Action] = []
         if r.exec_type is ExecType.TRADE and r.last_qty > 0:
             fill = Fill(r.exec_id, order.session, req.account, req.symbol, r.last_qty * Book.sign(req.side),
                         r.last_px, now_ns)
             if not self.book.fill(fill):
-                return [ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored")]
+                out.append(ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored"))
+                return False
             self.changes.fills.append(fill)
             if r.last_px > 0:
                 self.book.set_reference(req.symbol, r.last_px, now_ns)
@@ -483,16 +497,17 @@ class ProxyCore:
             if r.cum_qty > req.order_qty:
                 out.append(ev.Notice("overfill", now_ns, f"{order.session}/{order.cl_ord_id}: cum {r.cum_qty} > "
                                                           f"order quantity {req.order_qty}"))
-        elif r.exec_type in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
+            return True
+        if r.exec_type in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
             ref = r.exec_ref_id
             done = (self.book.bust(ref) if r.exec_type is ExecType.TRADE_CANCEL
                     else self.book.correct(ref, r.last_qty, r.last_px))
             if done is None:
-                return [ev.Notice("unknown_fill", now_ns, f"{r.exec_type.name} refers to unknown ExecID {ref!r}")]
+                out.append(ev.Notice("unknown_fill", now_ns, f"{r.exec_type.name} refers to unknown ExecID {ref!r}"))
+                return False
             self.changes.fills.append(done)
-        else:
-            return out
-        return out + self._alerts(order.session, req.account, now_ns)
+            return True
+        return False
 
     # ------------------------------------------------------------ alerts
 
@@ -507,23 +522,33 @@ class ProxyCore:
         if not self._alert_levels:
             return []
         out: list[ev.Action] = []
+        alerted = self._alerted
         for scope in Book.scopes_of(session, account):
             layer = self.layer(scope)
             if layer is None:
                 continue
-            for name in ("max_gross_exposure", "max_net_exposure", "max_open_orders"):
+            for name in _ALERT_LIMITS:
                 limit = getattr(layer, name)
                 if not limit:
                     continue
                 observed = self.observed(name, scope)
-                pct = Decimal(observed) * 100 / Decimal(limit)
-                level = next((lv for lv in reversed(self._alert_levels) if pct >= lv), _ZERO)
+                # The highest level crossed, compared with the limit's thresholds (no division per order).
+                level = next((lv for lv, threshold in self._thresholds(limit) if observed >= threshold), _ZERO)
                 key = (name, scope)
-                if level > self._alerted.get(key, _ZERO):
+                if level > alerted.get(key, _ZERO):
+                    pct = Decimal(observed) * 100 / Decimal(limit)
                     out.append(ev.Alert(name, scope, _plain(level), _plain(observed), _plain(limit), now_ns,
                                         f"{name} of {scope} at {pct:.1f}% of its limit ({_plain(observed)} of {_plain(limit)})"))
-                self._alerted[key] = level
+                alerted[key] = level
         return out
+
+    def _thresholds(self, limit: Decimal | int) -> tuple[tuple[Decimal, Decimal], ...]:
+        """(level, the value at which ``limit`` is that many percent used), highest level first."""
+        found = self._threshold_cache.get(limit)
+        if found is None:
+            found = self._threshold_cache[limit] = tuple(
+                (lv, Decimal(limit) * lv / 100) for lv in reversed(self._alert_levels))
+        return found
 
     def observed(self, name: str, scope: str) -> Decimal | int:
         if name == "max_open_orders":

@@ -223,3 +223,52 @@ def test_open_orders_counted_per_scope(scope):
     b.set_working("K1", Working("oms1", "A1", "AAPL", 1, D(5), D(1)))
     b.set_working("K2", Working("oms1", "A1", "AAPL", -1, D(5), D(2)))
     assert b.open_orders(scope) == 2
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("fill"), st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), qty, price),
+    st.tuples(st.just("work"), st.integers(0, 5), st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS),
+              st.sampled_from((1, -1)), st.integers(0, 300).map(D)),
+    st.tuples(st.just("reference"), st.sampled_from(SYMBOLS), price),
+    st.tuples(st.just("settle"),),
+), max_size=40)
+
+
+def _apply(b: Book, plan, held: bool) -> None:
+    if held:
+        b.hold()
+    for i, op in enumerate(plan):
+        if op[0] == "fill":
+            _, account, symbol, q, p = op
+            b.fill(Fill(f"E{i}", "oms1", account, symbol, q, p, i))
+        elif op[0] == "work":
+            _, k, account, symbol, sign, q = op
+            b.set_working(f"K{k}", Working("oms1", account, symbol, sign, q, None))
+        elif op[0] == "reference":
+            b.set_reference(op[1], op[2], i)
+        elif held:
+            b.settle()
+            b.hold()
+    if held:
+        b.settle()
+
+
+def _state(b: Book):
+    out = {}
+    for scope in b.scope_names():
+        t = b.totals(scope)
+        lines = {s: (ln.pos, ln.buy, ln.sell, ln.gross, ln.long, ln.short, ln.net) for s, ln in t.lines.items()}
+        out[scope] = (t.gross, t.long, t.short, t.net, t.sector, t.open_orders, lines)
+    holders = {s: set(h) for s, h in b._holders.items() if h}
+    return out, holders, b.positions
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_property_held_changes_settle_to_the_same_book(plan):
+    """Changes made while the book is held (each line recomputed once, at settle) leave exactly the
+    book that recomputing at every change leaves: totals, sectors, lines, open orders, holders."""
+    a, b = book(AAPL=100, MSFT=200, XOM=50), book(AAPL=100, MSFT=200, XOM=50)
+    _apply(a, plan, held=False)
+    _apply(b, plan, held=True)
+    assert _state(a) == _state(b)
