@@ -411,32 +411,39 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        # Everything read at once is handled before anything is written: then each socket gets one
-        # write (a system call costs more here than handling a message).
-        self.cork.hold()
-        try:
-            self._received(data)
-        finally:
-            self.cork.release()
-
-    def _received(self, data: bytes) -> None:
         frames = self.framer.feed(data)
         if self.framer.garbled:
             for why in self.framer.garbled:
                 if self.owner is not None:
                     self.owner.garbled(self.session, why)
             self.framer.garbled.clear()
-        for data in frames:
-            if self.closed:
-                return
-            now = time.time_ns()
-            raw = data.decode("latin-1")
-            fields, problem = wire.fields(raw)
-            session = self.session
-            if session is None or not session.logged_on:
-                self._logon(raw, fields, data, now)
-            else:
-                session.on_message(raw, fields, problem, data, now)
+        if not frames:
+            return
+        # The first message of a read is answered at once: its writes go out as it is handled, so
+        # the peer works on them while this side records what it did (an ack is not held back by the
+        # fill that came in the same read). The messages after it (a backlog) are all handled before
+        # anything more is written: then each socket gets one write for them, as a system call costs
+        # more here than handling a message.
+        self._handle(frames[0])
+        if len(frames) > 1:
+            self.cork.hold()
+            try:
+                for frame in frames[1:]:
+                    self._handle(frame)
+            finally:
+                self.cork.release()
+
+    def _handle(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = time.time_ns()
+        raw = data.decode("latin-1")
+        fields, problem = wire.fields(raw)
+        session = self.session
+        if session is None or not session.logged_on:
+            self._logon(raw, fields, data, now)
+        else:
+            session.on_message(raw, fields, problem, data, now)
 
     def _logon(self, raw: str, fields: dict[int, str], data: bytes, now: int) -> None:
         if fields.get(35) != "A":
