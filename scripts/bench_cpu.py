@@ -34,9 +34,21 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+def _times(stat: Path) -> tuple[float, float]:
+    """(user, system) seconds of a process or thread, from its /proc stat file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def _cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """The process's (user, system) times, and each of its threads' by "thread <tid>"."""
+    out = {"": _times(Path(f"/proc/{pid}/stat"))}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out[f"thread {task}"] = _times(Path(f"/proc/{pid}/task/{task}/stat"))
+        except OSError:
+            continue
+    return out
 
 
 def _name(pid: int) -> str:
@@ -47,6 +59,10 @@ def _name(pid: int) -> str:
     if any("resource_tracker" in a for a in args):
         return "multiprocessing resource tracker"
     return "store writer" if any("multiprocessing" in a for a in args) else " ".join(args)[-40:]
+
+
+def child_is_proxy(setup, pid: int) -> bool:
+    return setup.proxy is not None and setup.proxy.pid == pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,15 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         setup.window(args.rate, 3, 1000, 5)  # warm-up
         pids = [pid for child in (setup.venue, setup.proxy, setup.oms) if child for pid in _tree(child.pid)]
-        before = {pid: _cpu_s(pid) for pid in pids}
+        before = {pid: _cpu(pid) for pid in pids}
         started = time.monotonic()
         result = setup.window(args.rate, args.seconds, 1000, 5)
         elapsed = time.monotonic() - started
         total = 0.0
+        print("  share of a core: all (user + system), per process; the proxy's busy threads under it")
         for pid in pids:
-            share = (_cpu_s(pid) - before[pid]) / elapsed * 100
-            total += share
-            print(f"{share:6.1f} %  {_name(pid)} (pid {pid})")
+            after = _cpu(pid)
+            (u0, s0), (u1, s1) = before[pid][""], after[""]
+            user, system = (u1 - u0) / elapsed * 100, (s1 - s0) / elapsed * 100
+            total += user + system
+            print(f"{user + system:6.1f} % ({user:5.1f} + {system:5.1f})  {_name(pid)} (pid {pid})")
+            if child_is_proxy(setup, pid):
+                for name, (u1, s1) in sorted(after.items()):
+                    u0, s0 = before[pid].get(name, (0.0, 0.0))
+                    user, system = (u1 - u0) / elapsed * 100, (s1 - s0) / elapsed * 100
+                    if name and user + system >= 0.5:
+                        print(f"        {user + system:6.1f} % ({user:5.1f} + {system:5.1f})  {name}")
         print(f"{total:6.1f} %  in all, of {os.cpu_count() * 100} %")
         latency = benchlib.summary(benchlib.decode(result["latency"]))
         print(f"latency p50 {latency['p50']} µs, p99 {latency['p99']} µs, {result['acked']}/{result['planned']} acked")
