@@ -18,7 +18,7 @@ ZERO = Decimal(0)
 FIRM = "firm"
 
 
-class Position(msgspec.Struct):
+class Position(msgspec.Struct, gc=False):
     """One account's position in one symbol. Mutable; derived from fills (and the start-of-day file)."""
 
     account: str
@@ -31,7 +31,7 @@ class Position(msgspec.Struct):
     traded_notional: Decimal = ZERO
 
 
-class Fill(msgspec.Struct):
+class Fill(msgspec.Struct, gc=False):
     exec_id: str
     session: str
     account: str
@@ -63,7 +63,7 @@ def apply_fill(pos: Position, qty: Decimal, price: Decimal) -> None:
     pos.qty = new
 
 
-class Working(msgspec.Struct):
+class Working(msgspec.Struct, gc=False):
     """What one open order adds to exposure: its leaves quantity on its side."""
 
     session: str

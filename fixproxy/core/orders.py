@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from .model import OrderRequest, OrdStatus
 
 S = OrdStatus
+_ZERO = Decimal(0)
 
 _OPEN = {S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE,
          S.REPLACED, S.SUSPENDED, S.STOPPED, S.CALCULATED, S.ACCEPTED_FOR_BIDDING}
@@ -37,26 +40,31 @@ def check_transition(current: OrdStatus, new: OrdStatus) -> None:
         raise IllegalTransition(f"order status cannot go from {current.name} to {new.name}")
 
 
-class Order:
-    """One order as the proxy tracks it. Mutable; owned by the core alone."""
+class Order(msgspec.Struct, gc=False):
+    """One order as the proxy tracks it. Mutable; owned by the core alone.
 
-    __slots__ = ("key", "session", "venue", "cl_ord_id", "venue_cl_ord_id", "order_id", "request",
-                 "status", "leaves_qty", "cum_qty", "avg_px", "pending")
+    ``Order(session, venue, request, venue_cl_ord_id)``; the rest follows from those. Its fields
+    are plain values, so the garbage collector need not track it (a busy day holds many).
+    """
 
-    def __init__(self, session: str, venue: str, request: OrderRequest, venue_cl_ord_id: str):
-        self.key = venue_cl_ord_id  # stable for the order's life: its first venue ClOrdID
-        self.session = session
-        self.venue = venue
-        self.cl_ord_id = request.cl_ord_id  # the OMS's current ClOrdID for the order
-        self.venue_cl_ord_id = venue_cl_ord_id  # the proxy's current ClOrdID at the venue
-        self.order_id = ""  # the venue's OrderID, once known
-        self.request = request
-        self.status = S.PENDING_NEW
-        self.leaves_qty = request.order_qty
-        self.cum_qty = Decimal(0)
-        self.avg_px = Decimal(0)
-        #: A replace in flight: (OMS ClOrdID, venue ClOrdID, new request).
-        self.pending: tuple[str, str, OrderRequest] | None = None
+    session: str
+    venue: str
+    request: OrderRequest
+    venue_cl_ord_id: str  # the proxy's current ClOrdID at the venue
+    key: str = ""  # stable for the order's life: its first venue ClOrdID
+    cl_ord_id: str = ""  # the OMS's current ClOrdID for the order
+    order_id: str = ""  # the venue's OrderID, once known
+    status: OrdStatus = S.PENDING_NEW
+    leaves_qty: Decimal = _ZERO
+    cum_qty: Decimal = _ZERO
+    avg_px: Decimal = _ZERO
+    #: A replace in flight: (OMS ClOrdID, venue ClOrdID, new request).
+    pending: tuple[str, str, OrderRequest] | None = None
+
+    def __post_init__(self) -> None:
+        self.key = self.venue_cl_ord_id
+        self.cl_ord_id = self.request.cl_ord_id
+        self.leaves_qty = self.request.order_qty
 
     @property
     def is_open(self) -> bool:
