@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixproxy.engines.native import wire
@@ -155,3 +155,16 @@ def test_message_log_lines_are_read_by_the_replay_reader(tmp_path: Path):
     line = (tmp_path / "P.messages.current.log").read_text().rstrip("\n")
     stamp_ns, fields, fmt = parse_line(line)
     assert (stamp_ns, fields[11], fmt) == (T, "LOG-1", "filelog")
+
+
+_tag_texts = st.one_of(st.integers(1, 20_000).map(str), st.sampled_from(["", "0", "035", "x1", "1x", "٣", " 35", "+5"]))
+_pieces = st.lists(st.tuples(_tag_texts, st.sampled_from(["=", ""]), st.text("AB=1 .", max_size=4)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_pieces, st.booleans())
+def test_property_fast_field_reading_agrees_with_the_checked_one(pieces, trailing_soh):
+    """The one-pass reading of a message gives what the field-by-field check gives, for any input:
+    the same fields and the same problem named."""
+    raw = "\x01".join(f"{t}{eq}{v}" for t, eq, v in pieces) + ("\x01" if trailing_soh else "")
+    assert wire.fields(raw) == wire._checked_fields(raw)

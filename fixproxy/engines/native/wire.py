@@ -87,8 +87,28 @@ class Framer:
         del self.buf[:start if start > 0 else len(self.buf)]
 
 
+#: Tag numbers by their text: a well-formed tag is a key here (a bad one, "012" or "x1", is not).
+_TAG_NUMBERS = {str(n): n for n in range(1, 10_000)}
+
+
 def fields(raw: str) -> tuple[dict[int, str], str]:
     """(tag -> value, "") for a framed message, or (what was parsed, why it is malformed)."""
+    # Every message is read here: the well-formed case in one pass, anything else checked field by field.
+    if raw[-1:] == SOH:
+        out: dict[int, str] = {}
+        try:
+            for part in raw[:-1].split(SOH):
+                tag, _, value = part.partition("=")
+                if not value:
+                    return _checked_fields(raw)
+                out[_TAG_NUMBERS[tag]] = value
+        except KeyError:
+            return _checked_fields(raw)
+        return out, ""
+    return _checked_fields(raw)
+
+
+def _checked_fields(raw: str) -> tuple[dict[int, str], str]:
     out: dict[int, str] = {}
     problem = ""
     for part in raw.split(SOH):
