@@ -197,6 +197,13 @@ class QuickfixEngine:
         sids = [info.handle for info in self.application.sessions()]
         await asyncio.get_running_loop().run_in_executor(None, log_out, sids, reason)
         self.application.close()
+        # quickfix's threads keep running until the process ends, and use the application, stores
+        # and logs: those must not be freed when the proxy object goes (that crashed the process).
+        _RUNNING_ENGINES.append(self)
+
+
+#: Stopped quickfix engines, kept alive until the process ends (see QuickfixEngine.stop).
+_RUNNING_ENGINES: list[QuickfixEngine] = []
 
 
 class NativeProxyEngine:
@@ -240,18 +247,15 @@ class Proxy:
         # (written before a message goes on the wire, by either engine) has them.
         self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
         checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(cfg.risk_desk.name, logon_check(cfg.risk_desk))]
-        kwargs = dict(on_message=self.audit.message if self.audit else None, on_changes=self._save,
+        kwargs = dict(on_message=self.audit.message if self.audit else None,
                       check_logon={name: check for name, check in checks if check is not None})
         self.engine = (NativeProxyEngine if cfg.proxy.engine == "native" else QuickfixEngine)(self, kwargs)
         self.application = self.engine.application
         # The state writer copies changes out under the engine's core lock: made once the engine is.
-        self.changes = ChangeCollector(self.application.lock, self.core.instruments)
+        self.changes = ChangeCollector(self.application.lock, self.core)
         self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level, source=self.changes.take)
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
-
-    def _save(self, changes) -> None:
-        self.changes.add(changes)  # under the core lock; copied out by the state writer's sender
 
     async def start(self) -> None:
         self.state.start()

@@ -1,7 +1,7 @@
 """The proxy's state on disk: orders, fills, reference prices and ClOrdIDs used, in SQLite.
 
-The core hands over what changed after each event (:meth:`ProxyCore.take_changes`); the edge
-copies the few mutable values out under the core lock (:func:`snapshot`) and a single writer
+The core gathers what changed (:meth:`ProxyCore.take_changes` hands it over); every few
+milliseconds the edge copies the few mutable values out under the core lock (:func:`snapshot`) and a single writer
 thread turns them into rows and saves them in batches, off the order path. On start-up :meth:`StateStore.load` gives the core
 back what it had. Loss window on a crash: the rows not yet written, at most ``flush_ms`` old.
 """
@@ -56,40 +56,24 @@ def snapshot(changes: Changes, instruments) -> Capture:
 
 
 class ChangeCollector:
-    """What the core changed, collected as events are handled and copied out in one go.
+    """What the core changed since the last capture, copied out in one go.
 
-    ``add`` runs under the core lock after an event's messages are sent and merges the event's
-    changes into what is pending (a few dict and list updates; the event's own containers die at
-    once instead of waiting for the batch, where the garbage collector would carry them into its
-    oldest generation). The state writer's sender calls ``take`` every few milliseconds: under the
-    core lock it copies each changed order's state once, however many events touched it (an order
-    is sent, acked and filled within milliseconds: one copy instead of three, and one capture to
-    ship instead of one per event).
+    The core gathers its changes as it handles events (an order touched by several events is one
+    entry, in its latest state). The state writer's sender calls ``take`` every few milliseconds:
+    under the core lock, so between two events and after the first one's messages were sent, it
+    takes the core's changes and copies each changed order's state once (an order is sent, acked
+    and filled within milliseconds: one copy instead of three, one capture to ship instead of one
+    per event, and nothing allocated per event on the order path).
     """
 
-    def __init__(self, lock, instruments) -> None:
+    def __init__(self, lock, core) -> None:
         self._lock = lock
-        self._instruments = instruments
-        self._pending: Changes | None = None
-
-    def add(self, changes: Changes) -> None:
-        merged = self._pending
-        if merged is None:
-            self._pending = changes
-            return
-        merged.orders.update(changes.orders)
-        merged.aliases += changes.aliases
-        merged.fills += changes.fills
-        merged.references |= changes.references
-        merged.used_ids += changes.used_ids
-        merged.kill_states += changes.kill_states
-        merged.limit_changes += changes.limit_changes
-        merged.exec_ids += changes.exec_ids
+        self._core = core
 
     def take(self) -> Capture | None:
         with self._lock:
-            pending, self._pending = self._pending, None
-            return None if pending is None else snapshot(pending, self._instruments)
+            core = self._core
+            return snapshot(core.take_changes(), core.instruments) if core.changes else None
 
 
 def _rows(c: Capture, now_ns: int, order_states: list | None = None) -> dict[str, list[dict]]:

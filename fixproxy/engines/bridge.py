@@ -15,7 +15,7 @@ from collections.abc import Callable
 from .. import codec
 from ..admin import fixsession
 from ..core import events as ev
-from ..core.proxy import Changes, ProxyCore
+from ..core.proxy import ProxyCore
 from ..timefmt import fix_timestamp_ms
 
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
@@ -50,16 +50,12 @@ class CoreBridge:
 
     def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
                  clock: Callable[[], int] = time.time_ns, on_message: MessageHook | None = None,
-                 on_changes: Callable[[Changes], None] | None = None,
                  check_logon: dict[str, Callable[[str, str], bool]] | None = None):
         self.core = core
         self.on_record = on_record  # decisions, notices and risk-desk commands: logging and the audit trail
         # Every application message in and out, as (direction, session, raw, now_ns): the audit trail.
         # It must only enqueue.
         self.on_message = on_message
-        # What the core changed while handling an event (orders, fills, ...), for the state store.
-        # Called under the core lock, after the event's messages are sent.
-        self.on_changes = on_changes
         # Username (553) / Password (554) checks of a session's Logon, by session name.
         self.check_logon = check_logon or {}
         self.clock = clock
@@ -112,11 +108,10 @@ class CoreBridge:
             if type(event) in _ADMIN_COMMANDS:
                 self.on_record(event)  # under the lock: the command sits in the audit trail where the core took it
             actions = self.core.handle(event)
+            # What the event changed stays in core.changes until the state writer takes it under
+            # this lock, so after the sends: a ClOrdID must not count as handled (and a resent
+            # possible duplicate be ignored) unless its answer really went out.
             self._perform(actions)
-            # Saved after the sends: a ClOrdID must not count as handled (and a resent possible
-            # duplicate be ignored) unless its answer really went out.
-            if self.on_changes is not None and self.core.changes:
-                self.on_changes(self.core.take_changes())
         return actions
 
     def _perform(self, actions: list[ev.Action]) -> None:

@@ -46,25 +46,20 @@ def test_state_written_and_loaded_gives_the_same_book_orders_and_states(tmp_path
     assert fresh.new(order("N1", qty=78))[0].code == "MAX_ORDER_QTY"  # the live limit change came back
 
 
-def test_changes_collected_per_event_and_copied_once_restore_the_same_state(tmp_path):
-    """As the proxy saves: each event's changes handed to a ChangeCollector, one capture taken for
-    all of them (an order touched by several events copied once, in its latest state); loading
-    it gives the same orders, positions and used ClOrdIDs as the core that made them."""
+def test_changes_collected_and_copied_once_restore_the_same_state(tmp_path):
+    """As the proxy saves: a ChangeCollector takes what the core changed over several events in one
+    capture (an order touched by several events copied once, in its latest state); loading it gives
+    the same orders, positions and used ClOrdIDs as the core that made them."""
     import threading
 
     h = Harness(rules=[])
-    collector = ChangeCollector(threading.Lock(), h.core.instruments)
-
-    def step(actions=None):
-        collector.add(h.core.take_changes())
-        return actions
-
-    step(h.live("W1", qty=100, account="A1", price=100))
-    step(h.replace("W1", order("W1-R", qty=150, account="A1", price=101)))
-    step(h.report("oms1.W1-R", E.REPLACED, S.NEW, orig="oms1.W1", leaves=150, exec_id="X-R"))
-    step(h.live("F1", qty=50, account="A1", side=Side.SELL, order_id="V2"))
-    step(h.report("oms1.F1", E.TRADE, S.PARTIALLY_FILLED, exec_id="X-F1", last_qty=20, last_px=99, cum=20, leaves=30))
-    step(h.report("oms1.F1", E.TRADE, S.FILLED, exec_id="X-F2", last_qty=30, last_px=98, cum=50, leaves=0))
+    collector = ChangeCollector(threading.Lock(), h.core)
+    h.live("W1", qty=100, account="A1", price=100)
+    h.replace("W1", order("W1-R", qty=150, account="A1", price=101))
+    h.report("oms1.W1-R", E.REPLACED, S.NEW, orig="oms1.W1", leaves=150, exec_id="X-R")
+    h.live("F1", qty=50, account="A1", side=Side.SELL, order_id="V2")
+    h.report("oms1.F1", E.TRADE, S.PARTIALLY_FILLED, exec_id="X-F1", last_qty=20, last_px=99, cum=20, leaves=30)
+    h.report("oms1.F1", E.TRADE, S.FILLED, exec_id="X-F2", last_qty=30, last_px=98, cum=50, leaves=0)
     capture = collector.take()
     assert collector.take() is None  # nothing new since
     assert len([o for o in capture.orders if o[0] == capture.orders[-1][0]]) == 1  # one copy per order
