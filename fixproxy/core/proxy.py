@@ -111,7 +111,8 @@ class ProxyCore:
         self._recent: dict[str, deque[int]] = {}  # session -> times of its last order messages
         self._alert_levels = sorted(self.settings.alert_levels)
         self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
-        self._threshold_cache: dict[Decimal | int, tuple[tuple[Decimal, Decimal], ...]] = {}
+        # The aggregate limits each (session, account) is alerted on, for one LimitSet (see _alert_plan).
+        self._plans: tuple[LimitSet | None, dict[tuple[str, str], tuple]] = (None, {})
         self.changes = Changes()
         #: Rebuild an order from a venue report when the state lost it (the live proxy after a crash);
         #: off in replay, where an order the replay refused must stay refused.
@@ -523,32 +524,47 @@ class ProxyCore:
             return []
         out: list[ev.Action] = []
         alerted = self._alerted
-        for scope in Book.scopes_of(session, account):
-            layer = self.layer(scope)
-            if layer is None:
+        for key, thresholds in self._alert_plan(session, account):
+            name, scope = key
+            observed = self.observed(name, scope)
+            if observed < thresholds[-1][1]:  # below the lowest level: the usual case
+                if alerted.get(key):
+                    alerted[key] = _ZERO
                 continue
-            for name in _ALERT_LIMITS:
-                limit = getattr(layer, name)
-                if not limit:
-                    continue
-                observed = self.observed(name, scope)
-                # The highest level crossed, compared with the limit's thresholds (no division per order).
-                level = next((lv for lv, threshold in self._thresholds(limit) if observed >= threshold), _ZERO)
-                key = (name, scope)
-                if level > alerted.get(key, _ZERO):
-                    pct = Decimal(observed) * 100 / Decimal(limit)
-                    out.append(ev.Alert(name, scope, _plain(level), _plain(observed), _plain(limit), now_ns,
-                                        f"{name} of {scope} at {pct:.1f}% of its limit ({_plain(observed)} of {_plain(limit)})"))
-                alerted[key] = level
+            level = next(lv for lv, threshold in thresholds if observed >= threshold)
+            if level > alerted.get(key, _ZERO):
+                limit = self._alert_limit(name, scope)
+                pct = Decimal(observed) * 100 / Decimal(limit)
+                out.append(ev.Alert(name, scope, _plain(level), _plain(observed), _plain(limit), now_ns,
+                                    f"{name} of {scope} at {pct:.1f}% of its limit ({_plain(observed)} of {_plain(limit)})"))
+            alerted[key] = level
         return out
+
+    def _alert_plan(self, session: str, account: str) -> tuple[tuple[tuple[str, str], tuple], ...]:
+        """The ((limit, scope), thresholds) an order or fill of ``session`` and ``account`` is alerted
+        on: every aggregate limit set on one of its scopes. Made again after a live limit change."""
+        limits = self.limits.limits
+        if self._plans[0] is not limits:
+            self._plans = (limits, {})
+        plans = self._plans[1]
+        plan = plans.get((session, account))
+        if plan is None:
+            if len(plans) > 100_000:  # accounts come from the OMS: bound what they can make us keep
+                plans.clear()
+            plan = plans[(session, account)] = tuple(
+                ((name, scope), self._thresholds(limit))
+                for scope in Book.scopes_of(session, account)
+                for name in _ALERT_LIMITS
+                if (limit := self._alert_limit(name, scope)))
+        return plan
+
+    def _alert_limit(self, name: str, scope: str) -> Decimal | int | None:
+        layer = self.layer(scope)
+        return getattr(layer, name) if layer is not None else None
 
     def _thresholds(self, limit: Decimal | int) -> tuple[tuple[Decimal, Decimal], ...]:
         """(level, the value at which ``limit`` is that many percent used), highest level first."""
-        found = self._threshold_cache.get(limit)
-        if found is None:
-            found = self._threshold_cache[limit] = tuple(
-                (lv, Decimal(limit) * lv / 100) for lv in reversed(self._alert_levels))
-        return found
+        return tuple((lv, Decimal(limit) * lv / 100) for lv in reversed(self._alert_levels))
 
     def observed(self, name: str, scope: str) -> Decimal | int:
         if name == "max_open_orders":
