@@ -168,3 +168,25 @@ def test_property_fast_field_reading_agrees_with_the_checked_one(pieces, trailin
     the same fields and the same problem named."""
     raw = "\x01".join(f"{t}{eq}{v}" for t, eq, v in pieces) + ("\x01" if trailing_soh else "")
     assert wire.fields(raw) == wire._checked_fields(raw)
+
+
+_noise = st.sampled_from([b"", b"garbage", b"8=FIX", b"8=FIX.4.4\x019=x\x01", b"\x01\x01", b"10=000\x01",
+                          message(99, "BAD")[:-4] + b"999\x01", _shorter_body_length(message(98, "BAD"))])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_noise, st.booleans()), min_size=1, max_size=8),
+       st.lists(st.integers(min_value=1, max_value=400), max_size=10))
+def test_property_framer_gives_the_same_messages_whatever_the_reads(parts, cuts):
+    """Good and garbled pieces in any order, read in any chunks: the same good messages come out as
+    when the stream is read one byte at a time (whole reads take the framer's quick path, a
+    trickle its careful one)."""
+    stream = b"".join(noise + (message(i, f"C{i}") if good else b"") for i, (noise, good) in enumerate(parts))
+    chunked, trickled = wire.Framer(), wire.Framer()
+    got, pos = [], 0
+    for size in cuts:
+        got += chunked.feed(stream[pos:pos + size])
+        pos += size
+    got += chunked.feed(stream[pos:])
+    expected = [m for i in range(len(stream)) for m in trickled.feed(stream[i:i + 1])]
+    assert got == expected

@@ -31,8 +31,15 @@ class Framer:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self.buf
-        buf += data
         out: list[bytes] = []
+        if not buf:
+            # The usual read: whole messages, nothing held from the last one. They are cut from the
+            # bytes as read; a partial or doubtful rest goes through the careful path below.
+            pos = self._whole(data, out)
+            if pos == len(data):
+                return out
+            data = data[pos:]
+        buf += data
         while buf:
             if not buf.startswith(_BEGIN):
                 start = buf.find(_BEGIN)
@@ -81,10 +88,36 @@ class Framer:
             del buf[:total]
         return out
 
+    @staticmethod
+    def _whole(data: bytes, out: list[bytes]) -> int:
+        """Append the well-formed messages at the start of ``data`` to ``out``; where they end."""
+        pos, n = 0, len(data)
+        while data.startswith(_BEGIN, pos):
+            end8 = data.find(b"\x01", pos, pos + 32)
+            if end8 < 0 or data[end8 + 1:end8 + 3] != b"9=":
+                break
+            end9 = data.find(b"\x01", end8 + 3, end8 + 16)
+            digits = data[end8 + 3:end9]
+            if end9 < 0 or not digits.isdigit() or int(digits) > MAX_MESSAGE:
+                break
+            body_end = end9 + 1 + int(digits)
+            total = body_end + 7
+            if total > n or data[body_end:body_end + 3] != b"10=" or data[total - 1] != 1:
+                break
+            checksum = data[body_end + 3:total - 1]
+            if not checksum.isdigit() or sum(data[pos:body_end]) % 256 != int(checksum):
+                break
+            out.append(data[pos:total])
+            pos = total
+        return pos
+
     def _skip(self, why: str) -> None:
         self.garbled.append(why)
         start = self.buf.find(_BEGIN, 1)
-        del self.buf[:start if start > 0 else len(self.buf)]
+        if start < 0:
+            # No next message yet: keep a tail that may be the start of one (its rest still to come).
+            start = max(1, len(self.buf) - len(_BEGIN) + 1)
+        del self.buf[:start]
 
 
 #: Tag numbers by their text: a well-formed tag is a key here (a bad one, "012" or "x1", is not).
