@@ -1,23 +1,27 @@
 """``make bench``: what the proxy costs, measured against a direct link in one run.
 
-Three setups, each a set of real quickfix sessions in separate processes on 127.0.0.1 free ports,
+Five setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports,
 started once and reused for every window:
 
 - ``direct``: load-generating OMS -> venue simulator (the simulator answers the OMS's CompIDs);
+- ``relay``: OMS -> a byte relay (bench_relay.py) -> venue: one more hop that does no work;
 - ``pass_through``: OMS -> proxy -> venue, ``[risk] rules = []``, otherwise the full setup's settings;
-- ``full``: OMS -> proxy -> venue with the shipped config (every rule, message logs on).
+- ``full``: OMS -> proxy -> venue with the shipped config (every rule, message logs on);
+- ``full_native``: ``full`` with ``[proxy] engine = "native"``.
 
-Latency windows run interleaved (direct, pass_through, full, direct, ...) at fixed offered rates,
-open loop, measured from each order's intended send time to its ExecutionReport 39=0 (see
-bench_oms.py). Throughput is the highest offered rate a setup sustains for a whole step (see
-SUSTAIN below): found with short probes, then confirmed with full-length steps. The proxy runs under
-bench_proxy.py (``fixproxy run`` plus a residence timer and garbage-collector pause counts), the
-venue simulator under bench_venue.py. Results go to a JSON file and a printed report, ratios first.
+Latency windows run interleaved (direct, relay, pass_through, full, full_native, direct, ...) at
+fixed offered rates, the lowest rate's windows first, open loop, measured from each order's
+intended send time to its ExecutionReport 39=0 (see bench_oms.py). Throughput is the highest
+offered rate a setup sustains for a whole step (see SUSTAIN below): found with short probes, then
+confirmed with full-length steps. The proxy runs under bench_proxy.py (``fixproxy run`` plus a
+residence timer and garbage-collector pause counts), the venue simulator under bench_venue.py.
+Results go to a JSON file and a printed report, ratios first.
 
     .venv/bin/python scripts/bench.py                  # full run, under 10 minutes on 2 cores
     .venv/bin/python scripts/bench.py --quick          # about a minute and a half
     .venv/bin/python scripts/bench.py --smoke          # seconds: the harness works, figures mean little
     .venv/bin/python scripts/bench.py --profile DIR    # then py-spy records the proxy in one full window
+    .venv/bin/python scripts/bench.py --quick --timeline  # where an order's time goes in the native proxy
 """
 
 from __future__ import annotations
@@ -450,8 +454,10 @@ class Bench:
 
     def run_latency(self) -> None:
         a = self.args
-        for w in range(a.windows):
-            for rate in a.rates:
+        # Rate by rate, lowest first: a rate a setup cannot sustain leaves it a backlog (and orders
+        # by the thousand in its tables), which must not spill into its windows at a rate it can.
+        for rate in sorted(a.rates):
+            for w in range(a.windows):
                 for name in SETUPS:  # interleaved: A B C A B C ...
                     r = self.window(name, rate, a.window_s)
                     self.latency.setdefault(str(rate), {}).setdefault(name, []).append(r)
@@ -690,6 +696,10 @@ def aggregate(windows: list[dict], passed) -> dict:
                               "total_ms": round(sum(r.get("total_ms", 0) for r in rows), 2),
                               "max_ms": max((r.get("max_ms", 0) for r in rows), default=0)}
     residence_measured = all(w.get("residence", {}).get("measured") for w in windows) if residence else False
+    spans: dict[str, object] = {}
+    for w in windows:
+        for span, encoded in (w.get("residence") or {}).get("timeline", {}).items():
+            spans.setdefault(span, benchlib.new_histogram()).add(benchlib.decode(encoded))
     for w in windows:
         lat.add(benchlib.decode(w["latency"]))
         svc.add(benchlib.decode(w["service"]))
@@ -715,6 +725,7 @@ def aggregate(windows: list[dict], passed) -> dict:
         "residence_us": ({"oms_to_venue": benchlib.summary(ovr), "venue_to_oms": benchlib.summary(vro)}
                          if residence_measured else None),
         "proxy_gc_pauses": gc_pauses,
+        "timeline_us": {span: benchlib.summary(h) for span, h in spans.items()} or None,
         "per_window": per_window,
     }
 
@@ -797,6 +808,9 @@ def render(report: dict) -> str:
             for direction, rs in res.items():
                 add(f"  {rate:>6}/s  {name:<12} {direction:<13} "
                     + "  ".join(f"{k} {_fmt(rs[k])}" for k, _ in benchlib.PERCENTILES) + f"  max {_fmt(rs['max'])}")
+            for span, ts in (agg.get("timeline_us") or {}).items():
+                add(f"  {rate:>6}/s  {name:<12} {span:<24} "
+                    + "  ".join(f"{k} {_fmt(ts[k])}" for k, _ in benchlib.PERCENTILES[:2]) + "  (--timeline)")
             gcp = agg.get("proxy_gc_pauses") or {}
             if gcp:
                 add(f"  {rate:>6}/s  {name:<12} gc pauses     " + "  ".join(
@@ -919,6 +933,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-s", type=float, default=20.0)
     p.add_argument("--proxy-switch-interval", type=float, metavar="SECONDS",
                    help="experiment: sys.setswitchinterval in both proxies (default: Python's 0.005)")
+    p.add_argument("--timeline", action="store_true",
+                   help="native-engine proxies also time an order's arrival, its write to the venue, the ack's "
+                        "arrival and its write to the OMS (a few µs per message: explains, does not measure)")
     p.add_argument("--proxy-gc-freeze-s", type=float, metavar="SECONDS",
                    help="experiment: gc.freeze() in both proxies this often (default: never)")
     p.add_argument("--venue-gc-freeze-s", type=float, default=1.0, metavar="SECONDS",
@@ -953,7 +970,9 @@ def main(argv: list[str] | None = None) -> int:
     proxy_args = ["--switch-interval", str(args.proxy_switch_interval)] if args.proxy_switch_interval else []
     if args.proxy_gc_freeze_s:
         proxy_args += ["--gc-freeze-every", str(args.proxy_gc_freeze_s)]
-    setups = {name: Setup(name, cfgs[name], run_id, args.venue_behaviour, proxy_args, args.venue_gc_freeze_s)
+    setups = {name: Setup(name, cfgs[name], run_id, args.venue_behaviour,
+                          proxy_args + (["--timeline"] if args.timeline and cfgs[name]["engine"] == "native" else []),
+                          args.venue_gc_freeze_s)
               for name in SETUPS}
     bench = Bench(args, setups)
     shutdown: dict[str, dict] = {}

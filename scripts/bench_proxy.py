@@ -4,7 +4,8 @@ The timer wraps the quickfix edge's ``fromApp`` callback: for an OMS NewOrderSin
 decode -> core decision -> encode -> send to the venue (quickfix's ``send`` is synchronous, so the
 store write and the socket write are inside); for a venue ExecutionReport it is the same path back
 to the OMS. It costs two clock reads, a dict lookup and a list append per message. What it cannot see: the socket
-read and quickfix's own parsing and validation before the callback.
+read and quickfix's own parsing and validation before the callback. With the native engine it wraps
+``NativeEngine.deliver`` (the same path) less the time spent in socket writes (see _install_native).
 
 bench.py talks to it over stdin, one JSON line per command, answers on stdout:
 ``{"cmd": "reset"}`` drops the samples so far; ``{"cmd": "dump"}`` answers with one HDR
@@ -18,6 +19,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -78,19 +80,33 @@ class ResidenceTimer:
         return True
 
     def _install_native(self) -> bool:
-        # Every session runs on the loop thread: the session's role tells the direction.
+        # Every session runs on the loop thread: the session's role tells the direction. The native
+        # engine writes the first message of a read at once, and the scheduler may hand the CPU to
+        # the woken peer inside that system call: the time spent in socket writes is left out, so
+        # the figure is the proxy's own work, as with quickfix (whose sends only queue).
         from fixproxy.engines.native.engine import NativeEngine
+        from fixproxy.engines.native.session import Connection
 
-        original = NativeEngine.deliver
+        original, write = NativeEngine.deliver, Connection.write
         timer = self
+        in_writes = [0]
+
+        def timed_write(conn, data: bytes) -> None:
+            t0 = perf_ns()
+            try:
+                write(conn, data)
+            finally:
+                in_writes[0] += perf_ns() - t0
 
         def timed_deliver(self, session, raw, fields, now):
-            t0 = perf_ns()
+            t0, w0 = perf_ns(), in_writes[0]
             try:
                 return original(self, session, raw, fields, now)
             finally:
-                (timer.venue_to_oms if session.role == "venue" else timer.oms_to_venue).append(perf_ns() - t0)
+                (timer.venue_to_oms if session.role == "venue" else timer.oms_to_venue).append(
+                    perf_ns() - t0 - (in_writes[0] - w0))
 
+        Connection.write = timed_write
         NativeEngine.deliver = timed_deliver
         self.installed = True
         return True
@@ -119,12 +135,76 @@ class ResidenceTimer:
         return out
 
 
-def _control(timer: ResidenceTimer) -> None:
+class Timeline:
+    """Where an order's round trip goes in the native engine (``--timeline``): per order, when it
+    arrived from the OMS, when its write to the venue began, when the venue's ack arrived and when
+    the ack's write to the OMS began (a write, and whatever the scheduler runs meanwhile, falls in
+    the span after it). It reads each message's ClOrdID,
+    MsgType and ExecType with a regex, so it costs a few µs per message: an explanation, not part
+    of the benchmark's figures."""
+
+    SPANS = ("order_in_to_venue_write", "venue_write_to_ack_in", "ack_in_to_oms_write")  # write: its start
+    _FIELDS = re.compile(rb"\x01(35|11|150)=([^\x01]*)")
+
+    def __init__(self) -> None:
+        self.orders: dict[bytes, list[int]] = {}  # venue ClOrdID -> the four times (0: not yet)
+
+    def install(self) -> None:
+        from fixproxy.engines.native.session import Connection
+
+        handle, write = Connection._handle, Connection.write
+        timeline = self
+
+        def timed_handle(conn, data: bytes) -> None:
+            timeline._stamp(conn, data, incoming=True)
+            handle(conn, data)
+
+        def timed_write(conn, data: bytes) -> None:
+            timeline._stamp(conn, data, incoming=False)  # the write begins
+            write(conn, data)
+
+        Connection._handle, Connection.write = timed_handle, timed_write
+
+    def _stamp(self, conn, data: bytes, incoming: bool) -> None:
+        now = perf_ns()
+        session = conn.session
+        if session is None:
+            return
+        for message in data.split(b"\x018=FIX"):
+            f = dict(self._FIELDS.findall(message))
+            cl = f.get(b"11")
+            if cl is None:
+                continue
+            key = cl if session.role == "venue" else session.name.encode() + b"." + cl
+            if f.get(b"35") == b"D":
+                slot = 0 if incoming else 1
+            elif f.get(b"35") == b"8" and f.get(b"150") == b"0":
+                slot = 2 if incoming else 3
+            else:
+                continue
+            times = self.orders.setdefault(key, [0, 0, 0, 0])
+            if not times[slot]:
+                times[slot] = now
+
+    def take(self) -> dict[str, str]:
+        """One histogram per span (base64) over the orders complete so far; starts afresh."""
+        hists = {name: benchlib.new_histogram() for name in self.SPANS}
+        for t in self.orders.values():
+            if all(t):
+                for i, name in enumerate(self.SPANS):
+                    benchlib.record_ns(hists[name], [t[i + 1] - t[i]])
+        self.orders.clear()
+        return {name: benchlib.encode(h) for name, h in hists.items()}
+
+
+def _control(timer: ResidenceTimer, timeline: Timeline | None = None) -> None:
     for line in sys.stdin:
         cmd = json.loads(line).get("cmd")
         if cmd == "reset":
             timer.take()
             timer.take_gc()
+            if timeline is not None:
+                timeline.orders.clear()
             _emit({"event": "reset"})
         elif cmd == "dump":
             record: dict = {"event": "residence", "measured": timer.installed, "gc": timer.take_gc()}
@@ -132,6 +212,8 @@ def _control(timer: ResidenceTimer) -> None:
                 hist = benchlib.new_histogram()
                 benchlib.record_ns(hist, samples)
                 record[name] = benchlib.encode(hist)
+            if timeline is not None:
+                record["timeline"] = timeline.take()
             _emit(record)
     os.kill(os.getpid(), signal.SIGTERM)  # stdin closed: the driver is gone, stop like on SIGTERM
 
@@ -156,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="sys.setswitchinterval for the proxy (default: Python's, 5 ms); an experiment knob")
     p.add_argument("--gc-freeze-every", type=float, default=None, metavar="SECONDS",
                    help="experiment: gc.freeze() this often, so full collections skip what survived until then")
+    p.add_argument("--timeline", action="store_true",
+                   help="native engine: also time the order's arrival, its write to the venue, the ack's arrival "
+                        "and its write to the OMS (costs a few µs per message)")
     args = p.parse_args(argv)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -168,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     timer = ResidenceTimer({v.comp_id for v in loaded.config.venues})
     timer.install(loaded.config.proxy.engine)
-    threading.Thread(target=_control, args=(timer,), name="bench-control", daemon=True).start()
+    timeline = None
+    if args.timeline and loaded.config.proxy.engine == "native":
+        timeline = Timeline()
+        timeline.install()
+    threading.Thread(target=_control, args=(timer, timeline), name="bench-control", daemon=True).start()
     proxy_app.run(loaded)
     return 0
 
