@@ -206,7 +206,7 @@ def build(begin_string: str, msg_type: str, seq: int, sender: str, target: str, 
                 head += f"{tag}={extra[tag]}\x01"
     else:
         head += f"49={sender}\x0152={sending_time}\x0156={target}\x01"
-    text = (head + "".join(f"{tag}={value}\x01" for tag, value in body)).encode("latin-1", "replace")
+    text = (head + "".join([f"{tag}={value}\x01" for tag, value in body])).encode("latin-1", "replace")
     start = f"8={begin_string}\x019={len(text)}\x01".encode()
     checksum = (sum(start) + sum(text)) % 256
     return b"%s%s10=%03d\x01" % (start, text, checksum)
