@@ -199,11 +199,11 @@ class QuickfixEngine:
         self.application.close()
         # quickfix's threads keep running until the process ends, and use the application, stores
         # and logs: those must not be freed when the proxy object goes (that crashed the process).
-        _RUNNING_ENGINES.append(self)
+        _STOPPED_ENGINES.append(self)
 
 
-#: Stopped quickfix engines, kept alive until the process ends (see QuickfixEngine.stop).
-_RUNNING_ENGINES: list[QuickfixEngine] = []
+#: Stopped quickfix engines (their threads still running), kept until the process ends (see QuickfixEngine.stop).
+_STOPPED_ENGINES: list[QuickfixEngine] = []
 
 
 class NativeProxyEngine:

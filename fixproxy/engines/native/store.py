@@ -25,12 +25,11 @@ _SEQNUMS_SIZE = 43  # "%020d : %020d"
 
 
 class Cork:
-    """Holds socket writes while the engine handles what one socket read brought.
+    """Holds socket writes while the engine handles the rest of a socket read.
 
-    Everything read at once is handled, then each connection gets one write: one system call per
-    socket per read instead of one per outbound message (a send costs more here than handling a
-    message; measured, the ack a fill follows in the same read was not later at the median).
-    Not held, writes happen at once.
+    The first message of a read is answered at once (``Connection.data_received``); the messages
+    after it are all handled, then each connection gets one write for them: one system call per
+    socket instead of one per outbound message. Not held, writes happen at once.
     """
 
     __slots__ = ("depth", "dirty")

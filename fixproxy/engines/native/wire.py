@@ -34,8 +34,14 @@ class Framer:
         out: list[bytes] = []
         if not buf:
             # The usual read: whole messages, nothing held from the last one. They are cut from the
-            # bytes as read; a partial or doubtful rest goes through the careful path below.
-            pos = self._whole(data, out)
+            # bytes as read; a partial or doubtful rest goes through the buffer below.
+            pos = 0
+            while data.startswith(_BEGIN, pos):
+                end = _message_end(data, pos)
+                if type(end) is not int:
+                    break
+                out.append(data[pos:end])
+                pos = end
             if pos == len(data):
                 return out
             data = data[pos:]
@@ -52,64 +58,15 @@ class Framer:
                     break
                 self.garbled.append(f"{start} bytes that are not a FIX message")
                 del buf[:start]
-            end8 = buf.find(b"\x01", 0, 32)
-            if end8 < 0:
-                if len(buf) >= 32:
-                    self._skip("no BeginString (8) field")
-                    continue
+            end = _message_end(buf, 0)
+            if end is None:
                 break
-            if buf[end8 + 1:end8 + 3] != b"9=":
-                if len(buf) < end8 + 3:
-                    break
-                self._skip("BodyLength (9) is not the second field")
+            if type(end) is str:
+                self._skip(end)
                 continue
-            end9 = buf.find(b"\x01", end8 + 3, end8 + 16)
-            if end9 < 0:
-                if len(buf) >= end8 + 16:
-                    self._skip("BodyLength (9) is not a number")
-                    continue
-                break
-            digits = buf[end8 + 3:end9]
-            if not digits.isdigit() or int(digits) > MAX_MESSAGE:
-                self._skip("BodyLength (9) is not a number")
-                continue
-            body_end = end9 + 1 + int(digits)
-            total = body_end + 7  # 10=nnn<SOH>
-            if len(buf) < total:
-                break
-            trailer = buf[body_end:total]
-            if not (trailer.startswith(b"10=") and trailer[6] == 1 and trailer[3:6].isdigit()):
-                self._skip("BodyLength (9) does not end the message at CheckSum (10)")
-                continue
-            if sum(memoryview(buf)[:body_end]) % 256 != int(trailer[3:6]):
-                self._skip("CheckSum (10) does not match")
-                continue
-            out.append(bytes(buf[:total]))
-            del buf[:total]
+            out.append(bytes(buf[:end]))
+            del buf[:end]
         return out
-
-    @staticmethod
-    def _whole(data: bytes, out: list[bytes]) -> int:
-        """Append the well-formed messages at the start of ``data`` to ``out``; where they end."""
-        pos, n = 0, len(data)
-        while data.startswith(_BEGIN, pos):
-            end8 = data.find(b"\x01", pos, pos + 32)
-            if end8 < 0 or data[end8 + 1:end8 + 3] != b"9=":
-                break
-            end9 = data.find(b"\x01", end8 + 3, end8 + 16)
-            digits = data[end8 + 3:end9]
-            if end9 < 0 or not digits.isdigit() or int(digits) > MAX_MESSAGE:
-                break
-            body_end = end9 + 1 + int(digits)
-            total = body_end + 7
-            if total > n or data[body_end:body_end + 3] != b"10=" or data[total - 1] != 1:
-                break
-            checksum = data[body_end + 3:total - 1]
-            if not checksum.isdigit() or sum(data[pos:body_end]) % 256 != int(checksum):
-                break
-            out.append(data[pos:total])
-            pos = total
-        return pos
 
     def _skip(self, why: str) -> None:
         self.garbled.append(why)
@@ -118,6 +75,32 @@ class Framer:
             # No next message yet: keep a tail that may be the start of one (its rest still to come).
             start = max(1, len(self.buf) - len(_BEGIN) + 1)
         del self.buf[:start]
+
+
+def _message_end(data: bytes | bytearray, pos: int) -> int | str | None:
+    """For the message that starts (``8=FIX``) at ``pos``: where it ends if it is whole and sound,
+    None if more bytes are needed to tell, or why it is garbled."""
+    end8 = data.find(b"\x01", pos, pos + 32)
+    if end8 < 0:
+        return "no BeginString (8) field" if len(data) - pos >= 32 else None
+    if data[end8 + 1:end8 + 3] != b"9=":
+        return None if len(data) < end8 + 3 else "BodyLength (9) is not the second field"
+    end9 = data.find(b"\x01", end8 + 3, end8 + 16)
+    if end9 < 0:
+        return "BodyLength (9) is not a number" if len(data) >= end8 + 16 else None
+    digits = data[end8 + 3:end9]
+    if not digits.isdigit() or int(digits) > MAX_MESSAGE:
+        return "BodyLength (9) is not a number"
+    body_end = end9 + 1 + int(digits)
+    total = body_end + 7  # 10=nnn<SOH>
+    if len(data) < total:
+        return None
+    trailer = data[body_end:total]
+    if not (trailer.startswith(b"10=") and trailer[6] == 1 and trailer[3:6].isdigit()):
+        return "BodyLength (9) does not end the message at CheckSum (10)"
+    if sum(data[pos:body_end]) % 256 != int(trailer[3:6]):
+        return "CheckSum (10) does not match"
+    return total
 
 
 #: Tag numbers by their text: a well-formed tag is a key here (a bad one, "012" or "x1", is not).
