@@ -135,6 +135,13 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
             layer["max_msgs_per_s"] = UNTRIPPED_RATE_LIMIT
             overrides.append(f"limits.{layer_name}.max_msgs_per_s = {UNTRIPPED_RATE_LIMIT} "
                              "(the throttle rule still runs; the offered load must not trip it)")
+        if "sector_min_gross" in layer and "max_gross_exposure" in layer:
+            # Every bench order is in one symbol: orders waiting at the venue during a burst of slow
+            # answers make it 99 % of gross and trip the sector rule. It applies only from the gross
+            # exposure limit on; the rule still runs.
+            layer["sector_min_gross"] = layer["max_gross_exposure"]
+            overrides.append(f"limits.{layer_name}.sector_min_gross = {layer['max_gross_exposure']} (the sector "
+                             "rule still runs; a one-symbol load must not trip it)")
     if "locates" in base:
         # Sells can reach the venue before the previous buy's fill comes back: locate enough to never go short.
         base["locates"].setdefault(BENCH_ACCOUNT, {})[BENCH_SYMBOL] = 100_000_000
