@@ -82,7 +82,10 @@ class CoreBridge:
         """One application message the engine accepted on ``info``'s session (raw, SOH-delimited;
         ``fields`` when the engine parsed it already)."""
         if self.on_message is not None:
-            self.on_message("in", info.name, raw, now)
+            # Under the core lock: a venue's answer read on another engine thread while the order
+            # it answers is still being sent and recorded is recorded after it, not before.
+            with self.lock:
+                self.on_message("in", info.name, raw, now)
         if fields is None:
             fields = codec.parse(raw)
         if info.role == "admin":
