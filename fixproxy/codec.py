@@ -26,8 +26,27 @@ _MAX_PX = Decimal("1e12")
 _ZERO = Decimal(0)
 
 
+#: Tag number by its text, for the tags a message usually carries: a lookup instead of a parse.
+TAG_NUMBERS = {str(n): n for n in range(1, 10_000)}
+
+
 def parse(raw: str, sep: str = SOH) -> dict[int, str]:
     """Tag -> value for one message. Repeated tags (groups) keep their last value."""
+    # Every engine message and replayed line is read here: the usual case in one pass of lookups,
+    # anything else (a tag over 9999, a leading zero, a part that is not tag=value) part by part.
+    out: dict[int, str] = {}
+    try:
+        for part in (raw[:-1] if raw[-1:] == sep else raw).split(sep):
+            tag, eq, value = part.partition("=")
+            if not eq:
+                raise KeyError(tag)
+            out[TAG_NUMBERS[tag]] = value
+        return out
+    except KeyError:
+        return _parse_checked(raw, sep)
+
+
+def _parse_checked(raw: str, sep: str) -> dict[int, str]:
     out: dict[int, str] = {}
     for part in raw.split(sep):
         tag, eq, value = part.partition("=")

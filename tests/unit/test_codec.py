@@ -402,6 +402,13 @@ def test_parse_never_raises_on_arbitrary_ascii_text(raw):
 
 
 @PROPERTY
+@given(raw=st.one_of(ascii_text, ascii_fixish, ascii_fixish.map(lambda text: text + SOH)))
+def test_parse_quick_path_reads_as_the_part_by_part_check(raw):
+    """The one-pass lookup and the part-by-part check agree on any text, well formed or not."""
+    assert codec.parse(raw) == codec._parse_checked(raw, SOH)
+
+
+@PROPERTY
 @given(pairs=st.lists(st.tuples(st.integers(1, 10_000), st.text(_ID_CHARS, max_size=12)), max_size=30))
 def test_parse_reads_back_written_fields_last_value_wins(pairs):
     """Fields written as tag=value|... parse back to their values; a repeated tag keeps its last value."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ...codec import TAG_NUMBERS
 from ...timefmt import fix_timestamp_ms
 
 SOH = "\x01"
@@ -103,13 +104,10 @@ def _message_end(data: bytes | bytearray, pos: int) -> int | str | None:
     return total
 
 
-#: Tag numbers by their text: a well-formed tag is a key here (a bad one, "012" or "x1", is not).
-_TAG_NUMBERS = {str(n): n for n in range(1, 10_000)}
-
-
 def fields(raw: str) -> tuple[dict[int, str], str]:
     """(tag -> value, "") for a framed message, or (what was parsed, why it is malformed)."""
-    # Every message is read here: the well-formed case in one pass, anything else checked field by field.
+    # Every message is read here: the well-formed case in one pass (a well-formed tag is a key of
+    # TAG_NUMBERS, "012" or "x1" is not), anything else checked field by field.
     if raw[-1:] == SOH:
         out: dict[int, str] = {}
         try:
@@ -117,7 +115,7 @@ def fields(raw: str) -> tuple[dict[int, str], str]:
                 tag, _, value = part.partition("=")
                 if not value:
                     return _checked_fields(raw)
-                out[_TAG_NUMBERS[tag]] = value
+                out[TAG_NUMBERS[tag]] = value
         except KeyError:
             return _checked_fields(raw)
         return out, ""

@@ -4,10 +4,18 @@ Threading: quickfix calls back on its own threads. The bridge's lock serialises 
 and the sends of its actions, so every message leaves in decision order. quickfix holds a
 session's mutex while it calls toApp/toAdmin/onLogout, and sending needs that mutex: those
 callbacks therefore never take the core lock (they hand their event to a worker thread).
+
+Every call into the binding releases the interpreter lock, and while the other quickfix thread
+waits for it each release can cost a thread switch: the callbacks on an order's path make as few
+as they can. A received message is told apart by its header (read from the one ``toString``), not
+by its SessionID; ``toApp`` of a message the proxy is sending itself is told apart by a
+thread-local flag set in ``_send``, so it makes no call for an OMS and one (is the venue session
+logged on) for a venue.
 """
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import threading
 
@@ -29,6 +37,17 @@ def session_info(name: str, role: str, sid: fix.SessionID) -> SessionInfo:
     return SessionInfo(name, role, sid.getBeginString().getValue(), sid)
 
 
+def _keep_thread_state() -> None:
+    """Keep the calling quickfix thread's Python thread state alive between callbacks.
+
+    quickfix's socket threads are not Python threads: each callback from one makes a new Python
+    thread state (with a fresh frame stack, mapped and unmapped, and new thread-local dicts) and
+    drops it on return, three times per order. One extra ``PyGILState_Ensure``, never released,
+    keeps the thread's state until the thread ends.
+    """
+    ctypes.pythonapi.PyGILState_Ensure()
+
+
 class ProxyApplication(CoreBridge, fix.Application):
     """Bridges quickfix sessions and one ProxyCore (``SessionInfo.handle`` is the quickfix SessionID)."""
 
@@ -36,7 +55,12 @@ class ProxyApplication(CoreBridge, fix.Application):
         fix.Application.__init__(self)
         CoreBridge.__init__(self, core, sessions, on_record, **kwargs)
         self._by_sid = {s.handle.toString(): s for s in sessions}
+        # (BeginString, SenderCompID, TargetCompID) of a message received on the session.
+        self._by_header = {(s.handle.getBeginString().getValue(), s.handle.getTargetCompID().getValue(),
+                            s.handle.getSenderCompID().getValue()): s for s in sessions}
         self._sessions: dict[str, fix.Session] = {}
+        self._local = threading.local()  # .sending: the SessionInfo this thread is sending on in _send
+        self._kept_threads: set[int] = set()  # quickfix threads whose Python thread state is kept
         self._control: queue.SimpleQueue[ev.Event | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._control_loop, name="fixproxy-control", daemon=True)
         self._worker.start()
@@ -44,7 +68,9 @@ class ProxyApplication(CoreBridge, fix.Application):
     # -------------------------------------------------------------- quickfix callbacks
 
     def onCreate(self, sid: fix.SessionID) -> None:
-        self._sessions[sid.toString()] = fix.Session.lookupSession(sid)
+        info = self._by_sid.get(sid.toString())
+        if info is not None:
+            self._sessions[info.name] = fix.Session.lookupSession(sid)
 
     def onLogon(self, sid: fix.SessionID) -> None:
         info = self._by_sid.get(sid.toString())
@@ -61,6 +87,8 @@ class ProxyApplication(CoreBridge, fix.Application):
         pass
 
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        if threading.get_ident() not in self._kept_threads:
+            self._keep_thread()
         if not self.check_logon:
             return
         info = self._by_sid.get(sid.toString())
@@ -70,6 +98,11 @@ class ProxyApplication(CoreBridge, fix.Application):
                 raise fix.RejectLogon("bad Username (553) or Password (554)")
 
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
+        own = getattr(self._local, "sending", None)
+        if own is not None:  # the proxy's own message, sent by _send on this thread
+            if own.role == "venue" and not self._sessions[own.name].isLoggedOn():
+                raise fix.DoNotSend()  # not queued for later: the core is told the send failed
+            return
         info = self._by_sid.get(sid.toString())
         if info is not None and info.role == "venue":
             header = message.getHeader()
@@ -80,15 +113,23 @@ class ProxyApplication(CoreBridge, fix.Application):
                 if message.isSetField(11):
                     self._control.put(ev.VenueSendFailed(info.name, message.getField(11), self.clock(), "not_resent"))
                 raise fix.DoNotSend()
-            if not self._sessions[sid.toString()].isLoggedOn():
+            if not self._sessions[info.name].isLoggedOn():
                 raise fix.DoNotSend()  # not queued for later: the core is told the send failed
 
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         now = self.clock()
-        info = self._by_sid.get(sid.toString())
+        if threading.get_ident() not in self._kept_threads:
+            self._keep_thread()
+        raw = message.toString()
+        fields = codec.parse(raw)
+        info = self._by_header.get((fields.get(8), fields.get(49), fields.get(56)))
         if info is None:
             raise fix.UnsupportedMessageType()
-        self.receive(info, message.toString(), now)
+        self.receive(info, raw, now, fields)
+
+    def _keep_thread(self) -> None:
+        _keep_thread_state()
+        self._kept_threads.add(threading.get_ident())
 
     # -------------------------------------------------------------- the control thread
 
@@ -106,10 +147,14 @@ class ProxyApplication(CoreBridge, fix.Application):
         # One call into the binding to build the message, not one per field: each call releases
         # the GIL, and with other threads waiting every release can cost a thread switch.
         msg = fix.Message(frame(info.begin_string, msg_type, body), False)
+        local = self._local
+        local.sending = info
         try:
             sent = fix.Session.sendToTarget(msg, info.handle)
         except fix.SessionNotFound:
             sent = False
+        finally:
+            local.sending = None
         if sent and self.on_message is not None:
             self.on_message("out", info.name, msg.toString(), now)  # quickfix filled in the header
         return sent
