@@ -229,7 +229,9 @@ def test_fix42_venue_reports_reach_fix44_oms_in_its_own_terms(fresh_stack):
 
 @pytest.mark.quickfix_only
 def test_threaded_socket_classes_carry_the_same_flow(fresh_stack):
-    """With [proxy] threaded_sockets, an order is filled end to end and a reject still says why."""
+    """With [proxy] threaded_sockets, an order is filled end to end and a reject still says why; after
+    the OMS logs out (its connection's thread ends, and the Python state the edge kept for that
+    thread is let go) and back on (a new thread), orders still flow."""
     s = fresh_stack(proxy_extra="threaded_sockets = true")
     oms = s.connect("oms1")
     m = messages(oms)
@@ -237,6 +239,14 @@ def test_threaded_socket_classes_carry_the_same_flow(fresh_stack):
     oms.wait_for(m(**{"35": "8", "11": "THR-1", "39": "2"}))
     oms.send_line(order("THR-2", symbol="RSTR", price="40"))
     assert oms.wait_for(m(**{"35": "j", "379": "THR-2"}))["fields"]["58"].startswith("RESTRICTED_SYMBOL: ")
+    for round_ in (3, 4):
+        mark = s.proxy.mark()
+        oms.stop()
+        s.proxy.wait_for(lambda r: r.get("event") == "session_down" and r.get("detail") == "oms1", start=mark)
+        oms = s.connect("oms1")
+        m = messages(oms)
+        oms.send_line(order(f"THR-{round_}"))
+        oms.wait_for(m(**{"35": "8", "11": f"THR-{round_}", "39": "2"}))
 
 
 @pytest.mark.quickfix_only

@@ -37,15 +37,12 @@ def session_info(name: str, role: str, sid: fix.SessionID) -> SessionInfo:
     return SessionInfo(name, role, sid.getBeginString().getValue(), sid)
 
 
-def _keep_thread_state() -> None:
-    """Keep the calling quickfix thread's Python thread state alive between callbacks.
-
-    quickfix's socket threads are not Python threads: each callback from one makes a new Python
-    thread state (with a fresh frame stack, mapped and unmapped, and new thread-local dicts) and
-    drops it on return, three times per order. One extra ``PyGILState_Ensure``, never released,
-    keeps the thread's state until the thread ends.
-    """
-    ctypes.pythonapi.PyGILState_Ensure()
+# quickfix's socket threads are not Python threads: each callback from one makes a new Python
+# thread state (with a fresh frame stack, mapped and unmapped, and new thread-local dicts) and drops
+# it on return, three times per order. One extra PyGILState_Ensure, made inside a callback, keeps the
+# thread's state until the matching PyGILState_Release (both only ever called inside a callback,
+# where the callback's own Ensure keeps the count above zero).
+_PYGILSTATE_LOCKED = 0
 
 
 class ProxyApplication(CoreBridge, fix.Application):
@@ -82,6 +79,10 @@ class ProxyApplication(CoreBridge, fix.Application):
         info = self._by_sid.get(sid.toString())
         if info is not None:
             self._control.put(ev.SessionDown(info.name, self.clock()))
+        if threading.get_ident() in self._kept_threads:
+            # A threaded socket class ends a session's thread with its connection: let its state go.
+            self._kept_threads.discard(threading.get_ident())
+            ctypes.pythonapi.PyGILState_Release(_PYGILSTATE_LOCKED)
 
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         pass
@@ -128,7 +129,8 @@ class ProxyApplication(CoreBridge, fix.Application):
         self.receive(info, raw, now, fields)
 
     def _keep_thread(self) -> None:
-        _keep_thread_state()
+        """Keep this quickfix thread's Python thread state between callbacks (see _PYGILSTATE_LOCKED)."""
+        ctypes.pythonapi.PyGILState_Ensure()
         self._kept_threads.add(threading.get_ident())
 
     # -------------------------------------------------------------- the control thread
