@@ -81,40 +81,44 @@ class CoreBridge:
     def receive(self, info: SessionInfo, raw: str, now: int, fields: dict[int, str] | None = None) -> None:
         """One application message the engine accepted on ``info``'s session (raw, SOH-delimited;
         ``fields`` when the engine parsed it already)."""
-        if self.on_message is not None:
-            # Under the core lock: a venue's answer read on another engine thread while the order
-            # it answers is still being sent and recorded is recorded after it, not before.
-            with self.lock:
-                self.on_message("in", info.name, raw, now)
         if fields is None:
             fields = codec.parse(raw)
+        # One hold of the core lock records the message, decodes it and runs what it asks. Recorded
+        # under the lock: a venue's answer read on another engine thread while the order it answers
+        # is still being sent and recorded is recorded after it, not before. One hold, not two: with
+        # two engine threads, every release between them is a chance for the other to take the lock.
+        with self.lock:
+            if self.on_message is not None:
+                self.on_message("in", info.name, raw, now)
+            if info.role == "oms":
+                self._run(codec.decode_oms(fields, info.name, now))
+            elif info.role == "venue":
+                try:
+                    event = codec.decode_venue(fields, info.name, now)
+                except codec.Invalid as exc:
+                    self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
+                    return
+                if event is not None:
+                    self._run(event)
         if info.role == "admin":
             self._desk_message(info, fields, now)
-            return
-        if info.role == "oms":
-            event = codec.decode_oms(fields, info.name, now)
-        else:
-            try:
-                event = codec.decode_venue(fields, info.name, now)
-            except codec.Invalid as exc:
-                self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
-                return
-            if event is None:
-                return
-        self.submit(event)
 
     # -------------------------------------------------------------- core hand-off
 
     def submit(self, event: ev.Event) -> list[ev.Action]:
         """Run one event through the core and send what it decides, in order; returns the actions."""
         with self.lock:
-            if type(event) in _ADMIN_COMMANDS:
-                self.on_record(event)  # under the lock: the command sits in the audit trail where the core took it
-            actions = self.core.handle(event)
-            # What the event changed stays in core.changes until the state writer takes it under
-            # this lock, so after the sends: a ClOrdID must not count as handled (and a resent
-            # possible duplicate be ignored) unless its answer really went out.
-            self._perform(actions)
+            return self._run(event)
+
+    def _run(self, event: ev.Event) -> list[ev.Action]:
+        """``submit``'s work; the caller holds the core lock."""
+        if type(event) in _ADMIN_COMMANDS:
+            self.on_record(event)  # under the lock: the command sits in the audit trail where the core took it
+        actions = self.core.handle(event)
+        # What the event changed stays in core.changes until the state writer takes it under the
+        # lock, so after the sends: a ClOrdID must not count as handled (and a resent possible
+        # duplicate be ignored) unless its answer really went out.
+        self._perform(actions)
         return actions
 
     def _perform(self, actions: list[ev.Action]) -> None:
