@@ -508,6 +508,7 @@ class Bench:
                 if time.monotonic() - self.started + a.step_s + 15 > a.time_budget_s:
                     self.skipped_for_time.append(f"{name} at {rate}/s")
                     self.log(f"  throughput step  {name:<12} {rate:>6}/s skipped: time budget")
+                    st["candidate"] = None  # listed once, not again on the next try
                     continue
                 r = self.window(name, rate, a.step_s, a.abort_lag_s)
                 ok, why = self.passed(r)
@@ -873,7 +874,8 @@ def caveats(args, throughput: dict, latency: dict, found: dict, skipped: list[st
         f"the full setup runs every risk rule with message logs on; {book}; {audit}",
         "proxy residence is timed around the edge's fromApp callback (quickfix engine) or the native engine's "
         "deliver (scripts/bench_proxy.py); it excludes the socket read, and the session layer's own parsing "
-        "and checks before the callback",
+        "and checks before the callback; the native figure leaves out the time inside socket writes, the "
+        "quickfix one includes it (quickfix writes inside sendToTarget)",
         "replay speed and halt-to-last-cancel time for 1,000 working orders are measured by `make bench` after "
         "this harness (scripts/replay_speed.py, scripts/bench_halt.py), not here",
         "all processes share 2 cores: the direct setup runs 2 busy processes, the relay setup 3, the proxy "

@@ -83,7 +83,8 @@ class ResidenceTimer:
         # Every session runs on the loop thread: the session's role tells the direction. The native
         # engine writes the first message of a read at once, and the scheduler may hand the CPU to
         # the woken peer inside that system call: the time spent in socket writes is left out, so
-        # the figure is the proxy's own work, as with quickfix (whose sends only queue).
+        # the figure is the proxy's own work. (quickfix writes to the socket inside sendToTarget, so its
+        # figure includes the write: py-spy shows every send() of the proxy under sendToTarget.)
         from fixproxy.engines.native.engine import NativeEngine
         from fixproxy.engines.native.session import Connection
 
