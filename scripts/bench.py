@@ -68,10 +68,6 @@ PRESETS: dict[str, dict] = {
                   probe_s=0.5, step_s=0.5, search_start=500, max_probes=1, confirm_tries=1, time_budget_s=60),
 }
 MIN_RATE = 25  # the throughput search goes no lower (orders/s)
-#: The first full-length step runs at this share of the highest passing probe: a short probe passes
-#: at rates a 30 s step does not (in two full runs, 6 of 10 first steps at the probe's rate failed,
-#: and the time budget then left some setups without a figure).
-FIRST_STEP_SHARE = 0.9
 SUSTAIN = ("every order acked, none rejected or unsent, the in-flight bound never reached, no standing queue "
            "(p50 within its bound), no growing one (p50 of the last third of the step at most 2x + 2 ms that of "
            "the first third), and p99 within its bound")
@@ -499,7 +495,7 @@ class Bench:
         for name in SETUPS:
             st = state[name]
             if st["lo"] is not None:
-                st["candidate"] = max(MIN_RATE, _round_rate(st["lo"] * FIRST_STEP_SHARE))
+                st["candidate"] = st["lo"]
             else:  # no probe passed: try below the lowest one that failed
                 lower = _round_rate((st["hi"] or 2 * MIN_RATE) / 2)
                 st["candidate"] = lower if lower >= MIN_RATE else None
