@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 
 import pytest
 
 from fixproxy.audit import GENESIS, AuditWriter, open_for_reading, verify
 from fixproxy.audit.records import COLUMNS, Record, action_draft, digest, message_draft
-from fixproxy.audit.store import iter_records
+from fixproxy.audit.store import _DRAFT, iter_records
 from fixproxy.core import events as ev
 
 RAW_D = "8=FIX.4.4|9=80|35=D|34=2|49=OMS1|56=FIXPROXY|11=A1|1=ACC1|55=AAPL|54=1|38=100|10=000|".replace("|", "\x01")
@@ -93,6 +94,45 @@ def test_flush_returns_once_records_are_readable(tmp_path):
     assert w.flush(5)
     assert [r.kind for r in rows(w.path)] == ["notice", "decision"]
     w.close()
+
+
+def _wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the writer did not get there in time"
+        time.sleep(0.005)
+
+
+def test_records_are_inserted_as_they_come_and_committed_at_the_interval(tmp_path):
+    """The writer turns what came into rows every few ms (small steps of work, not one burst per
+    flush interval) but commits only at the flush interval or a flush: until then a reader sees none."""
+    w = AuditWriter(tmp_path / "a.sqlite", batch_size=1000, flush_interval_ms=60_000)
+    w.start()
+    w.record(decision(accepted=True))
+    _wait_until(lambda: w._pending == 2)  # the start notice and the decision, inserted, not committed
+    assert rows(w.path) == []
+    assert w.flush(5)
+    assert [r.kind for r in rows(w.path)] == ["notice", "decision"]
+    w.close()
+
+
+def test_a_failed_insert_loses_the_open_transaction_and_the_chain_goes_on_from_the_last_commit(tmp_path):
+    """A batch SQLite refuses rolls back the whole open transaction: its records are counted lost, the
+    chain head goes back to the last committed record, and what comes after chains on from there."""
+    w = AuditWriter(tmp_path / "a.sqlite", batch_size=1000, flush_interval_ms=60_000)
+    w.start()
+    assert w.flush(5)  # the start notice, committed
+    w.record(decision(cl="UNCOMMITTED"))
+    _wait_until(lambda: w._pending == 1)  # inserted in the open transaction
+    bad = (7, "notice", "", "", "", "", "", "", "", "bad", {"not": "bindable"})  # SQLite cannot bind a dict
+    w._queue.put((_DRAFT, bad))
+    assert w.flush(5)
+    assert w.lost == 2  # the uncommitted decision and the bad draft
+    w.record(decision(cl="AFTER"))
+    w.close()
+    got = rows(tmp_path / "a.sqlite")
+    assert [(r.seq, r.kind, r.cl_ord_id) for r in got] == [(1, "notice", ""), (2, "decision", "AFTER")]
+    assert verify(open_for_reading(tmp_path / "a.sqlite")).ok
 
 
 def test_restart_continues_the_chain(tmp_path):
