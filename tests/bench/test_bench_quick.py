@@ -96,3 +96,18 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
     for name in PROXIES:
         _has(report["processes"][name]["pids"], "venue", "proxy", "oms", where=f"processes.{name}.pids")
     _has(report["processes"]["relay"]["pids"], "venue", "relay", "oms", where="processes.relay.pids")
+
+
+def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
+    """scripts/bench_long.py: one line and one JSON record per window, with latency and GC pauses."""
+    out = tmp_path / "long.json"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_long.py"), "--windows", "2",
+                           "--seconds", "1", "--rate", "200", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, f"bench_long.py failed:\n{done.stderr[-4000:]}"
+    windows = json.loads(out.read_text())["windows"]
+    assert [w["window"] for w in windows] == [1, 2]
+    for w in windows:
+        _has(w, "orders_so_far", "acked", "planned", "p50_us", "p99_us", "p99.9_us", "gc", where="window")
+        _has(w["gc"], "gen0", "gen1", "gen2", where="window gc")
+    assert windows[1]["orders_so_far"] > windows[0]["orders_so_far"]
