@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--config", type=Path, default=bench.REPO / "cfg" / "fixproxy.toml")
     p.add_argument("--out", type=Path, help="also write the windows as JSON here")
+    p.add_argument("--keep-run-dir", action="store_true",
+                   help="keep configs, stores and logs (a long run's audit store alone is about 1 GB)")
     args = p.parse_args(argv)
     run_id = "L" + format(int(time.time() * 1000), "x")[-8:]
     run_dir = bench.REPO / "var" / "bench" / f"long-{run_id}"
@@ -53,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
                   + " / ".join(f"{ms:.2f}" for ms in pauses), flush=True)
     finally:
         setup.stop()
+        if args.keep_run_dir:
+            print(f"run folder kept: {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
     if args.out is not None:
         args.out.write_text(json.dumps({"setup": args.setup, "rate": args.rate, "seconds": args.seconds,
                                         "windows": windows}, indent=2) + "\n")

@@ -111,3 +111,4 @@ def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
         _has(w, "orders_so_far", "acked", "planned", "p50_us", "p99_us", "p99.9_us", "gc", where="window")
         _has(w["gc"], "gen0", "gen1", "gen2", where="window gc")
     assert windows[1]["orders_so_far"] > windows[0]["orders_so_far"]
+    assert "run folder kept" not in done.stdout  # its stores are removed unless asked to keep them
