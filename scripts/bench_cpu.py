@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latency p50 {latency['p50']} µs, p99 {latency['p99']} µs, {result['acked']}/{result['planned']} acked")
     finally:
         setup.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)  # the stores and logs of a measurement nobody reads
     return 0
 
 
