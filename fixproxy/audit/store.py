@@ -3,8 +3,8 @@
 Callers on the order path only enqueue (a ``SimpleQueue.put``); parsing, hashing, JSON and
 SQLite all happen on the writer thread. Loss window on a crash: records not yet committed (still
 in the queue, or inserted in the open transaction), that is at most ``flush_interval_ms`` (or
-``batch_size`` records) before the crash. A batch is
-committed with ``synchronous=FULL``, so a committed record survives a power loss too.
+``batch_size`` records) before the crash. A transaction is committed with ``synchronous=FULL``,
+so a committed record survives a power loss too.
 """
 
 from __future__ import annotations
