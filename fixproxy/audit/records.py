@@ -72,17 +72,41 @@ def seal(seq: int, prev_hash: str, draft: Draft) -> tuple[Record, str]:
     return record, digest(record)
 
 
-# The few fields a message record indexes, found without parsing the whole message (the writer
-# does this for every message the proxy handles). A later occurrence wins, as in codec.parse.
-_INDEXED = re.compile("\x01(35|11|379|1|55)=([^\x01]*)")
+def chain(seq: int, prev_hash: str, drafts: list[Draft]) -> tuple[list[tuple], int, str]:
+    """Chain drafts after record ``seq`` (hash ``prev_hash``): the rows (every column, the hash
+    last), the last seq and hash. The same hashes as ``seal``: a tuple of the columns encodes as
+    the same JSON array as the array-like ``Record``, so the writer hashes it without building one."""
+    rows = []
+    encode, sha256 = _encoder.encode, hashlib.sha256
+    for draft in drafts:
+        seq += 1
+        row = (seq, *draft, prev_hash)
+        prev_hash = sha256(encode(row)).hexdigest()
+        rows.append((*row, prev_hash))
+    return rows, seq, prev_hash
+
+
+def _last(raw: str, key: str) -> str:
+    """The value of the last ``key`` (SOH, tag, "=") in a raw message, or ""."""
+    at = raw.rfind(key)
+    if at < 0:
+        return ""
+    at += len(key)
+    end = raw.find("\x01", at)
+    return raw[at:] if end < 0 else raw[at:end]
 
 
 def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
-    """An application message as it crossed the wire (SOH-delimited), in or out of ``session``."""
-    f = {int(tag): value for tag, value in _INDEXED.findall(raw)}
-    cl_ord_id = f.get(11) or f.get(379, "")  # 35=j names the order in 379
-    return (now_ns, KIND_MESSAGE, session, direction, f.get(35, ""), cl_ord_id, f.get(1, ""), f.get(55, ""),
-            "", "", canonical_data({"raw": raw}))
+    """An application message as it crossed the wire (SOH-delimited), in or out of ``session``.
+
+    The few fields the record indexes are found without parsing the whole message (the writer does
+    this for every message the proxy handles); a later occurrence wins, as in codec.parse.
+    """
+    cl_ord_id = _last(raw, "\x0111=") or _last(raw, "\x01379=")  # 35=j names the order in 379
+    # canonical_data({"raw": raw}), without the dict: the one key needs no sorting.
+    data = '{"raw":' + _encoder.encode(raw).decode() + "}"
+    return (now_ns, KIND_MESSAGE, session, direction, _last(raw, "\x0135="), cl_ord_id, _last(raw, "\x011="),
+            _last(raw, "\x0155="), "", "", data)
 
 
 def admin_draft(who: str, what: str, scope: str, reason: str, before: Any, after: Any, now_ns: int) -> Draft:

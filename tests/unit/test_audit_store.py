@@ -7,10 +7,13 @@ import sqlite3
 import threading
 import time
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixproxy.audit import GENESIS, AuditWriter, open_for_reading, verify
-from fixproxy.audit.records import COLUMNS, Record, action_draft, digest, message_draft
+from fixproxy.audit.records import COLUMNS, Record, action_draft, canonical_data, chain, digest, message_draft, seal
 from fixproxy.audit.store import _DRAFT, iter_records
 from fixproxy.core import events as ev
 
@@ -209,3 +212,31 @@ def test_admin_result_from_the_core_is_an_admin_record(writer):
     assert (data["who"], data["what"], data["scope"], data["reason"], data["before"], data["after"]) == \
         ("desk:bob", "kill", "account:ACC1", "limit breach", "ACTIVE", "HALTED")
     assert data["ok"] is True and data["orders_cancelled"] == 3
+
+
+_VALUES = st.text(alphabet=st.characters(blacklist_characters="\x01", blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["35", "11", "379", "1", "55", "58", "44", "9"]), _VALUES), max_size=12))
+def test_message_draft_finds_the_indexed_fields_and_wraps_the_raw_message_canonically(fields):
+    """The writer's fast path (no dict, no int tags) gives what a plain parse and canonical_data give."""
+    raw = "8=FIX.4.4\x01" + "".join(f"{tag}={value}\x01" for tag, value in fields)
+    last = {}
+    for tag, value in fields:
+        last[tag] = value  # a later occurrence wins
+    draft = message_draft("out", "sim", raw, 7)
+    assert draft[4:8] == (last.get("35", ""), last.get("11") or last.get("379", ""), last.get("1", ""),
+                          last.get("55", ""))
+    assert draft[10] == canonical_data({"raw": raw})
+
+
+def test_chain_gives_the_rows_and_hashes_seal_gives():
+    drafts = [message_draft("in", "oms1", RAW_D, 5), action_draft(decision()), message_draft("out", "oms1", RAW_J, 6),
+              action_draft(ev.Notice("note", 9, 'quotes " and \\ and \u00e9'))]
+    rows, seq, last = chain(41, "ab" * 32, drafts)
+    prev = "ab" * 32
+    for n, (draft, row) in enumerate(zip(drafts, rows), start=42):
+        record, prev = seal(n, prev, draft)
+        assert row == (*msgspec.structs.astuple(record), prev)
+    assert (seq, last) == (45, prev)
