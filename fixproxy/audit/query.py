@@ -11,7 +11,7 @@ import sqlite_utils
 
 from ..timefmt import iso
 from .records import KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE, KIND_NOTICE, Record
-from .store import iter_records
+from .store import iter_records, sessions
 
 FORMATS = ("table", "csv", "json")
 
@@ -29,8 +29,13 @@ class Filters(msgspec.Struct, frozen=True):
     code: str = ""
     kind: str = ""
 
-    def sql(self) -> tuple[str, dict]:
-        """An SQL condition on the records table and its parameters."""
+    def sql(self, sessions: list[str] | None = None) -> tuple[str, dict]:
+        """An SQL condition on the records table and its parameters.
+
+        ``sessions``: the store's session names (``store.sessions``). With them a ClOrdID is looked
+        up in the ClOrdID index, as itself and as each ``<session>.<ClOrdID>`` a venue-side message
+        carries; without them, it is matched by its suffix, which reads the whole table.
+        """
         terms, params = [], {}
         if self.start_ns is not None:
             terms.append("ts_ns >= :start")
@@ -45,14 +50,19 @@ class Filters(msgspec.Struct, frozen=True):
                 params[name] = value
         if self.cl_ord_id:
             # Venue-side messages carry "<session>.<ClOrdID>": match those too.
-            terms.append("(cl_ord_id = :cl OR (length(cl_ord_id) > length(:cl)"
-                         " AND substr(cl_ord_id, length(cl_ord_id) - length(:cl)) = '.' || :cl))")
             params["cl"] = self.cl_ord_id
+            if sessions is None:
+                terms.append("(cl_ord_id = :cl OR (length(cl_ord_id) > length(:cl)"
+                             " AND substr(cl_ord_id, length(cl_ord_id) - length(:cl)) = '.' || :cl))")
+            else:
+                names = [name for name in sessions if name]
+                params.update({f"s{i}": f"{name}.{self.cl_ord_id}" for i, name in enumerate(names)})
+                terms.append(f"cl_ord_id IN (:cl{''.join(f', :s{i}' for i in range(len(names)))})")
         return " AND ".join(terms), params
 
 
 def select(db: sqlite_utils.Database, filters: Filters, limit: int | None = None) -> list[Record]:
-    where, params = filters.sql()
+    where, params = filters.sql(sessions(db) if filters.cl_ord_id else None)
     return [record for record, _ in iter_records(db, where, params, limit)]
 
 

@@ -98,6 +98,16 @@ def iter_records(db: sqlite_utils.Database, where: str = "", params: tuple | dic
         yield Record(*row[:-1]), row[-1]
 
 
+def sessions(db: sqlite_utils.Database) -> list[str]:
+    """Every session name in the store, one index seek per name (not a scan of the records)."""
+    sql = f"""WITH RECURSIVE s(name) AS (
+                  SELECT min(session) FROM {TABLE}
+                  UNION ALL
+                  SELECT (SELECT min(session) FROM {TABLE} WHERE session > s.name) FROM s WHERE s.name IS NOT NULL)
+              SELECT name FROM s WHERE name IS NOT NULL"""
+    return [name for (name,) in db.execute(sql)]
+
+
 def head(db: sqlite_utils.Database) -> tuple[int, str]:
     """(seq, hash) of the newest record, or (0, GENESIS) for an empty store."""
     row = db.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()

@@ -11,6 +11,7 @@ import pytest
 from fixproxy.audit import AuditWriter, open_for_reading
 from fixproxy.audit.query import Filters, render, select
 from fixproxy.audit.report import build, render_text
+from fixproxy.audit.store import iter_records, sessions
 from fixproxy.cli import main
 from fixproxy.core import events as ev
 from fixproxy.timefmt import parse_when
@@ -64,6 +65,20 @@ def test_filters_pick_records_by_each_field(store):
     # (kind too: the writer's own start-up notice carries the wall clock, which may fall in any range)
     assert seqs(start_ns=T + 60 * S, end_ns=T + 62 * S, kind="decision") == [("decision", "A2"), ("decision", "A3")]
 
+
+
+def test_a_clordid_is_looked_up_in_its_index_and_finds_what_the_suffix_match_finds(store):
+    """audit show --cl-ord-id seeks the ClOrdID index (itself and <session>.<id> for each session in
+    the store), where the suffix match read every record; both find the same records."""
+    db = open_for_reading(store)
+    assert sessions(db) == sorted({r.session for r in select(db, Filters())})
+    for cl in ("A1", "A2", "B1", "B1-C", "nope"):
+        indexed, suffix = Filters(cl_ord_id=cl).sql(sessions(db)), Filters(cl_ord_id=cl).sql()
+        assert [r for r, _ in iter_records(db, *indexed)] == [r for r, _ in iter_records(db, *suffix)]
+        plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN SELECT * FROM records WHERE "
+                                                       + indexed[0], indexed[1]))
+        assert "idx_records_cl_ord_id" in plan and "SCAN" not in plan
+    assert [r.cl_ord_id for r in select(db, Filters(cl_ord_id="A1"))] == ["A1", "A1", "oms1.A1"]
 
 def test_show_formats_table_csv_json_carry_the_same_records(store):
     """Table, CSV and JSON list the same records; CSV and JSON keep every column and the decoded detail."""
