@@ -237,7 +237,7 @@ class Proxy:
         # interpreter lock the order path needs.
         self.audit = (AuditProcess(loaded.audit_path, batch_size=audit.batch_size,
                                    flush_interval_ms=audit.flush_interval_ms, note=f"config {loaded.path}",
-                                   log_level=cfg.proxy.log_level)
+                                   log_level=cfg.proxy.log_level, priority=cfg.proxy.writer_priority)
                       if audit.enabled else None)
         self.feed = Feed()
         self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
@@ -253,7 +253,8 @@ class Proxy:
         self.application = self.engine.application
         # The state writer copies changes out under the engine's core lock: made once the engine is.
         self.changes = ChangeCollector(self.application.lock, self.core)
-        self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level, source=self.changes.take)
+        self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level, source=self.changes.take,
+                                  priority=cfg.proxy.writer_priority)
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
 

@@ -53,6 +53,9 @@ class ProxySection(_Strict):
     #: The FIX engine: "quickfix" (the quickfix library, its own threads) or "native" (the proxy's
     #: own asyncio session layer, every session on one thread; same stores and logs on disk).
     engine: Literal["quickfix", "native"] = "quickfix"
+    #: The audit and state writer processes: "idle" (they yield the CPU to the order path while they
+    #: keep up, and go back to normal priority when they fall behind) or "normal".
+    writer_priority: Literal["idle", "normal"] = "idle"
 
 
 class AcceptorSection(_Strict):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import structlog
@@ -51,7 +53,79 @@ def _state_writer(path: str, flush_ms: int):
 _WRITERS = {"audit": _audit_writer, "state": _state_writer}
 
 
-def _child(requests, replies, kind: str, kwargs: dict, log_level: str) -> None:
+class WriterPriority:
+    """A writer process that yields the CPU to the order path while it keeps up.
+
+    Its threads run under ``SCHED_IDLE``: on a machine whose cores are shared with the proxy (and,
+    in the benchmark, with the load generator and the venue), the writer's bursts of SQLite work
+    then wait for a free core instead of taking one from a process that carries an order. A writer
+    at idle priority gets almost no CPU while every core is busy, so it falls behind exactly when
+    the load is highest: when a cycle of the writer ends more than ``late_s`` after it was due, its
+    threads go back to normal priority, and stay there until ``hold_s`` pass without that.
+
+    Going back needs the right to raise a thread's priority (CAP_SYS_NICE, or RLIMIT_NICE of 20
+    or more: root has it; a service can be given it with systemd's ``AmbientCapabilities`` or
+    ``LimitNICE``). ``available`` checks it on a throwaway thread; without it the writer stays at
+    normal priority, since it could not be brought back.
+    """
+
+    def __init__(self, late_s: float = 0.25, hold_s: float = 10.0, tids=None):
+        self.late_s, self.hold_s = late_s, hold_s
+        self._tids = tids  # None: every thread of this process, as it is at each change
+        self.idle = False
+        self._normal_until = 0.0
+        self.raised = 0  # times the writer went back to normal priority
+        self._log = structlog.get_logger("fixproxy.writer")
+
+    @staticmethod
+    def available() -> bool:
+        """Whether a thread of this process can go to idle priority and back."""
+        if not hasattr(os, "SCHED_IDLE"):
+            return False
+        ok: list[bool] = []
+
+        def probe() -> None:
+            try:
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                ok.append(True)
+            except OSError:
+                ok.append(False)
+
+        thread = threading.Thread(target=probe, name="fixproxy-priority-probe")
+        thread.start()
+        thread.join()
+        return ok == [True]
+
+    def _set(self, policy: int) -> None:
+        tids = self._tids if self._tids is not None else [int(t) for t in os.listdir("/proc/self/task")]
+        for tid in tids:
+            try:
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
+            except OSError:  # a thread that ended meanwhile
+                pass
+
+    def lower(self) -> None:
+        self._set(os.SCHED_IDLE)
+        self.idle = True
+
+    def cycle(self, late_s: float) -> None:
+        """After each writer cycle: how much later than due it ended."""
+        now = time.monotonic()
+        if late_s > self.late_s:
+            self._normal_until = now + self.hold_s
+            if self.idle:
+                self._set(os.SCHED_OTHER)
+                self.idle = False
+                self.raised += 1
+                self._log.warning("writer_priority_raised", late_ms=round(late_s * 1000, 1),
+                                  detail=f"the writer fell behind at idle priority; normal priority for "
+                                         f"at least {self.hold_s:g} s")
+        elif not self.idle and now >= self._normal_until:
+            self.lower()
+
+
+def _child(requests, replies, kind: str, kwargs: dict, log_level: str, priority: str = "normal") -> None:
     """The writer process: batches of items in, flush acknowledgements out."""
     import sqlite3
 
@@ -69,6 +143,15 @@ def _child(requests, replies, kind: str, kwargs: dict, log_level: str) -> None:
     except (AuditError, sqlite3.Error, OSError) as exc:
         replies.send(("error", str(exc)))
         return
+    if priority == "idle":
+        if WriterPriority.available():
+            pacer = WriterPriority()
+            pacer.lower()
+            writer.on_cycle = pacer.cycle
+        else:
+            structlog.get_logger(f"fixproxy.{kind}").warning(
+                "writer_priority_unavailable", detail="no right to raise a thread's priority back "
+                "(CAP_SYS_NICE or RLIMIT_NICE); the writer runs at normal priority")
     replies.send(("ready", ""))
     put = writer.put
     try:
@@ -96,9 +179,11 @@ def _child(requests, replies, kind: str, kwargs: dict, log_level: str) -> None:
 class WriterProcess:
     """A store writer (``kind`` "audit" or "state") in a child process; see the module's doc."""
 
-    def __init__(self, kind: str, kwargs: dict, *, send_interval_ms: int = 20, log_level: str = "info"):
+    def __init__(self, kind: str, kwargs: dict, *, send_interval_ms: int = 20, log_level: str = "info",
+                 priority: str = "normal"):
         self.kind = kind
         self.kwargs = kwargs
+        self.priority = priority  # "idle": see WriterPriority
         self.send_s = send_interval_ms / 1000
         self.log_level = log_level
         self.lost = 0
@@ -121,7 +206,8 @@ class WriterProcess:
         child_requests, self._requests = ctx.Pipe(duplex=False)
         self._replies, child_replies = ctx.Pipe(duplex=False)
         self._process = ctx.Process(target=_child, name=f"fixproxy-{self.kind}-writer", daemon=True,
-                                    args=(child_requests, child_replies, self.kind, self.kwargs, self.log_level))
+                                    args=(child_requests, child_replies, self.kind, self.kwargs, self.log_level,
+                                          self.priority))
         self._process.start()
         child_requests.close()
         child_replies.close()
@@ -191,9 +277,10 @@ class AuditProcess(WriterProcess):
     """``AuditWriter``'s interface as the proxy uses it (message, record), the writer in a child process."""
 
     def __init__(self, path: Path, *, batch_size: int = 1000, flush_interval_ms: int = 200, note: str = "",
-                 log_level: str = "info"):
+                 log_level: str = "info", priority: str = "normal"):
         super().__init__("audit", {"path": str(path), "batch_size": batch_size,
-                                   "flush_interval_ms": flush_interval_ms, "note": note}, log_level=log_level)
+                                   "flush_interval_ms": flush_interval_ms, "note": note}, log_level=log_level,
+                         priority=priority)
 
     def message(self, direction: str, session: str, raw: str, now_ns: int) -> None:
         self._items.append((_MESSAGE, direction, session, raw, now_ns))
@@ -209,8 +296,9 @@ class StateProcess(WriterProcess):
     leaves: what the core changed since the last one, copied out then.
     """
 
-    def __init__(self, path: Path, *, flush_ms: int = 20, log_level: str = "info", source=None):
-        super().__init__("state", {"path": str(path), "flush_ms": flush_ms}, log_level=log_level)
+    def __init__(self, path: Path, *, flush_ms: int = 20, log_level: str = "info", source=None,
+                 priority: str = "normal"):
+        super().__init__("state", {"path": str(path), "flush_ms": flush_ms}, log_level=log_level, priority=priority)
         self._source = source
 
     def _drain(self) -> list:

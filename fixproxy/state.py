@@ -123,6 +123,8 @@ class StateStore:
         self._put = 0
         self._written = 0
         self._written_changed = threading.Condition()
+        #: Called after each cycle with how much later than ``flush_ms`` it ended, in seconds.
+        self.on_cycle = None
         db = self._open()
         for table, pk in _PKS.items():
             if not db[table].exists():
@@ -197,6 +199,7 @@ class StateStore:
         db = self._open()
         stop = False
         while not stop:
+            started = time.monotonic()
             self._wake.wait(self.flush_s)
             self._wake.clear()
             batch = []
@@ -216,6 +219,8 @@ class StateStore:
                     with self._written_changed:
                         self._written += len(batch)
                         self._written_changed.notify_all()
+            if self.on_cycle is not None:
+                self.on_cycle(time.monotonic() - started - self.flush_s)
         db.conn.close()
 
     def _write(self, db: sqlite_utils.Database, batch: list[Capture]) -> None:

@@ -147,6 +147,9 @@ class AuditWriter:
         self._pending = 0  # records inserted in the open transaction, not yet committed
         self._pending_since = 0.0  # monotonic time of the open transaction's first insert
         self._log = structlog.get_logger("fixproxy.audit")
+        #: Called after each cycle with how much later than its interval the cycle ended, in seconds
+        #: (``offload.WriterPriority.cycle``: a writer at idle priority that falls behind).
+        self.on_cycle = None
 
     # ------------------------------------------------------------ any thread: enqueue only
 
@@ -208,8 +211,10 @@ class AuditWriter:
         # (or batch_size records, or a flush): draining a whole flush interval at once was a burst
         # of about 12 ms of CPU every 200 ms at 1,000 orders/s, and on two cores the order path's
         # processes waited behind it.
+        interval = min(self.flush_interval_s, WORK_INTERVAL_S)
         while True:
-            self._wake.wait(min(self.flush_interval_s, WORK_INTERVAL_S))
+            started = time.monotonic()
+            self._wake.wait(interval)
             self._wake.clear()
             batch: list[Draft] = []
             waiters: list[threading.Event] = []
@@ -233,6 +238,8 @@ class AuditWriter:
                 done.set()
             if stop:
                 return
+            if self.on_cycle is not None:
+                self.on_cycle(time.monotonic() - started - interval)
 
     def _collect(self, item: tuple, batch: list[Draft], waiters: list[threading.Event]) -> bool:
         """Turn one queue item into a draft (on this thread, off the order path). True: stop after this batch."""
