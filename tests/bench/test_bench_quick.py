@@ -112,3 +112,29 @@ def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
         _has(w["gc"], "gen0", "gen1", "gen2", where="window gc")
     assert windows[1]["orders_so_far"] > windows[0]["orders_so_far"]
     assert "run folder kept" not in done.stdout  # its stores are removed unless asked to keep them
+
+
+def test_ab_run_interleaves_a_and_b_and_merges_each(tmp_path):
+    """scripts/bench_ab.py: A and B windows alternate, each variant's windows merged, B / A per percentile."""
+    out = tmp_path / "ab.json"
+    before = set((REPO / "var" / "bench").glob("ab-*"))
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_ab.py"), "--windows", "2", "--seconds", "1",
+                           "--rate", "200", "--b-set", 'proxy.writer_priority="normal"', "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"bench_ab.py failed:\n{done.stderr[-4000:]}"
+    report = json.loads(out.read_text())
+    assert [(w["window"], w["variant"]) for w in report["windows"]] == [(1, "A"), (1, "B"), (2, "A"), (2, "B")]
+    for w in report["windows"]:
+        _has(w, "acked", "planned", "p50_us", "p90_us", "p99_us", "p99.9_us", "max_us", where="window")
+    for label in ("A", "B"):
+        assert report["merged"][label]["count"] == sum(w["acked"] for w in report["windows"] if w["variant"] == label)
+    _has(report["b_over_a"], "p50", "p90", "p99", "p99.9", where="b_over_a")
+    assert report["b_set"] == ['proxy.writer_priority="normal"']
+    assert report["applied"] == {"A": {}, "B": {"proxy.writer_priority": "normal"}}  # read back from B's config
+    assert set((REPO / "var" / "bench").glob("ab-*")) == before  # its run folder is removed
+
+
+def test_ab_run_refuses_a_change_it_cannot_read():
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_ab.py"), "--b-set", "proxy.writer_priority=normal"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "must be JSON" in done.stderr
