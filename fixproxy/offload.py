@@ -119,8 +119,8 @@ class WriterPriority:
                 self.idle = False
                 self.raised += 1
                 self._log.info("writer_priority_raised", late_ms=round(late_s * 1000, 1),
-                                  detail=f"the writer fell behind at idle priority; normal priority for "
-                                         f"at least {self.hold_s:g} s")
+                               detail=f"the writer fell behind at idle priority; normal priority for "
+                                      f"at least {self.hold_s:g} s")
         elif not self.idle and now >= self._normal_until:
             self.lower()
 

@@ -29,12 +29,11 @@ class Filters(msgspec.Struct, frozen=True):
     code: str = ""
     kind: str = ""
 
-    def sql(self, sessions: list[str] | None = None) -> tuple[str, dict]:
-        """An SQL condition on the records table and its parameters.
+    def sql(self, db: sqlite_utils.Database) -> tuple[str, dict]:
+        """An SQL condition on the records table of ``db`` and its parameters.
 
-        ``sessions``: the store's session names (``store.sessions``). With them a ClOrdID is looked
-        up in the ClOrdID index, as itself and as each ``<session>.<ClOrdID>`` a venue-side message
-        carries; without them, it is matched by its suffix, which reads the whole table.
+        A ClOrdID is looked up in the ClOrdID index, as itself and as ``<session>.<ClOrdID>`` (what a
+        venue-side message carries) for each session name in the store (``store.sessions``).
         """
         terms, params = [], {}
         if self.start_ns is not None:
@@ -51,18 +50,14 @@ class Filters(msgspec.Struct, frozen=True):
         if self.cl_ord_id:
             # Venue-side messages carry "<session>.<ClOrdID>": match those too.
             params["cl"] = self.cl_ord_id
-            if sessions is None:
-                terms.append("(cl_ord_id = :cl OR (length(cl_ord_id) > length(:cl)"
-                             " AND substr(cl_ord_id, length(cl_ord_id) - length(:cl)) = '.' || :cl))")
-            else:
-                names = [name for name in sessions if name]
-                params.update({f"s{i}": f"{name}.{self.cl_ord_id}" for i, name in enumerate(names)})
-                terms.append(f"cl_ord_id IN (:cl{''.join(f', :s{i}' for i in range(len(names)))})")
+            names = [name for name in sessions(db) if name]
+            params.update({f"s{i}": f"{name}.{self.cl_ord_id}" for i, name in enumerate(names)})
+            terms.append(f"cl_ord_id IN (:cl{''.join(f', :s{i}' for i in range(len(names)))})")
         return " AND ".join(terms), params
 
 
 def select(db: sqlite_utils.Database, filters: Filters, limit: int | None = None) -> list[Record]:
-    where, params = filters.sql(sessions(db) if filters.cl_ord_id else None)
+    where, params = filters.sql(db)
     return [record for record, _ in iter_records(db, where, params, limit)]
 
 

@@ -66,15 +66,9 @@ def canonical_data(data: dict[str, Any]) -> str:
 Draft = tuple[int, str, str, str, str, str, str, str, str, str, str]
 
 
-def seal(seq: int, prev_hash: str, draft: Draft) -> tuple[Record, str]:
-    """Chain a draft after the record whose hash is ``prev_hash``: the record and its hash."""
-    record = Record(seq, *draft, prev_hash)
-    return record, digest(record)
-
-
 def chain(seq: int, prev_hash: str, drafts: list[Draft]) -> tuple[list[tuple], int, str]:
     """Chain drafts after record ``seq`` (hash ``prev_hash``): the rows (every column, the hash
-    last), the last seq and hash. The same hashes as ``seal``: a tuple of the columns encodes as
+    last), the last seq and hash. The same hashes as ``digest``: a tuple of the columns encodes as
     the same JSON array as the array-like ``Record``, so the writer hashes it without building one."""
     rows = []
     encode, sha256 = _encoder.encode, hashlib.sha256

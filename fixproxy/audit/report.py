@@ -11,7 +11,7 @@ import sqlite_utils
 from ..timefmt import iso
 from .query import Filters
 from .records import KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE
-from .store import TABLE, iter_records, sessions
+from .store import TABLE, iter_records
 from .verify import verify
 
 _MSG_NAMES = {"D": "new orders (D)", "G": "replaces (G)", "F": "cancels (F)"}
@@ -41,8 +41,7 @@ def _max_observed(values: list[str]) -> str:
 
 def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None) -> dict:
     """The report as plain data (what ``--format json`` prints)."""
-    filters = filters or Filters()
-    where, params = filters.sql(sessions(db) if filters.cl_ord_id else None)
+    where, params = (filters or Filters()).sql(db)
     verdict = verify(db)
     first, last, count = _rows(db, "SELECT min(ts_ns), max(ts_ns), count(*) FROM {table} {where}", where, params)[0]
     dwhere = _and(where, f"kind = '{KIND_DECISION}'")

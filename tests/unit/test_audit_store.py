@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixproxy.audit import GENESIS, AuditWriter, open_for_reading, verify
-from fixproxy.audit.records import COLUMNS, Record, action_draft, canonical_data, chain, digest, message_draft, seal
+from fixproxy.audit.records import COLUMNS, Record, action_draft, canonical_data, chain, digest, message_draft
 from fixproxy.audit.store import _DRAFT, iter_records
 from fixproxy.core import events as ev
 
@@ -231,12 +231,13 @@ def test_message_draft_finds_the_indexed_fields_and_wraps_the_raw_message_canoni
     assert draft[10] == canonical_data({"raw": raw})
 
 
-def test_chain_gives_the_rows_and_hashes_seal_gives():
+def test_chain_gives_each_record_the_hash_verify_checks():
     drafts = [message_draft("in", "oms1", RAW_D, 5), action_draft(decision()), message_draft("out", "oms1", RAW_J, 6),
               action_draft(ev.Notice("note", 9, 'quotes " and \\ and \u00e9'))]
     rows, seq, last = chain(41, "ab" * 32, drafts)
     prev = "ab" * 32
     for n, (draft, row) in enumerate(zip(drafts, rows), start=42):
-        record, prev = seal(n, prev, draft)
+        record = Record(n, *draft, prev)
+        prev = digest(record)  # what audit verify recomputes
         assert row == (*msgspec.structs.astuple(record), prev)
     assert (seq, last) == (45, prev)
