@@ -131,11 +131,12 @@ def logon_check(logon):
     return check
 
 
-class QuickfixEngine:
-    """The quickfix engines of the proxy: one acceptor (OMS and risk-desk sessions), one initiator (venues)."""
+class QuickfixSessions:
+    """The proxy's quickfix sessions as configured, without an application: the settings (written
+    beside the stores), the store and log factories and the socket classes. ``QuickfixEngine``
+    runs the proxy on them; ``scripts/bench_qfrelay.py`` runs the same sessions with no proxy in them."""
 
-    def __init__(self, proxy: "Proxy", kwargs: dict):
-        loaded = proxy.loaded
+    def __init__(self, loaded: LoadedConfig):
         cfg = loaded.config
         state = loaded.state_dir
         acc = cfg.acceptor
@@ -162,12 +163,12 @@ class QuickfixEngine:
             {**common_defaults(state, "venue"), "ConnectionType": "initiator"},
             venue_blocks,
         )
-        infos = [session_info(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms]
-        infos += [session_info(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id))
-                  for v in cfg.venues]
+        self.infos = [session_info(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id))
+                      for s in cfg.oms]
+        self.infos += [session_info(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id))
+                       for v in cfg.venues]
         if desk.comp_id:
-            infos.append(session_info(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
-        self.application = ProxyApplication(proxy.core, infos, proxy.recorder, **kwargs)
+            self.infos.append(session_info(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
         oms_store = (fix.MemoryStoreFactory() if cfg.proxy.oms_store == "memory"
                      else fix.FileStoreFactory(self.acceptor_settings))
         self._stores = [oms_store, fix.FileStoreFactory(self.initiator_settings)]
@@ -175,16 +176,29 @@ class QuickfixEngine:
             [fix.FileLogFactory(self.acceptor_settings), fix.FileLogFactory(self.initiator_settings)]
             if cfg.proxy.message_log else [None, None]
         )
-        threaded = cfg.proxy.threaded_sockets
-        self.acceptor = self._engine(fix.ThreadedSocketAcceptor if threaded else fix.SocketAcceptor,
-                                     self.acceptor_settings, 0)
-        self.initiator = self._engine(fix.ThreadedSocketInitiator if threaded else fix.SocketInitiator,
-                                      self.initiator_settings, 1)
+        self._threaded = cfg.proxy.threaded_sockets
 
-    def _engine(self, cls, settings, i):
+    def engines(self, application: fix.Application) -> tuple[fix.Acceptor, fix.Initiator]:
+        """The acceptor (OMS and risk-desk sessions) and the initiator (venues), calling back ``application``."""
+        threaded = self._threaded
+        return (self._engine(fix.ThreadedSocketAcceptor if threaded else fix.SocketAcceptor, application,
+                             self.acceptor_settings, 0),
+                self._engine(fix.ThreadedSocketInitiator if threaded else fix.SocketInitiator, application,
+                             self.initiator_settings, 1))
+
+    def _engine(self, cls, application, settings, i):
         if self._logs[i] is None:
-            return cls(self.application, self._stores[i], settings)
-        return cls(self.application, self._stores[i], settings, self._logs[i])
+            return cls(application, self._stores[i], settings)
+        return cls(application, self._stores[i], settings, self._logs[i])
+
+
+class QuickfixEngine:
+    """The quickfix engines of the proxy: one acceptor (OMS and risk-desk sessions), one initiator (venues)."""
+
+    def __init__(self, proxy: "Proxy", kwargs: dict):
+        self.sessions = QuickfixSessions(proxy.loaded)  # kept: quickfix's threads use its factories
+        self.application = ProxyApplication(proxy.core, self.sessions.infos, proxy.recorder, **kwargs)
+        self.acceptor, self.initiator = self.sessions.engines(self.application)
 
     async def start(self) -> None:
         self.initiator.start()

@@ -1,15 +1,17 @@
 """``make bench``: what the proxy costs, measured against a direct link in one run.
 
-Five setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports,
+Six setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports,
 started once and reused for every window:
 
 - ``direct``: load-generating OMS -> venue simulator (the simulator answers the OMS's CompIDs);
 - ``relay``: OMS -> a byte relay (bench_relay.py) -> venue: one more hop that does no work;
+- ``qf_relay``: OMS -> the proxy's quickfix sessions with nothing of the proxy in them
+  (bench_qfrelay.py) -> venue: the floor under the quickfix engine;
 - ``pass_through``: OMS -> proxy -> venue, ``[risk] rules = []``, otherwise the full setup's settings;
 - ``full``: OMS -> proxy -> venue with the shipped config (every rule, message logs on);
 - ``full_native``: ``full`` with ``[proxy] engine = "native"``.
 
-Latency windows run interleaved (direct, relay, pass_through, full, full_native, direct, ...) at
+Latency windows run interleaved (direct, relay, qf_relay, pass_through, full, full_native, direct, ...) at
 fixed offered rates, the lowest rate's windows first, open loop, measured from each order's
 intended send time to its ExecutionReport 39=0 (see bench_oms.py). Throughput is the highest
 offered rate a setup sustains for a whole step (see SUSTAIN below): found with short probes, then
@@ -50,10 +52,10 @@ import benchlib
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent
-SETUPS = ("direct", "relay", "pass_through", "full", "full_native")
+SETUPS = ("direct", "relay", "qf_relay", "pass_through", "full", "full_native")
 # Full-length throughput steps, and their retries, in this order: the setups the issue's throughput
 # targets compare come first, so the time budget never drops their retry for another setup's.
-STEP_ORDER = ("direct", "full", "full_native", "pass_through", "relay")
+STEP_ORDER = ("direct", "full", "full_native", "pass_through", "qf_relay", "relay")
 SCHEMA = 1
 
 # Per mode: latency rates and windows, throughput search and confirmation. The full run's search
@@ -321,6 +323,10 @@ class Setup:
                                                       str(cfg["acceptor_port"]), "--to", str(cfg["venue"]["port"])],
                                state / "relay.stderr", stdin=False)
             self.proxy.expect("listening", 30)
+        elif self.name == "qf_relay":
+            self.proxy = Child(f"{self.name}/relay", [str(SCRIPTS / "bench_qfrelay.py"), "--config", str(cfg["path"])],
+                               state / "relay.stderr", stdin=True)
+            self.proxy.expect("listening", 60)
         elif self.name != "direct":
             self.proxy = Child(f"{self.name}/proxy", [str(SCRIPTS / "bench_proxy.py"), "--config", str(cfg["path"]),
                                                       *self.proxy_args], state / "proxy.stderr", stdin=True)
@@ -340,7 +346,7 @@ class Setup:
     def window(self, rate: float, duration_s: float, max_in_flight: int, ack_timeout_s: float,
                abort_lag_s: float | None = None) -> dict:
         """One measurement window; the proxy's residence samples cover exactly this window."""
-        timed = self.proxy is not None and self.name != "relay"
+        timed = self.proxy is not None and self.name not in ("relay", "qf_relay")
         if timed:
             self.proxy.request({"cmd": "reset"}, "reset", 30)
         cmd = {"cmd": "window", "id": next(self.window_ids), "rate": rate, "duration_s": duration_s,
@@ -742,7 +748,8 @@ def ratios(latency: dict, throughput: dict) -> dict:
     keys = [k for k, _ in benchlib.PERCENTILES] + ["max"]
     pairs = (("full/direct", "full", "direct"), ("pass_through/direct", "pass_through", "direct"),
              ("full/pass_through", "full", "pass_through"), ("relay/direct", "relay", "direct"),
-             ("full/relay", "full", "relay"), ("full_native/direct", "full_native", "direct"),
+             ("full/relay", "full", "relay"), ("qf_relay/direct", "qf_relay", "direct"),
+             ("full/qf_relay", "full", "qf_relay"), ("full_native/direct", "full_native", "direct"),
              ("full_native/relay", "full_native", "relay"), ("full_native/full", "full_native", "full"))
     lat = {rate: {label: {k: _ratio(by[a]["latency_us"][k], by[b]["latency_us"][k]) for k in keys}
                   for label, a, b in pairs}
@@ -878,8 +885,8 @@ def caveats(args, throughput: dict, latency: dict, found: dict, skipped: list[st
         "quickfix one includes it (quickfix writes inside sendToTarget)",
         "replay speed and halt-to-last-cancel time for 1,000 working orders are measured by `make bench` after "
         "this harness (scripts/replay_speed.py, scripts/bench_halt.py), not here",
-        "all processes share 2 cores: the direct setup runs 2 busy processes, the relay setup 3, the proxy "
-        "setups 3 plus the proxy's two store writer processes, so the proxy's cost includes competing for CPU "
+        "all processes share 2 cores: the direct setup runs 2 busy processes, the relay and qf_relay setups 3, "
+        "the proxy setups 3 plus the proxy's two store writer processes, so the proxy's cost includes competing for CPU "
         "with the load generator and the venue simulator",
         "quickfix acceptors (proxy, venue simulator) bind every interface (quickfix 1.16 has no bind-address "
         "setting); AllowedRemoteAddresses limits them to 127.0.0.1 and every connection is made to 127.0.0.1",
@@ -1090,6 +1097,8 @@ def settings(args, cfgs: dict, overrides: list[str]) -> dict:
                   "alternating (they never cross: every rule passes them)",
         "order_path": {"direct": "OMS -> venue simulator",
                        "relay": "OMS -> byte relay (scripts/bench_relay.py: uvloop, no FIX work) -> venue simulator",
+                       "qf_relay": "OMS -> the proxy's quickfix sessions, same settings, forwarding each application "
+                                   "message unchanged (scripts/bench_qfrelay.py: no proxy work) -> venue simulator",
                        "pass_through": "OMS -> proxy -> venue simulator", "full": "OMS -> proxy -> venue simulator",
                        "full_native": "OMS -> proxy (native engine) -> venue simulator"},
         "proxy": proxy_setups,
@@ -1098,7 +1107,7 @@ def settings(args, cfgs: dict, overrides: list[str]) -> dict:
         "windows": args.windows,
         "window_s": args.window_s,
         "warmup_s": args.warmup_s,
-        "order_of_windows": "interleaved per window index and rate: direct, pass_through, full",
+        "order_of_windows": "interleaved per window index and rate: " + ", ".join(SETUPS),
         "probe_s": args.probe_s,
         "step_s": args.step_s,
         "search_start": args.search_start,
