@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SETUPS = ("direct", "relay", "pass_through", "full", "full_native")
+SETUPS = ("direct", "relay", "qf_relay", "pass_through", "full", "full_native")
 PROXIES = ("pass_through", "full", "full_native")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 RATIOS = ("full/direct", "pass_through/direct", "full/pass_through", "relay/direct", "full/relay",
-          "full_native/direct", "full_native/relay", "full_native/full")
+          "qf_relay/direct", "full/qf_relay", "full_native/direct", "full_native/relay", "full_native/full")
 
 pytestmark = pytest.mark.bench
 
@@ -65,9 +65,11 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
             _has(agg, "windows", "orders", "all_acked", "sustained", "latency_us", "service_time_us",
                  "residence_us", "per_window", where=where)
             _has(agg["orders"], "planned", "sent", "acked", "rejected", "timeouts", "unsent", where=where)
+            # Not a figure: a setup whose orders never come back (a relay that forwards nothing) measures nothing.
+            assert agg["orders"]["acked"] > 0, f"{where}: no order acknowledged"
             _has(agg["latency_us"], *PERCENTILES, "count", where=f"{where}.latency_us")
             _has(agg["service_time_us"], *PERCENTILES, "count", where=f"{where}.service_time_us")
-            if name in ("direct", "relay"):  # no proxy: nothing to time inside it
+            if name in ("direct", "relay", "qf_relay"):  # no proxy: nothing to time inside it
                 assert agg["residence_us"] is None
             else:
                 for direction in ("oms_to_venue", "venue_to_oms"):
@@ -88,14 +90,16 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
             _has(values, *PERCENTILES, where=f"ratios.latency.{rate}.{pair}")
     _has(report["ratios"]["throughput"], *RATIOS, where="ratios.throughput")
     _has(report["targets"], "throughput_full_ge_0.5x_direct", "throughput_full_native_ge_0.5x_direct",
-         where="targets")
+         "throughput_floor_qf_relay_ge_0.5x_direct", where="targets")
     for rate in report["latency"]:
         _has(report["targets"][rate], "full_p50_le_2.0x_direct", "full_p99_le_2.5x_direct",
              "full_over_pass_through_p50_le_1.10", "full_native_p50_le_2.0x_direct",
-             "full_native_p99_le_2.5x_direct", where=f"targets.{rate}")
+             "full_native_p99_le_2.5x_direct", "floor_qf_relay_p50_le_2.0x_direct",
+             "floor_qf_relay_p99_le_2.5x_direct", where=f"targets.{rate}")
     for name in PROXIES:
         _has(report["processes"][name]["pids"], "venue", "proxy", "oms", where=f"processes.{name}.pids")
-    _has(report["processes"]["relay"]["pids"], "venue", "relay", "oms", where="processes.relay.pids")
+    for name in ("relay", "qf_relay"):
+        _has(report["processes"][name]["pids"], "venue", "relay", "oms", where=f"processes.{name}.pids")
 
 
 def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
