@@ -38,7 +38,7 @@ integration: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
 
-# The benchmark: direct vs pass-through vs full proxy, interleaved, in one run (under 10 minutes;
+# The benchmark: direct, two relays and three proxy setups, interleaved, in one run (under 10 minutes;
 # BENCH_ARGS=--quick for about a minute and a half). Prints the report and writes $(BENCH_OUT); then the
 # halt-and-cancel time for 1,000 working orders and the replay speed on 100,000 orders.
 bench: $(STAMP)
