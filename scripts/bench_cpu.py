@@ -54,7 +54,7 @@ def _cpu(pid: int) -> dict[str, tuple[float, float]]:
 
 def _name(pid: int) -> str:
     args = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-    for known in ("bench_venue.py", "bench_proxy.py", "bench_oms.py", "bench_relay.py"):
+    for known in ("bench_venue.py", "bench_proxy.py", "bench_oms.py", "bench_relay.py", "bench_qfrelay.py"):
         if any(a.endswith(known) for a in args):
             return known.removesuffix(".py")
     if any("resource_tracker" in a for a in args):
