@@ -88,20 +88,25 @@ class CoreBridge:
         # is still being sent and recorded is recorded after it, not before. One hold, not two: with
         # two engine threads, every release between them is a chance for the other to take the lock.
         with self.lock:
-            if self.on_message is not None:
-                self.on_message("in", info.name, raw, now)
-            if info.role == "oms":
-                self._run(codec.decode_oms(fields, info.name, now))
-            elif info.role == "venue":
-                try:
-                    event = codec.decode_venue(fields, info.name, now)
-                except codec.Invalid as exc:
-                    self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
-                    return
-                if event is not None:
-                    self._run(event)
+            self.receive_locked(info, raw, now, fields)
         if info.role == "admin":
             self._desk_message(info, fields, now)
+
+    def receive_locked(self, info: SessionInfo, raw: str, now: int, fields: dict[int, str]) -> None:
+        """``receive``'s work under the core lock, which the caller holds; a risk-desk message is
+        left to the caller, which hands it to ``_desk_message`` once the lock is released."""
+        if self.on_message is not None:
+            self.on_message("in", info.name, raw, now)
+        if info.role == "oms":
+            self._run(codec.decode_oms(fields, info.name, now))
+        elif info.role == "venue":
+            try:
+                event = codec.decode_venue(fields, info.name, now)
+            except codec.Invalid as exc:
+                self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
+                return
+            if event is not None:
+                self._run(event)
 
     # -------------------------------------------------------------- core hand-off
 

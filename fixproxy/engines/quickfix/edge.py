@@ -118,15 +118,22 @@ class ProxyApplication(CoreBridge, fix.Application):
                 raise fix.DoNotSend()  # not queued for later: the core is told the send failed
 
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
-        now = self.clock()
-        if threading.get_ident() not in self._kept_threads:
-            self._keep_thread()
-        raw = message.toString()
-        fields = codec.parse(raw)
-        info = self._by_header.get((fields.get(8), fields.get(49), fields.get(56)))
-        if info is None:
-            raise fix.UnsupportedMessageType()
-        self.receive(info, raw, now, fields)
+        # The core lock first, before any call into the binding: each such call releases the GIL, and
+        # a message read meanwhile on the other quickfix thread would take it, make its own calls and
+        # hand it back and forth with this one before it blocked on the lock anyway. Waiting for the
+        # lock at once, it waits asleep (A/B at 1,000 orders/s: p99 0.79-0.88x, p99.9 0.58-0.70x).
+        with self.lock:
+            now = self.clock()
+            if threading.get_ident() not in self._kept_threads:
+                self._keep_thread()
+            raw = message.toString()
+            fields = codec.parse(raw)
+            info = self._by_header.get((fields.get(8), fields.get(49), fields.get(56)))
+            if info is None:
+                raise fix.UnsupportedMessageType()
+            self.receive_locked(info, raw, now, fields)
+        if info.role == "admin":
+            self._desk_message(info, fields, now)
 
     def _keep_thread(self) -> None:
         """Keep this quickfix thread's Python thread state between callbacks (see _PYGILSTATE_LOCKED)."""
