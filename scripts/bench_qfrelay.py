@@ -4,8 +4,8 @@ It opens the sessions the quickfix engine opens, from the same config and with t
 (``fixproxy.app.QuickfixSessions``: file stores, message logs, data-dictionary validation, the
 single-threaded socket classes), and hands every application message to the other side as it
 came: one OMS session and one venue, no decoding, no checks, no book, no audit, no state. Its
-Python callback makes two calls into the binding per message (a copy and ``sendToTarget``); the
-proxy makes five. bench.py's ``qf_relay`` setup puts it where the proxy sits: what is left is what
+Python callback makes three calls into the binding per message (the session's name, a copy and
+``sendToTarget``); the proxy makes five. bench.py's ``qf_relay`` setup puts it where the proxy sits: what is left is what
 quickfix itself, driven from Python on two threads, costs, which is the floor under the quickfix
 engine on this machine.
 
