@@ -8,6 +8,7 @@ import hmac
 import itertools
 import logging
 import os
+import pickle
 import signal
 import sqlite3
 import sys
@@ -18,13 +19,14 @@ import msgspec
 import quickfix as fix
 import structlog
 
+from . import codec
 from .admin.control import Control, Feed
 from .admin.fixsession import build_dictionary
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, session_info
-from .engines.quickfix.recovery import recover
+from .engines.quickfix.recovery import store_prefix, stored_messages
 from .engines.quickfix.settings import (
     common_defaults,
     dictionary,
@@ -32,8 +34,10 @@ from .engines.quickfix.settings import (
     session_block,
     write_settings,
 )
-from .offload import AuditProcess, StateProcess, WriterStartError
-from .state import ChangeCollector, StateStore
+from .journal import format as journal_format
+from .journal.recovery import oms_key, recover, write_snapshot
+from .journal.writer import Journal, JournalError
+from .offload import WriterStartError
 
 
 def configure_logging(level: str = "info") -> None:
@@ -77,24 +81,17 @@ def build_core(loaded: LoadedConfig, start_ns: int, next_id=None) -> ProxyCore:
 
 
 class Recorder:
-    """Where decisions, alerts, admin results and notices go: the audit store (if any), the admin
-    API's live feed (if any), then structured log lines. The risk desk's commands (AdminKill,
-    AdminSetLimit, AdminSetReference, handed over by the edge before the core applies them) go to
-    the audit store only: their AdminResult is what the feed and the log show."""
+    """Where decisions, alerts, admin results and notices go once journaled: the admin API's live
+    feed (if any), then structured log lines. (The audit store follows the journal.)"""
 
-    def __init__(self, audit: AuditProcess | None = None, feed: Feed | None = None, log_accepted: bool = False) -> None:
+    def __init__(self, feed: Feed | None = None, log_accepted: bool = False) -> None:
         self.log = structlog.get_logger("fixproxy")
-        self.audit = audit
         self.feed = feed
-        # Accepted decisions are in the audit store and the feed; a log line each (log_level "debug")
-        # costs the order path more than the risk checks do.
+        # Accepted decisions are in the journal, the audit store and the feed; a log line each
+        # (log_level "debug") costs the order path more than the risk checks do.
         self.log_accepted = log_accepted
 
-    def __call__(self, action: ev.Action | ev.AdminCommand) -> None:
-        if self.audit is not None:
-            self.audit.record(action)  # enqueued before the edge sends the messages of the same event
-        if isinstance(action, ev.ADMIN_COMMANDS):
-            return
+    def __call__(self, action: ev.Action) -> None:
         if self.feed is not None:
             self.feed.add(action)  # recent items and server-sent events; never blocks
         if isinstance(action, ev.Decision):
@@ -200,6 +197,15 @@ class QuickfixEngine:
         self.application = ProxyApplication(proxy.core, self.sessions.infos, proxy.recorder, **kwargs)
         self.acceptor, self.initiator = self.sessions.engines(self.application)
 
+    def count_journaled(self, inbound_seq: dict[str, int]) -> None:
+        """Count inbound messages the journal has and the session stores had not yet counted (a kill
+        -9 between quickfix's fromApp and its store update): the peer is not asked for them again."""
+        for info in self.application.sessions():
+            seq = inbound_seq.get(info.name)
+            session = fix.Session.lookupSession(info.handle)
+            if seq is not None and session is not None and session.getExpectedTargetNum() == seq:
+                session.setNextTargetMsgSeqNum(seq + 1)
+
     async def start(self) -> None:
         self.initiator.start()
         self.acceptor.start()
@@ -229,6 +235,15 @@ class NativeProxyEngine:
         self.application = NativeEngine(proxy.core, proxy.recorder, config=proxy.loaded.config,
                                         state_dir=proxy.loaded.state_dir, **kwargs)
 
+    def count_journaled(self, inbound_seq: dict[str, int]) -> None:
+        """As ``QuickfixEngine.count_journaled``, on the native engine's stores."""
+        for info in self.application.sessions():
+            seq = inbound_seq.get(info.name)
+            store = info.handle.store
+            if seq is not None and store.next_target == seq:
+                store.next_target = seq + 1
+                store.save_seqnums()
+
     async def start(self) -> None:
         await self.application.start()
 
@@ -237,43 +252,107 @@ class NativeProxyEngine:
 
 
 class Proxy:
-    """The running proxy: the core, its stores and audit trail, and a FIX engine (quickfix or native)."""
+    """The running proxy: the core rebuilt from its journal, the journal, the audit follower and a
+    FIX engine (quickfix or native)."""
 
     def __init__(self, loaded: LoadedConfig):
         self.loaded = loaded
         cfg = loaded.config
         self.start_ns = time.time_ns()
-        self.core = build_core(loaded, self.start_ns)
-        self.core.recover_orders = True  # a report for an order lost in a crash still reaches its OMS
         state = loaded.state_dir
-        audit = cfg.audit
-        # The store writers run in processes of their own (offload.py): their work never holds the
-        # interpreter lock the order path needs.
-        self.audit = (AuditProcess(loaded.audit_path, batch_size=audit.batch_size,
-                                   flush_interval_ms=audit.flush_interval_ms, note=f"config {loaded.path}",
-                                   log_level=cfg.proxy.log_level, priority=cfg.proxy.writer_priority)
-                      if audit.enabled else None)
+        journal_dir = loaded.journal_dir
+        self.log = structlog.get_logger("fixproxy")
+        # The core as it was: the latest snapshot and the journal after it (journal/recovery.py).
+        self.recovered = recover(journal_dir, cfg, lambda: build_core(loaded, self.start_ns), exec_id_generator,
+                                 self._venue_sent, self._oms_sent)
+        # The new segment starts from a snapshot of what was recovered, and the live core is that
+        # snapshot read back: a later recovery from it gives exactly this core.
+        write_snapshot(journal_dir, self.recovered.segment, self.recovered.snapshot)
+        self.core = build_core(loaded, self.start_ns)
+        self.core.import_state(pickle.loads(self.recovered.snapshot))
+        self.core.recover_orders = True  # a report for an order the proxy never knew still reaches its OMS
+        j = cfg.journal
+        self.journal = Journal(journal_dir, self.recovered.segment,
+                               journal_format.Start(self.recovered.segment, self.start_ns, os.getpid(),
+                                                    f"config {loaded.path}"),
+                               sync=j.sync, sync_interval_ms=j.sync_interval_ms)
         self.feed = Feed()
-        self.recorder = Recorder(self.audit, self.feed, log_accepted=cfg.proxy.log_level == "debug")
-        saved = StateStore(state / "state.sqlite")  # read here; written by the writer process
-        self.core.restore(**saved.load(self.start_ns))
-        # Orders sent just before a crash may be missing from the state: the venue session's store
-        # (written before a message goes on the wire, by either engine) has them.
-        self.recovered = recover(self.core, state / "store" / "venue", cfg.venues, self.start_ns)
+        self.recorder = Recorder(self.feed, log_accepted=cfg.proxy.log_level == "debug")
         checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(cfg.risk_desk.name, logon_check(cfg.risk_desk))]
-        kwargs = dict(on_message=self.audit.message if self.audit else None,
-                      check_logon={name: check for name, check in checks if check is not None})
+        kwargs = dict(journal=self.journal, check_logon={name: check for name, check in checks if check is not None})
         self.engine = (NativeProxyEngine if cfg.proxy.engine == "native" else QuickfixEngine)(self, kwargs)
         self.application = self.engine.application
-        # The state writer copies changes out under the engine's core lock: made once the engine is.
-        self.changes = ChangeCollector(self.application.lock, self.core)
-        self.state = StateProcess(state / "state.sqlite", log_level=cfg.proxy.log_level, source=self.changes.take,
-                                  priority=cfg.proxy.writer_priority)
+        self._reconcile()
+        self.audit = self._audit_follower() if cfg.audit.enabled else None
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
-        self.control = Control(self.application.submit, self.application.lock, self.core, self.feed)
+        self.control = Control(self.application.submit, self.application.lock, self.core, self.feed,
+                               health=self.health, resume_recording=self.application.resume_recording)
+
+    # ------------------------------------------------------------ recovery
+
+    def _store_dir(self, side: str) -> Path:
+        return self.loaded.state_dir / "store" / side
+
+    def _venue_sent(self, venue: str) -> set[str]:
+        v = next(v for v in self.loaded.config.venues if v.name == venue)
+        return {codec.parse(raw).get(11, "") for raw in
+                stored_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))}
+
+    def _oms_sent(self, session: str) -> set[tuple] | None:
+        cfg = self.loaded.config
+        if cfg.proxy.oms_store == "memory":
+            return None  # nothing kept across a restart: nothing to send again from
+        s = next(s for s in cfg.oms if s.name == session)
+        return {oms_key(codec.parse(raw)) for raw in
+                stored_messages(self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id))}
+
+    def _reconcile(self) -> None:
+        """What the crash cut short: inbound messages journaled but not counted by the session
+        store are counted; orders that never reached the venue store are refused back to their OMS;
+        reports that never reached an OMS store are sent (kept for its resend request)."""
+        r = self.recovered
+        self.engine.count_journaled(r.inbound_seq)
+        for venue, cl_ord_id in r.send_failed:
+            self.application.submit(ev.VenueSendFailed(venue, cl_ord_id, time.time_ns(), "down"))
+        if r.resend:
+            with self.application.lock:
+                self.application._perform([msgspec.structs.replace(a, poss_resend=True)
+                                           if isinstance(a, ev.OmsReport) else a for a in r.resend])
+        self.log.info("recovered", segments=r.segments_read, inputs_replayed=r.replayed,
+                      seconds=round(r.seconds, 3), not_sent_to_venue=len(r.send_failed), oms_resent=len(r.resend),
+                      journal_segment=r.segment)
+
+    def _audit_follower(self):
+        from .audit.follower import AuditFollowerProcess
+
+        cfg = self.loaded.config
+        return AuditFollowerProcess(self.loaded, journal_position=lambda: self.journal.position,
+                                    on_problem=self._audit_problem, log_level=cfg.proxy.log_level,
+                                    priority=cfg.proxy.writer_priority)
+
+    def _audit_problem(self, kind: str, detail: str) -> None:
+        """The audit follower died, is stuck or recovered (called on the follower supervisor's thread)."""
+        if kind == "ok":
+            self.application.notice(ev.Notice("audit_follower_ok", time.time_ns(), detail))
+        else:
+            self.application.notice(ev.Alert("audit_follower", "firm", "100", kind, "", time.time_ns(),
+                                             f"AUDIT_FOLLOWER_{kind.upper()}: {detail}"))
+
+    # ------------------------------------------------------------ health
+
+    def health(self) -> dict:
+        """What /healthz, status and the dashboard show beside the core's views."""
+        j = self.journal
+        failure = self.core.recording_failure or j.failed
+        journal = {"state": "failed" if failure else "ok", "reason": failure, "segment": j.segment,
+                   "bytes": j.size, "lost_records": j.lost, "sync": j.sync}
+        audit = self.audit.health() if self.audit is not None else {"state": "disabled"}
+        status = "failed" if failure else ("degraded" if audit.get("state") not in ("ok", "disabled") else "ok")
+        return {"status": status, "journal": journal, "audit": audit}
+
+    # ------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
-        self.state.start()
         if self.audit is not None:
             self.audit.start()
         await self.engine.start()
@@ -284,11 +363,11 @@ class Proxy:
         await asyncio.get_running_loop().run_in_executor(None, self._close_stores)
 
     def _close_stores(self) -> None:
-        self.state.flush()
-        self.state.close()
+        with self.application.lock:
+            self.application.journal = None
+            self.journal.close()
         if self.audit is not None:
-            self.audit.flush()
-            self.audit.close()
+            self.audit.stop()
 
 
 def freeze_heap() -> None:
@@ -319,7 +398,7 @@ async def serve(loaded: LoadedConfig) -> None:
     log = structlog.get_logger("fixproxy")
     try:
         proxy = Proxy(loaded)
-    except (sqlite3.Error, OSError, fix.ConfigError, fix.RuntimeError) as exc:
+    except (sqlite3.Error, OSError, JournalError, fix.ConfigError, fix.RuntimeError) as exc:
         # An unreadable store or state folder, or settings quickfix refuses: one clear line, no traceback.
         log.error("start_failed", error=str(exc), state_dir=str(loaded.state_dir))
         raise SystemExit(f"fixproxy: cannot start: {exc} (state in {loaded.state_dir})") from None
@@ -341,7 +420,8 @@ async def serve(loaded: LoadedConfig) -> None:
         oms_sessions=[f"{s.fix_version} {s.comp_id}->{cfg.acceptor.comp_id}" for s in cfg.oms],
         venues=[f"{v.name}={v.host}:{v.port}" for v in cfg.venues],
         state_dir=str(loaded.state_dir),
-        recovered_from_store=proxy.recovered,
+        journal_segment=proxy.journal.segment,
+        inputs_replayed=proxy.recovered.replayed,
     )
     gc_task = asyncio.create_task(_freeze_heap())
     stop = asyncio.Event()

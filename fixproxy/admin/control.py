@@ -79,12 +79,30 @@ class Control:
     """Admin commands and views over a running proxy's core."""
 
     def __init__(self, submit: Callable[[ev.Event], list[ev.Action]], lock: threading.Lock, core,
-                 feed: Feed, clock: Callable[[], int] = time.time_ns):
+                 feed: Feed, clock: Callable[[], int] = time.time_ns, health: Callable[[], dict] | None = None,
+                 resume_recording: Callable[[str, str], ev.AdminResult] | None = None):
         self._submit = submit
         self._lock = lock
         self._core = core
         self.feed = feed
         self.clock = clock
+        self._health = health
+        self._resume_recording = resume_recording
+
+    def health(self) -> dict:
+        """{"status": "ok" | "degraded" | "failed", "journal": {...}, "audit": {...}} (see app.Proxy.health)."""
+        if self._health is None:
+            failure = self._core.recording_failure
+            return {"status": "failed" if failure else "ok",
+                    "journal": {"state": "failed" if failure else "ok", "reason": failure}, "audit": {"state": "disabled"}}
+        return self._health()
+
+    def resume_recording(self, operator: str, reason: str) -> ev.AdminResult:
+        """After a recording failure: resume taking new orders once the journal can grow again."""
+        if self._resume_recording is None:
+            return ev.AdminResult("recording", False, "firm", operator, reason, self.clock(),
+                                  detail="this proxy has no journal to resume")
+        return self._resume_recording(operator, reason)
 
     def _result(self, event: ev.Event) -> ev.AdminResult:
         actions = self._submit(event)

@@ -151,6 +151,12 @@ class LimitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         _reason(self.reason)
 
 
+class ResumeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Resume taking new orders after a recording failure."""
+
+    reason: Annotated[str, Reason]
+
+
 class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Set a symbol's reference price (the collar and notional rules use it)."""
 
@@ -303,7 +309,10 @@ class Route(NamedTuple):
 ROUTES: tuple[Route, ...] = (
     Route("GET", "//", None, "dashboard", "The risk dashboard, a web page that asks for a token (no token needed)"),
     Route("GET", "//dashboard/{asset}", None, "asset", "The dashboard's script and style sheet (no token needed)"),
-    Route("GET", "//healthz", None, "healthz", "Liveness: the API answers (no token needed)", response="Health"),
+    Route("GET", "//healthz", None, "healthz",
+          "Health (no token needed): 200 while the proxy records everything (status ok, or degraded when the audit "
+          "follower is dead, stuck or behind: nothing is lost, the audit store catches up); 503 while it cannot "
+          "record (status failed: new orders are refused)", response="Health"),
     Route("GET", "/openapi.json", None, "openapi", "This document (no token needed)"),
     Route("GET", "/whoami", "viewer", "whoami",
           "The caller's token name and role, and the alert levels (what the dashboard needs to start)",
@@ -340,6 +349,9 @@ ROUTES: tuple[Route, ...] = (
           LimitRequest, "AdminResult"),
     Route("POST", "/reference-prices", "risk", "set_reference", "Set a symbol's reference price",
           ReferenceRequest, "AdminResult"),
+    Route("POST", "/recording/resume", "risk", "resume_recording",
+          "After a recording failure (the journal's disk full): take new orders again, once the journal can grow",
+          ResumeRequest, "AdminResult"),
 )
 
 
@@ -468,7 +480,8 @@ class AdminApi:
     # -- open
 
     async def healthz(self, request, who) -> web.Response:
-        return _json({"status": "ok"})
+        health = await self._run(self.control.health)
+        return _json(health, 503 if health["status"] == "failed" else 200)
 
     async def dashboard(self, request, who) -> web.Response:
         body, content_type = self._assets["index.html"]
@@ -512,7 +525,9 @@ class AdminApi:
         return await self._view("open_orders")
 
     async def summary(self, request, who):
-        return await self._view("summary")
+        summary = await self._run(self.control.view, "summary")
+        summary["health"] = await self._run(self.control.health)
+        return _json(summary)
 
     async def decisions(self, request, who):
         return _json(self.feed.recent("decision", parse_limit(request.query.get("limit"))))
@@ -572,6 +587,11 @@ class AdminApi:
         body = parse_body(await request.read(), LimitRequest)
         self._check_scope(body.layer)
         result = await self._run(self.control.set_limit, body.layer, body.field, body.value, body.reason, who.name)
+        return _json(result_body(result), 200 if result.ok else 422)
+
+    async def resume_recording(self, request, who: Identity):
+        body = parse_body(await request.read(), ResumeRequest)
+        result = await self._run(self.control.resume_recording, who.name, body.reason)
         return _json(result_body(result), 200 if result.ok else 422)
 
     async def set_reference(self, request, who: Identity):
@@ -635,7 +655,14 @@ def _schemas() -> dict[str, Any]:
         **generated,
         "AdminResult": result,
         "Error": _obj({"error": _S}, "What went wrong, in one sentence."),
-        "Health": _obj({"status": {"const": "ok"}}),
+        "Health": _obj({
+            "status": {"enum": ["ok", "degraded", "failed"]},
+            "journal": _obj({"state": {"enum": ["ok", "failed"]}, "reason": _S, "segment": _I, "bytes": _I,
+                             "lost_records": _I, "sync": {"enum": ["none", "interval", "always"]}},
+                            "The write-ahead journal: failed while it cannot grow (new orders refused)"),
+            "audit": _obj({"state": {"enum": ["ok", "behind", "stuck", "dead", "disabled"]}},
+                          "The audit follower (more fields: its position, lag and restarts)"),
+        }),
         "Sessions": sessions,
         "TradingStates": states,
         "Positions": positions,
@@ -649,6 +676,7 @@ def _schemas() -> dict[str, Any]:
                                                    "alert, lowest first")}),
         "ExposureHistory": _obj({"now_ns": _I, "points": _arr(_obj({"t_ns": _I, "gross": _DEC, "net": _DEC}))}),
         "Summary": _obj({
+            "health": {"$ref": ref.format(name="Health")},
             "sessions": {"$ref": ref.format(name="Sessions")},
             "trading_states": {"$ref": ref.format(name="TradingStates")},
             "limits": {"$ref": ref.format(name="LimitSet")},

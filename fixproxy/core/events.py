@@ -132,6 +132,22 @@ class AdminSetReference(msgspec.Struct, frozen=True, tag=True, gc=False):
     now_ns: int
 
 
+class RecordingFailed(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """The edge cannot record the core's inputs (the journal's disk is full, an I/O error): the core
+    refuses new risk until ``RecordingResumed``. Journaled (into the journal's reserve) like any input."""
+
+    reason: str
+    now_ns: int
+
+
+class RecordingResumed(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """A risk user resumed trading after the edge found the journal writable again."""
+
+    operator: str
+    reason: str
+    now_ns: int
+
+
 #: The risk desk's commands (the audit store records them as given; replay applies them again).
 AdminCommand = AdminKill | AdminSetLimit | AdminSetReference
 ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference)
@@ -150,6 +166,8 @@ Event = (
     | AdminKill
     | AdminSetLimit
     | AdminSetReference
+    | RecordingFailed
+    | RecordingResumed
 )
 
 # ---------------------------------------------------------------- actions out

@@ -66,12 +66,24 @@ class Order(msgspec.Struct, gc=False):
         self.cl_ord_id = self.request.cl_ord_id
         self.leaves_qty = self.request.order_qty
 
+    def __reduce__(self):
+        # Pickled (a snapshot) as every field: the constructor alone would reset key, cl_ord_id and
+        # leaves_qty from the request (``__post_init__``).
+        return _rebuild, (tuple(getattr(self, f) for f in self.__struct_fields__),)
+
     @property
     def is_open(self) -> bool:
         return not self.status.is_terminal
 
     def __repr__(self) -> str:
         return f"Order({self.session}/{self.cl_ord_id} {self.status.name} leaves={self.leaves_qty})"
+
+
+def _rebuild(values: tuple) -> Order:
+    order = Order(*values[:4])
+    (order.key, order.cl_ord_id, order.order_id, order.status, order.leaves_qty, order.cum_qty, order.avg_px,
+     order.pending) = values[4:]
+    return order
 
 
 class OrderTable:

@@ -54,26 +54,6 @@ class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cancel_on_disconnect: bool = False
 
 
-class Changes:
-    """What changed since the state store last saved: orders, fills, reference prices, ClOrdIDs used."""
-
-    __slots__ = ("orders", "aliases", "fills", "references", "used_ids", "kill_states", "limit_changes", "exec_ids")
-
-    def __init__(self) -> None:
-        self.exec_ids: list[str] = []
-        self.kill_states: list[ScopeState] = []
-        self.limit_changes: list[tuple[str, str, object]] = []  # (layer, field, value)
-        self.orders: dict[str, Order] = {}
-        self.aliases: list[tuple[str, str, str]] = []  # (order key, OMS ClOrdID, venue ClOrdID)
-        self.fills: list[Fill] = []
-        self.references: set[str] = set()
-        self.used_ids: list[tuple[int, str, str]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.orders or self.aliases or self.fills or self.references or self.used_ids
-                    or self.kill_states or self.limit_changes or self.exec_ids)
-
-
 class ProxyCore:
     """The transport-free proxy: orders in, decisions and messages out.
 
@@ -113,7 +93,11 @@ class ProxyCore:
         self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
         # The aggregate limits each (session, account) is alerted on, for one LimitSet (see _alert_plan).
         self._plans: tuple[LimitSet | None, dict[tuple[str, str], tuple]] = (None, {})
-        self.changes = Changes()
+        #: Why the proxy cannot record its inputs ("" while it can): new risk is refused meanwhile.
+        self.recording_failure = ""
+        #: Live limit changes in the order made (layer, field, value): a snapshot carries them, to be
+        #: applied again on top of the configured limits.
+        self.limit_changes: list[tuple[str, str, object]] = []
         #: Rebuild an order from a venue report when the state lost it (the live proxy after a crash);
         #: off in replay, where an order the replay refused must stay refused.
         self.recover_orders = False
@@ -134,38 +118,12 @@ class ProxyCore:
             ev.AdminKill: self._admin_kill,
             ev.AdminSetLimit: self._admin_set_limit,
             ev.AdminSetReference: self._admin_set_reference,
+            ev.RecordingFailed: self._recording_failed,
+            ev.RecordingResumed: self._recording_resumed,
         }
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
         return self._dispatch[type(event)](event)
-
-    def recover_sent(self, venue: str, msg_type: str, venue_cl_ord_id: str, request: OrderRequest | None,
-                     now_ns: int) -> bool:
-        """Account for a message the venue session's store says was sent (see engines/quickfix/recovery).
-
-        Its ClOrdID counts as used; a NewOrderSingle (with its decoded ``request``) that the state
-        does not know is rebuilt as pending. Returns True if anything was unknown.
-        """
-        session, sep, cl_ord_id = venue_cl_ord_id.partition(".")
-        if not sep or session not in self.sessions:
-            return False
-        day = now_ns // _DAY_NS
-        seen = self.orders.seen(session, day)
-        unknown = cl_ord_id not in seen
-        if unknown:
-            self._use_id(session, cl_ord_id, now_ns)
-        if msg_type == "D" and request is not None and self.orders.by_venue(venue_cl_ord_id) is None:
-            order = Order(session, venue, msgspec.structs.replace(request, cl_ord_id=cl_ord_id), venue_cl_ord_id)
-            self.orders.add(order)
-            self._sync_working(order)
-            self.changes.aliases.append((order.key, cl_ord_id, venue_cl_ord_id))
-            return True
-        return unknown
-
-    def take_changes(self) -> Changes:
-        """Hand over what changed since the last call (the caller saves it) and start afresh."""
-        changes, self.changes = self.changes, Changes()
-        return changes
 
     def restore(self, orders: Iterable[Order], aliases: Iterable[tuple[str, str, str]], fills: Iterable[Fill],
                 references: Iterable[tuple[str, Decimal, int]], used_ids: Iterable[tuple[int, str, str]],
@@ -179,6 +137,7 @@ class ProxyCore:
             self.kill.load(state)
         for layer, name, value in limit_changes:
             self.limits.replace(_set_limit(self.limits.limits, layer, name, value))
+            self.limit_changes.append((layer, name, value))
         by_key = {}
         for order in orders:
             by_key[order.key] = order
@@ -200,7 +159,46 @@ class ProxyCore:
             self.book.set_reference(symbol, price, time_ns)
         for day, session, cl_ord_id in used_ids:
             self.orders.seen(session, day).add(cl_ord_id)
-        self.changes = Changes()
+
+    # ------------------------------------------------------------ snapshots
+
+    def export_state(self) -> dict:
+        """Everything the core learnt from its events, for a snapshot (pickled by the journal).
+
+        What the config gives (sessions, venues, rules, limits as configured, instruments) is not in
+        it: a snapshot is applied to a core made from the config of the day (``import_state``), the
+        live limit changes and reference prices on top, as they were made.
+        """
+        refs = [(s, i.reference_price, i.reference_time_ns) for s, i in self.instruments.items()
+                if i.reference_price is not None and i.reference_time_ns]
+        return {"orders": self.orders, "book": self.book, "kill": self.kill, "kill_cancels": self._kill_cancels,
+                "exec_ids": self._exec_ids, "alerted": self._alerted, "recent": self._recent,
+                "limit_changes": self.limit_changes, "references": refs, "up": set(self.up),
+                "recording_failure": self.recording_failure}
+
+    def import_state(self, state: dict) -> None:
+        """Take over a snapshot's state (``export_state``) on a core made from the config."""
+        self.orders, self.kill = state["orders"], state["kill"]
+        self._kill_cancels, self._exec_ids = state["kill_cancels"], state["exec_ids"]
+        self._alerted, self._recent = state["alerted"], state["recent"]
+        self.recording_failure = state["recording_failure"]
+        self.up = set(state["up"])
+        self.limit_changes = []
+        for layer, name, value in state["limit_changes"]:
+            self.limits.replace(_set_limit(self.limits.limits, layer, name, value))
+            self.limit_changes.append((layer, name, value))
+        book = state["book"]
+        book.instruments = self.instruments  # the config's instruments, with the references as they were
+        self.book = book
+        for symbol, price, time_ns in state["references"]:
+            inst = self.instruments.get(symbol)
+            if inst is None or (inst.reference_time_ns or 0) <= time_ns:
+                self.instruments[symbol] = msgspec.structs.replace(inst or Instrument(symbol),
+                                                                   reference_price=price, reference_time_ns=time_ns)
+
+    def sessions_gone(self) -> None:
+        """The process that ran the sessions ended: none is logged on (a new process starts with none)."""
+        self.up.clear()
 
     # ------------------------------------------------------------ orders from an OMS
 
@@ -222,12 +220,10 @@ class ProxyCore:
 
     def _alias(self, order: Order, cl_ord_id: str, venue_id: str) -> None:
         self.orders.alias(order, cl_ord_id, venue_id)
-        self.changes.aliases.append((order.key, cl_ord_id, venue_id))
 
     def _use_id(self, session: str, cl_ord_id: str, now_ns: int) -> None:
         day = now_ns // _DAY_NS
         self.orders.seen(session, day).add(cl_ord_id)
-        self.changes.used_ids.append((day, session, cl_ord_id))
 
     def _count_message(self, session: str, now_ns: int) -> None:
         """Slide the session's one-second window of order messages (the throttle reads it)."""
@@ -241,9 +237,8 @@ class ProxyCore:
     def _sync_working(self, order: Order) -> None:
         """Make the book's working exposure of ``order`` match its state (a pending replace counts at the larger size).
 
-        Called on every change of an order, so it is also where the order is marked for saving.
+        Called on every change of an order.
         """
-        self.changes.orders[order.key] = order
         if not order.is_open:
             self.book.set_working(order.key, None)
             return
@@ -298,7 +293,6 @@ class ProxyCore:
             return [self._decision(session, "D", order, e.now_ns, rej), self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
         self.orders.add(tracked)
-        self.changes.aliases.append((tracked.key, order.cl_ord_id, tracked.venue_cl_ord_id))
         self._sync_working(tracked)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
@@ -414,7 +408,6 @@ class ProxyCore:
             if e.poss_dup and r.exec_id in self._exec_ids:
                 return [ev.Notice("possdup_report_ignored", e.now_ns, f"venue {e.venue} resent ExecID {r.exec_id}")]
             self._exec_ids.add(r.exec_id)
-            self.changes.exec_ids.append(r.exec_id)
         found = self.orders.by_venue(r.cl_ord_id) or (self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None)
         out: list[ev.Action] = []
         if found is None:
@@ -476,7 +469,6 @@ class ProxyCore:
                                r.price, r.account)
         order = Order(session, venue, request, r.cl_ord_id)
         self.orders.add(order)
-        self.changes.aliases.append((order.key, cl_ord_id, r.cl_ord_id))
         return order, cl_ord_id
 
     def _book_fill(self, order: Order, r: ExecReport, now_ns: int, out: list[ev.Action]) -> bool:
@@ -491,10 +483,8 @@ class ProxyCore:
             if not self.book.fill(fill):
                 out.append(ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored"))
                 return False
-            self.changes.fills.append(fill)
             if r.last_px > 0:
                 self.book.set_reference(req.symbol, r.last_px, now_ns)
-                self.changes.references.add(req.symbol)
             if r.cum_qty > req.order_qty:
                 out.append(ev.Notice("overfill", now_ns, f"{order.session}/{order.cl_ord_id}: cum {r.cum_qty} > "
                                                           f"order quantity {req.order_qty}"))
@@ -506,7 +496,6 @@ class ProxyCore:
             if done is None:
                 out.append(ev.Notice("unknown_fill", now_ns, f"{r.exec_type.name} refers to unknown ExecID {ref!r}"))
                 return False
-            self.changes.fills.append(done)
             return True
         return False
 
@@ -642,7 +631,12 @@ class ProxyCore:
     # ------------------------------------------------------------ the risk desk
 
     def _gate(self, session: str, order: OrderRequest, replacing: Order | None) -> Reject | None:
-        """The kill switch: HALTED refuses, REDUCING lets through only what shrinks a position."""
+        """The kill switch: HALTED refuses, REDUCING lets through only what shrinks a position. While
+        the proxy cannot record, new orders and replaces that raise exposure are refused first."""
+        if self.recording_failure and (replacing is None or _raises_exposure(replacing.request, order)):
+            return Reject("RECORDING_FAILED", f"the proxy cannot record what it does ({self.recording_failure}); "
+                          "new risk is refused until a risk user resumes trading (cancels still pass)",
+                          observed=self.recording_failure, scope=FIRM)
         state = self.kill.effective(session, order.account, order.symbol)
         if state is None:
             return None
@@ -693,12 +687,24 @@ class ProxyCore:
             return [ev.AdminResult("kill", False, e.scope, e.operator, e.reason, e.now_ns, detail=str(exc),
                                    request_id=e.request_id)]
         before, after = self.kill.apply(scope, action, e.reason, e.operator, e.now_ns)
-        self.changes.kill_states.append(after)
         cancels = self._mass_cancel(scope) if action is KillAction.HALT_AND_CANCEL else []
         result = ev.AdminResult("kill", True, scope, e.operator, e.reason, e.now_ns, before.state.value,
                                 after.state.value, f"{action.value}: {len(cancels)} working order(s) cancelled",
                                 len(cancels), e.request_id)
         return [result, *cancels]
+
+    def _recording_failed(self, e: ev.RecordingFailed) -> list[ev.Action]:
+        first = not self.recording_failure
+        self.recording_failure = e.reason
+        if not first:
+            return []
+        return [ev.Alert("recording", FIRM, "100", e.reason, "", e.now_ns,
+                         f"RECORDING_FAILED: {e.reason}; new orders are refused, cancels pass")]
+
+    def _recording_resumed(self, e: ev.RecordingResumed) -> list[ev.Action]:
+        before, self.recording_failure = self.recording_failure, ""
+        return [ev.AdminResult("recording", True, FIRM, e.operator, e.reason, e.now_ns, before or "recording",
+                               "recording", "the journal takes records again; new orders are accepted")]
 
     def _admin_set_limit(self, e: ev.AdminSetLimit) -> list[ev.Action]:
         try:
@@ -707,7 +713,7 @@ class ProxyCore:
         except (ValueError, TypeError, msgspec.ValidationError) as exc:
             return [ev.AdminResult("limit", False, e.layer, e.operator, e.reason, e.now_ns, detail=f"{e.field}: {exc}")]
         self.limits.replace(limits)
-        self.changes.limit_changes.append((e.layer, e.field, e.value))
+        self.limit_changes.append((e.layer, e.field, e.value))
         after = _limit_value(limits, e.layer, e.field)
         return [ev.AdminResult("limit", True, e.layer, e.operator, e.reason, e.now_ns, _show(before), _show(after),
                                detail=e.field)]
@@ -723,7 +729,6 @@ class ProxyCore:
         inst = self.instruments.get(e.symbol)
         before = inst.reference_price if inst is not None else None
         self.book.set_reference(e.symbol, price, e.now_ns)
-        self.changes.references.add(e.symbol)
         return [ev.AdminResult("reference", True, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
                                _show(before), _plain(price))]
 
@@ -765,6 +770,15 @@ def _plain(value: Decimal | int) -> str:
         return str(value)
     text = f"{value:f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _raises_exposure(old: OrderRequest, new: OrderRequest) -> bool:
+    """Whether a replace asks for more than the order it replaces: a larger quantity or notional."""
+    if new.order_qty > old.order_qty:
+        return True
+    if new.price is None or old.price is None:
+        return new.price is None and old.price is not None  # limit to market
+    return new.order_qty * new.price > old.order_qty * old.price
 
 
 def _in_use(session: str, cl_ord_id: str) -> Reject:

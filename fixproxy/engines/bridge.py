@@ -1,13 +1,15 @@
 """What every FIX engine edge shares: decoded message in -> ProxyCore -> messages out.
 
 An engine (quickfix, native) owns the sessions and the wire; it hands each application message
-it accepted to ``receive`` and implements ``_send``. The bridge decodes once, runs the core under
-one lock (so every message leaves in decision order), sends what the core decided, records
-decisions and saves what changed.
+it accepted to ``receive`` and implements ``_send``. The bridge journals each input, decodes it
+once and runs the core under one lock (so every message leaves in decision order), sends what the
+core decided and journals what went out and what was decided.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -16,20 +18,21 @@ from .. import codec
 from ..admin import fixsession
 from ..core import events as ev
 from ..core.proxy import ProxyCore
+from ..journal.writer import Journal
 from ..timefmt import fix_timestamp_ms
 
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
                     ev.OmsBusinessReject)
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
-#: The risk desk's commands: recorded as given (before what they do), so that replay can apply them again.
-_ADMIN_COMMANDS = frozenset(ev.ADMIN_COMMANDS)
+
+#: Fault injection for the crash tests: the process kills itself (SIGKILL) right after journaling an
+#: inbound message that contains this text, before the core sees it. Unset in production.
+_CRASH_AFTER_JOURNAL = os.environ.get("FIXPROXY_FAILPOINT_JOURNALED", "")
 
 #: TransactTime (60) of the proxy's outbound messages.
 transact_time = fix_timestamp_ms
 
 
-#: ``on_message(direction, session, raw, now_ns)``: direction "in" or "out", raw with SOH delimiters.
-MessageHook = Callable[[str, str, str, int], None]
 
 
 class SessionInfo:
@@ -46,16 +49,20 @@ class SessionInfo:
 
 
 class CoreBridge:
-    """Runs one ProxyCore for an engine; subclasses implement ``_send``."""
+    """Runs one ProxyCore for an engine; subclasses implement ``_send``.
+
+    Order of work for every input: append it to the journal, hand it to the core, send what the
+    core decided (each message journaled as sent), journal the decisions and notices. All of it
+    under the core lock, so the journal holds inputs in the order the core took them.
+    """
 
     def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
-                 clock: Callable[[], int] = time.time_ns, on_message: MessageHook | None = None,
+                 clock: Callable[[], int] = time.time_ns, journal: Journal | None = None,
                  check_logon: dict[str, Callable[[str, str], bool]] | None = None):
         self.core = core
-        self.on_record = on_record  # decisions, notices and risk-desk commands: logging and the audit trail
-        # Every application message in and out, as (direction, session, raw, now_ns): the audit trail.
-        # It must only enqueue.
-        self.on_message = on_message
+        self.on_record = on_record  # decisions, notices, alerts, admin results: the log and the live feed
+        #: The write-ahead journal (None only in tests of an edge alone).
+        self.journal = journal
         # Username (553) / Password (554) checks of a session's Logon, by session name.
         self.check_logon = check_logon or {}
         self.clock = clock
@@ -73,8 +80,59 @@ class CoreBridge:
         if check is None or check(username, password):
             return True
         kind = "desk_logon_refused" if info.role == "admin" else "logon_refused"
-        self.on_record(ev.Notice(kind, self.clock(), f"{info.name}: bad Username/Password"))
+        self.notice(ev.Notice(kind, self.clock(), f"{info.name}: bad Username/Password"))
         return False
+
+    # -------------------------------------------------------------- recording
+
+    def notice(self, action: ev.Action) -> None:
+        """Record an action that comes from the edge itself (takes the core lock: the journal has one writer)."""
+        with self.lock:
+            self._record(action)
+
+    def _record(self, action: ev.Action) -> None:
+        """Journal a decision, notice, alert or admin result, then log and show it; the caller holds the lock."""
+        j = self.journal
+        if j is not None:
+            j.action(action)
+        self.on_record(action)
+
+    def _sent(self, session: str, raw: str, now: int) -> None:
+        """An application message went out (as on the wire); the caller holds the lock."""
+        j = self.journal
+        if j is not None:
+            j.outbound(session, now, raw)
+
+    def _journal_event(self, event: ev.Event) -> None:
+        j = self.journal
+        if j is not None:
+            j.event(event)
+            if j.failed and not self.core.recording_failure:
+                self._recording_failed(j.failed)
+
+    def _recording_failed(self, reason: str) -> None:
+        """The journal could not grow: the core refuses new risk from now on (a journaled event itself,
+        written into the journal's reserve, so a replay refuses the same orders)."""
+        event = ev.RecordingFailed(reason, self.clock())
+        self.journal.event(event)
+        self._perform(self.core.handle(event))
+
+    def resume_recording(self, operator: str, reason: str) -> ev.AdminResult:
+        """A risk user's resume after a recording failure: the journal must be able to grow again."""
+        with self.lock:
+            j = self.journal
+            problem = j.resume() if j is not None and j.failed else ""
+            failing = self.core.recording_failure
+        if problem:
+            result = ev.AdminResult("recording", False, "firm", operator, reason, self.clock(), failing, failing,
+                                    f"the journal still cannot grow: {problem}")
+            self.notice(result)
+            return result
+        if not failing:
+            return ev.AdminResult("recording", True, "firm", operator, reason, self.clock(), "recording",
+                                  "recording", "nothing to resume: the proxy is recording")
+        return next(a for a in self.submit(ev.RecordingResumed(operator, reason, self.clock()))
+                    if isinstance(a, ev.AdminResult))
 
     # -------------------------------------------------------------- messages in
 
@@ -83,10 +141,10 @@ class CoreBridge:
         ``fields`` when the engine parsed it already)."""
         if fields is None:
             fields = codec.parse(raw)
-        # One hold of the core lock records the message, decodes it and runs what it asks. Recorded
+        # One hold of the core lock journals the message, decodes it and runs what it asks. Journaled
         # under the lock: a venue's answer read on another engine thread while the order it answers
-        # is still being sent and recorded is recorded after it, not before. One hold, not two: with
-        # two engine threads, every release between them is a chance for the other to take the lock.
+        # is still being sent is journaled after it, not before. One hold, not two: with two engine
+        # threads, every release between them is a chance for the other to take the lock.
         with self.lock:
             self.receive_locked(info, raw, now, fields)
         if info.role == "admin":
@@ -94,35 +152,44 @@ class CoreBridge:
 
     def receive_locked(self, info: SessionInfo, raw: str, now: int, fields: dict[int, str]) -> None:
         """``receive``'s work under the core lock, which the caller holds; a risk-desk message is
-        left to the caller, which hands it to ``_desk_message`` once the lock is released."""
-        if self.on_message is not None:
-            self.on_message("in", info.name, raw, now)
+        left to the caller, which hands it to ``_desk_message`` once the lock is released.
+
+        The message is in the journal before the core sees it; the engine counts its sequence
+        number only after this returns (a kill -9 in between: recovery counts it from the journal).
+        """
+        j = self.journal
+        if j is not None:
+            j.inbound(info.name, now, raw)
+            if j.failed and not self.core.recording_failure:
+                self._recording_failed(j.failed)
+            if _CRASH_AFTER_JOURNAL and _CRASH_AFTER_JOURNAL in raw:
+                os.kill(os.getpid(), signal.SIGKILL)
         if info.role == "oms":
-            self._run(codec.decode_oms(fields, info.name, now))
+            self._handle(codec.decode_oms(fields, info.name, now))
         elif info.role == "venue":
             try:
                 event = codec.decode_venue(fields, info.name, now)
             except codec.Invalid as exc:
-                self.on_record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
+                self._record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
                 return
             if event is not None:
-                self._run(event)
+                self._handle(event)
 
     # -------------------------------------------------------------- core hand-off
 
     def submit(self, event: ev.Event) -> list[ev.Action]:
-        """Run one event through the core and send what it decides, in order; returns the actions."""
+        """Journal one event, run it through the core and send what it decides, in order; returns the actions."""
         with self.lock:
             return self._run(event)
 
     def _run(self, event: ev.Event) -> list[ev.Action]:
         """``submit``'s work; the caller holds the core lock."""
-        if type(event) in _ADMIN_COMMANDS:
-            self.on_record(event)  # under the lock: the command sits in the audit trail where the core took it
+        self._journal_event(event)
+        return self._handle(event)
+
+    def _handle(self, event: ev.Event) -> list[ev.Action]:
+        """The core's answer to a journaled event, carried out."""
         actions = self.core.handle(event)
-        # What the event changed stays in core.changes until the state writer takes it under the
-        # lock, so after the sends: a ClOrdID must not count as handled (and a resent possible
-        # duplicate be ignored) unless its answer really went out.
         self._perform(actions)
         return actions
 
@@ -130,7 +197,7 @@ class CoreBridge:
         failed: list[ev.Event] = []
         for action in actions:
             if not isinstance(action, _MESSAGE_ACTIONS):
-                self.on_record(action)
+                self._record(action)
                 continue
             if isinstance(action, _VENUE_ACTIONS):
                 info = self._venues[action.venue]
@@ -144,13 +211,14 @@ class CoreBridge:
                 if isinstance(action, _VENUE_ACTIONS):
                     failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))
                 else:
-                    self.on_record(ev.Notice("send_failed", now, f"{info.name}: {msg_type} not sent (session down); "
-                                             "kept in the session store for resend"))
+                    self._record(ev.Notice("send_failed", now, f"{info.name}: {msg_type} not sent (session down); "
+                                           "kept in the session store for resend"))
         for event in failed:
-            self._perform(self.core.handle(event))
+            self._run(event)
 
     def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
-        """Send one application message on ``info``'s session (the engine adds the header); False: not sent."""
+        """Send one application message on ``info``'s session (the engine adds the header and calls
+        ``_sent`` with the bytes that went out); False: not sent."""
         raise NotImplementedError
 
     # -------------------------------------------------------------- the risk-desk session
@@ -159,20 +227,23 @@ class CoreBridge:
         """KillSwitchRequest in, KillSwitchReport out; anything else on this session is refused."""
         msg_type = fields.get(35, "")
         report_id = f"K{now}"
+        # Under the core lock like every other send: the reply is journaled as it goes out.
         if msg_type == "U1":
             event = fixsession.decode_request(fields, info.name, now)
-            if isinstance(event, str):
-                reply = fixsession.rejected(fields, event, report_id)
-                self.on_record(ev.Notice("desk_request_refused", now, f"{info.name}: {event}"))
-            else:
-                result = next(a for a in self.submit(event) if isinstance(a, ev.AdminResult))
-                reply = fixsession.encode_report(result, fields, report_id)
-            self._send(info, reply[0][1], reply[1:], now)
+            with self.lock:
+                if isinstance(event, str):
+                    reply = fixsession.rejected(fields, event, report_id)
+                    self._record(ev.Notice("desk_request_refused", now, f"{info.name}: {event}"))
+                else:
+                    result = next(a for a in self._run(event) if isinstance(a, ev.AdminResult))
+                    reply = fixsession.encode_report(result, fields, report_id)
+                self._send(info, reply[0][1], reply[1:], now)
             return
         is_order = msg_type in ("D", "G", "F")
         text = ("UNSUPPORTED_MESSAGE: the risk-desk session does not take orders" if is_order
                 else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session")
-        self.on_record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
         _, body = codec.encode(ev.OmsBusinessReject(info.name, int(fields.get(34, "0") or 0), msg_type,
                                                     fields.get(11, ""), 6 if is_order else 3, text), False, "")
-        self._send(info, "j", body, now)
+        with self.lock:
+            self._record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
+            self._send(info, "j", body, now)

@@ -162,12 +162,16 @@ def test_set_reference_price_moves_collar():
     assert h.core.instruments["AAPL"].reference_price == D(150)
 
 
-def test_changes_carry_kill_states_and_limit_changes_for_saving():
-    """What the state store saves: the new trading state and the limit change, in order."""
-    h = Harness(rules=[])
-    h.core.take_changes()
+def test_snapshot_carries_kill_states_and_limit_changes():
+    """A core made from the config and given a snapshot keeps the halts and live limit changes made before it."""
+    import pickle
+
+    h = Harness(rules=["max_order_qty"])
     kill(h, "symbol:AAPL", "halt")
     h.handle(ev.AdminSetLimit("firm", "max_order_qty", "7", "x", "y", h.now))
-    changes = h.core.take_changes()
-    assert [(k.scope, k.state) for k in changes.kill_states] == [("symbol:AAPL", TradingState.HALTED)]
-    assert changes.limit_changes == [("firm", "max_order_qty", "7")]
+    fresh = Harness(rules=["max_order_qty"])
+    fresh.core.import_state(pickle.loads(pickle.dumps(h.core.export_state())))
+    fresh.core.up.add("sim")
+    assert fresh.core.kill.get("symbol:AAPL").state is TradingState.HALTED
+    assert fresh.core.limits.limits.firm.max_order_qty == 7
+    assert code(fresh.new(order("S1", symbol="MSFT", qty=8))) == "MAX_ORDER_QTY"

@@ -100,40 +100,41 @@ def test_record_that_is_no_command_is_refused_with_its_number():
         command_event(record)
 
 
-def test_recorder_sends_commands_to_the_audit_store_only(tmp_path):
-    """The recorder stores a command but keeps it out of the live feed (its admin result is what the desk sees)."""
+def test_recorder_keeps_commands_out_of_the_live_feed():
+    """The recorder shows an admin result on the live feed; the command itself only reaches the journal."""
     fed = []
 
     class Feed:
         def add(self, action):
             fed.append(action)
 
-    writer = AuditWriter(tmp_path / "audit.sqlite")
-    writer.start()
-    recorder = Recorder(writer, Feed())
-    recorder(halt())
+    recorder = Recorder(Feed())
     recorder(ev.AdminResult("kill", True, "account:A", "desk-risk", "runaway algo", T, "ACTIVE", "HALTED"))
-    writer.close()
-    kinds = [(r.kind, r.code) for r, _ in iter_records(open_for_reading(tmp_path / "audit.sqlite"))][1:]
-    assert kinds == [("command", "kill"), ("admin", "kill")]
     assert [type(a) for a in fed] == [ev.AdminResult]
 
 
-def test_edge_records_the_command_before_what_the_core_did(loaded):
-    """ProxyApplication.submit hands the command to the recorder first, then the AdminResult the core returns."""
+def test_edge_journals_the_command_before_what_the_core_did(loaded, tmp_path):
+    """ProxyApplication.submit journals the command (E) first, then the AdminResult the core returns (A)."""
     from fixproxy.app import build_core
     from fixproxy.engines.quickfix.edge import ProxyApplication
+    from fixproxy.journal import format as fmt
+    from fixproxy.journal.reader import read_segment
+    from fixproxy.journal.writer import Journal
 
+    journal = Journal(tmp_path, 1, fmt.Start(1, T, 0))
     recorded = []
-    app = ProxyApplication(build_core(loaded, T), [], recorded.append)
+    app = ProxyApplication(build_core(loaded, T), [], recorded.append, journal=journal)
     try:
         command = ev.AdminSetLimit("firm", "max_order_qty", 50, "tighten", "desk-risk", T)
         app.submit(command)
         app.submit(ev.SessionUp("sim", T))
     finally:
         app.close()
-    assert recorded[0] is command
-    assert [type(a).__name__ for a in recorded] == ["AdminSetLimit", "AdminResult", "Notice"]
+        journal.close()
+    records = [fmt.decode(kind, payload) for _, kind, payload in read_segment(journal.path)]
+    assert records[1] == command
+    assert [type(r).__name__ for r in records] == ["Start", "AdminSetLimit", "AdminResult", "SessionUp", "Notice"]
+    assert [type(a).__name__ for a in recorded] == ["AdminResult", "Notice"]
 
 
 # ---------------------------------------------------------------- reading

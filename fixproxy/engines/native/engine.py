@@ -130,7 +130,7 @@ class NativeEngine(CoreBridge):
                 try:
                     info.handle.tick(now_mono, now_ns)
                 except Exception as exc:  # noqa: BLE001 - one session's timer must not stop the others'
-                    self.on_record(ev.Notice("session_timer_error", now_ns, f"{info.name}: {exc!r}"))
+                    self.notice(ev.Notice("session_timer_error", now_ns, f"{info.name}: {exc!r}"))
 
     async def _flush_logs(self) -> None:
         # Message log lines are written every LOG_FLUSH_S, not one system call per message (a crash
@@ -162,8 +162,8 @@ class NativeEngine(CoreBridge):
         data = info.handle.send(msg_type, body, now)
         if data is None:
             return False
-        if self.on_message is not None:
-            self.on_message("out", info.name, data.decode("latin-1"), now)
+        if self.journal is not None:
+            self._sent(info.name, data.decode("latin-1"), now)
         return True
 
     # -------------------------------------------------------------- what sessions report (Owner)
@@ -172,7 +172,7 @@ class NativeEngine(CoreBridge):
         try:
             self.receive(session.info, raw, now, fields)
         except Exception as exc:  # noqa: BLE001 - fail closed: the message is refused, the proxy keeps running
-            self.on_record(ev.Notice("engine_error", now, f"{session.name}: {exc!r}"))
+            self.notice(ev.Notice("engine_error", now, f"{session.name}: {exc!r}"))
             session._reject(int(fields.get(34, "0")), fields.get(35, ""), 99 if session.begin_string != "FIX.4.2"
                             else 0, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")
 
@@ -195,4 +195,4 @@ class NativeEngine(CoreBridge):
         if session is not None:
             session.event(f"Garbled input skipped: {why}")
         else:
-            self.on_record(ev.Notice("connection_refused", self.clock(), why))
+            self.notice(ev.Notice("connection_refused", self.clock(), why))

@@ -16,6 +16,8 @@ from . import wire
 from .store import NO_CORK, Cork, FileLog, FileStore
 
 _DAY_NS = 86_400 * 1_000_000_000
+#: Message types the session layer answers itself.
+_SESSION_TYPES = frozenset(("0", "1", "2", "3", "4", "5", "A"))
 
 
 class Owner(Protocol):
@@ -226,6 +228,14 @@ class Session:
             store.next_target = max(int(new), seq + 1) if new.isdigit() else seq + 1
             store.save_seqnums()
             return
+        if raw and not problem and msg_type not in _SESSION_TYPES and 52 in fields \
+                and wire.check_order(msg_type, fields) is None:
+            # An application message is journaled (by the owner) before its number counts as
+            # received: a kill -9 in between, and recovery counts it from the journal.
+            self.owner.deliver(self, raw, fields, now)
+            store.next_target = seq + 1
+            store.save_seqnums()
+            return
         store.next_target = seq + 1
         store.save_seqnums()
         if problem:
@@ -251,8 +261,6 @@ class Session:
             bad = wire.check_order(msg_type, fields)
             if bad is not None:
                 self._reject(seq, msg_type, bad[0], bad[2], bad[1])
-                return
-            self.owner.deliver(self, raw, fields, now)
 
     def _logout_received(self, fields: dict[int, str]) -> None:
         self.event(f"Received logout{': ' + fields[58] if 58 in fields else ''}")

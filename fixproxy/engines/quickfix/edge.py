@@ -148,7 +148,7 @@ class ProxyApplication(CoreBridge, fix.Application):
             try:
                 self.submit(event)
             except Exception as exc:  # noqa: BLE001 - the control thread must survive
-                self.on_record(ev.Notice("control_error", self.clock(), repr(exc)))
+                self.notice(ev.Notice("control_error", self.clock(), repr(exc)))
 
     def close(self) -> None:
         self._control.put(None)
@@ -165,6 +165,6 @@ class ProxyApplication(CoreBridge, fix.Application):
             sent = False
         finally:
             local.sending = None
-        if sent and self.on_message is not None:
-            self.on_message("out", info.name, msg.toString(), now)  # quickfix filled in the header
+        if sent and self.journal is not None:
+            self._sent(info.name, msg.toString(), now)  # quickfix filled in the header
         return sent

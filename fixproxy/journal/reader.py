@@ -1,0 +1,100 @@
+"""Reading the journal: its segments, their records, from any position, while it is written."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import format as fmt
+
+_SEGMENT = re.compile(r"^(\d{8})\.journal$")
+
+
+def segments(directory: Path) -> list[int]:
+    """The segment numbers in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(m.group(1)) for name in os.listdir(directory) if (m := _SEGMENT.match(name)))
+
+
+def read_segment(path: Path, offset: int = 0) -> Iterator[tuple[int, bytes, bytes]]:
+    """(offset after the record, kind, payload) of each whole record of one segment file from ``offset``
+    (0: its start). Stops at the end of what is written."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:len(fmt.MAGIC)] != fmt.MAGIC:
+        raise ValueError(f"{path}: not a fixproxy journal segment")
+    pos = max(offset, len(fmt.MAGIC))
+    while (found := fmt.unframe(data, pos)) is not None:
+        kind, payload, pos = found
+        yield pos, kind, payload
+
+
+class Tail:
+    """Follows the journal from a position as it is written (the audit follower's reader).
+
+    ``poll`` returns the whole records written since the last call; it moves to the next segment
+    once one exists and the current one has nothing more.
+    """
+
+    def __init__(self, directory: Path, segment: int = 0, offset: int = 0, max_bytes: int = 4 << 20):
+        self.directory = Path(directory)
+        self.segment, self.offset = segment, offset
+        self.max_bytes = max_bytes
+        self._fd: int | None = None
+        self._fd_segment = -1
+
+    def _open(self) -> bool:
+        if self._fd is not None and self._fd_segment == self.segment:
+            return True
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        path = self.directory / f"{self.segment:08d}.journal"
+        try:
+            self._fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        self._fd_segment = self.segment
+        if self.offset < len(fmt.MAGIC):
+            self.offset = len(fmt.MAGIC)
+        return True
+
+    def poll(self) -> list[tuple[int, int, bytes, bytes]]:
+        """[(segment, offset after the record, kind, payload)] of what is new."""
+        out: list[tuple[int, int, bytes, bytes]] = []
+        while True:
+            if not self.segment:
+                found = segments(self.directory)
+                if not found:
+                    return out
+                self.segment, self.offset = found[0], 0
+            if not self._open():
+                nxt = [s for s in segments(self.directory) if s > self.segment]
+                if not nxt:
+                    return out
+                self.segment, self.offset = nxt[0], 0
+                continue
+            data = os.pread(self._fd, self.max_bytes, self.offset)
+            pos = 0
+            while (found := fmt.unframe(data, pos)) is not None:
+                kind, payload, pos = found
+                out.append((self.segment, self.offset + pos, kind, payload))
+            self.offset += pos
+            if pos and len(out) < 10_000 and len(data) == self.max_bytes:
+                continue  # more of this segment to read
+            if pos:
+                return out
+            nxt = [s for s in segments(self.directory) if s > self.segment]
+            if not nxt:
+                return out
+            # A later segment exists: this one is finished (its writer is gone).
+            self.segment, self.offset = nxt[0], 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,214 @@
+"""After a restart: the core as it was, from the latest snapshot and the journal after it.
+
+1. The newest segment with a readable snapshot gives the state at that segment's start.
+2. Every record after it is replayed through the core, with its outputs suppressed: inbound
+   messages (I) are decoded as the live edge decodes them, other inputs (E) handled as they are.
+   Each segment's start record restores the ExecID generator the writing process used, so the
+   core's own ids come out the same.
+3. Only the last input can have been cut short by the crash (the engine sends every output of an
+   input before it takes the next one). Its outputs are checked against the session stores, which
+   quickfix and the native engine write before a message goes on the wire: an order, replace or
+   cancel that never reached the venue store comes back as ``VenueSendFailed`` (the OMS hears it was
+   not sent); a report or reject missing from the OMS store is sent again.
+4. An inbound message that was journaled but whose sequence number the session store had not yet
+   counted is counted (``inbound_seq``): the peer is not asked for it again.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from .. import codec
+from ..core import events as ev
+from ..core.proxy import ProxyCore
+from . import format as fmt
+from .reader import read_segment, segments
+from .writer import snapshot_path
+
+_VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
+_OMS_ACTIONS = (ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject)
+
+
+class Recovered:
+    """What recovery found: the core's state and what to do before the sessions start."""
+
+    def __init__(self) -> None:
+        self.state: dict | None = None  # the snapshot of the recovered core (export_state)
+        self.snapshot: bytes = b""
+        self.segment = 0  # the segment the new process writes
+        self.replayed = 0  # input records replayed
+        self.segments_read: list[int] = []
+        self.send_failed: list[tuple[str, str]] = []  # (venue, venue ClOrdID) never sent
+        self.resend: list[ev.Action] = []  # OMS messages to send again
+        #: Session name -> the sequence number of the last inbound application message journaled
+        #: since the session last logged on (in the last segment).
+        self.inbound_seq: dict[str, int] = {}
+        self.seconds = 0.0
+
+
+def roles(config) -> dict[str, str]:
+    """Session name -> "oms", "venue" or "admin", as the edges name them."""
+    out = {s.name: "oms" for s in config.oms}
+    out.update({v.name: "venue" for v in config.venues})
+    if config.risk_desk.comp_id:
+        out[config.risk_desk.name] = "admin"
+    return out
+
+
+def decode_inbound(role: str, session: str, now_ns: int, raw: str) -> ev.Event | None:
+    """The core event of an inbound message, as ``CoreBridge.receive_locked`` decodes it."""
+    fields = codec.parse(raw)
+    if role == "oms":
+        return codec.decode_oms(fields, session, now_ns)
+    if role == "venue":
+        try:
+            return codec.decode_venue(fields, session, now_ns)
+        except codec.Invalid:
+            return None
+    return None  # the risk desk's messages reach the core as the E records of their commands
+
+
+def load_snapshot(directory: Path, segment: int) -> dict | None:
+    try:
+        return pickle.loads(snapshot_path(directory, segment).read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        return None
+
+
+def write_snapshot(directory: Path, segment: int, data: bytes) -> None:
+    """Write a snapshot atomically (a temporary file renamed over), synced: it replaces segments' replays."""
+    import os
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    path = snapshot_path(directory, segment)
+    tmp = path.with_suffix(".snapshot.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_ids: Callable[[int], Callable[[], str]],
+            venue_sent: Callable[[str], set[str]], oms_sent: Callable[[str], set[tuple]]) -> Recovered:
+    """Rebuild the core's state from ``directory``.
+
+    ``make_core()``: a core from the config (start-of-day positions loaded); ``make_ids(start_ns)``:
+    the ExecID generator of a process started at ``start_ns``. ``venue_sent(venue)``: the ClOrdIDs of D/G/F messages in that venue
+    session's store today; ``oms_sent(session)``: the keys (``oms_key``) of the messages in an OMS
+    session's store.
+    """
+    log = structlog.get_logger("fixproxy.journal")
+    started = time.monotonic()
+    out = Recovered()
+    directory = Path(directory)
+    found = segments(directory)
+    base = 0
+    for seg in reversed(found):
+        state = load_snapshot(directory, seg)
+        if state is not None:
+            base = seg
+            break
+    else:
+        state = None
+    core: ProxyCore | None = None
+    if state is not None:
+        core = make_core()
+        core.import_state(state)
+    role_of = roles(config)
+    last: tuple[object, list[ev.Action]] | None = None  # the last input and what the core made of it
+    inbound: dict[str, int] = {}
+    to_replay = [s for s in found if s >= base] if found else []
+    for seg in to_replay:
+        out.segments_read.append(seg)
+        for _, kind, payload in read_segment(directory / f"{seg:08d}.journal"):
+            if kind == fmt.START:
+                start = fmt.decode(kind, payload)
+                if core is None:
+                    core = make_core()
+                core.next_id = make_ids(start.start_ns)
+                core.sessions_gone()
+                inbound = {}
+                continue
+            if kind == fmt.INBOUND:
+                session, now_ns, raw = fmt.decode(kind, payload)
+                role = role_of.get(session)
+                event = decode_inbound(role, session, now_ns, raw) if role else None
+                seq = codec.parse(raw).get(34, "")
+                if seq.isdigit():
+                    inbound[session] = int(seq)
+                if event is None:
+                    continue
+            elif kind == fmt.EVENT:
+                event = fmt.decode(kind, payload)
+                if isinstance(event, ev.SessionUp):
+                    inbound.pop(event.name, None)
+            else:
+                continue
+            if core is None:
+                core = make_core()
+            out.replayed += 1
+            try:
+                last = (event, core.handle(event))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the recovery
+                log.error("journal_replay_error", segment=seg, error=repr(exc))
+                last = None
+    if core is None:
+        core = make_core()
+    core.sessions_gone()
+    out.inbound_seq = inbound
+    if last is not None:
+        _reconcile(last[1], out, venue_sent, oms_sent)
+    out.state = core.export_state()
+    out.snapshot = pickle.dumps(out.state, protocol=pickle.HIGHEST_PROTOCOL)
+    out.segment = (found[-1] + 1) if found else 1
+    out.seconds = time.monotonic() - started
+    return out
+
+
+def oms_key(fields: dict[int, str]) -> tuple:
+    """What identifies a message the proxy sends an OMS: its type and ids."""
+    t = fields.get(35, "")
+    if t == "8":
+        return ("8", fields.get(17, ""), fields.get(11, ""))
+    if t == "9":
+        return ("9", fields.get(11, ""), fields.get(41, ""))
+    if t == "j":
+        return ("j", fields.get(379, ""), fields.get(45, ""))
+    return (t,)
+
+
+def _action_key(a: ev.Action) -> tuple:
+    if isinstance(a, ev.OmsReport):
+        return ("8", a.report.exec_id, a.report.cl_ord_id)
+    if isinstance(a, ev.OmsCancelReject):
+        return ("9", a.reject.cl_ord_id, a.reject.orig_cl_ord_id)
+    return ("j", a.ref_id, str(a.ref_seq_num))
+
+
+def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent, oms_sent) -> None:
+    venue_cache: dict[str, set[str]] = {}
+    oms_cache: dict[str, set[tuple]] = {}
+    for a in actions:
+        if isinstance(a, _VENUE_ACTIONS):
+            sent = venue_cache.get(a.venue)
+            if sent is None:
+                sent = venue_cache[a.venue] = venue_sent(a.venue)
+            if a.cl_ord_id not in sent:
+                out.send_failed.append((a.venue, a.cl_ord_id))
+        elif isinstance(a, _OMS_ACTIONS):
+            sent = oms_cache.get(a.session)
+            if sent is None:
+                sent = oms_cache[a.session] = oms_sent(a.session)
+            if sent is not None and _action_key(a) not in sent:
+                out.resend.append(a)

@@ -1,0 +1,170 @@
+"""The journal's writer: records appended to a segment file through a shared mapping.
+
+A record copied into the mapping is in the page cache at once, with no system call: a kill -9 of
+the process after ``append`` returned loses nothing. The file is allocated ahead of the writer
+(``posix_fallocate``), in chunks, so a full disk shows as a failed allocation while there is still
+room (the reserve) for the records the proxy writes as it stops taking new risk, never as a write
+into a hole the file system cannot back (which would end the process with SIGBUS).
+
+``sync`` (``[journal] sync``) adds durability against a power loss: "none" leaves writing back to
+the kernel, "interval" has a thread call ``fdatasync`` every ``sync_interval_ms``, "always" calls it
+after every input record (I and E), before the core acts on it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from pathlib import Path
+
+import structlog
+
+from . import format as fmt
+
+CHUNK = 4 << 20
+RESERVE = 1 << 20
+
+
+def segment_path(directory: Path, segment: int) -> Path:
+    return Path(directory) / f"{segment:08d}.journal"
+
+
+def snapshot_path(directory: Path, segment: int) -> Path:
+    return Path(directory) / f"{segment:08d}.snapshot"
+
+
+class JournalError(Exception):
+    """The journal cannot be opened (the message names the file and the cause)."""
+
+
+class Journal:
+    """One segment, open for appending. Not thread-safe: the engine's core lock serialises callers."""
+
+    def __init__(self, directory: Path, segment: int, start: fmt.Start, *, sync: str = "none",
+                 sync_interval_ms: int = 100, chunk: int = CHUNK, reserve: int = RESERVE):
+        self.directory = Path(directory)
+        self.segment = segment
+        self.path = segment_path(directory, segment)
+        self.chunk, self.reserve = chunk, reserve
+        self.sync = sync
+        #: Why the journal cannot grow ("" while it can); set by a failed allocation, cleared by ``resume``.
+        self.failed = ""
+        self.lost = 0  # records that found no room at all
+        self.appended = 0
+        self._log = structlog.get_logger("fixproxy.journal")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise JournalError(f"cannot create the journal segment {self.path}: {exc.strerror or exc}") from None
+        try:
+            os.posix_fallocate(self.fd, 0, chunk)
+            self.capacity = chunk
+            self.map = mmap.mmap(self.fd, chunk)
+        except OSError as exc:
+            os.close(self.fd)
+            self.path.unlink(missing_ok=True)
+            raise JournalError(f"cannot allocate the journal segment {self.path}: {exc.strerror or exc}") from None
+        self.map[:len(fmt.MAGIC)] = fmt.MAGIC
+        self.size = len(fmt.MAGIC)
+        self.append(fmt.START, fmt.encode(start))
+        if sync != "none":
+            os.fdatasync(self.fd)
+            # The new file's name must survive too.
+            dfd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        self._stop = threading.Event()
+        self._syncer = None
+        if sync == "interval":
+            self._syncer = threading.Thread(target=self._sync_loop, args=(sync_interval_ms / 1000,),
+                                            name="fixproxy-journal-sync", daemon=True)
+            self._syncer.start()
+
+    # ------------------------------------------------------------ appending
+
+    def append(self, kind: bytes, payload: bytes) -> bool:
+        """Append one record; False when it found no room (counted in ``lost``)."""
+        record = fmt.frame(kind, payload)
+        start = self.size
+        end = start + len(record)
+        if end > self.capacity - self.reserve and not self._grow(end) and end > self.capacity:
+            self.lost += 1
+            return False
+        self.map[start:end] = record
+        self.size = end
+        self.appended += 1
+        if self.sync == "always" and (kind == fmt.INBOUND or kind == fmt.EVENT):
+            os.fdatasync(self.fd)
+        return True
+
+    def inbound(self, session: str, now_ns: int, raw: str) -> bool:
+        return self.append(fmt.INBOUND, fmt.encode((session, now_ns, raw)))
+
+    def outbound(self, session: str, now_ns: int, raw: str) -> bool:
+        return self.append(fmt.OUTBOUND, fmt.encode((session, now_ns, raw)))
+
+    def event(self, event) -> bool:
+        return self.append(fmt.EVENT, fmt.encode(event))
+
+    def action(self, action) -> bool:
+        return self.append(fmt.ACTION, fmt.encode(action))
+
+    def _grow(self, end: int) -> bool:
+        """Allocate another chunk (or what ``end`` needs); False, with ``failed`` set, if the disk refuses."""
+        if self.failed:
+            return False
+        capacity = max(self.capacity + self.chunk, end + self.reserve)
+        try:
+            os.posix_fallocate(self.fd, self.capacity, capacity - self.capacity)
+            self.map.resize(capacity)
+        except OSError as exc:
+            self.failed = f"cannot grow the journal {self.path.name}: {exc.strerror or exc}"
+            self._log.error("journal_full", path=str(self.path), error=str(exc), size=self.size,
+                            reserve_left=self.capacity - self.size,
+                            detail="new orders are refused until the journal can grow and a risk user resumes")
+            return False
+        self.capacity = capacity
+        return True
+
+    def resume(self) -> str:
+        """Try to allocate room again; "" when the journal can grow (``failed`` cleared), else why not."""
+        reason, self.failed = self.failed, ""
+        if self._grow(self.capacity + self.chunk):
+            return ""
+        if not self.failed:
+            self.failed = reason
+        return self.failed
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(segment, bytes written): where the next record goes."""
+        return self.segment, self.size
+
+    # ------------------------------------------------------------ durability
+
+    def _sync_loop(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                os.fdatasync(self.fd)  # releases the interpreter lock
+            except (OSError, ValueError):
+                return
+
+    def flush(self) -> None:
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        """Write everything back and cut the file to what was written."""
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join(5)
+        try:
+            self.map.flush()
+            self.map.close()
+            os.ftruncate(self.fd, self.size)
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
