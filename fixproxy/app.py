@@ -50,7 +50,7 @@ def configure_logging(level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),  # one write per line: processes share stderr
         cache_logger_on_first_use=True,
     )
 
@@ -275,7 +275,8 @@ class Proxy:
         self.journal = Journal(journal_dir, self.recovered.segment,
                                journal_format.Start(self.recovered.segment, self.start_ns, os.getpid(),
                                                     f"config {loaded.path}"),
-                               sync=j.sync, sync_interval_ms=j.sync_interval_ms)
+                               sync=j.sync, sync_interval_ms=j.sync_interval_ms,
+                               chunk=j.preallocate_kb << 10, reserve=min(j.reserve_kb, j.preallocate_kb // 2) << 10)
         self.feed = Feed()
         self.recorder = Recorder(self.feed, log_accepted=cfg.proxy.log_level == "debug")
         checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(cfg.risk_desk.name, logon_check(cfg.risk_desk))]

@@ -134,9 +134,33 @@ class AuditSection(_Strict):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
     #: ... or this long after the first uncommitted record arrived (the loss window on a crash).
     flush_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 200
+    #: The key of the keyed checkpoints (HMAC-SHA256 of the chain's head) the follower writes into
+    #: the chain: from this environment variable ...
+    key_env: str = "FIXPROXY_AUDIT_KEY"
+    #: ... or from this file (relative to the config file; never inside the state dir), which wins.
+    #: No key: no checkpoints (``audit verify`` says they were not checked).
+    key_file: str = ""
+    #: A checkpoint at least this often while records come (by their times), and when the follower stops.
+    checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 5.0
 
 
 Role = Literal["viewer", "risk", "admin"]
+
+
+class JournalSection(_Strict):
+    """The write-ahead journal (``<state_dir>/journal``): every input of the core, before it acts."""
+
+    #: fsync policy: "none" (the page cache: survives kill -9, not a power loss), "interval" (synced
+    #: every ``sync_interval_ms``: a power loss loses at most that much), "always" (synced before the
+    #: core acts on each input).
+    sync: Literal["none", "interval", "always"] = "none"
+    sync_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 100
+    #: The segment file grows by this much at a time, allocated ahead of the writer (a full disk shows
+    #: as a failed allocation, never as a write the file system cannot back).
+    preallocate_kb: Annotated[int, msgspec.Meta(ge=16, le=1 << 20)] = 4096
+    #: Room kept for what the proxy records once an allocation failed (refusals, cancels, reports):
+    #: new orders are refused from the failed allocation on, while this much is still free.
+    reserve_kb: Annotated[int, msgspec.Meta(ge=8, le=1 << 20)] = 1024
 
 
 class AdminToken(_Strict):
@@ -229,6 +253,7 @@ class Config(_Strict):
     #: Shares located for short sales: ``[locates.<Account>] <Symbol> = <quantity>``.
     locates: dict[str, dict[str, Annotated[int, msgspec.Meta(ge=0)]]] = {}
     audit: AuditSection = AuditSection()
+    journal: JournalSection = JournalSection()
     admin: AdminSection = AdminSection()
     risk_desk: RiskDeskSection = RiskDeskSection()
 
@@ -300,16 +325,66 @@ class LoadedConfig(msgspec.Struct, frozen=True):
     positions: tuple[StartPosition, ...] = ()
     #: The admin API's tokens, secrets resolved (empty when loaded with ``secrets=False``).
     api_tokens: tuple = ()
+    #: The audit checkpoints' key (``[audit] key_file`` or ``key_env``); empty: none, or loaded
+    #: with ``secrets=False`` (``read_audit_key()`` reads it then).
+    audit_key: bytes = b""
 
     @property
     def state_dir(self) -> Path:
         return (self.path.parent / self.config.proxy.state_dir).resolve()
 
     @property
+    def journal_dir(self) -> Path:
+        return self.state_dir / "journal"
+
+    @property
     def audit_path(self) -> Path:
         """The audit store: ``[audit] path`` relative to the config file, else ``<state_dir>/audit.sqlite``."""
         given = self.config.audit.path
         return (self.path.parent / given).resolve() if given else self.state_dir / "audit.sqlite"
+
+    @property
+    def audit_key_file(self) -> Path | None:
+        given = self.config.audit.key_file
+        return (self.path.parent / given).resolve() if given else None
+
+    def read_audit_key(self) -> bytes:
+        """The audit checkpoints' key: the file's bytes (``[audit] key_file``, surrounding
+        whitespace stripped), else the variable ``[audit] key_env``; b"" when neither is set.
+        ConfigError naming the key when the file cannot be read or the key is shorter than 16 bytes."""
+        audit = self.config.audit
+        key_file = self.audit_key_file
+        if key_file is not None:
+            try:
+                key, where = key_file.read_bytes().strip(), f"audit.key_file: {key_file}"
+            except OSError as exc:
+                raise ConfigError(f"{self.path}: audit.key_file: cannot read {key_file} "
+                                  f"({exc.strerror or exc})") from None
+        else:
+            key, where = os.environ.get(audit.key_env, "").encode() if audit.key_env else b"", \
+                f"audit.key_env: environment variable {audit.key_env}"
+        if key and len(key) < MIN_AUDIT_KEY:
+            raise ConfigError(f"{self.path}: {where}: the audit key is {len(key)} bytes; it needs at least "
+                              f"{MIN_AUDIT_KEY}")
+        return key
+
+
+#: The shortest audit checkpoint key accepted, in bytes.
+MIN_AUDIT_KEY = 16
+
+
+def _check_audit_key_file(path: Path, config: Config) -> None:
+    """``[audit] key_file`` must be outside the state dir (and the audit store's folder): whoever can
+    rewrite the store must not be able to read the key that anchors it."""
+    if not config.audit.key_file:
+        return
+    key_file = (path.parent / config.audit.key_file).resolve()
+    state_dir = (path.parent / config.proxy.state_dir).resolve()
+    store_dir = (path.parent / config.audit.path).resolve().parent if config.audit.path else state_dir
+    for folder, what in ((state_dir, "the state dir"), (store_dir, "the audit store's folder")):
+        if key_file == folder or key_file.is_relative_to(folder):
+            raise ConfigError(f"{path}: audit.key_file: {key_file} is inside {what} {folder}; keep the key "
+                              "outside it (whoever can rewrite the audit store must not read its key)")
 
 
 def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedConfig:
@@ -343,7 +418,11 @@ def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedCo
     for where, logon in logons:
         if secrets and logon.password_env and not os.environ.get(logon.password_env):
             raise ConfigError(f"{path}: {where}.password_env: environment variable {logon.password_env} is not set")
-    return LoadedConfig(path.resolve(), config, instruments, positions, tokens)
+    _check_audit_key_file(path, config)
+    loaded = LoadedConfig(path.resolve(), config, instruments, positions, tokens)
+    if secrets:
+        loaded = msgspec.structs.replace(loaded, audit_key=loaded.read_audit_key())
+    return loaded
 
 
 class _LimitsFile(_Strict):

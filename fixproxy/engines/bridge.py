@@ -9,6 +9,7 @@ core decided and journals what went out and what was decided.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -26,8 +27,9 @@ _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsRep
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 
 #: Fault injection for the crash tests: the process kills itself (SIGKILL) right after journaling an
-#: inbound message that contains this text, before the core sees it. Unset in production.
-_CRASH_AFTER_JOURNAL = os.environ.get("FIXPROXY_FAILPOINT_JOURNALED", "")
+#: inbound message that this regular expression finds, before the core sees it. Unset in production.
+_CRASH_AFTER_JOURNAL = (re.compile(os.environ["FIXPROXY_FAILPOINT_JOURNALED"], re.S)
+                        if os.environ.get("FIXPROXY_FAILPOINT_JOURNALED") else None)
 
 #: TransactTime (60) of the proxy's outbound messages.
 transact_time = fix_timestamp_ms
@@ -162,7 +164,7 @@ class CoreBridge:
             j.inbound(info.name, now, raw)
             if j.failed and not self.core.recording_failure:
                 self._recording_failed(j.failed)
-            if _CRASH_AFTER_JOURNAL and _CRASH_AFTER_JOURNAL in raw:
+            if _CRASH_AFTER_JOURNAL is not None and _CRASH_AFTER_JOURNAL.search(raw):
                 os.kill(os.getpid(), signal.SIGKILL)
         if info.role == "oms":
             self._handle(codec.decode_oms(fields, info.name, now))

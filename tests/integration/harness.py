@@ -32,17 +32,21 @@ def free_port() -> int:
 class Proc:
     """A child process whose stdout and stderr JSON lines are collected as they come."""
 
-    def __init__(self, name: str, args: list[str], cwd: Path, stdin: bool = False):
+    def __init__(self, name: str, args: list[str], cwd: Path, stdin: bool = False, env: dict | None = None,
+                 prefix: list[str] | None = None):
         self.name = name
         self.args = args
         self.lines: list[dict] = []
         self.text: list[str] = []
         self._new = threading.Condition()
+        command = [sys.executable, "-m", "fixproxy", *args]
+        if prefix:  # a wrapper that ends by exec'ing the command (the pid stays the proxy's)
+            command = [*prefix, " ".join(f"'{c}'" for c in command)]
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "fixproxy", *args], cwd=cwd, text=True, bufsize=1,
+            command, cwd=cwd, text=True, bufsize=1,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.pid = self.popen.pid
         for stream in (self.popen.stdout, self.popen.stderr):
@@ -188,7 +192,8 @@ http_port = {http_port}
 class Stack:
     """A proxy with its venue simulator and OMS simulators, in one temporary folder."""
 
-    def __init__(self, root: Path, *, behaviours: dict[str, str] | None = None, venue: bool = True, **config):
+    def __init__(self, root: Path, *, behaviours: dict[str, str] | None = None, venue: bool = True,
+                 proxy_env: dict | None = None, proxy_prefix: list[str] | None = None, **config):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
@@ -205,10 +210,10 @@ class Stack:
         self.oms: dict[str, Proc] = {}
         if venue:
             self.start_venue()
-        self.start_proxy(wait_venue=venue)
+        self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
 
-    def _proc(self, name: str, args: list[str], stdin: bool = False) -> Proc:
-        proc = Proc(name, args, self.root, stdin)
+    def _proc(self, name: str, args: list[str], stdin: bool = False, **kw) -> Proc:
+        proc = Proc(name, args, self.root, stdin, **kw)
         self.procs.append(proc)
         return proc
 
@@ -220,8 +225,10 @@ class Stack:
         self.venue.wait_for(lambda r: r.get("event") == "listening")
         return self.venue
 
-    def start_proxy(self, wait_venue: bool = True) -> Proc:
-        self.proxy = self._proc("proxy", ["run", "--config", str(self.config)])
+    def start_proxy(self, wait_venue: bool = True, env: dict | None = None, prefix: list[str] | None = None) -> Proc:
+        """Start (again) the proxy; ``env`` adds environment variables, ``prefix`` wraps the command
+        (a shell snippet ending in ``exec``, given the quoted command)."""
+        self.proxy = self._proc("proxy", ["run", "--config", str(self.config)], env=env, prefix=prefix)
         self.proxy.wait_for(lambda r: r.get("event") == "started")
         if wait_venue:
             self.wait_venue_up()
