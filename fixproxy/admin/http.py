@@ -175,7 +175,7 @@ class BadRequest(Exception):
 
 
 _DECODERS: dict[type, msgspec.json.Decoder] = {
-    t: msgspec.json.Decoder(t, float_hook=Decimal) for t in (KillRequest, LimitRequest, ReferenceRequest)
+    t: msgspec.json.Decoder(t, float_hook=Decimal) for t in (KillRequest, LimitRequest, ReferenceRequest, ResumeRequest)
 }
 
 

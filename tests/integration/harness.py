@@ -40,8 +40,8 @@ class Proc:
         self.text: list[str] = []
         self._new = threading.Condition()
         command = [sys.executable, "-m", "fixproxy", *args]
-        if prefix:  # a wrapper that ends by exec'ing the command (the pid stays the proxy's)
-            command = [*prefix, " ".join(f"'{c}'" for c in command)]
+        if prefix:  # a wrapper whose last word is a shell script ending in "exec {}" (the pid stays the proxy's)
+            command = [*prefix[:-1], prefix[-1].replace("{}", " ".join(f"'{c}'" for c in command))]
         self.popen = subprocess.Popen(
             command, cwd=cwd, text=True, bufsize=1,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
