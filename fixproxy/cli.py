@@ -100,11 +100,20 @@ def cmd_sim_desk(args) -> int:
                     if args.password_env else "", state_dir=args.state_dir)
 
 
+def _config_quiet(path: str):
+    """The config without its secrets (a check of stores needs no passwords or tokens); exit 2 if bad."""
+    try:
+        return load(path, secrets=False)
+    except ConfigError as exc:
+        print(f"fixproxy: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _store(args):
     """(path, database) of the audit store: ``--db``, else the one the config names."""
     from .audit import AuditError, open_for_reading
 
-    path = args.db or _load(args.config).audit_path
+    path = args.db or _config_quiet(args.config).audit_path
     try:
         return path, open_for_reading(path)
     except AuditError as exc:
@@ -125,13 +134,91 @@ def _filters(args):
                                   ("session", "account", "symbol", "cl_ord_id", "decision", "code", "kind")})
 
 
-def cmd_audit_verify(args) -> int:
-    from .audit import verify
+def _audit_key(args, loaded) -> bytes:
+    """--key-file, else the config's [audit] key_file / key_env, else $FIXPROXY_AUDIT_KEY."""
+    from pathlib import Path
 
-    _, db = _store(args)
+    from .config import MIN_AUDIT_KEY
+
+    try:
+        if args.key_file:
+            key, where = Path(args.key_file).read_bytes().strip(), f"--key-file {args.key_file}"
+        elif loaded is not None:
+            return loaded.read_audit_key()
+        else:
+            key, where = os.environ.get("FIXPROXY_AUDIT_KEY", "").encode(), "$FIXPROXY_AUDIT_KEY"
+    except OSError as exc:
+        raise SystemExit(f"fixproxy: --key-file: cannot read {args.key_file} ({exc.strerror or exc})") from None
+    except ConfigError as exc:
+        print(f"fixproxy: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if key and len(key) < MIN_AUDIT_KEY:
+        raise SystemExit(f"fixproxy: {where}: the audit key is {len(key)} bytes; it needs at least {MIN_AUDIT_KEY}")
+    return key
+
+
+def cmd_audit_verify(args) -> int:
+    from pathlib import Path
+
+    from .audit import AuditError, open_for_reading, verify
+    from .audit.crosscheck import (
+        check_checkpoints,
+        check_fix_stores,
+        check_head,
+        check_journal,
+        parse_head,
+        proxy_running,
+    )
+
+    expect = None
+    if args.expect_head:
+        try:
+            expect = parse_head(args.expect_head)
+        except ValueError as exc:
+            raise SystemExit(f"fixproxy: --expect-head: {exc}") from None
+    # With --db alone, the store is checked on its own (plus what the flags name); with a config
+    # (given, or the default when there is no --db), against that proxy's journal and FIX stores.
+    loaded = _config_quiet(args.config or DEFAULT_CONFIG) if args.config or not args.db else None
+    path = args.db or loaded.audit_path
+    try:
+        db = open_for_reading(path)
+    except AuditError as exc:
+        print(f"fixproxy: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     verdict = verify(db)
     print(verdict.sentence())
-    return 0 if verdict.ok else 1
+    checks = []
+    db.conn.execute("BEGIN")  # one snapshot for every check, while the follower may be committing
+    journal_dir = args.journal or (loaded.journal_dir if loaded is not None else None)
+    journal = None
+    # While the proxy that writes the journal runs, what its follower has not reached yet is not missing.
+    running = journal_dir is not None and proxy_running(Path(journal_dir))
+    if journal_dir is not None:
+        journal = check_journal(db, Path(journal_dir), running=running)
+        checks.append(journal)
+    else:
+        print("journal: not checked: pass --journal DIR or --config")
+    fix_stores = args.fix_stores or (loaded.state_dir / "store" if loaded is not None else None)
+    if fix_stores is not None:
+        checks.append(check_fix_stores(db, Path(fix_stores), running=running,
+                                       unfollowed=journal.unfollowed_out if journal is not None else None))
+    else:
+        print("fix stores: not checked: pass --fix-stores DIR or --config")
+    interval = args.checkpoint_interval or (loaded.config.audit.checkpoint_interval_s if loaded is not None else 5.0)
+    checks.append(check_checkpoints(db, _audit_key(args, loaded), interval))
+    if expect is not None:
+        checks.append(check_head(db, *expect))
+    for check in checks:
+        print("\n".join(check.lines()))
+    return 0 if verdict.ok and not any(c.failed for c in checks) else 1
+
+
+def cmd_audit_head(args) -> int:
+    from .audit.crosscheck import head_line
+
+    _, db = _store(args)
+    print(head_line(db))
+    return 0
 
 
 def cmd_audit_show(args) -> int:
@@ -239,6 +326,13 @@ def cmd_resume(args) -> int:
     return _kill(args, "resume")
 
 
+def cmd_resume_recording(args) -> int:
+    from .admin.client import render_result
+
+    print(render_result(_call(_api(args).post, "/recording/resume", {"reason": args.reason})))
+    return 0
+
+
 def cmd_status(args) -> int:
     import json
 
@@ -326,9 +420,29 @@ def parser() -> argparse.ArgumentParser:
         return sp
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit", required=True)
-    sp = with_store(audit.add_parser("verify", help="check the hash chain; exit 1 naming the first broken record"),
-                    filters=False)
+    sp = with_store(audit.add_parser(
+        "verify", help="check the hash chain, and the store against the journal, the FIX session stores, the keyed "
+                       "checkpoints and a head noted earlier; exit 1 naming what is wrong"), filters=False)
+    sp.set_defaults(config=None)  # --db alone: no config, no journal or FIX stores unless named
+    next(a for a in sp._actions if a.dest == "config").help = \
+        f"proxy config file (default {DEFAULT_CONFIG} unless --db is given)"
+    sp.add_argument("--journal", type=Path, default=None, metavar="DIR",
+                    help="the journal the store follows (default: <state_dir>/journal of the config)")
+    sp.add_argument("--fix-stores", type=Path, default=None, metavar="DIR",
+                    help="the FIX session stores, oms/ and venue/ (default: <state_dir>/store of the config)")
+    sp.add_argument("--key-file", default="", metavar="FILE",
+                    help="the checkpoints' key (default: the config's [audit] key_file or key_env, else "
+                         "$FIXPROXY_AUDIT_KEY); without a key the checkpoints are not checked")
+    sp.add_argument("--checkpoint-interval", type=float, default=None, metavar="SECONDS",
+                    help="the longest run of records without a checkpoint (default: [audit] checkpoint_interval_s, "
+                         "else 5)")
+    sp.add_argument("--expect-head", default="", metavar="SEQ:HASH",
+                    help="fail unless record SEQ exists with this hash (as `audit head` printed it earlier)")
     sp.set_defaults(func=cmd_audit_verify)
+
+    sp = with_store(audit.add_parser("head", help="print the newest record's number and hash: seq=N hash=H"),
+                    filters=False)
+    sp.set_defaults(func=cmd_audit_head)
 
     sp = with_store(audit.add_parser("show", help="list audit records, filtered"))
     sp.add_argument("--session", default="", help="OMS session or venue name")
@@ -381,6 +495,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--scope", required=True, help="firm, session:<name>, account:<Account> or symbol:<Symbol>")
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
     sp.set_defaults(func=cmd_resume)
+
+    sp = with_api(sub.add_parser("resume-recording", help="after a recording failure (the journal's disk "
+                                 "full), take new orders again once the journal can grow"))
+    sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    sp.set_defaults(func=cmd_resume_recording)
 
     sp = with_api(sub.add_parser("status", help="trading states, sessions and exposure of a running proxy"))
     sp.add_argument("--json", action="store_true", help="print the API's summary as JSON")

@@ -80,8 +80,23 @@ def _when(ns: int) -> str:
 
 
 def render_status(summary: dict) -> str:
-    """``fixproxy status``: trading states, sessions up/down, exposure, open orders."""
-    out = ["Trading states (every scope not listed is ACTIVE)"]
+    """``fixproxy status``: recording health, trading states, sessions up/down, exposure, open orders."""
+    out = []
+    health = summary.get("health")
+    if health is not None:
+        journal, audit = health.get("journal", {}), health.get("audit", {})
+        if journal.get("state") == "failed":
+            out.append(f"RECORDING FAILED: {journal.get('reason')}: new orders are refused (cancels pass); "
+                       "free space, then `fixproxy resume-recording --reason ...`")
+        else:
+            out.append(f"Recording: ok (journal segment {journal.get('segment')}, {journal.get('bytes', 0):,} bytes, "
+                       f"sync {journal.get('sync')})")
+        state = audit.get("state", "disabled")
+        line = f"Audit follower: {state}"
+        if state not in ("ok", "disabled"):
+            line += f" ({audit.get('detail') or 'see the proxy log'}; nothing is lost: it catches up from the journal)"
+        out += [line, ""]
+    out.append("Trading states (every scope not listed is ACTIVE)")
     states = summary.get("trading_states", [])
     if states:
         out.append(table(["scope", "state", "since (UTC)", "by", "reason"],
@@ -119,6 +134,8 @@ def render_result(result: dict) -> str:
     elif kind == "limit":
         line = (f"{result['scope']} {result['detail']}: {result['before'] or '(unset)'} -> "
                 f"{result['after'] or '(unset)'}")
+    elif kind == "recording":
+        line = f"recording: {result.get('before') or '-'} -> {result.get('after') or '-'}; {result.get('detail', '')}"
     elif kind == "reference":
         line = f"{result['scope']} reference price: {result['before'] or '(none)'} -> {result['after']}"
     else:

@@ -108,6 +108,7 @@ def test_page_with_risk_token_loads_shows_sessions_and_keeps_token_for_the_tab(s
     expect(page.locator('#sessions tr[data-session="oms1"] .badge.up')).to_have_text("up")
     expect(page.locator('#sessions tr[data-session="sim"] .badge.up')).to_have_text("up")
     expect(page.locator("#firm-state")).to_have_text("ACTIVE")
+    expect(page.locator("#recording-state")).to_have_text("ok")
     expect(page.locator('#firm-actions button[data-action="halt"]')).to_be_visible()
     expect(page.locator("#limit-buttons [data-action=set-reference]")).to_be_visible()
     expect(page.locator("#chart svg")).to_be_visible()
@@ -243,3 +244,26 @@ def test_viewer_token_sees_data_but_no_action_buttons(stack, page):
     expect(page.locator("#scope-form")).to_be_hidden()
     assert "Actions" not in page.locator("#exposure thead").inner_text()
     assert page.errors == []
+
+
+def test_full_journal_disk_shows_recording_failed_on_the_page(tmp_path, page):
+    """The journal's disk full (a tmpfs in the proxy's own mount namespace): the page shows the recording
+    badge FAILED and a banner with the cause, and the refused order's decision."""
+    from ..integration.test_disk_full import PREFIX_SH, ballast
+
+    root = tmp_path / "full"
+    (root / "var" / "journal").mkdir(parents=True)
+    s = Stack(root, behaviours={"MSFT": "ack"}, extra="\n[journal]\npreallocate_kb = 64\nreserve_kb = 32\n",
+              proxy_prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", PREFIX_SH])
+    try:
+        s.connect("oms1")
+        open_dashboard(page, s, "viewer")
+        ballast(f"/proc/{s.proxy.pid}/root{root}/var/journal/ballast")
+        for i in range(400):
+            if send(s, f"FULL{i}", symbol="MSFT", price="410").get("35") == "j":
+                break
+        expect(page.locator("#recording-state")).to_have_text("FAILED")
+        expect(page.locator("#banner")).to_contain_text("No space left on device")
+        expect(page.locator("#decisions")).to_contain_text("RECORDING_FAILED")
+    finally:
+        s.close()

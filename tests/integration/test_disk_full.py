@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 from .harness import messages
-from .test_admin_http import api
+from .test_admin_http import api, cli
 from .test_order_path import order
 
 PREFIX_SH = ("mount -t tmpfs -o size=1m fixproxy-journal var/journal && exec {}")
@@ -75,6 +75,7 @@ def test_full_journal_disk_refuses_new_orders_lets_cancels_through_and_resumes(f
     assert status == 503 and health["status"] == "failed"
     assert "No space left on device" in health["journal"]["reason"]
     assert api(s, "GET", "/summary", role="viewer")[1]["health"]["journal"]["state"] == "failed"
+    assert "RECORDING FAILED" in cli(s, "status").stdout
 
     # A cancel still goes through; a new order is still refused.
     oms.send_line("35=F|11=W1-C|41=W1|55=MSFT|54=1|38=100")
@@ -86,8 +87,8 @@ def test_full_journal_disk_refuses_new_orders_lets_cancels_through_and_resumes(f
     status, result = api(s, "POST", "/recording/resume", {"reason": "disk cleaned"})
     assert status == 422 and "No space left on device" in result["detail"], result
     os.unlink(full)
-    status, result = api(s, "POST", "/recording/resume", {"reason": "disk cleaned"}, role="risk")
-    assert status == 200 and result["ok"], result
+    done = cli(s, "resume-recording", "--reason", "disk cleaned")
+    assert done.returncode == 0 and "recording" in done.stdout, done.stdout + done.stderr
     assert healthz(s)[0] == 200
     oms.send_line(order("AFTER", symbol="MSFT", price="410"))
     oms.wait_for(m(**{"35": "8", "11": "AFTER", "39": "0"}))

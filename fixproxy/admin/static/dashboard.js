@@ -328,6 +328,7 @@
       state.rendered.firmActions = firm + state.canAct;
       $("firm-actions").replaceChildren(...actionButtons("firm", true));
     }
+    renderRecording(s.health);
     renderSessions(s);
     renderStates(s);
     renderUtilization(s);
@@ -337,6 +338,28 @@
     renderLimits(s);
     renderChart();
     renderScopeList(s);
+  }
+
+  // The journal and the audit follower: a failed journal refuses new orders (banner, red badge); a
+  // follower that is dead, stuck or behind loses nothing (amber badge).
+  function renderRecording(health) {
+    const b = $("recording-state");
+    if (!health) { b.textContent = ""; return; }
+    const journal = health.journal || {}, audit = health.audit || {};
+    if (journal.state === "failed") {
+      b.className = "badge red";
+      b.textContent = "FAILED";
+      b.title = journal.reason;
+      $("banner").textContent = "Recording failed: " + journal.reason + ". New orders are refused (cancels pass) " +
+        "until there is room and a risk user resumes (fixproxy resume-recording).";
+      $("banner").hidden = false;
+      return;
+    }
+    const degraded = audit.state && audit.state !== "ok" && audit.state !== "disabled";
+    b.className = "badge " + (degraded ? "amber" : "up");
+    b.textContent = degraded ? "audit " + audit.state : "ok";
+    b.title = degraded ? "the audit follower is " + audit.state + "; nothing is lost, it catches up from the journal"
+                       : "journal segment " + journal.segment + ", sync " + journal.sync;
   }
 
   // The kill-switch buttons for a scope (none for a viewer); `full` labels in the header, short ones in tables.
