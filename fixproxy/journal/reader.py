@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import format as fmt
+from .writer import JournalError
 
 _SEGMENT = re.compile(r"^(\d{8})\.journal$")
 
@@ -26,7 +27,7 @@ def read_segment(path: Path, offset: int = 0) -> Iterator[tuple[int, bytes, byte
     with open(path, "rb") as f:
         data = f.read()
     if data[:len(fmt.MAGIC)] != fmt.MAGIC:
-        raise ValueError(f"{path}: not a fixproxy journal segment")
+        raise JournalError(f"{path}: not a fixproxy journal segment (it does not start with {fmt.MAGIC!r})")
     pos = max(offset, len(fmt.MAGIC))
     while (found := fmt.unframe(data, pos)) is not None:
         kind, payload, pos = found
