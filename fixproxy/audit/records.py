@@ -8,6 +8,7 @@ breaks the chain from that row on. spec/audit-records.md describes every kind.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import time
 from typing import Any
@@ -24,6 +25,13 @@ KIND_DECISION = "decision"
 KIND_NOTICE = "notice"
 KIND_ADMIN = "admin"
 KIND_COMMAND = "command"
+#: A keyed checkpoint: an HMAC of the chain's head, written by the journal follower (``checkpoint_draft``).
+KIND_CHECKPOINT = "checkpoint"
+#: ``code`` of a checkpoint record: how its ``mac`` is made.
+CHECKPOINT_CODE = "hmac-sha256"
+#: ``code`` of the notice that starts each journal segment's records (and, before the journal, each
+#: start of the proxy's audit writer): replay starts a fresh core there.
+AUDIT_STARTED = "audit_started"
 
 #: ``code`` of a command record: the same word as the ``kind`` of the AdminResult that answers it.
 COMMAND_CODES = {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference"}
@@ -164,3 +172,29 @@ def action_draft(action: msgspec.Struct) -> Draft:
     cols = {name: str(fields.pop(name, "") or "") for name in _COLUMN_FIELDS}
     return (now_ns, kind, cols["session"], "", cols["msg_type"], cols["cl_ord_id"], cols["account"],
             cols["symbol"], decision, code, canonical_data(msgspec.to_builtins(fields)))
+
+
+# ---------------------------------------------------------------- keyed checkpoints
+
+
+def checkpoint_mac(key: bytes, seq: int, hash_: str) -> str:
+    """HMAC-SHA256(key, "<seq>:<hash>") in hex: what a checkpoint holds for record ``seq``."""
+    return hmac.new(key, f"{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A short name of a key (an HMAC of a fixed text, not the key): tells "another key" from "forged"."""
+    return hmac.new(key, b"fixproxy audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def checkpoint_draft(key: bytes, seq: int, hash_: str, now_ns: int) -> Draft:
+    """A checkpoint after record ``seq`` (hash ``hash_``): its seq, hash and their keyed MAC in ``data``."""
+    data = {"seq": seq, "hash": hash_, "mac": checkpoint_mac(key, seq, hash_), "key_id": key_id(key)}
+    return (now_ns, KIND_CHECKPOINT, "", "", "", "", "", "", "", CHECKPOINT_CODE, canonical_data(data))
+
+
+def segment_start_draft(segment: int, start_ns: int, note: str) -> Draft:
+    """The ``audit_started`` notice that opens a journal segment's records: the proxy's start time, its
+    note (the config it ran) in ``detail``, the segment's number in ``segment``."""
+    return (start_ns, KIND_NOTICE, "", "", "", "", "", "", "", AUDIT_STARTED,
+            canonical_data({"detail": note, "segment": segment}))

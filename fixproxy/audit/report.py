@@ -10,8 +10,8 @@ import sqlite_utils
 
 from ..timefmt import iso
 from .query import Filters
-from .records import KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE
-from .store import TABLE, iter_records
+from .records import KIND_ADMIN, KIND_CHECKPOINT, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE
+from .store import TABLE, head, iter_records
 from .verify import verify
 
 _MSG_NAMES = {"D": "new orders (D)", "G": "replaces (G)", "F": "cancels (F)"}
@@ -62,9 +62,11 @@ def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None
             breaches.setdefault((code, d.get("scope", ""), d["limit"]), []).append(d.get("observed", ""))
     notices = [{"kind": k, "code": c, "count": n} for k, c, n in _rows(
         db, "SELECT kind, code, count(*) FROM {table} {where} GROUP BY 1, 2 ORDER BY 1, 2",
-        # Commands are listed through the admin records that answer them.
+        # Commands are listed through the admin records that answer them; checkpoints under the head.
         _and(where, f"kind NOT IN ('{KIND_DECISION}', '{KIND_MESSAGE}', '{KIND_ADMIN}', '{KIND_COMMAND}', "
-                    f"'{KIND_POSITION}')"), params)]
+                    f"'{KIND_POSITION}', '{KIND_CHECKPOINT}')"), params)]
+    head_seq, head_hash = head(db)
+    checkpoints = db.execute(f"SELECT count(*) FROM {TABLE} WHERE kind = ?", (KIND_CHECKPOINT,)).fetchone()[0]
     admin = [{"time": iso(r.ts_ns), "seq": r.seq, **json.loads(r.data)}
              for r, _ in iter_records(db, _and(where, f"kind = '{KIND_ADMIN}'"), params)]
     positions: dict[tuple[str, str, str], dict] = {}
@@ -77,6 +79,10 @@ def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None
         "records": count,
         "chain": {"ok": verdict.ok, "records": verdict.records, "head_seq": verdict.head_seq,
                   "head_hash": verdict.head_hash, "verdict": verdict.sentence()},
+        # The whole store's newest record (not only the filtered period's), as `audit head` prints it:
+        # note it elsewhere, and `audit verify --expect-head SEQ:HASH` shows any later cut or re-hash.
+        "head": {"seq": head_seq, "hash": head_hash, "line": f"seq={head_seq} hash={head_hash}",
+                 "checkpoints": checkpoints},
         "orders_by_outcome": outcomes,
         "rejects_by_rule": by_rule,
         "rejects_by_account": by_account,
@@ -100,7 +106,10 @@ def render_text(report: dict) -> str:
     out = [f"fixproxy end-of-day report — {report['store']}",
            f"period {report['period']['first'] or '-'} to {report['period']['last'] or '-'}, "
            f"{report['records']} records",
-           report["chain"]["verdict"], "", "Orders by outcome"]
+           report["chain"]["verdict"],
+           f"head (keep it elsewhere; `fixproxy audit verify --expect-head SEQ:HASH` checks it): "
+           f"{report['head']['line']}, {report['head']['checkpoints']} keyed checkpoint(s)",
+           "", "Orders by outcome"]
     out += _table(("message", "accepted", "rejected"),
                   [(k, v["accepted"], v["rejected"]) for k, v in report["orders_by_outcome"].items()])
     out += ["", "Rejects by rule"] + _table(("code", "count"), list(report["rejects_by_rule"].items()))

@@ -1,6 +1,10 @@
-"""The audit store: one SQLite file (WAL), written by one thread that batches records from a queue.
+"""The audit store: one SQLite file (WAL), with one writer at a time.
 
-Callers on the order path only enqueue (a ``SimpleQueue.put``); parsing, hashing, JSON and
+In the proxy that writer is the journal's follower (``follower.py``), which uses this module's
+table, prepared insert and position table. ``AuditWriter`` is a writer fed directly, without a
+journal (tests and tools build stores with it):
+
+Callers only enqueue (a ``SimpleQueue.put``); parsing, hashing, JSON and
 SQLite all happen on the writer thread. Loss window on a crash: records not yet committed (still
 in the queue, or inserted in the open transaction), that is at most ``flush_interval_ms`` (or
 ``batch_size`` records) before the crash. A transaction is committed with ``synchronous=FULL``,
@@ -15,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 import structlog
@@ -24,6 +28,8 @@ from ..core import events as ev
 from .records import COLUMNS, GENESIS, Draft, Record, action_draft, admin_draft, chain, message_draft
 
 TABLE = "records"
+#: One row: how far into the journal the follower has recorded (updated in each commit's transaction).
+POSITION_TABLE = "journal_position"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -56,7 +62,43 @@ def _create(db: sqlite_utils.Database) -> None:
         BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
         CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
         BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+        CREATE TABLE IF NOT EXISTS {POSITION_TABLE} (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            segment INTEGER NOT NULL,
+            journal_offset INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            committed_ns INTEGER NOT NULL
+        );
     """)
+
+
+class FollowerPosition(NamedTuple):
+    """Where the journal follower is: the journal position after the last record it recorded (the
+    segment and the byte offset in it), and the chain head it had committed there."""
+
+    segment: int
+    offset: int
+    seq: int
+    hash: str
+    committed_ns: int
+
+
+#: Saves the follower's position; executed in the transaction of the records it covers.
+SAVE_POSITION = (f"INSERT INTO {POSITION_TABLE} (id, segment, journal_offset, seq, hash, committed_ns) "
+                 "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET segment = excluded.segment, "
+                 "journal_offset = excluded.journal_offset, seq = excluded.seq, hash = excluded.hash, "
+                 "committed_ns = excluded.committed_ns")
+
+
+def read_position(db: sqlite_utils.Database) -> FollowerPosition | None:
+    """The journal follower's committed position, or None (no follower has written this store)."""
+    try:
+        row = db.execute(f"SELECT segment, journal_offset, seq, hash, committed_ns FROM {POSITION_TABLE} "
+                         "WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # a store written before the journal: no such table
+        return None
+    return FollowerPosition(*row) if row else None
 
 
 def open_for_writing(path: Path) -> sqlite_utils.Database:
@@ -114,7 +156,9 @@ def head(db: sqlite_utils.Database) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
-_INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+#: Inserts one row (every column, the hash last), as ``records.chain`` makes them.
+INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
 
 #: How often the writer thread turns what came into rows (it commits every flush interval).
 WORK_INTERVAL_S = 0.02
@@ -268,7 +312,7 @@ class AuditWriter:
         try:
             # One prepared statement for the batch (sqlite-utils' insert_all re-derives the columns
             # and JSON-checks each value of each row: a quarter of the proxy's CPU under load).
-            self._db.conn.executemany(_INSERT, rows)
+            self._db.conn.executemany(INSERT, rows)
         except sqlite3.Error as exc:
             self._roll_back(len(rows), exc)
             return

@@ -52,3 +52,43 @@ def test_bad_audit_value_names_the_key(cfg, audit, message):
     """A bad [audit] value stops loading with the key's path."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(cfg(audit))
+
+
+def test_shipped_config_takes_the_checkpoint_key_from_the_environment(monkeypatch):
+    """[audit] key_env defaults to FIXPROXY_AUDIT_KEY; no variable, no key (no checkpoints)."""
+    monkeypatch.delenv("FIXPROXY_AUDIT_KEY", raising=False)
+    loaded = load(CFG / "fixproxy.toml")
+    assert (loaded.config.audit.key_env, loaded.config.audit.checkpoint_interval_s, loaded.audit_key) == \
+        ("FIXPROXY_AUDIT_KEY", 5.0, b"")
+    monkeypatch.setenv("FIXPROXY_AUDIT_KEY", "a-key-of-sixteen-or-more")
+    assert load(CFG / "fixproxy.toml").audit_key == b"a-key-of-sixteen-or-more"
+
+
+def test_key_file_is_read_relative_to_the_config(cfg, tmp_path):
+    """[audit] key_file is resolved against the config file and read only with secrets."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "audit.key").write_bytes(b"0123456789abcdef0123\n")
+    loaded = load(cfg('[audit]\nkey_file = "keys/audit.key"\n'))
+    assert loaded.audit_key == b"0123456789abcdef0123"
+    assert load(cfg('[audit]\nkey_file = "keys/audit.key"\n'), secrets=False).audit_key == b""
+
+
+@pytest.mark.parametrize("audit, message", [
+    ('[audit]\nkey_file = "../var/audit.key"\n', "audit.key_file: .* is inside the state dir"),
+    ('[audit]\npath = "records/day.sqlite"\nkey_file = "records/audit.key"\n',
+     "audit.key_file: .* is inside the audit store's folder"),
+    ('[audit]\nkey_file = "missing.key"\n', "audit.key_file: cannot read"),
+    ("[audit]\ncheckpoint_interval_s = 0\n", "audit.checkpoint_interval_s: Expected `float` > 0"),
+])
+def test_a_key_file_in_the_wrong_place_stops_loading_naming_the_key(cfg, audit, message):
+    """The key must not sit where whoever can rewrite the store can read it."""
+    with pytest.raises(ConfigError, match=message):
+        load(cfg(audit))
+
+
+def test_a_short_key_is_refused(cfg, monkeypatch):
+    """A key under 16 bytes stops loading, naming where it came from."""
+    monkeypatch.setenv("FIXPROXY_AUDIT_KEY", "short")
+    with pytest.raises(ConfigError, match="audit.key_env: environment variable FIXPROXY_AUDIT_KEY: the audit key is "
+                                          "5 bytes; it needs at least 16"):
+        load(cfg("[audit]\n"))

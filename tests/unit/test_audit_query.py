@@ -127,6 +127,15 @@ def test_report_counts_outcomes_rules_accounts_and_actions(store):
     assert "Kill-switch and admin actions" in text and "(none recorded)" in text
 
 
+def test_report_prints_the_head_to_keep_elsewhere(store, capsys):
+    """The report prints the head as `audit head` does (what `audit verify --expect-head` takes)."""
+    report = build(open_for_reading(store), store)
+    assert main(["audit", "head", "--db", str(store)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert report["head"]["line"] == line == f"seq={report['chain']['head_seq']} hash={report['chain']['head_hash']}"
+    assert line in render_text(report)
+
+
 def test_parse_when_reads_dates_times_and_fix_stamps():
     """Command-line times: a date, a minute, seconds with a fraction, the FIX form; all UTC."""
     assert parse_when("2026-11-25") == T - 14 * 3600 * S

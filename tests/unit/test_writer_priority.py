@@ -9,8 +9,11 @@ import time
 import pytest
 
 from fixproxy.audit import open_for_reading
+from fixproxy.audit.follower import AuditFollowerProcess, FollowerSettings
 from fixproxy.audit.store import iter_records
-from fixproxy.offload import AuditProcess, WriterPriority
+from fixproxy.journal.format import Start
+from fixproxy.journal.writer import Journal
+from fixproxy.offload import WriterPriority
 
 pytestmark = pytest.mark.skipif(not WriterPriority.available(),
                                 reason="this user may not raise a thread's priority back (CAP_SYS_NICE)")
@@ -54,14 +57,21 @@ def test_a_late_cycle_raises_the_writer_and_it_goes_back_to_idle_after_the_hold(
 
 
 @pytest.mark.parametrize("priority, policy", [("idle", os.SCHED_IDLE), ("normal", os.SCHED_OTHER)])
-def test_the_audit_writer_process_runs_at_its_priority_and_writes(tmp_path, priority, policy):
-    writer = AuditProcess(tmp_path / "audit.sqlite", flush_interval_ms=20, priority=priority)
-    writer.start()
+def test_the_audit_follower_process_runs_at_its_priority_and_writes(tmp_path, priority, policy):
+    journal = Journal(tmp_path / "journal", 1, Start(1, time.time_ns(), os.getpid(), "test"))
+    journal.inbound("oms1", time.time_ns(), "8=FIX.4.4\x0135=D\x0111=A1\x01")
+    follower = AuditFollowerProcess(FollowerSettings(store=str(tmp_path / "audit.sqlite"),
+                                                     journal_dir=str(tmp_path / "journal"), flush_interval_ms=20),
+                                    journal_position=lambda: journal.position, priority=priority)
+    follower.start()
     try:
-        writer.message("in", "oms1", "8=FIX.4.4\x0135=D\x0111=A1\x01", time.time_ns())
-        assert writer.flush(30)
-        assert policies(writer._process.pid) == {policy}
+        deadline = time.monotonic() + 30
+        while follower.health()["position"]["offset"] < journal.size:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert policies(follower.pid) == {policy}
     finally:
-        writer.close()
+        journal.close()
+        assert follower.stop()
     kinds = [(r.kind, r.cl_ord_id) for r, _ in iter_records(open_for_reading(tmp_path / "audit.sqlite"))]
     assert kinds == [("notice", ""), ("message", "A1")]
