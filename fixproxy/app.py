@@ -294,17 +294,17 @@ class Proxy:
     def _store_dir(self, side: str) -> Path:
         return self.loaded.state_dir / "store" / side
 
-    def _venue_sent(self, venue: str) -> set[str]:
+    def _venue_sent(self, venue: str) -> dict[str, str]:
         v = next(v for v in self.loaded.config.venues if v.name == venue)
-        return {codec.parse(raw).get(11, "") for raw in
+        return {codec.parse(raw).get(11, ""): raw for raw in
                 stored_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))}
 
-    def _oms_sent(self, session: str) -> set[tuple] | None:
+    def _oms_sent(self, session: str) -> dict[tuple, str] | None:
         cfg = self.loaded.config
         if cfg.proxy.oms_store == "memory":
             return None  # nothing kept across a restart: nothing to send again from
         s = next(s for s in cfg.oms if s.name == session)
-        return {oms_key(codec.parse(raw)) for raw in
+        return {oms_key(codec.parse(raw)): raw for raw in
                 stored_messages(self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id))}
 
     def _reconcile(self) -> None:
@@ -312,6 +312,8 @@ class Proxy:
         store are counted; orders that never reached the venue store are refused back to their OMS;
         reports that never reached an OMS store are sent (kept for its resend request)."""
         r = self.recovered
+        for session, raw in r.journal_out:  # sent just before the crash, not journaled yet
+            self.journal.outbound(session, time.time_ns(), raw)
         self.engine.count_journaled(r.inbound_seq)
         for venue, cl_ord_id in r.send_failed:
             self.application.submit(ev.VenueSendFailed(venue, cl_ord_id, time.time_ns(), "down"))
@@ -321,6 +323,7 @@ class Proxy:
                                            if isinstance(a, ev.OmsReport) else a for a in r.resend])
         self.log.info("recovered", segments=r.segments_read, inputs_replayed=r.replayed,
                       seconds=round(r.seconds, 3), not_sent_to_venue=len(r.send_failed), oms_resent=len(r.resend),
+                      sent_not_journaled=len(r.journal_out),
                       journal_segment=r.segment)
 
     def _audit_follower(self):

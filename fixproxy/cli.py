@@ -326,6 +326,44 @@ def cmd_resume(args) -> int:
     return _kill(args, "resume")
 
 
+def cmd_journal_show(args) -> int:
+    """Print journal records, one JSON line each: segment, offset, kind and the record's value."""
+    from pathlib import Path
+
+    import msgspec
+
+    from .journal import format as fmt
+    from .journal.reader import read_segment, segments
+    from .journal.writer import JournalError
+
+    directory = Path(args.dir) if args.dir else _config_quiet(args.config).journal_dir
+    found = segments(directory)
+    if not found:
+        print(f"fixproxy: no journal segments in {directory}", file=sys.stderr)
+        return 1
+    wanted = {fmt.KINDS[k.encode()] if k.encode() in fmt.KINDS else k for k in args.kind.split(",")} if args.kind else None
+    chosen = [n for n in found if not args.segment or n in args.segment]
+    encode = msgspec.json.Encoder(decimal_format="string").encode
+    out = sys.stdout
+    try:
+        for n in chosen:
+            for pos, kind, payload in read_segment(directory / f"{n:08d}.journal"):
+                name = fmt.KINDS[kind]
+                if wanted is not None and name not in wanted:
+                    continue
+                value = fmt.decode(kind, payload)
+                if kind in (fmt.INBOUND, fmt.OUTBOUND):
+                    session, now_ns, raw = value
+                    value = {"session": session, "now_ns": now_ns, "raw": raw.replace("\x01", "|")}
+                out.write(encode({"segment": n, "offset": pos, "kind": name, "record": value}).decode() + "\n")
+    except JournalError as exc:
+        print(f"fixproxy: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        pass
+    return 0
+
+
 def cmd_resume_recording(args) -> int:
     from .admin.client import render_result
 
@@ -418,6 +456,14 @@ def parser() -> argparse.ArgumentParser:
                             help="from this time, UTC (2026-11-25 or 2026-11-25T12:30:00)")
             sp.add_argument("--to", dest="end", default="", metavar="TIME", help="until this time (excluded), UTC")
         return sp
+
+    journal = sub.add_parser("journal", help="the write-ahead journal").add_subparsers(dest="journal", required=True)
+    sp = with_config(journal.add_parser("show", help="print journal records, one JSON line each"))
+    sp.add_argument("--dir", default="", help="the journal folder (default: <state_dir>/journal of the config)")
+    sp.add_argument("--segment", type=int, action="append", default=[], help="only this segment (repeatable)")
+    sp.add_argument("--kind", default="", help="only these kinds, comma-separated: start,in,event,out,action "
+                                               "(or S,I,E,O,A)")
+    sp.set_defaults(func=cmd_journal_show)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit", required=True)
     sp = with_store(audit.add_parser(

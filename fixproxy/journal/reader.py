@@ -41,10 +41,14 @@ class Tail:
     once one exists and the current one has nothing more.
     """
 
-    def __init__(self, directory: Path, segment: int = 0, offset: int = 0, max_bytes: int = 4 << 20):
+    def __init__(self, directory: Path, segment: int = 0, offset: int = 0, max_bytes: int = 4 << 20,
+                 first_read: int = 64 << 10):
         self.directory = Path(directory)
         self.segment, self.offset = segment, offset
         self.max_bytes = max_bytes
+        # A poll reads this much (a quiet journal costs little), doubled while reads come back full.
+        self.first_read = first_read
+        self._read = first_read
         self._fd: int | None = None
         self._fd_segment = -1
 
@@ -79,14 +83,20 @@ class Tail:
                     return out
                 self.segment, self.offset = nxt[0], 0
                 continue
-            data = os.pread(self._fd, self.max_bytes, self.offset)
+            size = self._read
+            data = os.pread(self._fd, size, self.offset)
             pos = 0
             while (found := fmt.unframe(data, pos)) is not None:
                 kind, payload, pos = found
                 out.append((self.segment, self.offset + pos, kind, payload))
             self.offset += pos
-            if pos and len(out) < 10_000 and len(data) == self.max_bytes:
-                continue  # more of this segment to read
+            # More to read: the read was full and the next record (a non-zero header) did not fit in it.
+            rest = data[pos:pos + fmt.HEADER.size]
+            more = len(data) == size and len(rest) == fmt.HEADER.size and rest != bytes(fmt.HEADER.size) \
+                and pos + fmt.HEADER.size + fmt.HEADER.unpack(rest)[0] > len(data)
+            self._read = min(size * 2, self.max_bytes) if more else self.first_read
+            if more and len(out) < 10_000 and (pos or size < self.max_bytes):
+                continue
             if pos:
                 return out
             nxt = [s for s in segments(self.directory) if s > self.segment]

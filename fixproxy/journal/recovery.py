@@ -45,6 +45,9 @@ class Recovered:
         self.segments_read: list[int] = []
         self.send_failed: list[tuple[str, str]] = []  # (venue, venue ClOrdID) never sent
         self.resend: list[ev.Action] = []  # OMS messages to send again
+        #: (session, raw) of messages the stores say went out after the last input but the journal
+        #: lacks (killed between the store write and the journal append): journaled on start.
+        self.journal_out: list[tuple[str, str]] = []
         #: Session name -> the sequence number of the last inbound application message journaled
         #: since the session last logged on (in the last segment).
         self.inbound_seq: dict[str, int] = {}
@@ -104,9 +107,9 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     """Rebuild the core's state from ``directory``.
 
     ``make_core()``: a core from the config (start-of-day positions loaded); ``make_ids(start_ns)``:
-    the ExecID generator of a process started at ``start_ns``. ``venue_sent(venue)``: the ClOrdIDs of D/G/F messages in that venue
-    session's store today; ``oms_sent(session)``: the keys (``oms_key``) of the messages in an OMS
-    session's store.
+    the ExecID generator of a process started at ``start_ns``. ``venue_sent(venue)``: {ClOrdID: raw}
+    of the D/G/F messages in that venue session's store; ``oms_sent(session)``: {``oms_key``: raw} of
+    the messages in an OMS session's store (None: the store keeps nothing across a restart).
     """
     log = structlog.get_logger("fixproxy.journal")
     started = time.monotonic()
@@ -127,6 +130,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
         core.import_state(state)
     role_of = roles(config)
     last: tuple[object, list[ev.Action]] | None = None  # the last input and what the core made of it
+    sent_after: set[tuple[str, str]] = set()  # (session, MsgSeqNum) of the O records after the last input
     inbound: dict[str, int] = {}
     to_replay = [s for s in found if s >= base] if found else []
     for seg in to_replay:
@@ -154,7 +158,11 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
                 if isinstance(event, ev.SessionUp):
                     inbound.pop(event.name, None)
             else:
+                if kind == fmt.OUTBOUND:
+                    session, _, raw = fmt.decode(kind, payload)
+                    sent_after.add((session, codec.parse(raw).get(34, "")))
                 continue
+            sent_after = set()
             if core is None:
                 core = make_core()
             out.replayed += 1
@@ -168,7 +176,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     core.sessions_gone()
     out.inbound_seq = inbound
     if last is not None:
-        _reconcile(last[1], out, venue_sent, oms_sent)
+        _reconcile(last[1], out, venue_sent, oms_sent, sent_after)
     out.state = core.export_state()
     out.snapshot = pickle.dumps(out.state, protocol=pickle.HIGHEST_PROTOCOL)
     out.segment = (found[-1] + 1) if found else 1
@@ -196,19 +204,29 @@ def _action_key(a: ev.Action) -> tuple:
     return ("j", a.ref_id, str(a.ref_seq_num))
 
 
-def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent, oms_sent) -> None:
-    venue_cache: dict[str, set[str]] = {}
-    oms_cache: dict[str, set[tuple]] = {}
+def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent, oms_sent, journaled: set[tuple[str, str]]) -> None:
+    venue_cache: dict[str, dict[str, str]] = {}
+    oms_cache: dict[str, dict[tuple, str] | None] = {}
     for a in actions:
         if isinstance(a, _VENUE_ACTIONS):
-            sent = venue_cache.get(a.venue)
-            if sent is None:
-                sent = venue_cache[a.venue] = venue_sent(a.venue)
-            if a.cl_ord_id not in sent:
-                out.send_failed.append((a.venue, a.cl_ord_id))
+            session, key = a.venue, a.cl_ord_id
+            if session not in venue_cache:
+                venue_cache[session] = venue_sent(session)
+            sent = venue_cache[session]
         elif isinstance(a, _OMS_ACTIONS):
-            sent = oms_cache.get(a.session)
+            session, key = a.session, _action_key(a)
+            if session not in oms_cache:
+                oms_cache[session] = oms_sent(session)
+            sent = oms_cache[session]
             if sent is None:
-                sent = oms_cache[a.session] = oms_sent(a.session)
-            if sent is not None and _action_key(a) not in sent:
+                continue
+        else:
+            continue
+        raw = sent.get(key)
+        if raw is None:
+            if isinstance(a, _VENUE_ACTIONS):
+                out.send_failed.append((a.venue, a.cl_ord_id))
+            else:
                 out.resend.append(a)
+        elif (session, codec.parse(raw).get(34, "")) not in journaled:
+            out.journal_out.append((session, raw))

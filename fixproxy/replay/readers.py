@@ -330,7 +330,50 @@ class AuditCommands(AuditLog):
                 yield item
 
 
-Source = TextLog | AuditLog | AuditCommands
+class JournalLog(_Reader):
+    """A segment of the proxy's journal (spec/journal.md): every input in the order the core took it,
+    the messages it sent, its decisions, session changes and the risk desk's commands, first hand."""
+
+    format = "journal"
+
+    def __init__(self, path: Path, index: int, label: str, progress: Progress | None = None):
+        super().__init__(path, index, label, progress)
+        self.size = path.stat().st_size
+        self.formats = {"journal"}
+
+    def __iter__(self) -> Iterator[Item]:
+        from ..journal import format as fmt
+        from ..journal.reader import read_segment
+
+        done = 0
+        for n, (pos, kind, payload) in enumerate(read_segment(self.path), 1):
+            if self.progress is not None and n % 10_000 == 0:
+                self.progress(pos - done)
+                done = pos
+            value = fmt.decode(kind, payload)
+            self.lines += 1
+            if kind in (fmt.INBOUND, fmt.OUTBOUND):
+                session, now_ns, raw = value
+                self.messages += 1
+                yield Message(now_ns, self.index, n, codec.parse(raw), (session, "in" if kind == fmt.INBOUND else "out"))
+            elif isinstance(value, ev.Decision):
+                yield RecordedDecision(value.now_ns, self.index, n, value.session, value.cl_ord_id, value.accepted,
+                                       value.code)
+            elif isinstance(value, (ev.SessionUp, ev.SessionDown)):
+                yield SessionChange(value.now_ns, self.index, n, value.name, isinstance(value, ev.SessionUp))
+            elif isinstance(value, ev.ADMIN_COMMANDS):
+                yield AdminCommand(value.now_ns, self.index, n, value)
+
+
+def is_journal(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"FXJRNL01"
+    except OSError:
+        return False
+
+
+Source = TextLog | AuditLog | AuditCommands | JournalLog
 
 
 def expand(paths: list[str]) -> list[tuple[Path, str]]:
@@ -338,7 +381,9 @@ def expand(paths: list[str]) -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
     for given in paths:
         p = Path(given)
-        if p.is_dir():
+        if p.is_dir() and any(p.glob("*.journal")):
+            out += [(f, str(Path(given) / f.name)) for f in sorted(p.glob("*.journal"))]
+        elif p.is_dir():
             found = sorted(f for f in p.rglob("*.log") if f.is_file() and ".messages." in f.name)
             if not found:
                 raise ReplayError(f"{given}: no quickfix message logs (*.messages.*.log) in this folder")
@@ -357,11 +402,13 @@ def open_sources(paths: list[str], progress: Progress | None = None, commands_fr
     """
     sources: list[Source] = []
     for i, (path, label) in enumerate(expand(paths)):
-        cls = AuditLog if is_audit_store(path) else TextLog
+        cls = AuditLog if is_audit_store(path) else JournalLog if is_journal(path) else TextLog
         try:
             sources.append(cls(path, i, label, progress))
         except (OSError, AuditError) as exc:
             raise ReplayError(f"{label}: {exc}") from None
+    if any(isinstance(s, JournalLog) for s in sources) and not all(isinstance(s, JournalLog) for s in sources):
+        raise ReplayError("journal segments are replayed on their own (they already hold every session)")
     if len(sources) > 1 and any(isinstance(s, AuditLog) for s in sources):
         raise ReplayError("an audit store is replayed on its own (it already holds every session)")
     if commands_from:

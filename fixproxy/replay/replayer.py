@@ -164,7 +164,7 @@ class Replayer:
                 route = self.routes.get((target, sender))
                 if route is not None:
                     self._session_rejects.setdefault((route[0], ref), []).append(ts)
-        audit = any(s.format == "audit" for s in sources)
+        audit = any(s.format in ("audit", "journal") for s in sources)  # sources with the venues' logons
         cfg = self.loaded.config
         # A venue whose own messages are in the input follows its logons; any other is taken as up.
         self._logged_venues = {v.name for v in cfg.venues if audit or v.comp_id in senders}

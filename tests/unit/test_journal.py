@@ -171,7 +171,7 @@ def test_recovered_core_equals_the_core_that_wrote_the_journal(tmp_path):
     def make() -> object:
         return build_core(loaded, T + 1)
 
-    rec = recover(tmp_path, loaded.config, make, exec_id_generator, lambda v: set(), lambda s: set())
+    rec = recover(tmp_path, loaded.config, make, exec_id_generator, lambda v: {}, lambda s: {})
     assert rec.replayed == 6 and rec.segment == 2
     live = picture(core)
     live["sessions_up"] = sorted(core.up)
@@ -191,7 +191,7 @@ def test_recovered_core_equals_the_core_that_wrote_the_journal(tmp_path):
     j2.close()
     exec_ids = [raw for name, raw in wire2.sent if name == "oms2" and "\x0117=" in raw]
     assert exec_ids, wire2.sent
-    rec2 = recover(tmp_path, loaded.config, make, exec_id_generator, lambda v: set(), lambda s: set())
+    rec2 = recover(tmp_path, loaded.config, make, exec_id_generator, lambda v: {}, lambda s: {})
     assert rec2.segments_read == [2]
     again = make()
     again.import_state(pickle.loads(rec2.snapshot))
@@ -210,7 +210,7 @@ def test_last_input_cut_short_is_reconciled_against_the_stores(tmp_path):
     j.inbound("oms1", T, order("LOST", seq=7))  # journaled; the process died before the core saw it
     j.close()
     rec = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator,
-                  lambda v: set(), lambda s: set())
+                  lambda v: {}, lambda s: {})
     assert rec.send_failed == [("sim", "oms1.LOST")]
     assert rec.inbound_seq == {"oms1": 7}
 
@@ -222,9 +222,25 @@ def test_last_input_cut_short_is_reconciled_against_the_stores(tmp_path):
     j2.inbound("sim", T, report("F1", "X9", "2", "F", 100, 0, 100))
     j2.close()
     rec2 = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator,
-                   lambda v: {"oms1.F1"}, lambda s: set())
+                   lambda v: {"oms1.F1": "35=D\x0134=3\x0111=oms1.F1\x01"}, lambda s: {})
     assert rec2.send_failed == []
     assert [(type(a).__name__, a.report.exec_id) for a in rec2.resend] == [("OmsReport", "X9")]
     fresh = build_core(loaded, T)
     fresh.import_state(pickle.loads(rec2.snapshot))
     assert fresh.book.positions[("ACC", "AAPL")].qty == Decimal(100)
+
+
+def test_message_in_the_store_but_not_in_the_journal_is_journaled_on_start(tmp_path):
+    """Killed between the venue store's write and the journal's O record: recovery finds the order in the
+    store, does not report it unsent, and hands its bytes over to be journaled (the audit then has it)."""
+    loaded = load(CONFIG)
+    write_snapshot(tmp_path, 1, pickle.dumps(build_core(loaded, T).export_state()))
+    core, j, wire = run_day(tmp_path, loaded, 1, T, None)
+    wire.submit(ev.SessionUp("sim", T))
+    j.inbound("oms1", T, order("G1", seq=3))
+    j.close()
+    stored = "8=FIX.4.4\x0135=D\x0134=9\x0149=FIXPROXY\x0156=VENUE\x0111=oms1.G1\x01"
+    rec = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator,
+                  lambda v: {"oms1.G1": stored}, lambda s: {})
+    assert rec.send_failed == [] and rec.resend == []
+    assert rec.journal_out == [("sim", stored)]

@@ -56,8 +56,9 @@ class Session:
     def send(self, msg_type: str, body: list[tuple[int, str]], now: int) -> bytes | None:
         """Send (or, for an OMS session that is down, store for resend) one message.
 
-        Returns the bytes when they went on the wire, None when they did not. A venue session that
-        is down takes nothing: no sequence number is used, and the caller hears it failed.
+        Returns the bytes when they went on the wire or into the store for a resend (an OMS session
+        that is down), None when they did not. A venue session that is down takes nothing: no
+        sequence number is used, and the caller hears it failed.
         """
         conn = self.connection
         if msg_type == "A" or msg_type == "5":
@@ -67,9 +68,9 @@ class Session:
             if self.role == "venue" or msg_type in wire.ADMIN_TYPES:
                 return None
             seq = self.store.next_sender
-            self.store.sent(seq, wire.build(self.begin_string, msg_type, seq, self.sender, self.target,
-                                            wire.stamp(now), body))
-            return None  # kept in the store: the peer gets it by ResendRequest after its next Logon
+            data = wire.build(self.begin_string, msg_type, seq, self.sender, self.target, wire.stamp(now), body)
+            self.store.sent(seq, data)
+            return data  # kept in the store: the peer gets it by ResendRequest after its next Logon (as quickfix)
         seq = self.store.next_sender
         data = wire.build(self.begin_string, msg_type, seq, self.sender, self.target, wire.stamp(now), body)
         self.store.sent(seq, data)
