@@ -120,10 +120,12 @@ def replayed(day, tmp_path, log: str, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("source", ["filelog", "audit"])
+@pytest.mark.parametrize("source", ["filelog", "audit", "journal"])
 def test_replay_reproduces_every_recorded_decision(day, tmp_path, capsys, source):
-    """Replaying the proxy's own FileLog (or its audit store) gives every recorded decision again: zero differences."""
-    log = str(day.root / "var" / "log") if source == "filelog" else str(store(day))
+    """Replaying the proxy's own FileLog (or its audit store, or its journal) gives every recorded decision
+    again: zero differences."""
+    log = {"filelog": str(day.root / "var" / "log"), "audit": str(store(day)),
+           "journal": str(day.root / "var" / "journal")}[source]
     doc = replayed(day, tmp_path, log)
     assert doc["summary"]["differences"] == 0 and doc["summary"]["original"]["unanswered"] == 0
     got = {}
