@@ -263,14 +263,12 @@ class Proxy:
         journal_dir = loaded.journal_dir
         self.log = structlog.get_logger("fixproxy")
         # The core as it was: the latest snapshot and the journal after it (journal/recovery.py).
-        self.recovered = recover(journal_dir, cfg, lambda: build_core(loaded, self.start_ns), exec_id_generator,
-                                 self._venue_sent, self._oms_sent)
+        self.recovered = recover(journal_dir, cfg, self._make_core, exec_id_generator, self._venue_sent, self._oms_sent)
         # The new segment starts from a snapshot of what was recovered, and the live core is that
         # snapshot read back: a later recovery from it gives exactly this core.
         write_snapshot(journal_dir, self.recovered.segment, self.recovered.snapshot)
-        self.core = build_core(loaded, self.start_ns)
+        self.core = self._make_core()
         self.core.import_state(pickle.loads(self.recovered.snapshot))
-        self.core.recover_orders = True  # a report for an order the proxy never knew still reaches its OMS
         j = cfg.journal
         self.journal = Journal(journal_dir, self.recovered.segment,
                                journal_format.Start(self.recovered.segment, self.start_ns, os.getpid(),
@@ -290,6 +288,12 @@ class Proxy:
                                health=self.health, resume_recording=self.application.resume_recording)
 
     # ------------------------------------------------------------ recovery
+
+    def _make_core(self) -> ProxyCore:
+        """The live core (and the one recovery replays into: they must decide alike)."""
+        core = build_core(self.loaded, self.start_ns)
+        core.recover_orders = True  # a report for an order the proxy never knew still reaches its OMS
+        return core
 
     def _store_dir(self, side: str) -> Path:
         return self.loaded.state_dir / "store" / side
