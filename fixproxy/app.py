@@ -259,7 +259,6 @@ class Proxy:
         self.loaded = loaded
         cfg = loaded.config
         self.start_ns = time.time_ns()
-        state = loaded.state_dir
         journal_dir = loaded.journal_dir
         self.log = structlog.get_logger("fixproxy")
         # The core as it was: the latest snapshot and the journal after it (journal/recovery.py).

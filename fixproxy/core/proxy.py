@@ -12,7 +12,7 @@ import msgspec
 from . import events as ev
 from .model import CancelReject, ExecReport, ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
 from .book import FIRM, Book, Fill, Working
-from .killswitch import KillAction, KillSwitch, ScopeState, TradingState, parse_scope
+from .killswitch import KillAction, KillSwitch, TradingState, parse_scope
 from .orders import IllegalTransition, Order, OrderTable, check_transition
 from .risk.limits import LimitResolver, Limits, LimitSet
 from .risk.rules import (
@@ -124,41 +124,6 @@ class ProxyCore:
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
         return self._dispatch[type(event)](event)
-
-    def restore(self, orders: Iterable[Order], aliases: Iterable[tuple[str, str, str]], fills: Iterable[Fill],
-                references: Iterable[tuple[str, Decimal, int]], used_ids: Iterable[tuple[int, str, str]],
-                kill_states: Iterable[ScopeState] = (), limit_changes: Iterable[tuple[str, str, object]] = (),
-                exec_ids: Iterable[str] = ()) -> None:
-        """Load saved state on top of start-of-day positions: orders (with their ClOrdID aliases as
-        (order key, OMS ClOrdID, venue ClOrdID)), fills, reference prices, ClOrdIDs used, trading
-        states and live limit changes (replayed on top of the configured limits)."""
-        self._exec_ids.update(exec_ids)
-        for state in kill_states:
-            self.kill.load(state)
-        for layer, name, value in limit_changes:
-            self.limits.replace(_set_limit(self.limits.limits, layer, name, value))
-            self.limit_changes.append((layer, name, value))
-        by_key = {}
-        for order in orders:
-            by_key[order.key] = order
-            self.orders.add(order)
-        for key, cl_ord_id, venue_id in aliases:
-            if key in by_key:
-                self.orders.alias(by_key[key], cl_ord_id, venue_id)
-        for order in by_key.values():
-            # The current ids win over older aliases of the same order.
-            self.orders.alias(order, order.cl_ord_id, order.venue_cl_ord_id)
-            self._sync_working(order)
-        for fill in fills:
-            active = fill.active
-            fill.active = True
-            self.book.fill(fill)
-            if not active:
-                self.book.bust(fill.exec_id)
-        for symbol, price, time_ns in references:
-            self.book.set_reference(symbol, price, time_ns)
-        for day, session, cl_ord_id in used_ids:
-            self.orders.seen(session, day).add(cl_ord_id)
 
     # ------------------------------------------------------------ snapshots
 

@@ -10,9 +10,8 @@ import msgspec
 import pytest
 
 from fixproxy.app import Recorder
-from fixproxy.audit import AuditWriter, open_for_reading
+from fixproxy.audit import AuditWriter
 from fixproxy.audit.records import GENESIS, Record, action_draft, command_event
-from fixproxy.audit.store import iter_records
 from fixproxy.config import load
 from fixproxy.core import events as ev
 from fixproxy.replay import open_sources, replay

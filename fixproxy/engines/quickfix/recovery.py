@@ -1,21 +1,14 @@
-"""What the proxy sent to venues, read back from quickfix's own FileStore.
+"""What a session sent, read back from quickfix's FileStore files (the native engine writes the same).
 
-quickfix writes every outgoing message to the store before it goes on the wire, so the store
-knows about an order even when the proxy was killed before its state store saved it. On
-start-up the proxy reads today's NewOrderSingles, replaces and cancels from there: each
-ClOrdID counts as used (a resent possible duplicate is not forwarded again) and an order the
-state lost is rebuilt as pending, its venue reports then bring it up to date.
+Both engines write an outgoing message to the store before it goes on the wire, so the store is
+the truth about what was sent: recovery checks the last journaled input's outputs against it
+(journal/recovery.py), and ``audit verify`` checks that every stored message has its audit record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-
-from ... import codec
-from ...timefmt import fix_time_ns
-
-_DAY_NS = 86_400 * 1_000_000_000
 
 
 def stored_messages(store_dir: Path, session_file_prefix: str) -> Iterator[str]:
@@ -32,35 +25,6 @@ def stored_messages(store_dir: Path, session_file_prefix: str) -> Iterator[str]:
         yield data[offset: offset + size].decode("latin-1")
 
 
-def sent_today(store_dir: Path, session_file_prefix: str, now_ns: int) -> Iterator[dict[int, str]]:
-    """Today's (UTC) D, G and F messages the proxy sent on one venue session, as tag -> value."""
-    today = now_ns // _DAY_NS
-    for raw in stored_messages(store_dir, session_file_prefix):
-        fields = codec.parse(raw)
-        if fields.get(35) not in ("D", "G", "F"):
-            continue
-        try:
-            if fix_time_ns(fields.get(52, "")) // _DAY_NS != today:
-                continue
-        except ValueError:
-            continue
-        yield fields
-
-
 def store_prefix(begin_string: str, sender: str, target: str) -> str:
     """The file name prefix quickfix's FileStore uses for a session."""
     return f"{begin_string}-{sender}-{target}"
-
-
-def recover(core, store_dir: Path, venues, now_ns: int) -> int:
-    """Feed ``core.recover_sent`` with today's orders from every venue session's store; returns how
-    many were unknown to the state store (orders sent just before a crash)."""
-    unknown = 0
-    for v in venues:
-        for fields in sent_today(store_dir, store_prefix(v.fix_version, v.our_comp_id, v.comp_id), now_ns):
-            try:
-                request = codec.decode_order(fields) if fields[35] == "D" else None
-            except codec.Invalid:
-                request = None
-            unknown += core.recover_sent(v.name, fields[35], fields.get(11, ""), request, now_ns)
-    return unknown
