@@ -98,7 +98,7 @@ class Journal:
         self.size = end
         self.appended += 1
         if self.sync == "always" and (kind == fmt.INBOUND or kind == fmt.EVENT):
-            os.fdatasync(self.fd)
+            self._sync()
         return True
 
     def inbound(self, session: str, now_ns: int, raw: str) -> bool:
@@ -131,9 +131,9 @@ class Journal:
         return True
 
     def resume(self) -> str:
-        """Try to allocate room again; "" when the journal can grow (``failed`` cleared), else why not."""
+        """Try to allocate room (and sync) again; "" when the journal can grow (``failed`` cleared), else why not."""
         reason, self.failed = self.failed, ""
-        if self._grow(self.capacity + self.chunk):
+        if self._grow(self.capacity + self.chunk) and (self.sync == "none" or self._sync()):
             return ""
         if not self.failed:
             self.failed = reason
@@ -146,11 +146,23 @@ class Journal:
 
     # ------------------------------------------------------------ durability
 
+    def _sync(self) -> bool:
+        """fdatasync; an I/O error fails the journal (new risk refused) like a full disk."""
+        try:
+            os.fdatasync(self.fd)  # releases the interpreter lock
+            return True
+        except OSError as exc:
+            if not self.failed:
+                self.failed = f"cannot sync the journal {self.path.name}: {exc.strerror or exc}"
+                self._log.error("journal_sync_failed", path=str(self.path), error=str(exc),
+                                detail="new orders are refused until a risk user resumes")
+            return False
+
     def _sync_loop(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
             try:
-                os.fdatasync(self.fd)  # releases the interpreter lock
-            except (OSError, ValueError):
+                self._sync()
+            except ValueError:  # closed meanwhile
                 return
 
     def flush(self) -> None:

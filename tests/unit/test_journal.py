@@ -244,3 +244,19 @@ def test_message_in_the_store_but_not_in_the_journal_is_journaled_on_start(tmp_p
                   lambda v: {"oms1.G1": stored}, lambda s: {})
     assert rec.send_failed == [] and rec.resend == []
     assert rec.journal_out == [("sim", stored)]
+
+
+def test_sync_error_fails_the_journal_like_a_full_disk(tmp_path, monkeypatch):
+    """With sync "always", an fdatasync error (an I/O error) sets ``failed``; the record is still written."""
+    j = Journal(tmp_path, 1, start(), sync="always")
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    assert j.inbound("oms1", T, "x")
+    assert "Input/output error" in j.failed
+    assert "Input/output error" in j.resume()
+    monkeypatch.undo()
+    assert j.resume() == ""
+    j.close()
