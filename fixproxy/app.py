@@ -26,7 +26,7 @@ from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
 from .engines.quickfix.edge import ProxyApplication, session_info
-from .engines.quickfix.recovery import store_prefix, stored_messages
+from .engines.quickfix.recovery import sent_messages, store_prefix
 from .engines.quickfix.settings import (
     common_defaults,
     dictionary,
@@ -300,7 +300,7 @@ class Proxy:
     def _venue_sent(self, venue: str) -> dict[str, str]:
         v = next(v for v in self.loaded.config.venues if v.name == venue)
         return {codec.parse(raw).get(11, ""): raw for raw in
-                stored_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))}
+                sent_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))}
 
     def _oms_sent(self, session: str) -> dict[tuple, str] | None:
         cfg = self.loaded.config
@@ -308,7 +308,7 @@ class Proxy:
             return None  # nothing kept across a restart: nothing to send again from
         s = next(s for s in cfg.oms if s.name == session)
         return {oms_key(codec.parse(raw)): raw for raw in
-                stored_messages(self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id))}
+                sent_messages(self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id))}
 
     def _reconcile(self) -> None:
         """What the crash cut short: inbound messages journaled but not counted by the session

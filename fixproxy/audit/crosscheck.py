@@ -266,9 +266,11 @@ def _message_key(raw: str) -> tuple[str, str, str, str]:
 
 
 def _stored_messages(store: Path, prefix: str) -> Iterator[str]:
-    from ..engines.quickfix.recovery import stored_messages
+    # Only what the session counted as sent: a message stored just before a kill, its number not yet
+    # saved, never went out (and its number is used again).
+    from ..engines.quickfix.recovery import sent_messages
 
-    return stored_messages(store, prefix)
+    return sent_messages(store, prefix)
 
 
 def check_fix_stores(db: sqlite_utils.Database, store_dir: Path, *, running: bool = False,

@@ -260,3 +260,22 @@ def test_sync_error_fails_the_journal_like_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert j.resume() == ""
     j.close()
+
+
+def test_a_message_stored_but_not_counted_is_not_sent(tmp_path):
+    """Killed between a store's message write and its sequence number save: that message never went out.
+    Recovery reads it as not sent (the report is sent again), and a number used twice reads as the later."""
+    from fixproxy.engines.native.store import FileStore
+    from fixproxy.engines.quickfix.recovery import sent_messages, stored_messages
+
+    store = FileStore(tmp_path, "FIX.4.4-FIXPROXY-OMS1", T)
+    store.sent(1, b"8=FIX.4.4\x0135=8\x0134=1\x0117=E1\x01")
+    store.sent(2, b"8=FIX.4.4\x0135=8\x0134=2\x0117=E2\x01")
+    store.next_sender = 2  # as if the process died before saving the number after message 2
+    store.save_seqnums()
+    store.close()
+    assert [m.split("\x01")[3] for m in sent_messages(tmp_path, "FIX.4.4-FIXPROXY-OMS1")] == ["17=E1"]
+    store = FileStore(tmp_path, "FIX.4.4-FIXPROXY-OMS1", T)
+    store.sent(2, b"8=FIX.4.4\x0135=8\x0134=2\x0117=E3\x01")  # the number used again
+    store.close()
+    assert [m.split("\x01")[3] for m in stored_messages(tmp_path, "FIX.4.4-FIXPROXY-OMS1")] == ["17=E1", "17=E3"]
