@@ -1,17 +1,48 @@
 #!/usr/bin/env python3
-"""Soak: orders with random cancels, replaces and partial fills for N minutes, the proxy killed
-with SIGKILL at random moments and restarted, then a reconciliation that must come out exact.
+"""Soak: order messages at a steady rate (new orders, cancels, replaces; partial fills) for N
+minutes, the proxy killed with SIGKILL at random moments and restarted each time, risk-desk halts
+and limit changes made before some kills and checked after them, then a reconciliation that must
+come out exact.
 
-    .venv/bin/python scripts/soak.py --minutes 3 --rate 20 --kills 4
+    .venv/bin/python scripts/soak.py --engine native --minutes 2 --rate 500 --kills 20
 
-Reconciliation:
-- every order the OMS sent has exactly one final outcome (rejected, filled or cancelled) and no
-  order's final report arrived twice;
-- the venue received exactly the orders the OMS saw forwarded, none twice;
-- the proxy's positions equal the sum of the fills the OMS received;
-- the audit chain verifies.
+Sending is paced by a schedule (message i is due at start + i/rate; whatever is due is written to
+the OMS simulator's stdin in one write), so the achieved rate does not drift; the report gives it,
+and the rate at which the OMS simulator put the messages out. Messages go on while the proxy is
+down (the OMS simulator queues them in its store and resends them after the logon). The kill
+times are drawn at random over the first 90% of the run; a kill waits until the previous restart
+is up (both sessions) and checked, so a run lasts until its last kill is done. ``--start-kills N``
+also kills N of the restarted proxies once more while they start (recover), at a random moment.
+With ``--keep`` the folder stays, with the simulators' output (oms-sim.jsonl, venue-sim.jsonl).
+
+Reconciliation (every item must hold for ``reconciliation: EXACT``):
+- every order the OMS sent has exactly one final outcome at the OMS (rejected, filled or
+  cancelled); a repeat of a report marked PossDupFlag (43=Y) or PossResend (97=Y) whose ExecID
+  was already seen is dropped, as an OMS does; any other repeat counts against;
+- every order (and every cancel and replace request) reached the venue at most once, and every
+  order the OMS saw forwarded (not refused by the proxy) reached it;
+- the proxy's positions (GET /api/v1/positions) equal the sum of the fills the OMS received,
+  per account and symbol;
+- no phantom working orders: no order the OMS saw finish is open at the proxy (GET
+  /api/v1/orders) at any check (before every kill, after every restart, before and after the
+  end-of-run cancels), and after those cancels the proxy has no open order; every message the OMS
+  sent has been answered before those cancels;
+- halts and limit changes made before a kill are in force after it: before every 4th kill an
+  account is halted and the firm's max_order_qty changed, before the kill two later the account is
+  resumed and a symbol halted (resumed before the next kill), each change made through the HTTP
+  API with a risk token; after every restart GET /api/v1/trading-states and /api/v1/limits must
+  show exactly what was set, and probe orders must be refused HALTED (or MAX_ORDER_QTY) or, once
+  resumed, accepted;
+- the audit chain verifies (``fixproxy audit verify`` with the checkpoint key and the head noted
+  mid-run, exit 0), and every application message the OMS simulator sent or received on its
+  session has its audit record (matched on direction and MsgSeqNum, each counted once: a resend
+  with PossDupFlag repeats a sequence number), with the same MsgType and ClOrdID; and no audit
+  record of a message on that session that the OMS never saw under its MsgSeqNum (one sequence
+  number recorded for two different messages is a failure).
+
 Everything runs on 127.0.0.1 with free ports, in a temporary folder; every process is stopped by
-its pid at the end. Exit status 0 only if the reconciliation is exact.
+its pid at the end. Prints a JSON report, then ``reconciliation: EXACT`` or ``NOT EXACT`` (and the
+details of what failed on stderr). Exit status 0 only if the reconciliation is exact.
 """
 
 from __future__ import annotations
@@ -20,24 +51,36 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TOKEN = "soak-viewer-token-0123456789"
+VIEWER = "soak-viewer-token-0123456789"
+RISK = "soak-risk-token-0123456789ab"
+SESSION = "oms1"
+ACCOUNT = "SOAK"
+HALT_ACCOUNT = "HALTME"  # only probe orders go to this account
+HALT_SYMBOL = "JPM"
 # symbol -> (limit price, venue simulator behaviour); RSTR is restricted, so the proxy refuses it.
 SYMBOLS = {"AAPL": ("190", "fill"), "MSFT": ("410", "ack"), "NVDA": ("120", "partial"), "JPM": ("200", "ack"),
            "RSTR": ("40", "fill")}
+FIRM_MAX_QTY = 10000
+#: A proxy refusal's Text (58) starts with its code (spec/reject-codes.md).
+CODE = re.compile(r"^([A-Z][A-Z_]+):")
+FINAL_STATUS = {"2": "filled", "4": "cancelled", "8": "rejected"}
 
 
 def free_port() -> int:
@@ -46,63 +89,114 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Proc:
-    """A fixproxy child process whose JSON output lines are collected."""
+def now() -> float:
+    return time.monotonic()
 
-    def __init__(self, args: list[str], cwd: Path, stdin: bool = False):
-        self.lines: list[dict] = []
+
+class Proc:
+    """A fixproxy child process. Each output line (stdout and stderr) goes to ``on_line``; without
+    one, its JSON objects are collected (``snapshot``, ``wait_for``: scripts/bench_halt.py uses
+    that). The last lines are kept for a failure report; with ``save`` every line goes to that file."""
+
+    def __init__(self, args: list[str], cwd: Path, stdin: bool = False, *, name: str = "fixproxy", on_line=None,
+                 save: Path | None = None):
+        self.name = name
+        self.lines: list[dict] = []  # the JSON objects printed, without on_line
+        # every line, with --keep
+        self.save = open(save, "a", buffering=1 << 20) if save is not None else None  # noqa: SIM115
         self.text: list[str] = []  # the last lines, for a failure report
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.on_line = on_line
+        self.wlock = threading.Lock()
         self.popen = subprocess.Popen([sys.executable, "-m", "fixproxy", *args], cwd=cwd, text=True, bufsize=1,
                                       stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        for stream in (self.popen.stdout, self.popen.stderr):
-            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.started = now()
+        self.threads = [threading.Thread(target=self._read, args=(s,), daemon=True)
+                        for s in (self.popen.stdout, self.popen.stderr)]
+        for t in self.threads:
+            t.start()
 
     def _read(self, stream) -> None:
         for line in stream:
-            with self.lock:
-                self.text.append(line.rstrip("\n"))
-                del self.text[:-50]
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                with self.lock:
+            if self.save is not None:
+                self.save.write(line)
+            line = line.rstrip("\n")
+            record = None
+            if self.on_line is not None:
+                try:
+                    self.on_line(line)
+                except Exception as exc:  # noqa: BLE001 - a bug in the soak: say so loudly, keep reading
+                    print(f"soak: {self.name} line handler failed: {exc!r} on {line[:200]}", file=sys.stderr)
+            elif line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    pass
+            with self.cond:
+                if isinstance(record, dict):
                     self.lines.append(record)
+                self.text.append(line)
+                if len(self.text) > 400:
+                    del self.text[:-200]
+                self.cond.notify_all()
+
+    def tail(self, n: int = 30) -> str:
+        with self.cond:
+            return "\n".join(self.text[-n:])
 
     def snapshot(self) -> list[dict]:
-        with self.lock:
+        with self.cond:
             return list(self.lines)
 
     def wait_for(self, pred, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for r in self.snapshot():
-                if pred(r):
-                    return r
-            time.sleep(0.05)
-        with self.lock:
-            tail = "\n".join(self.text[-20:])
-        raise TimeoutError(f"no matching line within {timeout}s (exit status {self.popen.poll()}); last output:\n{tail}")
+        """The first JSON object printed that matches ``pred`` (TimeoutError after ``timeout``)."""
+        deadline = now() + timeout
+        with self.cond:
+            i = 0
+            while True:
+                while i < len(self.lines):
+                    if pred(self.lines[i]):
+                        return self.lines[i]
+                    i += 1
+                if now() > deadline:
+                    raise TimeoutError(f"{self.name}: no matching line within {timeout}s (exit status "
+                                       f"{self.popen.poll()}); last output:\n" + "\n".join(self.text[-20:]))
+                self.cond.wait(0.2)
 
-    def send(self, line: str) -> None:
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
+    def send(self, lines: str | list[str]) -> None:
+        """Write a line, or lines, to stdin in one write."""
+        if isinstance(lines, str):
+            lines = [lines]
+        with self.wlock:
+            self.popen.stdin.write("".join(x + "\n" for x in lines))
+            self.popen.stdin.flush()
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         if self.popen.poll() is None:
-            os.kill(self.popen.pid, sig)
             try:
-                self.popen.wait(15)
+                os.kill(self.popen.pid, sig)
+                self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
+            except ProcessLookupError:
+                pass
+        for t in self.threads:
+            t.join(5)
+        if self.save is not None:
+            self.save.close()
+        return self.popen.returncode
 
 
 def write_config(root: Path, acceptor: int, venue: int, http: int, engine: str = "quickfix") -> Path:
     shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
+    # The checkpoints' key, outside the state dir (var/): whoever can rewrite the store cannot read it.
+    (root / "audit.key").write_text("soak-audit-checkpoint-key-0123456789\n")
     path = root / "fixproxy.toml"
     path.write_text(f"""
 [proxy]
@@ -111,7 +205,7 @@ engine = "{engine}"
 [acceptor]
 port = {acceptor}
 [[oms]]
-name = "oms1"
+name = "{SESSION}"
 comp_id = "OMS1"
 default_venue = "sim"
 [[venues]]
@@ -122,177 +216,909 @@ instruments = "instruments.csv"
 self_match = "off"
 sell_below_zero_is_short = false
 [limits.firm]
-max_order_qty = 10000
+max_order_qty = {FIRM_MAX_QTY}
 price_collar_pct = 5
+[audit]
+enabled = true
+key_file = "audit.key"
 [admin]
 http_port = {http}
 [[admin.tokens]]
 name = "soak"
 role = "viewer"
-token = "{TOKEN}"
+token = "{VIEWER}"
+[[admin.tokens]]
+name = "soak-risk"
+role = "risk"
+token = "{RISK}"
 """)
     return path
 
 
-def api(http: int, path: str):
-    req = urllib.request.Request(f"http://127.0.0.1:{http}{path}", headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
+class Api:
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, token: str = VIEWER, timeout: float = 10):
+        req = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as exc:  # /healthz answers 503 with a body
+            return json.load(exc)
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {RISK}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
 
 
-def received(proc: Proc) -> list[dict]:
-    return [r["fields"] for r in proc.snapshot() if r.get("dir") == "in" and "fields" in r]
+class RandomSet:
+    """A set with O(1) add, discard and random choice."""
+
+    def __init__(self):
+        self.items: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def add(self, x: str) -> None:
+        if x not in self.index:
+            self.index[x] = len(self.items)
+            self.items.append(x)
+
+    def discard(self, x: str) -> None:
+        i = self.index.pop(x, None)
+        if i is not None:
+            last = self.items.pop()
+            if i < len(self.items):
+                self.items[i] = last
+                self.index[last] = i
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def choice(self, rnd: random.Random) -> str:
+        return self.items[rnd.randrange(len(self.items))]
+
+
+class Order:
+    __slots__ = ("account", "answered", "cur", "finals", "forwarded", "pending", "price", "probe", "qty", "root",
+                 "side", "symbol")
+
+    def __init__(self, root, symbol, side, account, qty, price, probe=""):
+        self.root, self.symbol, self.side, self.account = root, symbol, side, account
+        self.qty, self.price = qty, price
+        self.cur = root  # the ClOrdID the venue has acked last
+        self.pending = False  # a cancel or replace awaits its answer
+        self.finals: list[str] = []
+        self.forwarded = False  # the OMS received a report from the venue for it
+        self.answered = False  # the OMS received anything about the order
+        self.probe = probe
+
+
+class Tracker:
+    """What the OMS simulator saw, from its output lines (its reader thread), and what the soak sent."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.orders: dict[str, Order] = {}
+        self.root_of: dict[str, str] = {}  # every ClOrdID the soak sent -> its order's first ClOrdID
+        self.requests: dict[str, tuple[str, str, str]] = {}  # cancel/replace ClOrdID -> (root, kind, new qty)
+        self.working = RandomSet()  # roots acked at the venue, not done, nothing pending
+        self.done: set[str] = set()
+        self.fills: Counter = Counter()  # (account, symbol) -> the quantity the OMS saw filled, signed
+        self.exec_ids: set[str] = set()
+        self.exec_repeats_marked = 0
+        self.exec_repeats_unmarked: list[dict] = []
+        self.reject_keys: set[tuple] = set()
+        self.cancel_rejects: Counter = Counter()
+        self.unknown: list[dict] = []
+        # (direction as the proxy sees it, MsgSeqNum) -> (MsgType, ClOrdID), for the audit check
+        self.wire: dict[tuple[str, int], tuple[str, str]] = {}
+        self.wire_conflicts: list = []
+        self.oms_out_first: list[float] = []  # arrival times of the OMS's order messages, first sends only
+        self.events: list[tuple[float, str]] = []  # OMS logon/logout
+        self.send_failed = 0
+
+    # -- the sender's side
+
+    def new_order(self, cl: str, symbol: str, side: str, account: str, qty: int, price: str, probe: str = "") -> None:
+        with self.lock:
+            self.orders[cl] = Order(cl, symbol, side, account, qty, price, probe)
+            self.root_of[cl] = cl
+
+    def take_working(self, rnd: random.Random) -> Order | None:
+        with self.lock:
+            if not self.working:
+                return None
+            root = self.working.choice(rnd)
+            self.working.discard(root)
+            o = self.orders[root]
+            o.pending = True
+            return o
+
+    def request(self, cl: str, o: Order, kind: str, qty: str = "") -> None:
+        with self.lock:
+            self.root_of[cl] = o.root
+            self.requests[cl] = (o.root, kind, qty)
+
+    # -- the OMS simulator's output
+
+    def on_line(self, line: str) -> None:
+        if not line.startswith("{"):
+            return
+        rec = json.loads(line)
+        f = rec.get("fields")
+        if f is None:
+            ev = rec.get("event")
+            if ev:
+                with self.lock:
+                    if ev == "send_failed":
+                        self.send_failed += 1
+                    else:
+                        self.events.append((now(), ev))
+            return
+        msg_type = f.get("35", "")
+        if msg_type in ("0", "1", "2", "3", "4", "5", "A"):
+            return  # session level (the simulator prints Reject and Logout)
+        direction = "in" if rec.get("dir") == "out" else "out"  # as the proxy sees it
+        seq = int(f.get("34", "0"))
+        key = (direction, seq)
+        ident = (msg_type, f.get("11") or f.get("379", ""))
+        with self.lock:
+            seen = self.wire.get(key)
+            if seen is None:
+                self.wire[key] = ident
+                if direction == "in" and f.get("43") != "Y" and ident[1][:1] in ("D", "C", "R"):
+                    self.oms_out_first.append(now())  # a scheduled message (not a probe or end cancel)
+            elif seen != ident:
+                self.wire_conflicts.append((key, seen, ident))
+            if direction == "out":
+                self._report(f)
+
+    def _final(self, o: Order, outcome: str) -> None:
+        o.finals.append(outcome)
+        self.done.add(o.root)
+        self.working.discard(o.root)
+        o.pending = False
+
+    def _report(self, f: dict) -> None:
+        msg_type = f.get("35")
+        marked = f.get("43") == "Y" or f.get("97") == "Y"
+        if msg_type == "8":
+            exec_id = f.get("17", "")
+            if exec_id and exec_id != "NONE":
+                if exec_id in self.exec_ids:
+                    if marked:
+                        self.exec_repeats_marked += 1
+                    else:
+                        self.exec_repeats_unmarked.append(f)
+                    return  # an OMS drops a report it has (by ExecID)
+                self.exec_ids.add(exec_id)
+            cl = f.get("11", "")
+            root = self.root_of.get(cl) or self.root_of.get(f.get("41", ""))
+            o = self.orders.get(root) if root else None
+            if o is None:
+                self.unknown.append(f)
+                return
+            o.answered = True
+            exec_type, status = f.get("150", ""), f.get("39", "")
+            code = CODE.match(f.get("58", ""))
+            if exec_type in ("F", "1", "2") and f.get("32"):
+                qty = Decimal(f["32"])
+                self.fills[(f.get("1", o.account), f.get("55", o.symbol))] += qty if f.get("54", o.side) == "1" else -qty
+            if exec_type != "8" or not code:
+                o.forwarded = True  # a report of the venue's
+            if exec_type == "5":
+                o.cur, o.pending = cl, False
+                o.qty = int(Decimal(f.get("38", o.qty)))
+                self.requests.pop(cl, None)
+            elif exec_type == "4":
+                self.requests.pop(cl, None)
+            if status in FINAL_STATUS:
+                self._final(o, FINAL_STATUS[status] + (":" + code.group(1) if status == "8" and code else ""))
+            elif exec_type in ("0", "5") and not o.pending and o.root not in self.done:
+                self.working.add(o.root)
+            return
+        if msg_type == "9":
+            cl = f.get("11", "")
+            root = self.root_of.get(cl)
+            code = CODE.match(f.get("58", ""))
+            self.cancel_rejects[("cancel:" if f.get("434") == "1" else "replace:") +
+                                (code.group(1) if code else f.get("58", "")[:30])] += 1
+            self.requests.pop(cl, None)
+            o = self.orders.get(root) if root else None
+            if o is None:
+                self.unknown.append(f)
+                return
+            o.answered = True
+            o.pending = False
+            if o.root not in self.done and o.forwarded:
+                self.working.add(o.root)
+            return
+        if msg_type == "j":
+            cl = f.get("379", "")
+            root = self.root_of.get(cl)
+            o = self.orders.get(root) if root else None
+            if o is None:
+                self.unknown.append(f)
+                return
+            o.answered = True
+            key = (cl, f.get("45", ""), f.get("58", ""))
+            if key in self.reject_keys:
+                if marked:
+                    self.exec_repeats_marked += 1
+                else:
+                    self.exec_repeats_unmarked.append(f)
+                return
+            self.reject_keys.add(key)
+            code = CODE.match(f.get("58", ""))
+            if cl == o.root:
+                self._final(o, "rejected:" + (code.group(1) if code else "?"))
+            else:  # a cancel or replace refused
+                self.requests.pop(cl, None)
+                o.pending = False
+                if o.root not in self.done and o.forwarded:
+                    self.working.add(o.root)
+            return
+        self.unknown.append(f)
+
+    def finished_ids(self) -> set[str]:
+        """Every ClOrdID of every order the OMS saw finish."""
+        with self.lock:
+            return {cl for cl, root in self.root_of.items() if root in self.done}
+
+    def outstanding(self) -> list[str]:
+        """Orders with no answer yet, and cancel/replace requests not answered (their ClOrdIDs)."""
+        with self.lock:
+            return [r for r, o in self.orders.items() if not o.answered] + list(self.requests)
+
+    def outcome_of(self, root: str) -> list[str]:
+        with self.lock:
+            return list(self.orders[root].finals)
+
+
+class Venue:
+    """The order messages the venue simulator received: (MsgType, ClOrdID) -> how many times."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.received: Counter = Counter()
+        self.possdup: Counter = Counter()
+
+    def on_line(self, line: str) -> None:
+        if not line.startswith('{"dir":"in"'):
+            return
+        f = json.loads(line)["fields"]
+        if f.get("35") in ("D", "G", "F"):
+            with self.lock:
+                self.received[(f["35"], f.get("11", ""))] += 1
+                if f.get("43") == "Y":
+                    self.possdup[(f["35"], f.get("11", ""))] += 1
+
+
+class ProxyLog:
+    """The proxy's log lines that the soak waits on."""
+
+    KEEP = ("recovered", "started", "session_up", "session_down", "start_failed", "stopping", "stopped")
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self.cond = threading.Condition()
+        self.errors: list[str] = []
+
+    def on_line(self, line: str) -> None:
+        if not line.startswith("{"):
+            if "Traceback" in line or "cannot start" in line:
+                with self.cond:
+                    self.errors.append(line)
+            return
+        try:
+            r = json.loads(line)
+        except ValueError:
+            return
+        if r.get("level") in ("error", "critical"):
+            with self.cond:
+                self.errors.append(line[:300])
+        if r.get("event") in self.KEEP:
+            with self.cond:
+                self.events.append(r)
+                self.cond.notify_all()
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.rnd = random.Random(args.seed)
+        self.chaos_rnd = random.Random(args.seed + 1)
+        self.root = Path(tempfile.mkdtemp(prefix="fixproxy-soak-"))
+        self.acceptor, self.venue_port, self.http = free_port(), free_port(), free_port()
+        self.config = write_config(self.root, self.acceptor, self.venue_port, self.http, args.engine)
+        self.api = Api(self.http)
+        self.tracker = Tracker()
+        self.venue_seen = Venue()
+        self.procs: list[Proc] = []
+        self.proxy: Proc | None = None
+        self.proxy_log: ProxyLog | None = None
+        self.oms: Proc | None = None
+        self.n = 0  # messages sent
+        self.kinds: Counter = Counter()
+        self.restarts: list[dict] = []
+        self.checks: Counter = Counter()  # what was checked, how many times
+        self.failures: dict[str, list] = defaultdict(list)  # what failed, with details
+        self.expect_halted: set[str] = set()
+        self.expect_firm_qty = FIRM_MAX_QTY
+        self.head_noted = ""
+        self.start_kills: list[str] = []  # extra kills during a restart: before or after its "started" line
+        self.chaos_error: BaseException | None = None
+        self.proxy_logs: list[ProxyLog] = []  # one per proxy process started
+
+    # -- processes
+
+    def spawn_proxy(self) -> Proc:
+        log = ProxyLog()
+        self.proxy_logs.append(log)
+        proxy = Proc(["run", "--config", str(self.config)], self.root, name="proxy", on_line=log.on_line)
+        self.procs.append(proxy)
+        self.proxy, self.proxy_log = proxy, log
+        return proxy
+
+    def start_proxy(self) -> tuple[Proc, float, dict]:
+        proxy = self.spawn_proxy()
+        started = self.wait_proxy(lambda r: r.get("event") == "started", 60)
+        return proxy, now() - proxy.started, started
+
+    def wait_proxy(self, pred, timeout: float) -> dict:
+        log, proxy = self.proxy_log, self.proxy
+        deadline = now() + timeout
+        with log.cond:
+            while True:
+                for r in log.events:
+                    if pred(r):
+                        return r
+                if not proxy.alive() or now() > deadline:
+                    raise RuntimeError(f"proxy: no matching line within {timeout}s (exit status {proxy.popen.poll()})"
+                                       f"; last output:\n{proxy.tail()}")
+                log.cond.wait(0.2)
+
+    def wait_up(self, timeout: float = 60) -> None:
+        for name in ("sim", SESSION):
+            self.wait_proxy(lambda r, n=name: r.get("event") == "session_up" and r.get("detail") == n, timeout)
+
+    # -- sending
+
+    def send_lines(self, lines: list[str]) -> None:
+        self.oms.send(lines)
+
+    def next_message(self, lines: list[str]) -> None:
+        rnd, t = self.rnd, self.tracker
+        self.n += 1
+        n = self.n
+        roll = rnd.random()
+        o = t.take_working(rnd) if roll < 0.55 else None
+        if o is not None and roll < 0.25:
+            cl = f"C{n}"
+            t.request(cl, o, "F")
+            lines.append(f"35=F|11={cl}|41={o.cur}|55={o.symbol}|54={o.side}|38={o.qty}|1={o.account}")
+            self.kinds["cancel"] += 1
+        elif o is not None:
+            cl = f"R{n}"
+            new_qty = max(10, o.qty + rnd.choice((-20, -10, 10, 20)))
+            t.request(cl, o, "G", str(new_qty))
+            lines.append(f"35=G|11={cl}|41={o.cur}|55={o.symbol}|54={o.side}|38={new_qty}|40=2|44={o.price}"
+                         f"|1={o.account}")
+            self.kinds["replace"] += 1
+        else:
+            symbol = rnd.choice(list(SYMBOLS))
+            price = SYMBOLS[symbol][0]
+            side = "2" if rnd.random() < 0.2 else "1"
+            qty = rnd.choice((50, 100, 200))
+            cl = f"D{n}"
+            t.new_order(cl, symbol, side, ACCOUNT, qty, price)
+            lines.append(f"35=D|11={cl}|55={symbol}|54={side}|38={qty}|40=2|44={price}|1={ACCOUNT}")
+            self.kinds["new"] += 1
+
+    def probe(self, tag: str, symbol: str, account: str, qty: int) -> str:
+        """Send one order now (outside the schedule) and wait for its final outcome."""
+        cl = f"P{tag}"
+        price = SYMBOLS[symbol][0]
+        self.tracker.new_order(cl, symbol, "1", account, qty, price, probe=tag)
+        self.send_lines([f"35=D|11={cl}|55={symbol}|54=1|38={qty}|40=2|44={price}|1={account}"])
+        deadline = now() + 30
+        while now() < deadline:
+            finals = self.tracker.outcome_of(cl)
+            if finals:
+                return finals[0]
+            time.sleep(0.05)
+        return "no answer within 30s"
+
+    def send_loop(self, duration: float, chaos: threading.Thread) -> tuple[float, int]:
+        rate = self.args.rate
+        start = now()
+        sent = 0
+        while True:
+            elapsed = now() - start
+            if elapsed >= duration and not chaos.is_alive():
+                break
+            if elapsed >= duration + 120:
+                raise RuntimeError("the kills did not finish within 2 minutes of the end of the schedule")
+            due = int(elapsed * rate) + 1
+            lines: list[str] = []
+            while sent < due:
+                self.next_message(lines)
+                sent += 1
+            if lines:
+                self.send_lines(lines)
+            pause = start + sent / rate - now()
+            if pause > 0:
+                time.sleep(pause)
+            if self.chaos_error is not None:
+                raise RuntimeError("the kill thread failed") from self.chaos_error
+        return now() - start, sent
+
+    # -- kills, risk-desk changes, checks
+
+    def desk(self, path: str, body: dict) -> dict:
+        status, answer = self.api.post(path, body)
+        if status != 200 or not answer.get("ok"):
+            self.failures["desk_command_refused"].append({"path": path, "body": body, "status": status,
+                                                          "answer": answer})
+        return answer
+
+    def halt(self, scope: str, action: str, k: int) -> None:
+        self.desk("/api/v1/kill-switch", {"scope": scope, "action": action, "reason": f"soak kill {k}"})
+        if action == "halt":
+            self.expect_halted.add(scope)
+        else:
+            self.expect_halted.discard(scope)
+
+    def set_firm_qty(self, value: int, k: int) -> None:
+        self.desk("/api/v1/limits", {"layer": "firm", "field": "max_order_qty", "value": value,
+                                     "reason": f"soak kill {k}"})
+        self.expect_firm_qty = value
+
+    def before_kill(self, k: int) -> list[str]:
+        """Risk-desk changes made just before kill ``k``: every 4th kill halts the account and changes
+        the firm's max_order_qty; two kills later the account is resumed, the symbol halted and the
+        limit changed again; the kill after that resumes the symbol."""
+        done = []
+        if k % 4 == 0:
+            self.halt(f"account:{HALT_ACCOUNT}", "halt", k)
+            self.set_firm_qty(FIRM_MAX_QTY - 100 * (k + 1), k)
+            done = [f"halt account:{HALT_ACCOUNT}", f"firm max_order_qty={self.expect_firm_qty}"]
+        elif k % 4 == 2:
+            self.halt(f"account:{HALT_ACCOUNT}", "resume", k)
+            self.halt(f"symbol:{HALT_SYMBOL}", "halt", k)
+            self.set_firm_qty(FIRM_MAX_QTY - 100 * (k + 1), k)
+            done = [f"resume account:{HALT_ACCOUNT}", f"halt symbol:{HALT_SYMBOL}",
+                    f"firm max_order_qty={self.expect_firm_qty}"]
+        elif k % 4 == 3:
+            self.halt(f"symbol:{HALT_SYMBOL}", "resume", k)
+            done = [f"resume symbol:{HALT_SYMBOL}"]
+        return done
+
+    def check_desk_state(self, k: int) -> None:
+        """After restart ``k``: the halts and the limit in force are exactly those set before it, and
+        probe orders are refused (or accepted) accordingly."""
+        states = {s["scope"]: s["state"] for s in self.api.get("/api/v1/trading-states")}
+        self.checks["trading_states"] += 1
+        want = {s: "HALTED" for s in self.expect_halted}
+        if states != want:
+            self.failures["trading_states"].append({"after_kill": k, "expected": want, "proxy": states})
+        limits = self.api.get("/api/v1/limits")
+        self.checks["limits"] += 1
+        got = limits.get("firm", {}).get("max_order_qty")
+        if got is None or Decimal(str(got)) != self.expect_firm_qty:
+            self.failures["limits"].append({"after_kill": k, "expected": self.expect_firm_qty, "proxy": got})
+        # The firm's max_order_qty: one more is refused.
+        outcome = self.probe(f"{k}Q", "MSFT", ACCOUNT, self.expect_firm_qty + 1)
+        self.checks["probe_max_order_qty"] += 1
+        if outcome != "rejected:MAX_ORDER_QTY":
+            self.failures["probe_max_order_qty"].append({"after_kill": k, "limit": self.expect_firm_qty,
+                                                         "outcome": outcome})
+        account_halted = f"account:{HALT_ACCOUNT}" in self.expect_halted
+        outcome = self.probe(f"{k}A", "AAPL", HALT_ACCOUNT, 100)
+        self.checks["probe_halted_account" if account_halted else "probe_resumed_account"] += 1
+        if (outcome == "rejected:HALTED") != account_halted or outcome.startswith("no answer"):
+            self.failures["probe_account"].append({"after_kill": k, "halted": account_halted, "outcome": outcome})
+        if f"symbol:{HALT_SYMBOL}" in self.expect_halted:
+            outcome = self.probe(f"{k}S", HALT_SYMBOL, ACCOUNT, 100)
+            self.checks["probe_halted_symbol"] += 1
+            if outcome != "rejected:HALTED":
+                self.failures["probe_symbol"].append({"after_kill": k, "outcome": outcome})
+
+    def check_phantoms(self, when: str) -> int:
+        """No order the OMS saw finish is open at the proxy. Returns how many orders are open."""
+        finished = self.tracker.finished_ids()  # before the read: the proxy applies before it relays
+        open_orders = self.api.get("/api/v1/orders")
+        self.checks["phantom_checks"] += 1
+        phantoms = [o for o in open_orders if o["session"] == SESSION and
+                    (o["cl_ord_id"] in finished or o.get("pending_replace") in finished)]
+        if phantoms:
+            self.failures["phantom_working_orders"].append({"when": when, "orders": phantoms[:20],
+                                                            "count": len(phantoms)})
+        return len(open_orders)
+
+    def note_head(self) -> None:
+        r = subprocess.run([sys.executable, "-m", "fixproxy", "audit", "head", "--config", str(self.config)],
+                           check=False, capture_output=True, text=True, cwd=self.root)
+        m = re.search(r"seq=(\d+) hash=([0-9a-f]{64})", r.stdout)
+        if m:
+            self.head_noted = f"{m.group(1)}:{m.group(2)}"
+        else:
+            self.failures["audit_head"].append(r.stdout + r.stderr)
+
+    def chaos(self, duration: float, t0: float) -> None:
+        try:
+            self._chaos(duration, t0)
+        except BaseException as exc:  # noqa: BLE001 - reported by the sender
+            self.chaos_error = exc
+            import traceback
+            traceback.print_exc()
+
+    def _chaos(self, duration: float, t0: float) -> None:
+        rnd = self.chaos_rnd
+        kills = self.args.kills
+        kill_at = sorted(rnd.uniform(0.03, 0.9) * duration for _ in range(kills))
+        start_kills = set(rnd.sample(range(kills), min(kills, self.args.start_kills)))
+        ready = now()
+        for k, at in enumerate(kill_at):
+            wait = max(t0 + at, ready + rnd.uniform(0.2, 0.8)) - now()
+            if wait > 0:
+                time.sleep(wait)
+            self.check_phantoms(f"before kill {k + 1}")
+            done = self.before_kill(k)
+            killed_at = now() - t0
+            if k == kills // 2:
+                self.note_head()
+            self.proxy.stop(signal.SIGKILL)
+            down = rnd.uniform(0.2, 1.5)  # the OMS keeps sending into its own store meanwhile
+            time.sleep(down)
+            start_kill = ""
+            if k in start_kills:  # killed once more while it starts (recovers), then started again
+                self.spawn_proxy()
+                time.sleep(rnd.uniform(0.3, 2.5))
+                start_kill = "before started" if not any(r.get("event") == "started" for r in self.proxy_log.events) \
+                    else "after started"
+                self.proxy.stop(signal.SIGKILL)
+                self.start_kills.append(start_kill)
+            _, start_s, started = self.start_proxy()
+            self.wait_up()
+            up_s = now() - t0 - killed_at
+            self.check_desk_state(k)
+            open_n = self.check_phantoms(f"after restart {k + 1}")
+            # at_s: when killed; down_s: how long it stayed down; start_s: from its start to its "started"
+            # line; up_s: from the kill to both sessions up again; replayed: journal inputs replayed on
+            # start; open: orders open at the proxy after the restart; desk: the changes made before the
+            # kill; then what recovery reconciled with the FIX stores, when not nothing
+            recovered = next((r for r in self.proxy_log.events if r.get("event") == "recovered"), {})
+            fixed = {name: recovered[name] for name in ("not_sent_to_venue", "oms_resent", "sent_not_journaled")
+                     if recovered.get(name)}
+            self.restarts.append({"kill": k + 1, "at_s": round(killed_at, 2), "down_s": round(down, 2),
+                                  "start_s": round(start_s, 2), "up_s": round(up_s, 2),
+                                  "replayed": started.get("inputs_replayed"), "open": open_n,
+                                  "desk": "; ".join(done), **({"start_kill": start_kill} if start_kill else {}),
+                                  **fixed})
+            print(f"soak: kill {k + 1}/{kills} at {killed_at:.1f}s, up again after {up_s:.1f}s "
+                  f"(start {start_s:.1f}s, {started.get('inputs_replayed')} inputs replayed); {self.n} messages "
+                  f"sent so far", file=sys.stderr, flush=True)
+            ready = now()
+        for scope in sorted(self.expect_halted):
+            self.halt(scope, "resume", kills)
+
+    # -- the run
+
+    def run(self) -> int:
+        args = self.args
+        behaviours = [x for s, (_, b) in SYMBOLS.items() for x in ("--behaviour", f"{s}={b}")]
+        keep = self.args.keep
+        venue = Proc(["sim", "venue", "--config", str(self.config), *behaviours, "--state-dir", str(self.root / "venue")],
+                     self.root, name="venue", on_line=self.venue_seen.on_line,
+                     save=self.root / "venue-sim.jsonl" if keep else None)
+        self.procs.append(venue)
+        deadline = now() + 30
+        while "listening" not in venue.tail(5) and now() < deadline:
+            time.sleep(0.05)
+        self.start_proxy()
+        self.wait_proxy(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", 30)
+        self.oms = Proc(["sim", "oms", "--config", str(self.config), "--stdin", "--state-dir", str(self.root / "oms")],
+                        self.root, stdin=True, name="oms", on_line=self.tracker.on_line,
+                        save=self.root / "oms-sim.jsonl" if keep else None)
+        self.procs.append(self.oms)
+        deadline = now() + 30
+        while not any(e == "logon" for _, e in self.tracker.events):
+            if now() > deadline:
+                raise RuntimeError("the OMS simulator did not log on:\n" + self.oms.tail())
+            time.sleep(0.05)
+        duration = args.minutes * 60
+        t0 = now()
+        chaos = threading.Thread(target=self.chaos, args=(duration, t0), daemon=True)
+        chaos.start()
+        seconds, sent = self.send_loop(duration, chaos)
+        chaos.join()
+        if self.chaos_error is not None:
+            raise RuntimeError("the kill thread failed") from self.chaos_error
+        print(f"soak: {sent} messages in {seconds:.1f}s; quiescing", file=sys.stderr, flush=True)
+        return self.finish(seconds, sent)
+
+    def finish(self, seconds: float, sent: int) -> int:
+        t = self.tracker
+        # Quiesce: every message answered (or 30 s).
+        deadline = now() + 30
+        while t.outstanding() and now() < deadline:
+            time.sleep(0.2)
+        unanswered = t.outstanding()
+        self.check_phantoms("before the end-of-run cancels")
+        # Cancel whatever still works so that every order ends.
+        end_cancels = 0
+        for round_ in range(3):
+            open_orders = self.api.get("/api/v1/orders")
+            if not open_orders:
+                break
+            lines = []
+            for o in open_orders:
+                root = t.root_of.get(o["cl_ord_id"])
+                order = t.orders.get(root) if root else None
+                if order is None:
+                    self.failures["open_order_unknown_to_oms"].append(o)
+                    continue
+                cl = f"END{round_}.{end_cancels}"
+                end_cancels += 1
+                t.request(cl, order, "F")
+                side = "1" if o["side"] == "buy" else "2"
+                lines.append(f"35=F|11={cl}|41={o['cl_ord_id']}|55={o['symbol']}|54={side}|38={o['order_qty']}"
+                             f"|1={o['account']}")
+            self.send_lines(lines)
+            deadline = now() + 30
+            while now() < deadline and (t.outstanding() or self.api.get("/api/v1/orders")):
+                time.sleep(0.5)
+        time.sleep(1)
+        left_open = self.api.get("/api/v1/orders")
+        self.checks["end_orders_empty"] += 1
+        if left_open:
+            self.failures["open_after_end_cancels"].append({"count": len(left_open), "orders": left_open[:20]})
+        self.check_phantoms("after the end-of-run cancels")
+        positions = self.api.get("/api/v1/positions")
+        audit_wait = self.wait_audit()
+        audit_rows = self.read_audit()
+        # Stop the proxy (its follower writes a last checkpoint), then verify the chain at rest.
+        self.proxy.stop(signal.SIGTERM, timeout=30)
+        cmd = [sys.executable, "-m", "fixproxy", "audit", "verify", "--config", str(self.config)]
+        if self.head_noted:
+            cmd += ["--expect-head", self.head_noted]
+        verify = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=self.root)
+        return self.reconcile(seconds, sent, unanswered, end_cancels, positions, audit_wait, audit_rows, verify)
+
+    def wait_audit(self) -> dict:
+        """Poll /healthz until the audit follower has caught up with the journal (lag 0 and its record
+        count steady for a second), at most 60 s."""
+        start = now()
+        last, steady_since, audit = None, now(), {}
+        while now() - start < 60:
+            audit = self.api.get("/healthz").get("audit", {})
+            count = audit.get("records")
+            if count != last:
+                last, steady_since = count, now()
+            if audit.get("state") == "ok" and audit.get("lag_bytes") == 0 and now() - steady_since >= 1.0:
+                break
+            time.sleep(0.25)
+        return {"state": audit.get("state"), "lag_bytes": audit.get("lag_bytes"), "records": audit.get("records"),
+                "restarts": audit.get("restarts"), "checkpoints_written": audit.get("checkpoints_written"),
+                "waited_s": round(now() - start, 2)}
+
+    def read_audit(self) -> dict[tuple[str, int], list[tuple[str, str]]]:
+        db = sqlite3.connect(f"file:{self.root / 'var' / 'audit.sqlite'}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("SELECT direction, msg_type, cl_ord_id, data FROM records WHERE kind = 'message' "
+                              "AND session = ?", (SESSION,)).fetchall()
+        finally:
+            db.close()
+        out: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
+        for direction, msg_type, cl, data in rows:
+            raw = json.loads(data)["raw"]
+            m = re.search("\x0134=(\\d+)\x01", raw)
+            out[(direction, int(m.group(1)) if m else -1)].append((msg_type, cl))
+        return out
+
+    def reconcile(self, seconds, sent, unanswered, end_cancels, positions, audit_wait, audit_rows, verify) -> int:
+        t = self.tracker
+        fail = self.failures
+        orders = t.orders
+        # Each order: exactly one final outcome.
+        no_final = [r for r, o in orders.items() if not o.finals]
+        twice = {r: o.finals for r, o in orders.items() if len(o.finals) > 1}
+        if no_final:
+            fail["orders_without_final_outcome"] = [self.order_detail(r) for r in no_final[:20]] + \
+                [{"count": len(no_final)}]
+        if twice:
+            fail["orders_with_two_final_outcomes"] = [{**self.order_detail(r)} for r in list(twice)[:20]] + \
+                [{"count": len(twice)}]
+        if t.exec_repeats_unmarked:
+            fail["reports_repeated_unmarked"] = t.exec_repeats_unmarked[:20] + \
+                [{"count": len(t.exec_repeats_unmarked)}]
+        if t.unknown:
+            fail["reports_for_unknown_orders"] = t.unknown[:20] + [{"count": len(t.unknown)}]
+        if t.wire_conflicts:
+            fail["seq_reused_for_another_message"] = t.wire_conflicts[:20]
+        outcomes = Counter(o.finals[0].split(":")[0] for o in orders.values() if o.finals)
+        reject_codes = Counter(o.finals[0].split(":", 1)[1] for o in orders.values()
+                               if o.finals and ":" in o.finals[0])
+        # The venue: each order, replace and cancel at most once; every forwarded order there.
+        with self.venue_seen.lock:
+            at_venue = Counter(self.venue_seen.received)
+            possdup = Counter(self.venue_seen.possdup)
+        twice_at_venue = {f"{k[0]} {k[1]}": c for k, c in at_venue.items() if c > 1}
+        if twice_at_venue:
+            fail["at_venue_twice"] = [{"message": k, "times": c, "possdup": possdup.get(tuple(k.split(" ", 1)), 0)}
+                                      for k, c in list(twice_at_venue.items())[:20]]
+        venue_orders = {cl.split(".", 1)[1] for (mt, cl) in at_venue if mt == "D"}
+        forwarded = {r for r, o in orders.items() if o.forwarded}
+        refused = {r for r, o in orders.items() if o.finals and o.finals[0].startswith("rejected:")}
+        not_at_venue = sorted(forwarded - venue_orders)
+        strangers = sorted(r for r in venue_orders if r not in orders)
+        refused_but_at_venue = sorted(refused & venue_orders)
+        if not_at_venue:
+            fail["forwarded_but_not_at_venue"] = [self.order_detail(r) for r in not_at_venue[:20]]
+        if refused_but_at_venue:
+            fail["refused_but_at_venue"] = [self.order_detail(r) for r in refused_but_at_venue[:20]]
+        if strangers:
+            fail["at_venue_never_sent_by_oms"] = strangers[:20]
+        # Positions equal the fills the OMS received, per account and symbol.
+        pos: Counter = Counter()
+        for p in positions:
+            pos[(p["account"], p["symbol"])] += Decimal(p["qty"])
+        keys = set(pos) | set(t.fills)
+        mismatch = {f"{a} {s}": {"proxy": str(pos.get((a, s), 0)), "oms_fills": str(t.fills.get((a, s), 0))}
+                    for a, s in sorted(keys) if pos.get((a, s), 0) != t.fills.get((a, s), 0)}
+        if mismatch:
+            fail["positions_differ_from_fills"] = [mismatch]
+        fills_by_symbol: Counter = Counter()
+        pos_by_symbol: Counter = Counter()
+        for (_, symbol), q in t.fills.items():
+            fills_by_symbol[symbol] += q
+        for (_, symbol), q in pos.items():
+            pos_by_symbol[symbol] += q
+        # Audit: every message on the OMS session has its record.
+        with t.lock:
+            wire = dict(t.wire)
+        missing = sorted(k for k in wire if k not in audit_rows)
+        differ = [{"direction": k[0], "seq": k[1], "oms": wire[k], "audit": audit_rows[k]}
+                  for k in sorted(wire) if k in audit_rows and wire[k] not in audit_rows[k]]
+        # A message the audit says went over the session that the OMS never saw (under that seq).
+        extra = sorted((k, ident) for k, idents in audit_rows.items() for ident in set(idents) if wire.get(k) != ident)
+        dup = {f"{k[0]} {k[1]}": v for k, v in audit_rows.items() if len(v) > 1}
+        if missing:
+            fail["audit_records_missing"] = [{"direction": k[0], "seq": k[1], "message": wire[k]}
+                                             for k in missing[:30]] + [{"count": len(missing)}]
+        if differ:
+            fail["audit_records_differ"] = differ[:20]
+        two_messages = {k: v for k, v in dup.items() if len(set(v)) > 1}  # the same seq, different messages
+        if two_messages:
+            fail["audit_seq_with_two_messages"] = [two_messages]
+        if extra:
+            fail["audit_messages_the_oms_never_saw"] = [{"direction": k[0], "seq": k[1], "audit": ident,
+                                                         "oms_saw": wire.get(k)} for k, ident in extra[:20]] + \
+                [{"count": len(extra)}]
+        audit_report = {"oms_messages": len(wire), "records_matched": len(wire) - len(missing),
+                        "records_missing": len(missing), "records_differing": len(differ),
+                        "records_not_seen_by_oms": len(extra), "seq_recorded_twice": len(dup),
+                        "follower": audit_wait}
+        if verify.returncode != 0:
+            fail["audit_verify"] = [(verify.stdout + verify.stderr).strip()[-3000:]]
+        audit_report["verify"] = "ok" if verify.returncode == 0 else f"exit {verify.returncode}"
+        audit_report["verify_output"] = verify.stdout.strip().splitlines()[-6:]
+        audit_report["expect_head"] = self.head_noted
+        if unanswered:
+            fail["unanswered_after_quiesce"] = [self.order_detail(t.root_of[cl]) | {"unanswered": cl}
+                                                for cl in unanswered[:20]] + [{"count": len(unanswered)}]
+        if t.send_failed:
+            fail["oms_send_failed"] = [t.send_failed]
+        if self.args.kills and len(self.restarts) != self.args.kills:
+            fail["restarts"] = [f"{len(self.restarts)} of {self.args.kills}"]
+        first = t.oms_out_first
+        oms_rate = (len(first) - 1) / (first[-1] - first[0]) if len(first) > 1 and first[-1] > first[0] else 0.0
+        report = {
+            "engine": self.args.engine,
+            "minutes": self.args.minutes, "rate_target": self.args.rate, "seed": self.args.seed,
+            "seconds": round(seconds, 1),
+            "messages": sent, "message_kinds": dict(self.kinds), "rate_achieved": round(sent / seconds, 1),
+            "oms_first_send_rate": round(oms_rate, 1),
+            "orders": len(orders), "probe_orders": sum(1 for o in orders.values() if o.probe),
+            "end_cancels": end_cancels, "restarts": len(self.restarts),
+            "kills_during_start": dict(Counter(self.start_kills)),
+            "kills_at_s": [r["at_s"] for r in self.restarts],
+            "restart_seconds_max": max((r["up_s"] for r in self.restarts), default=0),
+            "outcomes": dict(outcomes), "reject_codes": dict(reject_codes),
+            "cancel_replace_refused": dict(t.cancel_rejects),
+            "fills_by_symbol": {k: str(v) for k, v in sorted(fills_by_symbol.items())},
+            "positions_by_symbol": {k: str(v) for k, v in sorted(pos_by_symbol.items())},
+            "repeats_dropped_43_97": t.exec_repeats_marked,
+            "proxy_error_lines": [e for log in self.proxy_logs for e in log.errors][:10],
+            "checks": {
+                "unanswered_after_quiesce": len(unanswered),
+                "orders_one_final_outcome": len(orders) - len(no_final) - len(twice),
+                "orders_without_final": len(no_final), "orders_with_two_finals": len(twice),
+                "reports_repeated_unmarked": len(t.exec_repeats_unmarked),
+                "orders_at_venue": len(venue_orders), "at_venue_twice": len(twice_at_venue),
+                "forwarded_but_not_at_venue": len(not_at_venue), "refused_but_at_venue": len(refused_but_at_venue),
+                "positions_equal": len(keys) - len(mismatch), "position_mismatches": len(mismatch),
+                "phantom_checks": self.checks["phantom_checks"],
+                "phantom_orders": sum(x["count"] for x in fail.get("phantom_working_orders", [])),
+                "open_after_end_cancels": len(fail.get("open_after_end_cancels", [{}])[0].get("orders", []))
+                if fail.get("open_after_end_cancels") else 0,
+                "trading_state_checks": self.checks["trading_states"],
+                "trading_state_failures": len(fail.get("trading_states", [])),
+                "limit_checks": self.checks["limits"], "limit_failures": len(fail.get("limits", [])),
+                "probes": {k: v for k, v in self.checks.items() if k.startswith("probe")},
+                "probe_failures": sum(len(fail.get(k, [])) for k in ("probe_max_order_qty", "probe_account",
+                                                                      "probe_symbol")),
+                "audit": audit_report,
+            },
+            "restart_details": self.restarts,
+        }
+        print(dump(report))
+        exact = not fail
+        if not exact:
+            print(json.dumps(fail, indent=2, default=str), file=sys.stderr)
+        print("reconciliation: " + ("EXACT" if exact else "NOT EXACT"))
+        if self.args.keep:
+            print(f"soak: state kept in {self.root}", file=sys.stderr)
+        return 0 if exact else 1
+
+    def order_detail(self, root: str) -> dict:
+        o = self.tracker.orders[root]
+        ids = sorted(cl for cl, r in self.tracker.root_of.items() if r == root)
+        return {"order": root, "ids": ids, "symbol": o.symbol, "account": o.account, "finals": o.finals,
+                "forwarded": o.forwarded, "answered": o.answered, "probe": o.probe}
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def dump(value, indent: int = 0) -> str:
+    """JSON, one line per value that fits in 180 characters (a restart's details, say); scalars packed."""
+    flat = json.dumps(value, default=str)
+    if len(flat) + indent <= 180 or not isinstance(value, (dict, list)) or not value:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k)}: {dump(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    if all(not isinstance(v, (dict, list)) for v in value):  # scalars: as many to a line as fit
+        lines, line = [], ""
+        for v in value:
+            item = json.dumps(v, default=str)
+            if line and len(pad) + len(line) + len(item) + 2 > 110:
+                lines.append(line + ",")
+                line = ""
+            line = f"{line}, {item}" if line else item
+        lines.append(line)
+        return "[\n" + "\n".join(pad + x for x in lines) + "\n" + " " * indent + "]"
+    return "[\n" + ",\n".join(pad + dump(v, indent + 2) for v in value) + "\n" + " " * indent + "]"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=2.0)
-    p.add_argument("--rate", type=float, default=20.0, help="order messages per second")
-    p.add_argument("--kills", type=int, default=3, help="SIGKILL restarts of the proxy, at random moments")
+    p.add_argument("--rate", type=float, default=500.0, help="order messages (D, F, G) per second")
+    p.add_argument("--kills", type=int, default=20, help="SIGKILL restarts of the proxy, at random moments")
+    p.add_argument("--start-kills", type=int, default=0,
+                   help="of those restarts, how many are killed once more while the proxy starts (recovers)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--engine", choices=("quickfix", "native"), default="quickfix", help="the proxy's FIX engine")
     args = p.parse_args(argv)
-    rnd = random.Random(args.seed)
-    root = Path(tempfile.mkdtemp(prefix="fixproxy-soak-"))
-    acceptor, venue_port, http = free_port(), free_port(), free_port()
-    config = write_config(root, acceptor, venue_port, http, args.engine)
-    behaviours = [x for s, (_, b) in SYMBOLS.items() for x in ("--behaviour", f"{s}={b}")]
-    procs: list[Proc] = []
+    soak = Soak(args)
     try:
-        venue = Proc(["sim", "venue", "--config", str(config), *behaviours, "--state-dir", str(root / "venue")], root)
-        procs.append(venue)
-        venue.wait_for(lambda r: r.get("event") == "listening")
-
-        def start_proxy() -> Proc:
-            proxy = Proc(["run", "--config", str(config)], root)
-            procs.append(proxy)
-            proxy.wait_for(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim")
-            return proxy
-
-        proxy = start_proxy()
-        oms = Proc(["sim", "oms", "--config", str(config), "--stdin", "--state-dir", str(root / "oms")],
-                   root, stdin=True)
-        procs.append(oms)
-        oms.wait_for(lambda r: r.get("event") == "logon")
-
-        duration = args.minutes * 60
-        kill_at = sorted(rnd.uniform(0.1, 0.85) * duration for _ in range(args.kills))
-        start = time.monotonic()
-        sent_orders: list[str] = []
-        live: dict[str, tuple[str, str, str]] = {}  # current ClOrdID -> (symbol, qty, price) of orders that may rest
-        n = restarts = 0
-        while (elapsed := time.monotonic() - start) < duration:
-            if kill_at and elapsed >= kill_at[0]:
-                kill_at.pop(0)
-                proxy.stop(signal.SIGKILL)
-                time.sleep(rnd.uniform(0.2, 1.5))  # the OMS keeps sending into its own store meanwhile
-                proxy = start_proxy()
-                restarts += 1
-            n += 1
-            roll = rnd.random()
-            if live and roll < 0.15:
-                cl = rnd.choice(list(live))
-                symbol, qty, _ = live.pop(cl)
-                oms.send(f"35=F|11=C{n}|41={cl}|55={symbol}|54=1|38={qty}")
-            elif live and roll < 0.30:
-                cl = rnd.choice(list(live))
-                symbol, qty, price = live.pop(cl)
-                new_qty = str(int(qty) + rnd.choice((-10, 10, 20)))
-                oms.send(f"35=G|11=R{n}|41={cl}|55={symbol}|54=1|38={new_qty}|40=2|44={price}")
-                live[f"R{n}"] = (symbol, new_qty, price)
-            else:
-                symbol = rnd.choice(list(SYMBOLS))
-                price, behaviour = SYMBOLS[symbol]
-                qty = str(rnd.choice((50, 100, 200)))
-                cl = f"D{n}"
-                oms.send(f"35=D|11={cl}|55={symbol}|54=1|38={qty}|40=2|44={price}|1=SOAK")
-                sent_orders.append(cl)
-                if behaviour != "fill" and symbol != "RSTR":
-                    live[cl] = (symbol, qty, price)
-            time.sleep(1.0 / args.rate)
-
-        # Quiesce, then cancel whatever still works so that every order ends.
-        time.sleep(3)
-        open_orders = api(http, "/api/v1/orders")
-        for i, o in enumerate(open_orders):
-            oms.send(f"35=F|11=END{i}|41={o['cl_ord_id']}|55={o['symbol']}|54=1|38={o['order_qty']}")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and api(http, "/api/v1/orders"):
-            time.sleep(0.5)
-        time.sleep(2)
-        return reconcile(args, root, config, http, oms, venue, sent_orders, restarts, n)
+        return soak.run()
     finally:
-        for proc in reversed(procs):
-            proc.stop()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def reconcile(args, root: Path, config: Path, http: int, oms: Proc, venue: Proc, sent: list[str], restarts: int,
-              messages_sent: int) -> int:
-    at_oms = received(oms)
-    # Order chains: a replace's ClOrdID belongs to the original order.
-    chain = {}
-    for f in at_oms:
-        if f.get("35") == "8" and f.get("150") == "5" and f.get("41"):
-            chain[f["11"]] = chain.get(f["41"], f["41"])
-
-    def root_of(cl: str) -> str:
-        return chain.get(cl, cl)
-
-    finals: dict[str, list[str]] = defaultdict(list)
-    fills: Counter = Counter()
-    seen_exec: Counter = Counter()
-    for f in at_oms:
-        if f.get("35") == "j" and f.get("372") == "D":
-            finals[f["379"]].append("rejected:" + f.get("58", "").split(":")[0])
-        elif f.get("35") == "8":
-            exec_id = f.get("17", "")
-            if exec_id and exec_id != "NONE":
-                if exec_id in seen_exec:
-                    # A repeat is fine only when marked a possible duplicate (43/97=Y): the OMS checks
-                    # the ExecID and drops it, as this reconciliation does.
-                    if f.get("43") != "Y" and f.get("97") != "Y":
-                        seen_exec[exec_id] += 1
-                    continue
-                seen_exec[exec_id] = 1
-            if f.get("150") in ("F", "1", "2") and f.get("32"):
-                fills[f["55"]] += Decimal(f["32"])
-            if f.get("39") in ("2", "4", "8") and (f.get("150") != "5" or f.get("39") == "2"):
-                owner = root_of(f.get("41") or f["11"]) if f.get("39") == "4" else root_of(f["11"])
-                finals[owner].append({"2": "filled", "4": "cancelled", "8": "rejected"}[f["39"]])
-    missing = [cl for cl in sent if not finals.get(cl)]
-    doubled = {cl: v for cl, v in finals.items() if len(v) > 1}
-    repeated_exec = [x for x, c in seen_exec.items() if x and x != "NONE" and c > 1]
-    venue_d = Counter(f["11"] for f in received(venue) if f.get("35") == "D")
-    venue_twice = [cl for cl, c in venue_d.items() if c > 1]
-    forwarded = {cl for cl in sent if not any(o.startswith("rejected:") for o in finals.get(cl, ()))}
-    venue_set = {cl.split(".", 1)[1] for cl in venue_d}
-    not_at_venue = sorted(forwarded - venue_set)
-    unexpected_at_venue = sorted(venue_set - forwarded)
-    positions = {p["symbol"]: Decimal(p["qty"]) for p in api(http, "/api/v1/positions") if p["account"] == "SOAK"}
-    position_mismatch = {s: (positions.get(s, Decimal(0)), q) for s, q in fills.items() if positions.get(s, 0) != q}
-    verify = subprocess.run([sys.executable, "-m", "fixproxy", "audit", "verify", "--config", str(config)],
-                            capture_output=True, text=True)
-    outcomes = Counter(v[0].split(":")[0] for v in finals.values() if v)
-    report = {
-        "minutes": args.minutes, "rate": args.rate, "restarts": restarts, "messages_sent": messages_sent,
-        "orders": len(sent), "outcomes": dict(outcomes), "fills_by_symbol": {k: str(v) for k, v in fills.items()},
-        "lost": len(missing), "final_reported_twice": len(doubled), "exec_reports_relayed_twice": len(repeated_exec),
-        "sent_to_venue_twice": len(venue_twice), "forwarded_but_not_at_venue": len(not_at_venue),
-        "at_venue_but_not_forwarded": len(unexpected_at_venue), "position_mismatches": len(position_mismatch),
-        "audit_chain": "ok" if verify.returncode == 0 else verify.stdout.strip() + verify.stderr.strip(),
-    }
-    print(json.dumps(report, indent=2))
-    problems = {"lost": missing[:10], "doubled": dict(list(doubled.items())[:10]), "exec_twice": repeated_exec[:10],
-                "venue_twice": venue_twice[:10], "not_at_venue": not_at_venue[:10],
-                "unexpected": unexpected_at_venue[:10], "positions": {k: [str(a), str(b)] for k, (a, b) in position_mismatch.items()}}
-    exact = not any(problems.values()) and verify.returncode == 0
-    if not exact:
-        print(json.dumps(problems, indent=2), file=sys.stderr)
-    print("reconciliation: " + ("EXACT" if exact else "NOT EXACT"))
-    return 0 if exact else 1
+        soak.close()
 
 
 if __name__ == "__main__":
