@@ -896,7 +896,7 @@ def caveats(args, throughput: dict, latency: dict, found: dict, skipped: list[st
         "replay speed and halt-to-last-cancel time for 1,000 working orders are measured by `make bench` after "
         "this harness (scripts/replay_speed.py, scripts/bench_halt.py), not here",
         "all processes share 2 cores: the direct setup runs 2 busy processes, the relay and qf_relay setups 3, "
-        "the proxy setups 3 plus the proxy's two store writer processes, so the proxy's cost includes competing for CPU "
+        "the proxy setups 3 plus the proxy's audit follower process, so the proxy's cost includes competing for CPU "
         "with the load generator and the venue simulator",
         "quickfix acceptors (proxy, venue simulator) bind every interface (quickfix 1.16 has no bind-address "
         "setting); AllowedRemoteAddresses limits them to 127.0.0.1 and every connection is made to 127.0.0.1",

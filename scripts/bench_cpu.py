@@ -2,7 +2,7 @@
 
 Starts the setup as ``make bench`` does (same configs, simulators and load generator), runs a
 warm-up window, then a measured one, and prints each process's share of a core over it (from
-/proc user + system time), with the window's latency. The proxy's store writer processes are
+/proc user + system time), with the window's latency. The proxy's audit follower process is
 listed under it.
 
     .venv/bin/python scripts/bench_cpu.py --setup full_native --rate 2000
@@ -59,7 +59,7 @@ def _name(pid: int) -> str:
             return known.removesuffix(".py")
     if any("resource_tracker" in a for a in args):
         return "multiprocessing resource tracker"
-    return "store writer" if any("multiprocessing" in a for a in args) else " ".join(args)[-40:]
+    return "audit follower" if any("multiprocessing" in a for a in args) else " ".join(args)[-40:]
 
 
 def child_is_proxy(setup, pid: int) -> bool:
