@@ -36,7 +36,7 @@ from .engines.quickfix.settings import (
 )
 from .journal import format as journal_format
 from .journal.recovery import oms_key, recover, write_snapshot
-from .journal.writer import Journal, JournalError
+from .journal.writer import ClosedJournal, Journal, JournalError
 from .offload import WriterStartError
 
 
@@ -371,7 +371,8 @@ class Proxy:
 
     def _close_stores(self) -> None:
         with self.application.lock:
-            self.application.journal = None
+            # Whatever still arrives while the sessions close is refused, not handled unrecorded.
+            self.application.journal = ClosedJournal(*self.journal.position)
             self.journal.close()
         if self.audit is not None:
             self.audit.stop()

@@ -180,3 +180,35 @@ class Journal:
             os.fsync(self.fd)
         finally:
             os.close(self.fd)
+
+
+class ClosedJournal:
+    """What the engine journals into once the proxy stopped its journal: nothing is written, and the
+    core refuses new risk (``failed``) for anything that still arrives while the sessions close."""
+
+    def __init__(self, segment: int, size: int) -> None:
+        self.failed = "the proxy is stopping"
+        self.lost = 0
+        self.segment, self.size = segment, size
+        self.sync = "none"
+
+    def append(self, kind: bytes, payload: bytes) -> bool:
+        self.lost += 1
+        return False
+
+    def inbound(self, session: str, now_ns: int, raw: str) -> bool:
+        return self.append(fmt.INBOUND, b"")
+
+    outbound = inbound
+
+    def event(self, event) -> bool:
+        return self.append(fmt.EVENT, b"")
+
+    action = event
+
+    def resume(self) -> str:
+        return self.failed
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.segment, self.size

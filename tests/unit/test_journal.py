@@ -279,3 +279,16 @@ def test_a_message_stored_but_not_counted_is_not_sent(tmp_path):
     store.sent(2, b"8=FIX.4.4\x0135=8\x0134=2\x0117=E3\x01")  # the number used again
     store.close()
     assert [m.split("\x01")[3] for m in stored_messages(tmp_path, "FIX.4.4-FIXPROXY-OMS1")] == ["17=E1", "17=E3"]
+
+
+def test_order_arriving_after_the_journal_closed_is_refused(tmp_path):
+    """Once the proxy closed its journal (stopping), an order that still arrives is refused, not handled unrecorded."""
+    from fixproxy.journal.writer import ClosedJournal
+
+    loaded = load(CONFIG)
+    core = build_core(loaded, T)
+    wire = Wire(core, ClosedJournal(1, 8))
+    wire.core.up.add("sim")
+    wire.receive(wire.infos["oms1"], order("LATE"), T)
+    assert core.recording_failure == "the proxy is stopping"
+    assert [raw for _, raw in wire.sent if "RECORDING_FAILED" in raw and "379=LATE" in raw]
