@@ -63,9 +63,8 @@ def roles(config) -> dict[str, str]:
     return out
 
 
-def decode_inbound(role: str, session: str, now_ns: int, raw: str) -> ev.Event | None:
-    """The core event of an inbound message, as ``CoreBridge.receive_locked`` decodes it."""
-    fields = codec.parse(raw)
+def decode_inbound(role: str, session: str, now_ns: int, fields: dict[int, str]) -> ev.Event | None:
+    """The core event of an inbound message (parsed), as ``CoreBridge.receive_locked`` decodes it."""
     if role == "oms":
         return codec.decode_oms(fields, session, now_ns)
     if role == "venue":
@@ -130,7 +129,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
         core.import_state(state)
     role_of = roles(config)
     last: tuple[object, list[ev.Action]] | None = None  # the last input and what the core made of it
-    sent_after: set[tuple[str, str]] = set()  # (session, MsgSeqNum) of the O records after the last input
+    sent_after: list[tuple[str, str]] = []  # (session, raw) of the O records after the last input
     inbound: dict[str, int] = {}
     to_replay = [s for s in found if s >= base] if found else []
     for seg in to_replay:
@@ -147,8 +146,9 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
             if kind == fmt.INBOUND:
                 session, now_ns, raw = fmt.decode(kind, payload)
                 role = role_of.get(session)
-                event = decode_inbound(role, session, now_ns, raw) if role else None
-                seq = codec.parse(raw).get(34, "")
+                fields = codec.parse(raw)
+                event = decode_inbound(role, session, now_ns, fields) if role else None
+                seq = fields.get(34, "")
                 if seq.isdigit():
                     inbound[session] = int(seq)
                 if event is None:
@@ -160,9 +160,9 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
             else:
                 if kind == fmt.OUTBOUND:
                     session, _, raw = fmt.decode(kind, payload)
-                    sent_after.add((session, codec.parse(raw).get(34, "")))
+                    sent_after.append((session, raw))  # parsed only if it follows the last input
                 continue
-            sent_after = set()
+            sent_after = []
             if core is None:
                 core = make_core()
             out.replayed += 1
@@ -176,7 +176,8 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     core.sessions_gone()
     out.inbound_seq = inbound
     if last is not None:
-        _reconcile(last[1], out, venue_sent, oms_sent, sent_after)
+        _reconcile(last[1], out, venue_sent, oms_sent,
+                   {(session, codec.parse(raw).get(34, "")) for session, raw in sent_after})
     out.state = core.export_state()
     out.snapshot = pickle.dumps(out.state, protocol=pickle.HIGHEST_PROTOCOL)
     out.segment = (found[-1] + 1) if found else 1
