@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from .config import ConfigError, load, load_limits
 from .sim.venue import BEHAVIOURS
@@ -17,7 +16,7 @@ DEFAULT_CONFIG = os.environ.get("FIXPROXY_CONFIG", "cfg/fixproxy.toml")
 
 def _load(path: str):
     try:
-        return load(path, now_ns=time.time_ns())
+        return load(path)
     except ConfigError as exc:
         print(f"fixproxy: bad configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -396,7 +395,7 @@ def cmd_limits_set(args) -> int:
 def cmd_reference_set(args) -> int:
     from .admin.client import render_result
 
-    body = {"symbol": args.symbol, "price": args.price, "reason": args.reason}
+    body = {"symbol": args.symbol, "price": args.price, "reason": args.reason, "force": args.force}
     print(render_result(_call(_api(args).post, "/reference-prices", body)))
     return 0
 
@@ -567,6 +566,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--symbol", required=True)
     sp.add_argument("--price", required=True)
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    sp.add_argument("--force", action="store_true",
+                    help="set it even if it moves the reference more than [risk] reference_change_max_pct")
     sp.set_defaults(func=cmd_reference_set)
     return p
 

@@ -123,6 +123,11 @@ class RiskSection(_Strict):
     sell_below_zero_is_short: bool = True
     #: Utilization levels (percent of a limit) that raise an alert once per upward crossing.
     alert_levels: tuple[Annotated[int, msgspec.Meta(gt=0, le=100)], ...] = (70, 90)
+    #: Let fills move a symbol's reference price, only within the price collar around the reference
+    #: the instrument file or the desk last set. Off: only the file and the desk set references.
+    reference_from_fills: bool = False
+    #: Largest move of a reference price the desk may make without ``force`` (percent of the current one).
+    reference_change_max_pct: Annotated[int, msgspec.Meta(gt=0)] = 20
 
 
 class AuditSection(_Strict):
@@ -289,7 +294,8 @@ class Config(_Strict):
 
     def risk_settings(self) -> RiskSettings:
         r = self.risk
-        return RiskSettings(r.self_match, r.sell_below_zero_is_short, tuple(Decimal(x) for x in r.alert_levels))
+        return RiskSettings(r.self_match, r.sell_below_zero_is_short, tuple(Decimal(x) for x in r.alert_levels),
+                            r.reference_from_fills, Decimal(r.reference_change_max_pct))
 
     def locate_table(self) -> dict[tuple[str, str], Decimal]:
         return {(acct, sym): Decimal(qty) for acct, table in self.locates.items() for sym, qty in table.items()}
@@ -387,8 +393,8 @@ def _check_audit_key_file(path: Path, config: Config) -> None:
                               "outside it (whoever can rewrite the audit store must not read its key)")
 
 
-def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedConfig:
-    """Read and check a config file and its instrument file. ``now_ns`` stamps file reference prices.
+def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:
+    """Read and check a config file and its instrument file.
 
     ``secrets``: resolve the admin API tokens (a ``token_env`` variable that is not set is an error);
     clients of a running proxy (the CLI) load without them.
@@ -408,7 +414,7 @@ def load(path: str | Path, *, now_ns: int = 0, secrets: bool = True) -> LoadedCo
         for key in getattr(config.limits, layer_name):
             if not key:
                 raise ConfigError(f"{path}: limits.{layer_name}: empty key")
-    instruments = load_instruments(path.parent / config.risk.instruments, now_ns=now_ns)
+    instruments = load_instruments(path.parent / config.risk.instruments)
     positions = load_positions(path.parent / config.risk.positions) if config.risk.positions else ()
     try:
         tokens = resolve_tokens(config.admin) if secrets else ()
@@ -479,10 +485,15 @@ _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"", "0", "false", "no", "n"}
 
 
-def load_instruments(path: Path, *, now_ns: int = 0) -> dict[str, Instrument]:
-    """Instruments from a CSV file with a header: symbol, sector, reference_price, lot_size, restricted."""
+def load_instruments(path: Path) -> dict[str, Instrument]:
+    """Instruments from a CSV file with a header: symbol, sector, reference_price, lot_size, restricted.
+
+    A reference price is as old as the file (its modification time): a week-old file read at a
+    restart gives week-old prices, which the stale-reference rule refuses.
+    """
     try:
         handle = path.open(newline="")
+        now_ns = os.fstat(handle.fileno()).st_mtime_ns
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the instrument file ({exc.strerror})") from None
     known = {"symbol", "sector", "reference_price", "lot_size", "restricted"}

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gc_freeze_every:
         threading.Thread(target=_freeze_loop, args=(args.gc_freeze_every,), name="bench-gc-freeze", daemon=True).start()
     try:
-        loaded = load(args.config, now_ns=time.time_ns())
+        loaded = load(args.config)
     except ConfigError as exc:
         print(f"fixproxy: bad configuration: {exc}", file=sys.stderr)
         return 2

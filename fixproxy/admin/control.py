@@ -114,8 +114,9 @@ class Control:
     def set_limit(self, layer: str, field: str, value: object, reason: str, operator: str) -> ev.AdminResult:
         return self._result(ev.AdminSetLimit(layer, field, value, reason, operator, self.clock()))
 
-    def set_reference(self, symbol: str, price: str, reason: str, operator: str) -> ev.AdminResult:
-        return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock()))
+    def set_reference(self, symbol: str, price: str, reason: str, operator: str,
+                      force: bool = False) -> ev.AdminResult:
+        return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock(), force))
 
     def view(self, name: str):
         """One of core.views (summary, sessions, trading_states, limits, positions, exposure, open_orders)."""

@@ -163,6 +163,8 @@ class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     symbol: Annotated[str, msgspec.Meta(min_length=1, examples=["AAPL"])]
     price: Annotated[Decimal, msgspec.Meta(description="a number, or a decimal as a string", examples=["190.25"])]
     reason: Annotated[str, Reason]
+    force: Annotated[bool, msgspec.Meta(description="set a price further from the current reference than "
+                                        "[risk] reference_change_max_pct allows (recorded)")] = False
 
     def __post_init__(self) -> None:
         if any(c.isspace() for c in self.symbol):
@@ -596,7 +598,8 @@ class AdminApi:
 
     async def set_reference(self, request, who: Identity):
         body = parse_body(await request.read(), ReferenceRequest)
-        result = await self._run(self.control.set_reference, body.symbol, str(body.price), body.reason, who.name)
+        result = await self._run(self.control.set_reference, body.symbol, str(body.price), body.reason, who.name,
+                                  body.force)
         return _json(result_body(result), 200 if result.ok else 422)
 
 

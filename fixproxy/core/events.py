@@ -130,6 +130,8 @@ class AdminSetReference(msgspec.Struct, frozen=True, tag=True, gc=False):
     reason: str
     operator: str
     now_ns: int
+    #: Set a price further than ``reference_change_max_pct`` from the current one (recorded in the result).
+    force: bool = False
 
 
 class RecordingFailed(msgspec.Struct, frozen=True, tag=True, gc=False):

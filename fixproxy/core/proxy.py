@@ -102,6 +102,10 @@ class ProxyCore:
         #: off in replay, where an order the replay refused must stay refused.
         self.recover_orders = False
         self.kill = KillSwitch()
+        #: symbol -> the reference the instrument file or the desk last set: fills may move a reference
+        #: only within the collar around it (``reference_from_fills``), so they cannot walk it away.
+        self._anchors: dict[str, Decimal] = {s: i.reference_price for s, i in self.instruments.items()
+                                             if i.reference_price is not None}
         self._kill_cancels: dict[str, str] = {}  # venue ClOrdID of a cancel the proxy sent -> order key
         self._exec_ids: set[str] = set()  # venue ExecIDs relayed (a resent report is not relayed twice)
         self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
@@ -138,7 +142,8 @@ class ProxyCore:
                 if i.reference_price is not None and i.reference_time_ns]
         return {"orders": self.orders, "book": self.book, "kill": self.kill, "kill_cancels": self._kill_cancels,
                 "exec_ids": self._exec_ids, "alerted": self._alerted, "recent": self._recent,
-                "limit_changes": self.limit_changes, "references": refs, "up": set(self.up),
+                "limit_changes": self.limit_changes, "references": refs, "anchors": dict(self._anchors),
+                "up": set(self.up),
                 "recording_failure": self.recording_failure}
 
     def import_state(self, state: dict) -> None:
@@ -160,6 +165,9 @@ class ProxyCore:
             if inst is None or (inst.reference_time_ns or 0) <= time_ns:
                 self.instruments[symbol] = msgspec.structs.replace(inst or Instrument(symbol),
                                                                    reference_price=price, reference_time_ns=time_ns)
+                anchor = state.get("anchors", {}).get(symbol)
+                if anchor is not None:
+                    self._anchors[symbol] = anchor
 
     def sessions_gone(self) -> None:
         """The process that ran the sessions ended: none is logged on (a new process starts with none)."""
@@ -448,8 +456,8 @@ class ProxyCore:
             if not self.book.fill(fill):
                 out.append(ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored"))
                 return False
-            if r.last_px > 0:
-                self.book.set_reference(req.symbol, r.last_px, now_ns)
+            if r.last_px > 0 and self.settings.reference_from_fills:
+                self._reference_from_fill(req.symbol, r.last_px, now_ns)
             if r.cum_qty > req.order_qty:
                 out.append(ev.Notice("overfill", now_ns, f"{order.session}/{order.cl_ord_id}: cum {r.cum_qty} > "
                                                           f"order quantity {req.order_qty}"))
@@ -683,19 +691,41 @@ class ProxyCore:
         return [ev.AdminResult("limit", True, e.layer, e.operator, e.reason, e.now_ns, _show(before), _show(after),
                                detail=e.field)]
 
+    def _reference_from_fill(self, symbol: str, price: Decimal, now_ns: int) -> None:
+        """Move a reference to a fill's price, clamped to the collar around the anchor (no collar, no move)."""
+        anchor = self._anchors.get(symbol)
+        collar = self.limits("", "", symbol).price_collar_pct
+        if anchor is None or collar is None:
+            return
+        band = anchor * collar.value / 100
+        self.book.set_reference(symbol, min(max(price, anchor - band), anchor + band), now_ns)
+
     def _admin_set_reference(self, e: ev.AdminSetReference) -> list[ev.Action]:
+        def refused(detail: str) -> list[ev.Action]:
+            return [ev.AdminResult("reference", False, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
+                                   detail=detail)]
+
         try:
             price = Decimal(e.price)
             if not price.is_finite() or price <= 0:
                 raise ValueError
         except (ArithmeticError, ValueError):
-            return [ev.AdminResult("reference", False, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
-                                   detail=f"price must be a positive number, got {e.price!r}")]
+            return refused(f"price must be a positive number, got {e.price!r}")
         inst = self.instruments.get(e.symbol)
         before = inst.reference_price if inst is not None else None
+        detail = ""
+        if before:
+            move = abs(price - before) / before * 100
+            most = self.settings.reference_change_max_pct
+            if move > most:
+                if not e.force:
+                    return refused(f"{_plain(price)} is {move:.2f}% from the reference {_plain(before)}, more than "
+                                   f"the {_plain(most)}% a change may move it; set it with force if it is right")
+                detail = f"forced: {move:.2f}% from the reference, more than {_plain(most)}%"
         self.book.set_reference(e.symbol, price, e.now_ns)
+        self._anchors[e.symbol] = price
         return [ev.AdminResult("reference", True, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
-                               _show(before), _plain(price))]
+                               _show(before), _plain(price), detail)]
 
     # ------------------------------------------------------------ answers
 

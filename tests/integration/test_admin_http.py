@@ -221,6 +221,21 @@ def test_reference_price_set_over_http_lets_symbol_without_one_trade(desk):
     filled(oms, "P-2", start)
 
 
+def test_reference_price_far_from_the_current_one_needs_force(desk):
+    """1e-30 for a symbol at 410 is refused (422, the reference unchanged: a market order is still
+    valued at 410); with force it is set, and the audit shows it was forced and by whom."""
+    body = {"symbol": "MSFT", "price": "1e-30", "reason": "fat finger"}
+    status, result = api(desk, "POST", "/reference-prices", body)
+    assert status == 422 and "force" in result["detail"], result
+    status, result = api(desk, "POST", "/reference-prices", {**body, "price": "300", "force": True})
+    assert status == 200 and result["detail"].startswith("forced:"), result
+    actions = api(desk, "GET", "/admin-actions", role="viewer")[1]
+    forced = next(a for a in actions if a["kind"] == "reference" and a["ok"] and a["scope"] == "symbol:MSFT")
+    assert forced["after"] == "300" and forced["detail"].startswith("forced:")
+    status, result = api(desk, "POST", "/reference-prices", {**body, "price": "1.50", "reason": "back"})
+    assert status == 422
+
+
 def test_auth_missing_token_401_viewer_kill_403_risk_kill_200(desk):
     """No token or an unknown one: 401; a viewer halting: 403 and nothing changes; the risk token: 200.
     Refusals are logged with the token's name, never the token."""

@@ -30,13 +30,13 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def test_shipped_config_loads_with_instruments():
     """cfg/ as shipped is valid: sessions, venue, limits layers and instruments."""
-    loaded = load(CFG / "fixproxy.toml", now_ns=123)
+    loaded = load(CFG / "fixproxy.toml")
     cfg = loaded.config
     assert [s.name for s in cfg.oms] == ["oms1", "oms2"]
     assert cfg.limits.accounts["ACC-RETAIL"].restricted_symbols == frozenset({"TSLA"})
     assert loaded.instruments["SPYL"].lot_size == 100
     assert loaded.instruments["RSTR"].restricted is True
-    assert loaded.instruments["AAPL"].reference_time_ns == 123
+    assert loaded.instruments["AAPL"].reference_time_ns == (CFG / "instruments.csv").stat().st_mtime_ns
     assert loaded.instruments["NOREF"].reference_price is None
 
 
@@ -95,3 +95,27 @@ def test_check_config_command_exits_nonzero_naming_the_key(cfg):
     assert bad.returncode == 2
     assert "limits.firm: max_order_qty must be a positive number, got 0" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_file_reference_prices_are_as_old_as_the_instrument_file(cfg):
+    """A week-old instrument file gives week-old reference prices (its modification time), which the
+    stale-reference rule refuses, not prices stamped with the start time."""
+    import os
+    import time
+
+    from fixproxy.core import events as ev
+    from fixproxy.core.proxy import ProxyCore
+    from fixproxy.core.model import OrderRequest, OrdType, Side
+
+    week_ago = time.time_ns() - 7 * 86_400 * 10**9
+    os.utime(cfg / "instruments.csv", ns=(week_ago, week_ago))
+    loaded = load(cfg / "fixproxy.toml", secrets=False)
+    assert loaded.instruments["AAPL"].reference_time_ns == week_ago
+    c = loaded.config
+    core = ProxyCore(sessions=c.session_policies(), venues=[v.name for v in c.venues], instruments=loaded.instruments,
+                     limits=c.limits, rules=["price_collar"], next_id=lambda: "X")
+    req = OrderRequest("C1", "AAPL", Side.BUY, 1, OrdType.LIMIT, loaded.instruments["AAPL"].reference_price)
+    for venue in core.venues:
+        core.handle(ev.SessionUp(venue, time.time_ns()))
+    decision = core.handle(ev.NewOrder("oms1", 1, time.time_ns(), req))[0]
+    assert decision.code == "STALE_REFERENCE_PRICE"

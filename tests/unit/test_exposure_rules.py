@@ -235,9 +235,11 @@ def test_max_open_orders_per_session():
     assert code(h.new(order("O4", qty=1))) is None
 
 
-def test_fill_updates_reference_price_and_bust_reverses_position():
-    """A fill moves the reference price; a bust (150=H, 19=ExecID) takes the fill back out of the book."""
-    h = harness(LimitSet(), rules=[])
+def test_fill_moves_reference_when_configured_and_bust_reverses_position():
+    """With reference_from_fills a fill inside the collar moves the reference price; a bust (150=H,
+    19=ExecID) takes the fill back out of the book."""
+    h = harness(LimitSet(firm=Limits(price_collar_pct=D(10))), rules=[],
+                settings=RiskSettings(reference_from_fills=True))
     filled(h, "F1", 100, price=105)
     assert h.core.instruments["AAPL"].reference_price == 105
     assert h.core.book.positions[("A1", "AAPL")].qty == 100
@@ -280,3 +282,36 @@ def test_self_match_from_the_price_index_decides_as_a_scan_of_every_order(book_o
     indexed = self_match(request, ctx)
     scanned = _self_match_scan(request, ctx, mode, sign)
     assert (indexed is None) == (scanned is None)
+
+
+def test_fills_do_not_move_the_reference_by_default():
+    """Twelve one-share buys, each 4.9% above the last reference, leave the reference where the
+    file put it, so the order first refused by the collar stays refused."""
+    h = harness(LimitSet(firm=Limits(price_collar_pct=D(5))), rules=["price_collar"])
+    price = D(100)
+    for i in range(12):
+        price = (price * D("1.049")).quantize(D("0.01"))
+        if code(h.new(order(f"W{i}", qty=1, price=price))) is None:
+            h.report(f"oms1.W{i}", E.TRADE, S.FILLED, exec_id=f"X{i}", last_qty=1, last_px=price, cum=1, leaves=0)
+    assert h.core.instruments["AAPL"].reference_price == 100
+    assert code(h.new(order("FAR", qty=1, price=D("157.89")))) == "PRICE_COLLAR"
+
+
+def test_fills_walk_the_reference_no_further_than_the_collar_around_its_anchor():
+    """With reference_from_fills, fills 4.9% up each time move the reference, but never more than the
+    collar (5%) away from the price the file or the desk set; a desk change sets a new anchor."""
+    h = harness(LimitSet(firm=Limits(price_collar_pct=D(5))), rules=["price_collar"],
+                settings=RiskSettings(reference_from_fills=True))
+    for i in range(12):
+        ref = h.core.instruments["AAPL"].reference_price
+        price = (ref * D("1.049")).quantize(D("0.01"))
+        assert code(h.new(order(f"W{i}", qty=1, price=price))) is None
+        h.report(f"oms1.W{i}", E.TRADE, S.FILLED, exec_id=f"X{i}", last_qty=1, last_px=price, cum=1, leaves=0)
+    assert h.core.instruments["AAPL"].reference_price == 105
+    assert code(h.new(order("FAR", qty=1, price=D("157.89")))) == "PRICE_COLLAR"
+    h.handle(ev.AdminSetReference("AAPL", "110", "news", "carol", h.now))
+    h.report("oms1.W0", E.TRADE, S.FILLED, exec_id="Y1", last_qty=0, last_px=200, cum=1, leaves=0)
+    assert h.core.instruments["AAPL"].reference_price == 110  # no quantity: not a fill
+    assert code(h.new(order("N1", qty=1, price=D("115")))) is None
+    h.report("oms1.N1", E.TRADE, S.FILLED, exec_id="Y2", last_qty=1, last_px=200, cum=1, leaves=0)
+    assert h.core.instruments["AAPL"].reference_price == D("115.5")

@@ -155,11 +155,31 @@ def test_set_limit_takes_effect_from_next_order_and_reports_before_after():
 def test_set_reference_price_moves_collar():
     """A reference price set by the desk is what the collar measures from."""
     h = Harness(rules=["price_collar"])
-    assert code(h.new(order("P1", price=150))) == "PRICE_COLLAR"
-    result = only(h.handle(ev.AdminSetReference("AAPL", "150", "news", "carol", h.now)), ev.AdminResult)
-    assert (result.before, result.after) == ("100", "150")
-    assert code(h.new(order("P2", price=150))) is None
-    assert h.core.instruments["AAPL"].reference_price == D(150)
+    assert code(h.new(order("P1", price=115))) == "PRICE_COLLAR"
+    result = only(h.handle(ev.AdminSetReference("AAPL", "112", "news", "carol", h.now)), ev.AdminResult)
+    assert (result.ok, result.before, result.after, result.detail) == (True, "100", "112", "")
+    assert code(h.new(order("P2", price=115))) is None
+    assert h.core.instruments["AAPL"].reference_price == D(112)
+
+
+@pytest.mark.parametrize("price", ["1e-30", "0.01", "121", "79.99", "1000"])
+def test_reference_move_beyond_the_band_is_refused_without_force(price):
+    """A reference more than reference_change_max_pct (20%) from the current one is refused and
+    leaves the reference alone; with force it is set and the result says it was forced."""
+    h = Harness(rules=["price_collar"])
+    refused = only(h.handle(ev.AdminSetReference("AAPL", price, "typo?", "carol", h.now)), ev.AdminResult)
+    assert not refused.ok and "more than the 20%" in refused.detail and "force" in refused.detail
+    assert h.core.instruments["AAPL"].reference_price == D(100)
+    forced = only(h.handle(ev.AdminSetReference("AAPL", price, "really", "carol", h.now, force=True)),
+                  ev.AdminResult)
+    assert forced.ok and forced.detail.startswith("forced:") and h.core.instruments["AAPL"].reference_price == D(price)
+
+
+def test_first_reference_of_a_symbol_needs_no_force():
+    """A symbol with no reference yet takes any positive price."""
+    h = Harness(rules=["price_collar"])
+    result = only(h.handle(ev.AdminSetReference("NOREF", "12345", "listing", "carol", h.now)), ev.AdminResult)
+    assert result.ok and h.core.instruments["NOREF"].reference_price == D(12345)
 
 
 def test_snapshot_carries_kill_states_and_limit_changes():
@@ -175,3 +195,21 @@ def test_snapshot_carries_kill_states_and_limit_changes():
     assert fresh.core.kill.get("symbol:AAPL").state is TradingState.HALTED
     assert fresh.core.limits.limits.firm.max_order_qty == 7
     assert code(fresh.new(order("S1", symbol="MSFT", qty=8))) == "MAX_ORDER_QTY"
+
+
+def test_snapshot_carries_the_reference_and_its_anchor():
+    """After a restart from a snapshot, fills still move the reference only within the collar around
+    the price the desk set before the restart."""
+    import pickle
+
+    from fixproxy.core.risk.rules import RiskSettings
+
+    h = Harness(rules=["price_collar"])
+    h.handle(ev.AdminSetReference("AAPL", "110", "news", "carol", h.now + 1))
+    fresh = Harness(rules=["price_collar"])
+    fresh.core.import_state(pickle.loads(pickle.dumps(h.core.export_state())))
+    fresh.core.settings = RiskSettings(reference_from_fills=True)
+    assert fresh.core.instruments["AAPL"].reference_price == D(110)
+    fresh.live("F1", qty=1, price=115)
+    fresh.report("oms1.F1", ExecType.TRADE, OrdStatus.FILLED, exec_id="X1", last_qty=1, last_px=200, cum=1, leaves=0)
+    assert fresh.core.instruments["AAPL"].reference_price == D("115.5")

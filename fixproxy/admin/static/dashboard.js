@@ -756,13 +756,16 @@
   function setReference() {
     const symbol = el("input", { id: "ref-symbol", required: true, placeholder: "AAPL" });
     const price = el("input", { id: "ref-price", required: true, inputmode: "decimal", placeholder: "190.25" });
+    const force = el("input", { id: "ref-force", type: "checkbox" });
     openDialog({
       title: "Set a reference price",
       text: "The price collar and notional rules use it from the next order.",
-      fields: [field("Symbol", symbol), field("Price", price)],
+      fields: [field("Symbol", symbol), field("Price", price),
+        field("Force a move beyond the allowed band", force)],
       confirm: "Set reference price",
       danger: false,
-      submit: (reason) => post("/reference-prices", { symbol: symbol.value.trim(), price: price.value.trim(), reason }),
+      submit: (reason) => post("/reference-prices",
+        { symbol: symbol.value.trim(), price: price.value.trim(), reason, force: force.checked }),
     });
   }
 

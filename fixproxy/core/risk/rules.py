@@ -45,6 +45,11 @@ class RiskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sell_below_zero_is_short: bool = True
     #: Utilization levels (percent) at which an alert is raised, once per upward crossing.
     alert_levels: tuple[Decimal, ...] = (Decimal(70), Decimal(90))
+    #: Let a fill's price move the symbol's reference, within the collar band around the reference
+    #: the desk or the instrument file last set (so fills cannot walk it away).
+    reference_from_fills: bool = False
+    #: The desk may move a reference price by at most this percentage without ``force``.
+    reference_change_max_pct: Decimal = Decimal(20)
 
 
 class CheckContext:
