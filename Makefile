@@ -35,8 +35,18 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
 
-run: $(STAMP)
-	$(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
+# The example config reads the risk desk's FIX password from FIXPROXY_DESK_PASSWORD: made once
+# into var/desk-password (readable by you alone) and printed. The example instrument prices count
+# as today's (a reference price is as old as its file).
+DESK_PASSWORD := var/desk-password
+
+$(DESK_PASSWORD):
+	@mkdir -p var && umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(18))' > $@
+
+run: $(STAMP) $(DESK_PASSWORD)
+	@echo "fixproxy: risk-desk FIX session: Username desk, Password $$(cat $(DESK_PASSWORD)) (from $(DESK_PASSWORD))"
+	@touch $(dir $(CONFIG))instruments.csv
+	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
 
 # The benchmark: direct, two relays and three proxy setups, interleaved, in one run (under 10 minutes;
 # BENCH_ARGS=--quick for about a minute and a half). Prints the report and writes $(BENCH_OUT); then the
@@ -46,8 +56,8 @@ bench: $(STAMP)
 	$(PY) scripts/bench_halt.py --orders 1000 --out $(dir $(BENCH_OUT))halt.json
 	$(PY) scripts/replay_speed.py --orders 100000 | tee $(dir $(BENCH_OUT))replay.json
 
-check-config: $(STAMP)
-	$(VENV)/bin/fixproxy check-config --config $(CONFIG)
+check-config: $(STAMP) $(DESK_PASSWORD)
+	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(VENV)/bin/fixproxy check-config --config $(CONFIG)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

@@ -80,6 +80,8 @@ class _Logon(_Strict, kw_only=True):
     def __post_init__(self) -> None:
         if self.username and not (self.password or self.password_env):
             raise ValueError("username is set: give password or password_env too")
+        if (self.password or self.password_env) and not self.username:
+            raise ValueError("a password is set: give the username it goes with too")
         if self.password and self.password_env:
             raise ValueError("give password or password_env, not both")
 
@@ -244,8 +246,17 @@ class RiskDeskSection(_Logon):
 
     #: The desk's SenderCompID; "" turns the session off.
     comp_id: CompID | Literal[""] = ""
-    #: A short name for logs and the audit trail (the default operator of its requests).
+    #: A short name for logs and the audit trail.
     name: Name = "riskdesk"
+    #: Let the desk session log on without Username/Password (its requests are then recorded as
+    #: made by ``name``). Off: a desk session with no username and password is a config error.
+    allow_unauthenticated: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.comp_id and not self.username and not self.allow_unauthenticated:
+            raise ValueError("the risk-desk session needs username and password_env (or password), "
+                             "or allow_unauthenticated = true")
 
 
 class Config(_Strict):

@@ -7,7 +7,14 @@ in JSON lines, so windows can be merged exactly instead of averaging percentiles
 
 from __future__ import annotations
 
+import os
+import secrets
+
 from hdrh.histogram import HdrHistogram
+
+# The shipped config's risk-desk session reads its password from this variable (as `make run` fills
+# it); benchmark proxies take one made for the run. Nothing logs on to the desk session here.
+os.environ.setdefault("FIXPROXY_DESK_PASSWORD", secrets.token_urlsafe(18))
 
 #: Values are microseconds, from 1 µs to 60 s, three significant digits (0.1% resolution).
 LOWEST_US = 1

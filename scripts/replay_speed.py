@@ -30,7 +30,7 @@ def main() -> int:
     p.add_argument("--config", default="cfg/fixproxy.toml")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
-    loaded = load(args.config)
+    loaded = load(args.config, secrets=False)  # replay needs no passwords or tokens
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp) / "log"
         write_day(loaded, logs, args.orders, seed=args.seed)

@@ -42,15 +42,21 @@ def build_dictionary(base: Path, out: Path, extension: Path = SPEC_EXTENSION) ->
 
 
 def decode_request(fields: dict[int, str], operator: str, now_ns: int) -> ev.AdminKill | str:
-    """A KillSwitchRequest as an AdminKill event, or the reason it cannot be one."""
+    """A KillSwitchRequest as an AdminKill event, or the reason it cannot be one.
+
+    ``operator`` is who the session authenticated as (its Logon's Username); the request is
+    recorded as theirs. An Operator (20102) naming anyone else is refused, never believed.
+    """
     action = ACTIONS.get(fields.get(2329, ""))
     if action is None:
         return f"PartyActionType (2329) must be one of {', '.join(ACTIONS)}"
     reason = fields.get(58, "").strip()
     if not reason:
         return "Text (58) must give the reason"
-    return ev.AdminKill(fields.get(20101, ""), action, reason, fields.get(20102) or operator, now_ns,
-                        fields.get(2328, ""))
+    claimed = fields.get(20102)
+    if claimed is not None and claimed != operator:
+        return f"Operator (20102) {claimed[:64]!r} is not the user this session logged on as ({operator!r})"
+    return ev.AdminKill(fields.get(20101, ""), action, reason, operator, now_ns, fields.get(2328, ""))
 
 
 def encode_report(result: ev.AdminResult, request: dict[int, str], report_id: str) -> list[tuple[int, str]]:

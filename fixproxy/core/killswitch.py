@@ -49,13 +49,22 @@ class ScopeState(msgspec.Struct, frozen=True):
     since_ns: int = 0
 
 
+#: Longest name in a scope (a session, account or symbol name).
+MAX_SCOPE_NAME = 64
+
+
 def parse_scope(text: str) -> str:
-    """``firm`` or ``<kind>:<name>`` with kind session, account or symbol; ValueError otherwise."""
+    """``firm`` or ``<kind>:<name>`` with kind session, account or symbol, the name 1 to 64 printable
+    ASCII characters without spaces; ValueError otherwise."""
     if text == "firm":
         return text
     kind, sep, name = text.partition(":")
-    if not sep or kind not in SCOPE_KINDS[1:] or not name or any(c.isspace() for c in name):
-        raise ValueError(f"scope must be 'firm' or session:/account:/symbol:<name>, got {text!r}")
+    if not sep or kind not in SCOPE_KINDS[1:] or not name:
+        raise ValueError(f"scope must be 'firm' or session:/account:/symbol:<name>, got {text[:80]!r}")
+    if len(name) > MAX_SCOPE_NAME:
+        raise ValueError(f"a scope's name is at most {MAX_SCOPE_NAME} characters, got {len(name)}")
+    if not all("!" <= c <= "~" for c in name):
+        raise ValueError(f"a scope's name is printable ASCII without spaces or control characters, got {name!r}")
     return text
 
 

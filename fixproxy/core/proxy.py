@@ -656,6 +656,9 @@ class ProxyCore:
         try:
             scope = parse_scope(e.scope)
             action = KillAction(e.action)
+            kind, _, name = scope.partition(":")
+            if kind == "session" and name not in self.sessions:
+                raise ValueError(f"no OMS session named {name!r} (sessions: {', '.join(sorted(self.sessions))})")
         except ValueError as exc:
             return [ev.AdminResult("kill", False, e.scope, e.operator, e.reason, e.now_ns, detail=str(exc),
                                    request_id=e.request_id)]

@@ -67,6 +67,8 @@ class CoreBridge:
         self.journal = journal
         # Username (553) / Password (554) checks of a session's Logon, by session name.
         self.check_logon = check_logon or {}
+        #: Risk-desk session -> the Username it logged on with (its name when it needs none).
+        self.desk_operators: dict[str, str] = {}
         self.clock = clock
         self.lock = threading.Lock()
         self._infos = list(sessions)
@@ -80,6 +82,8 @@ class CoreBridge:
         """The session's Username/Password check (True when none is configured); a refusal is recorded."""
         check = self.check_logon.get(info.name)
         if check is None or check(username, password):
+            if info.role == "admin":  # who the desk's requests are recorded as: never a field of theirs
+                self.desk_operators[info.name] = username if check is not None else info.name
             return True
         kind = "desk_logon_refused" if info.role == "admin" else "logon_refused"
         self.notice(ev.Notice(kind, self.clock(), f"{info.name}: bad Username/Password"))
@@ -231,7 +235,7 @@ class CoreBridge:
         report_id = f"K{now}"
         # Under the core lock like every other send: the reply is journaled as it goes out.
         if msg_type == "U1":
-            event = fixsession.decode_request(fields, info.name, now)
+            event = fixsession.decode_request(fields, self.desk_operators.get(info.name, info.name), now)
             with self.lock:
                 if isinstance(event, str):
                     reply = fixsession.rejected(fields, event, report_id)

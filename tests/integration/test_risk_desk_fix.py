@@ -56,7 +56,7 @@ def test_halt_and_cancel_over_fix_cancels_account_orders_and_blocks_it(stack):
     resting(oms, "K1-B", "K1")
     resting(oms, "K2-A", "K2")
     start = oms.mark()
-    report = desk_request(stack, "35=U1|2328=REQ1|2329=100|20101=account:K1|58=fat finger|20102=alice", "REQ1")
+    report = desk_request(stack, "35=U1|2328=REQ1|2329=100|20101=account:K1|58=fat finger", "REQ1")
     assert (report["2332"], report["20103"], report["20104"], report["20105"]) == ("0", "HALTED", "ACTIVE", "2")
     for cl in ("K1-A", "K1-B"):
         stack.venue.wait_for(messages(stack.venue)(**{"35": "F", "41": f"oms1.{cl}"}))
@@ -66,7 +66,7 @@ def test_halt_and_cancel_over_fix_cancels_account_orders_and_blocks_it(stack):
                    for r in list(stack.venue.lines))
     oms.send_line(order("K1-C", account="K1"))
     text = oms.wait_for(m(**{"35": "j", "379": "K1-C"}), start=start)["fields"]["58"]
-    assert text == "HALTED: trading is halted for account:K1 by alice: fat finger"
+    assert text == "HALTED: trading is halted for account:K1 by desk: fat finger"  # the logged-on user
     oms.send_line(order("K2-B", account="K2"))
     oms.wait_for(m(**{"35": "8", "11": "K2-B", "39": "2"}), start=start)
 
@@ -81,6 +81,26 @@ def test_request_with_bad_scope_is_rejected_in_the_report(stack):
     report = desk_request(stack, "35=U1|2328=REQ3|2329=1|20101=desk:everything|58=oops", "REQ3")
     assert (report["2332"], report["2333"]) == ("2", "99")
     assert "scope must be" in report["58"]
+
+
+@pytest.mark.parametrize("line, why", [
+    ("35=U1|2328=R-OP|2329=2|20101=firm|58=let me in|20102=alice",
+     "Operator (20102) 'alice' is not the user this session logged on as ('desk')"),
+    ("35=U1|2328=R-SES|2329=1|20101=session:nope|58=typo", "no OMS session named 'nope'"),
+    ("35=U1|2328=R-LONG|2329=1|20101=account:" + "K" * 65 + "|58=long", "at most 64 characters"),
+], ids=["claimed-operator", "unknown-session", "scope-over-64"])
+def test_request_claiming_another_operator_or_naming_no_such_scope_is_refused(stack, line, why):
+    """The desk cannot act as someone else, nor halt a session that is not configured or a scope
+    name over 64 characters: 2332=2 with the reason, and the trading states do not change."""
+    req_id = line.split("2328=")[1].split("|")[0]
+    halt = desk_request(stack, "35=U1|2328=R-FIRM|2329=1|20101=firm|58=before", "R-FIRM")
+    assert halt["2332"] == "0"
+    try:
+        report = desk_request(stack, line, req_id)
+        assert (report["2332"], report["2333"]) == ("2", "99") and why in report["58"], report
+    finally:
+        resumed = desk_request(stack, "35=U1|2328=R-BACK|2329=2|20101=firm|58=after", "R-BACK")
+    assert (resumed["2332"], resumed["20104"]) == ("0", "HALTED")  # still halted: the refused resume did nothing
 
 
 def test_order_on_the_desk_session_is_refused(stack):
@@ -98,13 +118,15 @@ def test_desk_logon_with_wrong_password_is_refused(stack):
     mark = stack.proxy.mark()
     stack.desk.stop()
     stack.proxy.wait_for(lambda r: r.get("event") == "session_down" and r.get("detail") == "riskdesk", start=mark)
-    intruder = RawFix(stack.acceptor_port, "RISKDESK")
-    intruder.send("A", "98=0|108=30|141=Y|553=desk|554=wrong")
-    reply = intruder.read(10)
-    assert reply is None or reply.get(35) == "5"
-    assert intruder.closed(10)
-    intruder.close()
-    stack.proxy.wait_for(lambda r: r.get("event") == "desk_logon_refused", start=mark)
+    for credentials in ("553=desk|554=wrong", "", "553=alice|554=correct-horse", "554=correct-horse"):
+        intruder = RawFix(stack.acceptor_port, "RISKDESK")
+        intruder.send("A", "98=0|108=30|141=Y" + (f"|{credentials}" if credentials else ""))
+        reply = intruder.read(10)
+        assert reply is None or reply.get(35) == "5", (credentials, reply)
+        assert intruder.closed(10)
+        intruder.close()
+        stack.proxy.wait_for(lambda r: r.get("event") == "desk_logon_refused", start=mark)
+        mark = stack.proxy.mark()
     desk = RawFix(stack.acceptor_port, "RISKDESK")
     assert desk.logon("553=desk|554=correct-horse")[35] == "A"
     desk.close()

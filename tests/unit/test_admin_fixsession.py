@@ -25,12 +25,15 @@ def test_extended_dictionary_validates_kill_switch_request(tmp_path):
         raise AssertionError("a U1 without KillScope (20101) passed validation")
 
 
-def test_request_decodes_to_admin_kill_with_operator_default():
-    """2329=100 is halt and cancel; the operator falls back to the session's name."""
-    event = decode_request({2328: "R1", 2329: "100", 20101: "account:A1", 58: "fat finger"}, "RISKDESK", 5)
-    assert event == ev.AdminKill("account:A1", "halt_and_cancel", "fat finger", "RISKDESK", 5, "R1")
-    named = decode_request({2328: "R2", 2329: "2", 20101: "firm", 58: "ok", 20102: "alice"}, "RISKDESK", 5)
-    assert (named.action, named.operator) == ("resume", "alice")
+def test_request_is_recorded_as_the_authenticated_user_never_a_claimed_one():
+    """2329=100 is halt and cancel, made by the user the session logged on as; an Operator (20102)
+    naming that user is fine, one naming anybody else is refused."""
+    event = decode_request({2328: "R1", 2329: "100", 20101: "account:A1", 58: "fat finger"}, "desk", 5)
+    assert event == ev.AdminKill("account:A1", "halt_and_cancel", "fat finger", "desk", 5, "R1")
+    same = decode_request({2328: "R2", 2329: "2", 20101: "firm", 58: "ok", 20102: "desk"}, "desk", 5)
+    assert (same.action, same.operator) == ("resume", "desk")
+    claimed = decode_request({2328: "R3", 2329: "2", 20101: "firm", 58: "ok", 20102: "alice"}, "desk", 5)
+    assert claimed == "Operator (20102) 'alice' is not the user this session logged on as ('desk')"
 
 
 def test_request_without_reason_or_with_unknown_action_is_refused():

@@ -50,7 +50,19 @@ BAD = [
     ("unknown_rule", "# rules = [", 'rules = ["max_order_qty", "max_qty"]\n# x = [', "risk.rules[1]: unknown rule 'max_qty'"),
     ("bad_version", 'fix_version = "FIX.4.2"', 'fix_version = "FIX.5.0"', "oms[1].fix_version: Invalid enum value 'FIX.5.0'"),
     ("session_limits_typo", "[limits.sessions.oms2]", "[limits.sessions.omz2]", "limits.sessions.omz2: no OMS session named 'omz2'"),
+    ("desk_without_password", 'username = "desk"\npassword_env = "FIXPROXY_DESK_PASSWORD"', "",
+     "risk_desk: the risk-desk session needs username and password_env (or password), or allow_unauthenticated = true"),
+    ("desk_password_without_user", 'username = "desk"\n', "", "risk_desk: a password is set: give the username"),
+    ("desk_password_unset", 'password_env = "FIXPROXY_DESK_PASSWORD"', 'password_env = "FIXPROXY_UNSET_VARIABLE_X"',
+     "risk_desk.password_env: environment variable FIXPROXY_UNSET_VARIABLE_X is not set"),
 ]
+
+
+def test_desk_without_password_loads_only_when_allowed_in_so_many_words(cfg):
+    """allow_unauthenticated = true is the one way to run the desk session without a password."""
+    edit(cfg / "fixproxy.toml", 'username = "desk"\npassword_env = "FIXPROXY_DESK_PASSWORD"',
+         "allow_unauthenticated = true")
+    assert load(cfg / "fixproxy.toml").config.risk_desk.allow_unauthenticated
 
 
 @pytest.mark.parametrize("old, new, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])

@@ -29,11 +29,34 @@ def test_scope_names_are_accepted(text):
     assert parse_scope(text) == text
 
 
-@pytest.mark.parametrize("text", ["", "Firm", "desk:x", "account:", "account:a b", "symbol"])
+@pytest.mark.parametrize("text", ["", "Firm", "desk:x", "account:", "symbol"])
 def test_bad_scope_is_refused(text):
     """Anything else is a ValueError naming the accepted forms."""
     with pytest.raises(ValueError, match="scope must be"):
         parse_scope(text)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("account:a b", "without spaces"), ("account:A\x00", "control characters"), ("symbol:A\x07PL", "control"),
+    ("session:\tx", "control"), ("account:Zé", "printable ASCII"), ("account:" + "A" * 65, "at most 64"),
+])
+def test_scope_name_with_spaces_control_characters_or_over_64_is_refused(text, why):
+    """A scope's name is 1 to 64 printable ASCII characters: NUL, BEL, tabs, non-ASCII and longer names
+    are refused with the reason, on every surface (HTTP, CLI, desk session, dashboard all parse here)."""
+    with pytest.raises(ValueError, match=why):
+        parse_scope(text)
+    assert parse_scope("account:" + "A" * 64)
+
+
+def test_kill_naming_an_unknown_session_or_bad_scope_is_refused_and_changes_nothing():
+    """Whichever surface it comes from, a halt of a session that is not configured, or of a scope with
+    a NUL or a 65-character name, is refused with the reason; nothing is halted."""
+    h = Harness()
+    for scope, why in [("session:nope", "no OMS session named 'nope'"), ("account:A\x00B", "control characters"),
+                       ("account:" + "K" * 65, "at most 64")]:
+        result = only(h.handle(ev.AdminKill(scope, "halt", "test", "carol", h.now)), ev.AdminResult)
+        assert not result.ok and why in result.detail
+    assert h.core.kill.states() == []
 
 
 def test_most_restrictive_scope_wins():

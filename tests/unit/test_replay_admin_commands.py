@@ -311,7 +311,7 @@ def test_commands_beside_a_text_log_apply_at_their_time(tmp_path, loaded):
 def test_risk_desk_session_messages_are_skipped_with_a_reason(tmp_path):
     """The desk's own FIX messages are not order flow: counted as not replayed, their commands come from the store."""
     cfg = tmp_path / "fixproxy.toml"
-    cfg.write_text(CONFIG.read_text() + '\n[risk_desk]\ncomp_id = "DESK"\nname = "desk"\n')
+    cfg.write_text(CONFIG.read_text() + '\n[risk_desk]\ncomp_id = "DESK"\nname = "desk"\nallow_unauthenticated = true\n')
     (tmp_path / "instruments.csv").write_text((FIXTURES / "instruments.csv").read_text())
     desk_loaded = load(cfg)
     log = tmp_path / "desk.fix"

@@ -1,0 +1,7 @@
+"""Settings every test shares."""
+
+import os
+
+# The shipped cfg/fixproxy.toml reads the risk desk's FIX password from this variable, as `make run`
+# fills it; tests that start a proxy on the shipped config get this one.
+os.environ.setdefault("FIXPROXY_DESK_PASSWORD", "test-desk-password-0123")
