@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
-import itertools
 import logging
 import os
 import pickle
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -25,6 +25,7 @@ from .admin.fixsession import build_dictionary
 from .config import LoadedConfig
 from .core import events as ev
 from .core.proxy import ProxyCore
+from .engines.guard import raise_fd_limit
 from .engines.quickfix.edge import ProxyApplication, session_info
 from .engines.quickfix.recovery import sent_messages, store_prefix
 from .engines.quickfix.settings import (
@@ -55,16 +56,28 @@ def configure_logging(level: str = "info") -> None:
     )
 
 
-def exec_id_generator(start_ns: int):
-    """ExecIDs for the proxy's own execution reports: unique across restarts of the process."""
-    prefix = f"FP{start_ns // 1_000_000:x}-"
-    counter = itertools.count(1)
-    return lambda: f"{prefix}{next(counter)}"
+class exec_id_generator:
+    """ExecIDs for the proxy's own execution reports: unique across restarts of the process.
+    ``drawn`` (how many were made) goes into a snapshot taken mid-segment (the day roll's), so a
+    recovery from it goes on where the process was."""
+
+    __slots__ = ("prefix", "drawn")
+
+    def __init__(self, start_ns: int, drawn: int = 0) -> None:
+        self.prefix = f"FP{start_ns // 1_000_000:x}-"
+        self.drawn = drawn
+
+    def __call__(self) -> str:
+        self.drawn += 1
+        return f"{self.prefix}{self.drawn}"
 
 
 def build_core(loaded: LoadedConfig, start_ns: int, next_id=None) -> ProxyCore:
     """A core from the config, with start-of-day positions loaded (callers restore saved state on top)."""
     cfg = loaded.config
+    # The decoder's identifier limits are the config's too: the proxy, its recovery and replays
+    # (which all build their core here) decode each journaled message alike.
+    codec.configure(cfg.identifiers.limits())
     core = ProxyCore(
         sessions=cfg.session_policies(),
         venues=[v.name for v in cfg.venues],
@@ -74,6 +87,7 @@ def build_core(loaded: LoadedConfig, start_ns: int, next_id=None) -> ProxyCore:
         next_id=next_id or exec_id_generator(start_ns),
         settings=cfg.risk_settings(),
         locates=cfg.locate_table(),
+        finished_grace_s=None if cfg.proxy.finished_grace_s < 0 else cfg.proxy.finished_grace_s,
     )
     for p in loaded.positions:
         core.book.load_position(p.account, p.symbol, p.qty, p.avg_cost)
@@ -133,7 +147,8 @@ class QuickfixSessions:
     beside the stores), the store and log factories and the socket classes. ``QuickfixEngine``
     runs the proxy on them; ``scripts/bench_qfrelay.py`` runs the same sessions with no proxy in them."""
 
-    def __init__(self, loaded: LoadedConfig):
+    def __init__(self, loaded: LoadedConfig, accept_port: int = 0):
+        """``accept_port``: where quickfix's acceptor listens (default ``[acceptor] port``)."""
         cfg = loaded.config
         state = loaded.state_dir
         acc = cfg.acceptor
@@ -150,9 +165,10 @@ class QuickfixSessions:
         ]
         self.acceptor_settings = write_settings(
             state / "quickfix-acceptor.cfg",
-            {**common_defaults(state, "oms"), "ConnectionType": "acceptor", "SocketAcceptPort": acc.port,
+            {**common_defaults(state, "oms"), "ConnectionType": "acceptor", "SocketAcceptPort": accept_port or acc.port,
              "UseDataDictionary": "Y" if cfg.proxy.validate_messages else "N",
-             "AllowedRemoteAddresses": ",".join(acc.allowed_remote_addresses)},
+             # Behind the front door (engines/quickfix/door.py) only the door, on loopback, connects.
+             "AllowedRemoteAddresses": "127.0.0.1" if accept_port else ",".join(acc.allowed_remote_addresses)},
             oms_blocks,
         )
         self.initiator_settings = write_settings(
@@ -193,9 +209,23 @@ class QuickfixEngine:
     """The quickfix engines of the proxy: one acceptor (OMS and risk-desk sessions), one initiator (venues)."""
 
     def __init__(self, proxy: "Proxy", kwargs: dict):
-        self.sessions = QuickfixSessions(proxy.loaded)  # kept: quickfix's threads use its factories
+        cfg = proxy.loaded.config
+        acc = cfg.acceptor
+        # quickfix's acceptor cannot bound connections that never log on: the proxy accepts them
+        # itself and relays each to quickfix on loopback once its Logon is read (door.py).
+        self.door_port = (acc.quickfix_port or free_loopback_port()) if acc.quickfix_relay else 0
+        self.sessions = QuickfixSessions(proxy.loaded, self.door_port)  # kept: quickfix's threads use its factories
         self.application = ProxyApplication(proxy.core, self.sessions.infos, proxy.recorder, **kwargs)
+        self.application.watch_venues(cfg.venues)
         self.acceptor, self.initiator = self.sessions.engines(self.application)
+        self.door = None
+        if self.door_port:
+            from .engines.quickfix.door import Door
+
+            keys = {(info.begin_string, info.handle.getTargetCompID().getValue(), acc.comp_id)
+                    for info in self.sessions.infos if info.role != "venue"}
+            self.door = Door(acc, self.door_port, keys, lambda why: self.application.notice(
+                ev.Notice("connection_refused", time.time_ns(), why)))
 
     def count_journaled(self, inbound_seq: dict[str, int]) -> None:
         """Count inbound messages the journal has and the session stores had not yet counted (a kill
@@ -207,19 +237,32 @@ class QuickfixEngine:
                 session.setNextTargetMsgSeqNum(seq + 1)
 
     async def start(self) -> None:
-        self.initiator.start()
-        self.acceptor.start()
+        # As their start() does, on threads whose end /healthz sees (ProxyApplication.engine_problem).
+        self.application.run(self.initiator, "initiator")
+        self.application.run(self.acceptor, "acceptor")
+        if self.door is not None:
+            await self.door.start()
+        self.application.start_watch()
 
     async def stop(self, reason: str) -> None:
         """Log every session out. The quickfix engines are not stopped: ``SocketAcceptor.stop()`` has
         crashed the process here (segfault), and once the sessions are logged out and the stores
         written there is nothing left for it to do. The caller ends the process."""
+        if self.door is not None:
+            self.door.close()
         sids = [info.handle for info in self.application.sessions()]
         await asyncio.get_running_loop().run_in_executor(None, log_out, sids, reason)
         self.application.close()
         # quickfix's threads keep running until the process ends, and use the application, stores
         # and logs: those must not be freed when the proxy object goes (that crashed the process).
         _STOPPED_ENGINES.append(self)
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on loopback now (for quickfix's acceptor behind the front door)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 #: Stopped quickfix engines (their threads still running), kept until the process ends (see QuickfixEngine.stop).
@@ -281,6 +324,8 @@ class Proxy:
         self.engine = (NativeProxyEngine if cfg.proxy.engine == "native" else QuickfixEngine)(self, kwargs)
         self.application = self.engine.application
         self._reconcile()
+        self.application.day_roll = (cfg.proxy.day_roll, cfg.proxy.timezone)
+        self.application.check_day()  # a day roll missed while the proxy was down comes first
         self.audit = self._audit_follower() if cfg.audit.enabled else None
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(self.application.submit, self.application.lock, self.core, self.feed,
@@ -354,8 +399,13 @@ class Proxy:
         journal = {"state": "failed" if failure else "ok", "reason": failure, "segment": j.segment,
                    "bytes": j.size, "lost_records": j.lost, "sync": j.sync}
         audit = self.audit.health() if self.audit is not None else {"state": "disabled"}
-        status = "failed" if failure else ("degraded" if audit.get("state") not in ("ok", "disabled") else "ok")
-        return {"status": status, "journal": journal, "audit": audit}
+        problem = self.application.engine_problem()  # a thread of the FIX engine ended: fail closed
+        engine = {"state": "failed" if problem else "ok", "reason": problem}
+        status = "failed" if failure or problem else (
+            "degraded" if audit.get("state") not in ("ok", "disabled") else "ok")
+        roll = self.loaded.config.proxy
+        day = {"day": self.core.day, "roll": f"{roll.day_roll} {roll.timezone}"}
+        return {"status": status, "journal": journal, "audit": audit, "engine": engine, "trading_day": day}
 
     # ------------------------------------------------------------ start and stop
 
@@ -394,11 +444,40 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere): gives the C heap's free pages back to the system."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 async def _freeze_heap(every_s: float = 10.0) -> None:
-    """``freeze_heap`` now and every few seconds."""
+    """``freeze_heap`` now and every few seconds; and the C heap trimmed (``malloc_trim``): the blocks
+    of finished orders, messages and dict tables freed in the middle of the heap would otherwise stay
+    in the process's RSS (docs/memory.md)."""
+    trim = _malloc_trim()
     while True:
         freeze_heap()
+        if trim is not None:
+            trim(0)
         await asyncio.sleep(every_s)
+
+
+async def _day_roll_timer(proxy: "Proxy", every_s: float = 1.0) -> None:
+    """Once a second: a new trading day (``[proxy] day_roll``) is journaled and rolled (``check_day``)."""
+    loop = asyncio.get_running_loop()
+    log = structlog.get_logger("fixproxy")
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if proxy.application.day_due():
+                # The core lock may be held by a quickfix thread: wait for it off the loop.
+                await loop.run_in_executor(None, proxy.application.check_day)
+        except Exception as exc:  # noqa: BLE001 - the timer must outlive one failure (it is logged)
+            log.error("day_roll_failed", error=repr(exc))
 
 
 async def serve(loaded: LoadedConfig) -> None:
@@ -432,6 +511,7 @@ async def serve(loaded: LoadedConfig) -> None:
         inputs_replayed=proxy.recovered.replayed,
     )
     gc_task = asyncio.create_task(_freeze_heap())
+    roll_task = asyncio.create_task(_day_roll_timer(proxy))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -441,6 +521,7 @@ async def serve(loaded: LoadedConfig) -> None:
     if api is not None:
         await api.stop()
     gc_task.cancel()
+    roll_task.cancel()
     await proxy.stop()
     log.info("stopped")
 
@@ -453,7 +534,8 @@ async def start_admin_api(proxy: Proxy, loaded: LoadedConfig, log):
     if not admin.http_port:
         log.info("admin_api_disabled", detail="[admin] http_port = 0")
         return None
-    api = AdminApi(proxy.control, loaded.api_tokens, sessions=[s.name for s in loaded.config.oms])
+    api = AdminApi(proxy.control, loaded.api_tokens, sessions=[s.name for s in loaded.config.oms],
+                   max_stream_clients=admin.max_stream_clients, stream_queue=admin.stream_queue)
     try:
         url = await api.start(admin.http_host, admin.http_port)
     except OSError as exc:
@@ -471,6 +553,9 @@ def run(loaded: LoadedConfig, on_exit=None) -> None:
     import uvloop
 
     configure_logging(loaded.config.proxy.log_level)
+    # Idle FIX connections must not use up the descriptors that sessions and the HTTP API need.
+    soft, hard = raise_fd_limit()
+    structlog.get_logger("fixproxy").info("open_files_limit", soft=soft, hard=hard)
     Path(loaded.state_dir).mkdir(parents=True, exist_ok=True)
     # A thread waiting for the GIL (a quickfix callback with an order) gets it after at most this long,
     # instead of CPython's 5 ms, while a writer thread is busy with a batch.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+import msgspec
+
 from .core import events as ev
 from .core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
 
@@ -81,7 +83,8 @@ def _price(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
 
 def _number(text: str, tag: int, name: str) -> Decimal:
     if len(text) > 40 or not _NUMBER.fullmatch(text) or not text.isascii():
-        raise Invalid(f"{name} ({tag}) is not a positive decimal number: {text[:40]!r}")
+        # ascii(): the answer quotes what was sent, escaped, never a byte the wire cannot carry back
+        raise Invalid(f"{name} ({tag}) is not a positive decimal number: {ascii(text[:40])}")
     return Decimal(text)
 
 
@@ -91,7 +94,7 @@ def _enum(fields: dict[int, str], tag: int, name: str, table: dict):
         raise Invalid(f"{name} ({tag}) is missing")
     found = table.get(text)
     if found is None:
-        raise Invalid(f"{name} ({tag}) value {text!r} is not supported")
+        raise Invalid(f"{name} ({tag}) value {ascii(text[:40])} is not supported")
     return found
 
 
@@ -100,6 +103,83 @@ def _required(fields: dict[int, str], tag: int, name: str) -> str:
     if not text:
         raise Invalid(f"{name} ({tag}) is missing")
     return text
+
+
+# ---------------------------------------------------------------- identifiers
+
+class IdentifierLimits(msgspec.Struct, frozen=True):
+    """Longest identifier the proxy accepts from an OMS, per field (``[identifiers]`` in the config)."""
+
+    clordid: int = 64  # ClOrdID (11) and OrigClOrdID (41)
+    account: int = 32  # Account (1)
+    symbol: int = 32  # Symbol (55)
+    ex_destination: int = 32  # ExDestination (100)
+
+
+#: The limits every decode in this process uses unless it is given its own (``configure``).
+_limits = [IdentifierLimits()]
+
+
+def configure(limits: IdentifierLimits) -> None:
+    """Set the identifier limits of this process's decodes (the proxy, its recovery and replays
+    build their core from the same config, so they decide alike)."""
+    _limits[0] = limits
+
+
+def identifier_problem(value: str, max_len: int) -> str:
+    """Why ``value`` cannot be an identifier ("" when it can): printable ASCII (0x20-0x7E) only,
+    not blank, no leading or trailing space, at most ``max_len`` characters."""
+    if 0 < len(value) <= max_len and value.isascii() and value.isprintable() \
+            and value[0] != " " and value[-1] != " ":
+        return ""  # the usual case: a few checks in C
+    if len(value) > max_len:
+        return f"is {len(value):,} characters long; at most {max_len} are allowed"
+    if not value.strip(" "):
+        return "is blank"
+    for i, c in enumerate(value, 1):
+        if not " " <= c <= "~":
+            code = ord(c)
+            shown = f"0x{code:02X}" if code < 0x100 else f"U+{code:04X}"
+            kind = "a control character" if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 \
+                else "a character outside ASCII"
+            return f"has {kind} ({shown}) at position {i}; only printable ASCII (0x20-0x7E) is allowed"
+    return "starts with a space" if value[0] == " " else "ends with a space"
+
+
+#: Identifier fields of each order message that the proxy reads (and forwards): tag, name, limit,
+#: required. An optional one is checked when present.
+_IDENTIFIERS = {
+    "D": ((11, "ClOrdID", "clordid", True), (55, "Symbol", "symbol", True), (1, "Account", "account", False),
+          (100, "ExDestination", "ex_destination", False)),
+    "G": ((11, "ClOrdID", "clordid", True), (41, "OrigClOrdID", "clordid", True), (55, "Symbol", "symbol", True),
+          (1, "Account", "account", False), (100, "ExDestination", "ex_destination", False)),
+    "F": ((11, "ClOrdID", "clordid", True), (41, "OrigClOrdID", "clordid", True), (55, "Symbol", "symbol", False),
+          (1, "Account", "account", False)),
+}
+#: TimeInForce (59) is forwarded as sent: one digit (FIX 4.2 and 4.4 values are 0-7).
+_TIME_IN_FORCE = frozenset("0123456789")
+
+
+def check_identifiers(msg_type: str, fields: dict[int, str], limits: IdentifierLimits) -> None:
+    """Raise Invalid naming the first identifier of an order message the proxy will not forward."""
+    for tag, name, key, required in _IDENTIFIERS.get(msg_type, ()):
+        value = fields.get(tag)
+        if value is None or value == "":
+            if required:
+                raise Invalid(f"{name} ({tag}) is missing")
+            continue
+        problem = identifier_problem(value, getattr(limits, key))
+        if problem:
+            raise Invalid(f"{name} ({tag}) {problem}")
+    tif = fields.get(59)
+    if tif is not None and msg_type != "F" and tif not in _TIME_IN_FORCE:
+        raise Invalid(f"TimeInForce (59) value {ascii(tif[:40])} is not supported")
+
+
+def _echo(fields: dict[int, str], tag: int, limits: IdentifierLimits) -> str:
+    """ClOrdID or OrigClOrdID to quote in a refusal: "" (left out) when it is not a valid identifier."""
+    value = fields.get(tag, "")
+    return value if value and not identifier_problem(value, limits.clordid) else ""
 
 
 def poss_dup(fields: dict[int, str]) -> bool:
@@ -130,13 +210,19 @@ def decode_order(fields: dict[int, str]) -> OrderRequest:
     )
 
 
-def decode_oms(fields: dict[int, str], session: str, now_ns: int) -> ev.Event:
-    """An application message from an OMS session as a core event."""
+def decode_oms(fields: dict[int, str], session: str, now_ns: int,
+               limits: IdentifierLimits | None = None) -> ev.Event:
+    """An application message from an OMS session as a core event: an order, or for anything the
+    proxy cannot accept an InvalidMessage saying why (never an exception)."""
     msg_type = fields.get(35, "")
     seq_text = fields.get(34, "")
-    seq = int(seq_text) if seq_text.isascii() and seq_text.isdigit() else 0
+    seq = int(seq_text) if seq_text.isascii() and seq_text.isdigit() and len(seq_text) < 19 else 0
     dup = poss_dup(fields)
+    if limits is None:
+        limits = _limits[0]
     try:
+        if msg_type in _IDENTIFIERS:
+            check_identifiers(msg_type, fields, limits)
         if msg_type == "D":
             return ev.NewOrder(session, seq, now_ns, decode_order(fields), dup)
         if msg_type == "G":
@@ -148,8 +234,14 @@ def decode_oms(fields: dict[int, str], session: str, now_ns: int) -> ev.Event:
                                   _required(fields, 41, "OrigClOrdID"), fields.get(55, ""), side, fields.get(1, ""),
                                   dup)
     except Invalid as exc:
-        return ev.InvalidMessage(session, seq, now_ns, msg_type, fields.get(11, ""), str(exc), fields.get(41, ""))
-    return ev.UnsupportedMessage(session, seq, now_ns, msg_type)
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - fail closed: an order the decoder cannot read is refused
+        reason = f"the message could not be decoded ({type(exc).__name__})"
+    else:
+        return ev.UnsupportedMessage(session, seq, now_ns, msg_type)
+    # A ClOrdID or OrigClOrdID that is not a valid identifier is never quoted back (nor remembered).
+    return ev.InvalidMessage(session, seq, now_ns, msg_type, _echo(fields, 11, limits), reason,
+                             _echo(fields, 41, limits))
 
 
 def _dec(fields: dict[int, str], tag: int) -> Decimal:
@@ -295,7 +387,7 @@ def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fie
         return "8", out
     if isinstance(action, ev.OmsCancelReject):
         r = action.reject
-        out = [(37, r.order_id or "NONE"), (11, r.cl_ord_id), (41, r.orig_cl_ord_id or "NONE"),
+        out = [(37, r.order_id or "NONE"), (11, r.cl_ord_id or "NONE"), (41, r.orig_cl_ord_id or "NONE"),
                (39, r.ord_status.value), (434, r.response_to)]
         if r.reason:
             out.append((102, r.reason))

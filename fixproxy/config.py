@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .codec import IdentifierLimits
 from .core.model import Instrument
 from .core.proxy import SessionPolicy
 from .core.risk.limits import Limits, LimitSet
@@ -56,6 +57,24 @@ class ProxySection(_Strict):
     #: The audit and state writer processes: "idle" (they yield the CPU to the order path while they
     #: keep up, and go back to normal priority when they fall behind) or "normal".
     writer_priority: Literal["idle", "normal"] = "idle"
+    #: When a new trading day begins ("HH:MM" or "HH:MM:SS", local time in ``timezone``): finished orders, fills and
+    #: the day's ClOrdIDs and ExecIDs leave memory, working orders and positions carry over.
+    day_roll: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")] = "00:00"
+    #: The IANA time zone of ``day_roll`` (e.g. "America/New_York").
+    timezone: str = "UTC"
+    #: Seconds a finished order (filled, cancelled, rejected) and an applied fill stay in memory before
+    #: they leave it (they stay in the journal and the audit store); a bust or correction of a fill
+    #: after that alerts the desk instead of moving the position. 0: at once; -1: only at the day roll.
+    finished_grace_s: Annotated[float, msgspec.Meta(ge=-1)] = 30.0
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r} (an IANA name such as "
+                             "'America/New_York' or 'UTC')") from None
 
 
 class AcceptorSection(_Strict):
@@ -67,6 +86,22 @@ class AcceptorSection(_Strict):
     #: quickfix binds every interface; only these addresses may connect.
     allowed_remote_addresses: tuple[str, ...] = ("127.0.0.1",)
     heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 30
+    #: A connection that has not logged on within this many seconds is closed.
+    logon_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    #: Bytes a connection may send before its Logon is complete (a longer Logon closes it).
+    max_logon_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 << 20)] = 4096
+    #: Connections not yet logged on, in total and from one address: past either bound the oldest
+    #: such connection (of the busiest address) is closed to make room, so a flood of idle sockets
+    #: cannot keep a configured session from logging on.
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    #: quickfix engine only: quickfix's own acceptor cannot enforce the bounds above, so the proxy
+    #: accepts on ``host``:``port`` itself and relays each connection, once its Logon is read, to
+    #: quickfix listening on loopback at ``quickfix_port`` (0: a free port chosen at start).
+    #: ``quickfix_relay = false`` (quickfix accepts on ``port`` itself, every interface, unbounded)
+    #: only to measure what the relay costs.
+    quickfix_relay: bool = True
+    quickfix_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
 
 class _Logon(_Strict, kw_only=True):
@@ -108,6 +143,16 @@ class Venue(_Strict):
     fix_version: FixVersion = "FIX.4.4"
     heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 30
     reconnect_s: Annotated[int, msgspec.Meta(ge=1)] = 1
+    #: Bytes the proxy has sent towards the venue that its TCP has not yet acknowledged (the
+    #: proxy's buffers and its socket's send queue): past this the venue is marked down and new
+    #: orders for it are refused (VENUE_UNAVAILABLE) until it has taken them.
+    max_unsent_kb: Annotated[int, msgspec.Meta(ge=1, le=1 << 20)] = 256
+    #: No order leaves for the venue later than this after the proxy accepted it: orders still
+    #: unsent at that age are refused to the OMS and the connection is reset.
+    max_order_age_ms: Annotated[int, msgspec.Meta(ge=50, le=600_000)] = 1000
+    #: The venue has sent nothing this long after an order went to it: it is sent a TestRequest,
+    #: and marked down while that stays unanswered this long again.
+    answer_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=600_000)] = 1000
 
 
 class RiskSection(_Strict):
@@ -170,6 +215,23 @@ class JournalSection(_Strict):
     reserve_kb: Annotated[int, msgspec.Meta(ge=8, le=1 << 20)] = 1024
 
 
+class IdentifiersSection(_Strict):
+    """Longest identifier accepted from an OMS (characters; every identifier is printable ASCII,
+    not blank, without leading or trailing spaces: spec/reject-codes.md, INVALID_ORDER)."""
+
+    #: ClOrdID (11) and OrigClOrdID (41).
+    max_clordid: Annotated[int, msgspec.Meta(gt=0, le=1024)] = 64
+    #: Account (1).
+    max_account: Annotated[int, msgspec.Meta(gt=0, le=1024)] = 32
+    #: Symbol (55).
+    max_symbol: Annotated[int, msgspec.Meta(gt=0, le=1024)] = 32
+    #: ExDestination (100).
+    max_ex_destination: Annotated[int, msgspec.Meta(gt=0, le=1024)] = 32
+
+    def limits(self) -> IdentifierLimits:
+        return IdentifierLimits(self.max_clordid, self.max_account, self.max_symbol, self.max_ex_destination)
+
+
 class AdminToken(_Strict):
     """One bearer token of the HTTP admin API: who (``name``, recorded as the operator) and what it may do."""
 
@@ -195,6 +257,10 @@ class AdminSection(_Strict):
     #: 0 disables the HTTP API.
     http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9880
     tokens: tuple[AdminToken, ...] = ()
+    #: Event-stream (GET /api/v1/events) clients at once; the next is answered 503. 0 turns the stream off.
+    max_stream_clients: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
+    #: Items that may wait for one slow event-stream client; past this it is dropped, never waited for.
+    stream_queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -270,6 +336,7 @@ class Config(_Strict):
     locates: dict[str, dict[str, Annotated[int, msgspec.Meta(ge=0)]]] = {}
     audit: AuditSection = AuditSection()
     journal: JournalSection = JournalSection()
+    identifiers: IdentifiersSection = IdentifiersSection()
     admin: AdminSection = AdminSection()
     risk_desk: RiskDeskSection = RiskDeskSection()
 

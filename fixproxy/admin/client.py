@@ -95,7 +95,11 @@ def render_status(summary: dict) -> str:
         line = f"Audit follower: {state}"
         if state not in ("ok", "disabled"):
             line += f" ({audit.get('detail') or 'see the proxy log'}; nothing is lost: it catches up from the journal)"
-        out += [line, ""]
+        out.append(line)
+        day = health.get("trading_day")
+        if day:
+            out.append(f"Trading day: {day.get('day') or '(none yet)'} (a new day begins at {day.get('roll')})")
+        out.append("")
     out.append("Trading states (every scope not listed is ACTIVE)")
     states = summary.get("trading_states", [])
     if states:
@@ -118,9 +122,15 @@ def render_status(summary: dict) -> str:
         out.append(table(["scope", "gross", "net", "net long", "net short", "open orders", "limits used"], rows))
     else:
         out.append("  none")
-    orders = summary.get("open_orders", [])
-    out += ["", f"Open orders: {len(orders)}; cancels sent by the proxy still awaiting the venue: "
+    counts = summary.get("orders") or {}
+    open_orders = counts.get("open", len(summary.get("open_orders", [])))  # "open_orders": a proxy before the counts
+    out += ["", f"Open orders: {open_orders}; cancels sent by the proxy still awaiting the venue: "
                 f"{summary.get('kill_cancels_pending', 0)}"]
+    decisions = counts.get("decisions")
+    if decisions:
+        codes = ", ".join(f"{code} {n}" for code, n in decisions.get("rejects_by_code", {}).items())
+        out.append(f"Decisions: {decisions['accepted']} accepted, {decisions['rejected']} rejected"
+                   + (f" ({codes})" if codes else ""))
     return "\n".join(out) + "\n"
 
 

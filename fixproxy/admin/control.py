@@ -20,15 +20,24 @@ from ..core import views
 
 
 class Feed:
-    """Recent decisions, alerts and admin results, and live subscribers (for server-sent events).
+    """Recent decisions, alerts and admin results, and the outbox of the event stream.
 
-    ``add`` is called on quickfix's threads: it only appends and schedules, never blocks.
+    ``add`` runs on the order path (under the core lock, on quickfix's threads or the native engine's
+    loop): it appends to two bounded deques and, at most once per batch, wakes the event stream's fan-out
+    (admin/http.py StreamHub), whatever the number of stream clients. Items become dicts and JSON only
+    when someone reads them, off the order path.
     """
 
-    def __init__(self, size: int = 500):
+    def __init__(self, size: int = 500, outbox: int = 10_000):
         self._recent: dict[str, deque] = {k: deque(maxlen=size) for k in ("decision", "alert", "admin", "notice")}
-        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
-        self._lock = threading.Lock()
+        #: (kind, action) waiting for the fan-out; bounded: if the fan-out falls this far behind, the
+        #: oldest are dropped (counted in ``lost``) rather than held.
+        self._outbox: deque = deque(maxlen=outbox)
+        self.lost = 0
+        #: True while the event stream has clients: only then does ``add`` fill the outbox.
+        self.streaming = False
+        self._listener: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
+        self._wake_pending = False
 
     def add(self, action: ev.Action) -> None:
         kind = _KINDS.get(type(action))
@@ -36,28 +45,38 @@ class Feed:
             return
         # The action itself is kept (it is immutable); it becomes a dict only when someone reads it.
         self._recent[kind].append(action)
-        if not self._subscribers:  # read without the lock: a subscriber that just arrived misses nothing it asked for
+        if not self.streaming:
             return
-        item = _item(kind, action)
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for loop, q in subscribers:
-            loop.call_soon_threadsafe(_offer, q, item)
+        box = self._outbox
+        if len(box) == box.maxlen:
+            self.lost += 1
+        box.append((kind, action))
+        if not self._wake_pending and self._listener is not None:
+            self._wake_pending = True
+            loop, wake = self._listener
+            try:
+                loop.call_soon_threadsafe(wake)
+            except RuntimeError:  # the loop is closed (shutting down): nobody is listening any more
+                pass
 
     def recent(self, kind: str, limit: int = 100) -> list[dict]:
         items = list(self._recent[kind])
         return [_item(kind, a) for a in items[-limit:][::-1]]
 
-    def subscribe(self, maxsize: int = 1000) -> asyncio.Queue:
-        """A queue that receives every new item (call from the event loop)."""
-        q: asyncio.Queue = asyncio.Queue(maxsize)
-        with self._lock:
-            self._subscribers.append((asyncio.get_running_loop(), q))
-        return q
+    def listen(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+        """The fan-out: ``wake`` is called on ``loop`` after ``add``, once until the next ``take``."""
+        self._listener = (loop, wake)
 
-    def unsubscribe(self, q: asyncio.Queue) -> None:
-        with self._lock:
-            self._subscribers = [(lp, s) for lp, s in self._subscribers if s is not q]
+    def take(self) -> list[tuple[str, ev.Action]]:
+        """Everything added since the last take, oldest first (the fan-out, on its loop)."""
+        self._wake_pending = False  # before draining: an add from now on wakes the fan-out again
+        box = self._outbox
+        return [box.popleft() for _ in range(len(box))]
+
+
+def item(kind: str, action: ev.Action) -> dict:
+    """A feed entry as the API shows it: the action's fields and ``feed`` naming its kind."""
+    return _item(kind, action)
 
 
 _KINDS = {ev.Decision: "decision", ev.Alert: "alert", ev.AdminResult: "admin", ev.Notice: "notice"}
@@ -68,11 +87,6 @@ def _item(kind: str, action: ev.Action) -> dict:
     item = {"feed": kind, **msgspec.to_builtins(action)}
     item.pop("type", None)
     return item
-
-
-def _offer(q: asyncio.Queue, item: dict) -> None:
-    if not q.full():  # a slow reader loses items rather than slowing the proxy down
-        q.put_nowait(item)
 
 
 class Control:
@@ -118,11 +132,14 @@ class Control:
                       force: bool = False) -> ev.AdminResult:
         return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock(), force))
 
-    def view(self, name: str):
-        """One of core.views (summary, sessions, trading_states, limits, positions, exposure, open_orders)."""
-        fn = getattr(views, name)
+    def view(self, name: str, *args):
+        """One of core.views (summary, sessions, trading_states, limits, positions, exposure, orders,
+        open_orders with a page size and the key to start after). Only copying the values out holds the
+        core lock (never a walk over the day's orders); making the answer from them does not."""
+        copy, render = views.READS[name]
         with self._lock:
-            return fn(self._core)
+            copied = copy(self._core, *args)
+        return render(copied)
 
     def alert_levels(self) -> list[str]:
         """The ``[risk] alert_levels`` (percent), lowest first. Fixed at start-up, so read without the lock."""

@@ -16,7 +16,9 @@ import contextlib
 import functools
 import hmac
 import json
+import socket
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,9 +31,10 @@ import structlog
 from aiohttp import web
 
 from ..core import events as ev
+from ..core import views
 from ..core.killswitch import parse_scope
 from ..core.risk.limits import LIMIT_FIELDS, LimitSet
-from .control import Control
+from .control import Control, Feed, item as feed_item
 
 PREFIX = "/api/v1"
 
@@ -39,6 +42,15 @@ PREFIX = "/api/v1"
 ROLES = {"viewer": 0, "risk": 1, "admin": 2}
 
 HEARTBEAT_S = 15.0
+MAX_STREAM_CLIENTS = 50  # [admin] max_stream_clients
+STREAM_QUEUE = 1000  # [admin] stream_queue
+STREAM_BATCH_S = 0.05  # the event stream's fan-out writes at most this often (what arrived meanwhile, at once)
+STREAM_BUFFER = 64 * 1024  # a client's unsent bytes in the proxy (and its socket's send buffer, each) beyond
+# which its items wait in its queue
+STREAM_YIELD_EVERY = 32  # clients written between two turns of the loop (orders in between)
+STREAM_CLOSE_GRACE_S = 5.0  # a dropped client's final event may be read this long before the socket is reset
+STREAM_SWEEP_S = 1.0  # clients that went away are noticed at least this often (and when the cap is reached)
+MAX_ORDER_PAGE = 1000
 MAX_RECENT = 500
 DEFAULT_RECENT = 100
 HISTORY_SAMPLE_S = 5.0  # how often the firm's exposure is sampled for the dashboard's chart
@@ -168,7 +180,12 @@ class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if any(c.isspace() for c in self.symbol):
-            raise ValueError(f"symbol must not contain spaces, got {self.symbol!r}")
+            raise ValueError(f"symbol must not contain spaces, got {ascii(self.symbol[:80])}")
+        try:  # the name rule of the scope symbol:<Symbol>: no control characters, ASCII, at most 64
+            parse_scope(f"symbol:{self.symbol}")
+        except ValueError:
+            raise ValueError("symbol must be 1 to 64 printable ASCII characters without spaces, "
+                             f"got {ascii(self.symbol[:80])}") from None
         _reason(self.reason)
 
 
@@ -203,6 +220,19 @@ def parse_limit(text: str | None) -> int:
         raise BadRequest(f"limit must be a whole number, got {text!r}") from None
     if not 1 <= n <= MAX_RECENT:
         raise BadRequest(f"limit must be between 1 and {MAX_RECENT}, got {n}")
+    return n
+
+
+def parse_page(text: str | None) -> int:
+    """The ``limit`` query parameter of GET /orders (a page of open orders)."""
+    if text is None or text == "":
+        return views.ORDER_PAGE
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadRequest(f"limit must be a whole number, got {text!r}") from None
+    if not 1 <= n <= MAX_ORDER_PAGE:
+        raise BadRequest(f"limit must be between 1 and {MAX_ORDER_PAGE}, got {n}")
     return n
 
 
@@ -289,6 +319,166 @@ _PAGE_HEADERS = {
 }
 
 
+# ---------------------------------------------------------------- the event stream's fan-out
+
+
+class StreamClient:
+    """One event-stream connection as the fan-out sees it."""
+
+    __slots__ = ("name", "remote", "transport", "chunked", "queue", "queued", "done")
+
+    def __init__(self, name: str, remote: str | None, done: asyncio.Future):
+        self.name, self.remote = name, remote
+        self.transport: asyncio.Transport | None = None  # None until its response's headers are out
+        self.chunked = True
+        self.queue: deque[tuple[bytes, bytes, int]] = deque()  # (plain, chunk-framed, items) not yet written
+        self.queued = 0  # items in ``queue``
+        self.done = done  # resolved (with why) when the stream ends
+
+
+class StreamHub:
+    """Server-sent events to every client, off the order path.
+
+    The order path only appends to the feed's bounded outbox (``Feed.add``). One task on the admin loop
+    takes what arrived, at most every ``batch_s``, encodes it once, and writes the same bytes to each
+    client's socket. A client whose socket does not take them (its unsent bytes past ``STREAM_BUFFER``)
+    has them queued, at most ``queue_size`` items; beyond that it is dropped with a last ``dropped``
+    event, never waited for. At most ``max_clients`` clients: the next one is answered 503.
+    """
+
+    def __init__(self, feed: Feed, *, max_clients: int = MAX_STREAM_CLIENTS, queue_size: int = STREAM_QUEUE,
+                 heartbeat_s: float = HEARTBEAT_S, batch_s: float = STREAM_BATCH_S, log=None):
+        self.feed = feed
+        self.max_clients = max_clients
+        self.queue_size = queue_size
+        self.heartbeat_s = heartbeat_s
+        self.batch_s = batch_s
+        self.log = log or structlog.get_logger("fixproxy.admin")
+        self.clients: list[StreamClient] = []  # connected (and those whose response is being prepared)
+        self.dropped = 0  # clients dropped as too slow since start-up
+        self._wake = asyncio.Event()
+        self._lost_seen = 0
+
+    # -- clients (the request handler)
+
+    def open(self, name: str, remote: str | None) -> StreamClient | None:
+        """A place for one more client, or None when ``max_clients`` are connected."""
+        if len(self.clients) >= self.max_clients:
+            self._sweep()
+            if len(self.clients) >= self.max_clients:
+                return None
+        client = StreamClient(name, remote, asyncio.get_running_loop().create_future())
+        self.clients.append(client)
+        return client
+
+    def start(self, client: StreamClient, transport: asyncio.Transport, chunked: bool) -> None:
+        """The client's headers are out: it gets everything from the next batch on."""
+        client.transport, client.chunked = transport, chunked
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # the kernel holds at most this much for a client that does not read
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_BUFFER)
+        self.feed.streaming = True
+
+    def close(self, client: StreamClient) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+        if not client.done.done():
+            client.done.set_result("closed")
+        self.feed.streaming = any(c.transport is not None for c in self.clients)
+
+    def _sweep(self) -> None:
+        """End the streams of clients that went away (their handlers then close them)."""
+        gone = [c for c in self.clients if c.transport is not None and c.transport.is_closing()]
+        for client in gone:
+            self.close(client)
+
+    def end_all(self, why: str) -> None:
+        for client in list(self.clients):
+            if not client.done.done():
+                client.done.set_result(why)
+
+    # -- the fan-out task
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.feed.listen(loop, self._wake.set)
+        beat_at = loop.time() + self.heartbeat_s
+        while True:
+            timeout = beat_at - loop.time()
+            timeout = min(timeout, STREAM_SWEEP_S)
+            if any(c.queue for c in self.clients):
+                timeout = min(timeout, self.batch_s)  # look again soon whether their sockets take more
+            if timeout > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            if self._wake.is_set():
+                self._wake.clear()
+                await asyncio.sleep(self.batch_s)  # what follows in this interval goes in the same write
+            self._sweep()
+            data, n = self._encode(self.feed.take())
+            if loop.time() >= beat_at:
+                beat_at = loop.time() + self.heartbeat_s
+                if not data:
+                    data = b": heartbeat\n\n"
+            try:
+                await self._send(data, n)
+            except Exception as exc:  # noqa: BLE001 - one bad write must not end the stream for everyone
+                self.log.error("event_stream_error", error=repr(exc), traceback=traceback.format_exc())
+
+    def _encode(self, items: list) -> tuple[bytes, int]:
+        parts = []
+        lost = self.feed.lost
+        if lost != self._lost_seen:
+            gap = {"feed": "notice", "kind": "stream_gap", "now_ns": time.time_ns(),
+                   "detail": f"{lost - self._lost_seen} item(s) were not streamed: the fan-out fell behind"}
+            self._lost_seen = lost
+            parts.append(b"event: notice\ndata: " + msgspec.json.encode(gap) + b"\n\n")
+        for kind, action in items:
+            parts.append(b"event: " + kind.encode() + b"\ndata: " + msgspec.json.encode(feed_item(kind, action))
+                         + b"\n\n")
+        return b"".join(parts), len(items)
+
+    async def _send(self, data: bytes, n: int) -> None:
+        framed = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        for i, client in enumerate(list(self.clients)):
+            if i % STREAM_YIELD_EVERY == STREAM_YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let orders in between
+            t = client.transport
+            if t is None or client.done.done():
+                continue
+            if t.is_closing():
+                client.done.set_result("gone")  # the client went away
+                continue
+            if data:
+                client.queue.append((data, framed, n))
+                client.queued += n
+            while client.queue and t.get_write_buffer_size() <= STREAM_BUFFER:
+                plain, chunk, k = client.queue.popleft()
+                client.queued -= k
+                t.write(chunk if client.chunked else plain)
+            if client.queued > self.queue_size:
+                self._drop(client)
+
+    def _drop(self, client: StreamClient) -> None:
+        """Too slow: a last event saying so (read if the client ever reads again), then the connection ends."""
+        self.dropped += 1
+        queued = client.queued
+        client.queue.clear()
+        client.queued = 0
+        note = msgspec.json.encode({"feed": "notice", "kind": "dropped", "now_ns": time.time_ns(),
+                                    "detail": f"dropped: too slow ({queued} items waiting, at most "
+                                              f"{self.queue_size}; [admin] stream_queue)"})
+        body = b"event: dropped\ndata: " + note + b"\n\n"
+        t = client.transport
+        t.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if client.chunked else body)
+        t.close()
+        asyncio.get_running_loop().call_later(STREAM_CLOSE_GRACE_S, t.abort)
+        self.log.warning("event_stream_client_dropped", token_name=client.name, remote=client.remote,
+                         queued=queued, stream_queue=self.queue_size)
+        client.done.set_result("dropped")
+
+
 # ---------------------------------------------------------------- the application
 
 
@@ -302,6 +492,7 @@ class Route(NamedTuple):
     response: str = ""  # a schema name in components
     query_limit: bool = False
     query_since: bool = False
+    query_page: bool = False
 
     @property
     def url(self) -> str:
@@ -329,7 +520,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/exposure", "viewer", "exposure",
           "Exposure per scope (firm, sessions, accounts) and the utilization of aggregate limits",
           response="Exposure"),
-    Route("GET", "/orders", "viewer", "orders", "Open orders", response="Orders"),
+    Route("GET", "/orders", "viewer", "orders",
+          "Open orders in key order, one page at a time: the next page starts after the last key of this one "
+          "(fewer than limit orders: the last page); summary's orders.open says how many there are",
+          response="Orders", query_page=True),
     Route("GET", "/decisions", "viewer", "decisions", "Recent risk decisions, newest first",
           response="FeedItems", query_limit=True),
     Route("GET", "/alerts", "viewer", "alerts", "Recent limit utilization alerts, newest first",
@@ -337,7 +531,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin-actions", "viewer", "admin_actions",
           "Recent admin actions (who, what, scope, reason, before/after), newest first",
           response="FeedItems", query_limit=True),
-    Route("GET", "/summary", "viewer", "summary", "Everything the risk desk looks at, in one value",
+    Route("GET", "/summary", "viewer", "summary",
+          "Everything the risk desk looks at, in one value: the orders as running counts (GET /orders lists them)",
           response="Summary"),
     Route("GET", "/exposure-history", "viewer", "exposure_history",
           f"The firm's gross and net exposure since start-up, sampled every {HISTORY_SAMPLE_S:g} s (a point "
@@ -365,15 +560,16 @@ class AdminApi:
     """The aiohttp application over one proxy's :class:`Control`."""
 
     def __init__(self, control: Control, tokens: Iterable[Any], *, sessions: Iterable[str] = (),
-                 heartbeat_s: float = HEARTBEAT_S):
+                 heartbeat_s: float = HEARTBEAT_S, max_stream_clients: int = MAX_STREAM_CLIENTS,
+                 stream_queue: int = STREAM_QUEUE, stream_batch_s: float = STREAM_BATCH_S):
         self.control = control
         self.feed = control.feed
         self.auth = Auth(tokens)
         self.session_names = frozenset(sessions)  # configured OMS sessions: a session scope must name one
         self.heartbeat_s = heartbeat_s
         self.log = structlog.get_logger("fixproxy.admin")
-        self._streams: set[asyncio.Queue] = set()
-        self._closing = False
+        self.hub = StreamHub(self.feed, max_clients=max_stream_clients, queue_size=stream_queue,
+                             heartbeat_s=heartbeat_s, batch_s=stream_batch_s, log=self.log)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.history = ExposureHistory()
@@ -387,6 +583,7 @@ class AdminApi:
             app.router.add_route(route.method, route.url, self._guard(route))
         app.on_shutdown.append(self._end_streams)
         app.cleanup_ctx.append(self._sampling)
+        app.cleanup_ctx.append(self._fan_out)
         return app
 
     async def _sampling(self, app):
@@ -401,6 +598,14 @@ class AdminApi:
                 await asyncio.sleep(HISTORY_SAMPLE_S)
 
         task = asyncio.create_task(every())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _fan_out(self, app):
+        """The event stream's fan-out task, while the application runs."""
+        task = asyncio.create_task(self.hub.run())
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -524,7 +729,9 @@ class AdminApi:
         return await self._view("exposure")
 
     async def orders(self, request, who):
-        return await self._view("open_orders")
+        limit = parse_page(request.query.get("limit"))
+        after = request.query.get("after", "")
+        return _json(await self._run(self.control.view, "open_orders", limit, after))
 
     async def summary(self, request, who):
         summary = await self._run(self.control.view, "summary")
@@ -541,36 +748,35 @@ class AdminApi:
         return _json(self.feed.recent("admin", parse_limit(request.query.get("limit"))))
 
     async def events(self, request: web.Request, who) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                               "X-Accel-Buffering": "no"})
-        await response.prepare(request)
-        q = self.feed.subscribe()
-        self._streams.add(q)
+        client = self.hub.open(who.name, request.remote)
+        if client is None:
+            self.log.warning("event_stream_refused", token_name=who.name, remote=request.remote,
+                             max_stream_clients=self.hub.max_clients)
+            return web.Response(
+                body=msgspec.json.encode({"error": f"too many event-stream clients: {self.hub.max_clients} are "
+                                                   "connected, the most [admin] max_stream_clients allows; try "
+                                                   "again later"}),
+                status=503, content_type="application/json", headers={"Retry-After": "5"})
         try:
-            await response.write(b": connected\n\n")
-            while not self._closing:
-                try:
-                    item = await asyncio.wait_for(q.get(), self.heartbeat_s)
-                except asyncio.TimeoutError:
-                    await response.write(b": heartbeat\n\n")
-                    continue
-                if item is None:
-                    break
-                await response.write(b"event: " + item["feed"].encode() + b"\ndata: " + msgspec.json.encode(item)
-                                     + b"\n\n")
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                   "X-Accel-Buffering": "no"})
+            chunked = request.version >= (1, 1)  # HTTP/1.0: no chunks, the stream ends with the connection
+            if chunked:
+                response.enable_chunked_encoding()
+            await response.prepare(request)
+            await response.write(b": connected\n\n")  # sends the headers too; the fan-out writes the rest
+            if request.transport is None:
+                return response
+            self.hub.start(client, request.transport, chunked)
+            await client.done
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away
         finally:
-            self._streams.discard(q)
-            self.feed.unsubscribe(q)
+            self.hub.close(client)
         return response
 
     async def _end_streams(self, app) -> None:
-        self._closing = True
-        for q in list(self._streams):
-            while q.full():
-                q.get_nowait()
-            q.put_nowait(None)
+        self.hub.end_all("shutting down")
 
     # -- commands
 
@@ -647,7 +853,7 @@ def _schemas() -> dict[str, Any]:
         "limits": {"type": "object", "additionalProperties": _obj(
             {"limit": _DEC, "observed": _DEC, "utilization_pct": _DEC})},
     }))
-    orders = _arr(_obj({k: _S for k in ("session", "cl_ord_id", "venue", "order_id", "account", "symbol", "side",
+    orders = _arr(_obj({k: _S for k in ("key", "session", "cl_ord_id", "venue", "order_id", "account", "symbol", "side",
                                         "ord_type", "status", "pending_replace")}
                        | {k: _DEC for k in ("order_qty", "price", "leaves_qty", "cum_qty", "avg_px")}))
     sessions = _obj({
@@ -665,6 +871,11 @@ def _schemas() -> dict[str, Any]:
                             "The write-ahead journal: failed while it cannot grow (new orders refused)"),
             "audit": _obj({"state": {"enum": ["ok", "behind", "stuck", "dead", "disabled"]}},
                           "The audit follower (more fields: its position, lag and restarts)"),
+            "engine": _obj({"state": {"enum": ["ok", "failed"]}, "reason": _S},
+                           "The FIX engine: failed once a thread of it has ended (quickfix's acceptor or "
+                           "initiator, the proxy's control thread)"),
+            "trading_day": _obj({"day": _S, "roll": _S},
+                                "The trading day the proxy is in ([proxy] day_roll): its date and when the next begins"),
         }),
         "Sessions": sessions,
         "TradingStates": states,
@@ -677,6 +888,17 @@ def _schemas() -> dict[str, Any]:
         "Whoami": _obj({"name": _S, "role": {"enum": list(ROLES)},
                         "alert_levels": _arr(_DEC, "[risk] alert_levels: utilization (percent) that raises an "
                                                    "alert, lowest first")}),
+        "OrderCounts": _obj({
+            "open": {"type": "integer", "description": "open orders (GET /orders pages through them)"},
+            "open_by_session": {"type": "object", "additionalProperties": _I},
+            "by_status": {"type": "object", "additionalProperties": _I,
+                          "description": "orders in each status (open and finished), e.g. new, filled"},
+            "decisions": _obj({"accepted": _I, "rejected": _I,
+                               "by_session": {"type": "object", "additionalProperties": _obj(
+                                   {"accepted": _I, "rejected": _I})},
+                               "rejects_by_code": {"type": "object", "additionalProperties": _I}},
+                              "risk decisions (new orders, replaces, cancels, refused messages)"),
+        }, "Running counts kept by the core as orders change: reading them never walks the orders."),
         "ExposureHistory": _obj({"now_ns": _I, "points": _arr(_obj({"t_ns": _I, "gross": _DEC, "net": _DEC}))}),
         "Summary": _obj({
             "health": {"$ref": ref.format(name="Health")},
@@ -685,7 +907,7 @@ def _schemas() -> dict[str, Any]:
             "limits": {"$ref": ref.format(name="LimitSet")},
             "positions": {"$ref": ref.format(name="Positions")},
             "exposure": {"$ref": ref.format(name="Exposure")},
-            "open_orders": {"$ref": ref.format(name="Orders")},
+            "orders": {"$ref": ref.format(name="OrderCounts")},
             "kill_cancels_pending": {"type": "integer",
                                      "description": "cancels the proxy sent (halt and cancel, cancel on "
                                                     "disconnect) still awaiting the venue"},
@@ -714,6 +936,15 @@ def openapi_document() -> dict:
                                  "description": f"at most this many items (1 to {MAX_RECENT})",
                                  "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT,
                                             "default": DEFAULT_RECENT}}]
+        if r.query_page:
+            op["parameters"] = [
+                {"name": "limit", "in": "query", "required": False,
+                 "description": f"at most this many orders (1 to {MAX_ORDER_PAGE})",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_PAGE,
+                            "default": views.ORDER_PAGE}},
+                {"name": "after", "in": "query", "required": False,
+                 "description": "start after the order with this key (the key of the previous page's last order)",
+                 "schema": {"type": "string"}}]
         if r.query_since:
             op["parameters"] = [{"name": "since_ns", "in": "query", "required": False,
                                  "description": "only points after this time (nanoseconds since the epoch)",
@@ -741,7 +972,7 @@ def openapi_document() -> dict:
         op["responses"]["200"] = ok
         if r.handler == "asset":
             op["responses"]["404"] = _error("no such file")
-        if r.request is not None or r.query_limit or r.query_since:
+        if r.request is not None or r.query_limit or r.query_since or r.query_page:
             op["responses"]["400"] = _error("bad JSON, a missing or malformed field, or a bad query parameter")
         if r.role is not None:
             op["responses"]["401"] = _error("missing or unknown bearer token")

@@ -34,7 +34,8 @@ CHECKPOINT_CODE = "hmac-sha256"
 AUDIT_STARTED = "audit_started"
 
 #: ``code`` of a command record: the same word as the ``kind`` of the AdminResult that answers it.
-COMMAND_CODES = {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference"}
+COMMAND_CODES = {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference",
+                 ev.DayRoll: "day_roll"}
 
 
 class Record(msgspec.Struct, frozen=True, array_like=True):
@@ -122,7 +123,8 @@ def command_draft(command: ev.AdminCommand) -> Draft:
     fields = msgspec.to_builtins(command)
     now_ns = fields.pop("now_ns")
     scope = command.scope if isinstance(command, ev.AdminKill) else (
-        command.layer if isinstance(command, ev.AdminSetLimit) else f"symbol:{command.symbol}")
+        command.layer if isinstance(command, ev.AdminSetLimit) else
+        "firm" if isinstance(command, ev.DayRoll) else f"symbol:{command.symbol}")
     account = scope.partition(":")[2] if scope.startswith("account:") else ""
     symbol = scope.partition(":")[2] if scope.startswith("symbol:") else ""
     session = scope.partition(":")[2] if scope.startswith("session:") else ""

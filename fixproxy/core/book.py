@@ -7,6 +7,7 @@ Positions are valued at the instrument's reference price (which fills update).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -125,9 +126,12 @@ class Book:
     def __init__(self, instruments: dict[str, Instrument]):
         self.instruments = instruments  # shared with the core: reference prices move with fills
         self.positions: dict[tuple[str, str], Position] = {}
-        self._fills: dict[tuple[str, str], list[Fill]] = {}
+        self._fills: dict[tuple[str, str], deque[Fill]] = {}  # fills held (not folded yet), oldest first
         self._by_exec: dict[str, Fill] = {}
         self._sod: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # start-of-day (qty, avg cost)
+        # Positions with the fills folded into them (``fold``, ``new_day``): where a rebuild starts.
+        self._base: dict[tuple[str, str], Position] = {}
+        self._fill_order: deque[Fill] = deque()  # held fills in the order they came (``fold``)
         self._totals: dict[str, Totals] = {}
         self._holders: dict[str, set[str]] = {}  # symbol -> scopes holding a position in it
         self._working: dict[str, Working] = {}
@@ -269,13 +273,18 @@ class Book:
 
     # ------------------------------------------------------------ fills
 
-    def fill(self, f: Fill) -> bool:
-        """Apply a fill; False if its ExecID was already applied (a resent report)."""
+    def fill(self, f: Fill, known: bool = False) -> bool:
+        """Apply a fill; False if its ExecID was already applied (a resent report), or ``known``: the
+        caller saw its ExecID before on a report whose fill may have been folded already."""
         if f.exec_id:
-            if f.exec_id in self._by_exec:
+            if known or f.exec_id in self._by_exec:
                 return False
             self._by_exec[f.exec_id] = f
-        self._fills.setdefault((f.account, f.symbol), []).append(f)
+        found = self._fills.get((f.account, f.symbol))
+        if found is None:
+            found = self._fills[(f.account, f.symbol)] = deque()
+        found.append(f)
+        self._fill_order.append(f)
         apply_fill(self._position(f.account, f.symbol), f.qty, f.price)
         self._move(f.session, f.account, f.symbol, f.qty)
         return True
@@ -303,7 +312,51 @@ class Book:
         return f
 
     def fills(self) -> list[Fill]:
+        """The fills held in memory (not folded into their positions yet)."""
         return [f for fs in self._fills.values() for f in fs]
+
+    def fold(self, before_ns: int | None = None) -> int:
+        """Fold the fills applied before ``before_ns`` (None: all) into their positions' base and
+        forget them (their ExecIDs stay with the core, hashed); returns how many. A bust or a
+        correction of a folded fill can no longer be applied (the core alerts the desk)."""
+        q = self._fill_order
+        n = 0
+        while q and (before_ns is None or q[0].now_ns < before_ns):
+            f = q.popleft()
+            key = (f.account, f.symbol)
+            held = self._fills[key]
+            held.popleft()  # fills of one line come in the same order as all fills
+            if not held:
+                del self._fills[key]
+            base = self._base.get(key)
+            if base is None:
+                base = self._base[key] = self._start(f.account, f.symbol)
+            if f.active:
+                apply_fill(base, f.qty, f.price)
+            if f.exec_id:
+                self._by_exec.pop(f.exec_id, None)
+            n += 1
+        return n
+
+    def next_fold_ns(self) -> int | None:
+        return self._fill_order[0].now_ns if self._fill_order else None
+
+    def new_day(self) -> int:
+        """A new trading day: every fill is folded and forgotten, each position carries over as the new
+        day's start (quantity and average cost; the day's bought, sold, traded and realized figures
+        start again at zero). Returns how many fills were forgotten."""
+        n = self.fold()
+        self._sod = {}
+        self._base = {}
+        for key, pos in list(self.positions.items()):
+            if pos.qty:
+                start = Position(pos.account, pos.symbol, pos.qty, pos.avg_cost)
+                self.positions[key] = start
+                self._base[key] = msgspec.structs.replace(start)
+                self._sod[key] = (pos.qty, pos.avg_cost)
+            else:
+                del self.positions[key]
+        return n
 
     def load_position(self, account: str, symbol: str, qty: Decimal, avg_cost: Decimal) -> None:
         """A start-of-day position: it belongs to the account and the firm, not to a session."""
@@ -318,11 +371,19 @@ class Book:
             pos = self.positions[(account, symbol)] = Position(account, symbol)
         return pos
 
-    def _rebuild(self, account: str, symbol: str) -> None:
+    def _start(self, account: str, symbol: str) -> Position:
+        """The position before the held fills: the folded base, or the start of the day."""
+        base = self._base.get((account, symbol))
+        if base is not None:
+            return msgspec.structs.replace(base)
         pos = Position(account, symbol)
         sod = self._sod.get((account, symbol))
         if sod is not None:
             pos.qty, pos.avg_cost = sod
+        return pos
+
+    def _rebuild(self, account: str, symbol: str) -> None:
+        pos = self._start(account, symbol)
         for f in self._fills.get((account, symbol), ()):
             if f.active:
                 apply_fill(pos, f.qty, f.price)

@@ -80,7 +80,9 @@ class VenueCancelReject(msgspec.Struct, frozen=True, tag=True, gc=False):
 
 class VenueSendFailed(msgspec.Struct, frozen=True, tag=True, gc=False):
     """A message did not reach the venue: the session went down before it could be sent ("down"),
-    or the venue asked for it again after a gap and the proxy does not resend orders ("not_resent")."""
+    or the venue asked for it again after a gap and the proxy does not resend orders ("not_resent"),
+    or the venue was not taking messages and it would have left older than the venue's
+    ``max_order_age_ms`` ("late")."""
 
     venue: str
     cl_ord_id: str  # the proxy's venue-side ClOrdID of the message that failed
@@ -150,9 +152,24 @@ class RecordingResumed(msgspec.Struct, frozen=True, tag=True, gc=False):
     now_ns: int
 
 
+class DayRoll(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """A new trading day begins (the edge's timer at ``[proxy] day_roll``; at start-up after a roll
+    time passed while the proxy was down).
+
+    Working orders and positions carry over (the positions are the new day's start); finished
+    orders, fills and the ClOrdIDs and ExecIDs of closed days leave memory (the journal and the
+    audit store keep them); the day's bought, sold, traded and realized figures start at zero.
+    """
+
+    day: str  # the new trading day, as the edge names it (its date in the configured time zone)
+    now_ns: int
+    operator: str = "fixproxy"
+    reason: str = ""
+
+
 #: The risk desk's commands (the audit store records them as given; replay applies them again).
-AdminCommand = AdminKill | AdminSetLimit | AdminSetReference
-ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference)
+AdminCommand = AdminKill | AdminSetLimit | AdminSetReference | DayRoll
+ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference, DayRoll)
 
 Event = (
     NewOrder
@@ -170,6 +187,7 @@ Event = (
     | AdminSetReference
     | RecordingFailed
     | RecordingResumed
+    | DayRoll
 )
 
 # ---------------------------------------------------------------- actions out

@@ -6,10 +6,12 @@ under a proxy ClOrdID ``<session>.<ClOrdID>``; the venue's reports are mapped ba
 
 from __future__ import annotations
 
+from collections import deque
 from decimal import Decimal
 
 import msgspec
 
+from .compact import CompactIdSet
 from .model import OrderRequest, OrdStatus
 
 S = OrdStatus
@@ -89,13 +91,23 @@ def _rebuild(values: tuple) -> Order:
 class OrderTable:
     """Every order the proxy has forwarded, findable by OMS ClOrdID and by venue ClOrdID."""
 
-    __slots__ = ("_by_oms", "_by_venue", "_seen")
+    __slots__ = ("_by_oms", "_by_venue", "_seen", "_aliases", "_finished")
 
     def __init__(self) -> None:
         self._by_oms: dict[tuple[str, str], Order] = {}
         # venue ClOrdID -> (order, the OMS ClOrdID it stands for)
         self._by_venue: dict[str, tuple[Order, str]] = {}
-        self._seen: dict[int, dict[str, set[str]]] = {}  # day -> session -> ClOrdIDs
+        self._seen: dict[int, dict[str, CompactIdSet]] = {}  # trading day -> session -> ClOrdIDs (hashed)
+        # order key -> the (OMS ClOrdID, venue ClOrdID) of its cancels and replaces, to forget with it
+        self._aliases: dict[str, list[tuple[str, str]]] = {}
+        # (when it finished, order) of finished orders still held, oldest first (``forget_finished``)
+        self._finished: deque[tuple[int, Order]] = deque()
+
+    def __setstate__(self, state) -> None:
+        # A snapshot written before finished orders were forgotten has no _aliases / _finished.
+        self._aliases, self._finished = {}, deque()
+        for name, value in (state[1] if isinstance(state, tuple) else state).items():
+            setattr(self, name, value)
 
     @staticmethod
     def venue_id(session: str, cl_ord_id: str) -> str:
@@ -103,17 +115,17 @@ class OrderTable:
 
     # -- ClOrdIDs used today, per session (duplicate detection)
 
-    def seen(self, session: str, day: int) -> set[str]:
-        """ClOrdIDs the session used on ``day``. The previous day is kept too, so a clock
-        stepping back across midnight still finds what it used."""
+    def seen(self, session: str, day: int) -> CompactIdSet:
+        """ClOrdIDs the session used on trading day ``day`` (kept as 64-bit hashes: core/compact.py).
+        Only the newest day is kept: a day roll forgets the ClOrdIDs of the day it closes."""
         sessions = self._seen.get(day)
         if sessions is None:
             sessions = self._seen[day] = {}
-            for old in [d for d in self._seen if d < day - 1]:
+            for old in [d for d in self._seen if d < day]:
                 del self._seen[old]
         found = sessions.get(session)
         if found is None:
-            found = sessions[session] = set()
+            found = sessions[session] = CompactIdSet()
         return found
 
     def in_use(self, session: str, cl_ord_id: str) -> bool:
@@ -143,3 +155,43 @@ class OrderTable:
         """Make a cancel's or replace's ClOrdID find the order it refers to."""
         self._by_oms[(order.session, cl_ord_id)] = order
         self._by_venue[venue_cl_ord_id] = (order, cl_ord_id)
+        self._aliases.setdefault(order.key, []).append((cl_ord_id, venue_cl_ord_id))
+
+    # -- finished orders leave memory (they stay in the journal and the audit store)
+
+    def finished(self, order: Order, now_ns: int) -> None:
+        """``order`` reached a final state at ``now_ns``: it is forgotten once its grace period is over."""
+        self._finished.append((now_ns, order))
+
+    def next_forget_ns(self) -> int | None:
+        """When the oldest finished order was finished (None: none waits)."""
+        return self._finished[0][0] if self._finished else None
+
+    def forget_finished(self, before_ns: int | None = None) -> list[Order]:
+        """Forget the orders finished before ``before_ns`` (None: every finished order) that are still
+        finished (a busted fill can reopen one: it is held again until it finishes again)."""
+        out: list[Order] = []
+        q = self._finished
+        while q and (before_ns is None or q[0][0] < before_ns):
+            _, order = q.popleft()
+            if order.is_open or self._by_venue.get(order.key, (None,))[0] is not order:
+                continue  # reopened (finished again later: queued again), or already forgotten
+            self._forget(order)
+            out.append(order)
+        return out
+
+    def _forget(self, order: Order) -> None:
+        ids = [(order.request.cl_ord_id, order.key), (order.cl_ord_id, order.venue_cl_ord_id),
+               *self._aliases.pop(order.key, ())]
+        if order.pending is not None:
+            ids.append((order.pending[0], order.pending[1]))
+        for oms_id, venue_id in ids:
+            if self._by_oms.get((order.session, oms_id)) is order:
+                del self._by_oms[(order.session, oms_id)]
+            found = self._by_venue.get(venue_id)
+            if found is not None and found[0] is order:
+                del self._by_venue[venue_id]
+
+    def held(self) -> int:
+        """Orders in memory (open, and finished within their grace period)."""
+        return len({id(o) for o, _ in self._by_venue.values()})

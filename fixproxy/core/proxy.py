@@ -12,8 +12,10 @@ import msgspec
 from . import events as ev
 from .model import CancelReject, ExecReport, ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
 from .book import FIRM, Book, Fill, Working
+from .compact import CompactIdSet
 from .killswitch import KillAction, KillSwitch, TradingState, parse_scope
 from .orders import IllegalTransition, Order, OrderTable, check_transition
+from .tally import Tally
 from .risk.limits import LimitResolver, Limits, LimitSet
 from .risk.rules import (
     REASON_APPLICATION_NOT_AVAILABLE,
@@ -71,6 +73,7 @@ class ProxyCore:
         next_id: Callable[[], str],
         settings: RiskSettings | None = None,
         locates: Mapping[tuple[str, str], Decimal] | None = None,
+        finished_grace_s: float | None = None,
     ):
         self.sessions = dict(sessions)
         self.venues = frozenset(venues)
@@ -86,6 +89,8 @@ class ProxyCore:
         self.settings = settings or RiskSettings()
         self.locates = dict(locates or {})
         self.orders = OrderTable()
+        #: Running counts for the desk (open orders, statuses, decisions): reads never walk the orders.
+        self.tally = Tally()
         self.book = Book(self.instruments)
         self.up: set[str] = set()
         self._recent: dict[str, deque[int]] = {}  # session -> times of its last order messages
@@ -107,7 +112,23 @@ class ProxyCore:
         self._anchors: dict[str, Decimal] = {s: i.reference_price for s, i in self.instruments.items()
                                              if i.reference_price is not None}
         self._kill_cancels: dict[str, str] = {}  # venue ClOrdID of a cancel the proxy sent -> order key
-        self._exec_ids: set[str] = set()  # venue ExecIDs relayed (a resent report is not relayed twice)
+        # Fills' ExecIDs of this trading day and the one before, hashed (core/compact.py): a resent
+        # fill is not booked (nor relayed as new) twice.
+        self._exec_ids = CompactIdSet()
+        self._exec_ids_prev = CompactIdSet()
+        # Other reports' ExecIDs, for two grace periods (or the day, without one): a PossDup repeat of
+        # a recent report is not relayed twice; an older one is relayed with PossResend (97=Y), and
+        # the OMS checks its ExecID, as after a crash. They move nothing in the book.
+        self._reports_seen = [CompactIdSet(), CompactIdSet()]  # [this period, the one before]
+        self._reports_since = 0  # when this period began (events' clock)
+        #: The trading day (its date, as the edge names it; "" until the first DayRoll) and its number
+        #: (the duplicate-ClOrdID check is per trading day and session).
+        self.day = ""
+        self.day_no = 0
+        #: Finished orders and applied fills leave memory this long after they finish (None: at the
+        #: day roll only); they stay in the journal and the audit store.
+        self.finished_grace_ns = None if finished_grace_s is None else int(finished_grace_s * _SECOND_NS)
+        self._forget_at: int | None = None  # the next time something finished may be forgotten
         self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
@@ -124,10 +145,36 @@ class ProxyCore:
             ev.AdminSetReference: self._admin_set_reference,
             ev.RecordingFailed: self._recording_failed,
             ev.RecordingResumed: self._recording_resumed,
+            ev.DayRoll: self._day_roll,
         }
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
+        if self._forget_at is not None and event.now_ns >= self._forget_at:
+            self._forget(event.now_ns)
         return self._dispatch[type(event)](event)
+
+    def _forget(self, now_ns: int) -> None:
+        """Finished orders and applied fills older than the grace period leave memory; deterministic
+        (the events' clock decides), so a replay forgets the same things at the same point."""
+        cutoff = now_ns - self.finished_grace_ns
+        if self._reports_since <= cutoff:
+            self._reports_seen = [CompactIdSet(), self._reports_seen[0]]
+            self._reports_since = now_ns
+        self.orders.forget_finished(cutoff)
+        self.book.fold(cutoff)
+        nxt = [t for t in (self.orders.next_forget_ns(), self.book.next_fold_ns()) if t is not None]
+        self._forget_at = min(nxt) + self.finished_grace_ns if nxt else None
+
+    def _finished(self, order: Order, now_ns: int) -> None:
+        """``order`` reached a final state: forgotten after the grace period (or at the day roll)."""
+        self.orders.finished(order, now_ns)
+        self._schedule_forget(now_ns)
+
+    def _schedule_forget(self, now_ns: int) -> None:
+        if self.finished_grace_ns is not None:
+            due = now_ns + self.finished_grace_ns
+            if self._forget_at is None or due < self._forget_at:
+                self._forget_at = due
 
     # ------------------------------------------------------------ snapshots
 
@@ -141,15 +188,28 @@ class ProxyCore:
         refs = [(s, i.reference_price, i.reference_time_ns) for s, i in self.instruments.items()
                 if i.reference_price is not None and i.reference_time_ns]
         return {"orders": self.orders, "book": self.book, "kill": self.kill, "kill_cancels": self._kill_cancels,
-                "exec_ids": self._exec_ids, "alerted": self._alerted, "recent": self._recent,
+                "exec_ids": self._exec_ids, "exec_ids_prev": self._exec_ids_prev, "day": self.day,
+                "reports_seen": (self._reports_seen, self._reports_since),
+                "day_no": self.day_no, "ids_drawn": getattr(self.next_id, "drawn", None),
+                "alerted": self._alerted, "recent": self._recent,
                 "limit_changes": self.limit_changes, "references": refs, "anchors": dict(self._anchors),
                 "up": set(self.up),
-                "recording_failure": self.recording_failure}
+                "recording_failure": self.recording_failure, "tally": self.tally.export()}
 
     def import_state(self, state: dict) -> None:
         """Take over a snapshot's state (``export_state``) on a core made from the config."""
         self.orders, self.kill = state["orders"], state["kill"]
+        self.tally = Tally.rebuild(self.orders.open_orders(), state.get("tally"))
         self._kill_cancels, self._exec_ids = state["kill_cancels"], state["exec_ids"]
+        if isinstance(self._exec_ids, set):  # a snapshot from before ExecIDs were hashed
+            self._exec_ids = CompactIdSet(self._exec_ids)
+        self._exec_ids_prev = state.get("exec_ids_prev") or CompactIdSet()
+        if "reports_seen" in state:
+            self._reports_seen, self._reports_since = state["reports_seen"]
+        self.day, self.day_no = state.get("day", ""), state.get("day_no", 0)
+        for when in (self.orders.next_forget_ns(), self.book.next_fold_ns()):
+            if when is not None:
+                self._schedule_forget(when)
         self._alerted, self._recent = state["alerted"], state["recent"]
         self.recording_failure = state["recording_failure"]
         self.up = set(state["up"])
@@ -181,7 +241,7 @@ class ProxyCore:
             self.instruments.get(order.symbol),
             self.limits(session, order.account, order.symbol),
             now_ns,
-            self.orders.seen(session, now_ns // _DAY_NS),
+            self.orders.seen(session, self.day_no),
             replacing is not None,
             book=self.book,
             replacing=self.book.working(replacing.key) if replacing is not None else None,
@@ -195,8 +255,7 @@ class ProxyCore:
         self.orders.alias(order, cl_ord_id, venue_id)
 
     def _use_id(self, session: str, cl_ord_id: str, now_ns: int) -> None:
-        day = now_ns // _DAY_NS
-        self.orders.seen(session, day).add(cl_ord_id)
+        self.orders.seen(session, self.day_no).add(cl_ord_id)
 
     def _count_message(self, session: str, now_ns: int) -> None:
         """Slide the session's one-second window of order messages (the throttle reads it)."""
@@ -242,7 +301,7 @@ class ProxyCore:
     def _already_handled(self, session: str, cl_ord_id: str, now_ns: int, msg_type: str) -> list[ev.Action] | None:
         """A possible duplicate (43/97=Y) whose ClOrdID was already handled is ignored: the first one
         was answered, and the order must not reach the venue twice."""
-        if cl_ord_id in self.orders.seen(session, now_ns // _DAY_NS) or self.orders.by_oms(session, cl_ord_id):
+        if cl_ord_id in self.orders.seen(session, self.day_no) or self.orders.by_oms(session, cl_ord_id):
             return [ev.Notice("possdup_ignored", now_ns, f"{session}: {msg_type} {cl_ord_id} resent; already handled")]
         return None
 
@@ -266,6 +325,7 @@ class ProxyCore:
             return [self._decision(session, "D", order, e.now_ns, rej), self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
         self.orders.add(tracked)
+        self.tally.opened(tracked)
         self._sync_working(tracked)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
@@ -279,7 +339,7 @@ class ProxyCore:
             return done
         self._count_message(session, e.now_ns)
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
-        seen = self.orders.seen(session, e.now_ns // _DAY_NS)
+        seen = self.orders.seen(session, self.day_no)
         rej = self._amend_refusal(session, e.orig_cl_ord_id, new.cl_ord_id, order, seen, "replace")
         if rej is None and (new.symbol, new.side, new.account) != (order.request.symbol, order.request.side,
                                                                     order.request.account):
@@ -309,7 +369,7 @@ class ProxyCore:
             return done
         self._count_message(session, e.now_ns)  # cancels count toward the throttle but are never refused by it
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
-        seen = self.orders.seen(session, e.now_ns // _DAY_NS)
+        seen = self.orders.seen(session, self.day_no)
         rej = self._amend_refusal(session, e.orig_cl_ord_id, e.cl_ord_id, order, seen, "cancel")
         self._use_id(session, e.cl_ord_id, e.now_ns)
         symbol = order.request.symbol if order else e.symbol
@@ -333,6 +393,9 @@ class ProxyCore:
         if session not in self.sessions:
             return Reject("UNKNOWN_SESSION", f"session {session} is not configured")
         if order is None:
+            if orig in seen:  # refused, or finished and gone from memory (finished_grace_s): not open either way
+                return Reject("UNKNOWN_ORDER", f"no open order with ClOrdID {orig} on session {session} (it was "
+                              "refused, or finished earlier today)", observed=orig)
             return Reject("UNKNOWN_ORDER", f"no order with ClOrdID {orig} on session {session}", observed=orig)
         if new_id in seen:
             return Reject("DUPLICATE_CLORDID", f"ClOrdID {new_id} was already used on session {session} today",
@@ -377,14 +440,21 @@ class ProxyCore:
 
     def _venue_report(self, e: ev.VenueReport) -> list[ev.Action]:
         r = e.report
+        known = False  # the ExecID came before (a fill's: today or the day before, booked already)
         if r.exec_id:
-            if e.poss_dup and r.exec_id in self._exec_ids:
+            if r.exec_type is ExecType.TRADE:
+                known = not self._exec_ids.add(r.exec_id) or r.exec_id in self._exec_ids_prev
+            else:
+                known = r.exec_id in self._reports_seen[1] or not self._reports_seen[0].add(r.exec_id)
+            if e.poss_dup and known:
                 return [ev.Notice("possdup_report_ignored", e.now_ns, f"venue {e.venue} resent ExecID {r.exec_id}")]
-            self._exec_ids.add(r.exec_id)
         found = self.orders.by_venue(r.cl_ord_id) or (self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None)
         out: list[ev.Action] = []
         if found is None:
-            found = self._recover(e.venue, r) if self.recover_orders else None
+            # Not from a PossDup repeat of an order report: the order may be one that finished and left
+            # memory, and an old acknowledgement must not bring it back as working.
+            rebuild = self.recover_orders and (not e.poss_dup or r.exec_type is ExecType.TRADE)
+            found = self._recover(e.venue, r) if rebuild else None
             if found is None:
                 return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
             out.append(ev.Notice("order_recovered", e.now_ns, f"{found[0].session}/{found[1]} rebuilt from a venue report"))
@@ -401,7 +471,10 @@ class ProxyCore:
                     order.pending = None
                 elif r.exec_type is ExecType.REJECTED:
                     order.pending = None
-            order.status = r.ord_status
+            before, order.status = order.status, r.ord_status
+            if not before.is_terminal and not order.is_open:
+                self._finished(order, e.now_ns)
+            self.tally.moved(order, before)
             if r.order_id:
                 order.order_id = r.order_id
             order.leaves_qty, order.cum_qty, order.avg_px = r.leaves_qty, r.cum_qty, r.avg_px
@@ -410,7 +483,7 @@ class ProxyCore:
             self.book.hold()
             try:
                 self._sync_working(order)
-                moved = self._book_fill(order, r, e.now_ns, out)
+                moved = self._book_fill(order, r, e.now_ns, out, known)
             finally:
                 self.book.settle()
             if moved:
@@ -442,9 +515,10 @@ class ProxyCore:
                                r.price, r.account)
         order = Order(session, venue, request, r.cl_ord_id)
         self.orders.add(order)
+        self.tally.opened(order)
         return order, cl_ord_id
 
-    def _book_fill(self, order: Order, r: ExecReport, now_ns: int, out: list[ev.Action]) -> bool:
+    def _book_fill(self, order: Order, r: ExecReport, now_ns: int, out: list[ev.Action], known: bool = False) -> bool:
         """Move the book by a fill, a bust (ExecType H) or a correction (G); True if it moved.
 
         Notices go to ``out``; the caller checks the alert levels once the book is settled.
@@ -453,9 +527,10 @@ class ProxyCore:
         if r.exec_type is ExecType.TRADE and r.last_qty > 0:
             fill = Fill(r.exec_id, order.session, req.account, req.symbol, r.last_qty * Book.sign(req.side),
                         r.last_px, now_ns)
-            if not self.book.fill(fill):
+            if not self.book.fill(fill, known):
                 out.append(ev.Notice("duplicate_fill", now_ns, f"ExecID {r.exec_id} already applied; ignored"))
                 return False
+            self._schedule_forget(now_ns)
             if r.last_px > 0 and self.settings.reference_from_fills:
                 self._reference_from_fill(req.symbol, r.last_px, now_ns)
             if r.cum_qty > req.order_qty:
@@ -467,6 +542,13 @@ class ProxyCore:
             done = (self.book.bust(ref) if r.exec_type is ExecType.TRADE_CANCEL
                     else self.book.correct(ref, r.last_qty, r.last_px))
             if done is None:
+                if ref in self._exec_ids or ref in self._exec_ids_prev:
+                    # The fill was folded into its position (finished_grace_s, a day roll): the desk must adjust.
+                    out.append(ev.Alert("fill_adjustment", f"account:{req.account}" if req.account else FIRM, "100",
+                                        ref, "", now_ns, f"FILL_ADJUSTMENT_NEEDED: {r.exec_type.name} of ExecID {ref} "
+                                        f"({order.session}/{order.cl_ord_id} {req.symbol}) refers to a fill already "
+                                        "folded into its position; the position was not changed"))
+                    return False
                 out.append(ev.Notice("unknown_fill", now_ns, f"{r.exec_type.name} refers to unknown ExecID {ref!r}"))
                 return False
             return True
@@ -559,9 +641,16 @@ class ProxyCore:
         if found is None:
             return [ev.Notice("send_failed", e.now_ns, f"{e.venue}: {e.cl_ord_id}")]
         order, oms_id = found
+        if oms_id == order.cl_ord_id and order.status is not OrdStatus.PENDING_NEW:
+            # Answered already (refused as too late to send, or acknowledged by the venue): not twice.
+            return [ev.Notice("send_failed", e.now_ns, f"{e.venue}: {e.cl_ord_id} ({e.why}); "
+                                                       f"order already {order.status.name.lower()}")]
         if e.why == "down":
             self.up.discard(e.venue)
             sentence = f"venue {e.venue} went down before the message could be sent"
+        elif e.why == "late":
+            sentence = (f"venue {e.venue} was not taking messages: the message would have reached it too late "
+                        "after the proxy accepted it, so it was not sent")
         else:
             sentence = (f"venue {e.venue} did not receive the message (it asked for it again after a gap) and the "
                         "proxy does not resend orders, which could be stale; send it again if still wanted")
@@ -573,8 +662,10 @@ class ProxyCore:
                                   symbol=order.request.symbol, account=order.request.account)
         if oms_id == order.cl_ord_id and order.status is OrdStatus.PENDING_NEW:
             order.status = OrdStatus.REJECTED
+            self.tally.moved(order, OrdStatus.PENDING_NEW)
             order.leaves_qty = _ZERO
             self._sync_working(order)
+            self._finished(order, e.now_ns)
             return [decision, self._reject_order(ev.NewOrder(order.session, 0, e.now_ns, order.request), rej)]
         is_replace = order.pending is not None and order.pending[0] == oms_id
         if is_replace:
@@ -669,6 +760,29 @@ class ProxyCore:
                                 len(cancels), e.request_id)
         return [result, *cancels]
 
+    def _day_roll(self, e: ev.DayRoll) -> list[ev.Action]:
+        """A new trading day: what the closed day finished leaves memory, what works carries over."""
+        if e.day == self.day:
+            return [ev.AdminResult("day_roll", False, FIRM, e.operator, e.reason, e.now_ns, self.day, e.day,
+                                   f"the trading day is {e.day} already")]
+        before = self.day
+        orders = len(self.orders.forget_finished())
+        fills = self.book.new_day()
+        self.day, self.day_no = e.day, self.day_no + 1
+        self.orders.seen("", self.day_no)  # drops the closed day's ClOrdIDs
+        self._exec_ids_prev, self._exec_ids = self._exec_ids, CompactIdSet()
+        self._reports_seen, self._reports_since = [CompactIdSet(), self._reports_seen[0]], e.now_ns
+        self.tally.new_day()
+        for venue_id, key in list(self._kill_cancels.items()):
+            found = self.orders.by_venue(venue_id)
+            if found is None or not found[0].is_open:
+                del self._kill_cancels[venue_id]
+        self._forget_at = None
+        return [ev.AdminResult("day_roll", True, FIRM, e.operator, e.reason, e.now_ns, before, e.day,
+                               f"{orders} finished order(s) and {fills} fill(s) left memory; "
+                               f"{len(self.orders.open_orders())} working order(s) and "
+                               f"{sum(1 for p in self.book.positions.values() if p.qty)} position(s) carried over")]
+
     def _recording_failed(self, e: ev.RecordingFailed) -> list[ev.Action]:
         first = not self.recording_failure
         self.recording_failure = e.reason
@@ -736,6 +850,7 @@ class ProxyCore:
                   venue: str = "", *, cl_ord_id: str = "", symbol: str = "", account: str = "") -> ev.Decision:
         if order is not None:
             cl_ord_id, symbol, account = order.cl_ord_id, order.symbol, order.account
+        self.tally.decided(session, rej is None, rej.code if rej is not None else "")
         if rej is None:
             return ev.Decision(session, msg_type, cl_ord_id, True, now_ns, account=account, symbol=symbol, venue=venue)
         return ev.Decision(session, msg_type, cl_ord_id, False, now_ns, rej.code, rej.text, rej.observed,

@@ -24,32 +24,89 @@ def _s(value: Decimal | int | None) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def open_orders(core: ProxyCore) -> list[dict]:
+# Each view is two steps: ``copy_<view>(core)`` takes the values it needs while the caller holds the
+# core lock (plain values and immutable Decimals, never a walk over the day's orders), and
+# ``render_<view>(copy)`` turns them into the answer once the lock is released.
+
+ORDER_PAGE = 100  # open orders in one page of GET /orders, unless the caller asks for another size
+
+
+def _order_row(o) -> tuple:
+    r = o.request
+    return (o.key, o.session, o.cl_ord_id, o.venue, o.order_id, r.account, r.symbol, r.side, r.ord_type, r.order_qty,
+            r.price, o.status, o.leaves_qty, o.cum_qty, o.avg_px, o.pending[0] if o.pending else "")
+
+
+def copy_open_orders(core: ProxyCore, limit: int | None = None, after: str = "") -> list[tuple]:
+    """One page of open orders in key order (all of them when ``limit`` is None: tests and reports only)."""
+    tally = core.tally
+    orders = tally.page(len(tally.open) if limit is None else limit, after)
+    return [_order_row(o) for o in orders]
+
+
+def render_open_orders(rows: list[tuple]) -> list[dict]:
+    return [{
+        "key": key, "session": session, "cl_ord_id": cl_ord_id, "venue": venue, "order_id": order_id,
+        "account": account, "symbol": symbol, "side": side.name.lower(), "ord_type": ord_type.name.lower(),
+        "order_qty": _s(qty), "price": _s(price), "status": status.name.lower(), "leaves_qty": _s(leaves),
+        "cum_qty": _s(cum), "avg_px": _s(avg), "pending_replace": pending,
+    } for (key, session, cl_ord_id, venue, order_id, account, symbol, side, ord_type, qty, price, status, leaves, cum,
+           avg, pending) in rows]
+
+
+def open_orders(core: ProxyCore, limit: int | None = None, after: str = "") -> list[dict]:
+    """Open orders in key order: a page of at most ``limit`` after key ``after``, or all of them."""
+    return render_open_orders(copy_open_orders(core, limit, after))
+
+
+def copy_positions(core: ProxyCore) -> list[tuple]:
+    book = core.book
+    return [(account, symbol, book.sector(symbol), book.mark(symbol), p.qty, p.avg_cost, p.realized_pnl, p.bought_qty,
+             p.sold_qty, p.traded_notional)
+            for (account, symbol), p in book.positions.items() if p.qty or p.realized_pnl or p.traded_notional]
+
+
+def render_positions(rows: list[tuple]) -> list[dict]:
     out = []
-    for o in sorted(core.orders.open_orders(), key=lambda o: o.key):
-        r = o.request
+    for account, symbol, sector, mark, qty, avg_cost, realized, bought, sold, traded in sorted(rows, key=lambda r: r[:2]):
+        unrealized = (mark - avg_cost) * qty if mark and qty else Decimal(0)
         out.append({
-            "session": o.session, "cl_ord_id": o.cl_ord_id, "venue": o.venue, "order_id": o.order_id,
-            "account": r.account, "symbol": r.symbol, "side": r.side.name.lower(), "ord_type": r.ord_type.name.lower(),
-            "order_qty": _s(r.order_qty), "price": _s(r.price), "status": o.status.name.lower(),
-            "leaves_qty": _s(o.leaves_qty), "cum_qty": _s(o.cum_qty), "avg_px": _s(o.avg_px),
-            "pending_replace": o.pending[0] if o.pending else "",
+            "account": account, "symbol": symbol, "sector": sector, "qty": _s(qty),
+            "avg_cost": _s(avg_cost), "mark": _s(mark), "market_value": _s(qty * mark),
+            "realized_pnl": _s(realized), "unrealized_pnl": _s(unrealized),
+            "bought_qty": _s(bought), "sold_qty": _s(sold), "traded_notional": _s(traded),
         })
     return out
 
 
 def positions(core: ProxyCore) -> list[dict]:
+    return render_positions(copy_positions(core))
+
+
+def copy_exposure(core: ProxyCore) -> list[tuple]:
     out = []
-    for (account, symbol), p in sorted(core.book.positions.items()):
-        if not (p.qty or p.realized_pnl or p.traded_notional):
-            continue
-        mark = core.book.mark(symbol)
-        unrealized = (mark - p.avg_cost) * p.qty if mark and p.qty else Decimal(0)
+    for scope in core.book.scope_names():
+        t = core.book.totals(scope)
+        layer = core.layer(scope)
+        limits = []
+        for name in _UTIL_FIELDS:
+            limit = getattr(layer, name) if layer is not None else None
+            if limit:
+                limits.append((name, limit, core.observed(name, scope)))
+        out.append((scope, t.gross, t.net, t.long, t.short, t.open_orders, dict(t.sector), limits))
+    return out
+
+
+def render_exposure(rows: list[tuple]) -> list[dict]:
+    out = []
+    for scope, gross, net, long, short, open_orders, sectors, used in sorted(rows, key=lambda r: (r[0] != FIRM, r[0])):
+        limits = {name: {"limit": _s(limit), "observed": _s(observed),
+                         "utilization_pct": f"{Decimal(observed) * 100 / Decimal(limit):.1f}"}
+                  for name, limit, observed in used}
         out.append({
-            "account": account, "symbol": symbol, "sector": core.book.sector(symbol), "qty": _s(p.qty),
-            "avg_cost": _s(p.avg_cost), "mark": _s(mark), "market_value": _s(p.qty * mark),
-            "realized_pnl": _s(p.realized_pnl), "unrealized_pnl": _s(unrealized),
-            "bought_qty": _s(p.bought_qty), "sold_qty": _s(p.sold_qty), "traded_notional": _s(p.traded_notional),
+            "scope": scope, "gross": _s(gross), "net": _s(net), "net_long": _s(long), "net_short": _s(short),
+            "open_orders": open_orders, "sectors": {k or "(none)": _s(v) for k, v in sorted(sectors.items())},
+            "limits": limits,
         })
     return out
 
@@ -57,47 +114,95 @@ def positions(core: ProxyCore) -> list[dict]:
 def exposure(core: ProxyCore) -> list[dict]:
     """Per scope: gross, net (positions), net long/short with working orders, open orders, sectors,
     and the utilization of each aggregate limit that layer sets."""
-    out = []
-    scopes = sorted(core.book.scope_names(), key=lambda s: (s != FIRM, s))
-    for scope in scopes:
-        t = core.book.totals(scope)
-        layer = core.layer(scope)
-        limits = {}
-        for name in _UTIL_FIELDS:
-            limit = getattr(layer, name) if layer is not None else None
-            if limit:
-                observed = core.observed(name, scope)
-                limits[name] = {"limit": _s(limit), "observed": _s(observed),
-                                "utilization_pct": f"{Decimal(observed) * 100 / Decimal(limit):.1f}"}
-        out.append({
-            "scope": scope, "gross": _s(t.gross), "net": _s(t.net), "net_long": _s(t.long), "net_short": _s(t.short),
-            "open_orders": t.open_orders, "sectors": {k or "(none)": _s(v) for k, v in sorted(t.sector.items())},
-            "limits": limits,
-        })
-    return out
+    return render_exposure(copy_exposure(core))
+
+
+def copy_trading_states(core: ProxyCore) -> list:
+    return list(core.kill.states())
+
+
+def render_trading_states(states: list) -> list[dict]:
+    return [{"scope": s.scope, "state": s.state.value, "reason": s.reason, "operator": s.operator,
+             "since_ns": s.since_ns} for s in states]
 
 
 def trading_states(core: ProxyCore) -> list[dict]:
-    return [{"scope": s.scope, "state": s.state.value, "reason": s.reason, "operator": s.operator,
-             "since_ns": s.since_ns} for s in core.kill.states()]
+    return render_trading_states(copy_trading_states(core))
+
+
+def copy_limits(core: ProxyCore):
+    return core.limits.limits  # a frozen value: replaced, never changed
+
+
+def render_limits(limit_set) -> dict:
+    return msgspec.to_builtins(limit_set)
 
 
 def limits(core: ProxyCore) -> dict:
-    return msgspec.to_builtins(core.limits.limits)
+    return render_limits(copy_limits(core))
+
+
+def copy_sessions(core: ProxyCore) -> tuple:
+    return sorted(core.sessions.items()), sorted(core.venues), frozenset(core.up)
+
+
+def render_sessions(copied: tuple) -> dict:
+    oms, venues, up = copied
+    return {
+        "oms": [{"name": n, "up": n in up, "default_venue": p.default_venue, "reject_with": p.reject_with,
+                 "cancel_on_disconnect": p.cancel_on_disconnect} for n, p in oms],
+        "venues": [{"name": v, "up": v in up} for v in venues],
+    }
 
 
 def sessions(core: ProxyCore) -> dict:
+    return render_sessions(copy_sessions(core))
+
+
+def copy_orders(core: ProxyCore) -> dict:
+    return core.tally.counts()
+
+
+def render_orders(counts: dict) -> dict:
+    """The running counts: open orders (per session), orders by status, decisions per session and by code."""
+    decisions = counts["decisions"]
     return {
-        "oms": [{"name": n, "up": n in core.up, "default_venue": p.default_venue, "reject_with": p.reject_with,
-                 "cancel_on_disconnect": p.cancel_on_disconnect} for n, p in sorted(core.sessions.items())],
-        "venues": [{"name": v, "up": v in core.up} for v in sorted(core.venues)],
+        "open": counts["open"],
+        "open_by_session": dict(sorted(counts["open_by_session"].items())),
+        "by_status": {s.name.lower(): n for s, n in sorted(counts["statuses"].items(), key=lambda x: x[0].name)},
+        "decisions": {"accepted": sum(a for a, _ in decisions.values()),
+                      "rejected": sum(r for _, r in decisions.values()),
+                      "by_session": {s: {"accepted": a, "rejected": r} for s, (a, r) in sorted(decisions.items())},
+                      "rejects_by_code": dict(sorted(counts["codes"].items()))},
+    }
+
+
+def orders(core: ProxyCore) -> dict:
+    return render_orders(copy_orders(core))
+
+
+def copy_summary(core: ProxyCore) -> dict:
+    return {"sessions": copy_sessions(core), "trading_states": copy_trading_states(core), "limits": copy_limits(core),
+            "positions": copy_positions(core), "exposure": copy_exposure(core), "orders": copy_orders(core),
+            "kill_cancels_pending": core.kill_cancels_pending()}
+
+
+def render_summary(c: dict) -> dict:
+    return {
+        "sessions": render_sessions(c["sessions"]), "trading_states": render_trading_states(c["trading_states"]),
+        "limits": render_limits(c["limits"]), "positions": render_positions(c["positions"]),
+        "exposure": render_exposure(c["exposure"]), "orders": render_orders(c["orders"]),
+        "kill_cancels_pending": c["kill_cancels_pending"],
     }
 
 
 def summary(core: ProxyCore) -> dict:
-    """Everything the risk desk looks at, in one value."""
-    return {
-        "sessions": sessions(core), "trading_states": trading_states(core), "limits": limits(core),
-        "positions": positions(core), "exposure": exposure(core), "open_orders": open_orders(core),
-        "kill_cancels_pending": core.kill_cancels_pending(),
-    }
+    """Everything the risk desk looks at, in one value: counts of orders and decisions, not the orders
+    themselves (GET /orders pages through those)."""
+    return render_summary(copy_summary(core))
+
+
+#: view name -> (copy under the core lock, render outside it)
+READS = {name: (globals()["copy_" + name], globals()["render_" + name])
+         for name in ("sessions", "trading_states", "limits", "positions", "exposure", "open_orders", "orders",
+                      "summary")}

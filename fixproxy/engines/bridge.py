@@ -9,6 +9,7 @@ core decided and journals what went out and what was decided.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import signal
 import threading
@@ -19,6 +20,8 @@ from .. import codec
 from ..admin import fixsession
 from ..core import events as ev
 from ..core.proxy import ProxyCore
+from ..dayroll import trading_day
+from ..journal.recovery import write_snapshot
 from ..journal.writer import Journal
 from ..timefmt import fix_timestamp_ms
 
@@ -30,6 +33,10 @@ _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 #: inbound message that this regular expression finds, before the core sees it. Unset in production.
 _CRASH_AFTER_JOURNAL = (re.compile(os.environ["FIXPROXY_FAILPOINT_JOURNALED"], re.S)
                         if os.environ.get("FIXPROXY_FAILPOINT_JOURNALED") else None)
+#: Fault injection for the edge tests: handling an inbound message that this regular expression finds
+#: raises (after it is journaled), as a bug would. Unset in production.
+_RAISE_AFTER_JOURNAL = (re.compile(os.environ["FIXPROXY_FAILPOINT_RAISE"], re.S)
+                        if os.environ.get("FIXPROXY_FAILPOINT_RAISE") else None)
 
 #: TransactTime (60) of the proxy's outbound messages.
 transact_time = fix_timestamp_ms
@@ -74,9 +81,16 @@ class CoreBridge:
         self._infos = list(sessions)
         self._oms = {s.name: s for s in sessions if s.role == "oms"}
         self._venues = {s.name: s for s in sessions if s.role == "venue"}
+        #: ([proxy] day_roll, timezone): when a new trading day begins (None: never, for tests of an edge alone).
+        self.day_roll: tuple[str, str] | None = None
 
     def sessions(self) -> list[SessionInfo]:
         return list(self._infos)
+
+    def engine_problem(self) -> str:
+        """Why the engine cannot serve ("" when it can; /healthz fails on it). The native engine's
+        sessions run on the loop that also answers /healthz; the quickfix edge watches its threads."""
+        return ""
 
     def logon_allowed(self, info: SessionInfo, username: str, password: str) -> bool:
         """The session's Username/Password check (True when none is configured); a refusal is recorded."""
@@ -140,6 +154,33 @@ class CoreBridge:
         return next(a for a in self.submit(ev.RecordingResumed(operator, reason, self.clock()))
                     if isinstance(a, ev.AdminResult))
 
+    # -------------------------------------------------------------- the day roll
+
+    def day_due(self, now: int | None = None) -> bool:
+        """Whether the trading day by the clock differs from the core's (read without the lock)."""
+        if self.day_roll is None:
+            return False
+        return trading_day(self.clock() if now is None else now, *self.day_roll) != self.core.day
+
+    def check_day(self) -> ev.AdminResult | None:
+        """Roll to the clock's trading day if the core is on another: the DayRoll event is journaled,
+        handled, and a snapshot of the core after it written at that point of the journal, so a
+        recovery starts there instead of replaying the closed day."""
+        if self.day_roll is None:
+            return None
+        with self.lock:
+            now = self.clock()
+            day = trading_day(now, *self.day_roll)
+            if day == self.core.day:
+                return None
+            actions = self._run(ev.DayRoll(day, now, "fixproxy", f"day_roll {self.day_roll[0]} {self.day_roll[1]}"))
+            j = self.journal
+            if isinstance(j, Journal) and not j.failed:
+                segment, offset = j.position
+                write_snapshot(j.directory, segment,
+                               pickle.dumps(self.core.export_state(), protocol=pickle.HIGHEST_PROTOCOL), offset)
+            return next((a for a in actions if isinstance(a, ev.AdminResult)), None)
+
     # -------------------------------------------------------------- messages in
 
     def receive(self, info: SessionInfo, raw: str, now: int, fields: dict[int, str] | None = None) -> None:
@@ -170,6 +211,8 @@ class CoreBridge:
                 self._recording_failed(j.failed)
             if _CRASH_AFTER_JOURNAL is not None and _CRASH_AFTER_JOURNAL.search(raw):
                 os.kill(os.getpid(), signal.SIGKILL)
+            if _RAISE_AFTER_JOURNAL is not None and _RAISE_AFTER_JOURNAL.search(raw):
+                raise RuntimeError("failpoint FIXPROXY_FAILPOINT_RAISE")
         if info.role == "oms":
             self._handle(codec.decode_oms(fields, info.name, now))
         elif info.role == "venue":

@@ -46,7 +46,7 @@ class Start(msgspec.Struct, frozen=True):
 _Tagged = Union[
     ev.NewOrder, ev.ReplaceOrder, ev.CancelOrder, ev.InvalidMessage, ev.UnsupportedMessage, ev.VenueReport,
     ev.VenueCancelReject, ev.VenueSendFailed, ev.SessionUp, ev.SessionDown, ev.AdminKill, ev.AdminSetLimit,
-    ev.AdminSetReference, ev.RecordingFailed, ev.RecordingResumed,
+    ev.AdminSetReference, ev.RecordingFailed, ev.RecordingResumed, ev.DayRoll,
     ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject,
     ev.Decision, ev.AdminResult, ev.Alert, ev.Notice,
 ]

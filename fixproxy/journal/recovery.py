@@ -1,6 +1,7 @@
 """After a restart: the core as it was, from the latest snapshot and the journal after it.
 
-1. The newest segment with a readable snapshot gives the state at that segment's start.
+1. The newest readable snapshot gives the state at that point: a segment's start, or (a day roll's
+   snapshot, ``<segment>.<offset>.snapshot``) just after the ``DayRoll`` record of a segment.
 2. Every record after it is replayed through the core, with its outputs suppressed: inbound
    messages (I) are decoded as the live edge decodes them, other inputs (E) handled as they are.
    Each segment's start record restores the ExecID generator the writing process used, so the
@@ -16,7 +17,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,19 +78,30 @@ def decode_inbound(role: str, session: str, now_ns: int, fields: dict[int, str])
     return None  # the risk desk's messages reach the core as the E records of their commands
 
 
-def load_snapshot(directory: Path, segment: int) -> dict | None:
+_SNAPSHOT = re.compile(r"^(\d{8})(?:\.(\d{12}))?\.snapshot$")
+
+
+def snapshots(directory: Path) -> list[tuple[int, int]]:
+    """(segment, offset) of the snapshots in ``directory``, oldest first (offset 0: a segment's start)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted((int(m.group(1)), int(m.group(2) or 0)) for name in os.listdir(directory)
+                  if (m := _SNAPSHOT.match(name)))
+
+
+def load_snapshot(directory: Path, segment: int, offset: int = 0) -> dict | None:
     try:
-        return pickle.loads(snapshot_path(directory, segment).read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        return pickle.loads(snapshot_path(directory, segment, offset).read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
         return None
 
 
-def write_snapshot(directory: Path, segment: int, data: bytes) -> None:
-    """Write a snapshot atomically (a temporary file renamed over), synced: it replaces segments' replays."""
-    import os
-
+def write_snapshot(directory: Path, segment: int, data: bytes, offset: int = 0) -> None:
+    """Write a snapshot atomically (a temporary file renamed over), synced: it replaces segments' replays.
+    ``offset``: the state after the segment's record ending there (0: at the segment's start)."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    path = snapshot_path(directory, segment)
+    path = snapshot_path(directory, segment, offset)
     tmp = path.with_suffix(".snapshot.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -115,18 +129,26 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     out = Recovered()
     directory = Path(directory)
     found = segments(directory)
-    base = 0
-    for seg in reversed(found):
-        state = load_snapshot(directory, seg)
+    base, base_offset = 0, 0
+    state = None
+    for seg, offset in reversed(snapshots(directory)):
+        if offset and seg not in found:
+            continue  # a mid-segment snapshot needs its segment (the start record, the records after it)
+        state = load_snapshot(directory, seg, offset)
         if state is not None:
-            base = seg
+            base, base_offset = seg, offset
             break
-    else:
-        state = None
     core: ProxyCore | None = None
     if state is not None:
         core = make_core()
         core.import_state(state)
+        if base_offset:
+            # Mid-segment (a day roll's): the process that wrote the segment goes on making ExecIDs
+            # where it was; the sessions it had up stay up (the snapshot says which).
+            start = fmt.decode(fmt.START, next(read_segment(directory / f"{base:08d}.journal"))[2])
+            core.next_id = make_ids(start.start_ns)
+            if state.get("ids_drawn") is not None and hasattr(core.next_id, "drawn"):
+                core.next_id.drawn = state["ids_drawn"]
     role_of = roles(config)
     last: tuple[object, list[ev.Action]] | None = None  # the last input and what the core made of it
     sent_after: list[tuple[str, str]] = []  # (session, raw) of the O records after the last input
@@ -134,7 +156,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     to_replay = [s for s in found if s >= base] if found else []
     for seg in to_replay:
         out.segments_read.append(seg)
-        for _, kind, payload in read_segment(directory / f"{seg:08d}.journal"):
+        for _, kind, payload in read_segment(directory / f"{seg:08d}.journal", base_offset if seg == base else 0):
             if kind == fmt.START:
                 start = fmt.decode(kind, payload)
                 if core is None:

@@ -24,13 +24,19 @@ from . import format as fmt
 
 CHUNK = 4 << 20
 RESERVE = 1 << 20
+#: Written pages are unmapped from the process (``_release``) every this many bytes.
+RELEASE = 1 << 20
 
 
 def segment_path(directory: Path, segment: int) -> Path:
     return Path(directory) / f"{segment:08d}.journal"
 
 
-def snapshot_path(directory: Path, segment: int) -> Path:
+def snapshot_path(directory: Path, segment: int, offset: int = 0) -> Path:
+    """A snapshot of the core at a segment's start (``offset`` 0), or after the record of that segment
+    ending at ``offset`` (the day roll's)."""
+    if offset:
+        return Path(directory) / f"{segment:08d}.{offset:012d}.snapshot"
     return Path(directory) / f"{segment:08d}.snapshot"
 
 
@@ -52,6 +58,7 @@ class Journal:
         self.failed = ""
         self.lost = 0  # records that found no room at all
         self.appended = 0
+        self._released = 0  # the written bytes before this are unmapped from the process (``_release``)
         self._log = structlog.get_logger("fixproxy.journal")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,8 @@ class Journal:
         self.map[start:end] = record
         self.size = end
         self.appended += 1
+        if end - self._released >= RELEASE:
+            self._release()
         if self.sync == "always" and (kind == fmt.INBOUND or kind == fmt.EVENT):
             self._sync()
         return True
@@ -128,7 +137,21 @@ class Journal:
                             detail="new orders are refused until the journal can grow and a risk user resumes")
             return False
         self.capacity = capacity
+        self._release()
         return True
+
+    def _release(self) -> None:
+        """Unmap the written pages behind the writer from this process (MADV_DONTNEED): they stay in the
+        page cache, dirty until the kernel writes them back, but no longer count in the proxy's RSS
+        (the mapping of a whole day's segment would otherwise hold every page it ever touched)."""
+        done = (self.size // mmap.PAGESIZE) * mmap.PAGESIZE
+        start = (self._released // mmap.PAGESIZE) * mmap.PAGESIZE
+        if done > start and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                self.map.madvise(mmap.MADV_DONTNEED, start, done - start)
+            except OSError:
+                pass  # only memory accounting: the records are in the page cache either way
+        self._released = done
 
     def resume(self) -> str:
         """Try to allocate room (and sync) again; "" when the journal can grow (``failed`` cleared), else why not."""

@@ -238,6 +238,8 @@ class Replayer:
         """Apply a risk-desk command as the live core did; keep what it did for the report."""
         command = item.event
         result = next((a for a in self._handle(command) if type(a) is ev.AdminResult), None)
+        if type(command) is ev.DayRoll:
+            return  # the proxy's own timer, not a risk-desk action: applied, not listed
         if type(command) is ev.AdminKill:
             what = command.action
         elif type(command) is ev.AdminSetLimit:

@@ -129,7 +129,7 @@ TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "ris
 def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
                 oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4", http_port: int = 0,
                 cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "", proxy_extra: str = "",
-                engine: str = "") -> str:
+                engine: str = "", acceptor_extra: str = "", venue_extra: str = "", admin_extra: str = "") -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     cod = {name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
            for name in ("oms1", "oms2")}
@@ -146,6 +146,7 @@ engine = "{engine or current_engine['name']}"
 port = {acceptor_port}
 comp_id = "FIXPROXY"
 heartbeat_s = 30
+{acceptor_extra}
 
 [[oms]]
 name = "oms1"
@@ -169,6 +170,7 @@ port = {venue_port}
 comp_id = "VENUE"
 our_comp_id = "FIXPROXY"
 fix_version = "{venue_version}"
+{venue_extra}
 
 [risk]
 {rules_line}
@@ -186,6 +188,7 @@ max_order_qty = 50
 
 [admin]
 http_port = {http_port}
+{admin_extra}
 {tokens}"""
 
 

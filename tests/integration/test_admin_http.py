@@ -234,6 +234,8 @@ def test_reference_price_far_from_the_current_one_needs_force(desk):
     assert forced["after"] == "300" and forced["detail"].startswith("forced:")
     status, result = api(desk, "POST", "/reference-prices", {**body, "price": "1.50", "reason": "back"})
     assert status == 422
+    status, result = api(desk, "POST", "/reference-prices", {**body, "price": "410", "force": True, "reason": "back"})
+    assert status == 200  # later tests of this module trade MSFT at 410
 
 
 def test_auth_missing_token_401_viewer_kill_403_risk_kill_200(desk):
@@ -266,6 +268,8 @@ def test_bad_requests_get_400_with_the_reason(desk):
         (json.dumps({"scope": "firm", "action": "halt", "reason": "  "}).encode(), "reason must not be empty"),
         (json.dumps({"scope": "firm", "action": "stop", "reason": "x"}).encode(), "action: Invalid enum value 'stop'"),
         (json.dumps({"scope": "session:nope", "action": "halt", "reason": "x"}).encode(), "no OMS session named 'nope'"),
+        (json.dumps({"scope": "account:A\u0000B", "action": "halt", "reason": "x"}).encode(), "control characters"),
+        (json.dumps({"scope": "symbol:" + "S" * 65, "action": "halt", "reason": "x"}).encode(), "at most 64"),
     ]
     for data, message in cases:
         status, error = api(desk, "POST", "/kill-switch", data=data)
@@ -302,7 +306,13 @@ def test_reads_show_sessions_orders_positions_exposure_and_recent_items(desk):
     assert actions and all(a["feed"] == "admin" and a["operator"] for a in actions)
     assert api(desk, "GET", "/alerts?limit=5", role="viewer")[0] == 200
     summary = api(desk, "GET", "/summary", role="viewer")[1]
-    assert set(summary) >= {"sessions", "trading_states", "limits", "positions", "exposure", "open_orders"}
+    assert set(summary) >= {"sessions", "trading_states", "limits", "positions", "exposure", "orders"}
+    assert summary["orders"]["open"] == len(api(desk, "GET", "/orders?limit=1000", role="viewer")[1])
+    assert summary["orders"]["decisions"]["by_session"]["oms1"]["accepted"] >= 2
+    page = api(desk, "GET", "/orders?limit=1", role="viewer")[1]
+    rest_of = api(desk, "GET", f"/orders?limit=1000&after={page[0]['key']}", role="viewer")[1]
+    assert [o["key"] for o in page + rest_of] == [o["key"] for o in api(desk, "GET", "/orders?limit=1000",
+                                                                         role="viewer")[1]]
     health = urllib.request.urlopen(desk.api_url.removesuffix("/api/v1") + "/healthz", timeout=5)
     body = json.loads(health.read())
     assert (body["status"], body["journal"]["state"]) == ("ok", "ok")

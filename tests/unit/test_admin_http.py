@@ -419,7 +419,8 @@ def test_status_rendering_lists_states_sessions_and_exposure():
                      "venues": [{"name": "sim", "up": False}]},
         "exposure": [{"scope": "firm", "gross": "19000", "net": "19000", "net_long": "19000", "net_short": "0",
                       "open_orders": 2, "limits": {"max_open_orders": {"utilization_pct": "40.0"}}}],
-        "open_orders": [{}, {}], "kill_cancels_pending": 0,
+        "orders": {"open": 2, "decisions": {"accepted": 5, "rejected": 2, "rejects_by_code": {"HALTED": 2}}},
+        "kill_cancels_pending": 0,
     }
     text = render_status(summary)
     lines = text.splitlines()
@@ -427,7 +428,7 @@ def test_status_rendering_lists_states_sessions_and_exposure():
     assert any(line.split()[:3] == ["oms1", "OMS", "up"] for line in lines)
     assert any(line.split()[:3] == ["sim", "venue", "DOWN"] for line in lines)
     assert any(line.split()[:2] == ["firm", "19000"] and "max_open_orders 40.0%" in line for line in lines)
-    assert "Open orders: 2" in text
+    assert "Open orders: 2" in text and "Decisions: 5 accepted, 2 rejected (HALTED 2)" in text
     assert "all ACTIVE" in render_status({**summary, "trading_states": []})
 
 
@@ -439,3 +440,50 @@ def test_result_rendering_says_before_after_and_who():
     line = render_result({"kind": "limit", "scope": "firm", "detail": "max_order_qty", "before": "10000", "after": "",
                           "operator": "rita", "reason": "r"})
     assert line.startswith("firm max_order_qty: 10000 -> (unset)")
+
+
+# ---------------------------------------------------------------- event-stream cap, paged orders
+
+
+async def test_in_process_stream_over_the_cap_is_refused_503_and_a_freed_place_is_taken():
+    """With [admin] max_stream_clients = 1, a second stream gets 503 with a JSON error naming the setting;
+    once the first leaves, a new one is let in and receives the next decision."""
+    h = Harness(rules=[])
+    api = AdminApi(_control(h), TOKENS, sessions=["oms1"], heartbeat_s=0.05, max_stream_clients=1,
+                   stream_batch_s=0.01)
+    async with TestClient(TestServer(api.app())) as c:
+        first = await c.get(PREFIX + "/events", headers=bearer("viewer"))
+        assert first.status == 200
+        second = await c.get(PREFIX + "/events", headers=bearer("viewer"))
+        assert second.status == 503 and "max_stream_clients" in (await second.json())["error"]
+        first.close()
+        for _ in range(100):
+            third = await c.get(PREFIX + "/events", headers=bearer("viewer"))
+            if third.status == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert third.status == 200
+        await asyncio.wait_for(third.content.readline(), 2)  # ": connected"
+        await asyncio.sleep(0.05)
+        api.control.feed.add(h.new(order("EV1", qty=10))[0])
+        text = b""
+        while b"EV1" not in text:
+            text += await asyncio.wait_for(third.content.readline(), 2)
+        assert b"event: decision" in text
+        third.close()
+
+
+async def test_in_process_orders_are_paged_by_key_and_bad_limits_refused(client):
+    """GET /orders?limit=&after= pages the open orders in key order; the summary counts them."""
+    for i in range(5):
+        client.harness.new(order(f"P{i}", qty=10, price=100, account="A1"))
+    first = await (await client.get(PREFIX + "/orders?limit=2", headers=bearer("viewer"))).json()
+    assert [o["cl_ord_id"] for o in first] == ["P0", "P1"]
+    rest = await (await client.get(PREFIX + "/orders", headers=bearer("viewer"),
+                                   params={"limit": "10", "after": first[-1]["key"]})).json()
+    assert [o["cl_ord_id"] for o in rest] == ["P2", "P3", "P4"]
+    summary = await (await client.get(PREFIX + "/summary", headers=bearer("viewer"))).json()
+    assert summary["orders"]["open"] == 5 and summary["orders"]["decisions"]["accepted"] == 5
+    for bad in ("0", "1001", "x"):
+        response = await client.get(PREFIX + "/orders?limit=" + bad, headers=bearer("viewer"))
+        assert response.status == 400 and "limit must be" in (await response.json())["error"]

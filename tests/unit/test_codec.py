@@ -134,6 +134,99 @@ def test_invalid_replace_or_cancel_gives_invalid_message_naming_tag(text, tag):
         fields[35], 6, fields.get(11, ""), fields.get(41, ""))
 
 
+# ---------------------------------------------------------------- identifiers
+
+BASE_G = "35=G|34=6|11=C2|41=C1|1=ACC|55=AAPL|54=1|38=100|40=2|44=100|100=sim|"
+BASE_F = "35=F|34=6|11=C3|41=C1|1=ACC|55=AAPL|54=1|38=100|"
+#: Identifier tags each order message carries, as the proxy checks them.
+ID_TAGS = {"D": (11, 1, 55, 100), "G": (11, 41, 1, 55, 100), "F": (11, 41, 1, 55)}
+BAD_IDENTIFIERS = {
+    "nul": ("A\x00B", "a control character (0x00) at position 2"),
+    "bel": ("A\x07", "a control character (0x07) at position 2"),
+    "tab": ("A\tB", "a control character (0x09) at position 2"),
+    "del": ("AB\x7f", "a control character (0x7F) at position 3"),
+    "latin1_byte": ("X\xe91", "a character outside ASCII (0xE9) at position 2"),
+    "c1_control": ("X\x85", "a control character (0x85) at position 2"),
+    "utf8_letter": ("caf\u00c3\u00a9", "a character outside ASCII (0xC3) at position 4"),
+    "surrogate": ("X\udce9", "a character outside ASCII (U+DCE9) at position 2"),
+    "blank": ("   ", "is blank"),
+    "leading_space": (" A1", "starts with a space"),
+    "trailing_space": ("A1 ", "ends with a space"),
+    "too_long_10005": ("A" * 10_005, "is 10,005 characters long"),
+}
+_CASES = [(t, tag, name) for t, tags in ID_TAGS.items() for tag in tags for name in BAD_IDENTIFIERS]
+_TAG_NAMES = {11: "ClOrdID", 41: "OrigClOrdID", 1: "Account", 55: "Symbol", 100: "ExDestination"}
+
+
+def base(msg_type: str) -> dict[int, str]:
+    return fix({"D": BASE_D, "G": BASE_G, "F": BASE_F}[msg_type])
+
+
+@pytest.mark.parametrize("msg_type, tag, bad", _CASES, ids=[f"{t}-{tag}-{n}" for t, tag, n in _CASES])
+def test_identifier_with_bad_character_blank_or_too_long_is_invalid_naming_tag(msg_type, tag, bad):
+    """Every identifier the proxy reads from a D, G or F is printable ASCII, not blank, not padded,
+    not too long: anything else is an InvalidMessage whose reason names the field and the tag."""
+    value, why = BAD_IDENTIFIERS[bad]
+    fields = {**base(msg_type), tag: value}
+    event = codec.decode_oms(fields, "oms", T0)
+    assert isinstance(event, ev.InvalidMessage)
+    assert event.reason.startswith(f"{_TAG_NAMES[tag]} ({tag}) ") and why in event.reason
+    assert event.reason.isascii() and event.reason.isprintable()  # safe to send back on any engine
+    # The bad ClOrdID / OrigClOrdID is never quoted back; a good one is (the OMS finds its order).
+    assert event.cl_ord_id == ("" if tag == 11 else fields[11])
+    assert event.orig_cl_ord_id == ("" if tag == 41 else fields.get(41, ""))
+
+
+@pytest.mark.parametrize("tag, limit", [(11, 64), (41, 64), (1, 32), (55, 32), (100, 32)])
+def test_identifier_at_default_limit_passes_one_more_is_invalid(tag, limit):
+    """The default limits (ClOrdID 64, Account 32, Symbol 32, ExDestination 32) are inclusive."""
+    fields = {**base("G"), tag: "A" * limit}
+    assert isinstance(codec.decode_oms(fields, "oms", T0), ev.ReplaceOrder)
+    event = codec.decode_oms({**fields, tag: "A" * (limit + 1)}, "oms", T0)
+    assert isinstance(event, ev.InvalidMessage)
+    assert f"({tag}) is {limit + 1} characters long; at most {limit} are allowed" in event.reason
+
+
+def test_identifier_limits_given_or_configured_apply():
+    """Limits passed to decode_oms, or set for the process with configure(), replace the defaults."""
+    fields = {**base("D"), 11: "A" * 20}
+    small = codec.IdentifierLimits(clordid=10)
+    assert "at most 10 are allowed" in codec.decode_oms(fields, "oms", T0, small).reason
+    codec.configure(small)
+    try:
+        assert isinstance(codec.decode_oms(fields, "oms", T0), ev.InvalidMessage)
+    finally:
+        codec.configure(codec.IdentifierLimits())
+    assert isinstance(codec.decode_oms(fields, "oms", T0), ev.NewOrder)
+
+
+@pytest.mark.parametrize("value", ["A", "a-b_c.d/e:f", "ID with inner spaces", "~!@#$%^&*()=+[]{}|;'<>,?\"", "9" * 64])
+def test_printable_ascii_identifier_is_accepted(value):
+    """Any printable ASCII (0x20-0x7E) is fine, inner spaces included."""
+    event = codec.decode_oms({**base("D"), 11: value}, "oms", T0)
+    assert isinstance(event, ev.NewOrder) and event.order.cl_ord_id == value
+
+
+@pytest.mark.parametrize("value", ["Z", "00", "\x00", " ", ""])
+def test_time_in_force_other_than_one_digit_is_invalid(value):
+    """TimeInForce (59) is forwarded as sent, so it must be one digit."""
+    event = codec.decode_oms({**base("D"), 59: value}, "oms", T0)
+    assert isinstance(event, ev.InvalidMessage) and "TimeInForce (59)" in event.reason
+    assert event.reason.isascii() and event.reason.isprintable()
+
+
+def test_cancel_reject_without_a_valid_clordid_says_none():
+    """A refused cancel whose ClOrdID was not quoted back carries 11=NONE, never an empty field."""
+    _, body = codec.encode(ev.OmsCancelReject("oms1", CancelReject("", "", "", S.REJECTED, "1", "0", "x")), False, TT)
+    assert (11, "NONE") in body and (41, "NONE") in body
+
+
+def test_decode_oms_with_huge_sequence_number_does_not_raise():
+    """A MsgSeqNum too long for int() (over 4,300 digits) reads as 0, never an exception."""
+    event = codec.decode_oms({**base("D"), 34: "9" * 5000}, "oms", T0)
+    assert isinstance(event, ev.NewOrder) and event.seq_num == 0
+
+
 @pytest.mark.parametrize("msg_type", ["AE", "8", "V", "H", ""])
 def test_unknown_msg_type_gives_unsupported_message(msg_type):
     """Anything but D, G and F from an OMS is unsupported."""
@@ -323,8 +416,9 @@ def test_encoded_execution_report_decodes_to_same_exec_type(exec_type, fix42):
 
 # ---------------------------------------------------------------- properties
 
-_ID_CHARS = st.characters(blacklist_characters=SOH, blacklist_categories=("Cs",))
-ids = st.text(_ID_CHARS, min_size=1, max_size=16)
+# Identifiers the proxy accepts: printable ASCII, no leading or trailing space (see test_identifier_*).
+_ID_CHARS = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+ids = st.text(_ID_CHARS, min_size=1, max_size=16).filter(lambda s: s.strip(" ") == s)
 quantities = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1e12"), places=4)
 prices = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1e9"), places=4)
 
@@ -454,3 +548,52 @@ def test_decode_oms_never_raises_on_arbitrary_fields(fields):
         assert event.msg_type == fields[35] and event.reason
     elif not isinstance(event, ev.CancelOrder):
         assert event.order.order_qty > 0 and (event.order.price is None or event.order.price > 0)
+
+
+# ---------------------------------------------------------------- the [identifiers] config section
+
+_CFG = __import__("pathlib").Path(__file__).resolve().parents[2] / "cfg"
+
+
+def _config_with(tmp_path, section: str):
+    import shutil
+
+    from fixproxy.config import load
+
+    for f in _CFG.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "fixproxy.toml").write_text((tmp_path / "fixproxy.toml").read_text() + "\n" + section)
+    return load(tmp_path / "fixproxy.toml", secrets=False)
+
+
+def test_identifiers_section_defaults_fit_real_venues():
+    """Shipped config: ClOrdID up to 64, Account and Symbol up to 32 characters."""
+    from fixproxy.config import load
+
+    limits = load(_CFG / "fixproxy.toml", secrets=False).config.identifiers.limits()
+    assert limits == codec.IdentifierLimits(clordid=64, account=32, symbol=32, ex_destination=32)
+
+
+@pytest.mark.parametrize("key", ["max_clordid", "max_account", "max_symbol", "max_ex_destination"])
+def test_identifiers_section_zero_limit_names_the_key(tmp_path, key):
+    """A limit must be a positive whole number; a bad one stops start-up naming the key."""
+    from fixproxy.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _config_with(tmp_path, f"[identifiers]\n{key} = 0\n")
+    assert f"identifiers.{key}" in str(info.value)
+
+
+def test_identifiers_section_applies_to_every_core_built_from_the_config(tmp_path):
+    """build_core (the proxy, its recovery, replays) hands the configured limits to the decoder."""
+    from fixproxy.app import build_core
+
+    loaded = _config_with(tmp_path, "[identifiers]\nmax_clordid = 8\nmax_account = 4\n")
+    try:
+        build_core(loaded, T0)
+        event = codec.decode_oms({**base("D"), 11: "A" * 9}, "oms", T0)
+        assert isinstance(event, ev.InvalidMessage) and "at most 8 are allowed" in event.reason
+        event = codec.decode_oms({**base("D"), 1: "ACCT5"}, "oms", T0)
+        assert isinstance(event, ev.InvalidMessage) and event.reason.startswith("Account (1) is 5 characters long")
+    finally:
+        codec.configure(codec.IdentifierLimits())

@@ -92,10 +92,10 @@ def test_fields_report_a_tag_without_value_and_a_bad_tag():
 
 
 @pytest.mark.parametrize("fields, expected", [
-    ({11: "A", 54: "1", 60: "x", 40: "2", 44: "190"}, None),
+    ({11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2", 44: "190"}, None),
     ({11: "A", 54: "1", 40: "2"}, (1, 60)),
-    ({11: "A", 54: "1", 60: "x", 40: "2", 44: "1e5"}, (6, 44)),
-    ({11: "A", 54: "1", 60: "x", 40: "2", 38: "-100"}, None),  # a number: the core refuses its value
+    ({11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2", 44: "1e5"}, (6, 44)),
+    ({11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2", 38: "-100"}, None),  # a number: the core refuses its value
 ])
 def test_order_form_check(fields, expected):
     """Required fields and number formats of a NewOrderSingle, as a data dictionary checks them."""
@@ -190,3 +190,172 @@ def test_property_framer_gives_the_same_messages_whatever_the_reads(parts, cuts)
     got += chunked.feed(stream[pos:])
     expected = [m for i in range(len(stream)) for m in trickled.feed(stream[i:i + 1])]
     assert got == expected
+
+
+def test_store_keeps_a_window_of_offsets_and_reads_older_ones_from_the_header(tmp_path, monkeypatch):
+    """Only the last messages' offsets stay in memory; a resend of older ones (and a restart) still finds
+    every message, from the header file."""
+    from fixproxy.engines.native import store as native_store
+
+    monkeypatch.setattr(native_store._Index, "WINDOW", 16)
+    now = 1_700_000_000 * 1_000_000_000
+    st = native_store.FileStore(tmp_path, "S", now)
+    for seq in range(1, 101):
+        st.sent(seq, f"8=FIX.4.4\x0134={seq}\x01".encode())
+    assert st.index.first > 1 and len(st.index.offsets) < 32
+    assert [seq for seq, _ in st.get(1, 100)] == list(range(1, 101))
+    assert st.get(3, 3) == [(3, "8=FIX.4.4\x0134=3\x01")]
+    st.close()
+    again = native_store.FileStore(tmp_path, "S", now)
+    assert [seq for seq, _ in again.get(10, 12)] == [10, 11, 12] and again.next_sender == 101
+
+
+# ---------------------------------------------------------------- strict reading (issue 17 item 4)
+
+def _framed(body: str) -> bytes:
+    """``8=FIX.4.4|9=<len>|<body>|10=<sum>|`` with | as SOH: exact bytes with a right length and sum."""
+    text = body.replace("|", "\x01") + "\x01"
+    head = f"8=FIX.4.4\x019={len(text)}\x01"
+    return f"{head}{text}10={sum((head + text).encode('latin-1')) % 256:03d}\x01".encode("latin-1")
+
+
+_HDR = f"34=2|49=OMS1|52={wire.stamp(T)}|56=FIXPROXY"
+_ORDER = f"11=A1|55=MSFT|54=1|38=100|40=2|44=410|60={wire.stamp(T)}"
+
+
+@pytest.mark.parametrize("body, reason, tag", [
+    (f"35=D|{_HDR}|{_ORDER}|35=0", 14, 35),  # ends in a second MsgType: not a Heartbeat
+    (f"35=D|{_HDR}|{_ORDER}|38=900", 13, 38),
+    (f"35=D|{_HDR}|{_ORDER}|11=A2", 13, 11),
+    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{_ORDER}|52={wire.stamp(T)}", 14, 52),
+    (f"35=D|{_HDR}|{_ORDER}|58=", 4, 58),
+    (f"35=D|{_HDR}|{_ORDER}|0=x", 0, 0),
+    (f"35=D|{_HDR}|{_ORDER}|ab=x", wire.IGNORE, 0),
+])
+def test_fields_name_the_problem_of_a_malformed_message(body, reason, tag):
+    """Repeated tags, header fields after the body, empty values and bad tag numbers come back as a
+    Problem with the session Reject's reason (373) and tag (371); the fast reading agrees."""
+    raw = _framed(body).decode("latin-1")
+    fields, problem = wire.fields(raw)
+    assert (problem.reason, problem.tag) == (reason, tag)
+    assert wire.fields(raw) == wire._checked_fields(raw)
+
+
+def test_fields_let_repeating_group_members_repeat():
+    """PartyID (448) twice inside NoPartyIDs is a group, not a repeated tag."""
+    raw = _framed(f"35=D|{_HDR}|11=A1|453=2|448=T1|447=D|452=11|448=T2|447=D|452=12|55=MSFT|54=1|38=100|40=2|"
+                  f"44=410|60={wire.stamp(T)}").decode("latin-1")
+    fields, problem = wire.fields(raw)
+    assert problem == "" and fields[453] == "2"
+
+
+def test_framer_drops_a_message_whose_msgtype_is_not_the_third_field():
+    framer = wire.Framer()
+    bad = _framed(f"34=2|35=0|49=OMS1|52={wire.stamp(T)}|56=FIXPROXY")
+    good = _framed(f"35=0|{_HDR}")
+    assert framer.feed(bad + good) == [good]
+    assert any("MsgType (35)" in why for why in framer.garbled)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({11: "A", 54: "Z", 60: "20261125-12:00:00", 40: "2"}, (5, 54)),
+    ({11: "A", 54: "1", 60: "now", 40: "2"}, (6, 60)),
+    ({11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2", 453: "two"}, (6, 453)),
+    ({11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2", 59: "X"}, (5, 59)),
+])
+def test_order_values_outside_the_dictionary(fields, expected):
+    """Values outside a field's list (373=5) and times or counts that are not one (373=6)."""
+    assert wire.check("FIX.4.4", "D", fields)[:2] == expected
+
+
+def test_fix42_order_needs_handlinst_and_symbol():
+    fields = {11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2"}
+    assert wire.check("FIX.4.4", "D", fields) is None
+    assert wire.check("FIX.4.2", "D", fields)[:2] == (1, 21)
+
+
+class _Owner:
+    def __init__(self):
+        self.delivered: list[dict[int, str]] = []
+
+    def deliver(self, session, raw, fields, now):
+        self.delivered.append(fields)
+
+    def session_up(self, session): pass
+    def session_down(self, session): pass
+    def not_resent(self, session, ids): pass
+    def logon_allowed(self, session, fields): return True
+    def garbled(self, session, why): pass
+
+
+class _Conn:
+    def __init__(self):
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _logged_on_session(tmp_path):
+    from fixproxy.engines.native.session import Session
+
+    owner, conn = _Owner(), _Conn()
+    session = Session(name="oms1", role="oms", begin_string="FIX.4.4", sender="FIXPROXY", target="OMS1",
+                      heartbeat_s=30, store=FileStore(tmp_path, "S", T), log=None, owner=owner, initiator=False,
+                      resend_app=True, clock=lambda: T)
+    session.attach(conn)
+    session.logged_on = True
+    session.store.next_target = 2
+    return session, owner, conn
+
+
+def _receive(session, data: bytes, now: int = T) -> list[dict[int, str]]:
+    """Hand one message to the session; what it wrote back, each as tag -> value."""
+    raw = data.decode("latin-1")
+    fields, problem = wire.fields(raw)
+    before = len(session.connection.sent)
+    session.on_message(raw, fields, problem, data, now)
+    return [wire.fields(m.decode("latin-1"))[0] for m in session.connection.sent[before:]]
+
+
+@pytest.mark.parametrize("body, ref_tag, reason", [
+    (f"35=D|{_HDR}|{_ORDER}|35=0", "35", "14"),
+    (f"35=D|{_HDR}|{_ORDER}|38=900", "38", "13"),
+    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{_ORDER}|52={wire.stamp(T)}", "52", "14"),
+])
+def test_session_rejects_a_malformed_order_and_uses_its_number(tmp_path, body, ref_tag, reason):
+    """The order is refused with 35=3 naming the tag, never handed to the core; its number is used
+    (a message ending in 35=0 is not taken for a Heartbeat)."""
+    session, owner, _ = _logged_on_session(tmp_path)
+    out = _receive(session, _framed(body))
+    assert [(m[35], m[45], m[371], m[372], m[373]) for m in out] == [("3", "2", ref_tag, "D", reason)]
+    assert owner.delivered == [] and session.store.next_target == 3
+
+
+def test_session_logs_out_a_message_with_another_begin_string(tmp_path):
+    """FIX.4.2 on the FIX.4.4 session: Logout naming the BeginString, and the connection closes."""
+    session, owner, conn = _logged_on_session(tmp_path)
+    data = _framed(f"35=D|{_HDR}|{_ORDER}").replace(b"8=FIX.4.4", b"8=FIX.4.2")
+    data = data[:-4] + b"%03d\x01" % (sum(data[:data.rindex(b"10=")]) % 256)
+    out = _receive(session, data)
+    assert [m[35] for m in out] == ["5"] and "BeginString" in out[0][58]
+    assert conn.closed and owner.delivered == []
+
+
+def test_session_refuses_a_stale_sending_time_and_logs_out(tmp_path):
+    """SendingTime ten minutes from the clock: Reject 373=10, then Logout."""
+    session, owner, _ = _logged_on_session(tmp_path)
+    out = _receive(session, _framed(f"35=D|{_HDR}|{_ORDER}"), now=T + 600 * 1_000_000_000)
+    assert [(m[35], m.get(373)) for m in out] == [("3", "10"), ("5", None)]
+    assert owner.delivered == []
+
+
+def test_session_hands_a_sound_order_with_a_group_to_the_core(tmp_path):
+    session, owner, _ = _logged_on_session(tmp_path)
+    out = _receive(session, _framed(f"35=D|{_HDR}|11=A1|453=2|448=T1|447=D|452=11|448=T2|447=D|452=12|55=MSFT|"
+                                    f"54=1|38=100|40=2|44=410|60={wire.stamp(T)}"))
+    assert out == [] and len(owner.delivered) == 1

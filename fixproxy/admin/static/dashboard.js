@@ -1,7 +1,7 @@
 // fixproxy risk dashboard. Plain JavaScript, served by the proxy; nothing is fetched from elsewhere.
 //
-// Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, open orders) and
-// /api/v1/exposure-history, re-fetched when the event stream (/api/v1/events, read with fetch() because
+// Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, order counts), one
+// page of /api/v1/orders (open orders, ORDER_PAGE at a time) and /api/v1/exposure-history, re-fetched when the event stream (/api/v1/events, read with fetch() because
 // EventSource cannot send an Authorization header) says something happened, at most every 500 ms, and
 // every 10 s regardless. Recent decisions, alerts, admin actions and notices arrive on the stream itself.
 // Every value from the proxy is put on the page as text (textContent), never as HTML.
@@ -15,6 +15,7 @@
   const PERIODIC_MS = 10000;    // and one at least this often
   const STREAM_IDLE_MS = 40000; // heartbeats come every 15 s: silence this long means the stream is dead
   const KEEP = 200;             // recent items kept per list
+  const ORDER_PAGE = 200;       // open orders shown per page (GET /orders?limit=&after=)
   const ACTIONS = {
     halt: { label: "Halt", short: "Halt", verb: "Halt", text: "New orders and replaces in {scope} are refused with HALTED; cancels still pass." },
     halt_and_cancel: { label: "Halt & cancel", short: "Halt+cancel", verb: "Halt and cancel", text: "New orders and replaces in {scope} are refused with HALTED, and every working order in it is cancelled at the venues." },
@@ -27,6 +28,7 @@
   const state = {
     token: "", who: null, levels: [70, 90], canAct: false, limitFields: [],
     summary: null, history: [], historyNow: 0, lastT: 0,
+    orders: [], orderPages: [""],  // the page shown, and the key each page starts after (first: "")
     decisions: [], alerts: [], activity: [], seen: new Set(),
     rendered: {}, stream: null, streamGen: 0,
     timers: { throttle: null, settle: null, periodic: null }, lastFetch: 0, fetching: false, again: false,
@@ -153,7 +155,7 @@
     state.streamGen++;
     for (const t of Object.values(state.timers)) { clearTimeout(t); clearInterval(t); }
     state.timers = { throttle: null, settle: null, periodic: null };
-    Object.assign(state, { who: null, summary: null, history: [], lastT: 0, decisions: [], alerts: [], activity: [], seen: new Set(), rendered: {} });
+    Object.assign(state, { who: null, summary: null, history: [], lastT: 0, decisions: [], alerts: [], activity: [], seen: new Set(), rendered: {}, orders: [], orderPages: [""] });
     $("app").hidden = true;
     showLogin(message || "");
   }
@@ -296,9 +298,13 @@
     state.fetching = true;
     state.lastFetch = Date.now();
     try {
-      const [summary, history] = await Promise.all([
-        api("/summary"), api("/exposure-history?since_ns=" + Math.floor(state.lastT))]);
+      const after = state.orderPages[state.orderPages.length - 1];
+      const [summary, history, orders] = await Promise.all([
+        api("/summary"), api("/exposure-history?since_ns=" + Math.floor(state.lastT)),
+        api("/orders?limit=" + ORDER_PAGE + (after ? "&after=" + encodeURIComponent(after) : ""))]);
       state.summary = summary;
+      state.orders = orders;
+      if (!orders.length && state.orderPages.length > 1) { state.orderPages = [""]; state.again = true; }
       for (const p of history.points) {
         if (p.t_ns > state.lastT) { state.history.push(p); state.lastT = p.t_ns; }
       }
@@ -485,16 +491,30 @@
       rows, "no exposure yet");
   }
 
+  function pageOrders(step) {
+    if (step > 0 && state.orders.length) state.orderPages.push(state.orders[state.orders.length - 1].key);
+    else if (step < 0 && state.orderPages.length > 1) state.orderPages.pop();
+    else return;
+    schedule(0);
+  }
+
   function renderOrders(s) {
-    $("orders-count").textContent = `(${s.open_orders.length})`;
-    const rows = s.open_orders.map((o) => el("tr", { "data-order": `${o.session}|${o.cl_ord_id}` },
+    const total = s.orders.open, first = (state.orderPages.length - 1) * ORDER_PAGE;
+    $("orders-count").textContent = total > state.orders.length || first
+      ? `(${total}; ${first + 1}–${first + state.orders.length} shown)` : `(${total})`;
+    const pager = $("orders-pager");
+    const more = first + state.orders.length < total, back = state.orderPages.length > 1;
+    pager.hidden = !more && !back;
+    $("orders-prev").disabled = !back;
+    $("orders-next").disabled = !more;
+    const rows = state.orders.map((o) => el("tr", { "data-order": `${o.session}|${o.cl_ord_id}` },
       el("td", {}, el("span", { class: "muted small", text: o.session + " " }), o.cl_ord_id), el("td", { text: o.account }),
       el("td", { text: o.symbol }), el("td", { text: o.side.replace(/_/g, " ") }),
       numCell(o.order_qty), o.price ? numCell(o.price) : el("td", { class: "num muted", text: o.ord_type }),
       numCell(o.leaves_qty), numCell(o.cum_qty),
       el("td", { text: o.status.replace("partially_filled", "partial").replace(/_/g, " ") +
                        (o.pending_replace ? " (" + o.pending_replace + ")" : "") })));
-    table("orders", s.open_orders, ["Session ClOrdID", "Account", "Symbol", "Side", "#Qty", "#Price",
+    table("orders", state.orders, ["Session ClOrdID", "Account", "Symbol", "Side", "#Qty", "#Price",
       "#Leaves", "#Filled", "Status"], rows, "no open orders");
   }
 
@@ -778,6 +798,8 @@
       if (token) login(token);
     });
     $("logout").addEventListener("click", () => logout(""));
+    $("orders-prev").addEventListener("click", () => pageOrders(-1));
+    $("orders-next").addEventListener("click", () => pageOrders(1));
     $("dialog-form").addEventListener("submit", submitDialog);
     $("dialog-cancel").addEventListener("click", () => $("dialog").close());
     $("rejects-only").addEventListener("change", renderFeeds);

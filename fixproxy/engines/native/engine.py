@@ -12,15 +12,21 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from ...core import events as ev
 from ..bridge import CoreBridge, SessionInfo
+from ..guard import PendingLimits, VenueWatch, reset, tcp_acked
 from .session import Connection, Session
 from .store import Cork, FileLog, FileStore
 
 #: How often the message logs are written (seconds).
 LOG_FLUSH_S = 0.02
+#: How often each venue connection's unsent bytes and unanswered orders are checked (seconds).
+WATCH_S = 0.1
+#: Messages towards a venue that carry an order (ClOrdID first in their body).
+_ORDER_TYPES = frozenset(("D", "G", "F"))
 
 
 def prefix(begin_string: str, sender: str, target: str) -> str:
@@ -39,6 +45,14 @@ class NativeEngine(CoreBridge):
         acc = cfg.acceptor
         infos: list[SessionInfo] = []
         self.cork = Cork()
+        # Bounds on connections that have not logged on (read by Connection).
+        self.pending = PendingLimits(acc.max_connections, acc.max_connections_per_address)
+        self.logon_timeout_s = acc.logon_timeout_s
+        self.max_logon_bytes = acc.max_logon_bytes
+        self._watches: dict[str, VenueWatch] = {
+            v.name: VenueWatch(v.name, v.max_unsent_kb << 10, v.max_order_age_ms / 1000, v.answer_timeout_ms / 1000,
+                               margin_s=WATCH_S) for v in cfg.venues}
+        self._watch_due: set[str] = set()
 
         def add(name: str, role: str, begin: str, ours: str, theirs: str, heartbeat: int, initiator: bool) -> Session:
             side = "venue" if role == "venue" else "oms"
@@ -76,11 +90,13 @@ class NativeEngine(CoreBridge):
         acc = self.config.acceptor
         allowed = frozenset(acc.allowed_remote_addresses) or None
         self._server = await self._loop.create_server(
-            lambda: Connection(self._resolve, owner=self, allowed=allowed, cork=self.cork), acc.host, acc.port)
+            lambda: Connection(self._resolve, owner=self, allowed=allowed, cork=self.cork, limits=self),
+            acc.host, acc.port, backlog=1024)
         for info in self.sessions():
             if info.role == "venue":
                 self._tasks.append(asyncio.create_task(self._initiate(info.handle, *self._venue_addresses[info.name])))
         self._tasks.append(asyncio.create_task(self._tick()))
+        self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._flush_logs()))
 
     async def stop(self, reason: str, timeout_s: float = 3.0) -> None:
@@ -115,7 +131,8 @@ class NativeEngine(CoreBridge):
             try:
                 session.event(f"Connecting to {host} on port {port}")
                 _, conn = await loop.create_connection(
-                    lambda: Connection(self._resolve, session, owner=self, cork=self.cork), host, port)
+                    lambda: Connection(self._resolve, session, owner=self, cork=self.cork,
+                                       watch=self._watches[session.name]), host, port)
                 await conn.lost
             except OSError as exc:
                 session.event(f"Connection failed: {exc.strerror or exc}")
@@ -131,6 +148,54 @@ class NativeEngine(CoreBridge):
                     info.handle.tick(now_mono, now_ns)
                 except Exception as exc:  # noqa: BLE001 - one session's timer must not stop the others'
                     self.notice(ev.Notice("session_timer_error", now_ns, f"{info.name}: {exc!r}"))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_S)
+            for name in self._watches:
+                try:
+                    self._check_venue(name)
+                except Exception as exc:  # noqa: BLE001 - one venue's check must not stop the others'
+                    self.notice(ev.Notice("venue_watch_error", self.clock(), f"{name}: {exc!r}"))
+
+    def _check_soon(self, name: str) -> None:
+        if name not in self._watch_due:
+            self._watch_due.add(name)
+            self._loop.call_soon(self._check_venue, name)
+
+    def _check_venue(self, name: str) -> None:
+        """Backpressure of one venue (guard.VenueWatch): unsent orders too old to leave are refused
+        and the connection reset; a venue that does not take or answer what it is sent is marked
+        down until it does. Each through the journal (VenueSendFailed, SessionDown, SessionUp)."""
+        self._watch_due.discard(name)
+        watch = self._watches[name]
+        session = self._venues[name].handle
+        conn = session.connection
+        if conn is None or conn.closed or conn.sock is None or not session.logged_on:
+            return
+        verdict = watch.check(time.monotonic(), tcp_acked(conn.sock))
+        now = self.clock()
+        if verdict.late:
+            reset(conn.sock.fileno())  # RST: what the socket still holds never reaches the venue
+            conn.abort()
+            session.event(f"Connection reset: {verdict.reason}")
+            self.notice(ev.Notice("venue_reset", now, f"{name}: {verdict.reason}; the connection was reset and "
+                                                      "the orders refused"))
+            self.submit(ev.SessionDown(name, self.clock()))  # down now, not when the loop sees the close
+            for cl_ord_id in verdict.late:
+                self.submit(ev.VenueSendFailed(name, cl_ord_id, self.clock(), "late"))
+            return
+        if verdict.probe:
+            session.test_request_sent = True
+            session.send("1", [(112, f"TEST{now}")], now)
+        if verdict.down:
+            session.event(f"Marked down: {verdict.reason}")
+            self.notice(ev.Notice("venue_backpressure", now, f"{name}: {verdict.reason}; new orders refused"))
+            self.submit(ev.SessionDown(name, self.clock()))
+        elif verdict.up:
+            session.event(f"Marked up: {verdict.reason}")
+            self.notice(ev.Notice("venue_backpressure_over", now, f"{name}: {verdict.reason}"))
+            self.submit(ev.SessionUp(name, self.clock()))
 
     async def _flush_logs(self) -> None:
         # Message log lines are written every LOG_FLUSH_S, not one system call per message (a crash
@@ -162,6 +227,11 @@ class NativeEngine(CoreBridge):
         data = info.handle.send(msg_type, body, now)
         if data is None:
             return False
+        if msg_type in _ORDER_TYPES and info.role == "venue":
+            watch = self._watches[info.name]
+            watch.order(body[0][1], time.monotonic())
+            if watch.over():
+                self._check_soon(info.name)
         if self.journal is not None:
             self._sent(info.name, data.decode("latin-1"), now)
         return True
@@ -172,9 +242,22 @@ class NativeEngine(CoreBridge):
         try:
             self.receive(session.info, raw, now, fields)
         except Exception as exc:  # noqa: BLE001 - fail closed: the message is refused, the proxy keeps running
-            self.notice(ev.Notice("engine_error", now, f"{session.name}: {exc!r}"))
+            self.handler_failed(session, "deliver", exc, now)
             session._reject(int(fields.get(34, "0")), fields.get(35, ""), 99 if session.begin_string != "FIX.4.2"
                             else 0, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")
+
+    def handler_failed(self, session: Session | None, where: str, exc: Exception, now: int) -> None:
+        """An exception while handling a message: a notice and an alert (as the quickfix edge's ``_failed``)."""
+        name = session.name if session is not None else "(not logged on)"
+        tb = traceback.extract_tb(exc.__traceback__)[-1:]
+        at = f" at {tb[0].filename.rsplit('/', 1)[-1]}:{tb[0].lineno}" if tb else ""
+        detail = f"{name}: {where} failed: {exc!r}{at}"
+        try:
+            self.notice(ev.Notice("engine_error", now, detail))
+            self.notice(ev.Alert("engine_error", f"session:{name}", "100", where, "", now,
+                                 f"ENGINE_ERROR: {detail}; refused, the session serves on"))
+        except Exception:  # noqa: BLE001 - recording failed too (the journal says why on /healthz)
+            pass
 
     def session_up(self, session: Session) -> None:
         self.submit(ev.SessionUp(session.name, self.clock()))
@@ -184,8 +267,9 @@ class NativeEngine(CoreBridge):
             self.submit(ev.SessionDown(session.name, self.clock()))
 
     def not_resent(self, session: Session, cl_ord_ids: list[str]) -> None:
+        refused = self._watches[session.name].refused_late
         for cl_ord_id in cl_ord_ids:
-            if cl_ord_id:
+            if cl_ord_id and cl_ord_id not in refused:  # refused already, when it became too old to send
                 self.submit(ev.VenueSendFailed(session.name, cl_ord_id, self.clock(), "not_resent"))
 
     def logon_allowed(self, session: Session, fields: dict[int, str]) -> bool:  # type: ignore[override]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import xml.etree.ElementTree as ET
+from functools import cache
 from typing import Protocol
 
 from . import wire
@@ -18,6 +20,16 @@ from .store import NO_CORK, Cork, FileLog, FileStore
 _DAY_NS = 86_400 * 1_000_000_000
 #: Message types the session layer answers itself.
 _SESSION_TYPES = frozenset(("0", "1", "2", "3", "4", "5", "A"))
+#: How far a SendingTime (52) may be from this machine's clock (quickfix's MaxLatency default).
+MAX_LATENCY_S = 120
+
+
+@cache
+def desk_types() -> frozenset[str]:
+    """The message types the risk-desk session adds to FIX 4.4 (spec/admin-dictionary.xml, as quickfix reads it)."""
+    from ...admin.fixsession import SPEC_EXTENSION
+
+    return frozenset(m.get("msgtype", "") for m in ET.parse(SPEC_EXTENSION).getroot().iter("message"))
 
 
 class Owner(Protocol):
@@ -49,7 +61,8 @@ class Session:
         self.last_sent = self.last_received = time.monotonic()
         self.test_request_sent = False
         self.resend_until = 0  # > 0 while a ResendRequest of ours is outstanding (its end)
-        self.queued: dict[int, tuple[str, dict[int, str]]] = {}
+        self.queued: dict[int, tuple[str, dict[int, str], str]] = {}
+        self._window = (0, "", "")  # (second, earliest, latest SendingTime accepted in it)
 
     # ------------------------------------------------------------------ sending
 
@@ -161,7 +174,7 @@ class Session:
             self.event("Received logon response")
         if seq > self.store.next_target:
             self._request_resend(seq, now)
-            self.queued[seq] = ("", {35: "A", 34: str(seq)})  # counted when the gap is filled
+            self.queued[seq] = ("", {35: "A", 34: str(seq)}, "")  # counted when the gap is filled
         else:
             self.store.next_target = seq + 1
             self.store.save_seqnums()
@@ -170,39 +183,78 @@ class Session:
     # ------------------------------------------------------------------ receiving
 
     def on_message(self, raw: str, fields: dict[int, str], problem: str, data: bytes, now: int) -> None:
-        """One framed message on this session's logged-on connection."""
+        """One framed message on this session's logged-on connection.
+
+        Checked in quickfix's order: readable at all, BeginString, MsgSeqNum, the header's required
+        fields and SendingTime, CompIDs, then the sequence number; the dictionary's checks of the
+        message itself come when its number is the expected one (``_process``).
+        """
         if self.log is not None:
             self.log.message(data, now)
         self.last_received = time.monotonic()
         self.test_request_sent = False
+        if problem and problem.reason == wire.IGNORE:
+            self.event(f"Invalid message ignored: {problem}")
+            return
+        if fields.get(8) != self.begin_string:
+            text = f"Incorrect BeginString {fields.get(8, '')[:16]}"
+            self.event(text)
+            self.logout(text)
+            self.disconnect(text)
+            return
         msg_type = fields.get(35, "")
         seq_text = fields.get(34, "")
-        if not seq_text.isdigit():
-            self.logout("MsgSeqNum (34) missing or not a number")
+        if not (seq_text.isdigit() and seq_text.isascii() and len(seq_text) < 19):
+            self.event(f"Incorrect data format for value with tag: 34: {seq_text[:20]!r}: message ignored")
             return
-        if fields.get(49) != self.target or fields.get(56) != self.sender:
-            self._reject(int(seq_text), msg_type, 9, "CompID problem")
+        seq = int(seq_text)
+        for tag in (49, 56):
+            if tag not in fields:
+                if msg_type in _SESSION_TYPES:
+                    self._refuse(seq, msg_type, 1, f"Required tag missing: {wire._name(tag)}", tag)
+                else:  # as quickfix answers an application message whose header lacks a CompID
+                    self._business_reject(seq, msg_type, f"Conditionally Required Field Missing ({tag})")
+                return
+        sending = fields.get(52)
+        if sending is None or not wire.good_timestamp(sending):
+            self._refuse(seq, msg_type, 1 if sending is None else 6,
+                         "Required tag missing: SendingTime (52)" if sending is None
+                         else "Incorrect data format for value: SendingTime (52) is not a UTC timestamp", 52)
+            return
+        if not self.good_time(sending, now):
+            self._reject(seq, msg_type, 10, "SendingTime accuracy problem")
+            self.logout("SendingTime accuracy problem")
+            return
+        if fields[49] != self.target or fields[56] != self.sender:
+            self._reject(seq, msg_type, 9, "CompID problem")
             self.logout("CompID problem")
             return
         if msg_type == "4" and fields.get(123) != "Y":
             self._sequence_reset(fields, now)
             return
-        seq = int(seq_text)
         expected = self.store.next_target
         if seq > expected:
-            if msg_type == "2":
+            if msg_type == "2" and not problem:
                 self._resend(fields, now)  # answered at once; its number is counted when the gap fills
-                fields = {35: "0", 34: seq_text}
+                raw, fields = "", {35: "0", 34: seq_text}
             elif msg_type == "5":
                 self._logout_received(fields)
                 return
-            self.queued[seq] = (raw, fields)
+            self.queued[seq] = (raw, fields, problem)
             if not self.resend_until:
                 self._request_resend(seq, now)
             return
         if seq < expected:
             if fields.get(43) == "Y":
-                return  # a duplicate of what we already had
+                if msg_type != "4":  # a duplicate of what we already had, if its OrigSendingTime says so
+                    orig = fields.get(122)
+                    if orig is None:
+                        self._reject(seq, msg_type, 1, "Required tag missing: OrigSendingTime (122)", 122)
+                    elif orig > sending:
+                        self._reject(seq, msg_type, 10, "SendingTime accuracy problem: OrigSendingTime (122) "
+                                                         "is later than SendingTime (52)")
+                        self.logout("SendingTime accuracy problem")
+                return
             text = f"MsgSeqNum too low, expecting {expected} but received {seq}"
             self.event(text)
             self.logout(text)
@@ -216,21 +268,33 @@ class Session:
             item = self.queued.pop(nxt, None)
             if item is None:
                 break
-            q_raw, q_fields = item
-            self._process(q_raw, q_fields, "", q_fields.get(35, ""), nxt, now)
+            q_raw, q_fields, q_problem = item
+            self._process(q_raw, q_fields, q_problem, q_fields.get(35, ""), nxt, now)
         if self.resend_until and self.store.next_target > self.resend_until and not self.queued:
             self.resend_until = 0
             self.event("Resend complete")
 
+    def good_time(self, sending: str, now: int) -> bool:
+        """SendingTime within MAX_LATENCY_S of ``now`` (two string comparisons: the bounds are
+        made once a second, and UTC timestamps order as text)."""
+        second = now // 1_000_000_000
+        if self._window[0] != second:
+            self._window = (second, wire.stamp((second - MAX_LATENCY_S) * 1_000_000_000),
+                            wire.stamp((second + MAX_LATENCY_S + 1) * 1_000_000_000))
+        return self._window[1] <= sending <= self._window[2]
+
     def _process(self, raw: str, fields: dict[int, str], problem: str, msg_type: str, seq: int, now: int) -> None:
         store = self.store
-        if msg_type == "4":  # SequenceReset-GapFill
-            new = fields.get(36, "")
-            store.next_target = max(int(new), seq + 1) if new.isdigit() else seq + 1
+        if not raw:  # a Logon or ResendRequest already acted on, counted now that the gap is filled
+            store.next_target = seq + 1
             store.save_seqnums()
             return
-        if raw and not problem and msg_type not in _SESSION_TYPES and 52 in fields \
-                and wire.check_order(msg_type, fields) is None:
+        if problem:
+            bad: tuple[int, int, str] | None = (problem.reason, problem.tag, str(problem))
+        else:
+            bad = wire.check(self.begin_string, msg_type, fields,
+                             desk_types() if self.role == "admin" else frozenset())
+        if bad is None and msg_type not in _SESSION_TYPES:
             # An application message is journaled (by the owner) before its number counts as
             # received: a kill -9 in between, and recovery counts it from the journal.
             self.owner.deliver(self, raw, fields, now)
@@ -238,30 +302,40 @@ class Session:
             store.save_seqnums()
             return
         store.next_target = seq + 1
+        if bad is not None:
+            store.save_seqnums()
+            self._reject(seq, msg_type, bad[0], bad[2], bad[1])
+            return
+        if msg_type == "4":  # SequenceReset-GapFill (NewSeqNo is a number: checked above)
+            store.next_target = max(int(fields[36]), seq + 1)
         store.save_seqnums()
-        if problem:
-            self._reject(seq, msg_type, 0 if "tag number" in problem else 4, problem)
-            return
-        if msg_type == "0":
-            return
         if msg_type == "1":
-            self.send("0", [(112, fields.get(112, ""))], now)
+            self.send("0", [(112, fields[112])], now)
         elif msg_type == "2":
             self._resend(fields, now)
         elif msg_type == "3":
             self.event(f"Message {fields.get(45, '?')} rejected: {fields.get(58, fields.get(373, ''))}")
         elif msg_type == "5":
             self._logout_received(fields)
-        elif msg_type == "A":
-            if raw:  # a second Logon on a logged-on session
-                self._reject(seq, msg_type, 2, "already logged on")
-        elif raw:
-            if 52 not in fields:
-                self._reject(seq, msg_type, 1, "Required tag missing: SendingTime (52)", 52)
-                return
-            bad = wire.check_order(msg_type, fields)
-            if bad is not None:
-                self._reject(seq, msg_type, bad[0], bad[2], bad[1])
+        elif msg_type == "A":  # a second Logon on a logged-on session (quickfix drops the connection too)
+            self.disconnect("Logon state is not valid for message")
+
+    def _refuse(self, seq: int, msg_type: str, reason: int, text: str, ref_tag: int = 0) -> None:
+        """A session Reject for a message refused before its number was checked: the number counts
+        if it was the expected one (as quickfix's generateReject)."""
+        if seq == self.store.next_target and msg_type not in ("A", "4"):
+            self.store.next_target = seq + 1
+            self.store.save_seqnums()
+        self._reject(seq, msg_type, reason, text, ref_tag)
+
+    def _business_reject(self, seq: int, msg_type: str, text: str) -> None:
+        """BusinessMessageReject 380=5 (conditionally required field missing), as quickfix sends
+        for an application message whose header lacks a field it needs."""
+        if seq == self.store.next_target:
+            self.store.next_target = seq + 1
+            self.store.save_seqnums()
+        self.event(f"Message {seq} Rejected: {text}")
+        self.send("j", [(45, str(seq)), (372, msg_type or "?"), (380, "5"), (58, text)], self.clock())
 
     def _logout_received(self, fields: dict[int, str]) -> None:
         self.event(f"Received logout{': ' + fields[58] if 58 in fields else ''}")
@@ -375,7 +449,7 @@ class Connection(asyncio.Protocol):
     """One TCP connection: frames bytes, finds (acceptor) or knows (initiator) its session."""
 
     def __init__(self, resolve, session: Session | None = None, owner: Owner | None = None, allowed=None,
-                 cork: Cork = NO_CORK):
+                 cork: Cork = NO_CORK, limits=None, watch=None):
         self.resolve = resolve  # (begin_string, their CompID, our CompID) -> Session | None
         self.session = session
         self.owner = owner
@@ -387,20 +461,71 @@ class Connection(asyncio.Protocol):
         self.opened = time.monotonic()
         self.closed = False
         self.lost = asyncio.get_running_loop().create_future()  # done when the connection closes
+        # Acceptor side: the bounds on connections that have not logged on (guard.PendingLimits and
+        # the [acceptor] settings, from the engine); ``address`` is set while this one counts as pending.
+        self.limits = limits
+        self.address: str | None = None
+        self.received = 0  # bytes read before the Logon completed
+        self.timer: asyncio.TimerHandle | None = None
+        self.watch = watch  # initiator side: the venue's guard.VenueWatch
+        self.sock = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if self.allowed is not None and (peer is None or peer[0] not in self.allowed):
-            transport.close()
+            transport.abort()
+            return
+        limits = self.limits
+        if limits is not None and self.session is None:
+            self.address = peer[0] if peer else "?"
+            for old in limits.pending.admit(self, self.address):
+                old.address = None
+                if old is not self and self.owner is not None:
+                    self.owner.garbled(None, f"connection from {old.transport.get_extra_info('peername')} closed "
+                                             "before its Logon: too many connections not logged on")
+                old.abort()
+            if self.address is not None:
+                self.timer = asyncio.get_running_loop().call_later(limits.logon_timeout_s, self._logon_timeout)
             return
         if self.session is not None:
+            if self.watch is not None:
+                self.sock = transport.get_extra_info("socket")
+                self.watch.connect(time.monotonic())
             self.session.attach(self)
             self.session.send_logon()
+
+    def _logon_timeout(self) -> None:
+        self.timer = None
+        if self.address is not None and not (self.session is not None and self.session.logged_on):
+            if self.owner is not None:
+                self.owner.garbled(None, f"connection from {self.transport.get_extra_info('peername')} closed: "
+                                         f"no Logon within {self.limits.logon_timeout_s:g} s")
+            self.abort()
+
+    def _logged_on(self) -> None:
+        """No longer a connection waiting for its Logon."""
+        if self.address is not None:
+            self.limits.pending.done(self, self.address)
+            self.address = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def abort(self) -> None:
+        """Close at once, dropping what is unsent (a connection that never logged on, or a venue
+        connection whose unsent orders became too old to send)."""
+        self._logged_on()
+        if not self.closed:
+            self.closed = True
+            self.out.clear()
+            self.transport.abort()
 
     def write(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.watch is not None:
+            self.watch.wrote(len(data))
         if self.cork.depth:
             self.out.append(data)
             self.cork.dirty[self] = None
@@ -420,13 +545,29 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.address is not None:  # not logged on yet: a few KiB at most
+            self.received += len(data)
+            if self.received > self.limits.max_logon_bytes:
+                if self.owner is not None:
+                    self.owner.garbled(None, f"connection from {self.transport.get_extra_info('peername')} "
+                                             f"closed: over {self.limits.max_logon_bytes} bytes before its Logon")
+                self.abort()
+                return
         frames = self.framer.feed(data)
         if self.framer.garbled:
             for why in self.framer.garbled:
                 if self.owner is not None:
                     self.owner.garbled(self.session, why)
             self.framer.garbled.clear()
+            if self.session is None or not self.session.logged_on:
+                self.close()  # garbled before the Logon: quickfix drops the connection too
+                return
         if not frames:
+            return
+        if self.watch is not None:
+            self.watch.received(time.monotonic())
+        if self.address is not None:
+            self._pending_frames(frames)
             return
         # The first message of a read is answered at once: its writes go out as it is handled, so
         # the peer works on them while this side records what it did (an ack is not held back by the
@@ -449,12 +590,29 @@ class Connection(asyncio.Protocol):
         raw = data.decode("latin-1")
         fields, problem = wire.fields(raw)
         session = self.session
-        if session is None or not session.logged_on:
-            self._logon(raw, fields, data, now)
-        else:
-            session.on_message(raw, fields, problem, data, now)
+        try:
+            if session is None or not session.logged_on:
+                self._logon(raw, fields, data, now, problem)
+            else:
+                session.on_message(raw, fields, problem, data, now)
+        except Exception as exc:  # noqa: BLE001 - one message's failure must not end the connection
+            self._failed(exc, fields, now)
 
-    def _logon(self, raw: str, fields: dict[int, str], data: bytes, now: int) -> None:
+    def _failed(self, exc: Exception, fields: dict[int, str], now: int) -> None:
+        """A message whose handling raised: recorded by the owner (a notice and an alert), answered
+        with a session Reject (373=99 "Other", 0 on FIX 4.2) if the session is logged on here, and
+        the connection reads on (as the quickfix edge does)."""
+        session = self.session
+        failed = getattr(self.owner, "handler_failed", None)
+        if failed is not None:
+            failed(session, "message handling", exc, now)
+        if session is not None and session.logged_on and session.connection is self:
+            seq = fields.get(34, "")
+            session._reject(int(seq) if seq.isdigit() and len(seq) < 19 else 0, fields.get(35, ""),
+                            0 if session.begin_string == "FIX.4.2" else 99,
+                            f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")
+
+    def _logon(self, raw: str, fields: dict[int, str], data: bytes, now: int, problem: str = "") -> None:
         if fields.get(35) != "A":
             if self.session is not None and self.session.log is not None:
                 self.session.log.message(data, now)
@@ -473,16 +631,46 @@ class Connection(asyncio.Protocol):
                 return
             self.session = session
             session.attach(self)
-        if not fields.get(34, "").isdigit():
-            self.session.event("Logon without MsgSeqNum (34)")
-            self.close()
-            return
         if self.session.log is not None:
             self.session.log.message(data, now)
+        # A Logon the dictionary or the clock refuses is not answered (no Reject before a Logon):
+        # the connection is closed, as quickfix does ("Logon message is not valid").
+        bad = self._logon_problem(fields, problem, now)
+        if bad:
+            self.session.event(f"Logon message is not valid: {bad}")
+            self.close()
+            return
         self.session.last_received = time.monotonic()
         self.session.on_logon(fields, now)
 
+    def _logon_problem(self, fields: dict[int, str], problem: str, now: int) -> str:
+        """Why a Logon cannot be taken ("" when it can)."""
+        if problem:
+            return problem
+        if not fields.get(34, "").isdigit():
+            return "Logon without MsgSeqNum (34)"
+        bad = wire.check(self.session.begin_string, "A", fields)
+        if bad is not None:
+            return bad[2]
+        sending = fields.get(52, "")
+        if not wire.good_timestamp(sending):
+            return "SendingTime (52) missing or not a timestamp"
+        if not self.session.good_time(sending, now):
+            return "SendingTime accuracy problem"
+        return ""
+
+    def _pending_frames(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self._handle(frame)
+            if self.session is not None and self.session.logged_on and self.session.connection is self:
+                self._logged_on()
+            if self.closed:
+                return
+
     def connection_lost(self, exc) -> None:
+        self._logged_on()
+        if self.watch is not None:
+            self.watch.disconnect()
         self.closed = True
         if not self.lost.done():
             self.lost.set_result(None)

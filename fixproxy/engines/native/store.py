@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from array import array
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class _MappedFile:
     the file is cut back to it on close. After a crash the tail is zeros, which readers skip."""
 
     CHUNK = 1 << 22
+    RELEASE = 1 << 19  # written pages are unmapped from the process every this many bytes
 
     def __init__(self, path: Path, size: int | None = None, truncate: bool = False, fixed: int = 0):
         self.fd = _open(path, truncate)
@@ -77,6 +79,7 @@ class _MappedFile:
         self.capacity = fixed or max(self.CHUNK, (self.size // self.CHUNK + 1) * self.CHUNK)
         os.ftruncate(self.fd, self.capacity)
         self.map = mmap.mmap(self.fd, self.capacity)
+        self.released = 0
 
     def append(self, data: bytes) -> int:
         """Write ``data`` at the end; returns where it starts."""
@@ -88,6 +91,14 @@ class _MappedFile:
             self.map.resize(self.capacity)
         self.map[start:end] = data
         self.size = end
+        if end - self.released >= self.RELEASE:
+            # The pages written so far leave the process's RSS (they stay in the page cache; a resend
+            # reads them back): a day's messages would otherwise all count as the proxy's memory.
+            done = (start // mmap.PAGESIZE) * mmap.PAGESIZE
+            first = (self.released // mmap.PAGESIZE) * mmap.PAGESIZE
+            if done > first and hasattr(mmap, "MADV_DONTNEED"):
+                self.map.madvise(mmap.MADV_DONTNEED, first, done - first)
+            self.released = done
         return start
 
     def put(self, data: bytes) -> None:
@@ -100,6 +111,44 @@ class _MappedFile:
         os.close(self.fd)
 
 
+class _Index:
+    """Where each sent message is in the body file, by sequence number, for the last ``WINDOW`` to
+    ``2 * WINDOW`` messages (two ``array('q')``, 16 bytes a message); older ones are found by reading
+    the header file (``seq,offset,size`` entries in order) when a resend asks for them, so a day's
+    messages cost the process no memory."""
+
+    WINDOW = 8192
+    __slots__ = ("first", "offsets", "sizes")
+
+    def __init__(self) -> None:
+        self.first = 1  # the sequence number of offsets[0]
+        self.offsets = array("q")  # -1: not stored
+        self.sizes = array("q")
+
+    def __setitem__(self, seq: int, where: tuple[int, int]) -> None:
+        i = seq - self.first
+        if i < 0:
+            return  # older than the window: the header file has it
+        if i >= len(self.offsets):
+            gap = i + 1 - len(self.offsets)
+            self.offsets.extend([-1] * gap)
+            self.sizes.extend([0] * gap)
+        self.offsets[i], self.sizes[i] = where
+        if len(self.offsets) >= 2 * self.WINDOW:
+            drop = len(self.offsets) - self.WINDOW
+            del self.offsets[:drop], self.sizes[:drop]
+            self.first += drop
+
+    def get(self, seq: int) -> tuple[int, int] | None:
+        i = seq - self.first
+        if 0 <= i < len(self.offsets) and self.offsets[i] >= 0:
+            return self.offsets[i], self.sizes[i]
+        return None
+
+    def __len__(self) -> int:
+        return sum(1 for o in self.offsets if o >= 0)
+
+
 class FileStore:
     """Sequence numbers and sent messages of one session (quickfix FileStore files)."""
 
@@ -107,7 +156,7 @@ class FileStore:
         directory.mkdir(parents=True, exist_ok=True)
         self._paths = {k: directory / f"{prefix}.{k}" for k in ("body", "header", "seqnums", "session")}
         self._files: tuple[_MappedFile, _MappedFile, _MappedFile] | None = None
-        self.index: dict[int, tuple[int, int]] = {}
+        self.index = _Index()
         self.next_sender = self.next_target = 1
         self.created_day = now_ns // _DAY_NS
         session_file = self._paths["session"]
@@ -146,7 +195,7 @@ class FileStore:
         self.close()
         self._files = (_MappedFile(self._paths["body"], truncate=True), _MappedFile(self._paths["header"], truncate=True),
                        _MappedFile(self._paths["seqnums"], truncate=True, fixed=_SEQNUMS_SIZE))
-        self.index = {}
+        self.index = _Index()
         self.next_sender = self.next_target = 1
         self.created_day = now_ns // _DAY_NS
         self._paths["session"].write_text(_created_text(now_ns))
@@ -168,8 +217,15 @@ class FileStore:
         """Stored messages ``begin``..``end`` (inclusive) that exist, oldest first."""
         body = self._files[0].map
         out = []
+        older: dict[int, tuple[int, int]] = {}
+        if begin < self.index.first:  # before the in-memory window: read the header file once
+            header = self._files[1]
+            for entry in bytes(header.map[:header.size]).decode("latin-1").split():
+                parts = entry.split(",")
+                if len(parts) == 3 and all(p.isdigit() for p in parts) and begin <= int(parts[0]) <= end:
+                    older[int(parts[0])] = (int(parts[1]), int(parts[2]))
         for seq in range(begin, end + 1):
-            where = self.index.get(seq)
+            where = self.index.get(seq) or older.get(seq)
             if where is not None:
                 out.append((seq, body[where[0]:where[0] + where[1]].decode("latin-1")))
         return out

@@ -101,22 +101,66 @@ def _message_end(data: bytes | bytearray, pos: int) -> int | str | None:
         return "BodyLength (9) does not end the message at CheckSum (10)"
     if sum(data[pos:body_end]) % 256 != int(trailer[3:6]):
         return "CheckSum (10) does not match"
+    if data[end9 + 1:end9 + 4] != b"35=":
+        return "MsgType (35) is not the third field"
     return total
 
 
+class Problem(str):
+    """Why a message is malformed (the text), with the session Reject's reason (373) and tag (371).
+    ``reason`` IGNORE: not readable as a message at all; dropped unanswered, its number unused (as
+    quickfix drops a message whose tag is not a number)."""
+
+    reason: int
+    tag: int
+
+
+IGNORE = -1
+
+
+def problem(text: str, reason: int, tag: int = 0) -> Problem:
+    out = Problem(text)
+    out.reason, out.tag = reason, tag
+    return out
+
+
+#: Header fields of FIX 4.2 and 4.4: one after the first body field is out of order (373=14).
+HEADER = frozenset((8, 9, 34, 35, 43, 49, 50, 52, 56, 57, 90, 91, 97, 115, 116, 122, 128, 129, 142, 143, 144,
+                    145, 212, 213, 347, 369, 370, 627, 628, 629, 630))
+#: Tags that may appear more than once: members of the repeating groups of the order messages
+#: (D, G, F in the FIX 4.2 and 4.4 dictionaries) and of the header's NoHops group. Any other tag
+#: repeated is refused (373=13); groups are not forwarded, so their counts are not checked.
+GROUP_MEMBERS = frozenset((
+    79, 80, 233, 234, 241, 242, 243, 244, 245, 246, 247, 256, 305, 306, 307, 308, 309, 310, 311, 312, 313, 315,
+    316, 317, 318, 336, 362, 363, 364, 365, 435, 436, 447, 448, 452, 455, 456, 457, 458, 459, 462, 463, 467, 523,
+    524, 525, 538, 539, 542, 545, 592, 593, 594, 595, 625, 661, 736, 763, 802, 803, 804, 805, 810, 865, 866, 867,
+    868, 877, 878, 879, 882, 883, 884, 885, 886, 887, 888, 889, 941, 628, 629, 630))
+
+
 def fields(raw: str) -> tuple[dict[int, str], str]:
-    """(tag -> value, "") for a framed message, or (what was parsed, why it is malformed)."""
+    """(tag -> value, "") for a framed message, or (what was parsed, the Problem with it)."""
     # Every message is read here: the well-formed case in one pass (a well-formed tag is a key of
-    # TAG_NUMBERS, "012" or "x1" is not), anything else checked field by field.
+    # TAG_NUMBERS, "012" or "x1" is not), anything else checked field by field. A repeated tag
+    # leaves fewer keys than fields, and a header field after the body shows in the keys' order
+    # (the header is a handful of keys at the front): both only cost a comparison when absent.
     if raw[-1:] == SOH:
         out: dict[int, str] = {}
+        parts = raw[:-1].split(SOH)
         try:
-            for part in raw[:-1].split(SOH):
+            for part in parts:
                 tag, _, value = part.partition("=")
                 if not value:
                     return _checked_fields(raw)
                 out[TAG_NUMBERS[tag]] = value
         except KeyError:
+            return _checked_fields(raw)
+        if len(out) != len(parts):
+            return _checked_fields(raw)
+        keys = iter(out)
+        for tag in keys:
+            if tag not in HEADER:
+                break
+        if not HEADER.isdisjoint(keys):
             return _checked_fields(raw)
         return out, ""
     return _checked_fields(raw)
@@ -124,43 +168,151 @@ def fields(raw: str) -> tuple[dict[int, str], str]:
 
 def _checked_fields(raw: str) -> tuple[dict[int, str], str]:
     out: dict[int, str] = {}
-    problem = ""
+    found: Problem | None = None
+    in_body = False
     for part in raw.split(SOH):
         if not part:
             continue
         tag, eq, value = part.partition("=")
         if not (eq and tag.isdigit() and tag.isascii() and len(tag) < 10 and tag[0] != "0"):
-            problem = problem or f"invalid tag number {tag[:16]!r}"
+            if tag[:1] == "-" and tag[1:].isdigit() or tag[:1] == "0" and tag.isdigit() and eq:
+                found = found or problem(f"invalid tag number {tag[:16]!r}", 0, 0)
+            else:
+                found = found or problem(f"invalid tag number {tag[:16]!r}", IGNORE)
             continue
+        number = int(tag)
         if not value:
-            problem = problem or f"tag {tag} has no value"
+            found = found or problem(f"tag {tag} has no value", 4, number)
             continue
-        out[int(tag)] = value
-    return out, problem
+        if number in HEADER:
+            if in_body:
+                found = found or problem(f"Tag specified out of required order: {number}", 14, number)
+        elif number != 10:
+            in_body = True
+        if number in out and number not in GROUP_MEMBERS:
+            found = found or problem(f"Tag appears more than once: {number}", 13, number)
+            continue  # the first value stays (the message is refused anyway)
+        out[number] = value
+    return out, found or ""
 
 
-#: Fields an order message must carry (FIX 4.2 and 4.4 both), by MsgType: refused by the session
-#: layer with a session Reject naming the tag, as a data dictionary would.
-REQUIRED = {"D": ((11, "ClOrdID"), (54, "Side"), (60, "TransactTime"), (40, "OrdType")),
-            "G": ((11, "ClOrdID"), (41, "OrigClOrdID"), (54, "Side"), (60, "TransactTime"), (40, "OrdType")),
-            "F": ((11, "ClOrdID"), (41, "OrigClOrdID"), (54, "Side"), (60, "TransactTime"))}
+#: Fields a message must carry, by BeginString and MsgType (the FIX 4.2 and 4.4 dictionaries'
+#: required body fields of the messages the proxy reads): refused with a session Reject naming the
+#: tag (373=1), as a data dictionary would.
+_REQUIRED_44 = {"D": (11, 40, 54, 60), "G": (11, 40, 41, 54, 60), "F": (11, 41, 54, 60),
+                "1": (112,), "2": (7, 16), "3": (45,), "4": (36,), "A": (98, 108)}
+REQUIRED = {"FIX.4.4": _REQUIRED_44,
+            "FIX.4.2": {**_REQUIRED_44, "D": (11, 21, 40, 54, 55, 60), "G": (11, 21, 40, 41, 54, 55, 60),
+                        "F": (11, 41, 54, 55, 60)}}
+_REQUIRED_SETS = {version: {t: frozenset(tags) for t, tags in table.items()} for version, table in REQUIRED.items()}
+NAMES = {7: "BeginSeqNo", 11: "ClOrdID", 16: "EndSeqNo", 21: "HandlInst", 36: "NewSeqNo", 38: "OrderQty",
+         40: "OrdType", 41: "OrigClOrdID", 43: "PossDupFlag", 44: "Price", 45: "RefSeqNum", 52: "SendingTime",
+         54: "Side", 55: "Symbol", 59: "TimeInForce", 60: "TransactTime", 97: "PossResend", 98: "EncryptMethod",
+         99: "StopPx", 108: "HeartBtInt", 110: "MinQty", 111: "MaxFloor", 112: "TestReqID", 122: "OrigSendingTime",
+         123: "GapFillFlag", 141: "ResetSeqNumFlag", 453: "NoPartyIDs"}
 #: Quantity and price fields: a FIX float (digits, one optional point, an optional leading minus).
-NUMERIC = ((38, "OrderQty"), (44, "Price"), (99, "StopPx"), (110, "MinQty"), (111, "MaxFloor"))
-_FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)")
+NUMERIC = (38, 44, 99, 110, 111)
+_FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)", re.ASCII)
+#: Integer fields, and the NumInGroup fields of order messages.
+INTEGER = (7, 16, 36, 45, 98, 108)
+GROUP_COUNTS = (78, 232, 386, 453, 454, 457, 539, 711, 802, 804, 864, 887)
+TIMESTAMP = (52, 60, 122)
+_TIMESTAMP = re.compile(r"\d{4}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])-([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?",
+                        re.ASCII)
+#: Values the dictionaries allow (373=5 for any other), by BeginString.
+_ENUMS_44 = {54: frozenset("123456789ABCDEFG"), 40: frozenset("12346789DEGIJKLMP"), 59: frozenset("01234567"),
+             21: frozenset("123"), 43: frozenset("YN"), 97: frozenset("YN"), 123: frozenset("YN"),
+             141: frozenset("YN")}
+ENUMS = {"FIX.4.4": _ENUMS_44,
+         "FIX.4.2": {**_ENUMS_44, 54: frozenset("123456789"), 40: frozenset("123456789ABCDEFGHIP"),
+                     59: frozenset("0123456")}}
+#: MsgTypes of the dictionaries (any other is refused 373=11).
+MSG_TYPES = {"FIX.4.2": frozenset("0 1 2 3 4 5 6 7 8 9 A B C D E F G H J K L M N P Q R S T V W X Y Z a b c d e f g h "
+                                  "i j k l m".split())}
+MSG_TYPES["FIX.4.4"] = MSG_TYPES["FIX.4.2"] | frozenset(
+    "n o p q r s t u v w x y z AA AB AC AD AE AF AG AH AI AJ AK AL AM AN AO AP AQ AR AS AT AU AV AW AX AY AZ BA BB "
+    "BC BD BE BF BG BH".split())
+#: Fields checked on every message they appear in (most messages carry none of them).
+_EVERYWHERE = (43, 97, 122, 123, 141)
+#: Checked on an order message: the usual fields one by one, the rarer ones as present.
+_ORDER_TAGS = frozenset((99, 110, 111) + _EVERYWHERE + GROUP_COUNTS)
+_OTHER_TAGS = frozenset(INTEGER + _EVERYWHERE)
+_ENUM, _TIME, _FLOAT_KIND, _INT = range(4)
+_KIND = {**{t: _ENUM for t in _ENUMS_44}, **{t: _TIME for t in TIMESTAMP}, **{t: _FLOAT_KIND for t in NUMERIC},
+         **{t: _INT for t in INTEGER + GROUP_COUNTS}}
 
 
-def check_order(msg_type: str, fields: dict[int, str]) -> tuple[int, int, str] | None:
-    """(SessionRejectReason, tag, text) for an order message missing a required field or carrying
-    a quantity or price that is not a number; None when its form is right (values are the core's)."""
-    for tag, name in REQUIRED.get(msg_type, ()):
-        if tag not in fields:
-            return 1, tag, f"Required tag missing: {name} ({tag})"
-    if msg_type in REQUIRED:
-        for tag, name in NUMERIC:
-            value = fields.get(tag)
-            if value is not None and not _FLOAT.fullmatch(value):
-                return 6, tag, f"Incorrect data format for value: {name} ({tag}) is not a number"
-    return None
+def good_timestamp(value: str) -> bool:
+    """A FIX UTCTimestamp: YYYYMMDD-HH:MM:SS with up to nine decimals."""
+    return _TIMESTAMP.fullmatch(value) is not None
+
+
+def _name(tag: int) -> str:
+    return f"{NAMES[tag]} ({tag})" if tag in NAMES else f"tag {tag}"
+
+
+def check(begin_string: str, msg_type: str, fields: dict[int, str],
+          more_types: frozenset[str] = frozenset()) -> tuple[int, int, str] | None:
+    """(SessionRejectReason, tag, text) for a message its dictionary refuses: an unknown MsgType
+    (``more_types`` extend the dictionary's), a required field missing, a number or time that is
+    not one, a value outside the field's list; None when its form is right (values are the core's)."""
+    if msg_type not in MSG_TYPES.get(begin_string, MSG_TYPES["FIX.4.4"]) and msg_type not in more_types:
+        return 11, 35, f"Invalid MsgType ({msg_type[:16]})"
+    required = _REQUIRED_SETS.get(begin_string, _REQUIRED_SETS["FIX.4.4"]).get(msg_type)
+    if required is not None and not fields.keys() >= required:
+        tag = min(required.difference(fields))
+        return 1, tag, f"Required tag missing: {_name(tag)}"
+    enums = ENUMS.get(begin_string, _ENUMS_44)
+    bad = 0
+    if msg_type in ("D", "G", "F"):
+        # Every order passes here: its usual fields checked in line (a loop costs more).
+        get = fields.get
+        v = get(38)
+        if v is not None and not (v.isdigit() and v.isascii()) and _FLOAT.fullmatch(v) is None:
+            bad = 38
+        v = get(44)
+        if v is not None and not bad and _FLOAT.fullmatch(v) is None:
+            bad = 44
+        if not bad:
+            v = get(21)
+            if v is not None and v not in enums[21]:
+                bad = 21
+            elif get(40, "1") not in enums[40]:
+                bad = 40
+            elif get(54, "1") not in enums[54]:
+                bad = 54
+            elif get(59, "0") not in enums[59]:
+                bad = 59
+            elif _TIMESTAMP.fullmatch(get(60, "20000101-00:00:00")) is None:
+                bad = 60
+        present = _ORDER_TAGS.intersection(fields)
+    else:
+        present = _OTHER_TAGS.intersection(fields)
+    for tag in present:
+        value = fields[tag]
+        kind = _KIND[tag]
+        if kind == _ENUM:
+            ok = value in enums[tag]
+        elif kind == _TIME:
+            ok = _TIMESTAMP.fullmatch(value) is not None
+        elif value.isdigit() and value.isascii():  # the usual quantity, and every integer
+            continue
+        else:
+            ok = kind == _FLOAT_KIND and _FLOAT.fullmatch(value) is not None
+        if not ok and (not bad or tag < bad):
+            bad = tag  # the lowest tag first, as quickfix's dictionary reads a message in tag order
+    if not bad:
+        return None
+    kind = _KIND[bad]
+    if kind == _ENUM:
+        return 5, bad, f"Value is incorrect (out of range) for this tag: {_name(bad)}"
+    what = {_TIME: "a UTC timestamp", _FLOAT_KIND: "a number", _INT: "an integer"}[kind]
+    return 6, bad, f"Incorrect data format for value: {_name(bad)} is not {what}"
+
+
+def check_order(msg_type: str, fields: dict[int, str], begin_string: str = "FIX.4.4") -> tuple[int, int, str] | None:
+    """``check`` of an order message (D, G, F)."""
+    return check(begin_string, msg_type, fields)
 
 
 def body_of(raw: str) -> list[tuple[int, str]]:

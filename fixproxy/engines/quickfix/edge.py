@@ -18,19 +18,49 @@ from __future__ import annotations
 import ctypes
 import queue
 import threading
+import traceback
 
 import quickfix as fix
 
 from ... import codec
 from ...core import events as ev
 from ..bridge import CoreBridge, SessionInfo
+from .watch import VenueWatching
+
+
+def wire_text(text: str) -> str:
+    """quickfix's text of a message as the native engine reads the same bytes: one character per
+    byte (latin-1), which is how the proxy holds FIX text on both engines (journal, core, stores).
+
+    The binding decodes a message's bytes as UTF-8, a byte that is not UTF-8 becoming a lone
+    surrogate (surrogateescape): ``encode`` gives the bytes back exactly.
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def binding_text(text: str) -> str:
+    """The inverse of ``wire_text`` for a message handed to quickfix, which takes a str and sends
+    it as UTF-8. Never raises: bytes that are not UTF-8 cannot pass the binding (they become
+    U+FFFD), nor can a lone surrogate (it becomes "?")."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a character no byte stands for (text of the proxy's own): as it is
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def frame(begin_string: str, msg_type: str, body: list[tuple[int, str]]) -> str:
-    """A complete FIX message (BodyLength and CheckSum filled in); quickfix adds the session header."""
+    """A complete FIX message (BodyLength and CheckSum filled in); quickfix adds the session header.
+    Total: any str values give a message the binding accepts (see ``binding_text``)."""
     text = f"35={msg_type}\x01" + "".join(f"{tag}={value}\x01" for tag, value in body)
-    head = f"8={begin_string}\x019={len(text.encode())}\x01"
-    return f"{head}{text}10={sum((head + text).encode()) % 256:03d}\x01"
+    if not text.isascii():
+        text = binding_text(text)
+    data = text.encode()
+    head = f"8={begin_string}\x019={len(data)}\x01"
+    return f"{head}{text}10={(sum(head.encode()) + sum(data)) % 256:03d}\x01"
 
 
 def session_info(name: str, role: str, sid: fix.SessionID) -> SessionInfo:
@@ -44,8 +74,15 @@ def session_info(name: str, role: str, sid: fix.SessionID) -> SessionInfo:
 # where the callback's own Ensure keeps the count above zero).
 _PYGILSTATE_LOCKED = 0
 
+#: The exceptions a callback may raise on purpose: each has a defined wire effect. Any other
+#: exception leaving a callback makes the binding print it and call Py_Exit from quickfix's thread
+#: (src/python/quickfix.i, "director:except"), which stops that thread for good: every callback
+#: therefore catches everything else itself (``_failed``).
+_WIRE_EFFECTS = (fix.DoNotSend, fix.RejectLogon, fix.UnsupportedMessageType, fix.IncorrectTagValue,
+                 fix.IncorrectDataFormat, fix.FieldNotFound)
 
-class ProxyApplication(CoreBridge, fix.Application):
+
+class ProxyApplication(VenueWatching, CoreBridge, fix.Application):
     """Bridges quickfix sessions and one ProxyCore (``SessionInfo.handle`` is the quickfix SessionID)."""
 
     def __init__(self, core, sessions: list[SessionInfo], on_record, **kwargs):
@@ -61,35 +98,84 @@ class ProxyApplication(CoreBridge, fix.Application):
         self._control: queue.SimpleQueue[ev.Event | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._control_loop, name="fixproxy-control", daemon=True)
         self._worker.start()
+        self._engine_threads: list[threading.Thread] = []  # quickfix's acceptor and initiator (``run``)
+        self._closed = False
+        self._broken = ""  # why an edge thread cannot go on, once one cannot
+
+    # -------------------------------------------------------------- engine threads and health
+
+    def run(self, engine, name: str) -> None:
+        """Start a quickfix acceptor or initiator on a thread of ours (what its ``start`` does, with
+        a handle kept so that ``engine_problem`` sees the thread end)."""
+        thread = threading.Thread(target=engine.block, name=f"quickfix-{name}", daemon=True)
+        thread.start()
+        self._engine_threads.append(thread)
+
+    def engine_problem(self) -> str:
+        """Why this edge cannot serve ("" when it can): a quickfix or control thread ended while the
+        proxy runs, or a failure could not even be recorded. /healthz fails on it."""
+        if self._closed:
+            return ""
+        dead = [t.name for t in (self._worker, *self._engine_threads) if not t.is_alive()]
+        if dead:
+            return f"thread {', '.join(dead)} ended"
+        return self._broken
 
     # -------------------------------------------------------------- quickfix callbacks
 
+    # Every callback catches what it does not raise on purpose (see _WIRE_EFFECTS and _failed).
+
     def onCreate(self, sid: fix.SessionID) -> None:
-        info = self._by_sid.get(sid.toString())
-        if info is not None:
-            self._sessions[info.name] = fix.Session.lookupSession(sid)
+        try:
+            info = self._by_sid.get(sid.toString())
+            if info is not None:
+                self._sessions[info.name] = fix.Session.lookupSession(sid)
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            self._failed("onCreate", sid, exc)
 
     def onLogon(self, sid: fix.SessionID) -> None:
-        info = self._by_sid.get(sid.toString())
-        if info is not None:
-            self.submit(ev.SessionUp(info.name, self.clock()))
+        try:
+            info = self._by_sid.get(sid.toString())
+            if info is not None:
+                self._watch_logon(sid)
+                self.submit(ev.SessionUp(info.name, self.clock()))
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            self._failed("onLogon", sid, exc)
 
     def onLogout(self, sid: fix.SessionID) -> None:
         # Called with the session's mutex held: hand the event over instead of taking the core lock.
-        info = self._by_sid.get(sid.toString())
-        if info is not None:
-            self._control.put(ev.SessionDown(info.name, self.clock()))
+        try:
+            info = self._by_sid.get(sid.toString())
+            if info is not None:
+                self._watch_logout(sid)
+                self._control.put(ev.SessionDown(info.name, self.clock()))
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            self._failed("onLogout", sid, exc, locked_out=True)
         if threading.get_ident() in self._kept_threads:
             # A threaded socket class ends a session's thread with its connection: let its state go.
             self._kept_threads.discard(threading.get_ident())
             ctypes.pythonapi.PyGILState_Release(_PYGILSTATE_LOCKED)
 
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
-        pass
+        try:
+            self._watch_out(message, sid)  # bytes towards a venue (watch.py)
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            self._failed("toAdmin", sid, exc, locked_out=True)
 
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        try:
+            self._from_admin(message, sid)
+        except _WIRE_EFFECTS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            self._failed("fromAdmin", sid, exc)
+            if message.getHeader().getField(35) == "A":
+                raise fix.RejectLogon("the Logon could not be checked") from None  # fail closed
+
+    def _from_admin(self, message: fix.Message, sid: fix.SessionID) -> None:
         if threading.get_ident() not in self._kept_threads:
             self._keep_thread()
+        self._watch_in(sid)
         if not self.check_logon:
             return
         info = self._by_sid.get(sid.toString())
@@ -99,6 +185,17 @@ class ProxyApplication(CoreBridge, fix.Application):
                 raise fix.RejectLogon("bad Username (553) or Password (554)")
 
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
+        try:
+            self._to_app(message, sid)
+        except _WIRE_EFFECTS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            # Called with the session's mutex held (no core lock here). Not sent: fail closed, and
+            # the core hears the send failed.
+            self._failed("toApp", sid, exc, locked_out=True)
+            raise fix.DoNotSend() from None
+
+    def _to_app(self, message: fix.Message, sid: fix.SessionID) -> None:
         own = getattr(self._local, "sending", None)
         if own is not None:  # the proxy's own message, sent by _send on this thread
             if own.role == "venue" and not self._sessions[own.name].isLoggedOn():
@@ -111,13 +208,21 @@ class ProxyApplication(CoreBridge, fix.Application):
                 # A resend request from the venue: an order is never sent late; quickfix gap-fills
                 # instead, and the OMS hears that it did not reach the venue (via the control thread:
                 # this callback holds the session's mutex).
-                if message.isSetField(11):
+                if message.isSetField(11) and not self._refused_late(info.name, message.getField(11)):
                     self._control.put(ev.VenueSendFailed(info.name, message.getField(11), self.clock(), "not_resent"))
                 raise fix.DoNotSend()
             if not self._sessions[info.name].isLoggedOn():
                 raise fix.DoNotSend()  # not queued for later: the core is told the send failed
 
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
+        try:
+            self._from_app(message, sid)
+        except _WIRE_EFFECTS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _failed
+            self._failed("fromApp", sid, exc, message=message)
+
+    def _from_app(self, message: fix.Message, sid: fix.SessionID) -> None:
         # The core lock first, before any call into the binding: each such call releases the GIL, and
         # a message read meanwhile on the other quickfix thread would take it, make its own calls and
         # hand it back and forth with this one before it blocked on the lock anyway. Waiting for the
@@ -127,14 +232,48 @@ class ProxyApplication(CoreBridge, fix.Application):
         with self.lock:
             if threading.get_ident() not in self._kept_threads:
                 self._keep_thread()
-            raw = message.toString()
+            raw = wire_text(message.toString())
             fields = codec.parse(raw)
             info = self._by_header.get((fields.get(8), fields.get(49), fields.get(56)))
             if info is None:
                 raise fix.UnsupportedMessageType()
             self.receive_locked(info, raw, now, fields)
-        if info.role == "admin":
+        if info.role == "venue":
+            self._watch_in(sid)
+        elif info.role == "admin":
             self._desk_message(info, fields, now)
+
+    def _failed(self, callback: str, sid: fix.SessionID, exc: Exception, message: fix.Message | None = None,
+                locked_out: bool = False) -> None:
+        """An exception in a callback: recorded (a notice and an alert), the application message
+        answered with a session Reject (373=99 "Other", 0 on FIX 4.2) as the native engine answers
+        it, and quickfix's thread goes on. Never raises. ``locked_out``: the callback holds the
+        session's mutex, so the record goes through the control thread."""
+        try:
+            info = self._by_sid.get(sid.toString())
+            name = info.name if info is not None else sid.toString()
+            where = traceback.extract_tb(exc.__traceback__)[-1:]
+            at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
+            now = self.clock()
+            detail = f"{name}: {callback} failed: {exc!r}{at}"
+            records = [ev.Notice("engine_error", now, detail),
+                       ev.Alert("engine_error", f"session:{name}", "100", callback, "", now,
+                                f"ENGINE_ERROR: {detail}; refused, the session serves on")]
+            if locked_out:
+                self._control.put(records)
+            else:
+                with self.lock:
+                    for record in records:
+                        self._record(record)
+            if message is not None and info is not None:
+                header = message.getHeader()
+                seq = header.getField(34) if header.isSetField(34) else "0"
+                msg_type = header.getField(35) if header.isSetField(35) else "?"
+                body = [(45, seq), (372, msg_type), (373, "0" if info.fix42 else "99"),
+                        (58, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")]
+                fix.Session.sendToTarget(fix.Message(frame(info.begin_string, "3", body), False), info.handle)
+        except Exception as again:  # noqa: BLE001 - nothing may leave a callback (see _WIRE_EFFECTS)
+            self._broken = f"{callback} failed ({exc!r}) and the failure could not be handled ({again!r})"
 
     def _keep_thread(self) -> None:
         """Keep this quickfix thread's Python thread state between callbacks (see _PYGILSTATE_LOCKED)."""
@@ -144,13 +283,22 @@ class ProxyApplication(CoreBridge, fix.Application):
     # -------------------------------------------------------------- the control thread
 
     def _control_loop(self) -> None:
-        while (event := self._control.get()) is not None:
+        while (item := self._control.get()) is not None:
             try:
-                self.submit(event)
+                if isinstance(item, list):  # records of a callback's failure (_failed)
+                    with self.lock:
+                        for record in item:
+                            self._record(record)
+                else:
+                    self.submit(item)
             except Exception as exc:  # noqa: BLE001 - the control thread must survive
-                self.notice(ev.Notice("control_error", self.clock(), repr(exc)))
+                try:
+                    self.notice(ev.Notice("control_error", self.clock(), repr(exc)))
+                except Exception as again:  # noqa: BLE001
+                    self._broken = f"the control thread cannot record ({again!r})"
 
     def close(self) -> None:
+        self._closed = True
         self._control.put(None)
 
     def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
@@ -165,6 +313,10 @@ class ProxyApplication(CoreBridge, fix.Application):
             sent = False
         finally:
             local.sending = None
-        if sent and self.journal is not None:
-            self._sent(info.name, msg.toString(), now)  # quickfix filled in the header
+        if sent and (self.journal is not None or info.role == "venue"):
+            raw = wire_text(msg.toString())  # quickfix filled in the header
+            if self.journal is not None:
+                self._sent(info.name, raw, now)
+            if info.role == "venue":
+                self._watch_sent(info, msg_type, body, len(raw))
         return sent
