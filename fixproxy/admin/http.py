@@ -210,30 +210,27 @@ def parse_body(body: bytes, kind: type):
         raise BadRequest(f"request body is not valid JSON ({exc})") from None
 
 
-def parse_limit(text: str | None) -> int:
-    """The ``limit`` query parameter of the recent-item reads."""
+def _parse_count(text: str | None, default: int, most: int) -> int:
+    """A ``limit`` query parameter: ``default`` when absent, else a whole number from 1 to ``most``."""
     if text is None or text == "":
-        return DEFAULT_RECENT
+        return default
     try:
         n = int(text)
     except ValueError:
         raise BadRequest(f"limit must be a whole number, got {text!r}") from None
-    if not 1 <= n <= MAX_RECENT:
-        raise BadRequest(f"limit must be between 1 and {MAX_RECENT}, got {n}")
+    if not 1 <= n <= most:
+        raise BadRequest(f"limit must be between 1 and {most}, got {n}")
     return n
+
+
+def parse_limit(text: str | None) -> int:
+    """The ``limit`` query parameter of the recent-item reads."""
+    return _parse_count(text, DEFAULT_RECENT, MAX_RECENT)
 
 
 def parse_page(text: str | None) -> int:
     """The ``limit`` query parameter of GET /orders (a page of open orders)."""
-    if text is None or text == "":
-        return views.ORDER_PAGE
-    try:
-        n = int(text)
-    except ValueError:
-        raise BadRequest(f"limit must be a whole number, got {text!r}") from None
-    if not 1 <= n <= MAX_ORDER_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_ORDER_PAGE}, got {n}")
-    return n
+    return _parse_count(text, views.ORDER_PAGE, MAX_ORDER_PAGE)
 
 
 def parse_since(text: str | None) -> int:
