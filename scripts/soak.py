@@ -247,6 +247,15 @@ class Api:
         except urllib.error.HTTPError as exc:  # /healthz answers 503 with a body
             return json.load(exc)
 
+    def open_orders(self) -> list[dict]:
+        """Every open order: GET /api/v1/orders a page (at most 1,000) at a time."""
+        out: list[dict] = []
+        while True:
+            page = self.get("/api/v1/orders?limit=1000" + (f"&after={out[-1]['key']}" if out else ""))
+            out += page
+            if len(page) < 1000:
+                return out
+
     def post(self, path: str, body: dict) -> tuple[int, dict]:
         req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
                                      headers={"Authorization": f"Bearer {RISK}", "Content-Type": "application/json"})
@@ -733,7 +742,7 @@ class Soak:
     def check_phantoms(self, when: str) -> int:
         """No order the OMS saw finish is open at the proxy. Returns how many orders are open."""
         finished = self.tracker.finished_ids()  # before the read: the proxy applies before it relays
-        open_orders = self.api.get("/api/v1/orders")
+        open_orders = self.api.open_orders()
         self.checks["phantom_checks"] += 1
         phantoms = [o for o in open_orders if o["session"] == SESSION and
                     (o["cl_ord_id"] in finished or o.get("pending_replace") in finished)]
@@ -855,7 +864,7 @@ class Soak:
         # Cancel whatever still works so that every order ends.
         end_cancels = 0
         for round_ in range(3):
-            open_orders = self.api.get("/api/v1/orders")
+            open_orders = self.api.open_orders()
             if not open_orders:
                 break
             lines = []
@@ -873,10 +882,10 @@ class Soak:
                              f"|1={o['account']}")
             self.send_lines(lines)
             deadline = now() + 30
-            while now() < deadline and (t.outstanding() or self.api.get("/api/v1/orders")):
+            while now() < deadline and (t.outstanding() or self.api.open_orders()):
                 time.sleep(0.5)
         time.sleep(1)
-        left_open = self.api.get("/api/v1/orders")
+        left_open = self.api.open_orders()
         self.checks["end_orders_empty"] += 1
         if left_open:
             self.failures["open_after_end_cancels"].append({"count": len(left_open), "orders": left_open[:20]})
