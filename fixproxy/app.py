@@ -19,7 +19,8 @@ import msgspec
 import quickfix as fix
 import structlog
 
-from . import codec
+from .fix import codec
+from .fix.parse import parse as parse_fields
 from .admin.control import Control, Feed
 from .admin.fixsession import build_dictionary
 from .config import LoadedConfig
@@ -344,7 +345,7 @@ class Proxy:
 
     def _venue_sent(self, venue: str) -> dict[str, str]:
         v = next(v for v in self.loaded.config.venues if v.name == venue)
-        return {codec.parse(raw).get(11, ""): raw for raw in
+        return {parse_fields(raw).get(11, ""): raw for raw in
                 sent_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))}
 
     def _oms_sent(self, session: str) -> dict[tuple, str] | None:
@@ -352,7 +353,7 @@ class Proxy:
         if cfg.proxy.oms_store == "memory":
             return None  # nothing kept across a restart: nothing to send again from
         s = next(s for s in cfg.oms if s.name == session)
-        return {oms_key(codec.parse(raw)): raw for raw in
+        return {oms_key(parse_fields(raw)): raw for raw in
                 sent_messages(self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id))}
 
     def _reconcile(self) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .codec import IdentifierLimits
+from .fix.codec import IdentifierLimits
 from .core.model import Instrument
 from .core.proxy import SessionPolicy
 from .core.risk.limits import Limits, LimitSet

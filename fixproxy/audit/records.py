@@ -103,7 +103,7 @@ def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
     """An application message as it crossed the wire (SOH-delimited), in or out of ``session``.
 
     The few fields the record indexes are found without parsing the whole message (the writer does
-    this for every message the proxy handles); a later occurrence wins, as in codec.parse.
+    this for every message the proxy handles); a later occurrence wins, as in fix.parse.parse.
     """
     cl_ord_id = _last(raw, "\x0111=") or _last(raw, "\x01379=")  # 35=j names the order in 379
     # canonical_data({"raw": raw}), without the dict: the one key needs no sorting.

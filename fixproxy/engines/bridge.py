@@ -16,7 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .. import codec
+from ..fix import codec
+from ..fix.parse import parse as parse_fields
 from ..admin import fixsession
 from ..core import events as ev
 from ..core.proxy import ProxyCore
@@ -187,7 +188,7 @@ class CoreBridge:
         """One application message the engine accepted on ``info``'s session (raw, SOH-delimited;
         ``fields`` when the engine parsed it already)."""
         if fields is None:
-            fields = codec.parse(raw)
+            fields = parse_fields(raw)
         # One hold of the core lock journals the message, decodes it and runs what it asks. Journaled
         # under the lock: a venue's answer read on another engine thread while the order it answers
         # is still being sent is journaled after it, not before. One hold, not two: with two engine

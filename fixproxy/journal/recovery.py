@@ -26,7 +26,8 @@ from pathlib import Path
 
 import structlog
 
-from .. import codec
+from ..fix import codec
+from ..fix.parse import parse as parse_fields
 from ..core import events as ev
 from ..core.proxy import ProxyCore
 from . import format as fmt
@@ -168,7 +169,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
             if kind == fmt.INBOUND:
                 session, now_ns, raw = fmt.decode(kind, payload)
                 role = role_of.get(session)
-                fields = codec.parse(raw)
+                fields = parse_fields(raw)
                 event = decode_inbound(role, session, now_ns, fields) if role else None
                 seq = fields.get(34, "")
                 if seq.isdigit():
@@ -199,7 +200,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     out.inbound_seq = inbound
     if last is not None:
         _reconcile(last[1], out, venue_sent, oms_sent,
-                   {(session, codec.parse(raw).get(34, "")) for session, raw in sent_after})
+                   {(session, parse_fields(raw).get(34, "")) for session, raw in sent_after})
     out.state = core.export_state()
     out.snapshot = pickle.dumps(out.state, protocol=pickle.HIGHEST_PROTOCOL)
     out.segment = (found[-1] + 1) if found else 1
@@ -251,5 +252,5 @@ def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent, oms_sent, j
                 out.send_failed.append((a.venue, a.cl_ord_id))
             else:
                 out.resend.append(a)
-        elif (session, codec.parse(raw).get(34, "")) not in journaled:
+        elif (session, parse_fields(raw).get(34, "")) not in journaled:
             out.journal_out.append((session, raw))

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from .. import codec
+from ..fix.parse import parse as parse_fields
 from ..audit.records import COMMAND_CODES, KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE, KIND_NOTICE, \
     command_event
 from ..audit.store import AuditError, TABLE, is_audit_store, iter_records, open_for_reading
@@ -193,7 +193,7 @@ def parse_line(line: str) -> tuple[int, dict[int, str], str]:
     trimmed = body.rstrip(sep)
     if not trimmed[trimmed.rfind(sep) + 1:].startswith("10="):
         raise ValueError("truncated: the message does not end with CheckSum (10)")
-    fields = codec.parse(trimmed, sep)
+    fields = parse_fields(trimmed, sep)
     for tag, name in ((35, "MsgType"), (49, "SenderCompID"), (56, "TargetCompID")):
         if not fields.get(tag):
             raise ValueError(f"no {name} ({tag})")
@@ -272,7 +272,7 @@ class AuditLog(_Reader):
             if kind == KIND_MESSAGE:
                 raw = json.loads(r.data).get("raw", "")
                 self.messages += 1
-                item = Message(r.ts_ns, self.index, r.seq, codec.parse(raw), (r.session, r.direction))
+                item = Message(r.ts_ns, self.index, r.seq, parse_fields(raw), (r.session, r.direction))
             elif kind == KIND_DECISION:
                 item = RecordedDecision(r.ts_ns, self.index, r.seq, r.session, r.cl_ord_id, r.decision == "accept",
                                         r.code)
@@ -355,7 +355,7 @@ class JournalLog(_Reader):
             if kind in (fmt.INBOUND, fmt.OUTBOUND):
                 session, now_ns, raw = value
                 self.messages += 1
-                yield Message(now_ns, self.index, n, codec.parse(raw), (session, "in" if kind == fmt.INBOUND else "out"))
+                yield Message(now_ns, self.index, n, parse_fields(raw), (session, "in" if kind == fmt.INBOUND else "out"))
             elif isinstance(value, ev.Decision):
                 yield RecordedDecision(value.now_ns, self.index, n, value.session, value.cl_ord_id, value.accepted,
                                        value.code)

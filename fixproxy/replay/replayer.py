@@ -27,7 +27,7 @@ from operator import itemgetter
 
 import msgspec
 
-from .. import codec
+from ..fix import codec
 from ..app import build_core
 from ..config import LoadedConfig
 from ..core import events as ev

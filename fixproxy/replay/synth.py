@@ -16,7 +16,8 @@ from pathlib import Path
 
 import msgspec
 
-from .. import codec
+from ..fix import codec
+from ..fix.parse import parse as parse_fields
 from ..app import build_core
 from ..config import LoadedConfig
 from ..core import events as ev
@@ -49,7 +50,7 @@ class _Session:
         head = f"8={self.begin}{SOH}9={len(text)}{SOH}"
         raw = f"{head}{text}10={sum((head + text).encode()) % 256:03d}{SOH}"
         self.file.write(f"{_stamp(ts_ns, 9)} : {raw}\n")
-        return codec.parse(raw)
+        return parse_fields(raw)
 
 
 def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import quickfix as fix
 
-from .. import codec
+from ..fix.parse import parse as parse_fields
 from ..engines.quickfix.settings import common_defaults, log_out, write_settings
 
 _print_lock = threading.Lock()
@@ -26,7 +26,7 @@ def emit(record: dict) -> None:
 
 
 def fields_of(message: fix.Message) -> dict[str, str]:
-    return {str(k): v for k, v in codec.parse(message.toString()).items()}
+    return {str(k): v for k, v in parse_fields(message.toString()).items()}
 
 
 def build_message(begin_string: str, fields: list[tuple[int, str]]) -> fix.Message:

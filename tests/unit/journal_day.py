@@ -17,7 +17,7 @@ from fixproxy.audit.follower import Follower, journal_draft
 from fixproxy.audit.records import Record, digest
 from fixproxy.audit.store import iter_records, open_for_reading
 from fixproxy.core import events as ev
-from fixproxy.engines.native import wire
+from fixproxy.fix import build
 from fixproxy.engines.native.store import FileStore
 from fixproxy.journal import format as fmt
 from fixproxy.journal.reader import read_segment, segments
@@ -51,7 +51,7 @@ class Day:
     def receive(self, session: str, msg_type: str, body: list[tuple[int, str]]) -> None:
         begin, ours, theirs = self.sessions[session]
         self.oms_seq += 1
-        raw = wire.build(begin, msg_type, self.oms_seq, theirs, ours, wire.stamp(self.now), body).decode()
+        raw = build.build(begin, msg_type, self.oms_seq, theirs, ours, build.stamp(self.now), body).decode()
         self.journal.inbound(session, self.tick(), raw)
 
     def send(self, session: str, msg_type: str, body: list[tuple[int, str]], *, journal: bool = True) -> int:
@@ -59,7 +59,7 @@ class Day:
         begin, ours, theirs = self.sessions[session]
         store = self.stores[session]
         seq = store.next_sender
-        data = wire.build(begin, msg_type, seq, ours, theirs, wire.stamp(self.tick()), body)
+        data = build.build(begin, msg_type, seq, ours, theirs, build.stamp(self.tick()), body)
         store.sent(seq, data)
         if journal:
             self.journal.outbound(session, self.now, data.decode())

@@ -9,20 +9,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixproxy import codec
+from fixproxy.fix import codec
+from fixproxy.fix import parse as fixparse
+from fixproxy.fix.parse import SOH, parse as parse_fields
 from fixproxy.core import events as ev
 from fixproxy.core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
 
 from .conftest import T0, D, exec_report, order
 
 TT = "20231114-22:13:20.000"  # TransactTime (60) handed to encode()
-SOH = codec.SOH
 E, S = ExecType, OrdStatus
 
 
 def fix(text: str) -> dict[int, str]:
     """Tag -> value for a message written with '|' for SOH, as the tests read best."""
-    return codec.parse(text.replace("|", SOH))
+    return parse_fields(text.replace("|", SOH))
 
 
 def wire(msg_type: str, fields: list[tuple[int, str]], seq: int | None = None) -> str:
@@ -409,7 +410,7 @@ def test_encoded_execution_report_decodes_to_same_exec_type(exec_type, fix42):
     status = S.PARTIALLY_FILLED if exec_type in (E.TRADE, E.TRADE_CANCEL, E.TRADE_CORRECT) else S.NEW
     report = exec_report("C1", exec_type, status, leaves=60, cum=40, last_qty=40, last_px=100, avg_px=100)
     msg_type, fields = codec.encode(ev.OmsReport("oms1", report), fix42, TT)
-    decoded = codec.decode_venue(codec.parse(wire(msg_type, fields)), "sim", T0)
+    decoded = codec.decode_venue(parse_fields(wire(msg_type, fields)), "sim", T0)
     assert decoded.report.exec_type is exec_type
     assert decoded.report.ord_status is status
 
@@ -451,7 +452,7 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def test_new_order_encode_parse_decode_round_trips(req, venue_id, fix42):
     """encode(VenueNewOrder) -> parse -> decode_order gives the order back (under the venue ClOrdID)."""
     msg_type, fields = codec.encode(ev.VenueNewOrder("sim", venue_id, req), fix42, TT)
-    decoded = codec.decode_order(codec.parse(wire(msg_type, fields)))
+    decoded = codec.decode_order(parse_fields(wire(msg_type, fields)))
     assert decoded == OrderRequest(venue_id, req.symbol, req.side, req.order_qty, req.ord_type, req.price, req.account,
                                    "", req.time_in_force, req.stop_px)
 
@@ -462,7 +463,7 @@ def test_new_order_encode_parse_decode_round_trips(req, venue_id, fix42):
 def test_replace_encode_decode_oms_round_trips(req, venue_id, orig, order_id, fix42, seq):
     """encode(VenueReplace) read back as an OMS message is a ReplaceOrder of the same values."""
     msg_type, fields = codec.encode(ev.VenueReplace("sim", venue_id, orig, order_id, req), fix42, TT)
-    event = codec.decode_oms(codec.parse(wire(msg_type, fields, seq)), "oms", T0)
+    event = codec.decode_oms(parse_fields(wire(msg_type, fields, seq)), "oms", T0)
     assert event == ev.ReplaceOrder("oms", seq, T0, orig, msgspec.structs.replace(req, cl_ord_id=venue_id, ex_destination=""))
 
 
@@ -471,7 +472,7 @@ def test_replace_encode_decode_oms_round_trips(req, venue_id, orig, order_id, fi
 def test_cancel_encode_decode_oms_round_trips(venue_id, orig, symbol, side, qty, account):
     """encode(VenueCancel) read back as an OMS message is a CancelOrder with the same ids and order keys."""
     msg_type, fields = codec.encode(ev.VenueCancel("sim", venue_id, orig, "V1", symbol, side, qty, account), False, TT)
-    event = codec.decode_oms(codec.parse(wire(msg_type, fields, 7)), "oms", T0)
+    event = codec.decode_oms(parse_fields(wire(msg_type, fields, 7)), "oms", T0)
     assert event == ev.CancelOrder("oms", 7, T0, venue_id, orig, symbol, side, account)
 
 
@@ -488,7 +489,7 @@ ascii_fixish = st.lists(
 @given(raw=st.one_of(ascii_text, ascii_fixish))
 def test_parse_never_raises_on_arbitrary_ascii_text(raw):
     """parse() returns a tag -> text dict for any ASCII input, keeping only well-formed numeric tags."""
-    fields = codec.parse(raw)
+    fields = parse_fields(raw)
     assert all(isinstance(tag, int) and tag >= 0 and isinstance(value, str) for tag, value in fields.items())
     written = [part.partition("=") for part in raw.split(SOH)]
     for tag, value in fields.items():
@@ -499,7 +500,7 @@ def test_parse_never_raises_on_arbitrary_ascii_text(raw):
 @given(raw=st.one_of(ascii_text, ascii_fixish, ascii_fixish.map(lambda text: text + SOH)))
 def test_parse_quick_path_reads_as_the_part_by_part_check(raw):
     """The one-pass lookup and the part-by-part check agree on any text, well formed or not."""
-    assert codec.parse(raw) == codec._parse_checked(raw, SOH)
+    assert parse_fields(raw) == fixparse._parse_checked(raw, SOH)
 
 
 @PROPERTY
@@ -507,7 +508,7 @@ def test_parse_quick_path_reads_as_the_part_by_part_check(raw):
 def test_parse_reads_back_written_fields_last_value_wins(pairs):
     """Fields written as tag=value|... parse back to their values; a repeated tag keeps its last value."""
     raw = SOH.join(f"{tag}={value}" for tag, value in pairs) + SOH
-    assert codec.parse(raw) == dict(pairs)
+    assert parse_fields(raw) == dict(pairs)
 
 
 _ORDER_TAGS = [1, 11, 38, 40, 41, 44, 54, 55, 59, 99, 100]

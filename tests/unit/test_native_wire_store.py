@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixproxy.engines.native import wire
+from fixproxy.fix import build, check, parse
 from fixproxy.engines.native.store import FileLog, FileStore
 from fixproxy.engines.quickfix.recovery import stored_messages
 from fixproxy.replay.readers import parse_line
@@ -18,7 +18,7 @@ DAY = 86_400 * 1_000_000_000
 
 
 def message(seq: int = 1, cl: str = "A1", msg_type: str = "D") -> bytes:
-    return wire.build("FIX.4.4", msg_type, seq, "OMS1", "FIXPROXY", wire.stamp(T),
+    return build.build("FIX.4.4", msg_type, seq, "OMS1", "FIXPROXY", build.stamp(T),
                       [(11, cl), (55, "AAPL"), (54, "1"), (38, "100"), (40, "2"), (44, "190")])
 
 
@@ -28,12 +28,12 @@ def test_built_message_has_header_in_tag_order_and_a_checksum_the_framer_accepts
     text = data.decode()
     tags = [int(p.split("=", 1)[0]) for p in text.split("\x01") if p]
     assert tags[:7] == [8, 9, 35, 34, 49, 52, 56] and tags[-1] == 10
-    framer = wire.Framer()
+    framer = parse.Framer()
     assert framer.feed(data) == [data] and not framer.garbled
 
 
 def test_resend_header_carries_possdup_and_orig_sending_time_in_tag_order():
-    data = wire.build("FIX.4.4", "8", 3, "FIXPROXY", "OMS1", "20261125-12:00:01.000", [(11, "A")],
+    data = build.build("FIX.4.4", "8", 3, "FIXPROXY", "OMS1", "20261125-12:00:01.000", [(11, "A")],
                       [(43, "Y"), (122, "20261125-12:00:00.000")]).decode()
     assert "\x0134=3\x0143=Y\x0149=FIXPROXY\x0152=20261125-12:00:01.000\x0156=OMS1\x01122=20261125-12:00:00.000\x01" in data
 
@@ -42,7 +42,7 @@ def test_resend_header_carries_possdup_and_orig_sending_time_in_tag_order():
 def test_framer_cuts_any_chunking_into_the_same_messages(cuts):
     """However the bytes arrive (split anywhere), the same messages come out, in order."""
     stream = b"".join(message(i, f"C{i}") for i in range(1, 6))
-    framer = wire.Framer()
+    framer = parse.Framer()
     out, pos = [], 0
     for size in cuts:
         out += framer.feed(stream[pos:pos + size])
@@ -60,7 +60,7 @@ def _shorter_body_length(data: bytes) -> bytes:
 def test_too_long_body_length_resynchronises_once_enough_bytes_arrive():
     """A BodyLength pointing past the message makes the framer wait; once the bytes it claims have
     arrived and no CheckSum stands there, the bad message is dropped and the following ones read."""
-    framer = wire.Framer()
+    framer = parse.Framer()
     bad = message(1, "BAD").replace(b"\x019=", b"\x019=1", 1)  # 9=93 -> 9=193
     goods = [message(i, f"OK{i}") for i in range(2, 6)]
     out = framer.feed(bad)
@@ -78,7 +78,7 @@ def test_too_long_body_length_resynchronises_once_enough_bytes_arrive():
 ])
 def test_garbled_message_is_skipped_and_the_next_one_read(corrupt, why):
     """A message with a wrong checksum or length, or noise, is dropped with a reason; the stream goes on."""
-    framer = wire.Framer()
+    framer = parse.Framer()
     good = message(2, "OK")
     out = framer.feed(corrupt(message(1, "BAD")) + good)
     assert out == [good]
@@ -86,9 +86,9 @@ def test_garbled_message_is_skipped_and_the_next_one_read(corrupt, why):
 
 
 def test_fields_report_a_tag_without_value_and_a_bad_tag():
-    assert wire.fields("8=FIX.4.4\x0135=D\x0111=\x01")[1] == "tag 11 has no value"
-    assert wire.fields("8=FIX.4.4\x0135=D\x01x1=2\x01")[1].startswith("invalid tag number")
-    assert wire.fields("8=FIX.4.4\x0135=D\x0111=A\x01") == ({8: "FIX.4.4", 35: "D", 11: "A"}, "")
+    assert parse.fields("8=FIX.4.4\x0135=D\x0111=\x01")[1] == "tag 11 has no value"
+    assert parse.fields("8=FIX.4.4\x0135=D\x01x1=2\x01")[1].startswith("invalid tag number")
+    assert parse.fields("8=FIX.4.4\x0135=D\x0111=A\x01") == ({8: "FIX.4.4", 35: "D", 11: "A"}, "")
 
 
 @pytest.mark.parametrize("fields, expected", [
@@ -99,7 +99,7 @@ def test_fields_report_a_tag_without_value_and_a_bad_tag():
 ])
 def test_order_form_check(fields, expected):
     """Required fields and number formats of a NewOrderSingle, as a data dictionary checks them."""
-    got = wire.check_order("D", fields)
+    got = check.check_order("D", fields)
     assert (got[:2] if got else None) == expected
 
 
@@ -167,7 +167,7 @@ def test_property_fast_field_reading_agrees_with_the_checked_one(pieces, trailin
     """The one-pass reading of a message gives what the field-by-field check gives, for any input:
     the same fields and the same problem named."""
     raw = "\x01".join(f"{t}{eq}{v}" for t, eq, v in pieces) + ("\x01" if trailing_soh else "")
-    assert wire.fields(raw) == wire._checked_fields(raw)
+    assert parse.fields(raw) == parse._checked_fields(raw)
 
 
 _noise = st.sampled_from([b"", b"garbage", b"8=FIX", b"8=FIX.4.4\x019=x\x01", b"\x01\x01", b"10=000\x01",
@@ -182,7 +182,7 @@ def test_property_framer_gives_the_same_messages_whatever_the_reads(parts, cuts)
     when the stream is read one byte at a time (whole reads take the framer's quick path, a
     trickle its careful one)."""
     stream = b"".join(noise + (message(i, f"C{i}") if good else b"") for i, (noise, good) in enumerate(parts))
-    chunked, trickled = wire.Framer(), wire.Framer()
+    chunked, trickled = parse.Framer(), parse.Framer()
     got, pos = [], 0
     for size in cuts:
         got += chunked.feed(stream[pos:pos + size])
@@ -219,39 +219,39 @@ def _framed(body: str) -> bytes:
     return f"{head}{text}10={sum((head + text).encode('latin-1')) % 256:03d}\x01".encode("latin-1")
 
 
-_HDR = f"34=2|49=OMS1|52={wire.stamp(T)}|56=FIXPROXY"
-_ORDER = f"11=A1|55=MSFT|54=1|38=100|40=2|44=410|60={wire.stamp(T)}"
+_HDR = f"34=2|49=OMS1|52={build.stamp(T)}|56=FIXPROXY"
+_ORDER = f"11=A1|55=MSFT|54=1|38=100|40=2|44=410|60={build.stamp(T)}"
 
 
 @pytest.mark.parametrize("body, reason, tag", [
     (f"35=D|{_HDR}|{_ORDER}|35=0", 14, 35),  # ends in a second MsgType: not a Heartbeat
     (f"35=D|{_HDR}|{_ORDER}|38=900", 13, 38),
     (f"35=D|{_HDR}|{_ORDER}|11=A2", 13, 11),
-    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{_ORDER}|52={wire.stamp(T)}", 14, 52),
+    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{_ORDER}|52={build.stamp(T)}", 14, 52),
     (f"35=D|{_HDR}|{_ORDER}|58=", 4, 58),
     (f"35=D|{_HDR}|{_ORDER}|0=x", 0, 0),
-    (f"35=D|{_HDR}|{_ORDER}|ab=x", wire.IGNORE, 0),
+    (f"35=D|{_HDR}|{_ORDER}|ab=x", parse.IGNORE, 0),
 ])
 def test_fields_name_the_problem_of_a_malformed_message(body, reason, tag):
     """Repeated tags, header fields after the body, empty values and bad tag numbers come back as a
     Problem with the session Reject's reason (373) and tag (371); the fast reading agrees."""
     raw = _framed(body).decode("latin-1")
-    fields, problem = wire.fields(raw)
+    fields, problem = parse.fields(raw)
     assert (problem.reason, problem.tag) == (reason, tag)
-    assert wire.fields(raw) == wire._checked_fields(raw)
+    assert parse.fields(raw) == parse._checked_fields(raw)
 
 
 def test_fields_let_repeating_group_members_repeat():
     """PartyID (448) twice inside NoPartyIDs is a group, not a repeated tag."""
     raw = _framed(f"35=D|{_HDR}|11=A1|453=2|448=T1|447=D|452=11|448=T2|447=D|452=12|55=MSFT|54=1|38=100|40=2|"
-                  f"44=410|60={wire.stamp(T)}").decode("latin-1")
-    fields, problem = wire.fields(raw)
+                  f"44=410|60={build.stamp(T)}").decode("latin-1")
+    fields, problem = parse.fields(raw)
     assert problem == "" and fields[453] == "2"
 
 
 def test_framer_drops_a_message_whose_msgtype_is_not_the_third_field():
-    framer = wire.Framer()
-    bad = _framed(f"34=2|35=0|49=OMS1|52={wire.stamp(T)}|56=FIXPROXY")
+    framer = parse.Framer()
+    bad = _framed(f"34=2|35=0|49=OMS1|52={build.stamp(T)}|56=FIXPROXY")
     good = _framed(f"35=0|{_HDR}")
     assert framer.feed(bad + good) == [good]
     assert any("MsgType (35)" in why for why in framer.garbled)
@@ -265,13 +265,13 @@ def test_framer_drops_a_message_whose_msgtype_is_not_the_third_field():
 ])
 def test_order_values_outside_the_dictionary(fields, expected):
     """Values outside a field's list (373=5) and times or counts that are not one (373=6)."""
-    assert wire.check("FIX.4.4", "D", fields)[:2] == expected
+    assert check.check("FIX.4.4", "D", fields)[:2] == expected
 
 
 def test_fix42_order_needs_handlinst_and_symbol():
     fields = {11: "A", 54: "1", 60: "20261125-12:00:00", 40: "2"}
-    assert wire.check("FIX.4.4", "D", fields) is None
-    assert wire.check("FIX.4.2", "D", fields)[:2] == (1, 21)
+    assert check.check("FIX.4.4", "D", fields) is None
+    assert check.check("FIX.4.2", "D", fields)[:2] == (1, 21)
 
 
 class _Owner:
@@ -316,16 +316,16 @@ def _logged_on_session(tmp_path):
 def _receive(session, data: bytes, now: int = T) -> list[dict[int, str]]:
     """Hand one message to the session; what it wrote back, each as tag -> value."""
     raw = data.decode("latin-1")
-    fields, problem = wire.fields(raw)
+    fields, problem = parse.fields(raw)
     before = len(session.connection.sent)
     session.on_message(raw, fields, problem, data, now)
-    return [wire.fields(m.decode("latin-1"))[0] for m in session.connection.sent[before:]]
+    return [parse.fields(m.decode("latin-1"))[0] for m in session.connection.sent[before:]]
 
 
 @pytest.mark.parametrize("body, ref_tag, reason", [
     (f"35=D|{_HDR}|{_ORDER}|35=0", "35", "14"),
     (f"35=D|{_HDR}|{_ORDER}|38=900", "38", "13"),
-    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{_ORDER}|52={wire.stamp(T)}", "52", "14"),
+    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{_ORDER}|52={build.stamp(T)}", "52", "14"),
 ])
 def test_session_rejects_a_malformed_order_and_uses_its_number(tmp_path, body, ref_tag, reason):
     """The order is refused with 35=3 naming the tag, never handed to the core; its number is used
@@ -357,5 +357,5 @@ def test_session_refuses_a_stale_sending_time_and_logs_out(tmp_path):
 def test_session_hands_a_sound_order_with_a_group_to_the_core(tmp_path):
     session, owner, _ = _logged_on_session(tmp_path)
     out = _receive(session, _framed(f"35=D|{_HDR}|11=A1|453=2|448=T1|447=D|452=11|448=T2|447=D|452=12|55=MSFT|"
-                                    f"54=1|38=100|40=2|44=410|60={wire.stamp(T)}"))
+                                    f"54=1|38=100|40=2|44=410|60={build.stamp(T)}"))
     assert out == [] and len(owner.delivered) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fixproxy import codec
+from fixproxy.fix import codec
 from fixproxy.core import events as ev
 from fixproxy.core.model import ExecType, OrdStatus, Side
 

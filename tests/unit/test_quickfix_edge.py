@@ -9,7 +9,8 @@ import quickfix as fix
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixproxy import codec
+from fixproxy.fix import codec
+from fixproxy.fix.parse import parse as parse_fields
 from fixproxy.core import events as ev
 from fixproxy.engines.quickfix.edge import ProxyApplication, binding_text, frame, session_info, wire_text
 
@@ -48,7 +49,7 @@ def test_wire_text_reads_bytes_as_the_native_engine_does(data):
 def test_non_utf8_clordid_through_the_binding_decodes_to_invalid_message():
     """``11=X\\xe91`` as quickfix's toString() gives it: decoded into a refusal naming the tag."""
     raw = wire_text("35=D\x0134=2\x0111=X\udce91\x0155=AAPL\x0154=1\x0138=100\x0140=2\x0144=190\x01")
-    event = codec.decode_oms(codec.parse(raw), "oms1", 0)
+    event = codec.decode_oms(parse_fields(raw), "oms1", 0)
     assert isinstance(event, ev.InvalidMessage) and event.cl_ord_id == ""
     assert event.reason.startswith("ClOrdID (11) has a character outside ASCII (0xE9) at position 2")
 

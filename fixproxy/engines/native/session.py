@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from functools import cache
 from typing import Protocol
 
-from . import wire
+from ...fix import build, check, parse
 from .store import NO_CORK, Cork, FileLog, FileStore
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -78,14 +78,14 @@ class Session:
             if conn is None:
                 return None
         elif not (self.logged_on and conn is not None):
-            if self.role == "venue" or msg_type in wire.ADMIN_TYPES:
+            if self.role == "venue" or msg_type in parse.ADMIN_TYPES:
                 return None
             seq = self.store.next_sender
-            data = wire.build(self.begin_string, msg_type, seq, self.sender, self.target, wire.stamp(now), body)
+            data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, build.stamp(now), body)
             self.store.sent(seq, data)
             return data  # kept in the store: the peer gets it by ResendRequest after its next Logon (as quickfix)
         seq = self.store.next_sender
-        data = wire.build(self.begin_string, msg_type, seq, self.sender, self.target, wire.stamp(now), body)
+        data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, build.stamp(now), body)
         self.store.sent(seq, data)
         if self.log is not None:
             self.log.message(data, now)
@@ -193,7 +193,7 @@ class Session:
             self.log.message(data, now)
         self.last_received = time.monotonic()
         self.test_request_sent = False
-        if problem and problem.reason == wire.IGNORE:
+        if problem and problem.reason == parse.IGNORE:
             self.event(f"Invalid message ignored: {problem}")
             return
         if fields.get(8) != self.begin_string:
@@ -211,12 +211,12 @@ class Session:
         for tag in (49, 56):
             if tag not in fields:
                 if msg_type in _SESSION_TYPES:
-                    self._refuse(seq, msg_type, 1, f"Required tag missing: {wire._name(tag)}", tag)
+                    self._refuse(seq, msg_type, 1, f"Required tag missing: {check.tag_name(tag)}", tag)
                 else:  # as quickfix answers an application message whose header lacks a CompID
                     self._business_reject(seq, msg_type, f"Conditionally Required Field Missing ({tag})")
                 return
         sending = fields.get(52)
-        if sending is None or not wire.good_timestamp(sending):
+        if sending is None or not check.good_timestamp(sending):
             self._refuse(seq, msg_type, 1 if sending is None else 6,
                          "Required tag missing: SendingTime (52)" if sending is None
                          else "Incorrect data format for value: SendingTime (52) is not a UTC timestamp", 52)
@@ -279,8 +279,8 @@ class Session:
         made once a second, and UTC timestamps order as text)."""
         second = now // 1_000_000_000
         if self._window[0] != second:
-            self._window = (second, wire.stamp((second - MAX_LATENCY_S) * 1_000_000_000),
-                            wire.stamp((second + MAX_LATENCY_S + 1) * 1_000_000_000))
+            self._window = (second, build.stamp((second - MAX_LATENCY_S) * 1_000_000_000),
+                            build.stamp((second + MAX_LATENCY_S + 1) * 1_000_000_000))
         return self._window[1] <= sending <= self._window[2]
 
     def _process(self, raw: str, fields: dict[int, str], problem: str, msg_type: str, seq: int, now: int) -> None:
@@ -292,7 +292,7 @@ class Session:
         if problem:
             bad: tuple[int, int, str] | None = (problem.reason, problem.tag, str(problem))
         else:
-            bad = wire.check(self.begin_string, msg_type, fields,
+            bad = check.check(self.begin_string, msg_type, fields,
                              desk_types() if self.role == "admin" else frozenset())
         if bad is None and msg_type not in _SESSION_TYPES:
             # An application message is journaled (by the owner) before its number counts as
@@ -385,11 +385,11 @@ class Session:
         self.event(f"Received ResendRequest FROM: {begin} TO: {end_text}")
         gap_start = 0
         not_resent: list[str] = []
-        stamp = wire.stamp(now)
+        stamp = build.stamp(now)
         for seq, raw in self.store.get(begin, end) if begin <= end else ():
-            parsed = wire.fields(raw)[0]
+            parsed = parse.fields(raw)[0]
             msg_type = parsed.get(35, "")
-            if msg_type in wire.ADMIN_TYPES or not self.resend_app:
+            if msg_type in parse.ADMIN_TYPES or not self.resend_app:
                 if msg_type in ("D", "G", "F") and not self.resend_app:
                     not_resent.append(parsed.get(11, ""))
                 gap_start = gap_start or seq
@@ -398,8 +398,8 @@ class Session:
                 self._gap_fill(gap_start, seq, stamp, now)
                 gap_start = 0
             header = [(43, "Y"), (122, parsed.get(52, stamp))]
-            data = wire.build(self.begin_string, msg_type, seq, self.sender, self.target, stamp,
-                              wire.body_of(raw), header)
+            data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, stamp,
+                              parse.body_of(raw), header)
             self._send_raw(data, now)
         if begin <= end:
             if gap_start:
@@ -411,7 +411,7 @@ class Session:
             self.owner.not_resent(self, not_resent)
 
     def _gap_fill(self, seq: int, new_seq: int, stamp: str, now: int) -> None:
-        data = wire.build(self.begin_string, "4", seq, self.sender, self.target, stamp,
+        data = build.build(self.begin_string, "4", seq, self.sender, self.target, stamp,
                           [(36, str(new_seq)), (123, "Y")], [(43, "Y"), (122, stamp)])
         self._send_raw(data, now)
 
@@ -454,7 +454,7 @@ class Connection(asyncio.Protocol):
         self.session = session
         self.owner = owner
         self.allowed = allowed
-        self.framer = wire.Framer()
+        self.framer = parse.Framer()
         self.cork = cork
         self.out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
@@ -588,7 +588,7 @@ class Connection(asyncio.Protocol):
             return
         now = time.time_ns()
         raw = data.decode("latin-1")
-        fields, problem = wire.fields(raw)
+        fields, problem = parse.fields(raw)
         session = self.session
         try:
             if session is None or not session.logged_on:
@@ -649,11 +649,11 @@ class Connection(asyncio.Protocol):
             return problem
         if not fields.get(34, "").isdigit():
             return "Logon without MsgSeqNum (34)"
-        bad = wire.check(self.session.begin_string, "A", fields)
+        bad = check.check(self.session.begin_string, "A", fields)
         if bad is not None:
             return bad[2]
         sending = fields.get(52, "")
-        if not wire.good_timestamp(sending):
+        if not check.good_timestamp(sending):
             return "SendingTime (52) missing or not a timestamp"
         if not self.session.good_time(sending, now):
             return "SendingTime accuracy problem"

@@ -22,7 +22,7 @@ import traceback
 
 import quickfix as fix
 
-from ... import codec
+from ...fix.parse import parse as parse_fields
 from ...core import events as ev
 from ..bridge import CoreBridge, SessionInfo
 from .watch import VenueWatching
@@ -180,7 +180,7 @@ class ProxyApplication(VenueWatching, CoreBridge, fix.Application):
             return
         info = self._by_sid.get(sid.toString())
         if info is not None and message.getHeader().getField(35) == "A":
-            fields = codec.parse(message.toString())
+            fields = parse_fields(message.toString())
             if not self.logon_allowed(info, fields.get(553, ""), fields.get(554, "")):
                 raise fix.RejectLogon("bad Username (553) or Password (554)")
 
@@ -233,7 +233,7 @@ class ProxyApplication(VenueWatching, CoreBridge, fix.Application):
             if threading.get_ident() not in self._kept_threads:
                 self._keep_thread()
             raw = wire_text(message.toString())
-            fields = codec.parse(raw)
+            fields = parse_fields(raw)
             info = self._by_header.get((fields.get(8), fields.get(49), fields.get(56)))
             if info is None:
                 raise fix.UnsupportedMessageType()

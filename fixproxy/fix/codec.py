@@ -12,10 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 import msgspec
 
-from .core import events as ev
-from .core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
-
-SOH = "\x01"
+from ..core import events as ev
+from ..core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
 
 _SIDES = {s.value: s for s in Side}
 _ORD_TYPES = {t.value: t for t in OrdType}
@@ -26,35 +24,6 @@ _NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")  # FIX Qty/Price: plain ASCII digits,
 _MAX_QTY = Decimal("1e12")
 _MAX_PX = Decimal("1e12")
 _ZERO = Decimal(0)
-
-
-#: Tag number by its text, for the tags a message usually carries: a lookup instead of a parse.
-TAG_NUMBERS = {str(n): n for n in range(1, 10_000)}
-
-
-def parse(raw: str, sep: str = SOH) -> dict[int, str]:
-    """Tag -> value for one message. Repeated tags (groups) keep their last value."""
-    # Every engine message and replayed line is read here: the usual case in one pass of lookups,
-    # anything else (a tag over 9999, a leading zero, a part that is not tag=value) part by part.
-    out: dict[int, str] = {}
-    try:
-        for part in (raw[:-1] if raw[-1:] == sep else raw).split(sep):
-            tag, eq, value = part.partition("=")
-            if not eq:
-                raise KeyError(tag)
-            out[TAG_NUMBERS[tag]] = value
-        return out
-    except KeyError:
-        return _parse_checked(raw, sep)
-
-
-def _parse_checked(raw: str, sep: str) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for part in raw.split(sep):
-        tag, eq, value = part.partition("=")
-        if eq and 0 < len(tag) < 10 and tag.isascii() and tag.isdigit():
-            out[int(tag)] = value
-    return out
 
 
 class Invalid(ValueError):

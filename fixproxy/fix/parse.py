@@ -1,15 +1,11 @@
-"""FIX on the wire: cutting a byte stream into messages, checking them, building them.
+"""Reading FIX text: cutting a byte stream into messages, and a message into its fields.
 
-Bytes are read and written as latin-1 (one byte, one character), so a message's BodyLength
-and CheckSum are the same counted on either side.
+The one parser of the proxy: every engine, the desk session, the journal's recovery, the audit and
+replay read FIX here. Bytes are held as latin-1 text (one byte, one character), so a message's
+BodyLength and CheckSum are the same counted on either side.
 """
 
 from __future__ import annotations
-
-import re
-
-from ...codec import TAG_NUMBERS
-from ...timefmt import fix_timestamp_ms
 
 SOH = "\x01"
 _BEGIN = b"8=FIX"
@@ -19,6 +15,34 @@ MAX_MESSAGE = 1 << 20  # a BodyLength above this is garbage, not a message
 ADMIN_TYPES = frozenset("0 1 2 3 4 5 A".split())
 #: Header fields rebuilt on every send (a resend keeps only the body).
 HEADER_TAGS = frozenset((8, 9, 10, 34, 35, 43, 49, 52, 56, 97, 122))
+
+#: Tag number by its text, for the tags a message usually carries: a lookup instead of a parse.
+TAG_NUMBERS = {str(n): n for n in range(1, 10_000)}
+
+
+def parse(raw: str, sep: str = SOH) -> dict[int, str]:
+    """Tag -> value for one message. Repeated tags (groups) keep their last value."""
+    # Every engine message and replayed line is read here: the usual case in one pass of lookups,
+    # anything else (a tag over 9999, a leading zero, a part that is not tag=value) part by part.
+    out: dict[int, str] = {}
+    try:
+        for part in (raw[:-1] if raw[-1:] == sep else raw).split(sep):
+            tag, eq, value = part.partition("=")
+            if not eq:
+                raise KeyError(tag)
+            out[TAG_NUMBERS[tag]] = value
+        return out
+    except KeyError:
+        return _parse_checked(raw, sep)
+
+
+def _parse_checked(raw: str, sep: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for part in raw.split(sep):
+        tag, eq, value = part.partition("=")
+        if eq and 0 < len(tag) < 10 and tag.isascii() and tag.isdigit():
+            out[int(tag)] = value
+    return out
 
 
 class Framer:
@@ -196,125 +220,6 @@ def _checked_fields(raw: str) -> tuple[dict[int, str], str]:
     return out, found or ""
 
 
-#: Fields a message must carry, by BeginString and MsgType (the FIX 4.2 and 4.4 dictionaries'
-#: required body fields of the messages the proxy reads): refused with a session Reject naming the
-#: tag (373=1), as a data dictionary would.
-_REQUIRED_44 = {"D": (11, 40, 54, 60), "G": (11, 40, 41, 54, 60), "F": (11, 41, 54, 60),
-                "1": (112,), "2": (7, 16), "3": (45,), "4": (36,), "A": (98, 108)}
-REQUIRED = {"FIX.4.4": _REQUIRED_44,
-            "FIX.4.2": {**_REQUIRED_44, "D": (11, 21, 40, 54, 55, 60), "G": (11, 21, 40, 41, 54, 55, 60),
-                        "F": (11, 41, 54, 55, 60)}}
-_REQUIRED_SETS = {version: {t: frozenset(tags) for t, tags in table.items()} for version, table in REQUIRED.items()}
-NAMES = {7: "BeginSeqNo", 11: "ClOrdID", 16: "EndSeqNo", 21: "HandlInst", 36: "NewSeqNo", 38: "OrderQty",
-         40: "OrdType", 41: "OrigClOrdID", 43: "PossDupFlag", 44: "Price", 45: "RefSeqNum", 52: "SendingTime",
-         54: "Side", 55: "Symbol", 59: "TimeInForce", 60: "TransactTime", 97: "PossResend", 98: "EncryptMethod",
-         99: "StopPx", 108: "HeartBtInt", 110: "MinQty", 111: "MaxFloor", 112: "TestReqID", 122: "OrigSendingTime",
-         123: "GapFillFlag", 141: "ResetSeqNumFlag", 453: "NoPartyIDs"}
-#: Quantity and price fields: a FIX float (digits, one optional point, an optional leading minus).
-NUMERIC = (38, 44, 99, 110, 111)
-_FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)", re.ASCII)
-#: Integer fields, and the NumInGroup fields of order messages.
-INTEGER = (7, 16, 36, 45, 98, 108)
-GROUP_COUNTS = (78, 232, 386, 453, 454, 457, 539, 711, 802, 804, 864, 887)
-TIMESTAMP = (52, 60, 122)
-_TIMESTAMP = re.compile(r"\d{4}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])-([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?",
-                        re.ASCII)
-#: Values the dictionaries allow (373=5 for any other), by BeginString.
-_ENUMS_44 = {54: frozenset("123456789ABCDEFG"), 40: frozenset("12346789DEGIJKLMP"), 59: frozenset("01234567"),
-             21: frozenset("123"), 43: frozenset("YN"), 97: frozenset("YN"), 123: frozenset("YN"),
-             141: frozenset("YN")}
-ENUMS = {"FIX.4.4": _ENUMS_44,
-         "FIX.4.2": {**_ENUMS_44, 54: frozenset("123456789"), 40: frozenset("123456789ABCDEFGHIP"),
-                     59: frozenset("0123456")}}
-#: MsgTypes of the dictionaries (any other is refused 373=11).
-MSG_TYPES = {"FIX.4.2": frozenset("0 1 2 3 4 5 6 7 8 9 A B C D E F G H J K L M N P Q R S T V W X Y Z a b c d e f g h "
-                                  "i j k l m".split())}
-MSG_TYPES["FIX.4.4"] = MSG_TYPES["FIX.4.2"] | frozenset(
-    "n o p q r s t u v w x y z AA AB AC AD AE AF AG AH AI AJ AK AL AM AN AO AP AQ AR AS AT AU AV AW AX AY AZ BA BB "
-    "BC BD BE BF BG BH".split())
-#: Fields checked on every message they appear in (most messages carry none of them).
-_EVERYWHERE = (43, 97, 122, 123, 141)
-#: Checked on an order message: the usual fields one by one, the rarer ones as present.
-_ORDER_TAGS = frozenset((99, 110, 111) + _EVERYWHERE + GROUP_COUNTS)
-_OTHER_TAGS = frozenset(INTEGER + _EVERYWHERE)
-_ENUM, _TIME, _FLOAT_KIND, _INT = range(4)
-_KIND = {**{t: _ENUM for t in _ENUMS_44}, **{t: _TIME for t in TIMESTAMP}, **{t: _FLOAT_KIND for t in NUMERIC},
-         **{t: _INT for t in INTEGER + GROUP_COUNTS}}
-
-
-def good_timestamp(value: str) -> bool:
-    """A FIX UTCTimestamp: YYYYMMDD-HH:MM:SS with up to nine decimals."""
-    return _TIMESTAMP.fullmatch(value) is not None
-
-
-def _name(tag: int) -> str:
-    return f"{NAMES[tag]} ({tag})" if tag in NAMES else f"tag {tag}"
-
-
-def check(begin_string: str, msg_type: str, fields: dict[int, str],
-          more_types: frozenset[str] = frozenset()) -> tuple[int, int, str] | None:
-    """(SessionRejectReason, tag, text) for a message its dictionary refuses: an unknown MsgType
-    (``more_types`` extend the dictionary's), a required field missing, a number or time that is
-    not one, a value outside the field's list; None when its form is right (values are the core's)."""
-    if msg_type not in MSG_TYPES.get(begin_string, MSG_TYPES["FIX.4.4"]) and msg_type not in more_types:
-        return 11, 35, f"Invalid MsgType ({msg_type[:16]})"
-    required = _REQUIRED_SETS.get(begin_string, _REQUIRED_SETS["FIX.4.4"]).get(msg_type)
-    if required is not None and not fields.keys() >= required:
-        tag = min(required.difference(fields))
-        return 1, tag, f"Required tag missing: {_name(tag)}"
-    enums = ENUMS.get(begin_string, _ENUMS_44)
-    bad = 0
-    if msg_type in ("D", "G", "F"):
-        # Every order passes here: its usual fields checked in line (a loop costs more).
-        get = fields.get
-        v = get(38)
-        if v is not None and not (v.isdigit() and v.isascii()) and _FLOAT.fullmatch(v) is None:
-            bad = 38
-        v = get(44)
-        if v is not None and not bad and _FLOAT.fullmatch(v) is None:
-            bad = 44
-        if not bad:
-            v = get(21)
-            if v is not None and v not in enums[21]:
-                bad = 21
-            elif get(40, "1") not in enums[40]:
-                bad = 40
-            elif get(54, "1") not in enums[54]:
-                bad = 54
-            elif get(59, "0") not in enums[59]:
-                bad = 59
-            elif _TIMESTAMP.fullmatch(get(60, "20000101-00:00:00")) is None:
-                bad = 60
-        present = _ORDER_TAGS.intersection(fields)
-    else:
-        present = _OTHER_TAGS.intersection(fields)
-    for tag in present:
-        value = fields[tag]
-        kind = _KIND[tag]
-        if kind == _ENUM:
-            ok = value in enums[tag]
-        elif kind == _TIME:
-            ok = _TIMESTAMP.fullmatch(value) is not None
-        elif value.isdigit() and value.isascii():  # the usual quantity, and every integer
-            continue
-        else:
-            ok = kind == _FLOAT_KIND and _FLOAT.fullmatch(value) is not None
-        if not ok and (not bad or tag < bad):
-            bad = tag  # the lowest tag first, as quickfix's dictionary reads a message in tag order
-    if not bad:
-        return None
-    kind = _KIND[bad]
-    if kind == _ENUM:
-        return 5, bad, f"Value is incorrect (out of range) for this tag: {_name(bad)}"
-    what = {_TIME: "a UTC timestamp", _FLOAT_KIND: "a number", _INT: "an integer"}[kind]
-    return 6, bad, f"Incorrect data format for value: {_name(bad)} is not {what}"
-
-
-def check_order(msg_type: str, fields: dict[int, str], begin_string: str = "FIX.4.4") -> tuple[int, int, str] | None:
-    """``check`` of an order message (D, G, F)."""
-    return check(begin_string, msg_type, fields)
-
-
 def body_of(raw: str) -> list[tuple[int, str]]:
     """The body fields of a stored message, in order (for a resend with a new header)."""
     out = []
@@ -323,27 +228,3 @@ def body_of(raw: str) -> list[tuple[int, str]]:
         if eq and tag.isdigit() and int(tag) not in HEADER_TAGS:
             out.append((int(tag), value))
     return out
-
-
-def build(begin_string: str, msg_type: str, seq: int, sender: str, target: str, sending_time: str,
-          body: list[tuple[int, str]], header: list[tuple[int, str]] | None = None) -> bytes:
-    """A complete message; ``header`` holds 43/97/122 when resending. Header fields come in tag order."""
-    head = f"35={msg_type}\x0134={seq}\x01"
-    if header:
-        extra = dict(header)
-        if 43 in extra:
-            head += f"43={extra[43]}\x01"
-        head += f"49={sender}\x0152={sending_time}\x0156={target}\x01"
-        for tag in (97, 122):
-            if tag in extra:
-                head += f"{tag}={extra[tag]}\x01"
-    else:
-        head += f"49={sender}\x0152={sending_time}\x0156={target}\x01"
-    text = (head + "".join([f"{tag}={value}\x01" for tag, value in body])).encode("latin-1", "replace")
-    start = f"8={begin_string}\x019={len(text)}\x01".encode()
-    checksum = (sum(start) + sum(text)) % 256
-    return b"%s%s10=%03d\x01" % (start, text, checksum)
-
-
-#: SendingTime (52) of every message the engine sends.
-stamp = fix_timestamp_ms
