@@ -7,7 +7,7 @@ CONFIG ?= cfg/fixproxy.toml
 BENCH_OUT ?= var/bench/bench.json
 BENCH_ARGS ?=
 
-.PHONY: test run check-config venv clean unit integration bench chromium browser
+.PHONY: test lint run check-config venv clean unit integration bench chromium browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ venv: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: $(STAMP) chromium
+# ruff (lint, then formatting) and mypy (configured in pyproject.toml); `make test` runs them first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint $(STAMP) chromium
 	$(PY) -m pytest -q
 
 browser: $(STAMP) chromium
@@ -52,9 +58,9 @@ run: $(STAMP) $(DESK_PASSWORD)
 # BENCH_ARGS=--quick for about a minute and a half). Prints the report and writes $(BENCH_OUT); then the
 # halt-and-cancel time for 1,000 working orders and the replay speed on 100,000 orders.
 bench: $(STAMP)
-	$(PY) scripts/bench.py --out $(BENCH_OUT) $(BENCH_ARGS)
-	$(PY) scripts/bench_halt.py --orders 1000 --out $(dir $(BENCH_OUT))halt.json
-	$(PY) scripts/replay_speed.py --orders 100000 | tee $(dir $(BENCH_OUT))replay.json
+	$(PY) -m bench run --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(PY) -m bench halt --orders 1000 --out $(dir $(BENCH_OUT))halt.json
+	$(PY) -m bench replay --orders 100000 | tee $(dir $(BENCH_OUT))replay.json
 
 check-config: $(STAMP) $(DESK_PASSWORD)
 	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(VENV)/bin/fixproxy check-config --config $(CONFIG)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from .config import ConfigError, load, load_limits
-from .sim.venue import BEHAVIOURS
+from .sim import BEHAVIOURS
 
 DEFAULT_CONFIG = os.environ.get("FIXPROXY_CONFIG", "cfg/fixproxy.toml")
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
 
-from .fix.codec import IdentifierLimits
 from .core.model import Instrument
 from .core.proxy import SessionPolicy
 from .core.risk.limits import Limits, LimitSet
 from .core.risk.rules import RULES, RiskSettings
+from .fix.codec import IdentifierLimits
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,24}$")]
 CompID = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
@@ -31,10 +32,10 @@ class ConfigError(Exception):
 
 
 class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+    """Subclasses inherit both options; they repeat ``frozen=True`` so that type checkers see it too."""
 
 
-class ProxySection(_Strict):
+class ProxySection(_Strict, frozen=True):
     #: Where quickfix stores (sequence numbers, messages) and logs go; relative to the config file.
     state_dir: str = "../var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -77,7 +78,7 @@ class ProxySection(_Strict):
                              "'America/New_York' or 'UTC')") from None
 
 
-class AcceptorSection(_Strict):
+class AcceptorSection(_Strict, frozen=True):
     #: The address the native engine listens on (quickfix binds every interface whatever this says).
     host: str = "127.0.0.1"
     port: Port = 9878
@@ -104,7 +105,7 @@ class AcceptorSection(_Strict):
     quickfix_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
 
-class _Logon(_Strict, kw_only=True):
+class _Logon(_Strict, frozen=True, kw_only=True):
     """Optional Username (553) / Password (554) a session's Logon must carry."""
 
     username: str = ""
@@ -121,7 +122,7 @@ class _Logon(_Strict, kw_only=True):
             raise ValueError("give password or password_env, not both")
 
 
-class OmsSession(_Logon):
+class OmsSession(_Logon, frozen=True):
     name: Name
     #: The OMS's SenderCompID.
     comp_id: CompID
@@ -132,7 +133,7 @@ class OmsSession(_Logon):
     cancel_on_disconnect: bool = False
 
 
-class Venue(_Strict):
+class Venue(_Strict, frozen=True):
     name: Name
     host: str = "127.0.0.1"
     port: Port = 9879
@@ -155,7 +156,7 @@ class Venue(_Strict):
     answer_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=600_000)] = 1000
 
 
-class RiskSection(_Strict):
+class RiskSection(_Strict, frozen=True):
     #: Rules in the order they run; default every rule. An empty list forwards everything.
     rules: tuple[str, ...] | None = None
     #: What to do with a symbol missing from the instrument file.
@@ -177,7 +178,7 @@ class RiskSection(_Strict):
     reference_change_max_pct: Annotated[int, msgspec.Meta(gt=0)] = 20
 
 
-class AuditSection(_Strict):
+class AuditSection(_Strict, frozen=True):
     #: Record every application message, decision and notice in the audit store.
     enabled: bool = True
     #: The SQLite file, relative to the config file; empty: ``<state_dir>/audit.sqlite``.
@@ -199,7 +200,7 @@ class AuditSection(_Strict):
 Role = Literal["viewer", "risk", "admin"]
 
 
-class JournalSection(_Strict):
+class JournalSection(_Strict, frozen=True):
     """The write-ahead journal (``<state_dir>/journal``): every input of the core, before it acts."""
 
     #: fsync policy: "none" (the page cache: survives kill -9, not a power loss), "interval" (synced
@@ -215,7 +216,7 @@ class JournalSection(_Strict):
     reserve_kb: Annotated[int, msgspec.Meta(ge=8, le=1 << 20)] = 1024
 
 
-class IdentifiersSection(_Strict):
+class IdentifiersSection(_Strict, frozen=True):
     """Longest identifier accepted from an OMS (characters; every identifier is printable ASCII,
     not blank, without leading or trailing spaces: spec/reject-codes.md, INVALID_ORDER)."""
 
@@ -232,7 +233,7 @@ class IdentifiersSection(_Strict):
         return IdentifierLimits(self.max_clordid, self.max_account, self.max_symbol, self.max_ex_destination)
 
 
-class AdminToken(_Strict):
+class AdminToken(_Strict, frozen=True):
     """One bearer token of the HTTP admin API: who (``name``, recorded as the operator) and what it may do."""
 
     name: Name
@@ -249,7 +250,7 @@ class AdminToken(_Strict):
             _check_secret(self.token, f"token {self.name!r}")
 
 
-class AdminSection(_Strict):
+class AdminSection(_Strict, frozen=True):
     """The HTTP admin API (risk-desk controls)."""
 
     #: The address the API binds; keep it on loopback unless something in front of it does TLS.
@@ -290,7 +291,7 @@ class ApiToken:
         return f"ApiToken(name={self.name!r}, role={self.role!r}, secret=<hidden>)"
 
 
-def resolve_tokens(admin: AdminSection, environ=os.environ) -> tuple[ApiToken, ...]:
+def resolve_tokens(admin: AdminSection, environ: Mapping[str, str] = os.environ) -> tuple[ApiToken, ...]:
     """The API tokens with their secrets; ValueError naming the token (and variable) if one is missing."""
     out: list[ApiToken] = []
     for i, t in enumerate(admin.tokens):
@@ -307,7 +308,7 @@ def resolve_tokens(admin: AdminSection, environ=os.environ) -> tuple[ApiToken, .
     return tuple(out)
 
 
-class RiskDeskSection(_Logon):
+class RiskDeskSection(_Logon, frozen=True):
     """The risk-desk FIX session (spec/admin-messages.md): a FIX 4.4 acceptor session beside the OMS ones."""
 
     #: The desk's SenderCompID; "" turns the session off.
@@ -325,7 +326,7 @@ class RiskDeskSection(_Logon):
                              "or allow_unauthenticated = true")
 
 
-class Config(_Strict):
+class Config(_Strict, frozen=True):
     proxy: ProxySection = ProxySection()
     acceptor: AcceptorSection = AcceptorSection()
     oms: tuple[OmsSession, ...] = ()
@@ -509,7 +510,7 @@ def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:
     return loaded
 
 
-class _LimitsFile(_Strict):
+class _LimitsFile(_Strict, frozen=True):
     limits: LimitSet = LimitSet()
 
 

@@ -2,10 +2,10 @@
 
 In the proxy, a writer thread shares the interpreter lock with the thread that handles orders:
 turning each message into a chained, hashed, indexed audit row is Python work, and at a few
-thousand orders a second it held the lock long enough to queue orders behind it (the benchmark:
-p50 at 2,000 orders/s went from 1.9 ms to 0.6 ms with the audit store off). The audit store is now
-written by a follower of the journal in a process of its own (``audit.follower``); this module
-keeps what such a process shares: ``WriterPriority`` and ``WriterStartError``.
+thousand orders a second it held the lock long enough to queue orders behind it
+(docs/benchmarks.md). The audit store is written by a follower of the journal in a process of its
+own (``audit.follower``); this module keeps what such a process shares: ``WriterPriority`` and
+``WriterStartError``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class WriterPriority:
     normal priority, since it could not be brought back.
     """
 
-    def __init__(self, late_s: float = 0.25, hold_s: float = 10.0, tids=None):
+    def __init__(self, late_s: float = 0.25, hold_s: float = 10.0, tids: list[int] | None = None) -> None:
         self.late_s, self.hold_s = late_s, hold_s
         self._tids = tids  # None: every thread of this process, as it is at each change
         self.idle = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 _NS = 1_000_000_000
@@ -37,7 +37,7 @@ def fix_time_ns(text: str) -> int:
 def iso(ns: int, digits: int = 3) -> str:
     """``2026-11-25T12:28:04.277Z`` (``digits`` fraction digits, 0 to 9)."""
     seconds, fraction = divmod(ns, _NS)
-    text = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if digits:
         text += "." + f"{fraction:09d}"[:digits]
     return text + "Z"
@@ -63,15 +63,18 @@ def parse_when(text: str) -> int:
     return (day.toordinal() - _EPOCH_ORDINAL) * _DAY_NS + seconds * _NS + int((frac or "").ljust(9, "0") or 0)
 
 
-_second = [-1, ""]  # the last whole second formatted (one strftime a second, not one a message)
+# The last whole second formatted (one strftime a second, not one a message); one tuple, replaced
+# whole, so a thread never reads one second's number with another second's text.
+_second: tuple[int, str] = (-1, "")
 
 
 def fix_second(second: int) -> str:
     """``20261125-12:28:04.`` for a whole second since the epoch (cached: messages come many a second)."""
-    if second != _second[0]:
-        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S.")
-        _second[0] = second
-    return _second[1]
+    global _second
+    cached = _second
+    if second != cached[0]:
+        cached = _second = (second, datetime.fromtimestamp(second, tz=UTC).strftime("%Y%m%d-%H:%M:%S."))
+    return cached[1]
 
 
 def fix_timestamp_ms(now_ns: int) -> str:

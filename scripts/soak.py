@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -66,6 +64,8 @@ import urllib.request
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
+
+from fixproxy.sim.process import Proc, fixproxy_command, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 VIEWER = "soak-viewer-token-0123456789"
@@ -81,116 +81,11 @@ FIRM_MAX_QTY = 10000
 #: A proxy refusal's Text (58) starts with its code (spec/reject-codes.md).
 CODE = re.compile(r"^([A-Z][A-Z_]+):")
 FINAL_STATUS = {"2": "filled", "4": "cancelled", "8": "rejected"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+KEEP_LINES = 200  # of each process's output, for a failure report
 
 
 def now() -> float:
     return time.monotonic()
-
-
-class Proc:
-    """A fixproxy child process. Each output line (stdout and stderr) goes to ``on_line``; without
-    one, its JSON objects are collected (``snapshot``, ``wait_for``: scripts/bench_halt.py uses
-    that). The last lines are kept for a failure report; with ``save`` every line goes to that file."""
-
-    def __init__(self, args: list[str], cwd: Path, stdin: bool = False, *, name: str = "fixproxy", on_line=None,
-                 save: Path | None = None):
-        self.name = name
-        self.lines: list[dict] = []  # the JSON objects printed, without on_line
-        # every line, with --keep
-        self.save = open(save, "a", buffering=1 << 20) if save is not None else None  # noqa: SIM115
-        self.text: list[str] = []  # the last lines, for a failure report
-        self.cond = threading.Condition()
-        self.on_line = on_line
-        self.wlock = threading.Lock()
-        self.popen = subprocess.Popen([sys.executable, "-m", "fixproxy", *args], cwd=cwd, text=True, bufsize=1,
-                                      stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.started = now()
-        self.threads = [threading.Thread(target=self._read, args=(s,), daemon=True)
-                        for s in (self.popen.stdout, self.popen.stderr)]
-        for t in self.threads:
-            t.start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            if self.save is not None:
-                self.save.write(line)
-            line = line.rstrip("\n")
-            record = None
-            if self.on_line is not None:
-                try:
-                    self.on_line(line)
-                except Exception as exc:  # noqa: BLE001 - a bug in the soak: say so loudly, keep reading
-                    print(f"soak: {self.name} line handler failed: {exc!r} on {line[:200]}", file=sys.stderr)
-            elif line.startswith("{"):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    pass
-            with self.cond:
-                if isinstance(record, dict):
-                    self.lines.append(record)
-                self.text.append(line)
-                if len(self.text) > 400:
-                    del self.text[:-200]
-                self.cond.notify_all()
-
-    def tail(self, n: int = 30) -> str:
-        with self.cond:
-            return "\n".join(self.text[-n:])
-
-    def snapshot(self) -> list[dict]:
-        with self.cond:
-            return list(self.lines)
-
-    def wait_for(self, pred, timeout: float = 30.0) -> dict:
-        """The first JSON object printed that matches ``pred`` (TimeoutError after ``timeout``)."""
-        deadline = now() + timeout
-        with self.cond:
-            i = 0
-            while True:
-                while i < len(self.lines):
-                    if pred(self.lines[i]):
-                        return self.lines[i]
-                    i += 1
-                if now() > deadline:
-                    raise TimeoutError(f"{self.name}: no matching line within {timeout}s (exit status "
-                                       f"{self.popen.poll()}); last output:\n" + "\n".join(self.text[-20:]))
-                self.cond.wait(0.2)
-
-    def send(self, lines: str | list[str]) -> None:
-        """Write a line, or lines, to stdin in one write."""
-        if isinstance(lines, str):
-            lines = [lines]
-        with self.wlock:
-            self.popen.stdin.write("".join(x + "\n" for x in lines))
-            self.popen.stdin.flush()
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        if self.popen.poll() is None:
-            try:
-                os.kill(self.popen.pid, sig)
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-            except ProcessLookupError:
-                pass
-        for t in self.threads:
-            t.join(5)
-        if self.save is not None:
-            self.save.close()
-        return self.popen.returncode
 
 
 def write_config(root: Path, acceptor: int, venue: int, http: int, engine: str = "quickfix") -> Path:
@@ -570,7 +465,8 @@ class Soak:
     def spawn_proxy(self) -> Proc:
         log = ProxyLog()
         self.proxy_logs.append(log)
-        proxy = Proc(["run", "--config", str(self.config)], self.root, name="proxy", on_line=log.on_line)
+        proxy = Proc("proxy", fixproxy_command("run", "--config", str(self.config)), self.root, on_line=log.on_line,
+                     keep=KEEP_LINES)
         self.procs.append(proxy)
         self.proxy, self.proxy_log = proxy, log
         return proxy
@@ -600,7 +496,7 @@ class Soak:
     # -- sending
 
     def send_lines(self, lines: list[str]) -> None:
-        self.oms.send(lines)
+        self.oms.send_lines(lines)
 
     def next_message(self, lines: list[str]) -> None:
         rnd, t = self.rnd, self.tracker
@@ -824,8 +720,9 @@ class Soak:
         args = self.args
         behaviours = [x for s, (_, b) in SYMBOLS.items() for x in ("--behaviour", f"{s}={b}")]
         keep = self.args.keep
-        venue = Proc(["sim", "venue", "--config", str(self.config), *behaviours, "--state-dir", str(self.root / "venue")],
-                     self.root, name="venue", on_line=self.venue_seen.on_line,
+        venue = Proc("venue", fixproxy_command("sim", "venue", "--config", str(self.config), *behaviours,
+                                               "--state-dir", str(self.root / "venue")),
+                     self.root, on_line=self.venue_seen.on_line, keep=KEEP_LINES,
                      save=self.root / "venue-sim.jsonl" if keep else None)
         self.procs.append(venue)
         deadline = now() + 30
@@ -833,8 +730,9 @@ class Soak:
             time.sleep(0.05)
         self.start_proxy()
         self.wait_proxy(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", 30)
-        self.oms = Proc(["sim", "oms", "--config", str(self.config), "--stdin", "--state-dir", str(self.root / "oms")],
-                        self.root, stdin=True, name="oms", on_line=self.tracker.on_line,
+        self.oms = Proc("oms", fixproxy_command("sim", "oms", "--config", str(self.config), "--stdin",
+                                                "--state-dir", str(self.root / "oms")),
+                        self.root, stdin=True, on_line=self.tracker.on_line, keep=KEEP_LINES,
                         save=self.root / "oms-sim.jsonl" if keep else None)
         self.procs.append(self.oms)
         deadline = now() + 30
@@ -1085,7 +983,7 @@ class Soak:
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(timeout=20)
         if not self.args.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -5,7 +5,7 @@ peers at a steady order rate, its RSS and its child processes' (the audit follow
     .venv/bin/python scripts/soak_memory.py --engine native --minutes 30 [--rate 200] [--out mem.json]
 
 The config is the shipped one as ``make bench`` adapts it (every rule, the audit follower and the
-message logs on; scripts/bench.py ``write_configs``); the venue simulator fills every order. Every
+message logs on; bench/setups.py ``write_configs``); the venue simulator fills every order. Every
 ``--sample-s`` seconds it reads /proc/<pid>/status of the proxy and of each process it started:
 RssAnon (the heap: what the proxy holds), RssFile (file pages mapped: libraries, the journal's and
 the stores' mappings) and RssShmem. It prints a table, then the growth of each after the first
@@ -23,10 +23,12 @@ import threading
 import time
 from pathlib import Path
 
-import bench
+REPO = Path(__file__).resolve().parents[1]
+# The benchmark's peers and configs: the bench package of this checkout (it is not installed).
+sys.path.insert(0, str(REPO))
 
-REPO = bench.REPO
-SCRIPTS = Path(__file__).resolve().parent
+from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, Child, write_configs  # noqa: E402
+
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
 
 
@@ -71,7 +73,7 @@ def name_of(pid: int) -> str:
 class Load(threading.Thread):
     """The load generator's windows back to back until ``stop``; orders acknowledged counted."""
 
-    def __init__(self, oms: bench.Child, rate: float, window_s: float = 60.0):
+    def __init__(self, oms: Child, rate: float, window_s: float = 60.0):
         super().__init__(name="soak-load", daemon=True)
         self.oms, self.rate, self.window_s = oms, rate, window_s
         self.stop = threading.Event()
@@ -111,28 +113,28 @@ def main(argv: list[str] | None = None) -> int:
 
     run_id = "M" + format(int(time.time() * 1000), "x")[-8:]
     run_dir = REPO / "var" / "bench" / f"memory-{run_id}"
-    cfgs, overrides = bench.write_configs(args.config.resolve(), run_dir, engine=args.engine)
+    cfgs, overrides = write_configs(args.config.resolve(), run_dir, engine=args.engine)
     cfg = cfgs["full_native" if args.engine == "native" else "full"]
     state = cfg["state"]
-    procs: list[bench.Child] = []
+    procs: list[Child] = []
     samples: list[dict] = []
     try:
-        venue = bench.Child("venue", [str(SCRIPTS / "bench_venue.py"), "--", "--config", str(cfg["path"]), "--venue",
+        venue = Child("venue", ["-m", "bench.venue", "--", "--config", str(cfg["path"]), "--venue",
                                       cfg["venue"]["name"], "--default", "fill", "--quiet", "--state-dir",
                                       str(state / "venue-sim")], state / "venue.stderr", stdin=False)
         procs.append(venue)
         venue.expect("listening", 30)
         command = [str(args.wrap)] if args.wrap else ["-m", "fixproxy"]
-        proxy = bench.Child("proxy", [*command, "run", "--config", str(cfg["path"])], state / "proxy.stderr",
+        proxy = Child("proxy", [*command, "run", "--config", str(cfg["path"])], state / "proxy.stderr",
                             stdin=False)
         procs.append(proxy)
-        proxy.wait_stderr("session_up", 60, detail=cfg["venue"]["name"])
+        proxy.wait_log("session_up", 60, detail=cfg["venue"]["name"])
         oms = cfg["oms"]
-        loadgen = bench.Child("oms", [str(SCRIPTS / "bench_oms.py"), "--port", str(cfg["acceptor_port"]), "--sender",
+        loadgen = Child("oms", ["-m", "bench.oms", "--port", str(cfg["acceptor_port"]), "--sender",
                                       oms["comp_id"], "--target", cfg["acceptor_comp_id"], "--fix-version",
                                       oms.get("fix_version", "FIX.4.4"), "--state-dir", str(state / "bench-oms"),
-                                      "--run-id", run_id, "--account", bench.BENCH_ACCOUNT, "--symbol",
-                                      bench.BENCH_SYMBOL], state / "oms.stderr", stdin=True)
+                                      "--run-id", run_id, "--account", BENCH_ACCOUNT, "--symbol",
+                                      BENCH_SYMBOL], state / "oms.stderr", stdin=True)
         procs.insert(0, loadgen)
         loadgen.expect("logon", 30)
         print(f"engine {args.engine}, {args.rate:g} orders/s for {args.minutes:g} min; proxy pid {proxy.pid}; "
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_at:
                 main_status = status(proxy.pid)
                 if main_status is None:
-                    raise RuntimeError(f"the proxy ended; stderr tail:\n{proxy.stderr_tail()}")
+                    raise RuntimeError(f"the proxy ended; stderr tail:\n{proxy.tail(15)}")
                 kids = {f"{name_of(c)} ({c})": s for c in children(proxy.pid) if (s := status(c)) is not None}
                 done = load.acked + int(min(now - t0 - load.windows * load.window_s, load.window_s) * args.rate)
                 row = {"t_s": round(now - t0, 1), "orders_about": done, "proxy": main_status, "children": kids}
@@ -174,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not load.error else 1
     finally:
         for child in procs:
-            child.stop({"cmd": "quit"} if child.name == "oms" else None)
+            if child.name == "oms":
+                child.quit({"cmd": "quit"})
+            else:
+                child.stop()
         if args.keep_run_dir:
             print(f"run folder kept: {run_dir}")
         else:

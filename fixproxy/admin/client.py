@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 PREFIX = "/api/v1"  # as in admin/http.py (not imported from there: the CLI need not load aiohttp)
 
@@ -34,13 +35,13 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def get(self, path: str):
+    def get(self, path: str) -> Any:
         return self._call("GET", path)
 
-    def post(self, path: str, body: dict):
+    def post(self, path: str, body: dict) -> Any:
         return self._call("POST", path, body)
 
-    def _call(self, method: str, path: str, body: dict | None = None):
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         if data is not None:
@@ -66,17 +67,15 @@ class Client:
 
 
 def table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    lines = [indent + "  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    for row in rows:
-        lines.append(indent + "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+    return "\n".join(indent + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+                     for row in [headers, *rows])
 
 
 def _when(ns: int) -> str:
     if not ns:
         return ""
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def render_status(summary: dict) -> str:

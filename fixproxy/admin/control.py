@@ -12,11 +12,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from ..core import events as ev
-from ..core import views
+from ..core import events as ev, views
+from ..core.proxy import ProxyCore
 
 
 class Feed:
@@ -92,7 +93,7 @@ def _item(kind: str, action: ev.Action) -> dict:
 class Control:
     """Admin commands and views over a running proxy's core."""
 
-    def __init__(self, submit: Callable[[ev.Event], list[ev.Action]], lock: threading.Lock, core,
+    def __init__(self, submit: Callable[[ev.Event], list[ev.Action]], lock: threading.Lock, core: ProxyCore,
                  feed: Feed, clock: Callable[[], int] = time.time_ns, health: Callable[[], dict] | None = None,
                  resume_recording: Callable[[str, str], ev.AdminResult] | None = None):
         self._submit = submit
@@ -132,7 +133,7 @@ class Control:
                       force: bool = False) -> ev.AdminResult:
         return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock(), force))
 
-    def view(self, name: str, *args):
+    def view(self, name: str, *args: object) -> Any:
         """One of core.views (summary, sessions, trading_states, limits, positions, exposure, orders,
         open_orders with a page size and the key to start after). Only copying the values out holds the
         core lock (never a walk over the day's orders); making the answer from them does not."""

@@ -21,22 +21,24 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
 from importlib import resources
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 import structlog
 from aiohttp import web
+from structlog.typing import FilteringBoundLogger
 
-from ..core import events as ev
-from ..core import views
+from ..core import events as ev, views
 from ..core.killswitch import parse_scope
 from ..core.risk.limits import LIMIT_FIELDS, LimitSet
 from .control import Control, Feed, item as feed_item
 
 PREFIX = "/api/v1"
+
+T = TypeVar("T")
 
 #: What each role may do; a higher role may do everything a lower one may.
 ROLES = {"viewer": 0, "risk": 1, "admin": 2}
@@ -180,12 +182,12 @@ class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if any(c.isspace() for c in self.symbol):
-            raise ValueError(f"symbol must not contain spaces, got {ascii(self.symbol[:80])}")
+            raise ValueError(f"symbol must not contain spaces, got {self.symbol[:80]!a}")
         try:  # the name rule of the scope symbol:<Symbol>: no control characters, ASCII, at most 64
             parse_scope(f"symbol:{self.symbol}")
         except ValueError:
             raise ValueError("symbol must be 1 to 64 printable ASCII characters without spaces, "
-                             f"got {ascii(self.symbol[:80])}") from None
+                             f"got {self.symbol[:80]!a}") from None
         _reason(self.reason)
 
 
@@ -198,7 +200,7 @@ _DECODERS: dict[type, msgspec.json.Decoder] = {
 }
 
 
-def parse_body(body: bytes, kind: type):
+def parse_body(body: bytes, kind: type[T]) -> T:
     """Decode and check a command's JSON body; BadRequest with a readable message otherwise."""
     if not body.strip():
         raise BadRequest("request body is empty; expected a JSON object")
@@ -344,7 +346,7 @@ class StreamHub:
     """
 
     def __init__(self, feed: Feed, *, max_clients: int = MAX_STREAM_CLIENTS, queue_size: int = STREAM_QUEUE,
-                 heartbeat_s: float = HEARTBEAT_S, batch_s: float = STREAM_BATCH_S, log=None):
+                 heartbeat_s: float = HEARTBEAT_S, batch_s: float = STREAM_BATCH_S, log: FilteringBoundLogger | None = None):
         self.feed = feed
         self.max_clients = max_clients
         self.queue_size = queue_size
@@ -455,9 +457,9 @@ class StreamHub:
                 client.queued -= k
                 t.write(chunk if client.chunked else plain)
             if client.queued > self.queue_size:
-                self._drop(client)
+                self._drop(client, t)
 
-    def _drop(self, client: StreamClient) -> None:
+    def _drop(self, client: StreamClient, t: asyncio.Transport) -> None:
         """Too slow: a last event saying so (read if the client ever reads again), then the connection ends."""
         self.dropped += 1
         queued = client.queued
@@ -467,7 +469,6 @@ class StreamHub:
                                     "detail": f"dropped: too slow ({queued} items waiting, at most "
                                               f"{self.queue_size}; [admin] stream_queue)"})
         body = b"event: dropped\ndata: " + note + b"\n\n"
-        t = client.transport
         t.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if client.chunked else body)
         t.close()
         asyncio.get_running_loop().call_later(STREAM_CLOSE_GRACE_S, t.abort)
@@ -583,7 +584,7 @@ class AdminApi:
         app.cleanup_ctx.append(self._fan_out)
         return app
 
-    async def _sampling(self, app):
+    async def _sampling(self, app: web.Application) -> AsyncIterator[None]:
         """Sample the firm's exposure for the history while the application runs."""
 
         async def every() -> None:
@@ -600,7 +601,7 @@ class AdminApi:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _fan_out(self, app):
+    async def _fan_out(self, app: web.Application) -> AsyncIterator[None]:
         """The event stream's fan-out task, while the application runs."""
         task = asyncio.create_task(self.hub.run())
         yield
@@ -644,8 +645,8 @@ class AdminApi:
                 # Never the token: who (if known), what and from where.
                 fields = {"status": verdict.status, "reason": verdict.reason, "method": request.method,
                           "path": request.path, "remote": request.remote, "required_role": route.role}
-                if verdict.status == 403:
-                    identity = self.auth.identify(request.headers.get("Authorization"))
+                identity = self.auth.identify(request.headers.get("Authorization")) if verdict.status == 403 else None
+                if identity is not None:  # a 403 names the token it refused
                     fields.update(token_name=identity.name, role=identity.role)
                 self.log.warning("admin_auth_failed", **fields)
                 headers = {"WWW-Authenticate": 'Bearer realm="fixproxy"'} if verdict.status == 401 else None
@@ -657,7 +658,8 @@ class AdminApi:
         return guarded
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         """Every error as JSON ``{"error": "..."}``."""
         try:
             return await handler(request)
@@ -674,7 +676,7 @@ class AdminApi:
                            traceback=traceback.format_exc())
             return _json({"error": "internal error; see the proxy's log"}, 500)
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
         """Call ``fn`` in the default executor: it takes the core lock, which the loop must not wait on."""
         return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
 
@@ -683,68 +685,68 @@ class AdminApi:
 
     # -- open
 
-    async def healthz(self, request, who) -> web.Response:
+    async def healthz(self, request: web.Request, who: Identity | None) -> web.Response:
         health = await self._run(self.control.health)
         return _json(health, 503 if health["status"] == "failed" else 200)
 
-    async def dashboard(self, request, who) -> web.Response:
+    async def dashboard(self, request: web.Request, who: Identity | None) -> web.Response:
         body, content_type = self._assets["index.html"]
         return web.Response(body=body, content_type=content_type, charset="utf-8", headers=_PAGE_HEADERS)
 
-    async def asset(self, request, who) -> web.Response:
+    async def asset(self, request: web.Request, who: Identity | None) -> web.Response:
         found = self._assets.get(request.match_info["asset"])
         if found is None or found[1] == "text/html":
             raise web.HTTPNotFound(reason="no such dashboard file")
         return web.Response(body=found[0], content_type=found[1], charset="utf-8", headers=_PAGE_HEADERS)
 
-    async def whoami(self, request, who: Identity) -> web.Response:
+    async def whoami(self, request: web.Request, who: Identity) -> web.Response:
         return _json({"name": who.name, "role": who.role, "alert_levels": self.control.alert_levels()})
 
-    async def exposure_history(self, request, who) -> web.Response:
+    async def exposure_history(self, request: web.Request, who: Identity | None) -> web.Response:
         since = parse_since(request.query.get("since_ns"))
         await self._sample()  # so the chart ends at the present
         return _json({"now_ns": self.control.clock(), "points": self.history.since(since)})
 
-    async def openapi(self, request, who) -> web.Response:
+    async def openapi(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(openapi_document())
 
     # -- reads
 
-    async def sessions(self, request, who):
+    async def sessions(self, request: web.Request, who: Identity | None) -> web.Response:
         return await self._view("sessions")
 
-    async def trading_states(self, request, who):
+    async def trading_states(self, request: web.Request, who: Identity | None) -> web.Response:
         return await self._view("trading_states")
 
-    async def limits(self, request, who):
+    async def limits(self, request: web.Request, who: Identity | None) -> web.Response:
         return await self._view("limits")
 
-    async def positions(self, request, who):
+    async def positions(self, request: web.Request, who: Identity | None) -> web.Response:
         return await self._view("positions")
 
-    async def exposure(self, request, who):
+    async def exposure(self, request: web.Request, who: Identity | None) -> web.Response:
         return await self._view("exposure")
 
-    async def orders(self, request, who):
+    async def orders(self, request: web.Request, who: Identity | None) -> web.Response:
         limit = parse_page(request.query.get("limit"))
         after = request.query.get("after", "")
         return _json(await self._run(self.control.view, "open_orders", limit, after))
 
-    async def summary(self, request, who):
+    async def summary(self, request: web.Request, who: Identity | None) -> web.Response:
         summary = await self._run(self.control.view, "summary")
         summary["health"] = await self._run(self.control.health)
         return _json(summary)
 
-    async def decisions(self, request, who):
+    async def decisions(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(self.feed.recent("decision", parse_limit(request.query.get("limit"))))
 
-    async def alerts(self, request, who):
+    async def alerts(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(self.feed.recent("alert", parse_limit(request.query.get("limit"))))
 
-    async def admin_actions(self, request, who):
+    async def admin_actions(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(self.feed.recent("admin", parse_limit(request.query.get("limit"))))
 
-    async def events(self, request: web.Request, who) -> web.StreamResponse:
+    async def events(self, request: web.Request, who: Identity) -> web.StreamResponse:
         client = self.hub.open(who.name, request.remote)
         if client is None:
             self.log.warning("event_stream_refused", token_name=who.name, remote=request.remote,
@@ -772,7 +774,7 @@ class AdminApi:
             self.hub.close(client)
         return response
 
-    async def _end_streams(self, app) -> None:
+    async def _end_streams(self, app: web.Application) -> None:
         self.hub.end_all("shutting down")
 
     # -- commands
@@ -782,24 +784,24 @@ class AdminApi:
         if kind == "session" and self.session_names and name not in self.session_names:
             raise BadRequest(f"no OMS session named {name!r} (sessions: {', '.join(sorted(self.session_names))})")
 
-    async def kill(self, request, who: Identity):
+    async def kill(self, request: web.Request, who: Identity) -> web.Response:
         body = parse_body(await request.read(), KillRequest)
         self._check_scope(body.scope)
         result = await self._run(self.control.kill, body.scope, body.action, body.reason, who.name)
         return _json(result_body(result), 200 if result.ok else 422)
 
-    async def set_limit(self, request, who: Identity):
+    async def set_limit(self, request: web.Request, who: Identity) -> web.Response:
         body = parse_body(await request.read(), LimitRequest)
         self._check_scope(body.layer)
         result = await self._run(self.control.set_limit, body.layer, body.field, body.value, body.reason, who.name)
         return _json(result_body(result), 200 if result.ok else 422)
 
-    async def resume_recording(self, request, who: Identity):
+    async def resume_recording(self, request: web.Request, who: Identity) -> web.Response:
         body = parse_body(await request.read(), ResumeRequest)
         result = await self._run(self.control.resume_recording, who.name, body.reason)
         return _json(result_body(result), 200 if result.ok else 422)
 
-    async def set_reference(self, request, who: Identity):
+    async def set_reference(self, request: web.Request, who: Identity) -> web.Response:
         body = parse_body(await request.read(), ReferenceRequest)
         result = await self._run(self.control.set_reference, body.symbol, str(body.price), body.reason, who.name,
                                   body.force)

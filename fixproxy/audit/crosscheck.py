@@ -28,6 +28,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
+from ..fix.parse import ADMIN_TYPES, first_value
 from ..journal import format as fmt
 from ..journal.reader import read_segment, segments
 from ..timefmt import fix_time_ns
@@ -43,8 +44,6 @@ from .records import (
 )
 from .store import TABLE, head, iter_records, read_position
 
-#: Session-level message types: not audited (the store keeps heartbeats, logons ... too).
-ADMIN_TYPES = frozenset("0 1 2 3 4 5 A".split())
 #: At most this many detail lines per check.
 MAX_DETAILS = 10
 
@@ -66,9 +65,9 @@ class Check(msgspec.Struct):
         return [f"{self.name}: {label}: {self.summary}"] + [f"  {d}" for d in self.details]
 
 
-def _describe(values) -> str:
+def _describe(values: tuple) -> str:
     """kind, decision, code, session, ClOrdID and MsgType of a record (or draft columns), for a sentence."""
-    ts, kind, session, direction, msg_type, cl_ord_id, _, _, decision, code, _ = values
+    _, kind, session, direction, msg_type, cl_ord_id, _, _, decision, code, _ = values
     words = [kind, direction, f"35={msg_type}" if msg_type else "", decision, code,
              f"session {session}" if session else "", f"ClOrdID {cl_ord_id}" if cl_ord_id else ""]
     return " ".join(w for w in words if w)
@@ -85,7 +84,7 @@ def journal_writer(journal_dir: Path) -> tuple[int, int] | None:
     try:
         for _, kind, payload in read_segment(Path(journal_dir) / f"{found[-1]:08d}.journal"):
             if kind == fmt.START:
-                return found[-1], fmt.decode(kind, payload).pid
+                return found[-1], fmt.decode_start(payload).pid
             break
     except (OSError, ValueError, msgspec.DecodeError):
         pass
@@ -101,7 +100,7 @@ def proxy_running(journal_dir: Path) -> bool:
     segment, pid = writer
     try:
         started = _process_start_ns(pid)
-        start = fmt.decode(fmt.START, next(read_segment(Path(journal_dir) / f"{segment:08d}.journal"))[2])
+        start = fmt.decode_start(next(read_segment(Path(journal_dir) / f"{segment:08d}.journal"))[2])
     except (OSError, ValueError, IndexError, StopIteration, msgspec.DecodeError):
         return False
     return started <= start.start_ns + 2_000_000_000  # clock ticks are coarse: a little slack
@@ -200,7 +199,7 @@ def check_journal(db: sqlite_utils.Database, journal_dir: Path, *, running: bool
             else:
                 unfollowed += 1
                 if kind == fmt.OUTBOUND:
-                    unfollowed_out.add(_message_key(fmt.decode(kind, payload)[2]))
+                    unfollowed_out.add(_message_key(fmt.decode_message(payload)[2]))
             continue
         compared += 1
         stored = msgspec.structs.astuple(record[0])[1:-1]
@@ -211,13 +210,13 @@ def check_journal(db: sqlite_utils.Database, journal_dir: Path, *, running: bool
                                f"byte {offset}): the journal has {_describe(draft)}, the store has "
                                f"{_describe(stored)}" + ("" if stored[:10] != draft[:10] else " (its data differs)"))
     extra = first_extra = last_extra = 0
-    for record, _ in actual:
+    for extra_record, _ in actual:
         extra += 1
-        first_extra = first_extra or record.seq
-        last_extra = record.seq
+        first_extra = first_extra or extra_record.seq
+        last_extra = extra_record.seq
     if differ:
         problems.append(f"{differ} record(s) differ from the journal (rewritten)")
-    if missing:
+    if first_missing is not None:  # set with the first of the ``missing``
         problems.append(f"{missing} journaled record(s) the follower had recorded are missing from the store "
                         f"(from journal segment {first_missing[0]}, {_describe(first_missing[1])})")
     if start_seq is None and (missing or unfollowed) and position is not None:
@@ -249,20 +248,9 @@ def check_journal(db: sqlite_utils.Database, journal_dir: Path, *, running: bool
 # ---------------------------------------------------------------- the FIX session stores
 
 
-def _field(raw: str, tag: str) -> str:
-    """The first value of a header ``tag`` (never the first field of a message: that is BeginString)."""
-    key = f"\x01{tag}="
-    at = raw.find(key)
-    if at < 0:
-        return ""
-    at += len(key)
-    end = raw.find("\x01", at)
-    return raw[at:] if end < 0 else raw[at:end]
-
-
 def _message_key(raw: str) -> tuple[str, str, str, str]:
     """What identifies a sent message: SenderCompID, TargetCompID, MsgSeqNum, SendingTime."""
-    return _field(raw, "49"), _field(raw, "56"), _field(raw, "34"), _field(raw, "52")
+    return first_value(raw, 49), first_value(raw, 56), first_value(raw, 34), first_value(raw, 52)
 
 
 def _stored_messages(store: Path, prefix: str) -> Iterator[str]:
@@ -305,7 +293,7 @@ def check_fix_stores(db: sqlite_utils.Database, store_dir: Path, *, running: boo
         gaps: list[str] = []
         count = 0
         for raw in _stored_messages(header.parent, prefix):
-            if _field(raw, "35") in ADMIN_TYPES:
+            if first_value(raw, 35) in ADMIN_TYPES:  # session-level: not audited (the store keeps them too)
                 continue
             count += 1
             key = _message_key(raw)

@@ -25,25 +25,29 @@ first uncovered one, and when it stops; ``audit verify`` checks both the MACs an
 from __future__ import annotations
 
 import ctypes
-import logging
 import multiprocessing
 import multiprocessing.util
 import os
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
+import sqlite_utils
 import structlog
 
 from ..core import events as ev
 from ..journal import format as fmt
 from ..journal.reader import Tail
+from ..logs import configure_logging
 from ..offload import WriterPriority, WriterStartError
 from .records import (
     KIND_CHECKPOINT,
@@ -58,6 +62,9 @@ from .records import (
     segment_start_draft,
 )
 from .store import INSERT, SAVE_POSITION, TABLE, AuditError, head, open_for_writing, read_position
+
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
 
 #: How often the follower reads the journal when it has caught up.
 WORK_INTERVAL_S = 0.02
@@ -111,7 +118,7 @@ class Follower:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._interval_ns = int(checkpoint_interval_s * 1e9)
         self.clock = clock
-        self.db = None
+        self.db: sqlite_utils.Database | None = None
         self.tail: Tail | None = None
         #: Called after each commit with the follower (shared memory in the child process).
         self.on_commit: Callable[[Follower], None] | None = None
@@ -124,11 +131,11 @@ class Follower:
 
     def open(self) -> None:
         """Open the store and continue from the position it saved (the journal's start for a new store)."""
-        self.db = open_for_writing(self.store)
-        conn = self.db.conn
+        db = self.db = open_for_writing(self.store)
+        conn = db.conn
         try:
-            self.seq, self.hash = head(self.db)
-            saved = read_position(self.db)
+            self.seq, self.hash = head(db)
+            saved = read_position(db)
             self.position = (saved.segment, saved.offset) if saved else (0, 0)
             # The first record after the last checkpoint: the run a checkpoint has to cover next.
             row = conn.execute(f"SELECT ts_ns FROM {TABLE} WHERE seq > (SELECT coalesce(max(seq), 0) FROM {TABLE} "
@@ -168,6 +175,8 @@ class Follower:
     def step(self, force: bool = False) -> int:
         """Read what the journal has beyond the position, insert it, commit when due (or ``force``).
         Returns how many journal records were read."""
+        if self.tail is None:
+            raise AuditError(f"{self.store}: the follower is not open")
         items = self.tail.poll()
         interval_ns = self._interval_ns
         drafts: list[Draft] = []
@@ -227,7 +236,7 @@ class Follower:
             return True
         try:
             if rows:
-                self.db.conn.executemany(INSERT, rows)
+                self._open_db().conn.executemany(INSERT, rows)
         except sqlite3.Error as exc:
             self._roll_back(exc)
             return False
@@ -236,8 +245,13 @@ class Follower:
         self._pending += len(rows)
         return True
 
+    def _open_db(self) -> sqlite_utils.Database:
+        if self.db is None:
+            raise AuditError(f"{self.store}: the follower is not open")
+        return self.db
+
     def _commit(self) -> bool:
-        conn = self.db.conn
+        conn = self._open_db().conn
         segment, offset = self.position
         try:
             conn.execute(SAVE_POSITION, (segment, offset, self.seq, self.hash, time.time_ns()))
@@ -258,7 +272,7 @@ class Follower:
         """The open transaction is gone: back to the last commit, journal position included, so the
         same records are read and written again on the next try (nothing lost, nothing twice)."""
         try:
-            self.db.conn.rollback()
+            self._open_db().conn.rollback()
         except sqlite3.Error:
             pass
         self.lost_transactions += 1
@@ -267,7 +281,8 @@ class Follower:
                         detail="the follower goes back to its last commit and tries again")
         self.seq, self.hash, self.position, self._first_ts, self._first_at = self.committed
         self._rows, self._pending, self._pending_since, self._moved = [], 0, 0.0, False
-        self.tail.close()
+        if self.tail is not None:
+            self.tail.close()
         self.tail = Tail(self.journal_dir, *self.position)
 
     @property
@@ -290,11 +305,11 @@ _ERROR_BYTES = 240
 
 
 class _Shared:
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: SpawnContext) -> None:
         self.values = ctx.RawArray(ctypes.c_int64, _FIELDS)
         self.error = ctx.RawArray(ctypes.c_char, _ERROR_BYTES)
 
-    def write(self, **fields) -> None:
+    def write(self, **fields: int) -> None:
         v = self.values
         v[_VERSION] += 1
         for name, value in fields.items():
@@ -326,21 +341,10 @@ _NAMES = {"segment": _SEGMENT, "offset": _OFFSET, "seq": _SEQ, "beat": _BEAT, "c
           "done": _DONE, "checkpoints": _CHECKPOINTS}
 
 
-def _configure_logging(level: str) -> None:
-    """The proxy's log format (app.configure_logging), without importing the FIX engines here."""
-    renderer = structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),  # one write per line: processes share stderr
-        cache_logger_on_first_use=True,
-    )
-
-
-def _child(settings: dict, shared: _Shared, stop, ready, log_level: str, priority: str) -> None:
+def _child(settings: dict, shared: _Shared, stop: ProcessEvent, ready: Connection, log_level: str,
+           priority: str) -> None:
     """The follower process: follow until told to stop (or the proxy is gone), then catch up and end."""
-    _configure_logging(log_level)
+    configure_logging(log_level)
     log = structlog.get_logger("fixproxy.audit")
     # ^C in a terminal and a service manager's SIGTERM reach the whole process group: the follower
     # stops when the proxy says so (after the journal's last record), or when the proxy is gone.
@@ -416,7 +420,7 @@ class FollowerSettings(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_interval_s: float = 5.0
 
     @classmethod
-    def from_config(cls, loaded) -> FollowerSettings:
+    def from_config(cls, loaded: LoadedConfig) -> FollowerSettings:
         audit = loaded.config.audit
         return cls(store=str(loaded.audit_path), journal_dir=str(loaded.journal_dir),
                    batch_size=audit.batch_size, flush_interval_ms=audit.flush_interval_ms, key=loaded.audit_key,
@@ -461,7 +465,7 @@ class AuditFollowerProcess:
     "behind" when it has not reached where the journal was ``behind_s`` ago.
     """
 
-    def __init__(self, source, *, journal_position: Callable[[], tuple[int, int]] | None = None,
+    def __init__(self, source: LoadedConfig | FollowerSettings, *, journal_position: Callable[[], tuple[int, int]] | None = None,
                  on_problem: Callable[[str, str], None] | None = None, log_level: str = "info",
                  priority: str = "normal", check_interval_s: float = 1.0, behind_s: float = 5.0,
                  stuck_s: float = 10.0, start_timeout_s: float = 5.0, max_backoff_s: float = 30.0):
@@ -475,7 +479,7 @@ class AuditFollowerProcess:
         self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs FIX engine threads
         self._shared = _Shared(self._ctx)
         self._stop = self._ctx.Event()
-        self._process = None
+        self._process: SpawnProcess | None = None
         self._lock = threading.Lock()  # the watcher's state against health() and stop()
         self._state, self._detail = "ok", ""
         self._ends: deque[tuple[float, tuple[int, int]]] = deque()  # (when, journal end) samples
@@ -569,9 +573,10 @@ class AuditFollowerProcess:
         if self.journal_position is None:
             return None
         try:
-            return tuple(self.journal_position())
+            segment, offset = self.journal_position()
         except Exception:  # noqa: BLE001 - a journal closing meanwhile
             return None
+        return segment, offset
 
     def _watch(self) -> None:
         while not self._stopping.wait(self.check_interval_s):
@@ -604,7 +609,7 @@ class AuditFollowerProcess:
                 return self._state
             self._restart_at = 0.0
             self.restarts += 1
-            self._log.warning("audit_follower_restarted", restarts=self.restarts, pid=self._process.pid)
+            self._log.warning("audit_follower_restarted", restarts=self.restarts, pid=self.pid)
             now = time.monotonic()
         if now - self._up_since > 60:
             self._backoff = 1.0

@@ -29,13 +29,14 @@ class Filters(msgspec.Struct, frozen=True):
     code: str = ""
     kind: str = ""
 
-    def sql(self, db: sqlite_utils.Database) -> tuple[str, dict]:
+    def sql(self, db: sqlite_utils.Database) -> tuple[str, dict[str, int | str]]:
         """An SQL condition on the records table of ``db`` and its parameters.
 
         A ClOrdID is looked up in the ClOrdID index, as itself and as ``<session>.<ClOrdID>`` (what a
         venue-side message carries) for each session name in the store (``store.sessions``).
         """
-        terms, params = [], {}
+        terms: list[str] = []
+        params: dict[str, int | str] = {}
         if self.start_ns is not None:
             terms.append("ts_ns >= :start")
             params["start"] = self.start_ns
@@ -96,7 +97,8 @@ def render(records: list[Record], fmt: str) -> str:
     if fmt == "table":
         rows = [_TABLE_COLUMNS, *(_cells(r) for r in records)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_COLUMNS) - 1)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+        # The last column (detail) is not padded: zip stops at the widths.
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows]
         return "\n".join(line.rstrip() for line in lines) + "\n"
     if fmt == "csv":
         out = io.StringIO()

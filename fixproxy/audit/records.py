@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from ..core import events as ev
+from ..fix.parse import last_value
 
 #: ``prev_hash`` of the first record.
 GENESIS = "0" * 64
@@ -89,27 +90,17 @@ def chain(seq: int, prev_hash: str, drafts: list[Draft]) -> tuple[list[tuple], i
     return rows, seq, prev_hash
 
 
-def _last(raw: str, key: str) -> str:
-    """The value of the last ``key`` (SOH, tag, "=") in a raw message, or ""."""
-    at = raw.rfind(key)
-    if at < 0:
-        return ""
-    at += len(key)
-    end = raw.find("\x01", at)
-    return raw[at:] if end < 0 else raw[at:end]
-
-
 def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
     """An application message as it crossed the wire (SOH-delimited), in or out of ``session``.
 
     The few fields the record indexes are found without parsing the whole message (the writer does
-    this for every message the proxy handles); a later occurrence wins, as in fix.parse.parse.
+    this for every message the proxy handles); a later occurrence wins, as in ``parse``.
     """
-    cl_ord_id = _last(raw, "\x0111=") or _last(raw, "\x01379=")  # 35=j names the order in 379
+    cl_ord_id = last_value(raw, 11) or last_value(raw, 379)  # 35=j names the order in 379
     # canonical_data({"raw": raw}), without the dict: the one key needs no sorting.
     data = '{"raw":' + _encoder.encode(raw).decode() + "}"
-    return (now_ns, KIND_MESSAGE, session, direction, _last(raw, "\x0135="), cl_ord_id, _last(raw, "\x011="),
-            _last(raw, "\x0155="), "", "", data)
+    return (now_ns, KIND_MESSAGE, session, direction, last_value(raw, 35), cl_ord_id, last_value(raw, 1),
+            last_value(raw, 55), "", "", data)
 
 
 def admin_draft(who: str, what: str, scope: str, reason: str, before: Any, after: Any, now_ns: int) -> Draft:

@@ -99,7 +99,7 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
         return ["  (none)"]
     cells = [header, *[tuple(str(c) for c in row) for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
 
 
 def render_text(report: dict) -> str:
@@ -112,16 +112,16 @@ def render_text(report: dict) -> str:
            "", "Orders by outcome"]
     out += _table(("message", "accepted", "rejected"),
                   [(k, v["accepted"], v["rejected"]) for k, v in report["orders_by_outcome"].items()])
-    out += ["", "Rejects by rule"] + _table(("code", "count"), list(report["rejects_by_rule"].items()))
-    out += ["", "Rejects by account"] + _table(("account", "count"), list(report["rejects_by_account"].items()))
-    out += ["", "Limit breaches"] + _table(("code", "scope", "limit", "count", "max observed"),
-                                           [tuple(b.values()) for b in report["limit_breaches"]])
-    out += ["", "Alerts and notices"] + _table(("kind", "what", "count"),
-                                               [tuple(n.values()) for n in report["alerts_and_notices"]])
-    out += ["", "Kill-switch and admin actions"] + _table(
+    out += ["", "Rejects by rule", *_table(("code", "count"), list(report["rejects_by_rule"].items()))]
+    out += ["", "Rejects by account", *_table(("account", "count"), list(report["rejects_by_account"].items()))]
+    out += ["", "Limit breaches", *_table(("code", "scope", "limit", "count", "max observed"),
+                                          [tuple(b.values()) for b in report["limit_breaches"]])]
+    out += ["", "Alerts and notices", *_table(("kind", "what", "count"),
+                                              [tuple(n.values()) for n in report["alerts_and_notices"]])]
+    out += ["", "Kill-switch and admin actions", *_table(
         ("time", "who", "what", "scope", "reason"),
         [(a["time"], a.get("who", ""), a.get("what", ""), a.get("scope", ""), a.get("reason", ""))
-         for a in report["admin_actions"]])
+         for a in report["admin_actions"]])]
     out += ["", "Final positions"]
     out += [f"  {json.dumps(p, sort_keys=True)}" for p in report["final_positions"]] or ["  (none recorded)"]
     return "\n".join(out) + "\n"

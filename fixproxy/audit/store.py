@@ -47,7 +47,7 @@ def is_audit_store(path: Path) -> bool:
 
 
 def _create(db: sqlite_utils.Database) -> None:
-    table = db[TABLE]
+    table = db.table(TABLE)
     table.create(
         {"seq": int, "ts_ns": int, "kind": str, "session": str, "direction": str, "msg_type": str,
          "cl_ord_id": str, "account": str, "symbol": str, "decision": str, "code": str, "data": str,
@@ -191,9 +191,6 @@ class AuditWriter:
         self._pending = 0  # records inserted in the open transaction, not yet committed
         self._pending_since = 0.0  # monotonic time of the open transaction's first insert
         self._log = structlog.get_logger("fixproxy.audit")
-        #: Called after each cycle with how much later than its interval the cycle ended, in seconds
-        #: (``offload.WriterPriority.cycle``: a writer at idle priority that falls behind).
-        self.on_cycle = None
 
     # ------------------------------------------------------------ any thread: enqueue only
 
@@ -219,9 +216,9 @@ class AuditWriter:
 
     def start(self, note: str = "") -> None:
         """Open the store, continue its chain, start the writer thread; record an ``audit_started`` notice."""
-        self._db = open_for_writing(self.path)
-        self._seq, self._hash = self._committed = head(self._db)
-        self._thread = threading.Thread(target=self._run, name="fixproxy-audit", daemon=True)
+        db = self._db = open_for_writing(self.path)
+        self._seq, self._hash = self._committed = head(db)
+        self._thread = threading.Thread(target=self._run, args=(db,), name="fixproxy-audit", daemon=True)
         self._thread.start()
         # Marks a (re)start of the proxy: a replay of the store starts a fresh core here.
         self.record(ev.Notice("audit_started", time.time_ns(), note))
@@ -248,7 +245,7 @@ class AuditWriter:
 
     # ------------------------------------------------------------ the writer thread
 
-    def _run(self) -> None:
+    def _run(self, db: sqlite_utils.Database) -> None:
         # The writer sleeps WORK_INTERVAL_S and then drains what came, instead of waking on every
         # record (a wake-up per order message would cost the order path a GIL hand-off each). It
         # turns what came into rows and inserts them at once, but commits only every flush interval
@@ -257,7 +254,6 @@ class AuditWriter:
         # processes waited behind it.
         interval = min(self.flush_interval_s, WORK_INTERVAL_S)
         while True:
-            started = time.monotonic()
             self._wake.wait(interval)
             self._wake.clear()
             batch: list[Draft] = []
@@ -270,20 +266,18 @@ class AuditWriter:
                     break
                 stop = self._collect(item, batch, waiters) or stop
                 if len(batch) >= self.batch_size:
-                    self._insert(batch)
+                    self._insert(db, batch)
                     batch = []
                     if self._pending >= self.batch_size:
-                        self._commit()
-            self._insert(batch)
+                        self._commit(db)
+            self._insert(db, batch)
             if self._pending and (waiters or stop or self._pending >= self.batch_size
                                   or time.monotonic() - self._pending_since >= self.flush_interval_s):
-                self._commit()
+                self._commit(db)
             for done in waiters:
                 done.set()
             if stop:
                 return
-            if self.on_cycle is not None:
-                self.on_cycle(time.monotonic() - started - interval)
 
     def _collect(self, item: tuple, batch: list[Draft], waiters: list[threading.Event]) -> bool:
         """Turn one queue item into a draft (on this thread, off the order path). True: stop after this batch."""
@@ -304,7 +298,7 @@ class AuditWriter:
             self._log.error("audit_record_failed", error=repr(exc))
         return False
 
-    def _insert(self, batch: list[Draft]) -> None:
+    def _insert(self, db: sqlite_utils.Database, batch: list[Draft]) -> None:
         """Chain and insert a batch into the open transaction (committed later by ``_commit``)."""
         if not batch:
             return
@@ -312,29 +306,29 @@ class AuditWriter:
         try:
             # One prepared statement for the batch (sqlite-utils' insert_all re-derives the columns
             # and JSON-checks each value of each row: a quarter of the proxy's CPU under load).
-            self._db.conn.executemany(INSERT, rows)
+            db.conn.executemany(INSERT, rows)
         except sqlite3.Error as exc:
-            self._roll_back(len(rows), exc)
+            self._roll_back(db, len(rows), exc)
             return
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending += len(rows)
         self._seq, self._hash = seq, prev
 
-    def _commit(self) -> None:
+    def _commit(self, db: sqlite_utils.Database) -> None:
         try:
-            self._db.conn.commit()
+            db.conn.commit()
         except sqlite3.Error as exc:
-            self._roll_back(0, exc)
+            self._roll_back(db, 0, exc)
             return
         self.written += self._pending
         self._pending = 0
         self._committed = (self._seq, self._hash)
 
-    def _roll_back(self, failed: int, exc: sqlite3.Error) -> None:
+    def _roll_back(self, db: sqlite_utils.Database, failed: int, exc: sqlite3.Error) -> None:
         """The open transaction rolled back whole: its records are lost, the chain head goes back."""
         try:
-            self._db.conn.rollback()
+            db.conn.rollback()
         except sqlite3.Error:
             pass
         lost = self._pending + failed

@@ -226,11 +226,15 @@ class OmsReport(msgspec.Struct, frozen=True, tag=True, gc=False):
     #: Sent with PossResend (97=Y): the venue resent it and the proxy cannot rule out having relayed
     #: it before (a crash can lose the last ExecIDs it saved); the OMS checks the ExecID.
     poss_resend: bool = False
+    #: The proxy's own refusal of the order: its reject code (the codec gives OrdRejReason (103) for it).
+    code: str = ""
 
 
 class OmsCancelReject(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     reject: CancelReject
+    #: The proxy's own refusal: its reject code (the codec gives CxlRejReason (102) for it).
+    code: str = ""
 
 
 class OmsBusinessReject(msgspec.Struct, frozen=True, tag=True, gc=False):
@@ -238,7 +242,7 @@ class OmsBusinessReject(msgspec.Struct, frozen=True, tag=True, gc=False):
     ref_seq_num: int
     ref_msg_type: str
     ref_id: str
-    reason: int  # BusinessRejectReason (380)
+    code: str  # the reject code (the codec gives BusinessRejectReason (380) for it)
     text: str
 
 

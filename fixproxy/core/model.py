@@ -138,3 +138,11 @@ class CancelReject(msgspec.Struct, frozen=True, gc=False):
     response_to: str  # CxlRejResponseTo (434): "1" cancel, "2" replace
     reason: str = ""  # CxlRejReason (102)
     text: str = ""
+
+
+def plain(value: Decimal | int) -> str:
+    """A number as a person writes it: no exponent, no trailing zeros (``1.50`` -> ``1.5``)."""
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

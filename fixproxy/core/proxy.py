@@ -1,49 +1,39 @@
-"""ProxyCore.handle(event) -> list[Action]: the one place that orchestrates the core."""
+"""ProxyCore.handle(event) -> list[Action]: the one place that orchestrates the core.
+
+The order flows live here (new orders, replaces and cancels from an OMS; reports, cancel rejects
+and send failures from a venue; the desk's commands); each part they use has a module of its own:
+the trading-state gate (gate.py), the risk rules (risk/rules.py), alerts (alerts.py), the desk's
+live limit and reference-price edits (limit_edits.py), orders rebuilt from a venue's report after a
+crash (rebuild.py). A refusal is named by its reject code; the FIX numbers for it (380, 103, 102)
+are the codec's (fix/codec.py).
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from . import events as ev
-from .model import CancelReject, ExecReport, ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
+from . import gate, limit_edits
+from .alerts import Alerts
 from .book import FIRM, Book, Fill, Working
-from .compact import CompactIdSet
-from .killswitch import KillAction, KillSwitch, TradingState, parse_scope
+from .exec_ids import ExecIds
+from .killswitch import KillAction, KillSwitch, parse_scope
+from .model import CancelReject, ExecReport, ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
 from .orders import IllegalTransition, Order, OrderTable, check_transition
+from .rebuild import order_from_report
+from .risk.limits import LimitResolver, LimitSet
+from .risk.rules import RULES, CheckContext, Reject, RiskSettings, reused_cl_ord_id, run_pipeline, venue_unavailable
 from .tally import Tally
-from .risk.limits import LimitResolver, Limits, LimitSet
-from .risk.rules import (
-    REASON_APPLICATION_NOT_AVAILABLE,
-    REASON_OTHER,
-    REASON_UNSUPPORTED_MESSAGE,
-    RULES,
-    CheckContext,
-    Reject,
-    RiskSettings,
-    run_pipeline,
-)
 
-_DAY_NS = 86_400 * 1_000_000_000
 _SECOND_NS = 1_000_000_000
 _ZERO = Decimal(0)
 _ANY_SIDE = Side.BUY
 _ANY_TYPE = OrdType.LIMIT
-#: The aggregate limits alerted on as their use crosses the alert levels.
-_ALERT_LIMITS = ("max_gross_exposure", "max_net_exposure", "max_open_orders")
-
-# OrdRejReason (103) for an ExecutionReport reject, by code.
-_ORD_REJ_REASON = {"UNKNOWN_SYMBOL": "1", "DUPLICATE_CLORDID": "6", "MAX_ORDER_QTY": "3", "MAX_ORDER_NOTIONAL": "3"}
-
-# CxlRejReason (102)
-CXL_TOO_LATE = "0"
-CXL_UNKNOWN_ORDER = "1"
-CXL_BROKER_OPTION = "2"
-CXL_ALREADY_PENDING = "3"
 
 
 class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -94,10 +84,7 @@ class ProxyCore:
         self.book = Book(self.instruments)
         self.up: set[str] = set()
         self._recent: dict[str, deque[int]] = {}  # session -> times of its last order messages
-        self._alert_levels = sorted(self.settings.alert_levels)
-        self._alerted: dict[tuple[str, str], Decimal] = {}  # (limit, scope) -> level last crossed
-        # The aggregate limits each (session, account) is alerted on, for one LimitSet (see _alert_plan).
-        self._plans: tuple[LimitSet | None, dict[tuple[str, str], tuple]] = (None, {})
+        self.alerts = Alerts(self.settings.alert_levels)
         #: Why the proxy cannot record its inputs ("" while it can): new risk is refused meanwhile.
         self.recording_failure = ""
         #: Live limit changes in the order made (layer, field, value): a snapshot carries them, to be
@@ -112,15 +99,7 @@ class ProxyCore:
         self._anchors: dict[str, Decimal] = {s: i.reference_price for s, i in self.instruments.items()
                                              if i.reference_price is not None}
         self._kill_cancels: dict[str, str] = {}  # venue ClOrdID of a cancel the proxy sent -> order key
-        # Fills' ExecIDs of this trading day and the one before, hashed (core/compact.py): a resent
-        # fill is not booked (nor relayed as new) twice.
-        self._exec_ids = CompactIdSet()
-        self._exec_ids_prev = CompactIdSet()
-        # Other reports' ExecIDs, for two grace periods (or the day, without one): a PossDup repeat of
-        # a recent report is not relayed twice; an older one is relayed with PossResend (97=Y), and
-        # the OMS checks its ExecID, as after a crash. They move nothing in the book.
-        self._reports_seen = [CompactIdSet(), CompactIdSet()]  # [this period, the one before]
-        self._reports_since = 0  # when this period began (events' clock)
+        self._exec_ids = ExecIds()  # a resent fill is not booked twice, nor a recent report relayed twice
         #: The trading day (its date, as the edge names it; "" until the first DayRoll) and its number
         #: (the duplicate-ClOrdID check is per trading day and session).
         self.day = ""
@@ -129,7 +108,7 @@ class ProxyCore:
         #: day roll only); they stay in the journal and the audit store.
         self.finished_grace_ns = None if finished_grace_s is None else int(finished_grace_s * _SECOND_NS)
         self._forget_at: int | None = None  # the next time something finished may be forgotten
-        self._dispatch: dict[type, Callable[[object], list[ev.Action]]] = {
+        self._dispatch: dict[type, Callable[[Any], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
             ev.CancelOrder: self._cancel,
@@ -149,6 +128,7 @@ class ProxyCore:
         }
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
+        """The actions that answer ``event``, in the order they are to be carried out."""
         if self._forget_at is not None and event.now_ns >= self._forget_at:
             self._forget(event.now_ns)
         return self._dispatch[type(event)](event)
@@ -156,10 +136,9 @@ class ProxyCore:
     def _forget(self, now_ns: int) -> None:
         """Finished orders and applied fills older than the grace period leave memory; deterministic
         (the events' clock decides), so a replay forgets the same things at the same point."""
+        assert self.finished_grace_ns is not None  # _forget_at is set only with a grace period
         cutoff = now_ns - self.finished_grace_ns
-        if self._reports_since <= cutoff:
-            self._reports_seen = [CompactIdSet(), self._reports_seen[0]]
-            self._reports_since = now_ns
+        self._exec_ids.expire(cutoff, now_ns)
         self.orders.forget_finished(cutoff)
         self.book.fold(cutoff)
         nxt = [t for t in (self.orders.next_forget_ns(), self.book.next_fold_ns()) if t is not None]
@@ -188,10 +167,8 @@ class ProxyCore:
         refs = [(s, i.reference_price, i.reference_time_ns) for s, i in self.instruments.items()
                 if i.reference_price is not None and i.reference_time_ns]
         return {"orders": self.orders, "book": self.book, "kill": self.kill, "kill_cancels": self._kill_cancels,
-                "exec_ids": self._exec_ids, "exec_ids_prev": self._exec_ids_prev, "day": self.day,
-                "reports_seen": (self._reports_seen, self._reports_since),
-                "day_no": self.day_no, "ids_drawn": getattr(self.next_id, "drawn", None),
-                "alerted": self._alerted, "recent": self._recent,
+                **self._exec_ids.export(), "day": self.day, "day_no": self.day_no, "ids_drawn": getattr(self.next_id, "drawn", None),
+                "alerted": self.alerts.alerted, "recent": self._recent,
                 "limit_changes": self.limit_changes, "references": refs, "anchors": dict(self._anchors),
                 "up": set(self.up),
                 "recording_failure": self.recording_failure, "tally": self.tally.export()}
@@ -200,22 +177,18 @@ class ProxyCore:
         """Take over a snapshot's state (``export_state``) on a core made from the config."""
         self.orders, self.kill = state["orders"], state["kill"]
         self.tally = Tally.rebuild(self.orders.open_orders(), state.get("tally"))
-        self._kill_cancels, self._exec_ids = state["kill_cancels"], state["exec_ids"]
-        if isinstance(self._exec_ids, set):  # a snapshot from before ExecIDs were hashed
-            self._exec_ids = CompactIdSet(self._exec_ids)
-        self._exec_ids_prev = state.get("exec_ids_prev") or CompactIdSet()
-        if "reports_seen" in state:
-            self._reports_seen, self._reports_since = state["reports_seen"]
+        self._kill_cancels = state["kill_cancels"]
+        self._exec_ids.load(state)
         self.day, self.day_no = state.get("day", ""), state.get("day_no", 0)
         for when in (self.orders.next_forget_ns(), self.book.next_fold_ns()):
             if when is not None:
                 self._schedule_forget(when)
-        self._alerted, self._recent = state["alerted"], state["recent"]
+        self.alerts.alerted, self._recent = state["alerted"], state["recent"]
         self.recording_failure = state["recording_failure"]
         self.up = set(state["up"])
         self.limit_changes = []
         for layer, name, value in state["limit_changes"]:
-            self.limits.replace(_set_limit(self.limits.limits, layer, name, value))
+            self.limits.replace(limit_edits.set_limit(self.limits.limits, layer, name, value))
             self.limit_changes.append((layer, name, value))
         book = state["book"]
         book.instruments = self.instruments  # the config's instruments, with the references as they were
@@ -289,14 +262,19 @@ class ProxyCore:
                 f"no venue named {venue!r} (ExDestination 100)" if venue else "no ExDestination and no default venue",
                 observed=venue,
             )
-        if venue not in self.up:
-            return venue, Reject(
-                "VENUE_UNAVAILABLE",
-                f"venue {venue} is not connected; the order was not sent",
-                observed=venue,
-                reason=REASON_APPLICATION_NOT_AVAILABLE,
-            )
-        return venue, None
+        return venue, self._venue_down(venue, "order")
+
+    def _venue_down(self, venue: str, what: str) -> Reject | None:
+        """Is the venue up: decided here, from the sessions the edge reported up and down."""
+        if venue in self.up:
+            return None
+        return venue_unavailable(venue, f"venue {venue} is not connected; the {what} was not sent")
+
+    def _cl_ord_id_taken(self, session: str, cl_ord_id: str, today: bool) -> Reject | None:
+        """DUPLICATE_CLORDID for an open order's ClOrdID, and with ``today`` for any ClOrdID used today
+        (for a new order that is the ``duplicate_cl_ord_id`` rule's to say, in the pipeline's order)."""
+        used = today and cl_ord_id in self.orders.seen(session, self.day_no)
+        return reused_cl_ord_id(session, cl_ord_id, used, self.orders.in_use(session, cl_ord_id))
 
     def _already_handled(self, session: str, cl_ord_id: str, now_ns: int, msg_type: str) -> list[ev.Action] | None:
         """A possible duplicate (43/97=Y) whose ClOrdID was already handled is ignored: the first one
@@ -313,10 +291,11 @@ class ProxyCore:
             return done
         self._count_message(session, e.now_ns)
         venue, rej = self._route(session, order)
-        if rej is None and self.orders.in_use(session, order.cl_ord_id):
-            rej = _in_use(session, order.cl_ord_id)
         if rej is None:
-            rej = self._gate(session, order, None)
+            # An open order's ClOrdID is refused whatever the rules: the order table maps it to that order.
+            rej = self._cl_ord_id_taken(session, order.cl_ord_id, today=False)
+        if rej is None:
+            rej = gate.refusal(self.kill, self.recording_failure, self.book, session, order, None)
         if rej is None:
             ctx = self._context(session, order, e.now_ns)
             rej = run_pipeline(self.rules, order, ctx)
@@ -329,7 +308,7 @@ class ProxyCore:
         self._sync_working(tracked)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
-            *self._alerts(session, order.account, e.now_ns),
+            *self.alerts.check(self.limits.limits, self.book, session, order.account, e.now_ns),
             ev.VenueNewOrder(venue, tracked.venue_cl_ord_id, order),
         ]
 
@@ -339,13 +318,12 @@ class ProxyCore:
             return done
         self._count_message(session, e.now_ns)
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
-        seen = self.orders.seen(session, self.day_no)
-        rej = self._amend_refusal(session, e.orig_cl_ord_id, new.cl_ord_id, order, seen, "replace")
+        rej = self._amend_refusal(session, e.orig_cl_ord_id, new.cl_ord_id, order, "replace")
         if rej is None and (new.symbol, new.side, new.account) != (order.request.symbol, order.request.side,
                                                                     order.request.account):
             rej = Reject("INVALID_ORDER", "a replace may not change the symbol, side or account; cancel and send a new order")
         if rej is None:
-            rej = self._gate(session, new, order)
+            rej = gate.refusal(self.kill, self.recording_failure, self.book, session, new, order)
         if rej is None:
             rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, replacing=order))
         self._use_id(session, new.cl_ord_id, e.now_ns)
@@ -369,8 +347,7 @@ class ProxyCore:
             return done
         self._count_message(session, e.now_ns)  # cancels count toward the throttle but are never refused by it
         order = self.orders.by_oms(session, e.orig_cl_ord_id)
-        seen = self.orders.seen(session, self.day_no)
-        rej = self._amend_refusal(session, e.orig_cl_ord_id, e.cl_ord_id, order, seen, "cancel")
+        rej = self._amend_refusal(session, e.orig_cl_ord_id, e.cl_ord_id, order, "cancel")
         self._use_id(session, e.cl_ord_id, e.now_ns)
         symbol = order.request.symbol if order else e.symbol
         account = order.request.account if order else e.account
@@ -388,29 +365,24 @@ class ProxyCore:
                            req.order_qty, req.account),
         ]
 
-    def _amend_refusal(self, session: str, orig: str, new_id: str, order: Order | None, seen: set[str], what: str) -> Reject | None:
+    def _amend_refusal(self, session: str, orig: str, new_id: str, order: Order | None, what: str) -> Reject | None:
         """Why a cancel or replace cannot go to the venue, if it cannot."""
         if session not in self.sessions:
             return Reject("UNKNOWN_SESSION", f"session {session} is not configured")
         if order is None:
-            if orig in seen:  # refused, or finished and gone from memory (finished_grace_s): not open either way
+            if orig in self.orders.seen(session, self.day_no):  # refused, or finished and gone from memory (finished_grace_s): not open either way
                 return Reject("UNKNOWN_ORDER", f"no open order with ClOrdID {orig} on session {session} (it was "
                               "refused, or finished earlier today)", observed=orig)
             return Reject("UNKNOWN_ORDER", f"no order with ClOrdID {orig} on session {session}", observed=orig)
-        if new_id in seen:
-            return Reject("DUPLICATE_CLORDID", f"ClOrdID {new_id} was already used on session {session} today",
-                          observed=new_id, scope=f"session:{session}")
-        if self.orders.in_use(session, new_id):
-            return _in_use(session, new_id)
+        taken = self._cl_ord_id_taken(session, new_id, today=True)
+        if taken is not None:
+            return taken
         if not order.is_open:
             return Reject("ORDER_NOT_OPEN", f"order {orig} is {order.status.name.lower()}; too late to {what}",
                           observed=order.status.name)
         if order.pending is not None and what == "replace":
             return Reject("ORDER_PENDING", f"order {orig} already has a replace in flight ({order.pending[0]})")
-        if order.venue not in self.up:
-            return Reject("VENUE_UNAVAILABLE", f"venue {order.venue} is not connected; the {what} was not sent",
-                          observed=order.venue, reason=REASON_APPLICATION_NOT_AVAILABLE)
-        return None
+        return self._venue_down(order.venue, what)
 
     def _invalid(self, e: ev.InvalidMessage) -> list[ev.Action]:
         rej = Reject("INVALID_ORDER", e.reason)
@@ -430,10 +402,10 @@ class ProxyCore:
 
     def _unsupported(self, e: ev.UnsupportedMessage) -> list[ev.Action]:
         rej = Reject("UNSUPPORTED_MESSAGE", f"message type {e.msg_type} is not accepted by the proxy",
-                     observed=e.msg_type, reason=REASON_UNSUPPORTED_MESSAGE)
+                     observed=e.msg_type)
         return [
             self._decision(e.session, e.msg_type, None, e.now_ns, rej),
-            ev.OmsBusinessReject(e.session, e.seq_num, e.msg_type, "", rej.reason, rej.text),
+            ev.OmsBusinessReject(e.session, e.seq_num, e.msg_type, "", rej.code, rej.text),
         ]
 
     # ------------------------------------------------------------ messages from a venue
@@ -442,10 +414,7 @@ class ProxyCore:
         r = e.report
         known = False  # the ExecID came before (a fill's: today or the day before, booked already)
         if r.exec_id:
-            if r.exec_type is ExecType.TRADE:
-                known = not self._exec_ids.add(r.exec_id) or r.exec_id in self._exec_ids_prev
-            else:
-                known = r.exec_id in self._reports_seen[1] or not self._reports_seen[0].add(r.exec_id)
+            known = self._exec_ids.seen(r.exec_id, r.exec_type is ExecType.TRADE)
             if e.poss_dup and known:
                 return [ev.Notice("possdup_report_ignored", e.now_ns, f"venue {e.venue} resent ExecID {r.exec_id}")]
         found = self.orders.by_venue(r.cl_ord_id) or (self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None)
@@ -454,7 +423,11 @@ class ProxyCore:
             # Not from a PossDup repeat of an order report: the order may be one that finished and left
             # memory, and an old acknowledgement must not bring it back as working.
             rebuild = self.recover_orders and (not e.poss_dup or r.exec_type is ExecType.TRADE)
-            found = self._recover(e.venue, r) if rebuild else None
+            lost = order_from_report(e.venue, r, self.sessions) if rebuild else None
+            if lost is not None:
+                self.orders.add(lost)
+                self.tally.opened(lost)
+                found = lost, lost.cl_ord_id
             if found is None:
                 return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
             out.append(ev.Notice("order_recovered", e.now_ns, f"{found[0].session}/{found[1]} rebuilt from a venue report"))
@@ -487,7 +460,7 @@ class ProxyCore:
             finally:
                 self.book.settle()
             if moved:
-                out += self._alerts(order.session, order.request.account, e.now_ns)
+                out += self.alerts.check(self.limits.limits, self.book, order.session, order.request.account, e.now_ns)
         orig = self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None
         if r.cl_ord_id in self._kill_cancels:
             orig = None  # the proxy's own cancel: the OMS sees an unsolicited cancel of its order
@@ -498,25 +471,6 @@ class ProxyCore:
             r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "",
             symbol=r.symbol or req.symbol, side=r.side or req.side), e.poss_dup))
         return out
-
-    def _recover(self, venue: str, r: ExecReport) -> tuple[Order, str] | None:
-        """Rebuild an order the proxy lost (a crash between sending it and saving it) from a venue report.
-
-        The venue ClOrdID says who owns the order: ``<session>.<ClOrdID>``. The report carries the
-        rest (symbol, side, quantity, price, account); its state then follows from this report on.
-        """
-        session, sep, cl_ord_id = r.cl_ord_id.partition(".")
-        if not sep or session not in self.sessions or not cl_ord_id or r.side is None or not r.symbol:
-            return None
-        qty = r.order_qty if r.order_qty is not None else r.leaves_qty + r.cum_qty
-        if qty <= 0:
-            return None
-        request = OrderRequest(cl_ord_id, r.symbol, r.side, qty, OrdType.LIMIT if r.price else OrdType.MARKET,
-                               r.price, r.account)
-        order = Order(session, venue, request, r.cl_ord_id)
-        self.orders.add(order)
-        self.tally.opened(order)
-        return order, cl_ord_id
 
     def _book_fill(self, order: Order, r: ExecReport, now_ns: int, out: list[ev.Action], known: bool = False) -> bool:
         """Move the book by a fill, a bust (ExecType H) or a correction (G); True if it moved.
@@ -532,7 +486,10 @@ class ProxyCore:
                 return False
             self._schedule_forget(now_ns)
             if r.last_px > 0 and self.settings.reference_from_fills:
-                self._reference_from_fill(req.symbol, r.last_px, now_ns)
+                anchor = self._anchors.get(req.symbol)
+                collar = self.limits("", "", req.symbol).price_collar_pct
+                if anchor is not None and collar is not None:  # no collar, no move
+                    self.book.set_reference(req.symbol, limit_edits.collared(r.last_px, anchor, collar.value), now_ns)
             if r.cum_qty > req.order_qty:
                 out.append(ev.Notice("overfill", now_ns, f"{order.session}/{order.cl_ord_id}: cum {r.cum_qty} > "
                                                           f"order quantity {req.order_qty}"))
@@ -542,7 +499,7 @@ class ProxyCore:
             done = (self.book.bust(ref) if r.exec_type is ExecType.TRADE_CANCEL
                     else self.book.correct(ref, r.last_qty, r.last_px))
             if done is None:
-                if ref in self._exec_ids or ref in self._exec_ids_prev:
+                if self._exec_ids.had_fill(ref):
                     # The fill was folded into its position (finished_grace_s, a day roll): the desk must adjust.
                     out.append(ev.Alert("fill_adjustment", f"account:{req.account}" if req.account else FIRM, "100",
                                         ref, "", now_ns, f"FILL_ADJUSTMENT_NEEDED: {r.exec_type.name} of ExecID {ref} "
@@ -553,70 +510,6 @@ class ProxyCore:
                 return False
             return True
         return False
-
-    # ------------------------------------------------------------ alerts
-
-    def layer(self, scope: str) -> Limits | None:
-        if scope == FIRM:
-            return self.limits.limits.firm
-        kind, _, key = scope.partition(":")
-        return (self.limits.limits.sessions if kind == "session" else self.limits.limits.accounts).get(key)
-
-    def _alerts(self, session: str, account: str, now_ns: int) -> list[ev.Action]:
-        """Alert once each time the utilization of an aggregate limit crosses a level upward."""
-        if not self._alert_levels:
-            return []
-        out: list[ev.Action] = []
-        alerted = self._alerted
-        for key, thresholds in self._alert_plan(session, account):
-            name, scope = key
-            observed = self.observed(name, scope)
-            if observed < thresholds[-1][1]:  # below the lowest level: the usual case
-                if alerted.get(key):
-                    alerted[key] = _ZERO
-                continue
-            level = next(lv for lv, threshold in thresholds if observed >= threshold)
-            if level > alerted.get(key, _ZERO):
-                limit = self._alert_limit(name, scope)
-                pct = Decimal(observed) * 100 / Decimal(limit)
-                out.append(ev.Alert(name, scope, _plain(level), _plain(observed), _plain(limit), now_ns,
-                                    f"{name} of {scope} at {pct:.1f}% of its limit ({_plain(observed)} of {_plain(limit)})"))
-            alerted[key] = level
-        return out
-
-    def _alert_plan(self, session: str, account: str) -> tuple[tuple[tuple[str, str], tuple], ...]:
-        """The ((limit, scope), thresholds) an order or fill of ``session`` and ``account`` is alerted
-        on: every aggregate limit set on one of its scopes. Made again after a live limit change."""
-        limits = self.limits.limits
-        if self._plans[0] is not limits:
-            self._plans = (limits, {})
-        plans = self._plans[1]
-        plan = plans.get((session, account))
-        if plan is None:
-            if len(plans) > 100_000:  # accounts come from the OMS: bound what they can make us keep
-                plans.clear()
-            plan = plans[(session, account)] = tuple(
-                ((name, scope), self._thresholds(limit))
-                for scope in Book.scopes_of(session, account)
-                for name in _ALERT_LIMITS
-                if (limit := self._alert_limit(name, scope)))
-        return plan
-
-    def _alert_limit(self, name: str, scope: str) -> Decimal | int | None:
-        layer = self.layer(scope)
-        return getattr(layer, name) if layer is not None else None
-
-    def _thresholds(self, limit: Decimal | int) -> tuple[tuple[Decimal, Decimal], ...]:
-        """(level, the value at which ``limit`` is that many percent used), highest level first."""
-        return tuple((lv, Decimal(limit) * lv / 100) for lv in reversed(self._alert_levels))
-
-    def observed(self, name: str, scope: str) -> Decimal | int:
-        if name == "max_open_orders":
-            return self.book.open_orders(scope)
-        if name == "max_gross_exposure":
-            return self.book.gross(scope)
-        t = self.book.totals(scope)
-        return max(t.long, -t.short)
 
     def _venue_cancel_reject(self, e: ev.VenueCancelReject) -> list[ev.Action]:
         r = e.reject
@@ -657,7 +550,7 @@ class ProxyCore:
         if self._kill_cancels.pop(e.cl_ord_id, None) is not None:
             return [ev.Notice("kill_cancel_failed", e.now_ns, f"could not cancel {order.session}/{order.cl_ord_id}: "
                                                                f"{sentence}")]
-        rej = Reject("VENUE_UNAVAILABLE", sentence, observed=e.venue, reason=REASON_APPLICATION_NOT_AVAILABLE)
+        rej = venue_unavailable(e.venue, sentence)
         decision = self._decision(order.session, "D", None, e.now_ns, rej, e.venue, cl_ord_id=oms_id,
                                   symbol=order.request.symbol, account=order.request.account)
         if oms_id == order.cl_ord_id and order.status is OrdStatus.PENDING_NEW:
@@ -693,36 +586,6 @@ class ProxyCore:
         return out
 
     # ------------------------------------------------------------ the risk desk
-
-    def _gate(self, session: str, order: OrderRequest, replacing: Order | None) -> Reject | None:
-        """The kill switch: HALTED refuses, REDUCING lets through only what shrinks a position. While
-        the proxy cannot record, new orders and replaces that raise exposure are refused first."""
-        if self.recording_failure and (replacing is None or _raises_exposure(replacing.request, order)):
-            return Reject("RECORDING_FAILED", f"the proxy cannot record what it does ({self.recording_failure}); "
-                          "new risk is refused until a risk user resumes trading (cancels still pass)",
-                          observed=self.recording_failure, scope=FIRM)
-        state = self.kill.effective(session, order.account, order.symbol)
-        if state is None:
-            return None
-        by = f" by {state.operator}" if state.operator else ""
-        why = f": {state.reason}" if state.reason else ""
-        if state.state is TradingState.HALTED:
-            return Reject("HALTED", f"trading is halted for {state.scope}{by}{why}", observed=order.symbol,
-                          scope=state.scope)
-        scope = f"account:{order.account}" if order.account else f"session:{session}"
-        line = self.book.line(scope, order.symbol)
-        old = self.book.working(replacing.key) if replacing is not None else None
-        buy = line.buy - (old.qty if old is not None and old.sign > 0 else _ZERO)
-        sell = line.sell - (old.qty if old is not None and old.sign < 0 else _ZERO)
-        if order.side.is_buy:
-            shrinks = line.pos < 0 and buy + order.order_qty <= -line.pos
-        else:
-            shrinks = line.pos > 0 and sell + order.order_qty <= line.pos
-        if shrinks:
-            return None
-        return Reject("REDUCING_ONLY", f"{state.scope} may only reduce positions{by}{why}; this order would not "
-                      f"shrink the {_plain(line.pos)} position in {order.symbol}", observed=_plain(line.pos),
-                      scope=state.scope)
 
     def _mass_cancel(self, scope: str) -> list[ev.Action]:
         """Cancel at the venues every working order in ``scope`` (orders already being cancelled by us are skipped)."""
@@ -770,8 +633,7 @@ class ProxyCore:
         fills = self.book.new_day()
         self.day, self.day_no = e.day, self.day_no + 1
         self.orders.seen("", self.day_no)  # drops the closed day's ClOrdIDs
-        self._exec_ids_prev, self._exec_ids = self._exec_ids, CompactIdSet()
-        self._reports_seen, self._reports_since = [CompactIdSet(), self._reports_seen[0]], e.now_ns
+        self._exec_ids.new_day(e.now_ns)
         self.tally.new_day()
         for venue_id, key in list(self._kill_cancels.items()):
             found = self.orders.by_venue(venue_id)
@@ -797,52 +659,20 @@ class ProxyCore:
                                "recording", "the journal takes records again; new orders are accepted")]
 
     def _admin_set_limit(self, e: ev.AdminSetLimit) -> list[ev.Action]:
-        try:
-            before = _limit_value(self.limits.limits, e.layer, e.field)
-            limits = _set_limit(self.limits.limits, e.layer, e.field, e.value)
-        except (ValueError, TypeError, msgspec.ValidationError) as exc:
-            return [ev.AdminResult("limit", False, e.layer, e.operator, e.reason, e.now_ns, detail=f"{e.field}: {exc}")]
-        self.limits.replace(limits)
-        self.limit_changes.append((e.layer, e.field, e.value))
-        after = _limit_value(limits, e.layer, e.field)
-        return [ev.AdminResult("limit", True, e.layer, e.operator, e.reason, e.now_ns, _show(before), _show(after),
-                               detail=e.field)]
-
-    def _reference_from_fill(self, symbol: str, price: Decimal, now_ns: int) -> None:
-        """Move a reference to a fill's price, clamped to the collar around the anchor (no collar, no move)."""
-        anchor = self._anchors.get(symbol)
-        collar = self.limits("", "", symbol).price_collar_pct
-        if anchor is None or collar is None:
-            return
-        band = anchor * collar.value / 100
-        self.book.set_reference(symbol, min(max(price, anchor - band), anchor + band), now_ns)
+        limits, result = limit_edits.edit_limit(self.limits.limits, e)
+        if limits is not None:
+            self.limits.replace(limits)
+            self.limit_changes.append((e.layer, e.field, e.value))
+        return [result]
 
     def _admin_set_reference(self, e: ev.AdminSetReference) -> list[ev.Action]:
-        def refused(detail: str) -> list[ev.Action]:
-            return [ev.AdminResult("reference", False, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
-                                   detail=detail)]
-
-        try:
-            price = Decimal(e.price)
-            if not price.is_finite() or price <= 0:
-                raise ValueError
-        except (ArithmeticError, ValueError):
-            return refused(f"price must be a positive number, got {e.price!r}")
         inst = self.instruments.get(e.symbol)
         before = inst.reference_price if inst is not None else None
-        detail = ""
-        if before:
-            move = abs(price - before) / before * 100
-            most = self.settings.reference_change_max_pct
-            if move > most:
-                if not e.force:
-                    return refused(f"{_plain(price)} is {move:.2f}% from the reference {_plain(before)}, more than "
-                                   f"the {_plain(most)}% a change may move it; set it with force if it is right")
-                detail = f"forced: {move:.2f}% from the reference, more than {_plain(most)}%"
-        self.book.set_reference(e.symbol, price, e.now_ns)
-        self._anchors[e.symbol] = price
-        return [ev.AdminResult("reference", True, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
-                               _show(before), _plain(price), detail)]
+        price, result = limit_edits.edit_reference(e, before, self.settings.reference_change_max_pct)
+        if price is not None:
+            self.book.set_reference(e.symbol, price, e.now_ns)
+            self._anchors[e.symbol] = price
+        return [result]
 
     # ------------------------------------------------------------ answers
 
@@ -863,78 +693,13 @@ class ProxyCore:
             return ev.OmsReport(e.session, ExecReport(
                 ExecType.REJECTED, OrdStatus.REJECTED, o.cl_ord_id, "NONE", self.next_id(),
                 symbol=o.symbol, side=o.side, order_qty=o.order_qty, price=o.price, text=rej.text,
-                account=o.account, ord_rej_reason=_ORD_REJ_REASON.get(rej.code, "0"),
-            ))
-        return ev.OmsBusinessReject(e.session, e.seq_num, "D", o.cl_ord_id, rej.reason or REASON_OTHER, rej.text)
+                account=o.account,
+            ), code=rej.code)
+        return ev.OmsBusinessReject(e.session, e.seq_num, "D", o.cl_ord_id, rej.code, rej.text)
 
     def _cancel_reject(self, session: str, cl_ord_id: str, orig: str, order: Order | None, response_to: str,
                        rej: Reject) -> ev.OmsCancelReject:
-        reason = {"UNKNOWN_ORDER": CXL_UNKNOWN_ORDER, "ORDER_NOT_OPEN": CXL_TOO_LATE,
-                  "ORDER_PENDING": CXL_ALREADY_PENDING}.get(rej.code, CXL_BROKER_OPTION)
         return ev.OmsCancelReject(session, CancelReject(
             cl_ord_id, orig, order.order_id or "NONE" if order else "NONE",
-            order.status if order else OrdStatus.REJECTED, response_to, reason, rej.text,
-        ))
-
-
-
-def _plain(value: Decimal | int) -> str:
-    if isinstance(value, int):
-        return str(value)
-    text = f"{value:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _raises_exposure(old: OrderRequest, new: OrderRequest) -> bool:
-    """Whether a replace asks for more than the order it replaces: a larger quantity or notional."""
-    if new.order_qty > old.order_qty:
-        return True
-    if new.price is None or old.price is None:
-        return new.price is None and old.price is not None  # limit to market
-    return new.order_qty * new.price > old.order_qty * old.price
-
-
-def _in_use(session: str, cl_ord_id: str) -> Reject:
-    return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} belongs to an order still open on session {session}",
-                  observed=cl_ord_id, scope=f"session:{session}")
-
-
-def _layer_of(limits: LimitSet, layer: str) -> Limits:
-    if layer == "firm":
-        return limits.firm
-    kind, _, key = layer.partition(":")
-    table = {"session": limits.sessions, "account": limits.accounts, "symbol": limits.symbols}.get(kind)
-    if table is None or not key:
-        raise ValueError(f"layer must be firm, session:<name>, account:<Account> or symbol:<Symbol>, got {layer!r}")
-    return table.get(key, Limits())
-
-
-def _limit_value(limits: LimitSet, layer: str, name: str) -> object:
-    if name not in Limits.__struct_fields__:
-        raise ValueError(f"no limit named {name!r}")
-    return getattr(_layer_of(limits, layer), name)
-
-
-def _set_limit(limits: LimitSet, layer: str, name: str, value: object) -> LimitSet:
-    """``limits`` with one field of one layer set (validated as in the config file)."""
-    current = _layer_of(limits, layer)
-    if name not in Limits.__struct_fields__:
-        raise ValueError(f"no limit named {name!r}")
-    fields = {k: v for k, v in msgspec.structs.asdict(current).items() if v is not None}
-    if value is None:
-        fields.pop(name, None)
-    else:
-        fields[name] = value
-    new = msgspec.convert(msgspec.to_builtins(fields), Limits, strict=False)
-    kind, _, key = layer.partition(":")
-    return limits.with_layer(kind, key, new)
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return _plain(value)
-    if isinstance(value, frozenset):
-        return ",".join(sorted(value))
-    return str(value)
+            order.status if order else OrdStatus.REJECTED, response_to, text=rej.text,
+        ), rej.code)

@@ -9,10 +9,9 @@ from decimal import Decimal
 
 import msgspec
 
+from . import alerts
 from .book import FIRM
 from .proxy import ProxyCore
-
-_UTIL_FIELDS = ("max_gross_exposure", "max_net_exposure", "max_open_orders")
 
 
 def _s(value: Decimal | int | None) -> str:
@@ -87,12 +86,12 @@ def copy_exposure(core: ProxyCore) -> list[tuple]:
     out = []
     for scope in core.book.scope_names():
         t = core.book.totals(scope)
-        layer = core.layer(scope)
+        layer = alerts.layer(core.limits.limits, scope)
         limits = []
-        for name in _UTIL_FIELDS:
+        for name in alerts.ALERT_LIMITS:
             limit = getattr(layer, name) if layer is not None else None
             if limit:
-                limits.append((name, limit, core.observed(name, scope)))
+                limits.append((name, limit, alerts.observed(core.book, name, scope)))
         out.append((scope, t.gross, t.net, t.long, t.short, t.open_orders, dict(t.sector), limits))
     return out
 

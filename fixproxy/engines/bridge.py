@@ -16,9 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..fix import codec
+from ..fix import codec, desk
 from ..fix.parse import parse as parse_fields
-from ..admin import fixsession
 from ..core import events as ev
 from ..core.proxy import ProxyCore
 from ..dayroll import trading_day
@@ -215,10 +214,10 @@ class CoreBridge:
             if _RAISE_AFTER_JOURNAL is not None and _RAISE_AFTER_JOURNAL.search(raw):
                 raise RuntimeError("failpoint FIXPROXY_FAILPOINT_RAISE")
         if info.role == "oms":
-            self._handle(codec.decode_oms(fields, info.name, now))
+            self._handle(codec.oms_to_event(fields, info.name, now))
         elif info.role == "venue":
             try:
-                event = codec.decode_venue(fields, info.name, now)
+                event = codec.venue_to_event(fields, info.name, now)
             except codec.Invalid as exc:
                 self._record(ev.Notice("bad_venue_message", now, f"{info.name}: {exc}"))
                 return
@@ -256,7 +255,7 @@ class CoreBridge:
                 if info is None:
                     continue
             now = self.clock()
-            msg_type, body = codec.encode(action, info.fix42, transact_time(now))
+            msg_type, body = codec.action_to_message(action, info.fix42, transact_time(now))
             if not self._send(info, msg_type, body, now):
                 if isinstance(action, _VENUE_ACTIONS):
                     failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))
@@ -279,21 +278,22 @@ class CoreBridge:
         report_id = f"K{now}"
         # Under the core lock like every other send: the reply is journaled as it goes out.
         if msg_type == "U1":
-            event = fixsession.decode_request(fields, self.desk_operators.get(info.name, info.name), now)
+            event = desk.request_to_event(fields, self.desk_operators.get(info.name, info.name), now)
             with self.lock:
                 if isinstance(event, str):
-                    reply = fixsession.rejected(fields, event, report_id)
+                    reply = desk.refusal_to_report(fields, event, report_id)
                     self._record(ev.Notice("desk_request_refused", now, f"{info.name}: {event}"))
                 else:
                     result = next(a for a in self._run(event) if isinstance(a, ev.AdminResult))
-                    reply = fixsession.encode_report(result, fields, report_id)
+                    reply = desk.result_to_report(result, fields, report_id)
                 self._send(info, reply[0][1], reply[1:], now)
             return
         is_order = msg_type in ("D", "G", "F")
         text = ("UNSUPPORTED_MESSAGE: the risk-desk session does not take orders" if is_order
                 else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session")
-        _, body = codec.encode(ev.OmsBusinessReject(info.name, int(fields.get(34, "0") or 0), msg_type,
-                                                    fields.get(11, ""), 6 if is_order else 3, text), False, "")
+        refusal = ev.OmsBusinessReject(info.name, int(fields.get(34, "0") or 0), msg_type, fields.get(11, ""),
+                                       "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE", text)
+        _, body = codec.action_to_message(refusal, False, "")
         with self.lock:
             self._record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
             self._send(info, "j", body, now)

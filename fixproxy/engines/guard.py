@@ -16,6 +16,10 @@ import ctypes.util
 import resource
 import socket
 import struct
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+C = TypeVar("C", bound=Hashable)  # a pending connection, as the engine keeps it
 
 #: Offset of ``tcpi_bytes_acked`` (u64) in Linux's ``struct tcp_info`` (Linux 4.1 and later).
 _TCPI_BYTES_ACKED = 120
@@ -164,7 +168,7 @@ class VenueWatch:
         return v
 
 
-class PendingLimits:
+class PendingLimits(Generic[C]):
     """Connections that have not logged on: at most ``total``, and ``per_address`` from one address.
 
     Past a bound the oldest pending connection of the busiest address is closed, not the new one:
@@ -175,11 +179,11 @@ class PendingLimits:
     def __init__(self, total: int, per_address: int):
         self.total = total
         self.per_address = per_address
-        self.by_address: dict[str, dict[object, None]] = {}  # address -> pending connections, oldest first
+        self.by_address: dict[str, dict[C, None]] = {}  # address -> pending connections, oldest first
         self.count = 0
         self.evicted = 0
 
-    def admit(self, conn: object, address: str) -> list[object]:
+    def admit(self, conn: C, address: str) -> list[C]:
         """Count ``conn`` as pending; returns the connections to close to stay within the bounds."""
         mine = self.by_address.setdefault(address, {})
         mine[conn] = None
@@ -193,13 +197,13 @@ class PendingLimits:
         self.evicted += len(out)
         return out
 
-    def _pop(self, address: str) -> object:
+    def _pop(self, address: str) -> C:
         conns = self.by_address[address]
         conn = next(iter(conns))
         self.done(conn, address)
         return conn
 
-    def done(self, conn: object, address: str) -> None:
+    def done(self, conn: C, address: str) -> None:
         """``conn`` logged on or closed: no longer pending."""
         conns = self.by_address.get(address)
         if conns is not None and conns.pop(conn, 0) is None:

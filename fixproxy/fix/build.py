@@ -1,6 +1,8 @@
-"""Writing FIX text: the one builder of whole messages (header, BodyLength, CheckSum)."""
+"""Writing FIX text: the one builder of whole messages (BeginString, BodyLength, CheckSum)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..timefmt import fix_timestamp_ms
 
@@ -20,9 +22,26 @@ def build(begin_string: str, msg_type: str, seq: int, sender: str, target: str, 
     else:
         head += f"49={sender}\x0152={sending_time}\x0156={target}\x01"
     text = (head + "".join([f"{tag}={value}\x01" for tag, value in body])).encode("latin-1", "replace")
+    return _enclose(begin_string, text)
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
+
+
+def frame(begin_string: str, msg_type: str, body: list[tuple[int, str]],
+          encode: Callable[[str], bytes] = _latin1) -> bytes:
+    """A message without the session header (an engine adds 34, 49, 52 and 56 as it sends it), with
+    BodyLength and CheckSum. ``encode`` turns the text from MsgType on into the bytes that are sent
+    (by default one byte a character, as the proxy holds FIX text)."""
+    text = f"35={msg_type}\x01" + "".join([f"{tag}={value}\x01" for tag, value in body])
+    return _enclose(begin_string, encode(text))
+
+
+def _enclose(begin_string: str, text: bytes) -> bytes:
+    """``text`` (MsgType to the last body field) between BeginString and BodyLength, and CheckSum."""
     start = f"8={begin_string}\x019={len(text)}\x01".encode()
-    checksum = (sum(start) + sum(text)) % 256
-    return b"%s%s10=%03d\x01" % (start, text, checksum)
+    return b"%s%s10=%03d\x01" % (start, text, (sum(start) + sum(text)) % 256)
 
 
 #: SendingTime (52) of every message the engine sends.

@@ -23,8 +23,11 @@ NAMES = {7: "BeginSeqNo", 11: "ClOrdID", 16: "EndSeqNo", 21: "HandlInst", 36: "N
          54: "Side", 55: "Symbol", 59: "TimeInForce", 60: "TransactTime", 97: "PossResend", 98: "EncryptMethod",
          99: "StopPx", 108: "HeartBtInt", 110: "MinQty", 111: "MaxFloor", 112: "TestReqID", 122: "OrigSendingTime",
          123: "GapFillFlag", 141: "ResetSeqNumFlag", 453: "NoPartyIDs"}
-#: Quantity and price fields: a FIX float (digits, one optional point, an optional leading minus).
+#: Quantity and price fields: their form is a FIX float (``is_number``).
 NUMERIC = (38, 44, 99, 110, 111)
+#: A FIX float (Qty, Price ...): ASCII digits with at most one point and an optional leading minus;
+#: no plus, exponent, space or separator. The one grammar of a number on the wire: the dictionaries'
+#: form (373=6) here, and the codec's reading of a quantity or price (which adds "positive").
 _FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)", re.ASCII)
 #: Integer fields, and the NumInGroup fields of order messages.
 INTEGER = (7, 16, 36, 45, 98, 108)
@@ -53,6 +56,11 @@ _OTHER_TAGS = frozenset(INTEGER + _EVERYWHERE)
 _ENUM, _TIME, _FLOAT_KIND, _INT = range(4)
 _KIND = {**{t: _ENUM for t in _ENUMS_44}, **{t: _TIME for t in TIMESTAMP}, **{t: _FLOAT_KIND for t in NUMERIC},
          **{t: _INT for t in INTEGER + GROUP_COUNTS}}
+
+
+def is_number(value: str) -> bool:
+    """A FIX float: ``12``, ``12.``, ``12.5``, ``.5``, each with an optional leading ``-``."""
+    return _FLOAT.fullmatch(value) is not None
 
 
 def good_timestamp(value: str) -> bool:

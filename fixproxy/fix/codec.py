@@ -7,23 +7,24 @@ tables below), never a second copy of the logic.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 import msgspec
 
 from ..core import events as ev
 from ..core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
+from .check import is_number
 
 _SIDES = {s.value: s for s in Side}
 _ORD_TYPES = {t.value: t for t in OrdType}
 _ORD_STATUS = {s.value: s for s in OrdStatus}
 _EXEC_TYPES = {t.value: t for t in ExecType}
 _PRICED = (OrdType.LIMIT, OrdType.STOP_LIMIT)
-_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")  # FIX Qty/Price: plain ASCII digits, no sign, exponent or spaces
 _MAX_QTY = Decimal("1e12")
 _MAX_PX = Decimal("1e12")
 _ZERO = Decimal(0)
+_E = TypeVar("_E")
 
 
 class Invalid(ValueError):
@@ -51,13 +52,16 @@ def _price(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
 
 
 def _number(text: str, tag: int, name: str) -> Decimal:
-    if len(text) > 40 or not _NUMBER.fullmatch(text) or not text.isascii():
-        # ascii(): the answer quotes what was sent, escaped, never a byte the wire cannot carry back
+    # ascii(): the answer quotes what was sent, escaped, never a byte the wire cannot carry back
+    if len(text) > 40 or not is_number(text):
+        raise Invalid(f"{name} ({tag}) is not a decimal number: {ascii(text[:40])}")
+    if text[0] == "-":
+        # The form allows a sign (the dictionaries do); a quantity or a price is never below zero.
         raise Invalid(f"{name} ({tag}) is not a positive decimal number: {ascii(text[:40])}")
     return Decimal(text)
 
 
-def _enum(fields: dict[int, str], tag: int, name: str, table: dict):
+def _enum(fields: dict[int, str], tag: int, name: str, table: dict[str, _E]) -> _E:
     text = fields.get(tag)
     if text is None:
         raise Invalid(f"{name} ({tag}) is missing")
@@ -156,7 +160,7 @@ def poss_dup(fields: dict[int, str]) -> bool:
     return fields.get(43) == "Y" or fields.get(97) == "Y"
 
 
-def decode_order(fields: dict[int, str]) -> OrderRequest:
+def fields_to_order(fields: dict[int, str]) -> OrderRequest:
     """The order content of a NewOrderSingle or OrderCancelReplaceRequest."""
     ord_type = _enum(fields, 40, "OrdType", _ORD_TYPES)
     price = _price(fields, 44, "Price")
@@ -179,8 +183,8 @@ def decode_order(fields: dict[int, str]) -> OrderRequest:
     )
 
 
-def decode_oms(fields: dict[int, str], session: str, now_ns: int,
-               limits: IdentifierLimits | None = None) -> ev.Event:
+def oms_to_event(fields: dict[int, str], session: str, now_ns: int,
+                 limits: IdentifierLimits | None = None) -> ev.Event:
     """An application message from an OMS session as a core event: an order, or for anything the
     proxy cannot accept an InvalidMessage saying why (never an exception)."""
     msg_type = fields.get(35, "")
@@ -193,10 +197,10 @@ def decode_oms(fields: dict[int, str], session: str, now_ns: int,
         if msg_type in _IDENTIFIERS:
             check_identifiers(msg_type, fields, limits)
         if msg_type == "D":
-            return ev.NewOrder(session, seq, now_ns, decode_order(fields), dup)
+            return ev.NewOrder(session, seq, now_ns, fields_to_order(fields), dup)
         if msg_type == "G":
             orig = _required(fields, 41, "OrigClOrdID")
-            return ev.ReplaceOrder(session, seq, now_ns, orig, decode_order(fields), dup)
+            return ev.ReplaceOrder(session, seq, now_ns, orig, fields_to_order(fields), dup)
         if msg_type == "F":
             side = _SIDES.get(fields.get(54, ""))
             return ev.CancelOrder(session, seq, now_ns, _required(fields, 11, "ClOrdID"),
@@ -223,7 +227,7 @@ def _dec(fields: dict[int, str], tag: int) -> Decimal:
         raise Invalid(f"tag {tag} is not a number: {text!r}") from None
 
 
-def decode_venue(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | None:
+def venue_to_event(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | None:
     """An ExecutionReport or OrderCancelReject from a venue as a core event (None: not ours to handle)."""
     msg_type = fields.get(35, "")
     if msg_type == "8":
@@ -274,6 +278,17 @@ def decode_venue(fields: dict[int, str], venue: str, now_ns: int) -> ev.Event | 
 
 Fields = list[tuple[int, str]]
 
+# The FIX numbers of the proxy's reject codes (spec/reject-codes.md): the core names a refusal by
+# its code, the wire by these.
+#: OrdRejReason (103) of an ExecutionReport reject; 0 (other) for any other code.
+ORD_REJ_REASON = {"UNKNOWN_SYMBOL": "1", "DUPLICATE_CLORDID": "6", "MAX_ORDER_QTY": "3", "MAX_ORDER_NOTIONAL": "3"}
+#: CxlRejReason (102) of an OrderCancelReject; 2 (broker option) for any other code.
+CXL_REJ_REASON = {"ORDER_NOT_OPEN": "0", "UNKNOWN_ORDER": "1", "ORDER_PENDING": "3"}
+#: BusinessRejectReason (380) of a BusinessMessageReject; 0 (other) for any other code. NOT_AUTHORIZED:
+#: an order on the risk-desk session.
+BUSINESS_REJECT_REASON = {"UNKNOWN_SYMBOL": "2", "UNSUPPORTED_MESSAGE": "3", "VENUE_UNAVAILABLE": "4",
+                          "NOT_AUTHORIZED": "6"}
+
 
 def _d(value: Decimal | None) -> str:
     if value is None:
@@ -311,7 +326,7 @@ def _exec_type_fields(r: ExecReport, fix42: bool) -> Fields:
     return [(20, "0"), (150, t.value)]
 
 
-def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fields]:
+def action_to_message(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fields]:
     """(MsgType, body fields) for an outbound action; ``transact_time`` fills TransactTime (60)."""
     if isinstance(action, ev.VenueNewOrder):
         return "D", [(11, action.cl_ord_id), *_order_fields(action.order, fix42), (60, transact_time)]
@@ -336,8 +351,11 @@ def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fie
             out.append((41, r.orig_cl_ord_id))
         out += _exec_type_fields(r, fix42)
         out.append((39, r.ord_status.value))
-        if r.ord_rej_reason and r.exec_type is ExecType.REJECTED:
-            out.append((103, r.ord_rej_reason))
+        if r.exec_type is ExecType.REJECTED:
+            # A venue's reason as it sent it; the proxy's own refusal by its code.
+            reason = r.ord_rej_reason or (ORD_REJ_REASON.get(action.code, "0") if action.code else "")
+            if reason:
+                out.append((103, reason))
         if r.account:
             out.append((1, r.account))
         out.append((55, r.symbol or "[N/A]"))
@@ -358,8 +376,9 @@ def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fie
         r = action.reject
         out = [(37, r.order_id or "NONE"), (11, r.cl_ord_id or "NONE"), (41, r.orig_cl_ord_id or "NONE"),
                (39, r.ord_status.value), (434, r.response_to)]
-        if r.reason:
-            out.append((102, r.reason))
+        reason = r.reason or (CXL_REJ_REASON.get(action.code, "2") if action.code else "")
+        if reason:
+            out.append((102, reason))
         if r.text:
             out.append((58, r.text))
         return "9", out
@@ -370,6 +389,6 @@ def encode(action: ev.Action, fix42: bool, transact_time: str) -> tuple[str, Fie
         out.append((372, action.ref_msg_type))
         if action.ref_id:
             out.append((379, action.ref_id))
-        out += [(380, str(action.reason)), (58, action.text)]
+        out += [(380, BUSINESS_REJECT_REASON.get(action.code, "0")), (58, action.text)]
         return "j", out
     raise TypeError(f"not a message action: {type(action).__name__}")

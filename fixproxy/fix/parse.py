@@ -45,6 +45,30 @@ def _parse_checked(raw: str, sep: str) -> dict[int, str]:
     return out
 
 
+def first_value(raw: str, tag: int) -> str:
+    """The value of the first ``tag`` field after a message's first field (BeginString), or "": a
+    header field read without parsing the message."""
+    key = f"{SOH}{tag}="
+    at = raw.find(key)
+    if at < 0:
+        return ""
+    at += len(key)
+    end = raw.find(SOH, at)
+    return raw[at:] if end < 0 else raw[at:end]
+
+
+def last_value(raw: str, tag: int) -> str:
+    """The value of the last ``tag`` field after a message's first field, or "": the value ``parse``
+    gives it, read without parsing the message."""
+    key = f"{SOH}{tag}="
+    at = raw.rfind(key)
+    if at < 0:
+        return ""
+    at += len(key)
+    end = raw.find(SOH, at)
+    return raw[at:] if end < 0 else raw[at:end]
+
+
 class Framer:
     """Cuts a TCP byte stream into FIX messages; garbled input is skipped up to the next ``8=FIX``."""
 
@@ -86,7 +110,7 @@ class Framer:
             end = _message_end(buf, 0)
             if end is None:
                 break
-            if type(end) is str:
+            if isinstance(end, str):
                 self._skip(end)
                 continue
             out.append(bytes(buf[:end]))
@@ -181,8 +205,8 @@ def fields(raw: str) -> tuple[dict[int, str], str]:
         if len(out) != len(parts):
             return _checked_fields(raw)
         keys = iter(out)
-        for tag in keys:
-            if tag not in HEADER:
+        for number in keys:
+            if number not in HEADER:
                 break
         if not HEADER.isdisjoint(keys):
             return _checked_fields(raw)

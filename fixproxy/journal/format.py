@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Union
+from typing import Any
 
 import msgspec
 
@@ -38,22 +38,15 @@ class Start(msgspec.Struct, frozen=True):
     """The first record of a segment."""
 
     segment: int
-    start_ns: int  # the writing process's start: its ExecID prefix comes from it (app.exec_id_generator)
+    start_ns: int  # the writing process's start: its ExecID prefix comes from it (assemble.exec_id_generator)
     pid: int
     note: str = ""
 
 
-_Tagged = Union[
-    ev.NewOrder, ev.ReplaceOrder, ev.CancelOrder, ev.InvalidMessage, ev.UnsupportedMessage, ev.VenueReport,
-    ev.VenueCancelReject, ev.VenueSendFailed, ev.SessionUp, ev.SessionDown, ev.AdminKill, ev.AdminSetLimit,
-    ev.AdminSetReference, ev.RecordingFailed, ev.RecordingResumed, ev.DayRoll,
-    ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject,
-    ev.Decision, ev.AdminResult, ev.Alert, ev.Notice,
-]
-
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
 encode = _encoder.encode
-_tagged = msgspec.msgpack.Decoder(_Tagged)
+_tagged = msgspec.msgpack.Decoder(ev.Event | ev.Action)
+_event = msgspec.msgpack.Decoder(ev.Event)
 _message = msgspec.msgpack.Decoder(tuple[str, int, str])
 _start = msgspec.msgpack.Decoder(Start)
 
@@ -67,8 +60,24 @@ def message_payload(session: str, now_ns: int, raw: str) -> bytes:
     return encode((session, now_ns, raw))
 
 
-def decode(kind: bytes, payload: bytes):
-    """A record's value: ``Start``, ``(session, now_ns, raw)`` for I and O, a tagged struct for E and A."""
+def decode_start(payload: bytes) -> Start:
+    """The value of an S record."""
+    return _start.decode(payload)
+
+
+def decode_message(payload: bytes) -> tuple[str, int, str]:
+    """The value of an I or O record: (session, now_ns, raw FIX)."""
+    return _message.decode(payload)
+
+
+def decode_event(payload: bytes) -> ev.Event:
+    """The value of an E record: an input of the core."""
+    return _event.decode(payload)
+
+
+def decode(kind: bytes, payload: bytes) -> Any:
+    """A record's value: ``Start``, ``(session, now_ns, raw)`` for I and O, a tagged struct for E and A
+    (typed as Any: a reader that knows the kind calls ``decode_start``, ``decode_message`` or ``decode_event``)."""
     if kind in (INBOUND, OUTBOUND):
         return _message.decode(payload)
     if kind in (EVENT, ACTION):
@@ -78,7 +87,7 @@ def decode(kind: bytes, payload: bytes):
     raise ValueError(f"unknown journal record kind {kind!r}")
 
 
-def unframe(buf, offset: int) -> tuple[bytes, bytes, int] | None:
+def unframe(buf: bytes, offset: int) -> tuple[bytes, bytes, int] | None:
     """(kind, payload, next offset) of the record at ``offset``, or None at the end of what is whole."""
     end_header = offset + HEADER.size
     if end_header > len(buf):

@@ -52,9 +52,10 @@ class Tail:
         self._fd: int | None = None
         self._fd_segment = -1
 
-    def _open(self) -> bool:
+    def _open(self) -> int | None:
+        """The descriptor of the current segment, or None while that file does not exist."""
         if self._fd is not None and self._fd_segment == self.segment:
-            return True
+            return self._fd
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -62,29 +63,30 @@ class Tail:
         try:
             self._fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return False
+            return None
         self._fd_segment = self.segment
         if self.offset < len(fmt.MAGIC):
             self.offset = len(fmt.MAGIC)
-        return True
+        return self._fd
 
     def poll(self) -> list[tuple[int, int, bytes, bytes]]:
         """[(segment, offset after the record, kind, payload)] of what is new."""
         out: list[tuple[int, int, bytes, bytes]] = []
         while True:
             if not self.segment:
-                found = segments(self.directory)
-                if not found:
+                existing = segments(self.directory)
+                if not existing:
                     return out
-                self.segment, self.offset = found[0], 0
-            if not self._open():
+                self.segment, self.offset = existing[0], 0
+            fd = self._open()
+            if fd is None:
                 nxt = [s for s in segments(self.directory) if s > self.segment]
                 if not nxt:
                     return out
                 self.segment, self.offset = nxt[0], 0
                 continue
             size = self._read
-            data = os.pread(self._fd, size, self.offset)
+            data = os.pread(fd, size, self.offset)
             pos = 0
             while (found := fmt.unframe(data, pos)) is not None:
                 kind, payload, pos = found

@@ -23,13 +23,15 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from ..fix import codec
-from ..fix.parse import parse as parse_fields
+from ..config import Config
 from ..core import events as ev
 from ..core.proxy import ProxyCore
+from ..fix import codec
+from ..fix.parse import parse as parse_fields
 from . import format as fmt
 from .reader import read_segment, segments
 from .writer import snapshot_path
@@ -58,7 +60,7 @@ class Recovered:
         self.seconds = 0.0
 
 
-def roles(config) -> dict[str, str]:
+def roles(config: Config) -> dict[str, str]:
     """Session name -> "oms", "venue" or "admin", as the edges name them."""
     out = {s.name: "oms" for s in config.oms}
     out.update({v.name: "venue" for v in config.venues})
@@ -70,10 +72,10 @@ def roles(config) -> dict[str, str]:
 def decode_inbound(role: str, session: str, now_ns: int, fields: dict[int, str]) -> ev.Event | None:
     """The core event of an inbound message (parsed), as ``CoreBridge.receive_locked`` decodes it."""
     if role == "oms":
-        return codec.decode_oms(fields, session, now_ns)
+        return codec.oms_to_event(fields, session, now_ns)
     if role == "venue":
         try:
-            return codec.decode_venue(fields, session, now_ns)
+            return codec.venue_to_event(fields, session, now_ns)
         except codec.Invalid:
             return None
     return None  # the risk desk's messages reach the core as the E records of their commands
@@ -116,8 +118,9 @@ def write_snapshot(directory: Path, segment: int, data: bytes, offset: int = 0) 
         os.close(dfd)
 
 
-def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_ids: Callable[[int], Callable[[], str]],
-            venue_sent: Callable[[str], set[str]], oms_sent: Callable[[str], set[tuple]]) -> Recovered:
+def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
+            make_ids: Callable[[int], Callable[[], str]], venue_sent: Callable[[str], dict[str, str]],
+            oms_sent: Callable[[str], dict[tuple, str] | None]) -> Recovered:
     """Rebuild the core's state from ``directory``.
 
     ``make_core()``: a core from the config (start-of-day positions loaded); ``make_ids(start_ns)``:
@@ -131,7 +134,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
     directory = Path(directory)
     found = segments(directory)
     base, base_offset = 0, 0
-    state = None
+    state: dict[str, Any] | None = None
     for seg, offset in reversed(snapshots(directory)):
         if offset and seg not in found:
             continue  # a mid-segment snapshot needs its segment (the start record, the records after it)
@@ -146,7 +149,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
         if base_offset:
             # Mid-segment (a day roll's): the process that wrote the segment goes on making ExecIDs
             # where it was; the sessions it had up stay up (the snapshot says which).
-            start = fmt.decode(fmt.START, next(read_segment(directory / f"{base:08d}.journal"))[2])
+            start = fmt.decode_start(next(read_segment(directory / f"{base:08d}.journal"))[2])
             core.next_id = make_ids(start.start_ns)
             if state.get("ids_drawn") is not None and hasattr(core.next_id, "drawn"):
                 core.next_id.drawn = state["ids_drawn"]
@@ -159,7 +162,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
         out.segments_read.append(seg)
         for _, kind, payload in read_segment(directory / f"{seg:08d}.journal", base_offset if seg == base else 0):
             if kind == fmt.START:
-                start = fmt.decode(kind, payload)
+                start = fmt.decode_start(payload)
                 if core is None:
                     core = make_core()
                 core.next_id = make_ids(start.start_ns)
@@ -167,7 +170,7 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
                 inbound = {}
                 continue
             if kind == fmt.INBOUND:
-                session, now_ns, raw = fmt.decode(kind, payload)
+                session, now_ns, raw = fmt.decode_message(payload)
                 role = role_of.get(session)
                 fields = parse_fields(raw)
                 event = decode_inbound(role, session, now_ns, fields) if role else None
@@ -177,12 +180,12 @@ def recover(directory: Path, config, make_core: Callable[[], ProxyCore], make_id
                 if event is None:
                     continue
             elif kind == fmt.EVENT:
-                event = fmt.decode(kind, payload)
+                event = fmt.decode_event(payload)
                 if isinstance(event, ev.SessionUp):
                     inbound.pop(event.name, None)
             else:
                 if kind == fmt.OUTBOUND:
-                    session, _, raw = fmt.decode(kind, payload)
+                    session, _, raw = fmt.decode_message(payload)
                     sent_after.append((session, raw))  # parsed only if it follows the last input
                 continue
             sent_after = []
@@ -220,7 +223,7 @@ def oms_key(fields: dict[int, str]) -> tuple:
     return (t,)
 
 
-def _action_key(a: ev.Action) -> tuple:
+def _action_key(a: ev.OmsReport | ev.OmsCancelReject | ev.OmsBusinessReject) -> tuple:
     if isinstance(a, ev.OmsReport):
         return ("8", a.report.exec_id, a.report.cl_ord_id)
     if isinstance(a, ev.OmsCancelReject):
@@ -228,29 +231,31 @@ def _action_key(a: ev.Action) -> tuple:
     return ("j", a.ref_id, str(a.ref_seq_num))
 
 
-def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent, oms_sent, journaled: set[tuple[str, str]]) -> None:
+def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent: Callable[[str], dict[str, str]],
+               oms_sent: Callable[[str], dict[tuple, str] | None], journaled: set[tuple[str, str]]) -> None:
     venue_cache: dict[str, dict[str, str]] = {}
     oms_cache: dict[str, dict[tuple, str] | None] = {}
     for a in actions:
         if isinstance(a, _VENUE_ACTIONS):
-            session, key = a.venue, a.cl_ord_id
+            session = a.venue
             if session not in venue_cache:
                 venue_cache[session] = venue_sent(session)
-            sent = venue_cache[session]
+            raw = venue_cache[session].get(a.cl_ord_id)
+            if raw is None:
+                out.send_failed.append((a.venue, a.cl_ord_id))
+                continue
         elif isinstance(a, _OMS_ACTIONS):
-            session, key = a.session, _action_key(a)
+            session = a.session
             if session not in oms_cache:
                 oms_cache[session] = oms_sent(session)
             sent = oms_cache[session]
             if sent is None:
                 continue
+            raw = sent.get(_action_key(a))
+            if raw is None:
+                out.resend.append(a)
+                continue
         else:
             continue
-        raw = sent.get(key)
-        if raw is None:
-            if isinstance(a, _VENUE_ACTIONS):
-                out.send_failed.append((a.venue, a.cl_ord_id))
-            else:
-                out.resend.append(a)
-        elif (session, parse_fields(raw).get(34, "")) not in journaled:
+        if (session, parse_fields(raw).get(34, "")) not in journaled:
             out.journal_out.append((session, raw))

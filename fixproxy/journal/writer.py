@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from ..core import events as ev
 from . import format as fmt
 
 CHUNK = 4 << 20
@@ -116,10 +117,10 @@ class Journal:
     def outbound(self, session: str, now_ns: int, raw: str) -> bool:
         return self.append(fmt.OUTBOUND, fmt.encode((session, now_ns, raw)))
 
-    def event(self, event) -> bool:
+    def event(self, event: ev.Event) -> bool:
         return self.append(fmt.EVENT, fmt.encode(event))
 
-    def action(self, action) -> bool:
+    def action(self, action: ev.Action) -> bool:
         return self.append(fmt.ACTION, fmt.encode(action))
 
     def _grow(self, end: int) -> bool:
@@ -224,7 +225,7 @@ class ClosedJournal:
 
     outbound = inbound
 
-    def event(self, event) -> bool:
+    def event(self, event: ev.Event | ev.Action) -> bool:
         return self.append(fmt.EVENT, b"")
 
     action = event

@@ -1,8 +1,8 @@
 """Re-run a day's OMS -> venue order flow through the same core, and set each decision beside the original.
 
-The core is built from the config exactly as the proxy builds it (``fixproxy.app.build_core``)
+The core is built from the config exactly as the proxy builds it (``fixproxy.assemble.build_core``)
 with a deterministic id generator; its clock is the log's timestamps. Orders from the OMS
-sessions go through ``codec.decode_oms`` and the core decides again; the venue's execution
+sessions go through ``codec.oms_to_event`` and the core decides again; the venue's execution
 reports go in as VenueReport events, so fills move the position book as they did live.
 
 The original outcome of each order message is the first answer the log shows for it:
@@ -27,12 +27,12 @@ from operator import itemgetter
 
 import msgspec
 
-from ..fix import codec
-from ..app import build_core
+from ..assemble import build_core
 from ..config import LoadedConfig
 from ..core import events as ev
 from ..core.book import FIRM
 from ..core.proxy import ProxyCore
+from ..fix import codec
 from ..timefmt import iso
 from .readers import AdminCommand, Malformed, Message, RecordedDecision, SessionChange, Source
 
@@ -305,7 +305,7 @@ class Replayer:
         self.rows.append(row)
         self._last[(session, cl)] = row
         self._by_seq[(session, seq)] = row
-        for action in self._handle(codec.decode_oms(fields, session, m.ts_ns)):
+        for action in self._handle(codec.oms_to_event(fields, session, m.ts_ns)):
             if type(action) is ev.Decision:
                 row.replayed, row.replayed_code = _outcome(action)
                 row.replayed_text = action.text
@@ -364,7 +364,7 @@ class Replayer:
             if own is not None:
                 fields = {**fields, 11: own}
         try:
-            event = codec.decode_venue(fields, venue, ts_ns)
+            event = codec.venue_to_event(fields, venue, ts_ns)
         except codec.Invalid:
             self.skipped["venue message the proxy could not read"] += 1
             return

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import msgspec
 
-from ..fix import codec
-from ..fix.parse import parse as parse_fields
-from ..app import build_core
+from ..assemble import build_core
 from ..config import LoadedConfig
 from ..core import events as ev
+from ..fix import codec
+from ..fix.build import build
+from ..fix.parse import parse as parse_fields
 from ..timefmt import fix_time_ns, iso
 
-SOH = "\x01"
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
                     ev.OmsBusinessReject)
 
@@ -45,10 +45,7 @@ class _Session:
     def write(self, ts_ns: int, direction: str, msg_type: str, body: list[tuple[int, str]]) -> dict[int, str]:
         self.seq[direction] += 1
         sender, target = (self.theirs, self.ours) if direction == "in" else (self.ours, self.theirs)
-        text = (f"35={msg_type}{SOH}34={self.seq[direction]}{SOH}49={sender}{SOH}52={_stamp(ts_ns, 3)}{SOH}"
-                f"56={target}{SOH}" + "".join(f"{t}={v}{SOH}" for t, v in body))
-        head = f"8={self.begin}{SOH}9={len(text)}{SOH}"
-        raw = f"{head}{text}10={sum((head + text).encode()) % 256:03d}{SOH}"
+        raw = build(self.begin, msg_type, self.seq[direction], sender, target, _stamp(ts_ns, 3), body).decode("latin-1")
         self.file.write(f"{_stamp(ts_ns, 9)} : {raw}\n")
         return parse_fields(raw)
 
@@ -94,7 +91,7 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
                 continue
             venue_side = isinstance(action, (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel))
             name = action.venue if venue_side else action.session
-            msg_type, body = codec.encode(action, fix42[name], _stamp(ts, 3))
+            msg_type, body = codec.action_to_message(action, fix42[name], _stamp(ts, 3))
             sent = (venues if venue_side else oms)[name].write(ts, "out", msg_type, body)
             if venue_side:
                 venue_answers(name, sent, ts)
@@ -122,7 +119,7 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
         if fix42[venue]:
             body = [(20, "0"), *[(t, "2" if t == 150 and v == "F" else v) for t, v in body]]
         fields = venues[venue].write(ts, "in", "8", body)
-        perform(core.handle(codec.decode_venue(fields, venue, ts)), ts)
+        perform(core.handle(codec.venue_to_event(fields, venue, ts)), ts)
         return ts
 
     names = sorted(oms)
@@ -141,14 +138,14 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
         body = [(11, f"O{i}"), (55, inst.symbol if roll > 0.025 else "ZZZZ"), (54, rng.choice("12")),
                 (38, str(qty)), (40, "2"), (44, f"{price:.2f}")]
         fields = oms[session].write(now, "in", "D", body)
-        perform(core.handle(codec.decode_oms(fields, session, now)), now)
+        perform(core.handle(codec.oms_to_event(fields, session, now)), now)
         if resting and rng.random() < 0.1:
             venue, oid, sent = resting.popleft()
             session_of, _, cl = sent[11].partition(".")
             now += 1000
             body = [(11, f"{cl}-C"), (41, cl), (55, sent[55]), (54, sent[54]), (38, sent[38])]
             fields = oms[session_of].write(now, "in", "F", body)
-            perform(core.handle(codec.decode_oms(fields, session_of, now)), now)
+            perform(core.handle(codec.oms_to_event(fields, session_of, now)), now)
     files = []
     for session in [*oms.values(), *venues.values()]:
         session.file.close()

@@ -7,12 +7,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 import quickfix as fix
 
-from ..fix.parse import parse as parse_fields
 from ..engines.quickfix.settings import common_defaults, log_out, write_settings
+from ..fix.parse import parse as parse_fields
 
 _print_lock = threading.Lock()
 
@@ -41,7 +43,8 @@ def build_message(begin_string: str, fields: list[tuple[int, str]]) -> fix.Messa
     return msg
 
 
-def start_engine(kind: str, app: fix.Application, state_dir: Path, role: str, defaults: dict, sessions: list[dict]):
+def start_engine(kind: str, app: fix.Application, state_dir: Path, role: str, defaults: dict,
+                 sessions: list[dict]) -> fix.SocketAcceptor | fix.SocketInitiator:
     """Start a quickfix acceptor or initiator with settings written under ``state_dir``."""
     settings = write_settings(
         state_dir / f"quickfix-{role}.cfg",
@@ -65,11 +68,11 @@ def wait_for_signal() -> None:
         pass
 
 
-def logout_all(session_ids) -> None:
+def logout_all(session_ids: Iterable[fix.SessionID]) -> None:
     log_out(session_ids, "simulator stopping", timeout_s=2.0)
 
 
-def leave(code: int = 0) -> None:
+def leave(code: int = 0) -> NoReturn:
     """End the process without stopping the quickfix engine (its stop() has segfaulted here)."""
     sys.stdout.flush()
     sys.stderr.flush()

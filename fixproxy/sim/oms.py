@@ -13,18 +13,21 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import quickfix as fix
 
-from ..admin.fixsession import build_dictionary
+from ..config import LoadedConfig
+from ..engines.quickfix.dictionary import build_dictionary
 from ..engines.quickfix.settings import dictionary, session_block
 from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
 
 
 def _now() -> str:
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
@@ -39,26 +42,26 @@ class OmsSim(fix.Application):
         self.done: set[str] = set()
         self.lock = threading.Lock()
 
-    def onCreate(self, sid): self.sid = sid
-    def onLogon(self, sid):
+    def onCreate(self, sid: fix.SessionID) -> None: self.sid = sid
+    def onLogon(self, sid: fix.SessionID) -> None:
         self.logged_on.set()
         emit({"event": "logon", "session": sid.toString()})
-    def onLogout(self, sid):
+    def onLogout(self, sid: fix.SessionID) -> None:
         self.logged_on.clear()
         emit({"event": "logout", "session": sid.toString()})
-    def toAdmin(self, message, sid):
+    def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         if self.logon[0] and message.getHeader().getField(35) == "A":
             message.setField(553, self.logon[0])
             message.setField(554, self.logon[1])
-    def fromAdmin(self, message, sid):
+    def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
         if f.get("35") in ("3", "5"):
             emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
-    def toApp(self, message, sid):
+    def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         if not self.quiet:
             emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
 
-    def fromApp(self, message, sid):
+    def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
         if not self.quiet:
             emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
@@ -80,14 +83,18 @@ class OmsSim(fix.Application):
                 self.outcomes["cancel_rejected"] += 1
 
     def send(self, fields: list[tuple[int, str]]) -> bool:
-        begin = self.sid.getBeginString().getValue()
+        """Send one application message; False if quickfix did not take it (no session yet included)."""
+        sid = self.sid
+        if sid is None:
+            return False
+        begin = sid.getBeginString().getValue()
         tags = {t for t, _ in fields}
         msg_type = dict(fields).get(35, "")
         if msg_type in ("D", "G", "F") and 60 not in tags:
             fields = [*fields, (60, _now())]
         if begin == "FIX.4.2" and msg_type in ("D", "G") and 21 not in tags:
             fields = [*fields, (21, "1")]
-        return fix.Session.sendToTarget(build_message(begin, fields), self.sid)
+        return fix.Session.sendToTarget(build_message(begin, fields), sid)
 
 
 def parse_line(line: str) -> list[tuple[int, str]]:
@@ -101,7 +108,7 @@ def parse_line(line: str) -> list[tuple[int, str]]:
     return out
 
 
-def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, symbols: list[str], qty: str,
+def run_oms(loaded: LoadedConfig, session_name: str, *, stdin: bool, count: int, rate: float, symbols: list[str], qty: str,
             account: str, quiet: bool, wait_s: float, state_dir: Path | None = None, side: str = "1") -> int:
     cfg = loaded.config
     oms = next((s for s in cfg.oms if s.name == session_name), None)
@@ -119,7 +126,7 @@ def run_oms(loaded, session_name: str, *, stdin: bool, count: int, rate: float, 
     return _run_initiator(loaded, OmsSim(quiet=quiet, logon=(oms.username, password)), block, state, work)
 
 
-def run_desk(loaded, *, username: str = "", password: str = "", state_dir: Path | None = None) -> int:
+def run_desk(loaded: LoadedConfig, *, username: str = "", password: str = "", state_dir: Path | None = None) -> int:
     """The risk desk's side of its FIX session: each stdin line (``35=U1|2328=R1|...``) is sent."""
     cfg = loaded.config
     desk = cfg.risk_desk
@@ -131,7 +138,8 @@ def run_desk(loaded, *, username: str = "", password: str = "", state_dir: Path 
     return _run_initiator(loaded, OmsSim(logon=(username, password)), block, state, _from_stdin)
 
 
-def _run_initiator(loaded, app: OmsSim, block: dict, state: Path, work) -> int:
+def _run_initiator(loaded: LoadedConfig, app: OmsSim, block: dict, state: Path,
+                   work: Callable[[OmsSim], int]) -> NoReturn:
     """Connect ``app`` to the proxy's acceptor, run ``work(app)`` once logged on, log out, exit."""
     cfg = loaded.config
     block = {**block, "SocketConnectHost": "127.0.0.1", "SocketConnectPort": cfg.acceptor.port,
@@ -161,7 +169,7 @@ def _from_stdin(app: OmsSim) -> int:
 
 
 def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, account: str, wait_s: float,
-            loaded, side: str = "1") -> int:
+            loaded: LoadedConfig, side: str = "1") -> int:
     prefix = f"S{int(time.time())}-"
     interval = 1.0 / rate if rate > 0 else 0.0
     start = time.perf_counter()

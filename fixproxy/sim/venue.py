@@ -13,10 +13,9 @@ from pathlib import Path
 
 import quickfix as fix
 
-from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
+from ..config import LoadedConfig
 from ..engines.quickfix.settings import session_block
-
-BEHAVIOURS = ("fill", "partial", "ack", "reject")
+from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
 
 
 def _d(x: Decimal) -> str:
@@ -27,7 +26,8 @@ def _d(x: Decimal) -> str:
 class _Order:
     __slots__ = ("cl_ord_id", "order_id", "symbol", "side", "qty", "price", "cum", "account", "status", "avg_px")
 
-    def __init__(self, cl_ord_id, order_id, symbol, side, qty, price, account):
+    def __init__(self, cl_ord_id: str, order_id: str, symbol: str, side: str, qty: Decimal, price: Decimal | None,
+                 account: str):
         self.cl_ord_id, self.order_id, self.symbol, self.side = cl_ord_id, order_id, symbol, side
         self.qty, self.price, self.account = qty, price, account
         self.cum = Decimal(0)
@@ -53,30 +53,30 @@ class VenueSim(fix.Application):
         self.fix42 = False
 
     # quickfix callbacks
-    def onCreate(self, sid): pass
-    def onLogon(self, sid): emit({"event": "logon", "session": sid.toString()})
-    def onLogout(self, sid): emit({"event": "logout", "session": sid.toString()})
-    def toAdmin(self, message, sid): pass
-    def fromAdmin(self, message, sid): pass
-    def toApp(self, message, sid):
+    def onCreate(self, sid: fix.SessionID) -> None: pass
+    def onLogon(self, sid: fix.SessionID) -> None: emit({"event": "logon", "session": sid.toString()})
+    def onLogout(self, sid: fix.SessionID) -> None: emit({"event": "logout", "session": sid.toString()})
+    def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None: pass
+    def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None: pass
+    def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         if not self.quiet:
             emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
 
-    def fromApp(self, message, sid):
+    def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
         if not self.quiet:
             emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
         with self.lock:
             self.fix42 = sid.getBeginString().getValue() == "FIX.4.2"
-            handler = {"D": self._new, "G": self._replace, "F": self._cancel}.get(f.get("35"))
+            handler = {"D": self._new, "G": self._replace, "F": self._cancel}.get(f.get("35", ""))
             if handler is None:
                 raise fix.UnsupportedMessageType()
             for fields in handler(f):
                 fix.Session.sendToTarget(build_message(sid.getBeginString().getValue(), fields), sid)
 
     # order handling; each returns the messages to send
-    def _report(self, o: _Order, exec_type: str, cl_ord_id: str, orig: str = "", last_qty=None, last_px=None,
-                text: str = "") -> list[tuple[int, str]]:
+    def _report(self, o: _Order, exec_type: str, cl_ord_id: str, orig: str = "", last_qty: Decimal | None = None,
+                last_px: Decimal | None = None, text: str = "") -> list[tuple[int, str]]:
         out = [(35, "8"), (37, o.order_id), (17, f"E{next(self.ids)}"), (11, cl_ord_id)]
         if orig:
             out.append((41, orig))
@@ -88,7 +88,7 @@ class VenueSim(fix.Application):
             out.append((44, _d(o.price)))
         if o.account:
             out.append((1, o.account))
-        if last_qty is not None:
+        if last_qty is not None and last_px is not None:
             out += [(32, _d(last_qty)), (31, _d(last_px))]
         out += [(151, _d(o.leaves)), (14, _d(o.cum)), (6, _d(o.avg_px))]
         if text:
@@ -102,7 +102,7 @@ class VenueSim(fix.Application):
         o.status = "2" if o.cum >= o.qty else "1"
         return self._report(o, "F", o.cl_ord_id, last_qty=qty, last_px=px)
 
-    def _new(self, f: dict[str, str]):
+    def _new(self, f: dict[str, str]) -> list[list[tuple[int, str]]]:
         price = Decimal(f["44"]) if f.get("44") else None
         o = _Order(f["11"], f"V{next(self.ids)}", f.get("55", ""), f.get("54", "1"), Decimal(f["38"]), price,
                    f.get("1", ""))
@@ -118,21 +118,21 @@ class VenueSim(fix.Application):
             out.append(self._fill(o, (o.qty / 2).to_integral_value() or o.qty))
         return out
 
-    def _amend(self, f: dict[str, str], response_to: str) -> tuple[_Order | None, list]:
+    def _amend(self, f: dict[str, str], response_to: str) -> tuple[_Order | None, list[list[tuple[int, str]]]]:
         """The working order a cancel (434=1) or replace (434=2) refers to, re-keyed under its new
         ClOrdID; or None and the OrderCancelReject to send."""
         o = self.orders.get(f.get("41", ""))
         if o is None or o.leaves <= 0:
             unknown = o is None
             return None, [[(35, "9"), (37, f.get("37", "NONE")), (11, f["11"]), (41, f.get("41", "")),
-                           (39, "8" if unknown else o.status), (434, response_to), (102, "1" if unknown else "0"),
+                           (39, "8" if o is None else o.status), (434, response_to), (102, "1" if unknown else "0"),
                            (58, "unknown order" if unknown else "order is done")]]
         del self.orders[o.cl_ord_id]
         o.cl_ord_id = f["11"]
         self.orders[o.cl_ord_id] = o
         return o, []
 
-    def _replace(self, f: dict[str, str]):
+    def _replace(self, f: dict[str, str]) -> list[list[tuple[int, str]]]:
         orig = f.get("41", "")
         o, refused = self._amend(f, "2")
         if o is None:
@@ -142,7 +142,7 @@ class VenueSim(fix.Application):
         o.status = "2" if o.cum >= o.qty else ("1" if o.cum else "0")
         return [self._report(o, "5", o.cl_ord_id, orig)]
 
-    def _cancel(self, f: dict[str, str]):
+    def _cancel(self, f: dict[str, str]) -> list[list[tuple[int, str]]]:
         orig = f.get("41", "")
         o, refused = self._amend(f, "1")
         if o is None:
@@ -151,7 +151,7 @@ class VenueSim(fix.Application):
         return [self._report(o, "4", o.cl_ord_id, orig)]
 
 
-def run_venue(loaded, venue_name: str, default: str, per_symbol: dict[str, str], quiet: bool, state_dir: Path | None = None) -> None:
+def run_venue(loaded: LoadedConfig, venue_name: str, default: str, per_symbol: dict[str, str], quiet: bool, state_dir: Path | None = None) -> None:
     cfg = loaded.config
     venue = next((v for v in cfg.venues if v.name == venue_name), None)
     if venue is None:

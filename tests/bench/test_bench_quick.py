@@ -30,9 +30,9 @@ def _has(record: dict, *keys: str, where: str) -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--smoke", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "--smoke", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, f"bench.py --smoke failed:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"bench run --smoke failed:\n{done.stderr[-4000:]}"
     assert "RATIOS" in done.stdout
     return json.loads(out.read_text())
 
@@ -103,12 +103,12 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
 
 
 def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
-    """scripts/bench_long.py: one line and one JSON record per window, with latency and GC pauses."""
+    """bench long: one line and one JSON record per window, with latency and GC pauses."""
     out = tmp_path / "long.json"
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_long.py"), "--windows", "2",
+    done = subprocess.run([sys.executable, "-m", "bench", "long", "--windows", "2",
                            "--seconds", "1", "--rate", "200", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, f"bench_long.py failed:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"bench long failed:\n{done.stderr[-4000:]}"
     windows = json.loads(out.read_text())["windows"]
     assert [w["window"] for w in windows] == [1, 2]
     for w in windows:
@@ -119,13 +119,13 @@ def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
 
 
 def test_ab_run_interleaves_a_and_b_and_merges_each(tmp_path):
-    """scripts/bench_ab.py: A and B windows alternate, each variant's windows merged, B / A per percentile."""
+    """bench ab: A and B windows alternate, each variant's windows merged, B / A per percentile."""
     out = tmp_path / "ab.json"
     before = set((REPO / "var" / "bench").glob("ab-*"))
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_ab.py"), "--windows", "2", "--seconds", "1",
+    done = subprocess.run([sys.executable, "-m", "bench", "ab", "--windows", "2", "--seconds", "1",
                            "--rate", "200", "--b-set", 'proxy.writer_priority="normal"', "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, f"bench_ab.py failed:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"bench ab failed:\n{done.stderr[-4000:]}"
     report = json.loads(out.read_text())
     assert [(w["window"], w["variant"]) for w in report["windows"]] == [(1, "A"), (1, "B"), (2, "A"), (2, "B")]
     for w in report["windows"]:
@@ -139,6 +139,6 @@ def test_ab_run_interleaves_a_and_b_and_merges_each(tmp_path):
 
 
 def test_ab_run_refuses_a_change_it_cannot_read():
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_ab.py"), "--b-set", "proxy.writer_priority=normal"],
+    done = subprocess.run([sys.executable, "-m", "bench", "ab", "--b-set", "proxy.writer_priority=normal"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "must be JSON" in done.stderr

@@ -4,7 +4,8 @@ The format (after QuickFIX/J's acceptance ``.def`` scripts) is described at the 
 ``cases.fixscript`` and in docs/conformance.md. A case is run over real loopback TCP against a
 running proxy stack (tests/integration/harness.py ``Stack``); its expectations are checked on the
 OMS connection (``E``), on the venue simulator's message log (``V``/``N``) and on the connection's
-end (``eDISCONNECT``).
+end (``eDISCONNECT``). An ``E`` or ``V`` line starting ``8=`` is exact (the golden scripts,
+tests/golden/): the whole message, every field in order, masked fields taking any value.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +25,12 @@ SOH = b"\x01"
 #: TransactTime, OrigSendingTime.
 MASKED = frozenset((9, 10, 52, 60, 122))
 #: Sessions of the conformance stack: name -> (SenderCompID, BeginString).
-SESSIONS = {"OMS1": ("OMS1", "FIX.4.4"), "OMS2": ("OMS2", "FIX.4.2")}
+SESSIONS = {"OMS1": ("OMS1", "FIX.4.4"), "OMS2": ("OMS2", "FIX.4.2"), "OMS3": ("OMS3", "FIX.4.4"),
+            "OMS4": ("OMS4", "FIX.4.2")}
+#: The proxy's CompID on every session (OMS and venue side).
+PROXY_COMP_ID = "FIXPROXY"
+#: Session-level MsgTypes (Heartbeat, TestRequest, ResendRequest, Reject, SequenceReset, Logout, Logon).
+ADMIN_TYPES = frozenset("012345A")
 #: How long an expectation waits (seconds); a slow machine is no failure, a missing answer is.
 WAIT_S = float(os.environ.get("CONFORMANCE_WAIT_S", "10"))
 
@@ -31,6 +39,7 @@ WAIT_S = float(os.environ.get("CONFORMANCE_WAIT_S", "10"))
 class Step:
     engine: str  # "" for every engine, else the one engine this step is for
     kind: str  # I (send), E (expect message), eDISCONNECT, V (venue got), N (venue never got), or a command
+    # (E and V text starting "8=" is an exact expectation)
     text: str
     line: int
 
@@ -72,7 +81,7 @@ def load(path: Path) -> list[Case]:
                 raise ValueError(f"{path.name}:{number}: unknown engine {engine!r}")
         if line[0] in "IEVN":
             cases[-1].steps.append(Step(engine, line[0], line[1:], number))
-        elif line.split()[0] in ("iLOGON", "iCONNECT", "iDISCONNECT", "eDISCONNECT", "iPAUSE"):
+        elif line.split()[0] in ("iLOGON", "iCONNECT", "iDISCONNECT", "eDISCONNECT", "iPAUSE", "iHTTP"):
             cases[-1].steps.append(Step(engine, line.split()[0], line[len(line.split()[0]):].strip(), number))
         else:
             raise ValueError(f"{path.name}:{number}: unknown step {line[:20]!r}")
@@ -98,7 +107,7 @@ def to_bytes(text: str) -> bytes:
 
 def frame(begin: str, text: str) -> bytes:
     """An ``I`` line as bytes. A line starting ``8=`` or ``!`` is sent as written (without the ``!``),
-    with ``<LEN>`` and ``<SUM>`` filled in if present; any other line is framed:
+    with ``<LEN>`` and ``<SUM>`` (or ``<BADSUM>``, a wrong one) filled in if present; any other line is framed:
     ``8=<begin>|9=<len>|...|10=<sum>|``."""
     if text.startswith("!"):
         text = text[1:]
@@ -109,9 +118,10 @@ def frame(begin: str, text: str) -> bytes:
         trailer = rest.rfind("|10=")
         body = rest[:trailer + 1] if trailer >= 0 else rest
         text = f"{head}{len(to_bytes(body))}|{rest}"
-    if "<SUM>" in text:
-        before = text.split("10=<SUM>")[0]
-        text = text.replace("<SUM>", f"{sum(to_bytes(before)) % 256:03d}", 1)
+    for mark, off in (("<SUM>", 0), ("<BADSUM>", 1)):  # <BADSUM>: the right CheckSum plus one, never right
+        if mark in text:
+            before = text.split(f"10={mark}")[0]
+            text = text.replace(mark, f"{(sum(to_bytes(before)) + off) % 256:03d}", 1)
     return to_bytes(text)
 
 
@@ -126,6 +136,27 @@ def parse_expected(text: str) -> list[tuple[int, str, str]]:
             raise ValueError(f"bad expectation {part!r}")
         out.append((int(m.group(1)), m.group(2), m.group(3)))
     return out
+
+
+def mask(raw: str) -> str:
+    """A message (``|``-separated) with the values of masked tags written ``*``: an exact line as a script has it."""
+    return "|".join(f"{tag}=*" if tag.isdigit() and int(tag) in MASKED else f"{tag}={value}"
+                    for tag, _, value in (part.partition("=") for part in raw.strip("|").split("|"))) + "|"
+
+
+def exact_mismatch(expected: str, raw: str) -> str | None:
+    """Why ``raw`` is not exactly ``expected`` (both ``|``-separated, starting ``8=``), or None: the same
+    fields in the same order with the same values; masked tags, and ``tag=*``, take any value."""
+    want = [part.partition("=") for part in expected.strip("|").split("|")]
+    got = [part.partition("=") for part in raw.strip("|").split("|")]
+    for number, ((w_tag, _, w_value), (g_tag, _, g_value)) in enumerate(zip(want, got), 1):
+        if w_tag != g_tag:
+            return f"field {number} is tag {g_tag}, expected tag {w_tag}"
+        if w_value != "*" and not (w_tag.isdigit() and int(w_tag) in MASKED) and w_value != g_value:
+            return f"{w_tag}={g_value}, expected {w_tag}={w_value}"
+    if len(want) != len(got):
+        return f"{len(got)} fields, expected {len(want)}"
+    return None
 
 
 def matches(msg: dict[int, str], expected: list[tuple[int, str, str]]) -> bool:
@@ -196,7 +227,10 @@ class Client:
 class Runner:
     """Runs cases against one stack; ``venue_lines`` is the venue simulator's record list."""
 
-    def __init__(self, port: int, venue_proc, index: int, engine: str):
+    def __init__(self, port: int, venue_proc, index: int, engine: str, *, venue_log: Path | None = None,
+                 api: tuple[str, str] | None = None):
+        """``venue_log``: the folder of the proxy's venue message logs (exact ``V`` lines read the wire
+        bytes there); ``api``: the admin API's base URL and a risk token (``iHTTP`` steps)."""
         self.port = port
         self.engine = engine
         self.venue = venue_proc
@@ -206,6 +240,9 @@ class Runner:
         self.ids = {"ID": f"K{index:03d}", **{f"ID{n}": f"K{index:03d}-{n}" for n in range(2, 10)}}
         self.never: list[tuple[list[tuple[int, str, str]], int]] = []
         self.venue_mark = venue_proc.mark()
+        self.venue_log = venue_log
+        self.api = api
+        self.venue_seen = len(self._venue_sent()) if venue_log is not None else 0
 
     def fail(self, step: Step, why: str) -> AssertionError:
         return AssertionError(f"line {step.line}: {step.kind}{step.text[:120]}: {why}")
@@ -268,7 +305,10 @@ class Runner:
         self.client.send(data[cut:])
 
     def _E(self, step: Step) -> None:
-        expected = parse_expected(expand(step.text, self.ids))
+        text = expand(step.text, self.ids)
+        exact = text.startswith("8=")
+        expected = [(int(t), "=", v) for t, _, v in (p.partition("=") for p in text.split("|")) if t.isdigit()] \
+            if exact else parse_expected(text)
         wants_plain_heartbeat = any(t == 35 and v == "0" for t, _, v in expected) \
             and not any(t == 112 for t, _, _ in expected)
         while True:
@@ -277,7 +317,11 @@ class Runner:
                 raise self.fail(step, "closed or nothing within the wait" if self.client.eof else "nothing received")
             if msg.get(35) == "0" and 112 not in msg and not wants_plain_heartbeat:
                 continue  # an unsolicited Heartbeat
-            if not matches(msg, expected):
+            if exact:
+                why = exact_mismatch(text, msg[0])
+                if why is not None:
+                    raise self.fail(step, f"not exactly as expected ({why}); got\nE{mask(msg[0])}")
+            elif not matches(msg, expected):
                 raise self.fail(step, f"got {msg[0]}")
             return
 
@@ -296,12 +340,61 @@ class Runner:
                 raise self.fail(step, f"got {msg[0]} before the close")
 
     def _V(self, step: Step) -> None:
+        if step.text.startswith("8="):
+            self._V_exact(step)
+            return
         expected = parse_expected(expand(step.text, self.ids))
         try:
             self.venue.wait_for(lambda r: r.get("dir") == "in" and _venue_matches(r, expected), timeout=WAIT_S,
                                 start=self.venue_mark)
         except AssertionError:
             raise self.fail(step, "the venue never received it") from None
+
+    def _venue_sent(self) -> list[str]:
+        """Every application message the proxy wrote to the venue, as on the wire (``|`` for SOH), in
+        order: the venue simulator's own record is quickfix's re-serialization, which sorts fields."""
+        if self.venue_log is None:
+            raise AssertionError("an exact V line needs the runner's venue_log")
+        sent = []
+        for path in sorted(self.venue_log.glob("*.messages.current.log")):
+            for line in path.read_text(encoding="latin-1").split("\n")[:-1]:  # whole lines only
+                raw = line.split(" : ", 1)[-1].replace("\x01", "|")
+                msg_type = re.search(r"\|35=([^|]*)", raw)
+                if f"|49={PROXY_COMP_ID}|" in raw and msg_type and msg_type.group(1) not in ADMIN_TYPES:
+                    sent.append(raw)
+        return sent
+
+    def _V_exact(self, step: Step) -> None:
+        """The next application message the proxy sent the venue is exactly this one, and the venue
+        simulator received it."""
+        text = expand(step.text, self.ids)
+        deadline = time.monotonic() + WAIT_S
+        while len(sent := self._venue_sent()) <= self.venue_seen:
+            if time.monotonic() > deadline:
+                raise self.fail(step, "the proxy sent the venue nothing more")
+            time.sleep(0.05)
+        raw = sent[self.venue_seen]
+        self.venue_seen += 1
+        why = exact_mismatch(text, raw)
+        if why is not None:
+            raise self.fail(step, f"not exactly as expected ({why}); sent\nV{mask(raw)}")
+        key = [(t, "=", v) for t, _, v in (p.partition("=") for p in raw.split("|")) if t in ("35", "11")]
+        self._V(Step(step.engine, "V", "|".join(f"{t}={v}" for t, _, v in key), step.line))
+
+    def _iHTTP(self, step: Step) -> None:
+        """``iHTTP <METHOD> <path> [JSON body]``: one request to the admin API with the risk token; 2xx expected."""
+        if self.api is None:
+            raise self.fail(step, "an iHTTP step needs the runner's api")
+        method, path, *body = step.text.split(None, 2)
+        url, token = self.api
+        request = urllib.request.Request(url + path, data=body[0].encode() if body else None, method=method,
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise self.fail(step, f"HTTP {exc.code}: {exc.read()[:200]!r}") from None
 
     def _N(self, step: Step) -> None:
         self.never.append((parse_expected(expand(step.text, self.ids)), step.line))

@@ -1,65 +1,132 @@
-"""Golden files: the exact bytes the proxy puts on the wire, from its own quickfix message logs.
+"""Golden FIX scripts (``tests/golden/*.fixscript``): the exact messages of each flow, on each engine.
 
-Fields that change run to run are masked: SendingTime (52), TransactTime (60), BodyLength (9)
-and CheckSum (10). Set UPDATE_GOLDEN=1 to rewrite the files after a deliberate change.
+Each script runs on a proxy stack of its own, so sequence numbers and the venue simulator's ids
+(OrderID V1, ExecID E2...) are the same on every run; its cases run in order on that stack. The
+format is the conformance table's (docs/conformance.md); an ``E`` or ``V`` line starting ``8=`` is
+exact. A failure prints the line as received, masked, ready to paste after a deliberate change.
+The scripts also run in process against the native engine (tests/conformance/inprocess.py), one
+in-process proxy per script, except those with steps only the loopback stack runs.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import asyncio
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Stack, messages
+from ..conformance.fixscript import Case, Runner, load
+from ..conformance.inprocess import UNSUPPORTED, InProcessRunner, InProcessStack, load_config
+from ..integration.harness import TOKENS, Stack
 
 HERE = Path(__file__).parent
-MASKED = re.compile(r"(?<=\|)(52|60|9|10)=[^|]*")
+SCRIPTS = sorted(HERE.glob("*.fixscript"))
+#: The golden stack's sessions beyond the harness's OMS1 (FIX.4.4, refusals as BusinessMessageReject)
+#: and OMS2 (FIX.4.2, refusals as ExecutionReport): the other two combinations.
+MORE_SESSIONS = """
+[[oms]]
+name = "oms3"
+comp_id = "OMS3"
+fix_version = "FIX.4.4"
+default_venue = "sim"
+reject_with = "execution_report"
+
+[[oms]]
+name = "oms4"
+comp_id = "OMS4"
+fix_version = "FIX.4.2"
+default_venue = "sim"
+"""
 
 
-def mask(raw: str) -> str:
-    return MASKED.sub(lambda m: f"{m.group(1)}=*", "|" + raw.replace("\x01", "|"))[1:]
+def golden_stack(root: Path) -> Stack:
+    """A proxy whose venue simulator fills by default, rests MSFT orders (ack only) and rejects XOM."""
+    return Stack(root, behaviours={"MSFT": "ack", "XOM": "reject"}, extra=MORE_SESSIONS)
 
 
-def outbound(log: str, **tags: str) -> str:
-    """The first message in a quickfix message log sent by the proxy that carries ``tags``."""
-    for line in log.splitlines():
-        raw = line.split(" : ", 1)[-1]
-        fields = dict(p.split("=", 1) for p in raw.split("\x01") if "=" in p)
-        if fields.get("49") == "FIXPROXY" and all(fields.get(k) == v for k, v in tags.items()):
-            return mask(raw)
-    raise AssertionError(f"no outbound message with {tags} in the log")
+def run_script(cases: list[Case], stack: Stack, engine: str) -> None:
+    """Every case of one script, in order, on ``stack``."""
+    for index, case in enumerate(cases):
+        runner = Runner(stack.acceptor_port, stack.venue, index, engine, venue_log=stack.root / "var" / "log" / "venue",
+                        api=(stack.api_url, TOKENS["risk"]))
+        try:
+            runner.run(case)
+        except AssertionError as exc:
+            raise AssertionError(f"{case.name}: {exc}") from None
+        assert stack.proxy.popen.poll() is None, f"{case.name}: the proxy stopped"
 
 
-def check(name: str, actual: str) -> None:
-    path = HERE / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(actual + "\n")
-    assert actual == path.read_text().rstrip("\n"), f"{name} differs from the golden file"
+def test_every_flow_has_a_script() -> None:
+    """At least one script per flow the golden suite promises, each case saying what it shows."""
+    names = {p.stem for p in SCRIPTS}
+    assert len(names) >= 10, names
+    for path in SCRIPTS:
+        cases = load(path)
+        assert cases and all(c.comment for c in cases), path.name
 
 
-@pytest.fixture
-def golden_stack(tmp_path):
-    s = Stack(tmp_path)
+def test_engine_lines_differ_only_in_field_order() -> None:
+    """Where a script gives each engine its own exact line, the two carry the same fields and values."""
+    for path in SCRIPTS:
+        for case in load(path):
+            steps = case.steps
+            for i, step in enumerate(steps):
+                if step.engine != "quickfix" or not step.text.startswith("8="):
+                    continue
+                twin = steps[i + 1] if i + 1 < len(steps) else None
+                assert twin is not None and twin.engine == "native" and twin.kind == step.kind, \
+                    f"{path.name}:{step.line}: a [quickfix] exact line without its [native] twin after it"
+                assert Counter(step.text.split("|")) == Counter(twin.text.split("|")), \
+                    f"{path.name}:{step.line}: the engines' lines differ in more than field order"
+            natives = [s for s in steps if s.engine == "native" and s.text.startswith("8=")]
+            quickfixes = [s for s in steps if s.engine == "quickfix" and s.text.startswith("8=")]
+            assert len(natives) == len(quickfixes), f"{path.name}: {case.name}: unpaired [native] exact lines"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_script(script: Path, engine: str, tmp_path: Path) -> None:
+    """The script's messages come out exactly as written, on this engine."""
+    stack = golden_stack(tmp_path)
     try:
-        yield s
+        run_script(load(script), stack, engine)
     finally:
-        s.close()
+        stack.close()
 
 
-def test_accepted_order_bytes_match_golden(golden_stack):
-    """The NewOrderSingle to the venue and the ack to the OMS, byte for byte."""
-    oms = golden_stack.connect("oms1")
-    oms.send_line("35=D|11=GOLD-1|55=AAPL|54=1|38=100|40=2|44=190|1=ACC1|59=0")
-    oms.wait_for(messages(oms)(**{"35": "8", "11": "GOLD-1", "39": "2"}))
-    check("accept_to_venue.fix", outbound(golden_stack.message_log("venue"), **{"35": "D"}))
-    check("accept_ack_to_oms.fix", outbound(golden_stack.message_log("oms"), **{"35": "8", "39": "0"}))
+class _GoldenInProcessRunner(InProcessRunner):
+    """InProcessRunner whose exact V lines read what the in-process venue received (exact bytes)."""
+
+    def __init__(self, stack: InProcessStack, index: int) -> None:
+        super().__init__(stack, index)
+        self.venue_seen = len(stack.venue.lines)
+
+    def _venue_sent(self) -> list[str]:
+        return [record["raw"] for record in self.stack.venue.lines]
 
 
-def test_rejected_order_bytes_match_golden(golden_stack):
-    """The BusinessMessageReject for a restricted symbol, byte for byte."""
-    oms = golden_stack.connect("oms1")
-    oms.send_line("35=D|11=GOLD-2|55=RSTR|54=2|38=10|40=2|44=40|1=ACC1")
-    oms.wait_for(messages(oms)(**{"35": "j", "379": "GOLD-2"}))
-    check("reject_to_oms.fix", outbound(golden_stack.message_log("oms"), **{"35": "j"}))
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_script_in_process(script: Path, engine: str, tmp_path: Path) -> None:
+    """The script's messages come out exactly as written from the in-process native engine."""
+    if engine != "native":
+        pytest.skip("in process means the native engine")
+    cases = load(script)
+    steps = {s.kind for c in cases for s in c.steps} & UNSUPPORTED
+    if steps:
+        pytest.skip(f"{', '.join(sorted(steps))} needs the loopback stack")
+    loaded = load_config(tmp_path / "config", extra=MORE_SESSIONS)
+
+    async def run() -> None:  # connections need a running loop, never a socket
+        with tempfile.TemporaryDirectory(prefix="golden-") as folder:
+            stack = InProcessStack(loaded, Path(folder))
+            try:
+                for index, case in enumerate(cases):
+                    try:
+                        _GoldenInProcessRunner(stack, index).run(case)
+                    except AssertionError as exc:
+                        raise AssertionError(f"{case.name}: {exc}") from None
+            finally:
+                stack.close()
+
+    asyncio.run(run())

@@ -7,100 +7,14 @@ the runner down).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fixproxy.sim.process import Proc, fixproxy_command, free_port
+
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A child process whose stdout and stderr JSON lines are collected as they come."""
-
-    def __init__(self, name: str, args: list[str], cwd: Path, stdin: bool = False, env: dict | None = None,
-                 prefix: list[str] | None = None):
-        self.name = name
-        self.args = args
-        self.lines: list[dict] = []
-        self.text: list[str] = []
-        self._new = threading.Condition()
-        command = [sys.executable, "-m", "fixproxy", *args]
-        if prefix:  # a wrapper whose last word is a shell script ending in "exec {}" (the pid stays the proxy's)
-            command = [*prefix[:-1], prefix[-1].replace("{}", " ".join(f"'{c}'" for c in command))]
-        self.popen = subprocess.Popen(
-            command, cwd=cwd, text=True, bufsize=1,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        self.pid = self.popen.pid
-        for stream in (self.popen.stdout, self.popen.stderr):
-            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            with self._new:
-                self.text.append(line)
-                if isinstance(record, dict):
-                    self.lines.append(record)
-                self._new.notify_all()
-
-    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = TIMEOUT, start: int = 0) -> dict:
-        """The first record (from index ``start``) that matches; AssertionError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._new:
-            i = start
-            while True:
-                while i < len(self.lines):
-                    if predicate(self.lines[i]):
-                        return self.lines[i]
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0 or self.popen.poll() is not None and i >= len(self.lines):
-                    tail = "\n".join(self.text[-30:])
-                    raise AssertionError(f"{self.name}: no matching line within {timeout}s; last output:\n{tail}")
-                self._new.wait(min(left, 0.2))
-
-    def mark(self) -> int:
-        with self._new:
-            return len(self.lines)
-
-    def send_line(self, line: str) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        if self.popen.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.popen.wait(5)
-            except ProcessLookupError:
-                pass
-        return self.popen.returncode
 
 
 def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict], bool]]:
@@ -215,8 +129,14 @@ class Stack:
             self.start_venue()
         self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
 
-    def _proc(self, name: str, args: list[str], stdin: bool = False, **kw) -> Proc:
-        proc = Proc(name, args, self.root, stdin, **kw)
+    def _proc(self, name: str, args: list[str], stdin: bool = False, env: dict | None = None,
+              prefix: list[str] | None = None) -> Proc:
+        """``fixproxy ARGS`` in the stack's folder; ``prefix``: a wrapper whose last word is a shell
+        script ending in ``exec {}`` (given the quoted command, so the pid stays the proxy's)."""
+        command = fixproxy_command(*args)
+        if prefix:
+            command = [*prefix[:-1], prefix[-1].replace("{}", " ".join(f"'{c}'" for c in command))]
+        proc = Proc(name, command, self.root, stdin=stdin, env=env)
         self.procs.append(proc)
         return proc
 

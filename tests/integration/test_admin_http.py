@@ -19,7 +19,9 @@ import urllib.request
 
 import pytest
 
-from .harness import TOKENS, Stack, free_port, messages
+from fixproxy.sim.process import free_port
+
+from .harness import TOKENS, Stack, messages
 from .test_order_path import order
 
 

@@ -1,7 +1,7 @@
 """The event stream (GET /api/v1/events) with many clients, over real HTTP against a running proxy: 300
 viewer streams connected while orders are answered and every stream gets the decisions; a client over
 [admin] max_stream_clients is answered 503; a client that stops reading is dropped while the others and
-the order path carry on. (Nothing here is timed: the figures are in scripts/bench_streams.py.)"""
+the order path carry on. (Nothing here is timed: the figures are in python -m bench streams.)"""
 
 from __future__ import annotations
 

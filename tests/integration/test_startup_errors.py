@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from .harness import REPO, config_text, free_port
+from fixproxy.sim.process import free_port
+
+from .harness import REPO, config_text
 
 
 def run_proxy(tmp_path, extra: str = "") -> subprocess.CompletedProcess:
@@ -50,3 +52,12 @@ def test_damaged_journal_segment_stops_startup(tmp_path, damage):
     (tmp_path / "var" / "journal" / "00000001.journal").write_text(damage)
     line = cannot_start_line(run_proxy(tmp_path))
     assert "00000001.journal" in line, line
+
+
+def test_session_store_folder_in_the_way_stops_startup(tmp_path):
+    """A file where the venue sessions' store folder goes: the engine's own error (quickfix's
+    ConfigError, the native engine's OSError) is one line naming the store, never a traceback."""
+    (tmp_path / "var" / "store").mkdir(parents=True)
+    (tmp_path / "var" / "store" / "venue").write_text("in the way\n")
+    line = cannot_start_line(run_proxy(tmp_path))
+    assert "store/venue" in line, line

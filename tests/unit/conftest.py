@@ -103,12 +103,13 @@ def limits(**fields) -> Limits:
 
 
 _FOR_SYMBOL = object()
+_NO_LIMITS = LimitSet()
 
 
 def context(
     req: OrderRequest,
-    limit_set: LimitSet = LimitSet(),
-    inst: Instrument | None | object = _FOR_SYMBOL,
+    limit_set: LimitSet = _NO_LIMITS,
+    inst: Instrument | object | None = _FOR_SYMBOL,
     *,
     session: str = "oms1",
     now_ns: int = T0,

@@ -17,8 +17,8 @@ from fixproxy.audit.follower import Follower, journal_draft
 from fixproxy.audit.records import Record, digest
 from fixproxy.audit.store import iter_records, open_for_reading
 from fixproxy.core import events as ev
-from fixproxy.fix import build
 from fixproxy.engines.native.store import FileStore
+from fixproxy.fix import build
 from fixproxy.journal import format as fmt
 from fixproxy.journal.reader import read_segment, segments
 from fixproxy.journal.writer import Journal

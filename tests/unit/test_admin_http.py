@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from fixproxy.admin import client as client_module
 from fixproxy.admin.client import base_url, render_result, render_status
 from fixproxy.admin.control import Control, Feed
 from fixproxy.admin.http import (
@@ -34,7 +35,6 @@ from fixproxy.admin.http import (
     parse_body,
     parse_limit,
 )
-from fixproxy.admin import client as client_module
 from fixproxy.config import ApiToken, ConfigError, load
 
 from .conftest import Harness, order
@@ -258,7 +258,7 @@ def test_bad_admin_tokens_stop_start_up_naming_the_key(cfg, tokens, message):
 def test_http_port_zero_disables_and_negative_is_refused(cfg):
     """http_port = 0 is allowed (the API is off); -1 names admin.http_port."""
     assert load(cfg("\n[admin]\nhttp_port = 0\n")).config.admin.http_port == 0
-    with pytest.raises(ConfigError, match="admin.http_port: Expected `int` >= 0"):
+    with pytest.raises(ConfigError, match=r"admin\.http_port: Expected `int` >= 0"):
         load(cfg("\n[admin]\nhttp_port = -1\n"))
 
 

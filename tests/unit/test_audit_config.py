@@ -89,6 +89,6 @@ def test_a_key_file_in_the_wrong_place_stops_loading_naming_the_key(cfg, audit, 
 def test_a_short_key_is_refused(cfg, monkeypatch):
     """A key under 16 bytes stops loading, naming where it came from."""
     monkeypatch.setenv("FIXPROXY_AUDIT_KEY", "short")
-    with pytest.raises(ConfigError, match="audit.key_env: environment variable FIXPROXY_AUDIT_KEY: the audit key is "
-                                          "5 bytes; it needs at least 16"):
+    with pytest.raises(ConfigError, match=r"audit\.key_env: environment variable FIXPROXY_AUDIT_KEY: the audit key is "
+                                          r"5 bytes; it needs at least 16"):
         load(cfg("[audit]\n"))

@@ -134,7 +134,7 @@ def test_checkpoints_verify_with_the_key_and_fail_with_another(day, tmp_path, ca
     wrong = check_checkpoints(db(tmp_path), b"another-key-of-enough-bytes", 5)
     assert wrong.failed and "made with another key" in wrong.summary
     (tmp_path / "wrong").write_bytes(b"another-key-of-enough-bytes")
-    code, out = run(tmp_path, capsys)
+    code, _ = run(tmp_path, capsys)
     assert code == 0
     code = main(["audit", "verify", "--db", str(tmp_path / "audit.sqlite"), "--key-file", str(tmp_path / "wrong")])
     assert code == 1 and "checkpoints: FAILED" in capsys.readouterr().out

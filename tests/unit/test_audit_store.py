@@ -9,8 +9,7 @@ import time
 
 import msgspec
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fixproxy.audit import GENESIS, AuditWriter, open_for_reading, verify
 from fixproxy.audit.records import COLUMNS, Record, action_draft, canonical_data, chain, digest, message_draft
@@ -222,9 +221,7 @@ _VALUES = st.text(alphabet=st.characters(blacklist_characters="\x01", blacklist_
 def test_message_draft_finds_the_indexed_fields_and_wraps_the_raw_message_canonically(fields):
     """The writer's fast path (no dict, no int tags) gives what a plain parse and canonical_data give."""
     raw = "8=FIX.4.4\x01" + "".join(f"{tag}={value}\x01" for tag, value in fields)
-    last = {}
-    for tag, value in fields:
-        last[tag] = value  # a later occurrence wins
+    last = dict(fields)  # a later occurrence wins
     draft = message_draft("out", "sim", raw, 7)
     assert draft[4:8] == (last.get("35", ""), last.get("11") or last.get("379", ""), last.get("1", ""),
                           last.get("55", ""))
@@ -236,7 +233,7 @@ def test_chain_gives_each_record_the_hash_verify_checks():
               action_draft(ev.Notice("note", 9, 'quotes " and \\ and \u00e9'))]
     rows, seq, last = chain(41, "ab" * 32, drafts)
     prev = "ab" * 32
-    for n, (draft, row) in enumerate(zip(drafts, rows), start=42):
+    for n, (draft, row) in enumerate(zip(drafts, rows, strict=True), start=42):
         record = Record(n, *draft, prev)
         prev = digest(record)  # what audit verify recomputes
         assert row == (*msgspec.structs.astuple(record), prev)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fixproxy.core.book import FIRM, Book, Fill, Position, Working, apply_fill
 from fixproxy.core.model import Instrument

@@ -17,7 +17,7 @@ from fixproxy.core.model import CancelReject, ExecReport, ExecType, OrderRequest
 
 from .conftest import T0, D, exec_report, order
 
-TT = "20231114-22:13:20.000"  # TransactTime (60) handed to encode()
+TT = "20231114-22:13:20.000"  # TransactTime (60) handed to action_to_message()
 E, S = ExecType, OrdStatus
 
 
@@ -63,19 +63,19 @@ WANT_REPLACE = OrderRequest("C2", "AAPL", Side.BUY, D(200), OrdType.LIMIT, D("19
 )
 def test_order_messages_of_either_version_decode_to_same_event(text, want):
     """FIX 4.2 and 4.4 NewOrderSingle, replace and cancel decode into the same typed events."""
-    assert codec.decode_oms(fix(text), "oms", T0) == want
+    assert codec.oms_to_event(fix(text), "oms", T0) == want
 
 
 def test_market_order_decodes_without_price_even_if_one_is_sent():
     """A market order's stray Price (44) is dropped rather than forwarded."""
-    event = codec.decode_oms(fix("35=D|34=1|11=C1|55=AAPL|54=2|38=10|40=1|44=99|"), "oms", T0)
+    event = codec.oms_to_event(fix("35=D|34=1|11=C1|55=AAPL|54=2|38=10|40=1|44=99|"), "oms", T0)
     assert isinstance(event, ev.NewOrder)
     assert (event.order.ord_type, event.order.price, event.order.side) == (OrdType.MARKET, None, Side.SELL)
 
 
 def test_stop_limit_order_decodes_price_and_stop_price():
     """A stop-limit order keeps both Price (44) and StopPx (99)."""
-    event = codec.decode_oms(fix("35=D|34=1|11=C1|55=AAPL|54=1|38=10|40=4|44=101|99=100.5|"), "oms", T0)
+    event = codec.oms_to_event(fix("35=D|34=1|11=C1|55=AAPL|54=1|38=10|40=4|44=101|99=100.5|"), "oms", T0)
     assert isinstance(event, ev.NewOrder)
     assert (event.order.price, event.order.stop_px) == (D(101), D("100.5"))
 
@@ -102,7 +102,7 @@ def test_invalid_new_order_value_gives_invalid_message_naming_tag(tag, value):
         del fields[tag]
     else:
         fields[tag] = value
-    event = codec.decode_oms(fields, "oms", T0)
+    event = codec.oms_to_event(fields, "oms", T0)
     assert isinstance(event, ev.InvalidMessage)
     assert f"({tag})" in event.reason
     assert (event.session, event.seq_num, event.msg_type, event.cl_ord_id) == ("oms", 5, "D", fields.get(11, ""))
@@ -110,7 +110,7 @@ def test_invalid_new_order_value_gives_invalid_message_naming_tag(tag, value):
 
 def test_stop_order_without_stop_price_is_invalid():
     """A stop order must carry StopPx (99)."""
-    event = codec.decode_oms(fix("35=D|11=C1|55=AAPL|54=1|38=100|40=3|"), "oms", T0)
+    event = codec.oms_to_event(fix("35=D|11=C1|55=AAPL|54=1|38=100|40=3|"), "oms", T0)
     assert isinstance(event, ev.InvalidMessage) and "(99)" in event.reason
 
 
@@ -128,7 +128,7 @@ def test_stop_order_without_stop_price_is_invalid():
 def test_invalid_replace_or_cancel_gives_invalid_message_naming_tag(text, tag):
     """Cancels and replaces are checked the same way, keeping both ClOrdIDs for the answer."""
     fields = fix(text)
-    event = codec.decode_oms(fields, "oms", T0)
+    event = codec.oms_to_event(fields, "oms", T0)
     assert isinstance(event, ev.InvalidMessage)
     assert f"({tag})" in event.reason
     assert (event.msg_type, event.seq_num, event.cl_ord_id, event.orig_cl_ord_id) == (
@@ -169,7 +169,7 @@ def test_identifier_with_bad_character_blank_or_too_long_is_invalid_naming_tag(m
     not too long: anything else is an InvalidMessage whose reason names the field and the tag."""
     value, why = BAD_IDENTIFIERS[bad]
     fields = {**base(msg_type), tag: value}
-    event = codec.decode_oms(fields, "oms", T0)
+    event = codec.oms_to_event(fields, "oms", T0)
     assert isinstance(event, ev.InvalidMessage)
     assert event.reason.startswith(f"{_TAG_NAMES[tag]} ({tag}) ") and why in event.reason
     assert event.reason.isascii() and event.reason.isprintable()  # safe to send back on any engine
@@ -182,56 +182,56 @@ def test_identifier_with_bad_character_blank_or_too_long_is_invalid_naming_tag(m
 def test_identifier_at_default_limit_passes_one_more_is_invalid(tag, limit):
     """The default limits (ClOrdID 64, Account 32, Symbol 32, ExDestination 32) are inclusive."""
     fields = {**base("G"), tag: "A" * limit}
-    assert isinstance(codec.decode_oms(fields, "oms", T0), ev.ReplaceOrder)
-    event = codec.decode_oms({**fields, tag: "A" * (limit + 1)}, "oms", T0)
+    assert isinstance(codec.oms_to_event(fields, "oms", T0), ev.ReplaceOrder)
+    event = codec.oms_to_event({**fields, tag: "A" * (limit + 1)}, "oms", T0)
     assert isinstance(event, ev.InvalidMessage)
     assert f"({tag}) is {limit + 1} characters long; at most {limit} are allowed" in event.reason
 
 
 def test_identifier_limits_given_or_configured_apply():
-    """Limits passed to decode_oms, or set for the process with configure(), replace the defaults."""
+    """Limits passed to oms_to_event, or set for the process with configure(), replace the defaults."""
     fields = {**base("D"), 11: "A" * 20}
     small = codec.IdentifierLimits(clordid=10)
-    assert "at most 10 are allowed" in codec.decode_oms(fields, "oms", T0, small).reason
+    assert "at most 10 are allowed" in codec.oms_to_event(fields, "oms", T0, small).reason
     codec.configure(small)
     try:
-        assert isinstance(codec.decode_oms(fields, "oms", T0), ev.InvalidMessage)
+        assert isinstance(codec.oms_to_event(fields, "oms", T0), ev.InvalidMessage)
     finally:
         codec.configure(codec.IdentifierLimits())
-    assert isinstance(codec.decode_oms(fields, "oms", T0), ev.NewOrder)
+    assert isinstance(codec.oms_to_event(fields, "oms", T0), ev.NewOrder)
 
 
 @pytest.mark.parametrize("value", ["A", "a-b_c.d/e:f", "ID with inner spaces", "~!@#$%^&*()=+[]{}|;'<>,?\"", "9" * 64])
 def test_printable_ascii_identifier_is_accepted(value):
     """Any printable ASCII (0x20-0x7E) is fine, inner spaces included."""
-    event = codec.decode_oms({**base("D"), 11: value}, "oms", T0)
+    event = codec.oms_to_event({**base("D"), 11: value}, "oms", T0)
     assert isinstance(event, ev.NewOrder) and event.order.cl_ord_id == value
 
 
 @pytest.mark.parametrize("value", ["Z", "00", "\x00", " ", ""])
 def test_time_in_force_other_than_one_digit_is_invalid(value):
     """TimeInForce (59) is forwarded as sent, so it must be one digit."""
-    event = codec.decode_oms({**base("D"), 59: value}, "oms", T0)
+    event = codec.oms_to_event({**base("D"), 59: value}, "oms", T0)
     assert isinstance(event, ev.InvalidMessage) and "TimeInForce (59)" in event.reason
     assert event.reason.isascii() and event.reason.isprintable()
 
 
 def test_cancel_reject_without_a_valid_clordid_says_none():
     """A refused cancel whose ClOrdID was not quoted back carries 11=NONE, never an empty field."""
-    _, body = codec.encode(ev.OmsCancelReject("oms1", CancelReject("", "", "", S.REJECTED, "1", "0", "x")), False, TT)
+    _, body = codec.action_to_message(ev.OmsCancelReject("oms1", CancelReject("", "", "", S.REJECTED, "1", "0", "x")), False, TT)
     assert (11, "NONE") in body and (41, "NONE") in body
 
 
-def test_decode_oms_with_huge_sequence_number_does_not_raise():
+def test_oms_to_event_with_huge_sequence_number_does_not_raise():
     """A MsgSeqNum too long for int() (over 4,300 digits) reads as 0, never an exception."""
-    event = codec.decode_oms({**base("D"), 34: "9" * 5000}, "oms", T0)
+    event = codec.oms_to_event({**base("D"), 34: "9" * 5000}, "oms", T0)
     assert isinstance(event, ev.NewOrder) and event.seq_num == 0
 
 
 @pytest.mark.parametrize("msg_type", ["AE", "8", "V", "H", ""])
 def test_unknown_msg_type_gives_unsupported_message(msg_type):
     """Anything but D, G and F from an OMS is unsupported."""
-    event = codec.decode_oms({35: msg_type, 34: "3", 11: "C1"}, "oms", T0)
+    event = codec.oms_to_event({35: msg_type, 34: "3", 11: "C1"}, "oms", T0)
     assert event == ev.UnsupportedMessage("oms", 3, T0, msg_type)
 
 
@@ -258,7 +258,7 @@ def test_unknown_msg_type_gives_unsupported_message(msg_type):
 )
 def test_venue_exec_type_of_either_version_maps_to_one_exec_type(text, exec_type):
     """FIX 4.2 ExecType 1/2 become TRADE; ExecTransType 1/2 become TRADE_CANCEL/TRADE_CORRECT."""
-    event = codec.decode_venue(fix(f"{text}|11=oms1.C1|37=V1|17=X1|"), "sim", T0)
+    event = codec.venue_to_event(fix(f"{text}|11=oms1.C1|37=V1|17=X1|"), "sim", T0)
     assert isinstance(event, ev.VenueReport)
     assert event.report.exec_type is exec_type
 
@@ -266,8 +266,8 @@ def test_venue_exec_type_of_either_version_maps_to_one_exec_type(text, exec_type
 def test_venue_fill_of_either_version_decodes_to_same_report():
     """A partial fill in 4.2 and in 4.4 terms gives one ExecReport with exact quantities."""
     body = "11=oms1.C2|41=oms1.C1|37=V1|17=X7|55=AAPL|54=2|1=ACC|38=100|44=190.5|32=40|31=190.25|151=60|14=40|6=190.25|"
-    v42 = codec.decode_venue(fix(f"8=FIX.4.2|35=8|20=0|150=1|39=1|{body}"), "sim", T0)
-    v44 = codec.decode_venue(fix(f"8=FIX.4.4|35=8|150=F|39=1|{body}"), "sim", T0)
+    v42 = codec.venue_to_event(fix(f"8=FIX.4.2|35=8|20=0|150=1|39=1|{body}"), "sim", T0)
+    v44 = codec.venue_to_event(fix(f"8=FIX.4.4|35=8|150=F|39=1|{body}"), "sim", T0)
     want = exec_report("oms1.C2", E.TRADE, S.PARTIALLY_FILLED, orig="oms1.C1", order_id="V1", exec_id="X7",
                        leaves=60, cum=40, last_qty=40, last_px="190.25", avg_px="190.25", symbol="AAPL",
                        side=Side.SELL, account="ACC", order_qty=D(100), price=D("190.5"))
@@ -276,23 +276,23 @@ def test_venue_fill_of_either_version_decodes_to_same_report():
 
 def test_venue_cancel_reject_decodes_with_defaults():
     """An OrderCancelReject keeps its ids, status and reason; missing 39/434 default to REJECTED/cancel."""
-    full = codec.decode_venue(fix("35=9|11=oms1.C2|41=oms1.C1|37=V1|39=0|434=2|102=1|58=no|"), "sim", T0)
+    full = codec.venue_to_event(fix("35=9|11=oms1.C2|41=oms1.C1|37=V1|39=0|434=2|102=1|58=no|"), "sim", T0)
     assert full == ev.VenueCancelReject("sim", T0, CancelReject("oms1.C2", "oms1.C1", "V1", S.NEW, "2", "1", "no"))
-    bare = codec.decode_venue(fix("35=9|11=oms1.C2|41=oms1.C1|"), "sim", T0)
+    bare = codec.venue_to_event(fix("35=9|11=oms1.C2|41=oms1.C1|"), "sim", T0)
     assert (bare.reject.ord_status, bare.reject.response_to) == (S.REJECTED, "1")
 
 
 @pytest.mark.parametrize("msg_type", ["D", "j", "h", "AE"])
 def test_venue_message_not_ours_decodes_to_none(msg_type):
     """Messages the core does not handle from a venue are left to the edge."""
-    assert codec.decode_venue({35: msg_type}, "sim", T0) is None
+    assert codec.venue_to_event({35: msg_type}, "sim", T0) is None
 
 
 @pytest.mark.parametrize("text", ["35=8|150=0|39=Z|11=x", "35=8|150=Q|39=0|11=x", "35=8|150=F|39=1|14=abc|11=x"])
 def test_venue_report_with_bad_value_raises_invalid(text):
     """A venue report the codec cannot read raises codec.Invalid for the edge to note."""
     with pytest.raises(codec.Invalid):
-        codec.decode_venue(fix(text), "sim", T0)
+        codec.venue_to_event(fix(text), "sim", T0)
 
 
 # ---------------------------------------------------------------- encoding
@@ -305,7 +305,7 @@ NEW_ORDER = ev.VenueNewOrder("sim", "oms1.C1", order("C1", qty=100, price="190.5
 @pytest.mark.parametrize("fix42", [True, False], ids=["4.2", "4.4"])
 def test_encode_new_order_carries_handl_inst_only_in_42(fix42):
     """A venue NewOrderSingle: 4.2 adds HandlInst 21=1; prices are plain decimals; ExDestination stays home."""
-    msg_type, fields = codec.encode(NEW_ORDER, fix42, TT)
+    msg_type, fields = codec.action_to_message(NEW_ORDER, fix42, TT)
     assert msg_type == "D"
     assert fields == [(11, "oms1.C1"), (1, "ACC"), *([(21, "1")] if fix42 else []), (55, "AAPL"), (54, "1"),
                       (38, "100"), (40, "2"), (44, "190.5"), (59, "0"), (60, TT)]
@@ -316,11 +316,11 @@ def test_encode_replace_leads_with_order_id_and_both_cl_ord_ids(fix42):
     """A venue replace carries OrderID (37) when known, ClOrdID and OrigClOrdID, then the new order values."""
     action = ev.VenueReplace("sim", "oms1.C2", "oms1.C1", "V1", order("C2", qty=200, price=101, ord_type=OrdType.STOP_LIMIT,
                                                                       stop_px=100))
-    msg_type, fields = codec.encode(action, fix42, TT)
+    msg_type, fields = codec.action_to_message(action, fix42, TT)
     assert msg_type == "G"
     assert fields == [(37, "V1"), (11, "oms1.C2"), (41, "oms1.C1"), *([(21, "1")] if fix42 else []), (55, "AAPL"),
                       (54, "1"), (38, "200"), (40, "4"), (44, "101"), (99, "100"), (60, TT)]
-    _, without_id = codec.encode(ev.VenueReplace("sim", "oms1.C2", "oms1.C1", "", order("C2")), fix42, TT)
+    _, without_id = codec.action_to_message(ev.VenueReplace("sim", "oms1.C2", "oms1.C1", "", order("C2")), fix42, TT)
     assert 37 not in dict(without_id)
 
 
@@ -328,7 +328,7 @@ def test_encode_replace_leads_with_order_id_and_both_cl_ord_ids(fix42):
 def test_encode_cancel_is_the_same_in_both_versions(fix42):
     """A venue cancel carries ids, account, symbol, side, quantity and TransactTime."""
     action = ev.VenueCancel("sim", "oms1.C3", "oms1.C1", "V1", "AAPL", Side.SELL, D("150.0"), "ACC")
-    assert codec.encode(action, fix42, TT) == ("F", [(37, "V1"), (11, "oms1.C3"), (41, "oms1.C1"), (1, "ACC"),
+    assert codec.action_to_message(action, fix42, TT) == ("F", [(37, "V1"), (11, "oms1.C3"), (41, "oms1.C1"), (1, "ACC"),
                                                     (55, "AAPL"), (54, "2"), (38, "150"), (60, TT)])
 
 
@@ -351,7 +351,7 @@ def test_encode_execution_report_exec_type_per_version(exec_type, ord_status, fi
     """4.2 reports carry ExecTransType (20) and 150=1/2 for fills; 4.4 reports carry 150 alone."""
     report = exec_report("C1", exec_type, ord_status, leaves=60, cum=40, last_qty=40, last_px=100, avg_px=100,
                          symbol="AAPL", side=Side.BUY)
-    msg_type, fields = codec.encode(ev.OmsReport("oms1", report), fix42, TT)
+    msg_type, fields = codec.action_to_message(ev.OmsReport("oms1", report), fix42, TT)
     assert msg_type == "8"
     assert [(t, v) for t, v in fields if t in (20, 150)] == want
     values = dict(fields)
@@ -362,8 +362,8 @@ def test_encode_execution_report_exec_type_per_version(exec_type, ord_status, fi
 def test_encode_reject_execution_report_carries_reason_and_text(fix42):
     """A proxy reject ER: 150=8, 39=8, OrdRejReason 103, OrderID NONE, text in 58."""
     report = ExecReport(E.REJECTED, S.REJECTED, "C1", "NONE", "E1", symbol="AAPL", side=Side.SELL, order_qty=D(100),
-                        price=D(100), text="MAX_ORDER_QTY: too big", ord_rej_reason="3")
-    _, fields = codec.encode(ev.OmsReport("oms2", report), fix42, TT)
+                        price=D(100), text="MAX_ORDER_QTY: too big")
+    _, fields = codec.action_to_message(ev.OmsReport("oms2", report, code="MAX_ORDER_QTY"), fix42, TT)
     values = dict(fields)
     assert (values[150], values[39], values[103], values[37], values[17], values[58], values[54]) == (
         "8", "8", "3", "NONE", "E1", "MAX_ORDER_QTY: too big", "2")
@@ -374,21 +374,45 @@ def test_encode_reject_execution_report_carries_reason_and_text(fix42):
 def test_encode_cancel_reject_carries_response_to_reason_and_text():
     """An OrderCancelReject for the OMS: 37, 11, 41, 39, 434, 102, 58."""
     action = ev.OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "2", "2", "MAX_ORDER_QTY: too big"))
-    assert codec.encode(action, True, TT) == ("9", [(37, "V1"), (11, "C2"), (41, "C1"), (39, "0"), (434, "2"),
+    assert codec.action_to_message(action, True, TT) == ("9", [(37, "V1"), (11, "C2"), (41, "C1"), (39, "0"), (434, "2"),
                                                     (102, "2"), (58, "MAX_ORDER_QTY: too big")])
+
+
+@pytest.mark.parametrize("code, cxl, ord_rej, bmr", [
+    ("MAX_ORDER_QTY", "2", "3", "0"), ("UNKNOWN_SYMBOL", "2", "1", "2"), ("DUPLICATE_CLORDID", "2", "6", "0"),
+    ("UNKNOWN_ORDER", "1", "0", "0"), ("ORDER_NOT_OPEN", "0", "0", "0"), ("ORDER_PENDING", "3", "0", "0"),
+    ("VENUE_UNAVAILABLE", "2", "0", "4"), ("UNSUPPORTED_MESSAGE", "2", "0", "3"), ("HALTED", "2", "0", "0"),
+])
+def test_encode_proxy_refusal_maps_reject_code_to_fix_reasons(code, cxl, ord_rej, bmr):
+    """The core names its refusal by code; the codec writes CxlRejReason 102, OrdRejReason 103 and
+    BusinessRejectReason 380 as spec/reject-codes.md lists them."""
+    cancel = ev.OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "1", text=f"{code}: no"), code)
+    report = ExecReport(E.REJECTED, S.REJECTED, "C1", "NONE", "E1", symbol="AAPL", text=f"{code}: no")
+    bmr_action = ev.OmsBusinessReject("oms1", 3, "D", "C1", code, f"{code}: no")
+    assert dict(codec.action_to_message(cancel, False, TT)[1])[102] == cxl
+    assert dict(codec.action_to_message(ev.OmsReport("oms1", report, code=code), False, TT)[1])[103] == ord_rej
+    assert dict(codec.action_to_message(bmr_action, False, TT)[1])[380] == bmr
+
+
+def test_encode_venue_reasons_pass_through_unchanged():
+    """A venue's own CxlRejReason and OrdRejReason are relayed as the venue sent them."""
+    cancel = ev.OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "1", "5", "venue says no"))
+    report = ExecReport(E.REJECTED, S.REJECTED, "C1", "V1", "E1", symbol="AAPL", ord_rej_reason="11")
+    assert dict(codec.action_to_message(cancel, False, TT)[1])[102] == "5"
+    assert dict(codec.action_to_message(ev.OmsReport("oms1", report), False, TT)[1])[103] == "11"
 
 
 @pytest.mark.parametrize("fix42", [True, False], ids=["4.2", "4.4"])
 def test_encode_business_reject_carries_ref_fields(fix42):
     """A BusinessMessageReject carries RefSeqNum 45, RefMsgType 372, ref id 379, reason 380 and text 58."""
-    action = ev.OmsBusinessReject("oms1", 12, "D", "C1", 0, "MAX_ORDER_QTY: too big")
-    assert codec.encode(action, fix42, TT) == ("j", [(45, "12"), (372, "D"), (379, "C1"), (380, "0"),
+    action = ev.OmsBusinessReject("oms1", 12, "D", "C1", "MAX_ORDER_QTY", "MAX_ORDER_QTY: too big")
+    assert codec.action_to_message(action, fix42, TT) == ("j", [(45, "12"), (372, "D"), (379, "C1"), (380, "0"),
                                                      (58, "MAX_ORDER_QTY: too big")])
 
 
 def test_encode_business_reject_without_seq_or_id_omits_them():
     """No RefSeqNum or business id known: 45 and 379 are left out, 372 and 380 stay."""
-    _, fields = codec.encode(ev.OmsBusinessReject("oms1", 0, "AE", "", 3, "UNSUPPORTED_MESSAGE: no"), False, TT)
+    _, fields = codec.action_to_message(ev.OmsBusinessReject("oms1", 0, "AE", "", "UNSUPPORTED_MESSAGE", "UNSUPPORTED_MESSAGE: no"), False, TT)
     assert [t for t, _ in fields] == [372, 380, 58]
 
 
@@ -396,7 +420,7 @@ def test_encode_business_reject_without_seq_or_id_omits_them():
 def test_encode_non_message_action_raises_type_error(action):
     """Decisions and notices are records, never wire messages."""
     with pytest.raises(TypeError):
-        codec.encode(action, False, TT)
+        codec.action_to_message(action, False, TT)
 
 
 # Not ORDER_STATUS in 4.2: see the report; 20=3 is not read back as ORDER_STATUS.
@@ -406,11 +430,11 @@ ROUND_TRIP_EXEC_TYPES = [(t, fix42) for t in ExecType for fix42 in (True, False)
 
 @pytest.mark.parametrize("exec_type, fix42", ROUND_TRIP_EXEC_TYPES)
 def test_encoded_execution_report_decodes_to_same_exec_type(exec_type, fix42):
-    """What encode() writes for an ExecType, decode_venue() reads back as that ExecType, in both versions."""
+    """What action_to_message() writes for an ExecType, venue_to_event() reads back as that ExecType, in both versions."""
     status = S.PARTIALLY_FILLED if exec_type in (E.TRADE, E.TRADE_CANCEL, E.TRADE_CORRECT) else S.NEW
     report = exec_report("C1", exec_type, status, leaves=60, cum=40, last_qty=40, last_px=100, avg_px=100)
-    msg_type, fields = codec.encode(ev.OmsReport("oms1", report), fix42, TT)
-    decoded = codec.decode_venue(parse_fields(wire(msg_type, fields)), "sim", T0)
+    msg_type, fields = codec.action_to_message(ev.OmsReport("oms1", report), fix42, TT)
+    decoded = codec.venue_to_event(parse_fields(wire(msg_type, fields)), "sim", T0)
     assert decoded.report.exec_type is exec_type
     assert decoded.report.ord_status is status
 
@@ -450,9 +474,9 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 @PROPERTY
 @given(req=valid_orders(), venue_id=ids, fix42=st.booleans())
 def test_new_order_encode_parse_decode_round_trips(req, venue_id, fix42):
-    """encode(VenueNewOrder) -> parse -> decode_order gives the order back (under the venue ClOrdID)."""
-    msg_type, fields = codec.encode(ev.VenueNewOrder("sim", venue_id, req), fix42, TT)
-    decoded = codec.decode_order(parse_fields(wire(msg_type, fields)))
+    """action_to_message(VenueNewOrder) -> parse -> fields_to_order gives the order back (under the venue ClOrdID)."""
+    msg_type, fields = codec.action_to_message(ev.VenueNewOrder("sim", venue_id, req), fix42, TT)
+    decoded = codec.fields_to_order(parse_fields(wire(msg_type, fields)))
     assert decoded == OrderRequest(venue_id, req.symbol, req.side, req.order_qty, req.ord_type, req.price, req.account,
                                    "", req.time_in_force, req.stop_px)
 
@@ -460,19 +484,19 @@ def test_new_order_encode_parse_decode_round_trips(req, venue_id, fix42):
 @PROPERTY
 @given(req=valid_orders(), venue_id=ids, orig=ids, order_id=st.just("") | ids, fix42=st.booleans(),
        seq=st.integers(1, 2**31))
-def test_replace_encode_decode_oms_round_trips(req, venue_id, orig, order_id, fix42, seq):
-    """encode(VenueReplace) read back as an OMS message is a ReplaceOrder of the same values."""
-    msg_type, fields = codec.encode(ev.VenueReplace("sim", venue_id, orig, order_id, req), fix42, TT)
-    event = codec.decode_oms(parse_fields(wire(msg_type, fields, seq)), "oms", T0)
+def test_replace_to_message_and_back_round_trips(req, venue_id, orig, order_id, fix42, seq):
+    """action_to_message(VenueReplace) read back as an OMS message is a ReplaceOrder of the same values."""
+    msg_type, fields = codec.action_to_message(ev.VenueReplace("sim", venue_id, orig, order_id, req), fix42, TT)
+    event = codec.oms_to_event(parse_fields(wire(msg_type, fields, seq)), "oms", T0)
     assert event == ev.ReplaceOrder("oms", seq, T0, orig, msgspec.structs.replace(req, cl_ord_id=venue_id, ex_destination=""))
 
 
 @PROPERTY
 @given(venue_id=ids, orig=ids, symbol=ids, side=st.sampled_from(Side), qty=quantities, account=st.just("") | ids)
-def test_cancel_encode_decode_oms_round_trips(venue_id, orig, symbol, side, qty, account):
-    """encode(VenueCancel) read back as an OMS message is a CancelOrder with the same ids and order keys."""
-    msg_type, fields = codec.encode(ev.VenueCancel("sim", venue_id, orig, "V1", symbol, side, qty, account), False, TT)
-    event = codec.decode_oms(parse_fields(wire(msg_type, fields, 7)), "oms", T0)
+def test_cancel_to_message_and_back_round_trips(venue_id, orig, symbol, side, qty, account):
+    """action_to_message(VenueCancel) read back as an OMS message is a CancelOrder with the same ids and order keys."""
+    msg_type, fields = codec.action_to_message(ev.VenueCancel("sim", venue_id, orig, "V1", symbol, side, qty, account), False, TT)
+    event = codec.oms_to_event(parse_fields(wire(msg_type, fields, 7)), "oms", T0)
     assert event == ev.CancelOrder("oms", 7, T0, venue_id, orig, symbol, side, account)
 
 
@@ -540,9 +564,9 @@ _EXPECTED_EVENT = {"D": ev.NewOrder, "G": ev.ReplaceOrder, "F": ev.CancelOrder}
 
 @PROPERTY
 @given(fields=oms_field_dicts())
-def test_decode_oms_never_raises_on_arbitrary_fields(fields):
-    """decode_oms() returns the message's event or an InvalidMessage for D/G/F, whatever the field values."""
-    event = codec.decode_oms(fields, "oms", T0)
+def test_oms_to_event_never_raises_on_arbitrary_fields(fields):
+    """oms_to_event() returns the message's event or an InvalidMessage for D/G/F, whatever the field values."""
+    event = codec.oms_to_event(fields, "oms", T0)
     assert isinstance(event, (_EXPECTED_EVENT[fields[35]], ev.InvalidMessage))
     assert event.seq_num == int(fields.get(34, "0"))
     if isinstance(event, ev.InvalidMessage):
@@ -587,14 +611,14 @@ def test_identifiers_section_zero_limit_names_the_key(tmp_path, key):
 
 def test_identifiers_section_applies_to_every_core_built_from_the_config(tmp_path):
     """build_core (the proxy, its recovery, replays) hands the configured limits to the decoder."""
-    from fixproxy.app import build_core
+    from fixproxy.assemble import build_core
 
     loaded = _config_with(tmp_path, "[identifiers]\nmax_clordid = 8\nmax_account = 4\n")
     try:
         build_core(loaded, T0)
-        event = codec.decode_oms({**base("D"), 11: "A" * 9}, "oms", T0)
+        event = codec.oms_to_event({**base("D"), 11: "A" * 9}, "oms", T0)
         assert isinstance(event, ev.InvalidMessage) and "at most 8 are allowed" in event.reason
-        event = codec.decode_oms({**base("D"), 1: "ACCT5"}, "oms", T0)
+        event = codec.oms_to_event({**base("D"), 1: "ACCT5"}, "oms", T0)
         assert isinstance(event, ev.InvalidMessage) and event.reason.startswith("Account (1) is 5 characters long")
     finally:
         codec.configure(codec.IdentifierLimits())

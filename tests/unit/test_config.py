@@ -116,8 +116,8 @@ def test_file_reference_prices_are_as_old_as_the_instrument_file(cfg):
     import time
 
     from fixproxy.core import events as ev
-    from fixproxy.core.proxy import ProxyCore
     from fixproxy.core.model import OrderRequest, OrdType, Side
+    from fixproxy.core.proxy import ProxyCore
 
     week_ago = time.time_ns() - 7 * 86_400 * 10**9
     os.utime(cfg / "instruments.csv", ns=(week_ago, week_ago))

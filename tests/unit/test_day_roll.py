@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixproxy.app import build_core, exec_id_generator
+from fixproxy.assemble import build_core, exec_id_generator
 from fixproxy.config import load
 from fixproxy.core import compact
 from fixproxy.core import events as ev

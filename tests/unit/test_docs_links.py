@@ -30,11 +30,7 @@ def slug(heading: str) -> str:
     text = re.sub(r"<[^>]+>", "", text)  # inline HTML
     text = text.replace("`", "").replace("*", "")
     text = text.strip().lower()
-    out = []
-    for ch in text:
-        if ch in " -_" or unicodedata.category(ch)[0] in "LN":
-            out.append("-" if ch == " " else ch)
-    return "".join(out)
+    return "".join("-" if ch == " " else ch for ch in text if ch in " -_" or unicodedata.category(ch)[0] in "LN")
 
 
 def anchors(path: Path) -> set[str]:
@@ -55,7 +51,7 @@ def broken_links() -> list[str]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     problems = []
     for src in files:
-        for lineno, line in enumerate(_outside_fences(src.read_text(encoding="utf-8")), 1):
+        for line in _outside_fences(src.read_text(encoding="utf-8")):
             line = re.sub(r"`[^`]*`", "", line)  # inline code is not a link
             for target in LINK.findall(line):
                 if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto: ...

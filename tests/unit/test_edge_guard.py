@@ -8,7 +8,7 @@ import socket
 import time
 
 from fixproxy.engines.guard import PendingLimits, VenueWatch, tcp_acked
-from fixproxy.engines.native.session import Connection
+from fixproxy.engines.native.connection import Connection
 
 
 def watch(**kw) -> VenueWatch:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fixproxy.core import events as ev
-from fixproxy.core.model import ExecType, OrdStatus, Side
-from fixproxy.core.risk.limits import Limits, LimitSet
 from fixproxy.core.book import Book, Working
-from fixproxy.core.risk.limits import ResolvedLimits
+from fixproxy.core.model import ExecType, OrdStatus, Side
+from fixproxy.core.risk.limits import Limits, LimitSet, ResolvedLimits
 from fixproxy.core.risk.rules import RULES, CheckContext, RiskSettings, _self_match_scan, self_match
 
 from .conftest import INSTRUMENTS, Harness, instrument, order
@@ -120,7 +118,10 @@ def test_net_exposure_hard_limit(side, qty, expected):
 def test_alert_raised_once_per_crossing_of_each_level():
     """70% and 90% of the net limit each raise one Alert; staying above raises nothing more."""
     h = harness(LimitSet(firm=Limits(max_net_exposure=D(10_000))))
-    alerts = lambda actions: [a for a in actions if isinstance(a, ev.Alert)]  # noqa: E731
+
+    def alerts(actions: list[ev.Action]) -> list[ev.Alert]:
+        return [a for a in actions if isinstance(a, ev.Alert)]
+
     assert alerts(h.new(order("A1", qty=50, account="A1"))) == []  # 50%
     first = alerts(h.new(order("A2", qty=25, account="A1")))  # 75%
     assert [(a.limit_name, a.scope, a.level_pct) for a in first] == [("max_net_exposure", "firm", "70")]
@@ -271,7 +272,7 @@ def test_self_match_from_the_price_index_decides_as_a_scan_of_every_order(book_o
     book = Book({})
     for i, (sign, account, session, price, qty) in enumerate(book_orders):
         book.set_working(f"k{i}", Working(session, account, "AAPL", sign, D(qty), price))
-    for i, (sign, account, session, price, qty) in enumerate(changes):  # replaced, part-filled or done
+    for i, (_, _, _, price, qty) in enumerate(changes):  # replaced, part-filled or done
         key = f"k{i}"
         old = book.working(key)
         if old is not None:

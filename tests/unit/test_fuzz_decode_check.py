@@ -55,7 +55,7 @@ def assert_identifiers_clean(*values: str) -> None:
 @given(order_message())
 def test_malformed_order_messages_never_raise_and_never_reach_a_venue_invalid(raw):
     """10,000 generated messages: decode and ProxyCore.handle never raise; whatever is forwarded is well formed."""
-    event = codec.decode_oms(parse_fields(raw), "oms1", _harness.now)
+    event = codec.oms_to_event(parse_fields(raw), "oms1", _harness.now)
     actions = _harness.handle(event)
     for action in actions:
         if isinstance(action, ev.VenueNewOrder | ev.VenueReplace):
@@ -81,7 +81,7 @@ def test_any_text_decodes_to_an_event_never_an_exception(raw):
     as quickfix hands them over), behind a D, G or F header: decode returns an event, never raises."""
     for msg_type in ("D", "G", "F"):
         fields = parse_fields(f"35={msg_type}{SOH}34=3{SOH}{raw}")
-        event = codec.decode_oms(fields, "oms1", _harness.now)
+        event = codec.oms_to_event(fields, "oms1", _harness.now)
         if fields.get(35) != msg_type:  # the text repeats 35 (the session layer refuses that first: 373=13)
             assert isinstance(event, ev.UnsupportedMessage | ev.InvalidMessage)
             continue

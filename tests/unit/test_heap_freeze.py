@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from fixproxy.app import freeze_heap
+from fixproxy.memory import freeze_heap
 
 
 def test_a_growing_table_stays_frozen_after_an_insert():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixproxy.app import build_core, exec_id_generator
+from fixproxy.assemble import build_core, exec_id_generator
 from fixproxy.config import load
 from fixproxy.core import events as ev
 from fixproxy.core import views

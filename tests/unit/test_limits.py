@@ -7,7 +7,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from fixproxy.core.risk.limits import LIMIT_FIELDS, Limits, LimitResolver, LimitSet, resolve
+from fixproxy.core.risk.limits import LIMIT_FIELDS, LimitResolver, Limits, LimitSet, resolve
 
 from .conftest import limits
 

@@ -56,9 +56,9 @@ def test_venue_report_resent_with_known_exec_id_is_not_relayed_twice():
 def test_codec_reads_possdup_and_possresend_flags():
     """43=Y or 97=Y marks an order or report as a possible duplicate."""
     base = {35: "D", 34: "5", 11: "C", 55: "AAPL", 54: "1", 38: "1", 40: "1"}
-    assert codec.decode_oms({**base, 43: "Y"}, "oms1", 0).poss_dup
-    assert codec.decode_oms({**base, 97: "Y"}, "oms1", 0).poss_dup
-    assert not codec.decode_oms(base, "oms1", 0).poss_dup
+    assert codec.oms_to_event({**base, 43: "Y"}, "oms1", 0).poss_dup
+    assert codec.oms_to_event({**base, 97: "Y"}, "oms1", 0).poss_dup
+    assert not codec.oms_to_event(base, "oms1", 0).poss_dup
 
 
 def test_report_for_order_lost_in_a_crash_rebuilds_it_from_the_venue_clordid():
@@ -112,5 +112,5 @@ def test_resent_venue_report_with_unknown_exec_id_goes_to_oms_marked_possresend(
     report = exec_report("oms1.P1", ExecType.NEW, OrdStatus.NEW, exec_id="NEWX", leaves=100)
     relayed = next(a for a in h.handle(ev.VenueReport("sim", h.now, report, poss_dup=True)) if isinstance(a, ev.OmsReport))
     assert relayed.poss_resend
-    msg_type, fields = codec.encode(relayed, False, "20261125-12:00:00.000")
+    msg_type, fields = codec.action_to_message(relayed, False, "20261125-12:00:00.000")
     assert (msg_type, fields[0]) == ("8", (97, "Y"))

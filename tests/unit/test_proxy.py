@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fixproxy.core import events as ev
+from fixproxy.fix import codec
 from fixproxy.core.events import (
     Decision,
     Notice,
@@ -21,6 +22,12 @@ from fixproxy.core.proxy import SessionPolicy
 from .conftest import LIMITS, T0, D, Harness, exec_report, kinds, limits, only, order
 
 E, S = ExecType, OrdStatus
+
+
+def _wire(action: ev.Action) -> dict[int, str]:
+    """The fields of the message the codec makes of ``action`` (the core names refusals by code; the
+    FIX reason numbers 380, 103 and 102 are the codec's)."""
+    return dict(codec.action_to_message(action, False, "20231114-12:00:00.000")[1])
 
 
 def _refusal(actions: list) -> Decision:
@@ -59,7 +66,7 @@ def test_new_order_when_venue_never_logged_on_rejects_venue_unavailable():
     assert kinds(actions) == [Decision, OmsBusinessReject]
     assert _refusal(actions).code == "VENUE_UNAVAILABLE"
     bmr = actions[1]
-    assert (bmr.reason, bmr.ref_id) == (4, "C1")
+    assert (_wire(bmr)[380], bmr.ref_id) == ("4", "C1")
     assert bmr.text.startswith("VENUE_UNAVAILABLE: ")
     assert proxy.core.orders.by_oms("oms1", "C1") is None
 
@@ -115,7 +122,8 @@ def test_refused_order_on_business_reject_session_gets_bmr(proxy: Harness, req, 
     assert kinds(actions) == [Decision, OmsBusinessReject]
     decision = _refusal(actions)
     assert decision.code == code
-    assert actions[1] == OmsBusinessReject("oms1", proxy.seq, "D", "C1", bmr_reason, decision.text)
+    assert actions[1] == OmsBusinessReject("oms1", proxy.seq, "D", "C1", code, decision.text)
+    assert _wire(actions[1])[380] == str(bmr_reason)
     assert decision.text.startswith(f"{code}: ")
     assert proxy.core.orders.by_oms("oms1", "C1") is None
 
@@ -133,7 +141,7 @@ def test_refused_order_on_execution_report_session_gets_rejected_er(proxy: Harne
     assert (r.exec_type, r.ord_status, r.cl_ord_id) == (E.REJECTED, S.REJECTED, "C1")
     assert r.text == decision.text and r.text.startswith(f"{code}: ")
     assert (r.symbol, r.side, r.order_qty, r.price) == (req.symbol, req.side, req.order_qty, req.price)
-    assert (r.leaves_qty, r.cum_qty, r.ord_rej_reason, r.exec_id) == (0, 0, ord_rej_reason, "E1")
+    assert (r.leaves_qty, r.cum_qty, _wire(report)[103], r.exec_id) == (0, 0, ord_rej_reason, "E1")
 
 
 def test_rejected_decision_carries_observed_limit_and_scope(proxy: Harness):
@@ -327,7 +335,8 @@ def test_cancel_of_unknown_order_rejects_unknown_order(proxy: Harness):
     reject = only(actions, OmsCancelReject)
     assert reject.session == "oms1"
     r = reject.reject
-    assert (r.cl_ord_id, r.orig_cl_ord_id, r.order_id, r.response_to, r.reason) == ("C9", "NOPE", "NONE", "1", "1")
+    assert (r.cl_ord_id, r.orig_cl_ord_id, r.order_id, r.response_to, _wire(reject)[102]) == (
+        "C9", "NOPE", "NONE", "1", "1")
     assert r.text.startswith("UNKNOWN_ORDER")
 
 
@@ -347,7 +356,8 @@ def test_cancel_of_filled_order_rejects_order_not_open(proxy: Harness):
     actions = proxy.cancel("C1", "C2")
     assert _refusal(actions).code == "ORDER_NOT_OPEN"
     r = only(actions, OmsCancelReject).reject
-    assert (r.reason, r.ord_status, r.order_id, r.response_to) == ("0", S.FILLED, "V1", "1")
+    assert (_wire(only(actions, OmsCancelReject))[102], r.ord_status, r.order_id, r.response_to) == (
+        "0", S.FILLED, "V1", "1")
     assert r.text.startswith("ORDER_NOT_OPEN: ")
 
 
@@ -379,7 +389,9 @@ def test_replace_above_max_qty_is_refused_and_order_unchanged(proxy: Harness):
     actions = proxy.replace("C1", order("C2", qty=20_000))
     decision = _refusal(actions)
     assert (decision.code, decision.msg_type, decision.cl_ord_id) == ("MAX_ORDER_QTY", "G", "C2")
-    assert actions[1] == OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "2", "2", decision.text))
+    assert actions[1] == OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "2", "", decision.text),
+                                         "MAX_ORDER_QTY")
+    assert _wire(actions[1])[102] == "2"
     tracked = proxy.tracked("C1")
     assert (tracked.request, tracked.cl_ord_id, tracked.venue_cl_ord_id, tracked.pending) == (
         first, "C1", "oms1.C1", None)
@@ -438,7 +450,7 @@ def test_replace_while_replace_in_flight_rejects_order_pending(proxy: Harness):
     proxy.replace("C1", order("C2", qty=200))
     actions = proxy.replace("C1", order("C3", qty=300))
     assert _refusal(actions).code == "ORDER_PENDING"
-    assert only(actions, OmsCancelReject).reject.reason == "3"
+    assert _wire(only(actions, OmsCancelReject))[102] == "3"
 
 
 @pytest.mark.parametrize("change", [{"symbol": "TSLA"}, {"side": Side.SELL}], ids=["symbol", "side"])
@@ -456,7 +468,7 @@ def test_replace_of_unknown_order_rejects_unknown_order(proxy: Harness):
     actions = proxy.replace("NOPE", order("C2"))
     assert _refusal(actions).code == "UNKNOWN_ORDER"
     r = only(actions, OmsCancelReject).reject
-    assert (r.response_to, r.reason, r.order_id) == ("2", "1", "NONE")
+    assert (r.response_to, _wire(only(actions, OmsCancelReject))[102], r.order_id) == ("2", "1", "NONE")
 
 
 # ---------------------------------------------------------------- send failures
@@ -470,7 +482,7 @@ def test_send_failed_on_new_order_rejects_to_oms_and_marks_venue_down(proxy: Har
     decision = _refusal(actions)
     assert (decision.code, decision.cl_ord_id, decision.msg_type) == ("VENUE_UNAVAILABLE", "C1", "D")
     bmr = actions[1]
-    assert (bmr.ref_id, bmr.ref_msg_type, bmr.reason) == ("C1", "D", 4)
+    assert (bmr.ref_id, bmr.ref_msg_type, _wire(bmr)[380]) == ("C1", "D", "4")
     assert bmr.text.startswith("VENUE_UNAVAILABLE: ")
     tracked = proxy.tracked("C1")
     assert (tracked.status, tracked.leaves_qty) == (S.REJECTED, 0)
@@ -520,7 +532,8 @@ def test_unsupported_message_gets_business_reject_reason_3(proxy: Harness):
     actions = proxy.handle(ev.UnsupportedMessage("oms1", 7, T0, "AE"))
     decision = _refusal(actions)
     assert decision.code == "UNSUPPORTED_MESSAGE"
-    assert actions[1] == OmsBusinessReject("oms1", 7, "AE", "", 3, decision.text)
+    assert actions[1] == OmsBusinessReject("oms1", 7, "AE", "", "UNSUPPORTED_MESSAGE", decision.text)
+    assert _wire(actions[1])[380] == "3"
     assert decision.text.startswith("UNSUPPORTED_MESSAGE: ")
 
 
@@ -530,7 +543,8 @@ def test_invalid_new_order_rejects_invalid_order(proxy: Harness, session):
     actions = proxy.handle(ev.InvalidMessage(session, 8, T0, "D", "C1", "OrderQty (38) is missing"))
     decision = _refusal(actions)
     assert decision.code == "INVALID_ORDER"
-    assert actions[1] == OmsBusinessReject(session, 8, "D", "C1", 0, "INVALID_ORDER: OrderQty (38) is missing")
+    assert actions[1] == OmsBusinessReject(session, 8, "D", "C1", "INVALID_ORDER", "INVALID_ORDER: OrderQty (38) is missing")
+    assert _wire(actions[1])[380] == "0"
     assert proxy.core.orders.by_oms(session, "C1") is None
 
 

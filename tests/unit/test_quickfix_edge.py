@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fixproxy.fix import codec
 from fixproxy.fix.parse import parse as parse_fields
 from fixproxy.core import events as ev
-from fixproxy.engines.quickfix.edge import ProxyApplication, binding_text, frame, session_info, wire_text
+from fixproxy.engines.quickfix.edge import QuickfixBridge, binding_frame, binding_text, session_info, wire_text
 
 from .conftest import Harness
 
@@ -23,10 +23,10 @@ PROPERTY = settings(max_examples=500, deadline=None, suppress_health_check=[Heal
 @PROPERTY
 @given(value=st.text(st.characters(blacklist_characters=SOH), max_size=40)
        | st.binary(max_size=40).filter(lambda b: b"\x01" not in b).map(lambda b: b.decode("utf-8", "surrogateescape")))
-def test_frame_of_any_value_is_accepted_by_the_binding(value):
+def test_binding_frame_of_any_value_is_accepted_by_the_binding(value):
     """Whatever a value holds (any code point, lone surrogates as the binding makes of bytes that are
-    not UTF-8), frame() returns a message quickfix takes: never UnicodeEncodeError."""
-    text = frame("FIX.4.4", "j", [(45, "3"), (372, "D"), (379, value), (58, "INVALID_ORDER: x")])
+    not UTF-8), binding_frame() returns a message quickfix takes: never UnicodeEncodeError."""
+    text = binding_frame("FIX.4.4", "j", [(45, "3"), (372, "D"), (379, value), (58, "INVALID_ORDER: x")])
     message = fix.Message(text, False)
     assert message.getField(372) == "D" and message.getField(58) == "INVALID_ORDER: x"
 
@@ -49,7 +49,7 @@ def test_wire_text_reads_bytes_as_the_native_engine_does(data):
 def test_non_utf8_clordid_through_the_binding_decodes_to_invalid_message():
     """``11=X\\xe91`` as quickfix's toString() gives it: decoded into a refusal naming the tag."""
     raw = wire_text("35=D\x0134=2\x0111=X\udce91\x0155=AAPL\x0154=1\x0138=100\x0140=2\x0144=190\x01")
-    event = codec.decode_oms(parse_fields(raw), "oms1", 0)
+    event = codec.oms_to_event(parse_fields(raw), "oms1", 0)
     assert isinstance(event, ev.InvalidMessage) and event.cl_ord_id == ""
     assert event.reason.startswith("ClOrdID (11) has a character outside ASCII (0xE9) at position 2")
 
@@ -64,10 +64,10 @@ class _Engine:
         self.stop.wait(30)
 
 
-def _application() -> ProxyApplication:
+def _application() -> QuickfixBridge:
     h = Harness()
     sid = fix.SessionID("FIX.4.4", "FIXPROXY", "OMS1")
-    return ProxyApplication(h.core, [session_info("oms1", "oms", sid)], lambda action: None)
+    return QuickfixBridge(h.core, [session_info("oms1", "oms", sid)], lambda action: None)
 
 
 def test_engine_thread_that_ends_makes_engine_problem_and_health_fail():
@@ -90,7 +90,7 @@ def test_callback_exception_is_recorded_and_never_leaves_the_callback():
     records: list[ev.Action] = []
     h = Harness()
     sid = fix.SessionID("FIX.4.4", "FIXPROXY", "OMS1")
-    app = ProxyApplication(h.core, [session_info("oms1", "oms", sid)], records.append)
+    app = QuickfixBridge(h.core, [session_info("oms1", "oms", sid)], records.append)
 
     def broken(event):
         raise RuntimeError("boom")

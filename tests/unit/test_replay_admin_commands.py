@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from fixproxy.app import Recorder
+from fixproxy.logs import Recorder
 from fixproxy.audit import AuditWriter
 from fixproxy.audit.records import GENESIS, Record, action_draft, command_event
 from fixproxy.config import load
@@ -113,16 +113,16 @@ def test_recorder_keeps_commands_out_of_the_live_feed():
 
 
 def test_edge_journals_the_command_before_what_the_core_did(loaded, tmp_path):
-    """ProxyApplication.submit journals the command (E) first, then the AdminResult the core returns (A)."""
-    from fixproxy.app import build_core
-    from fixproxy.engines.quickfix.edge import ProxyApplication
+    """QuickfixBridge.submit journals the command (E) first, then the AdminResult the core returns (A)."""
+    from fixproxy.assemble import build_core
+    from fixproxy.engines.quickfix.edge import QuickfixBridge
     from fixproxy.journal import format as fmt
     from fixproxy.journal.reader import read_segment
     from fixproxy.journal.writer import Journal
 
     journal = Journal(tmp_path, 1, fmt.Start(1, T, 0))
     recorded = []
-    app = ProxyApplication(build_core(loaded, T), [], recorded.append, journal=journal)
+    app = QuickfixBridge(build_core(loaded, T), [], recorded.append, journal=journal)
     try:
         command = ev.AdminSetLimit("firm", "max_order_qty", 50, "tighten", "desk-risk", T)
         app.submit(command)

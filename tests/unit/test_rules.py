@@ -10,9 +10,9 @@ import pytest
 from .test_exposure_rules import BOOK_RULES
 
 from fixproxy.core.model import Instrument, OrderRequest, OrdType
+from fixproxy.fix import codec
 from fixproxy.core.risk.limits import LimitSet
 from fixproxy.core.risk.rules import (
-    REASON_UNKNOWN_SECURITY,
     RULES,
     Reject,
     lot_size,
@@ -192,7 +192,7 @@ def test_order_beyond_rule_rejects_with_code_observed_limit_scope(case: Case, ex
 def test_unknown_symbol_reject_carries_unknown_security_reason():
     """UNKNOWN_SYMBOL maps to BusinessRejectReason 2 (unknown security) on the wire."""
     rej = unknown_symbol(order(symbol="ZZZZ"), context(order(symbol="ZZZZ"), inst=None))
-    assert rej is not None and rej.reason == REASON_UNKNOWN_SECURITY
+    assert rej is not None and codec.BUSINESS_REJECT_REASON[rej.code] == "2"
 
 
 def test_stale_reference_with_account_max_age_reports_account_scope():

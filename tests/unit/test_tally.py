@@ -6,13 +6,10 @@ from __future__ import annotations
 import pickle
 from collections import Counter
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from fixproxy.core import events as ev
-from fixproxy.core import views
-from fixproxy.core.model import ExecType as E
-from fixproxy.core.model import OrdStatus as S
+from fixproxy.core import events as ev, views
+from fixproxy.core.model import ExecType as E, OrdStatus as S
 
 from .conftest import Harness, order
 

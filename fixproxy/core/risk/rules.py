@@ -27,8 +27,6 @@ class Reject(msgspec.Struct, frozen=True):
     observed: str = ""
     limit: str = ""
     scope: str = ""
-    #: BusinessRejectReason (380) to use on the wire.
-    reason: int = 0
 
     @property
     def text(self) -> str:
@@ -106,14 +104,26 @@ _ZERO = Decimal(0)
 
 Rule = Callable[[OrderRequest, CheckContext], "Reject | None"]
 
-# BusinessRejectReason (380) values used by the proxy.
-REASON_OTHER = 0
-REASON_UNKNOWN_ID = 1
-REASON_UNKNOWN_SECURITY = 2
-REASON_UNSUPPORTED_MESSAGE = 3
-REASON_APPLICATION_NOT_AVAILABLE = 4
-REASON_NOT_AUTHORIZED = 6
 
+# ---------------------------------------------------------------- refusals the core also makes outside the rules
+
+
+def reused_cl_ord_id(session: str, cl_ord_id: str, used_today: bool, still_open: bool) -> Reject | None:
+    """The one DUPLICATE_CLORDID refusal, of orders, replaces and cancels alike: the ClOrdID was used
+    on the session today, or an open order (of any day: a GTC order) still answers to it."""
+    if used_today:
+        return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} was already used on session {session} today",
+                      observed=cl_ord_id, scope=f"session:{session}")
+    if still_open:
+        return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} belongs to an order still open on session {session}",
+                      observed=cl_ord_id, scope=f"session:{session}")
+    return None
+
+
+def venue_unavailable(venue: str, sentence: str) -> Reject:
+    """The one VENUE_UNAVAILABLE refusal: the core found the venue down, or the edge reported that a
+    message could not leave (``VenueSendFailed``); ``sentence`` says which."""
+    return Reject("VENUE_UNAVAILABLE", sentence, observed=venue)
 
 def _fmt(value: object) -> str:
     if isinstance(value, Decimal):
@@ -160,7 +170,6 @@ def unknown_symbol(order: OrderRequest, ctx: CheckContext) -> Reject | None:
             "UNKNOWN_SYMBOL",
             f"symbol {order.symbol} is not in the instrument list",
             observed=order.symbol,
-            reason=REASON_UNKNOWN_SECURITY,
         )
     return None
 
@@ -185,14 +194,7 @@ def restricted_symbol(order: OrderRequest, ctx: CheckContext) -> Reject | None:
 
 
 def duplicate_cl_ord_id(order: OrderRequest, ctx: CheckContext) -> Reject | None:
-    if order.cl_ord_id in ctx.seen_cl_ord_ids:
-        return Reject(
-            "DUPLICATE_CLORDID",
-            f"ClOrdID {order.cl_ord_id} was already used on session {ctx.session} today",
-            observed=order.cl_ord_id,
-            scope=f"session:{ctx.session}",
-        )
-    return None
+    return reused_cl_ord_id(ctx.session, order.cl_ord_id, order.cl_ord_id in ctx.seen_cl_ord_ids, False)
 
 
 def lot_size(order: OrderRequest, ctx: CheckContext) -> Reject | None:
@@ -267,8 +269,13 @@ def price_collar(order: OrderRequest, ctx: CheckContext) -> Reject | None:
 # ---------------------------------------------------------------- rules that read the book
 
 
+def position_scope(session: str, account: str) -> str:
+    """The scope whose position an order moves: its account's, or (without one) its session's."""
+    return f"account:{account}" if account else f"session:{session}"
+
+
 def _position_scope(order: OrderRequest, ctx: CheckContext) -> str:
-    return f"account:{order.account}" if order.account else f"session:{ctx.session}"
+    return position_scope(ctx.session, order.account)
 
 
 def throttle(order: OrderRequest, ctx: CheckContext) -> Reject | None:

@@ -1,157 +1,370 @@
-"""One FIX session (FIX 4.2/4.4 session layer) and the TCP connection carrying it.
+"""The FIX 4.2/4.4 session layer as a state machine that does no I/O and reads no clock.
 
-Sequence numbers, Logon/Logout, Heartbeat/TestRequest, ResendRequest (answered with
-PossDupFlag resends, or gap fills), SequenceReset, and the queue of messages that arrived ahead
-of a gap. Everything runs on the engine's event loop thread; application messages go to the
-``Owner`` (the engine), which runs the core.
+Sequence numbers, Logon/Logout, Heartbeat/TestRequest, ResendRequest (answered with PossDupFlag
+resends or gap fills), SequenceReset, the queue of messages that arrived ahead of a gap and the
+SendingTime window. After h11's shape, the caller hands in what happened and the time, and gets
+back events and the bytes to write (``Step``)::
+
+    events, out = session.connect(now_ns)          # a connection carries the session (initiator: our Logon)
+    events, out = session.receive(frame, now_ns)   # one framed message (parse.Framer) from the peer
+    events, out = session.resume(now_ns)           # after a Received event: count it, go on
+    events, out = session.tick(now_ns)             # about once a second: heartbeats, test requests, timeouts
+    sent = session.send(msg_type, body, now_ns)    # an application message of ours
+    events = session.disconnected(now_ns)          # the connection is gone
+
+``out`` goes on the wire before the events are acted on. ``Close`` asks the transport to close
+the connection; ``connected`` stays True until the transport says ``disconnected``. The session
+stops after each ``Received`` (an application message for the owner) until ``resume``: the owner
+journals the message before its number counts as received, and its answers go out before the
+session handles the messages queued behind it. ``paused`` says a ``resume`` is due.
+
+Decisions that are not the session's: which configured session a Logon's CompIDs name (the
+transport's, connection.py), and whether its Username/Password pass (``check_logon``, injected).
+Two dependencies are injected the way the time is: the ``store`` (sequence numbers and the
+messages sent, for resends: ``Store``; store.FileStore in production, store.MemoryStore in tests)
+and the message ``log`` (``Log``: store.FileLog, or None). Timers run on the ``now_ns`` given.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import xml.etree.ElementTree as ET
-from functools import cache
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ...fix import build, check, parse
-from .store import NO_CORK, Cork, FileLog, FileStore
 
-_DAY_NS = 86_400 * 1_000_000_000
+_S = 1_000_000_000
+_DAY_NS = 86_400 * _S
 #: Message types the session layer answers itself.
 _SESSION_TYPES = frozenset(("0", "1", "2", "3", "4", "5", "A"))
-#: How far a SendingTime (52) may be from this machine's clock (quickfix's MaxLatency default).
+#: How far a SendingTime (52) may be from the time given (quickfix's MaxLatency default).
 MAX_LATENCY_S = 120
+#: A connection whose Logon exchange has not completed within this is closed (seconds).
+LOGON_TIMEOUT_S = 10
+#: A Logout of ours unanswered for this long: the connection is closed (seconds).
+LOGOUT_TIMEOUT_S = 5
 
 
-@cache
-def desk_types() -> frozenset[str]:
-    """The message types the risk-desk session adds to FIX 4.4 (spec/admin-dictionary.xml, as quickfix reads it)."""
-    from ...admin.fixsession import SPEC_EXTENSION
+class Store(Protocol):
+    """Sequence numbers and the messages sent (store.FileStore, store.MemoryStore)."""
 
-    return frozenset(m.get("msgtype", "") for m in ET.parse(SPEC_EXTENSION).getroot().iter("message"))
+    next_sender: int
+    next_target: int
+    created_day: int  # the UTC day (days since the epoch) the store was started
+
+    def reset(self, now_ns: int) -> None: ...
+    def save_seqnums(self) -> None: ...
+    def sent(self, seq: int, data: bytes) -> None: ...
+    def get(self, begin: int, end: int) -> list[tuple[int, str]]: ...
 
 
-class Owner(Protocol):
-    def deliver(self, session: "Session", raw: str, fields: dict[int, str], now: int) -> None: ...
-    def session_up(self, session: "Session") -> None: ...
-    def session_down(self, session: "Session") -> None: ...
-    def not_resent(self, session: "Session", cl_ord_ids: list[str]) -> None: ...
-    def logon_allowed(self, session: "Session", fields: dict[int, str]) -> bool: ...
-    def garbled(self, session: "Session | None", why: str) -> None: ...
+class Log(Protocol):
+    """The message and event logs of a session (store.FileLog)."""
+
+    def message(self, data: bytes, now_ns: int) -> None: ...
+    def event(self, text: str, now_ns: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An application message in sequence and checked, for the owner; ``resume`` counts it."""
+
+    raw: str
+    fields: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOn:
+    """The Logon exchange completed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """A logged-on session lost its connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotResent:
+    """Orders (their ClOrdIDs) that a ResendRequest got a gap fill for: never sent late."""
+
+    cl_ord_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection, after writing the bytes that came before."""
+
+    why: str
+
+
+Event = Received | LoggedOn | LoggedOut | NotResent | Close
+#: What a call returns: the events, in order, and the bytes to write first.
+Step = tuple[list[Event], bytes]
+
+
+def _allow(fields: dict[int, str]) -> bool:
+    return True
 
 
 class Session:
-    """State of one configured session; ``connection`` is set while a TCP connection carries it."""
+    """One configured session: its state across connections, and the rules of the session layer."""
 
     def __init__(self, *, name: str, role: str, begin_string: str, sender: str, target: str, heartbeat_s: int,
-                 store: FileStore, log: FileLog | None, owner: Owner, initiator: bool, resend_app: bool,
-                 clock=time.time_ns):
+                 store: Store, log: Log | None, initiator: bool, resend_app: bool,
+                 check_logon: Callable[[dict[int, str]], bool] = _allow, extra_types: frozenset[str] = frozenset()):
         self.name, self.role = name, role
         self.begin_string, self.sender, self.target = begin_string, sender, target
         self.heartbeat_s = heartbeat_s
-        self.store, self.log, self.owner = store, log, owner
+        self.store, self.log = store, log
         self.initiator = initiator
         self.resend_app = resend_app  # resend application messages (OMS side) or gap-fill them (venue side)
-        self.clock = clock
-        self.info = None  # the engine's SessionInfo of this session
-        self.connection: Connection | None = None
+        self.check_logon = check_logon  # the owner's Username/Password decision on an acceptor's Logon
+        self.extra_types = extra_types  # message types this session adds to its dictionary (the desk's)
+        self.connected = False
         self.logged_on = False
         self.logout_sent = False
-        self.last_sent = self.last_received = time.monotonic()
+        self.opened = self.last_sent = self.last_received = 0
         self.test_request_sent = False
         self.resend_until = 0  # > 0 while a ResendRequest of ours is outstanding (its end)
-        self.queued: dict[int, tuple[str, dict[int, str], str]] = {}
+        self.queued: dict[int, tuple[str, dict[int, str], parse.Problem | str]] = {}
         self._window = (0, "", "")  # (second, earliest, latest SendingTime accepted in it)
+        self._pending = 0  # the number of a Received waiting for resume()
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
 
-    # ------------------------------------------------------------------ sending
+    @property
+    def paused(self) -> bool:
+        """A Received was returned and ``resume`` has not been called yet."""
+        return self._pending > 0
 
-    def send(self, msg_type: str, body: list[tuple[int, str]], now: int) -> bytes | None:
-        """Send (or, for an OMS session that is down, store for resend) one message.
+    def _take(self) -> Step:
+        events, out = self._events, b"".join(self._out)
+        self._events, self._out = [], []
+        return events, out
 
-        Returns the bytes when they went on the wire or into the store for a resend (an OMS session
-        that is down), None when they did not. A venue session that is down takes nothing: no
-        sequence number is used, and the caller hears it failed.
+    def _begin(self) -> None:
+        self._events, self._out = [], []
+
+    # ------------------------------------------------------------------ the transport's inputs
+
+    def connect(self, now: int) -> Step:
+        """A connection carries this session from now on; an initiator sends its Logon."""
+        self._begin()
+        self.connected = True
+        self.logout_sent = False
+        self.test_request_sent = False
+        self.resend_until = 0
+        self._pending = 0
+        self.queued.clear()
+        self.opened = self.last_sent = self.last_received = now
+        if self.initiator:
+            self._send_logon(now)
+        return self._take()
+
+    def disconnected(self, now: int) -> list[Event]:
+        """The connection is gone."""
+        self.connected = False
+        was = self.logged_on
+        self.logged_on = False
+        self._pending = 0
+        self.queued.clear()
+        self.resend_until = 0
+        if was:
+            self.event("Disconnected", now)
+            return [LoggedOut()]
+        return []
+
+    def receive(self, data: bytes, now: int) -> Step:
+        """One framed message from the peer."""
+        self._begin()
+        self._pending = 0  # a Received never resumed is not counted: the peer's resend brings it again
+        raw = data.decode("latin-1")
+        fields, problem = parse.fields(raw)
+        if self.logged_on:
+            self._message(raw, fields, problem, data, now)
+        else:
+            self._logon_message(fields, problem, data, now)
+        return self._take()
+
+    def resume(self, now: int) -> Step:
+        """Count the message of the last Received and handle what was queued behind it."""
+        self._begin()
+        seq, self._pending = self._pending, 0
+        if seq:
+            self.store.next_target = seq + 1
+            self.store.save_seqnums()
+            self._drain(now)
+        return self._take()
+
+    def tick(self, now: int) -> Step:
+        """Heartbeats, TestRequests, dead peers, Logon and Logout timeouts, the daily reset."""
+        self._begin()
+        day_over = now // _DAY_NS != self.store.created_day
+        if not self.connected:
+            if day_over:
+                self.store.reset(now)
+            return self._take()
+        if day_over:
+            self._logout("end of the session day", now)
+            self._disconnect("end of the session day", now)
+            self.store.reset(now)
+            return self._take()
+        if not self.logged_on or self.logout_sent:
+            if now - self.opened > LOGON_TIMEOUT_S * _S or (
+                    self.logout_sent and now - self.last_sent > LOGOUT_TIMEOUT_S * _S):
+                self._disconnect(f"no Logon within {LOGON_TIMEOUT_S} s" if not self.logged_on
+                                 else "no answer to Logout", now)
+            return self._take()
+        hb = self.heartbeat_s * _S
+        silent = now - self.last_received
+        if silent > 2.4 * hb and self.test_request_sent:
+            self._disconnect(f"nothing received for {silent / _S:.0f} s", now)
+        elif silent > 1.2 * hb and not self.test_request_sent:
+            self._test_request(now)
+        elif now - self.last_sent >= hb:
+            self._send("0", [], now)
+        return self._take()
+
+    # ------------------------------------------------------------------ the owner's inputs
+
+    def send(self, msg_type: str, body: list[tuple[int, str]], now: int) -> tuple[bytes, bool] | None:
+        """Number, build and store one message of ours.
+
+        Returns the message and whether it goes on the wire now (the caller writes it). An OMS
+        session that is down keeps an application message in the store: the peer gets it by
+        ResendRequest after its next Logon (as quickfix). None: not sent, no number used (a venue
+        session that is down, or a session message with no connection to carry it).
         """
-        conn = self.connection
         if msg_type == "A" or msg_type == "5":
-            if conn is None:
+            if not self.connected:
                 return None
-        elif not (self.logged_on and conn is not None):
+        elif not (self.logged_on and self.connected):
             if self.role == "venue" or msg_type in parse.ADMIN_TYPES:
                 return None
             seq = self.store.next_sender
             data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, build.stamp(now), body)
             self.store.sent(seq, data)
-            return data  # kept in the store: the peer gets it by ResendRequest after its next Logon (as quickfix)
+            return data, False
         seq = self.store.next_sender
         data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, build.stamp(now), body)
         self.store.sent(seq, data)
         if self.log is not None:
             self.log.message(data, now)
-        conn.write(data)
-        self.last_sent = time.monotonic()
-        return data
+        self.last_sent = now
+        return data, True
+
+    def logout(self, text: str, now: int) -> Step:
+        """Send Logout; the connection closes when the peer answers (or on ``tick``'s timeout)."""
+        self._begin()
+        self._logout(text, now)
+        return self._take()
+
+    def close(self, why: str, now: int) -> Step:
+        """Close the connection now (its reason goes to the event log)."""
+        self._begin()
+        self._disconnect(why, now)
+        return self._take()
+
+    def test_request(self, now: int) -> bytes:
+        """A TestRequest (a peer that may be gone); its Heartbeat is awaited as ``tick``'s is."""
+        self._begin()
+        self._test_request(now)
+        return self._take()[1]
+
+    def failed(self, fields: dict[int, str], error: str, now: int) -> bytes:
+        """A session Reject (373=99 "Other", 0 on FIX 4.2) of a message whose handling raised ``error``."""
+        self._begin()
+        seq = fields.get(34, "")
+        self._reject(int(seq) if seq.isdigit() and len(seq) < 19 else 0, fields.get(35, ""),
+                     0 if self.begin_string == "FIX.4.2" else 99,
+                     f"PROXY_ERROR: the message could not be handled ({error})", now)
+        return self._take()[1]
+
+    def event(self, text: str, now: int) -> None:
+        """A line in the session's event log."""
+        if self.log is not None:
+            self.log.event(text, now)
+
+    # ------------------------------------------------------------------ sending
+
+    def _send(self, msg_type: str, body: list[tuple[int, str]], now: int) -> None:
+        sent = self.send(msg_type, body, now)
+        if sent is not None and sent[1]:
+            self._out.append(sent[0])
 
     def _send_raw(self, data: bytes, now: int) -> None:
-        if self.connection is not None:
+        if self.connected:
             if self.log is not None:
                 self.log.message(data, now)
-            self.connection.write(data)
-            self.last_sent = time.monotonic()
+            self._out.append(data)
+            self.last_sent = now
 
-    def event(self, text: str) -> None:
-        if self.log is not None:
-            self.log.event(text, self.clock())
-
-    # ------------------------------------------------------------------ logon and logout
-
-    def send_logon(self, reset: bool = False) -> None:
+    def _send_logon(self, now: int, reset: bool = False) -> None:
         body = [(98, "0"), (108, str(self.heartbeat_s))]
         if reset:
             body.append((141, "Y"))
-        self.send("A", body, self.clock())
+        self._send("A", body, now)
 
-    def logout(self, text: str = "") -> None:
-        """Send Logout; the connection closes when the peer answers (or on the engine's timer)."""
-        if self.connection is None or self.logout_sent:
+    def _test_request(self, now: int) -> None:
+        self.test_request_sent = True
+        self._send("1", [(112, f"TEST{now}")], now)
+
+    def _logout(self, text: str, now: int) -> None:
+        if not self.connected or self.logout_sent:
             return
         self.logout_sent = True
-        self.send("5", [(58, text)] if text else [], self.clock())
-        self.event(f"Initiated logout request: {text}")
+        self._send("5", [(58, text)] if text else [], now)
+        self.event(f"Initiated logout request: {text}", now)
 
-    def disconnect(self, why: str) -> None:
-        if self.connection is not None:
-            self.event(f"Disconnecting: {why}")
-            self.connection.close()
+    def _disconnect(self, why: str, now: int) -> None:
+        if self.connected:
+            self.event(f"Disconnecting: {why}", now)
+            self._events.append(Close(why))
 
-    def attach(self, conn: "Connection") -> None:
-        self.connection = conn
-        self.logout_sent = False
-        self.test_request_sent = False
-        self.resend_until = 0
-        self.queued.clear()
-        self.last_sent = self.last_received = time.monotonic()
+    # ------------------------------------------------------------------ logon
 
-    def detached(self) -> None:
-        self.connection = None
-        was = self.logged_on
-        self.logged_on = False
-        self.queued.clear()
-        self.resend_until = 0
-        if was:
-            self.event("Disconnected")
-            self.owner.session_down(self)
+    def _logon_message(self, fields: dict[int, str], problem: parse.Problem | str, data: bytes, now: int) -> None:
+        """A message on a connection whose Logon exchange has not completed."""
+        if self.log is not None:
+            self.log.message(data, now)
+        if fields.get(35) != "A":
+            self.event("First message is not a Logon", now)
+            self._events.append(Close("first message is not a Logon"))
+            return
+        # A Logon the dictionary or the clock refuses is not answered (no Reject before a Logon):
+        # the connection is closed, as quickfix does ("Logon message is not valid").
+        bad = self._logon_problem(fields, problem, now)
+        if bad:
+            self.event(f"Logon message is not valid: {bad}", now)
+            self._events.append(Close(f"Logon message is not valid: {bad}"))
+            return
+        self.last_received = now
+        self._on_logon(fields, now)
 
-    def on_logon(self, fields: dict[int, str], now: int) -> None:
-        """A Logon on this session's connection (the acceptor found the session by its CompIDs)."""
+    def _logon_problem(self, fields: dict[int, str], problem: parse.Problem | str, now: int) -> str:
+        """Why a Logon cannot be taken ("" when it can)."""
+        if problem:
+            return str(problem)
+        if not fields.get(34, "").isdigit():
+            return "Logon without MsgSeqNum (34)"
+        bad = check.check(self.begin_string, "A", fields)
+        if bad is not None:
+            return bad[2]
+        sending = fields.get(52, "")
+        if not check.good_timestamp(sending):
+            return "SendingTime (52) missing or not a timestamp"
+        if not self.good_time(sending, now):
+            return "SendingTime accuracy problem"
+        return ""
+
+    def _on_logon(self, fields: dict[int, str], now: int) -> None:
         seq = int(fields.get(34, "0"))
         reset = fields.get(141) == "Y"
         if not self.initiator:
-            self.event("Received logon request")
-            if not self.owner.logon_allowed(self, fields):
-                self.send("5", [(58, "bad Username (553) or Password (554)")], now)
-                self.disconnect("logon refused")
+            self.event("Received logon request", now)
+            if not self.check_logon(fields):
+                self._send("5", [(58, "bad Username (553) or Password (554)")], now)
+                self._disconnect("logon refused", now)
                 return
             hb = fields.get(108, "")
             if hb.isdigit() and int(hb) > 0:
@@ -162,28 +375,29 @@ class Session:
             self.store.reset(now)
         if seq < self.store.next_target:
             text = f"MsgSeqNum too low, expecting {self.store.next_target} but received {seq}"
-            self.event(text)
-            self.send("5", [(58, text)], now)
-            self.disconnect(text)
+            self.event(text, now)
+            self._send("5", [(58, text)], now)
+            self._disconnect(text, now)
             return
         self.logged_on = True
         if not self.initiator:
-            self.event("Responding to logon request")
-            self.send_logon(reset)
+            self.event("Responding to logon request", now)
+            self._send_logon(now, reset)
         else:
-            self.event("Received logon response")
+            self.event("Received logon response", now)
         if seq > self.store.next_target:
             self._request_resend(seq, now)
             self.queued[seq] = ("", {35: "A", 34: str(seq)}, "")  # counted when the gap is filled
         else:
             self.store.next_target = seq + 1
             self.store.save_seqnums()
-        self.owner.session_up(self)
+        self._events.append(LoggedOn())
 
     # ------------------------------------------------------------------ receiving
 
-    def on_message(self, raw: str, fields: dict[int, str], problem: str, data: bytes, now: int) -> None:
-        """One framed message on this session's logged-on connection.
+    def _message(self, raw: str, fields: dict[int, str], problem: parse.Problem | str, data: bytes,
+                 now: int) -> None:
+        """One message on the logged-on session.
 
         Checked in quickfix's order: readable at all, BeginString, MsgSeqNum, the header's required
         fields and SendingTime, CompIDs, then the sequence number; the dictionary's checks of the
@@ -191,43 +405,43 @@ class Session:
         """
         if self.log is not None:
             self.log.message(data, now)
-        self.last_received = time.monotonic()
+        self.last_received = now
         self.test_request_sent = False
-        if problem and problem.reason == parse.IGNORE:
-            self.event(f"Invalid message ignored: {problem}")
+        if isinstance(problem, parse.Problem) and problem.reason == parse.IGNORE:
+            self.event(f"Invalid message ignored: {problem}", now)
             return
         if fields.get(8) != self.begin_string:
             text = f"Incorrect BeginString {fields.get(8, '')[:16]}"
-            self.event(text)
-            self.logout(text)
-            self.disconnect(text)
+            self.event(text, now)
+            self._logout(text, now)
+            self._disconnect(text, now)
             return
         msg_type = fields.get(35, "")
         seq_text = fields.get(34, "")
         if not (seq_text.isdigit() and seq_text.isascii() and len(seq_text) < 19):
-            self.event(f"Incorrect data format for value with tag: 34: {seq_text[:20]!r}: message ignored")
+            self.event(f"Incorrect data format for value with tag: 34: {seq_text[:20]!r}: message ignored", now)
             return
         seq = int(seq_text)
         for tag in (49, 56):
             if tag not in fields:
                 if msg_type in _SESSION_TYPES:
-                    self._refuse(seq, msg_type, 1, f"Required tag missing: {check.tag_name(tag)}", tag)
+                    self._refuse(seq, msg_type, 1, f"Required tag missing: {check.tag_name(tag)}", now, tag)
                 else:  # as quickfix answers an application message whose header lacks a CompID
-                    self._business_reject(seq, msg_type, f"Conditionally Required Field Missing ({tag})")
+                    self._business_reject(seq, msg_type, f"Conditionally Required Field Missing ({tag})", now)
                 return
         sending = fields.get(52)
         if sending is None or not check.good_timestamp(sending):
             self._refuse(seq, msg_type, 1 if sending is None else 6,
                          "Required tag missing: SendingTime (52)" if sending is None
-                         else "Incorrect data format for value: SendingTime (52) is not a UTC timestamp", 52)
+                         else "Incorrect data format for value: SendingTime (52) is not a UTC timestamp", now, 52)
             return
         if not self.good_time(sending, now):
-            self._reject(seq, msg_type, 10, "SendingTime accuracy problem")
-            self.logout("SendingTime accuracy problem")
+            self._reject(seq, msg_type, 10, "SendingTime accuracy problem", now)
+            self._logout("SendingTime accuracy problem", now)
             return
         if fields[49] != self.target or fields[56] != self.sender:
-            self._reject(seq, msg_type, 9, "CompID problem")
-            self.logout("CompID problem")
+            self._reject(seq, msg_type, 9, "CompID problem", now)
+            self._logout("CompID problem", now)
             return
         if msg_type == "4" and fields.get(123) != "Y":
             self._sequence_reset(fields, now)
@@ -238,7 +452,7 @@ class Session:
                 self._resend(fields, now)  # answered at once; its number is counted when the gap fills
                 raw, fields = "", {35: "0", 34: seq_text}
             elif msg_type == "5":
-                self._logout_received(fields)
+                self._logout_received(fields, now)
                 return
             self.queued[seq] = (raw, fields, problem)
             if not self.resend_until:
@@ -249,19 +463,24 @@ class Session:
                 if msg_type != "4":  # a duplicate of what we already had, if its OrigSendingTime says so
                     orig = fields.get(122)
                     if orig is None:
-                        self._reject(seq, msg_type, 1, "Required tag missing: OrigSendingTime (122)", 122)
+                        self._reject(seq, msg_type, 1, "Required tag missing: OrigSendingTime (122)", now, 122)
                     elif orig > sending:
                         self._reject(seq, msg_type, 10, "SendingTime accuracy problem: OrigSendingTime (122) "
-                                                         "is later than SendingTime (52)")
-                        self.logout("SendingTime accuracy problem")
+                                                         "is later than SendingTime (52)", now)
+                        self._logout("SendingTime accuracy problem", now)
                 return
             text = f"MsgSeqNum too low, expecting {expected} but received {seq}"
-            self.event(text)
-            self.logout(text)
-            self.disconnect(text)
+            self.event(text, now)
+            self._logout(text, now)
+            self._disconnect(text, now)
             return
         self._process(raw, fields, problem, msg_type, seq, now)
-        while self.queued and self.connection is not None:
+        if not self._pending:
+            self._drain(now)
+
+    def _drain(self, now: int) -> None:
+        """Handle the queued messages that are now in sequence (stopping at a Received)."""
+        while self.queued and self.connected:
             nxt = self.store.next_target
             for stale in [s for s in self.queued if s < nxt]:
                 del self.queued[stale]
@@ -270,119 +489,121 @@ class Session:
                 break
             q_raw, q_fields, q_problem = item
             self._process(q_raw, q_fields, q_problem, q_fields.get(35, ""), nxt, now)
+            if self._pending:
+                return
         if self.resend_until and self.store.next_target > self.resend_until and not self.queued:
             self.resend_until = 0
-            self.event("Resend complete")
+            self.event("Resend complete", now)
 
     def good_time(self, sending: str, now: int) -> bool:
         """SendingTime within MAX_LATENCY_S of ``now`` (two string comparisons: the bounds are
         made once a second, and UTC timestamps order as text)."""
-        second = now // 1_000_000_000
+        second = now // _S
         if self._window[0] != second:
-            self._window = (second, build.stamp((second - MAX_LATENCY_S) * 1_000_000_000),
-                            build.stamp((second + MAX_LATENCY_S + 1) * 1_000_000_000))
+            self._window = (second, build.stamp((second - MAX_LATENCY_S) * _S),
+                            build.stamp((second + MAX_LATENCY_S + 1) * _S))
         return self._window[1] <= sending <= self._window[2]
 
-    def _process(self, raw: str, fields: dict[int, str], problem: str, msg_type: str, seq: int, now: int) -> None:
+    def _process(self, raw: str, fields: dict[int, str], problem: parse.Problem | str, msg_type: str, seq: int,
+                 now: int) -> None:
         store = self.store
         if not raw:  # a Logon or ResendRequest already acted on, counted now that the gap is filled
             store.next_target = seq + 1
             store.save_seqnums()
             return
-        if problem:
+        if isinstance(problem, parse.Problem):
             bad: tuple[int, int, str] | None = (problem.reason, problem.tag, str(problem))
         else:
-            bad = check.check(self.begin_string, msg_type, fields,
-                             desk_types() if self.role == "admin" else frozenset())
+            bad = check.check(self.begin_string, msg_type, fields, self.extra_types)
         if bad is None and msg_type not in _SESSION_TYPES:
-            # An application message is journaled (by the owner) before its number counts as
-            # received: a kill -9 in between, and recovery counts it from the journal.
-            self.owner.deliver(self, raw, fields, now)
-            store.next_target = seq + 1
-            store.save_seqnums()
+            # The owner journals it, then resume() counts its number: a kill -9 in between, and
+            # recovery counts it from the journal.
+            self._events.append(Received(raw, fields))
+            self._pending = seq
             return
         store.next_target = seq + 1
         if bad is not None:
             store.save_seqnums()
-            self._reject(seq, msg_type, bad[0], bad[2], bad[1])
+            self._reject(seq, msg_type, bad[0], bad[2], now, bad[1])
             return
         if msg_type == "4":  # SequenceReset-GapFill (NewSeqNo is a number: checked above)
             store.next_target = max(int(fields[36]), seq + 1)
         store.save_seqnums()
         if msg_type == "1":
-            self.send("0", [(112, fields[112])], now)
+            self._send("0", [(112, fields[112])], now)
         elif msg_type == "2":
             self._resend(fields, now)
         elif msg_type == "3":
-            self.event(f"Message {fields.get(45, '?')} rejected: {fields.get(58, fields.get(373, ''))}")
+            self.event(f"Message {fields.get(45, '?')} rejected: {fields.get(58, fields.get(373, ''))}", now)
         elif msg_type == "5":
-            self._logout_received(fields)
+            self._logout_received(fields, now)
         elif msg_type == "A":  # a second Logon on a logged-on session (quickfix drops the connection too)
-            self.disconnect("Logon state is not valid for message")
+            self._disconnect("Logon state is not valid for message", now)
 
-    def _refuse(self, seq: int, msg_type: str, reason: int, text: str, ref_tag: int = 0) -> None:
+    def _refuse(self, seq: int, msg_type: str, reason: int, text: str, now: int, ref_tag: int = 0) -> None:
         """A session Reject for a message refused before its number was checked: the number counts
         if it was the expected one (as quickfix's generateReject)."""
         if seq == self.store.next_target and msg_type not in ("A", "4"):
             self.store.next_target = seq + 1
             self.store.save_seqnums()
-        self._reject(seq, msg_type, reason, text, ref_tag)
+        self._reject(seq, msg_type, reason, text, now, ref_tag)
 
-    def _business_reject(self, seq: int, msg_type: str, text: str) -> None:
+    def _business_reject(self, seq: int, msg_type: str, text: str, now: int) -> None:
         """BusinessMessageReject 380=5 (conditionally required field missing), as quickfix sends
         for an application message whose header lacks a field it needs."""
         if seq == self.store.next_target:
             self.store.next_target = seq + 1
             self.store.save_seqnums()
-        self.event(f"Message {seq} Rejected: {text}")
-        self.send("j", [(45, str(seq)), (372, msg_type or "?"), (380, "5"), (58, text)], self.clock())
+        self.event(f"Message {seq} Rejected: {text}", now)
+        self._send("j", [(45, str(seq)), (372, msg_type or "?"), (380, "5"), (58, text)], now)
 
-    def _logout_received(self, fields: dict[int, str]) -> None:
-        self.event(f"Received logout{': ' + fields[58] if 58 in fields else ''}")
+    def _logout_received(self, fields: dict[int, str], now: int) -> None:
+        self.event(f"Received logout{': ' + fields[58] if 58 in fields else ''}", now)
         if not self.logout_sent:
             self.logout_sent = True
-            self.send("5", [], self.clock())
-        self.disconnect("logout")
+            self._send("5", [], now)
+        self._disconnect("logout", now)
 
-    def _reject(self, ref_seq: int, msg_type: str, reason: int, text: str, ref_tag: int = 0) -> None:
+    def _reject(self, ref_seq: int, msg_type: str, reason: int, text: str, now: int, ref_tag: int = 0) -> None:
         body = [(45, str(ref_seq))]
         if ref_tag:
             body.append((371, str(ref_tag)))
         body += [(372, msg_type or "?"), (373, str(reason))]
         body.append((58, text))
-        self.event(f"Message {ref_seq} Rejected: {text}")
-        self.send("3", body, self.clock())
+        self.event(f"Message {ref_seq} Rejected: {text}", now)
+        self._send("3", body, now)
 
     def _sequence_reset(self, fields: dict[int, str], now: int) -> None:
         new = fields.get(36, "")
         if not new.isdigit():
-            self._reject(int(fields.get(34, "0")), "4", 1, "Required tag missing: NewSeqNo (36)", 36)
+            self._reject(int(fields.get(34, "0")), "4", 1, "Required tag missing: NewSeqNo (36)", now, 36)
             return
         if int(new) < self.store.next_target:
-            self._reject(int(fields[34]), "4", 5, f"NewSeqNo {new} is below the expected {self.store.next_target}", 36)
+            self._reject(int(fields[34]), "4", 5, f"NewSeqNo {new} is below the expected {self.store.next_target}",
+                         now, 36)
             return
-        self.event(f"Received SequenceReset FROM: {self.store.next_target} TO: {new}")
+        self.event(f"Received SequenceReset FROM: {self.store.next_target} TO: {new}", now)
         self.store.next_target = int(new)
         self.store.save_seqnums()
 
     def _request_resend(self, received: int, now: int) -> None:
         begin = self.store.next_target
-        self.event(f"MsgSeqNum too high, expecting {begin} but received {received}")
+        self.event(f"MsgSeqNum too high, expecting {begin} but received {received}", now)
         self.resend_until = received - 1
-        self.send("2", [(7, str(begin)), (16, "0")], now)
-        self.event(f"Sent ResendRequest FROM: {begin} TO: 0")
+        self._send("2", [(7, str(begin)), (16, "0")], now)
+        self.event(f"Sent ResendRequest FROM: {begin} TO: 0", now)
 
     def _resend(self, fields: dict[int, str], now: int) -> None:
         """Answer a ResendRequest: application messages again with PossDupFlag (OMS side) or, for
         admin messages and everything on a venue session, SequenceReset-GapFill."""
         begin_text, end_text = fields.get(7, ""), fields.get(16, "")
         if not (begin_text.isdigit() and end_text.isdigit()):
-            self._reject(int(fields.get(34, "0")), "2", 1, "BeginSeqNo (7) and EndSeqNo (16) are required")
+            self._reject(int(fields.get(34, "0")), "2", 1, "BeginSeqNo (7) and EndSeqNo (16) are required", now)
             return
         last = self.store.next_sender - 1
         begin, end = int(begin_text), int(end_text)
         end = last if end == 0 or end > last else end
-        self.event(f"Received ResendRequest FROM: {begin} TO: {end_text}")
+        self.event(f"Received ResendRequest FROM: {begin} TO: {end_text}", now)
         gap_start = 0
         not_resent: list[str] = []
         stamp = build.stamp(now)
@@ -399,7 +620,7 @@ class Session:
                 gap_start = 0
             header = [(43, "Y"), (122, parsed.get(52, stamp))]
             data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, stamp,
-                              parse.body_of(raw), header)
+                               parse.body_of(raw), header)
             self._send_raw(data, now)
         if begin <= end:
             if gap_start:
@@ -407,272 +628,10 @@ class Session:
             elif not self.store.get(end, end):
                 self._gap_fill(begin, end + 1, stamp, now)
         if not_resent:
-            self.event(f"{len(not_resent)} order message(s) gap-filled, not sent late")
-            self.owner.not_resent(self, not_resent)
+            self.event(f"{len(not_resent)} order message(s) gap-filled, not sent late", now)
+            self._events.append(NotResent(tuple(not_resent)))
 
     def _gap_fill(self, seq: int, new_seq: int, stamp: str, now: int) -> None:
         data = build.build(self.begin_string, "4", seq, self.sender, self.target, stamp,
-                          [(36, str(new_seq)), (123, "Y")], [(43, "Y"), (122, stamp)])
+                           [(36, str(new_seq)), (123, "Y")], [(43, "Y"), (122, stamp)])
         self._send_raw(data, now)
-
-    # ------------------------------------------------------------------ timers
-
-    def tick(self, now_mono: float, now_ns: int) -> None:
-        """Heartbeats, TestRequests, dead peers, logon and logout timeouts, the daily reset."""
-        conn = self.connection
-        if conn is None:
-            if now_ns // _DAY_NS != self.store.created_day:
-                self.store.reset(now_ns)
-            return
-        if now_ns // _DAY_NS != self.store.created_day:
-            self.logout("end of the session day")
-            self.disconnect("end of the session day")
-            self.store.reset(now_ns)
-            return
-        if not self.logged_on or self.logout_sent:
-            if now_mono - conn.opened > 10 or (self.logout_sent and now_mono - self.last_sent > 5):
-                self.disconnect("no Logon within 10 s" if not self.logged_on else "no answer to Logout")
-            return
-        hb = self.heartbeat_s
-        silent = now_mono - self.last_received
-        if silent > 2.4 * hb and self.test_request_sent:
-            self.disconnect(f"nothing received for {silent:.0f} s")
-            return
-        if silent > 1.2 * hb and not self.test_request_sent:
-            self.test_request_sent = True
-            self.send("1", [(112, f"TEST{now_ns}")], now_ns)
-        elif now_mono - self.last_sent >= hb:
-            self.send("0", [], now_ns)
-
-
-class Connection(asyncio.Protocol):
-    """One TCP connection: frames bytes, finds (acceptor) or knows (initiator) its session."""
-
-    def __init__(self, resolve, session: Session | None = None, owner: Owner | None = None, allowed=None,
-                 cork: Cork = NO_CORK, limits=None, watch=None):
-        self.resolve = resolve  # (begin_string, their CompID, our CompID) -> Session | None
-        self.session = session
-        self.owner = owner
-        self.allowed = allowed
-        self.framer = parse.Framer()
-        self.cork = cork
-        self.out: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
-        self.opened = time.monotonic()
-        self.closed = False
-        self.lost = asyncio.get_running_loop().create_future()  # done when the connection closes
-        # Acceptor side: the bounds on connections that have not logged on (guard.PendingLimits and
-        # the [acceptor] settings, from the engine); ``address`` is set while this one counts as pending.
-        self.limits = limits
-        self.address: str | None = None
-        self.received = 0  # bytes read before the Logon completed
-        self.timer: asyncio.TimerHandle | None = None
-        self.watch = watch  # initiator side: the venue's guard.VenueWatch
-        self.sock = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        if self.allowed is not None and (peer is None or peer[0] not in self.allowed):
-            transport.abort()
-            return
-        limits = self.limits
-        if limits is not None and self.session is None:
-            self.address = peer[0] if peer else "?"
-            for old in limits.pending.admit(self, self.address):
-                old.address = None
-                if old is not self and self.owner is not None:
-                    self.owner.garbled(None, f"connection from {old.transport.get_extra_info('peername')} closed "
-                                             "before its Logon: too many connections not logged on")
-                old.abort()
-            if self.address is not None:
-                self.timer = asyncio.get_running_loop().call_later(limits.logon_timeout_s, self._logon_timeout)
-            return
-        if self.session is not None:
-            if self.watch is not None:
-                self.sock = transport.get_extra_info("socket")
-                self.watch.connect(time.monotonic())
-            self.session.attach(self)
-            self.session.send_logon()
-
-    def _logon_timeout(self) -> None:
-        self.timer = None
-        if self.address is not None and not (self.session is not None and self.session.logged_on):
-            if self.owner is not None:
-                self.owner.garbled(None, f"connection from {self.transport.get_extra_info('peername')} closed: "
-                                         f"no Logon within {self.limits.logon_timeout_s:g} s")
-            self.abort()
-
-    def _logged_on(self) -> None:
-        """No longer a connection waiting for its Logon."""
-        if self.address is not None:
-            self.limits.pending.done(self, self.address)
-            self.address = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def abort(self) -> None:
-        """Close at once, dropping what is unsent (a connection that never logged on, or a venue
-        connection whose unsent orders became too old to send)."""
-        self._logged_on()
-        if not self.closed:
-            self.closed = True
-            self.out.clear()
-            self.transport.abort()
-
-    def write(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.watch is not None:
-            self.watch.wrote(len(data))
-        if self.cork.depth:
-            self.out.append(data)
-            self.cork.dirty[self] = None
-        else:
-            self.transport.write(data)
-
-    def flush(self) -> None:
-        if self.out:
-            if not self.closed:
-                self.transport.write(b"".join(self.out))
-            self.out.clear()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.flush()  # what was answered before closing (a Logout) still goes out
-            self.closed = True
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self.address is not None:  # not logged on yet: a few KiB at most
-            self.received += len(data)
-            if self.received > self.limits.max_logon_bytes:
-                if self.owner is not None:
-                    self.owner.garbled(None, f"connection from {self.transport.get_extra_info('peername')} "
-                                             f"closed: over {self.limits.max_logon_bytes} bytes before its Logon")
-                self.abort()
-                return
-        frames = self.framer.feed(data)
-        if self.framer.garbled:
-            for why in self.framer.garbled:
-                if self.owner is not None:
-                    self.owner.garbled(self.session, why)
-            self.framer.garbled.clear()
-            if self.session is None or not self.session.logged_on:
-                self.close()  # garbled before the Logon: quickfix drops the connection too
-                return
-        if not frames:
-            return
-        if self.watch is not None:
-            self.watch.received(time.monotonic())
-        if self.address is not None:
-            self._pending_frames(frames)
-            return
-        # The first message of a read is answered at once: its writes go out as it is handled, so
-        # the peer works on them while this side records what it did (an ack is not held back by the
-        # fill that came in the same read). The messages after it (a backlog) are all handled before
-        # anything more is written: then each socket gets one write for them, as a system call costs
-        # more here than handling a message.
-        self._handle(frames[0])
-        if len(frames) > 1:
-            self.cork.hold()
-            try:
-                for frame in frames[1:]:
-                    self._handle(frame)
-            finally:
-                self.cork.release()
-
-    def _handle(self, data: bytes) -> None:
-        if self.closed:
-            return
-        now = time.time_ns()
-        raw = data.decode("latin-1")
-        fields, problem = parse.fields(raw)
-        session = self.session
-        try:
-            if session is None or not session.logged_on:
-                self._logon(raw, fields, data, now, problem)
-            else:
-                session.on_message(raw, fields, problem, data, now)
-        except Exception as exc:  # noqa: BLE001 - one message's failure must not end the connection
-            self._failed(exc, fields, now)
-
-    def _failed(self, exc: Exception, fields: dict[int, str], now: int) -> None:
-        """A message whose handling raised: recorded by the owner (a notice and an alert), answered
-        with a session Reject (373=99 "Other", 0 on FIX 4.2) if the session is logged on here, and
-        the connection reads on (as the quickfix edge does)."""
-        session = self.session
-        failed = getattr(self.owner, "handler_failed", None)
-        if failed is not None:
-            failed(session, "message handling", exc, now)
-        if session is not None and session.logged_on and session.connection is self:
-            seq = fields.get(34, "")
-            session._reject(int(seq) if seq.isdigit() and len(seq) < 19 else 0, fields.get(35, ""),
-                            0 if session.begin_string == "FIX.4.2" else 99,
-                            f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")
-
-    def _logon(self, raw: str, fields: dict[int, str], data: bytes, now: int, problem: str = "") -> None:
-        if fields.get(35) != "A":
-            if self.session is not None and self.session.log is not None:
-                self.session.log.message(data, now)
-                self.session.event("First message is not a Logon")
-            elif self.owner is not None:
-                self.owner.garbled(None, "the first message on a connection is not a Logon")
-            self.close()
-            return
-        if self.session is None:
-            session = self.resolve(fields.get(8, ""), fields.get(49, ""), fields.get(56, ""))
-            if session is None or (session.connection is not None and session.connection is not self):
-                if self.owner is not None:
-                    why = "unknown session" if session is None else "session already connected"
-                    self.owner.garbled(None, f"Logon refused ({why}): {raw[:160]!r}")
-                self.close()
-                return
-            self.session = session
-            session.attach(self)
-        if self.session.log is not None:
-            self.session.log.message(data, now)
-        # A Logon the dictionary or the clock refuses is not answered (no Reject before a Logon):
-        # the connection is closed, as quickfix does ("Logon message is not valid").
-        bad = self._logon_problem(fields, problem, now)
-        if bad:
-            self.session.event(f"Logon message is not valid: {bad}")
-            self.close()
-            return
-        self.session.last_received = time.monotonic()
-        self.session.on_logon(fields, now)
-
-    def _logon_problem(self, fields: dict[int, str], problem: str, now: int) -> str:
-        """Why a Logon cannot be taken ("" when it can)."""
-        if problem:
-            return problem
-        if not fields.get(34, "").isdigit():
-            return "Logon without MsgSeqNum (34)"
-        bad = check.check(self.session.begin_string, "A", fields)
-        if bad is not None:
-            return bad[2]
-        sending = fields.get(52, "")
-        if not check.good_timestamp(sending):
-            return "SendingTime (52) missing or not a timestamp"
-        if not self.session.good_time(sending, now):
-            return "SendingTime accuracy problem"
-        return ""
-
-    def _pending_frames(self, frames: list[bytes]) -> None:
-        for frame in frames:
-            self._handle(frame)
-            if self.session is not None and self.session.logged_on and self.session.connection is self:
-                self._logged_on()
-            if self.closed:
-                return
-
-    def connection_lost(self, exc) -> None:
-        self._logged_on()
-        if self.watch is not None:
-            self.watch.disconnect()
-        self.closed = True
-        if not self.lost.done():
-            self.lost.set_result(None)
-        if self.session is not None and self.session.connection is self:
-            self.session.detached()

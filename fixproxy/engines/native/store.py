@@ -16,7 +16,7 @@ from __future__ import annotations
 import mmap
 import os
 from array import array
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ...timefmt import fix_second
@@ -60,7 +60,7 @@ def _open(path: Path, truncate: bool = False) -> int:
 
 
 def _created_text(now_ns: int) -> str:
-    return datetime.fromtimestamp(now_ns // 1_000_000_000, tz=timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+    return datetime.fromtimestamp(now_ns // 1_000_000_000, tz=UTC).strftime("%Y%m%d-%H:%M:%S")
 
 
 class _MappedFile:
@@ -163,7 +163,7 @@ class FileStore:
         if session_file.exists():
             try:
                 created = datetime.strptime(session_file.read_text().strip(), "%Y%m%d-%H:%M:%S")
-                self.created_day = created.replace(tzinfo=timezone.utc).timestamp() // 86_400
+                self.created_day = int(created.replace(tzinfo=UTC).timestamp()) // 86_400
             except ValueError:
                 self.created_day = -1
         if not session_file.exists() or self.created_day != now_ns // _DAY_NS:
@@ -201,12 +201,16 @@ class FileStore:
         self._paths["session"].write_text(_created_text(now_ns))
         self.save_seqnums()
 
+    def _open(self) -> tuple[_MappedFile, _MappedFile, _MappedFile]:
+        assert self._files is not None, "the store is closed"
+        return self._files
+
     def save_seqnums(self) -> None:
-        self._files[2].put(b"%020d : %020d" % (self.next_sender, self.next_target))
+        self._open()[2].put(b"%020d : %020d" % (self.next_sender, self.next_target))
 
     def sent(self, seq: int, data: bytes) -> None:
         """Store message ``seq`` (before it goes on the wire) and move the sender sequence past it."""
-        body, header, _ = self._files
+        body, header, _ = self._open()
         offset = body.append(data)
         header.append(b"%d,%d,%d " % (seq, offset, len(data)))
         self.index[seq] = (offset, len(data))
@@ -215,11 +219,11 @@ class FileStore:
 
     def get(self, begin: int, end: int) -> list[tuple[int, str]]:
         """Stored messages ``begin``..``end`` (inclusive) that exist, oldest first."""
-        body = self._files[0].map
+        body = self._open()[0].map
         out = []
         older: dict[int, tuple[int, int]] = {}
         if begin < self.index.first:  # before the in-memory window: read the header file once
-            header = self._files[1]
+            header = self._open()[1]
             for entry in bytes(header.map[:header.size]).decode("latin-1").split():
                 parts = entry.split(",")
                 if len(parts) == 3 and all(p.isdigit() for p in parts) and begin <= int(parts[0]) <= end:
@@ -235,6 +239,34 @@ class FileStore:
             for f in self._files:
                 f.close()
             self._files = None
+
+
+class MemoryStore:
+    """A session store in memory (for tests of the sans-IO session): what FileStore keeps, no files."""
+
+    def __init__(self, now_ns: int):
+        self.messages: dict[int, str] = {}
+        self.next_sender = self.next_target = 1
+        self.created_day = now_ns // _DAY_NS
+
+    def reset(self, now_ns: int) -> None:
+        """Start again at 1/1 with no messages."""
+        self.messages.clear()
+        self.next_sender = self.next_target = 1
+        self.created_day = now_ns // _DAY_NS
+
+    def save_seqnums(self) -> None:
+        pass  # nothing outlives the process
+
+    def sent(self, seq: int, data: bytes) -> None:
+        self.messages[seq] = data.decode("latin-1")
+        self.next_sender = seq + 1
+
+    def get(self, begin: int, end: int) -> list[tuple[int, str]]:
+        return [(seq, self.messages[seq]) for seq in range(begin, end + 1) if seq in self.messages]
+
+    def close(self) -> None:
+        pass
 
 
 def log_stamp(now_ns: int) -> bytes:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
+from ...config import AcceptorSection
 from ..guard import PendingLimits
 
 #: How much a relayed direction may hold unsent before it stops reading the other side.
@@ -40,13 +42,14 @@ def _first_message(buf: bytes | bytearray) -> tuple[int, dict[int, bytes]] | Non
 class Door:
     """Accepts on the configured port and relays each connection that logs on to quickfix."""
 
-    def __init__(self, acceptor, upstream_port: int, sessions: set[tuple[str, str, str]],
+    def __init__(self, acceptor: AcceptorSection, upstream_port: int, sessions: set[tuple[str, str, str]],
                  on_refused: Callable[[str], None]):
         self.cfg = acceptor
         self.upstream_port = upstream_port
         self.sessions = sessions  # (BeginString, SenderCompID of the peer, our CompID) of configured sessions
         self.on_refused = on_refused
-        self.pending = PendingLimits(acceptor.max_connections, acceptor.max_connections_per_address)
+        self.pending: PendingLimits[_Client] = PendingLimits(acceptor.max_connections,
+                                                             acceptor.max_connections_per_address)
         self.allowed = frozenset(acceptor.allowed_remote_addresses) or None
         self.server: asyncio.base_events.Server | None = None
         self.relays: set[_Client] = set()
@@ -63,9 +66,10 @@ class Door:
 class _Client(asyncio.Protocol):
     """The OMS's side of one relayed connection."""
 
+    transport: asyncio.Transport  # set by connection_made, which asyncio calls before anything else
+
     def __init__(self, door: Door):
         self.door = door
-        self.transport: asyncio.Transport | None = None
         self.upstream: _Upstream | None = None
         self.address: str | None = None  # set while pending (not logged on)
         self.peer = ""
@@ -74,8 +78,8 @@ class _Client(asyncio.Protocol):
         self.closed = False
         self.opened = time.monotonic()
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # a TCP connection's
         door = self.door
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -138,23 +142,23 @@ class _Client(asyncio.Protocol):
             self.door.on_refused(f"connection from {self.peer} closed: {why}")
             self.abort()
             return
-        self.upstream = _Upstream(self)
-        asyncio.get_running_loop().create_task(self._connect())
+        up = self.upstream = _Upstream(self)
+        asyncio.get_running_loop().create_task(self._connect(up))
 
-    async def _connect(self) -> None:
+    async def _connect(self, up: _Upstream) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.create_connection(lambda: self.upstream, "127.0.0.1", self.door.upstream_port)
+            await loop.create_connection(lambda: up, "127.0.0.1", self.door.upstream_port)
         except OSError as exc:
             self.door.on_refused(f"connection from {self.peer} closed: quickfix's acceptor cannot be reached ({exc})")
             self.abort()
 
-    def upstream_made(self) -> None:
+    def upstream_made(self, up: _Upstream, transport: asyncio.Transport) -> None:
         if self.closed:
-            self.upstream.close()
+            up.close()
             return
         self.door.relays.add(self)
-        self.upstream.transport.write(bytes(self.buf))
+        transport.write(bytes(self.buf))
         self.buf = bytearray()
 
     def pause_writing(self) -> None:
@@ -168,7 +172,7 @@ class _Client(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.logged_on()
         self.closed = True
         self.door.relays.discard(self)
@@ -184,11 +188,11 @@ class _Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # a TCP connection's
         transport.set_write_buffer_limits(high=_HIGH_WATER)
         self.client.transport.set_write_buffer_limits(high=_HIGH_WATER)
-        self.client.upstream_made()
+        self.client.upstream_made(self, transport)
 
     def data_received(self, data: bytes) -> None:
         client = self.client
@@ -210,7 +214,7 @@ class _Upstream(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         client = self.client
         if not client.closed:

@@ -22,6 +22,7 @@ import traceback
 
 import quickfix as fix
 
+from ...fix.build import frame
 from ...fix.parse import parse as parse_fields
 from ...core import events as ev
 from ..bridge import CoreBridge, SessionInfo
@@ -52,15 +53,15 @@ def binding_text(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def frame(begin_string: str, msg_type: str, body: list[tuple[int, str]]) -> str:
-    """A complete FIX message (BodyLength and CheckSum filled in); quickfix adds the session header.
+def binding_frame(begin_string: str, msg_type: str, body: list[tuple[int, str]]) -> str:
+    """``fix.build.frame`` as quickfix's ``Message(str)`` takes it (it adds the session header).
     Total: any str values give a message the binding accepts (see ``binding_text``)."""
-    text = f"35={msg_type}\x01" + "".join(f"{tag}={value}\x01" for tag, value in body)
-    if not text.isascii():
-        text = binding_text(text)
-    data = text.encode()
-    head = f"8={begin_string}\x019={len(data)}\x01"
-    return f"{head}{text}10={(sum(head.encode()) + sum(data)) % 256:03d}\x01"
+    return frame(begin_string, msg_type, body, _as_sent).decode()
+
+
+def _as_sent(text: str) -> bytes:
+    """The bytes the binding sends for ``text``: its UTF-8 of ``binding_text``."""
+    return binding_text(text).encode()
 
 
 def session_info(name: str, role: str, sid: fix.SessionID) -> SessionInfo:
@@ -82,8 +83,9 @@ _WIRE_EFFECTS = (fix.DoNotSend, fix.RejectLogon, fix.UnsupportedMessageType, fix
                  fix.IncorrectDataFormat, fix.FieldNotFound)
 
 
-class ProxyApplication(VenueWatching, CoreBridge, fix.Application):
-    """Bridges quickfix sessions and one ProxyCore (``SessionInfo.handle`` is the quickfix SessionID)."""
+class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
+    """The quickfix Application: bridges quickfix sessions and one ProxyCore (``SessionInfo.handle``
+    is the quickfix SessionID)."""
 
     def __init__(self, core, sessions: list[SessionInfo], on_record, **kwargs):
         fix.Application.__init__(self)
@@ -271,7 +273,7 @@ class ProxyApplication(VenueWatching, CoreBridge, fix.Application):
                 msg_type = header.getField(35) if header.isSetField(35) else "?"
                 body = [(45, seq), (372, msg_type), (373, "0" if info.fix42 else "99"),
                         (58, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")]
-                fix.Session.sendToTarget(fix.Message(frame(info.begin_string, "3", body), False), info.handle)
+                fix.Session.sendToTarget(fix.Message(binding_frame(info.begin_string, "3", body), False), info.handle)
         except Exception as again:  # noqa: BLE001 - nothing may leave a callback (see _WIRE_EFFECTS)
             self._broken = f"{callback} failed ({exc!r}) and the failure could not be handled ({again!r})"
 
@@ -304,7 +306,7 @@ class ProxyApplication(VenueWatching, CoreBridge, fix.Application):
     def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
         # One call into the binding to build the message, not one per field: each call releases
         # the GIL, and with other threads waiting every release can cost a thread switch.
-        msg = fix.Message(frame(info.begin_string, msg_type, body), False)
+        msg = fix.Message(binding_frame(info.begin_string, msg_type, body), False)
         local = self._local
         local.sending = info
         try:

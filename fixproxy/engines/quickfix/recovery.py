@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from ...fix.parse import first_value
+
 
 def stored_messages(store_dir: Path, session_file_prefix: str) -> Iterator[str]:
     """Messages of one session's FileStore (``<prefix>.header`` indexes ``<prefix>.body``), in the order stored."""
@@ -55,6 +57,6 @@ def sent_messages(store_dir: Path, session_file_prefix: str) -> Iterator[str]:
         if limit is None:
             yield raw
             continue
-        seq = raw.partition("\x0134=")[2].partition("\x01")[0]
+        seq = first_value(raw, 34)
         if seq.isdigit() and int(seq) < limit:
             yield raw

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def dictionary_dir() -> Path:
     dist = importlib.metadata.distribution("quickfix")
     for f in dist.files or ():
         if str(f).endswith("FIX44.xml"):
-            return Path(dist.locate_file(f)).resolve().parent
+            return Path(str(dist.locate_file(f))).resolve().parent
     raise ConfigError("the installed quickfix package ships no FIX44.xml data dictionary")
 
 
@@ -41,7 +42,7 @@ def write_settings(path: Path, defaults: dict[str, object], sessions: list[dict[
     return fix.SessionSettings(str(path))
 
 
-def log_out(session_ids, reason: str, timeout_s: float = 3.0) -> None:
+def log_out(session_ids: Iterable[fix.SessionID], reason: str, timeout_s: float = 3.0) -> None:
     """Send Logout on every logged-on session and wait (bounded) until each has logged out."""
     sessions = [fix.Session.lookupSession(sid) for sid in session_ids]
     for session in sessions:

@@ -17,10 +17,14 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 
 import quickfix as fix
 
+from ...config import Venue
 from ...core import events as ev
+from ...fix.build import frame
+from ..bridge import CoreBridge, SessionInfo
 from ..guard import VenueWatch, reset, tcp_acked
 
 #: How often each venue connection is checked (seconds).
@@ -54,26 +58,28 @@ def find_socket(host: str, port: int) -> tuple[int, int] | None:
 class _Venue:
     __slots__ = ("watch", "lock", "host", "port", "fd", "inode", "info")
 
-    def __init__(self, watch: VenueWatch, host: str, port: int, info):
+    def __init__(self, watch: VenueWatch, host: str, port: int, info: SessionInfo):
         self.watch, self.host, self.port, self.info = watch, host, port, info
         self.lock = threading.Lock()
         self.fd: int | None = None
         self.inode = 0
 
 
-class VenueWatching:
-    """Mixed into ProxyApplication: the hooks its callbacks call, and the thread that checks."""
+class VenueWatching(CoreBridge):
+    """QuickfixBridge's part that watches the venues: the hooks its callbacks call, and the thread that checks."""
 
     _watched: dict[str, _Venue]  # by SessionID string
+    _closed: bool  # set by QuickfixBridge.close: the checking thread ends
 
-    def watch_venues(self, venues) -> None:
+    def watch_venues(self, venues: Iterable[Venue]) -> None:
         by_name = {info.name: info for info in self.sessions() if info.role == "venue"}
         self._watched = {}
         for v in venues:
             info = by_name[v.name]
             watch = VenueWatch(v.name, v.max_unsent_kb << 10, v.max_order_age_ms / 1000, v.answer_timeout_ms / 1000,
                                margin_s=WATCH_S)
-            self._watched[info.handle.toString()] = _Venue(watch, v.host, v.port, info)
+            sid: fix.SessionID = info.handle  # quickfix's SessionID (SessionInfo keeps any engine's handle)
+            self._watched[sid.toString()] = _Venue(watch, v.host, v.port, info)
         self._watched_by_name = {w.info.name: w for w in self._watched.values()}
 
     def start_watch(self) -> None:
@@ -93,7 +99,7 @@ class VenueWatching:
                 venue.fd = None
             venue.watch.wrote(len(raw))
 
-    def _watch_sent(self, info, msg_type: str, body, nbytes: int) -> None:
+    def _watch_sent(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], nbytes: int) -> None:
         """_send: an application message handed to quickfix for a venue."""
         venue = self._watched_by_name[info.name]
         with venue.lock:
@@ -172,17 +178,11 @@ class VenueWatching:
                 self.submit(ev.VenueSendFailed(name, cl_ord_id, self.clock(), "late"))
             return
         if verdict.probe:
-            fix.Session.sendToTarget(fix.Message(_test_request(venue.info.begin_string, f"TEST{now}"), False),
-                                     venue.info.handle)
+            probe = frame(venue.info.begin_string, "1", [(112, f"TEST{now}")]).decode()  # a TestRequest
+            fix.Session.sendToTarget(fix.Message(probe, False), venue.info.handle)
         if verdict.down:
             self.notice(ev.Notice("venue_backpressure", now, f"{name}: {verdict.reason}; new orders refused"))
             self.submit(ev.SessionDown(name, self.clock()))
         elif verdict.up:
             self.notice(ev.Notice("venue_backpressure_over", now, f"{name}: {verdict.reason}"))
             self.submit(ev.SessionUp(name, self.clock()))
-
-
-def _test_request(begin_string: str, test_id: str) -> str:
-    text = f"35=1\x01112={test_id}\x01"
-    head = f"8={begin_string}\x019={len(text)}\x01"
-    return f"{head}{text}10={sum((head + text).encode()) % 256:03d}\x01"

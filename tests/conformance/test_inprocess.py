@@ -1,0 +1,34 @@
+"""The conformance table (cases.fixscript) in process, against the native engine with no socket.
+
+The same cases as test_conformance.py, on fake transports (inprocess.py): each case on a fresh
+proxy, in milliseconds. Cases that need the admin HTTP server run only over loopback.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fixproxy.config import LoadedConfig
+
+from .inprocess import Unsupported, load_config, run_case
+from .test_conformance import CASES
+
+
+@pytest.fixture(autouse=True)
+def _on_engine() -> str:
+    """The in-process stack is the native engine's: these tests run once, not once per engine."""
+    return "native"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedConfig:
+    return load_config(tmp_path_factory.mktemp("inprocess"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_in_process(loaded: LoadedConfig, case) -> None:
+    """Send the case's bytes to the in-process native engine; it answers as the table says."""
+    try:
+        run_case(loaded, case, CASES.index(case))
+    except Unsupported as exc:
+        pytest.skip(str(exc))
