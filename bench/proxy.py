@@ -29,7 +29,7 @@ from threading import get_ident
 from bench import histogram
 from fixproxy import app as proxy_app
 from fixproxy.config import ConfigError, load
-from fixproxy.engines.quickfix import edge
+from fixproxy.engines.quickfix import bridge as edge
 
 perf_ns = time.perf_counter_ns
 
@@ -86,7 +86,7 @@ class ResidenceTimer:
         # the figure is the proxy's own work. (quickfix writes to the socket inside sendToTarget, so its
         # figure includes the write: py-spy shows every send() of the proxy under sendToTarget.)
         from fixproxy.engines.native.connection import Connection
-        from fixproxy.engines.native.engine import NativeBridge
+        from fixproxy.engines.native.bridge import NativeBridge
 
         original, write = NativeBridge.deliver, Connection.write
         timer = self

@@ -1,7 +1,7 @@
 """A quickfix relay: the proxy's quickfix sessions with nothing of the proxy in them.
 
 It opens the sessions the quickfix engine opens, from the same config and with the same settings
-(``fixproxy.engines.quickfix.wiring.QuickfixSessions``: file stores, message logs, data-dictionary validation, the
+(``fixproxy.engines.quickfix.engine.QuickfixSessions``: file stores, message logs, data-dictionary validation, the
 single-threaded socket classes), and hands every application message to the other side as it
 came: one OMS session and one venue, no decoding, no checks, no book, no audit, no state. Its
 Python callback makes three calls into the binding per message (the session's name, a copy and
@@ -22,7 +22,7 @@ import threading
 import quickfix as fix
 
 from fixproxy.config import ConfigError, load
-from fixproxy.engines.quickfix.wiring import QuickfixSessions
+from fixproxy.engines.quickfix.engine import QuickfixSessions
 
 
 class Relay(fix.Application):

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 class Engine(Protocol):
-    """What the proxy runs a FIX engine by (``engines/quickfix/wiring.py``, ``engines/native/wiring.py``)."""
+    """What the proxy runs a FIX engine by (``engines/quickfix/engine.py``, ``engines/native/engine.py``)."""
 
     #: Exceptions of the engine's own that mean "cannot start" (reported in one line).
     start_errors: ClassVar[tuple[type[Exception], ...]]
@@ -61,10 +61,10 @@ class Engine(Protocol):
 def engine_class(name: str) -> type[Engine]:
     """The engine ``[proxy] engine`` names; only its module is imported (quickfix is loaded only for it)."""
     if name == "native":
-        from .engines.native.wiring import NativeEngine
+        from .engines.native.engine import NativeEngine
 
         return NativeEngine
-    from .engines.quickfix.wiring import QuickfixEngine
+    from .engines.quickfix.engine import QuickfixEngine
 
     return QuickfixEngine
 

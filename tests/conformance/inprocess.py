@@ -26,7 +26,7 @@ from typing import Any
 from fixproxy.assemble import build_core
 from fixproxy.config import LoadedConfig, load
 from fixproxy.engines.native.connection import Connection
-from fixproxy.engines.native.engine import NativeBridge
+from fixproxy.engines.native.bridge import NativeBridge
 from fixproxy.engines.native.session import Received, Session
 from fixproxy.engines.native.store import MemoryStore
 from fixproxy.fix import parse

@@ -115,7 +115,7 @@ def test_recorder_keeps_commands_out_of_the_live_feed():
 def test_edge_journals_the_command_before_what_the_core_did(loaded, tmp_path):
     """QuickfixBridge.submit journals the command (E) first, then the AdminResult the core returns (A)."""
     from fixproxy.assemble import build_core
-    from fixproxy.engines.quickfix.edge import QuickfixBridge
+    from fixproxy.engines.quickfix.bridge import QuickfixBridge
     from fixproxy.journal import format as fmt
     from fixproxy.journal.reader import read_segment
     from fixproxy.journal.writer import Journal

@@ -1,4 +1,4 @@
-"""Backpressure of the venue sessions on the quickfix engine (the native engine's, engine.py, alike).
+"""Backpressure of the venue sessions on the quickfix engine (the native engine's, native/bridge.py, alike).
 
 quickfix queues whatever ``sendToTarget`` is given, without bound, and returns True while the
 session is logged on, whether or not the venue reads: its socket writes happen on its own thread,

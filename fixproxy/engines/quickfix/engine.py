@@ -16,7 +16,7 @@ from ...core import events as ev
 from ...core.proxy import ProxyCore
 from ...journal.writer import Journal
 from .dictionary import build_dictionary
-from .edge import QuickfixBridge, session_info
+from .bridge import QuickfixBridge, session_info
 from .settings import common_defaults, dictionary, log_out, session_block, write_settings
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fixproxy.fix import codec
 from fixproxy.fix.parse import parse as parse_fields
 from fixproxy.core import events as ev
-from fixproxy.engines.quickfix.edge import QuickfixBridge, binding_frame, binding_text, session_info, wire_text
+from fixproxy.engines.quickfix.bridge import QuickfixBridge, binding_frame, binding_text, session_info, wire_text
 
 from .conftest import Harness
 
