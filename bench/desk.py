@@ -236,7 +236,7 @@ def seed(config: Path, orders: int, open_every: int = 100) -> float:
     the core's own handle() (risk rules off: only the state matters). Returns the seconds it took."""
     from fixproxy.assemble import build_core
     from fixproxy.config import load
-    from fixproxy.core import events as ev
+    from fixproxy.core import events as ev, snapshot
     from fixproxy.core.model import ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
     from fixproxy.journal.recovery import write_snapshot
 
@@ -264,7 +264,7 @@ def seed(config: Path, orders: int, open_every: int = 100) -> float:
                                                              avg_px=px)))
     core.sessions_gone()
     journal = config.parent / "var" / "journal"
-    write_snapshot(journal, 1, pickle.dumps(core.export_state(), protocol=pickle.HIGHEST_PROTOCOL))
+    write_snapshot(journal, 1, pickle.dumps(snapshot.export_state(core), protocol=pickle.HIGHEST_PROTOCOL))
     return time.monotonic() - started
 
 
@@ -288,9 +288,9 @@ class Proxy:
         cmd = [sys.executable, "-m", "fixproxy", "run", "--config", str(self.config)]
         if self.cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(self.cpu), *cmd]
-        self.log = open(self.root / "proxy.log", "wb")
+        self.log = open(self.root / "proxy.log", "wb")  # noqa: ASYNC230, SIM115 - the child's log, open for its life; closed in stop()
         env = {**os.environ, "FIXPROXY_DESK_PASSWORD": "bench-desk-password-0123", **(env or {})}
-        self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT, env=env)  # noqa: ASYNC220 - a plain child the sync stop() and rss_mb() manage
         started = time.monotonic()
         while True:
             text = (self.root / "proxy.log").read_text(errors="replace")
@@ -303,9 +303,10 @@ class Proxy:
 
     def rss_mb(self) -> float:
         try:
-            for line in open(f"/proc/{self.proc.pid}/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+            with open(f"/proc/{self.proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
         except OSError:
             pass
         return 0.0

@@ -107,7 +107,7 @@ async def measure(engine: str, root: Path, seeded: Path | None, args) -> list[di
     await oms.connect(proxy.acceptor)
     await oms.run(3, args.rate)  # warm up
     out = []
-    reads = subprocess.Popen([sys.executable, "-m", "bench.desk_reads", "--reader", str(proxy.http)], stdin=subprocess.PIPE,
+    reads = subprocess.Popen([sys.executable, "-m", "bench.desk_reads", "--reader", str(proxy.http)], stdin=subprocess.PIPE,  # noqa: ASYNC220 - blocking pipes, used between windows
                              stdout=subprocess.PIPE, text=True, bufsize=1)
     try:
         modes = list(MODES)

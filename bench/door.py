@@ -58,7 +58,7 @@ def cpu() -> float:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - after its port, its replies are read off the loop (run_in_executor)
     echo_port = int(child.stdout.readline())
     acc = SimpleNamespace(host="127.0.0.1", port=0, allowed_remote_addresses=("127.0.0.1",), logon_timeout_s=5.0,
                           max_logon_bytes=4096, max_connections=512, max_connections_per_address=64)

@@ -266,7 +266,7 @@ class Bench:
 def _round_rate(rate: float) -> int:
     """Two significant digits (1234 -> 1200, 187 -> 190): search steps people can read."""
     if rate < 10:
-        return int(round(rate))
+        return round(rate)
     step = 10 ** (len(str(int(rate))) - 2)
     return int(round(rate / step) * step)
 

@@ -57,7 +57,7 @@ def run(n: int, rate: float, top: int, config: Path) -> int:
 
     # Warm-up: caches, the first dict resizes, and (with a grace period) the orders finished within
     # it, which memory holds in the steady state: what is measured is what stays per order beyond.
-    grace = core.finished_grace_ns / 1e9 if core.finished_grace_ns is not None else 0
+    grace = core.retention.grace_ns / 1e9 if core.retention.grace_ns is not None else 0
     warm = 2000 + int(grace * rate * 1.5)
     tracemalloc.start(1)  # before the warm-up: what it made and the run frees must be traced too
     for i in range(1, warm + 1):

@@ -85,8 +85,8 @@ class ResidenceTimer:
         # the woken peer inside that system call: the time spent in socket writes is left out, so
         # the figure is the proxy's own work. (quickfix writes to the socket inside sendToTarget, so its
         # figure includes the write: py-spy shows every send() of the proxy under sendToTarget.)
-        from fixproxy.engines.native.connection import Connection
         from fixproxy.engines.native.bridge import NativeBridge
+        from fixproxy.engines.native.connection import Connection
 
         original, write = NativeBridge.deliver, Connection.write
         timer = self
@@ -209,7 +209,7 @@ def _control(timer: ResidenceTimer, timeline: Timeline | None = None) -> None:
             _emit({"event": "reset"})
         elif cmd == "dump":
             record: dict = {"event": "residence", "measured": timer.installed, "gc": timer.take_gc()}
-            for name, samples in zip(("oms_to_venue", "venue_to_oms"), timer.take()):
+            for name, samples in zip(("oms_to_venue", "venue_to_oms"), timer.take(), strict=True):
                 hist = histogram.new_histogram()
                 histogram.record_ns(hist, samples)
                 record[name] = histogram.encode(hist)

@@ -41,7 +41,7 @@ async def main(listen: int, to: int) -> None:
     class _Client(_Side):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            loop.create_task(self._connect())
+            self.connecting = loop.create_task(self._connect())  # held: the loop keeps only a weak reference
 
         async def _connect(self) -> None:
             _, upstream = await loop.create_connection(_Side, "127.0.0.1", to)

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = "B" + format(int(time.time() * 1000), "x")[-8:]  # ClOrdIDs unique per session per day
     run_dir = REPO / "var" / "bench" / f"run-{run_id}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     info = machine()
 
     # Stop the children on SIGTERM/SIGHUP too, not only on ^C or an error.

@@ -88,7 +88,7 @@ async def measure(engine: str, root: Path, args) -> list[dict]:
     oms = Oms()
     await oms.connect(proxy.acceptor)
     await oms.run(3, args.rate)  # warm up
-    peer = subprocess.Popen([sys.executable, "-m", "bench.streams", "--stream-clients", str(proxy.http)], stdin=subprocess.PIPE,
+    peer = subprocess.Popen([sys.executable, "-m", "bench.streams", "--stream-clients", str(proxy.http)], stdin=subprocess.PIPE,  # noqa: ASYNC220 - blocking pipes, used between windows
                             stdout=subprocess.PIPE, text=True, bufsize=1)
     out = []
     try:

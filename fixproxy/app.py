@@ -20,7 +20,7 @@ import structlog
 from .admin.control import Control, Feed
 from .assemble import build_core, exec_id_generator
 from .config import LoadedConfig
-from .core import events as ev
+from .core import events as ev, snapshot
 from .core.proxy import ProxyCore
 from .engines.bridge import CoreBridge
 from .engines.guard import raise_fd_limit
@@ -85,7 +85,7 @@ class Proxy:
         # snapshot read back: a later recovery from it gives exactly this core.
         write_snapshot(journal_dir, self.recovered.segment, self.recovered.snapshot)
         self.core = self._make_core()
-        self.core.import_state(pickle.loads(self.recovered.snapshot))
+        snapshot.import_state(self.core, pickle.loads(self.recovered.snapshot))
         j = cfg.journal
         self.journal = Journal(journal_dir, self.recovered.segment,
                                journal_format.Start(self.recovered.segment, self.start_ns, os.getpid(),

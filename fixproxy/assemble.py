@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 from .config import LoadedConfig
 from .core.proxy import ProxyCore
-from .fix import codec
 
 
 class exec_id_generator:
@@ -31,9 +30,6 @@ class exec_id_generator:
 def build_core(loaded: LoadedConfig, start_ns: int, next_id: Callable[[], str] | None = None) -> ProxyCore:
     """A core from the config, with start-of-day positions loaded (callers restore saved state on top)."""
     cfg = loaded.config
-    # The decoder's identifier limits are the config's too: the proxy, its recovery and replays
-    # (which all build their core here) decode each journaled message alike.
-    codec.configure(cfg.identifiers.limits())
     core = ProxyCore(
         sessions=cfg.session_policies(),
         venues=[v.name for v in cfg.venues],

@@ -7,14 +7,25 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import ConfigError, load, load_limits
+from .config import ConfigError, LoadedConfig, load, load_limits
 from .sim import BEHAVIOURS
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from .admin.client import Client
+    from .audit.query import Filters
+
+_T = TypeVar("_T")
 
 DEFAULT_CONFIG = os.environ.get("FIXPROXY_CONFIG", "cfg/fixproxy.toml")
 
 
-def _load(path: str):
+def _load(path: str) -> LoadedConfig:
     try:
         return load(path)
     except ConfigError as exc:
@@ -22,7 +33,7 @@ def _load(path: str):
         raise SystemExit(2) from None
 
 
-def cmd_check_config(args) -> int:
+def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     cfg = loaded.config
     print(f"{loaded.path}: ok — {cfg.proxy.engine} engine, {len(cfg.oms)} OMS session(s), {len(cfg.venues)} venue(s), "
@@ -30,7 +41,7 @@ def cmd_check_config(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     children: list[subprocess.Popen] = []
     if args.with_venue_sim:
@@ -76,7 +87,7 @@ def _behaviours(items: list[str]) -> dict[str, str]:
     return out
 
 
-def cmd_sim_venue(args) -> int:
+def cmd_sim_venue(args: argparse.Namespace) -> int:
     from .sim.venue import run_venue
 
     run_venue(_load(args.config), args.venue, args.default, _behaviours(args.behaviour), args.quiet,
@@ -84,7 +95,7 @@ def cmd_sim_venue(args) -> int:
     return 0
 
 
-def cmd_sim_oms(args) -> int:
+def cmd_sim_oms(args: argparse.Namespace) -> int:
     from .sim.oms import run_oms
 
     return run_oms(_load(args.config), args.session, stdin=args.stdin, count=args.count, rate=args.rate,
@@ -92,14 +103,14 @@ def cmd_sim_oms(args) -> int:
                    wait_s=args.wait, state_dir=args.state_dir, side={"buy": "1", "sell": "2", "short": "5"}[args.side])
 
 
-def cmd_sim_desk(args) -> int:
+def cmd_sim_desk(args: argparse.Namespace) -> int:
     from .sim.oms import run_desk
 
     return run_desk(_load(args.config), username=args.username, password=os.environ.get(args.password_env, "")
                     if args.password_env else "", state_dir=args.state_dir)
 
 
-def _config_quiet(path: str):
+def _config_quiet(path: str) -> LoadedConfig:
     """The config without its secrets (a check of stores needs no passwords or tokens); exit 2 if bad."""
     try:
         return load(path, secrets=False)
@@ -108,7 +119,7 @@ def _config_quiet(path: str):
         raise SystemExit(2) from None
 
 
-def _store(args):
+def _store(args: argparse.Namespace) -> tuple[Path, sqlite_utils.Database]:
     """(path, database) of the audit store: ``--db``, else the one the config names."""
     from .audit import AuditError, open_for_reading
 
@@ -120,7 +131,7 @@ def _store(args):
         raise SystemExit(2) from None
 
 
-def _filters(args):
+def _filters(args: argparse.Namespace) -> Filters:
     from .audit.query import Filters
     from .timefmt import parse_when
 
@@ -133,10 +144,8 @@ def _filters(args):
                                   ("session", "account", "symbol", "cl_ord_id", "decision", "code", "kind")})
 
 
-def _audit_key(args, loaded) -> bytes:
+def _audit_key(args: argparse.Namespace, loaded: LoadedConfig | None) -> bytes:
     """--key-file, else the config's [audit] key_file / key_env, else $FIXPROXY_AUDIT_KEY."""
-    from pathlib import Path
-
     from .config import MIN_AUDIT_KEY
 
     try:
@@ -156,11 +165,10 @@ def _audit_key(args, loaded) -> bytes:
     return key
 
 
-def cmd_audit_verify(args) -> int:
-    from pathlib import Path
-
+def cmd_audit_verify(args: argparse.Namespace) -> int:
     from .audit import AuditError, open_for_reading, verify
     from .audit.crosscheck import (
+        Check,
         check_checkpoints,
         check_fix_stores,
         check_head,
@@ -177,8 +185,13 @@ def cmd_audit_verify(args) -> int:
             raise SystemExit(f"fixproxy: --expect-head: {exc}") from None
     # With --db alone, the store is checked on its own (plus what the flags name); with a config
     # (given, or the default when there is no --db), against that proxy's journal and FIX stores.
-    loaded = _config_quiet(args.config or DEFAULT_CONFIG) if args.config or not args.db else None
-    path = args.db or loaded.audit_path
+    loaded: LoadedConfig | None
+    if args.db:
+        loaded = _config_quiet(args.config) if args.config else None
+        path = args.db
+    else:
+        loaded = _config_quiet(args.config or DEFAULT_CONFIG)
+        path = loaded.audit_path
     try:
         db = open_for_reading(path)
     except AuditError as exc:
@@ -186,7 +199,7 @@ def cmd_audit_verify(args) -> int:
         raise SystemExit(2) from None
     verdict = verify(db)
     print(verdict.sentence())
-    checks = []
+    checks: list[Check] = []
     db.conn.execute("BEGIN")  # one snapshot for every check, while the follower may be committing
     journal_dir = args.journal or (loaded.journal_dir if loaded is not None else None)
     journal = None
@@ -212,7 +225,7 @@ def cmd_audit_verify(args) -> int:
     return 0 if verdict.ok and not any(c.failed for c in checks) else 1
 
 
-def cmd_audit_head(args) -> int:
+def cmd_audit_head(args: argparse.Namespace) -> int:
     from .audit.crosscheck import head_line
 
     _, db = _store(args)
@@ -220,7 +233,7 @@ def cmd_audit_head(args) -> int:
     return 0
 
 
-def cmd_audit_show(args) -> int:
+def cmd_audit_show(args: argparse.Namespace) -> int:
     from .audit.query import render, select
 
     _, db = _store(args)
@@ -228,7 +241,7 @@ def cmd_audit_show(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from .audit.report import build, render_text
@@ -240,9 +253,7 @@ def cmd_report(args) -> int:
     return 0 if report["chain"]["ok"] else 1
 
 
-def cmd_replay(args) -> int:
-    from pathlib import Path
-
+def cmd_replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .replay import ReplayError, open_sources, replay
@@ -279,7 +290,7 @@ def cmd_replay(args) -> int:
 # ---------------------------------------------------------------- risk-desk controls (via the HTTP admin API)
 
 
-def _api(args):
+def _api(args: argparse.Namespace) -> Client:
     """A client of the running proxy's admin API: ``--url`` or the config's [admin], ``--token`` or $FIXPROXY_TOKEN."""
     from .admin.client import TOKEN_ENV, Client, base_url
 
@@ -299,7 +310,7 @@ def _api(args):
     return Client(url, token)
 
 
-def _call(fn, *a):
+def _call(fn: Callable[..., _T], *a: Any) -> _T:
     from .admin.client import ApiError
 
     try:
@@ -309,7 +320,7 @@ def _call(fn, *a):
         raise SystemExit(1) from None
 
 
-def _kill(args, action: str) -> int:
+def _kill(args: argparse.Namespace, action: str) -> int:
     from .admin.client import render_result
 
     result = _call(_api(args).post, "/kill-switch", {"scope": args.scope, "action": action, "reason": args.reason})
@@ -317,18 +328,16 @@ def _kill(args, action: str) -> int:
     return 0
 
 
-def cmd_halt(args) -> int:
+def cmd_halt(args: argparse.Namespace) -> int:
     return _kill(args, "halt_and_cancel" if args.cancel else "reducing" if args.reducing else "halt")
 
 
-def cmd_resume(args) -> int:
+def cmd_resume(args: argparse.Namespace) -> int:
     return _kill(args, "resume")
 
 
-def cmd_journal_show(args) -> int:
+def cmd_journal_show(args: argparse.Namespace) -> int:
     """Print journal records, one JSON line each: segment, offset, kind and the record's value."""
-    from pathlib import Path
-
     import msgspec
 
     from .journal import format as fmt
@@ -340,7 +349,7 @@ def cmd_journal_show(args) -> int:
     if not found:
         print(f"fixproxy: no journal segments in {directory}", file=sys.stderr)
         return 1
-    wanted = {fmt.KINDS[k.encode()] if k.encode() in fmt.KINDS else k for k in args.kind.split(",")} if args.kind else None
+    wanted = {fmt.KINDS.get(k.encode(), k) for k in args.kind.split(",")} if args.kind else None
     chosen = [n for n in found if not args.segment or n in args.segment]
     encode = msgspec.json.Encoder(decimal_format="string").encode
     out = sys.stdout
@@ -363,14 +372,14 @@ def cmd_journal_show(args) -> int:
     return 0
 
 
-def cmd_resume_recording(args) -> int:
+def cmd_resume_recording(args: argparse.Namespace) -> int:
     from .admin.client import render_result
 
     print(render_result(_call(_api(args).post, "/recording/resume", {"reason": args.reason})))
     return 0
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from .admin.client import render_status
@@ -380,7 +389,7 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_limits_set(args) -> int:
+def cmd_limits_set(args: argparse.Namespace) -> int:
     from .admin.client import render_result
 
     value = None
@@ -392,7 +401,7 @@ def cmd_limits_set(args) -> int:
     return 0
 
 
-def cmd_reference_set(args) -> int:
+def cmd_reference_set(args: argparse.Namespace) -> int:
     from .admin.client import render_result
 
     body = {"symbol": args.symbol, "price": args.price, "reason": args.reason, "force": args.force}
@@ -401,12 +410,10 @@ def cmd_reference_set(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pathlib import Path
-
     p = argparse.ArgumentParser(prog="fixproxy", description="Inline FIX pre-trade risk proxy.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def with_config(sp):
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="proxy config file (default %(default)s)")
         return sp
 
@@ -447,7 +454,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--state-dir", type=Path, default=None)
     sp.set_defaults(func=cmd_sim_oms)
 
-    def with_store(sp, filters: bool = True):
+    def with_store(sp: argparse.ArgumentParser, filters: bool = True) -> argparse.ArgumentParser:
         with_config(sp)
         sp.add_argument("--db", type=Path, default=None, help="audit store (default: the one the config names)")
         if filters:
@@ -520,7 +527,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--fail-on-difference", action="store_true", help="exit 1 if any decision differs")
     sp.set_defaults(func=cmd_replay)
 
-    def with_api(sp):
+    def with_api(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_config(sp)
         sp.add_argument("--url", default="", help="the admin API, e.g. http://127.0.0.1:9880 (default: from the "
                                                   "config's [admin] http_host and http_port)")

@@ -844,10 +844,10 @@ class Soak:
             fail["orders_with_two_final_outcomes"] = [{**self.order_detail(r)} for r in list(twice)[:20]] + \
                 [{"count": len(twice)}]
         if t.exec_repeats_unmarked:
-            fail["reports_repeated_unmarked"] = t.exec_repeats_unmarked[:20] + \
-                [{"count": len(t.exec_repeats_unmarked)}]
+            fail["reports_repeated_unmarked"] = [*t.exec_repeats_unmarked[:20],
+                                                 {"count": len(t.exec_repeats_unmarked)}]
         if t.unknown:
-            fail["reports_for_unknown_orders"] = t.unknown[:20] + [{"count": len(t.unknown)}]
+            fail["reports_for_unknown_orders"] = [*t.unknown[:20], {"count": len(t.unknown)}]
         if t.wire_conflicts:
             fail["seq_reused_for_another_message"] = t.wire_conflicts[:20]
         outcomes = Counter(o.finals[0].split(":")[0] for o in orders.values() if o.finals)

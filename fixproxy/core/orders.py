@@ -12,7 +12,7 @@ from decimal import Decimal
 import msgspec
 
 from .compact import CompactIdSet
-from .model import OrderRequest, OrdStatus
+from .model import ExecReport, ExecType, OrderRequest, OrdStatus
 
 S = OrdStatus
 _ZERO = Decimal(0)
@@ -76,6 +76,23 @@ class Order(msgspec.Struct, gc=False):
     @property
     def is_open(self) -> bool:
         return not self.status.is_terminal
+
+    def follow(self, r: ExecReport) -> OrdStatus:
+        """Take the venue's report ``r`` on this order (a legal transition: ``check_transition``); the status before it.
+
+        A report on the replace in flight completes it (REPLACED) or drops it (REJECTED).
+        """
+        if self.pending is not None and r.cl_ord_id == self.pending[1]:
+            if r.exec_type is ExecType.REPLACED:
+                self.cl_ord_id, self.venue_cl_ord_id, self.request = self.pending
+                self.pending = None
+            elif r.exec_type is ExecType.REJECTED:
+                self.pending = None
+        before, self.status = self.status, r.ord_status
+        if r.order_id:
+            self.order_id = r.order_id
+        self.leaves_qty, self.cum_qty, self.avg_px = r.leaves_qty, r.cum_qty, r.avg_px
+        return before
 
     def __repr__(self) -> str:
         return f"Order({self.session}/{self.cl_ord_id} {self.status.name} leaves={self.leaves_qty})"

@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..fix import codec, desk
-from ..fix.parse import parse as parse_fields
-from ..core import events as ev
+from ..core import events as ev, snapshot
 from ..core.proxy import ProxyCore
 from ..dayroll import trading_day
+from ..fix import codec, desk
+from ..fix.codec import DEFAULT_LIMITS, IdentifierLimits
+from ..fix.parse import parse as parse_fields
 from ..journal.recovery import write_snapshot
-from ..journal.writer import Journal
+from ..journal.writer import Journal, JournalSink
 from ..timefmt import fix_timestamp_ms
 
 _MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
@@ -66,9 +67,13 @@ class CoreBridge:
     """
 
     def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
-                 clock: Callable[[], int] = time.time_ns, journal: Journal | None = None,
-                 check_logon: dict[str, Callable[[str, str], bool]] | None = None):
+                 clock: Callable[[], int] = time.time_ns, journal: JournalSink | None = None,
+                 check_logon: dict[str, Callable[[str, str], bool]] | None = None,
+                 identifiers: IdentifierLimits = DEFAULT_LIMITS):
         self.core = core
+        #: The config's ``[identifiers]``: what the decoder accepts from an OMS (recovery and replay
+        #: decode the journal with the same).
+        self.identifiers = identifiers
         self.on_record = on_record  # decisions, notices, alerts, admin results: the log and the live feed
         #: The write-ahead journal (None only in tests of an edge alone).
         self.journal = journal
@@ -128,13 +133,13 @@ class CoreBridge:
         if j is not None:
             j.event(event)
             if j.failed and not self.core.recording_failure:
-                self._recording_failed(j.failed)
+                self._recording_failed(j, j.failed)
 
-    def _recording_failed(self, reason: str) -> None:
+    def _recording_failed(self, j: JournalSink, reason: str) -> None:
         """The journal could not grow: the core refuses new risk from now on (a journaled event itself,
         written into the journal's reserve, so a replay refuses the same orders)."""
         event = ev.RecordingFailed(reason, self.clock())
-        self.journal.event(event)
+        j.event(event)
         self._perform(self.core.handle(event))
 
     def resume_recording(self, operator: str, reason: str) -> ev.AdminResult:
@@ -178,7 +183,7 @@ class CoreBridge:
             if isinstance(j, Journal) and not j.failed:
                 segment, offset = j.position
                 write_snapshot(j.directory, segment,
-                               pickle.dumps(self.core.export_state(), protocol=pickle.HIGHEST_PROTOCOL), offset)
+                               pickle.dumps(snapshot.export_state(self.core), protocol=pickle.HIGHEST_PROTOCOL), offset)
             return next((a for a in actions if isinstance(a, ev.AdminResult)), None)
 
     # -------------------------------------------------------------- messages in
@@ -208,13 +213,13 @@ class CoreBridge:
         if j is not None:
             j.inbound(info.name, now, raw)
             if j.failed and not self.core.recording_failure:
-                self._recording_failed(j.failed)
+                self._recording_failed(j, j.failed)
             if _CRASH_AFTER_JOURNAL is not None and _CRASH_AFTER_JOURNAL.search(raw):
                 os.kill(os.getpid(), signal.SIGKILL)
             if _RAISE_AFTER_JOURNAL is not None and _RAISE_AFTER_JOURNAL.search(raw):
                 raise RuntimeError("failpoint FIXPROXY_FAILPOINT_RAISE")
         if info.role == "oms":
-            self._handle(codec.oms_to_event(fields, info.name, now))
+            self._handle(codec.oms_to_event(fields, info.name, now, self.identifiers))
         elif info.role == "venue":
             try:
                 event = codec.venue_to_event(fields, info.name, now)
@@ -248,6 +253,7 @@ class CoreBridge:
             if not isinstance(action, _MESSAGE_ACTIONS):
                 self._record(action)
                 continue
+            info: SessionInfo | None
             if isinstance(action, _VENUE_ACTIONS):
                 info = self._venues[action.venue]
             else:

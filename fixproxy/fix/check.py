@@ -7,7 +7,7 @@ data dictionary would; the values themselves are the codec's and the core's to j
 from __future__ import annotations
 
 import re
-
+import string
 
 #: Fields a message must carry, by BeginString and MsgType (the FIX 4.2 and 4.4 dictionaries'
 #: required body fields of the messages the proxy reads): refused with a session Reject naming the
@@ -43,15 +43,13 @@ ENUMS = {"FIX.4.4": _ENUMS_44,
          "FIX.4.2": {**_ENUMS_44, 54: frozenset("123456789"), 40: frozenset("123456789ABCDEFGHIP"),
                      59: frozenset("0123456")}}
 #: MsgTypes of the dictionaries (any other is refused 373=11).
-MSG_TYPES = {"FIX.4.2": frozenset("0 1 2 3 4 5 6 7 8 9 A B C D E F G H J K L M N P Q R S T V W X Y Z a b c d e f g h "
-                                  "i j k l m".split())}
-MSG_TYPES["FIX.4.4"] = MSG_TYPES["FIX.4.2"] | frozenset(
-    "n o p q r s t u v w x y z AA AB AC AD AE AF AG AH AI AJ AK AL AM AN AO AP AQ AR AS AT AU AV AW AX AY AZ BA BB "
-    "BC BD BE BF BG BH".split())
+MSG_TYPES = {"FIX.4.2": frozenset("0123456789ABCDEFGHJKLMNPQRSTVWXYZabcdefghijklm")}
+MSG_TYPES["FIX.4.4"] = (MSG_TYPES["FIX.4.2"] | frozenset("nopqrstuvwxyz")
+                        | {"A" + c for c in string.ascii_uppercase} | {"B" + c for c in "ABCDEFGH"})
 #: Fields checked on every message they appear in (most messages carry none of them).
 _EVERYWHERE = (43, 97, 122, 123, 141)
 #: Checked on an order message: the usual fields one by one, the rarer ones as present.
-_ORDER_TAGS = frozenset((99, 110, 111) + _EVERYWHERE + GROUP_COUNTS)
+_ORDER_TAGS = frozenset((99, 110, 111, *_EVERYWHERE, *GROUP_COUNTS))
 _OTHER_TAGS = frozenset(INTEGER + _EVERYWHERE)
 _ENUM, _TIME, _FLOAT_KIND, _INT = range(4)
 _KIND = {**{t: _ENUM for t in _ENUMS_44}, **{t: _TIME for t in TIMESTAMP}, **{t: _FLOAT_KIND for t in NUMERIC},

@@ -52,12 +52,12 @@ def _price(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
 
 
 def _number(text: str, tag: int, name: str) -> Decimal:
-    # ascii(): the answer quotes what was sent, escaped, never a byte the wire cannot carry back
+    # !a (ascii): the answer quotes what was sent, escaped, never a byte the wire cannot carry back
     if len(text) > 40 or not is_number(text):
-        raise Invalid(f"{name} ({tag}) is not a decimal number: {ascii(text[:40])}")
+        raise Invalid(f"{name} ({tag}) is not a decimal number: {text[:40]!a}")
     if text[0] == "-":
         # The form allows a sign (the dictionaries do); a quantity or a price is never below zero.
-        raise Invalid(f"{name} ({tag}) is not a positive decimal number: {ascii(text[:40])}")
+        raise Invalid(f"{name} ({tag}) is not a positive decimal number: {text[:40]!a}")
     return Decimal(text)
 
 
@@ -67,7 +67,7 @@ def _enum(fields: dict[int, str], tag: int, name: str, table: dict[str, _E]) -> 
         raise Invalid(f"{name} ({tag}) is missing")
     found = table.get(text)
     if found is None:
-        raise Invalid(f"{name} ({tag}) value {ascii(text[:40])} is not supported")
+        raise Invalid(f"{name} ({tag}) value {text[:40]!a} is not supported")
     return found
 
 
@@ -89,14 +89,8 @@ class IdentifierLimits(msgspec.Struct, frozen=True):
     ex_destination: int = 32  # ExDestination (100)
 
 
-#: The limits every decode in this process uses unless it is given its own (``configure``).
-_limits = [IdentifierLimits()]
-
-
-def configure(limits: IdentifierLimits) -> None:
-    """Set the identifier limits of this process's decodes (the proxy, its recovery and replays
-    build their core from the same config, so they decide alike)."""
-    _limits[0] = limits
+#: The limits of a config that sets none (``[identifiers]``).
+DEFAULT_LIMITS = IdentifierLimits()
 
 
 def identifier_problem(value: str, max_len: int) -> str:
@@ -146,7 +140,7 @@ def check_identifiers(msg_type: str, fields: dict[int, str], limits: IdentifierL
             raise Invalid(f"{name} ({tag}) {problem}")
     tif = fields.get(59)
     if tif is not None and msg_type != "F" and tif not in _TIME_IN_FORCE:
-        raise Invalid(f"TimeInForce (59) value {ascii(tif[:40])} is not supported")
+        raise Invalid(f"TimeInForce (59) value {tif[:40]!a} is not supported")
 
 
 def _echo(fields: dict[int, str], tag: int, limits: IdentifierLimits) -> str:
@@ -184,15 +178,15 @@ def fields_to_order(fields: dict[int, str]) -> OrderRequest:
 
 
 def oms_to_event(fields: dict[int, str], session: str, now_ns: int,
-                 limits: IdentifierLimits | None = None) -> ev.Event:
+                 limits: IdentifierLimits = DEFAULT_LIMITS) -> ev.Event:
     """An application message from an OMS session as a core event: an order, or for anything the
-    proxy cannot accept an InvalidMessage saying why (never an exception)."""
+    proxy cannot accept an InvalidMessage saying why (never an exception). ``limits``: the
+    config's ``[identifiers]``, passed by every caller that decodes a journaled message (the proxy,
+    its recovery, replay), so they decide alike."""
     msg_type = fields.get(35, "")
     seq_text = fields.get(34, "")
     seq = int(seq_text) if seq_text.isascii() and seq_text.isdigit() and len(seq_text) < 19 else 0
     dup = poss_dup(fields)
-    if limits is None:
-        limits = _limits[0]
     try:
         if msg_type in _IDENTIFIERS:
             check_identifiers(msg_type, fields, limits)
@@ -373,14 +367,14 @@ def action_to_message(action: ev.Action, fix42: bool, transact_time: str) -> tup
             out.append((58, r.text))
         return "8", out
     if isinstance(action, ev.OmsCancelReject):
-        r = action.reject
-        out = [(37, r.order_id or "NONE"), (11, r.cl_ord_id or "NONE"), (41, r.orig_cl_ord_id or "NONE"),
-               (39, r.ord_status.value), (434, r.response_to)]
-        reason = r.reason or (CXL_REJ_REASON.get(action.code, "2") if action.code else "")
+        cr = action.reject
+        out = [(37, cr.order_id or "NONE"), (11, cr.cl_ord_id or "NONE"), (41, cr.orig_cl_ord_id or "NONE"),
+               (39, cr.ord_status.value), (434, cr.response_to)]
+        reason = cr.reason or (CXL_REJ_REASON.get(action.code, "2") if action.code else "")
         if reason:
             out.append((102, reason))
-        if r.text:
-            out.append((58, r.text))
+        if cr.text:
+            out.append((58, cr.text))
         return "9", out
     if isinstance(action, ev.OmsBusinessReject):
         out = []

@@ -12,7 +12,7 @@ _BEGIN = b"8=FIX"
 MAX_MESSAGE = 1 << 20  # a BodyLength above this is garbage, not a message
 
 #: Session-level message types (everything else is an application message).
-ADMIN_TYPES = frozenset("0 1 2 3 4 5 A".split())
+ADMIN_TYPES = frozenset("012345A")
 #: Header fields rebuilt on every send (a resend keeps only the body).
 HEADER_TAGS = frozenset((8, 9, 10, 34, 35, 43, 49, 52, 56, 97, 122))
 
@@ -223,7 +223,7 @@ def _checked_fields(raw: str) -> tuple[dict[int, str], str]:
             continue
         tag, eq, value = part.partition("=")
         if not (eq and tag.isdigit() and tag.isascii() and len(tag) < 10 and tag[0] != "0"):
-            if tag[:1] == "-" and tag[1:].isdigit() or tag[:1] == "0" and tag.isdigit() and eq:
+            if (tag[:1] == "-" and tag[1:].isdigit()) or (tag[:1] == "0" and tag.isdigit() and eq):
                 found = found or problem(f"invalid tag number {tag[:16]!r}", 0, 0)
             else:
                 found = found or problem(f"invalid tag number {tag[:16]!r}", IGNORE)

@@ -28,9 +28,10 @@ from typing import Any
 import structlog
 
 from ..config import Config
-from ..core import events as ev
+from ..core import events as ev, snapshot
 from ..core.proxy import ProxyCore
 from ..fix import codec
+from ..fix.codec import DEFAULT_LIMITS, IdentifierLimits
 from ..fix.parse import parse as parse_fields
 from . import format as fmt
 from .reader import read_segment, segments
@@ -44,7 +45,7 @@ class Recovered:
     """What recovery found: the core's state and what to do before the sessions start."""
 
     def __init__(self) -> None:
-        self.state: dict | None = None  # the snapshot of the recovered core (export_state)
+        self.state: dict | None = None  # the snapshot of the recovered core (core/snapshot.py)
         self.snapshot: bytes = b""
         self.segment = 0  # the segment the new process writes
         self.replayed = 0  # input records replayed
@@ -69,10 +70,11 @@ def roles(config: Config) -> dict[str, str]:
     return out
 
 
-def decode_inbound(role: str, session: str, now_ns: int, fields: dict[int, str]) -> ev.Event | None:
+def decode_inbound(role: str, session: str, now_ns: int, fields: dict[int, str],
+                   identifiers: IdentifierLimits = DEFAULT_LIMITS) -> ev.Event | None:
     """The core event of an inbound message (parsed), as ``CoreBridge.receive_locked`` decodes it."""
     if role == "oms":
-        return codec.oms_to_event(fields, session, now_ns)
+        return codec.oms_to_event(fields, session, now_ns, identifiers)
     if role == "venue":
         try:
             return codec.venue_to_event(fields, session, now_ns)
@@ -145,7 +147,7 @@ def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
     core: ProxyCore | None = None
     if state is not None:
         core = make_core()
-        core.import_state(state)
+        snapshot.import_state(core, state)
         if base_offset:
             # Mid-segment (a day roll's): the process that wrote the segment goes on making ExecIDs
             # where it was; the sessions it had up stay up (the snapshot says which).
@@ -154,6 +156,7 @@ def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
             if state.get("ids_drawn") is not None and hasattr(core.next_id, "drawn"):
                 core.next_id.drawn = state["ids_drawn"]
     role_of = roles(config)
+    identifiers = config.identifiers.limits()
     last: tuple[object, list[ev.Action]] | None = None  # the last input and what the core made of it
     sent_after: list[tuple[str, str]] = []  # (session, raw) of the O records after the last input
     inbound: dict[str, int] = {}
@@ -173,7 +176,7 @@ def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
                 session, now_ns, raw = fmt.decode_message(payload)
                 role = role_of.get(session)
                 fields = parse_fields(raw)
-                event = decode_inbound(role, session, now_ns, fields) if role else None
+                event = decode_inbound(role, session, now_ns, fields, identifiers) if role else None
                 seq = fields.get(34, "")
                 if seq.isdigit():
                     inbound[session] = int(seq)
@@ -204,7 +207,7 @@ def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
     if last is not None:
         _reconcile(last[1], out, venue_sent, oms_sent,
                    {(session, parse_fields(raw).get(34, "")) for session, raw in sent_after})
-    out.state = core.export_state()
+    out.state = snapshot.export_state(core)
     out.snapshot = pickle.dumps(out.state, protocol=pickle.HIGHEST_PROTOCOL)
     out.segment = (found[-1] + 1) if found else 1
     out.seconds = time.monotonic() - started

@@ -17,6 +17,7 @@ import mmap
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -43,6 +44,23 @@ def snapshot_path(directory: Path, segment: int, offset: int = 0) -> Path:
 
 class JournalError(Exception):
     """The journal cannot be opened (the message names the file and the cause)."""
+
+
+class JournalSink(Protocol):
+    """What an engine's bridge journals into: a ``Journal``, or a ``ClosedJournal`` once the proxy stopped it."""
+
+    #: Why nothing more can be written ("" while it can).
+    failed: str
+
+    def inbound(self, session: str, now_ns: int, raw: str) -> bool: ...
+
+    def outbound(self, session: str, now_ns: int, raw: str) -> bool: ...
+
+    def event(self, event: ev.Event) -> bool: ...
+
+    def action(self, action: ev.Action) -> bool: ...
+
+    def resume(self) -> str: ...
 
 
 class Journal:

@@ -26,14 +26,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from ..fix.parse import parse as parse_fields
-from ..audit.records import COMMAND_CODES, KIND_ADMIN, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE, KIND_NOTICE, \
-    command_event
-from ..audit.store import AuditError, TABLE, is_audit_store, iter_records, open_for_reading
+from ..audit.records import (
+    COMMAND_CODES,
+    KIND_ADMIN,
+    KIND_COMMAND,
+    KIND_DECISION,
+    KIND_MESSAGE,
+    KIND_NOTICE,
+    Record,
+    command_event,
+)
+from ..audit.store import TABLE, AuditError, is_audit_store, iter_records, open_for_reading
 from ..core import events as ev
+from ..fix.parse import parse as parse_fields
 from ..timefmt import fix_time_ns
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]  # what it returns is ignored (tqdm.update returns a bool)
 
 
 class Message(NamedTuple):
@@ -235,14 +243,14 @@ class AuditLog(_Reader):
         #: Risk-desk actions recorded without their command (a store written before commands were recorded).
         self.uncommanded = 0
 
-    def _records(self, kinds: tuple[str, ...]):
+    def _records(self, kinds: tuple[str, ...]) -> Iterator[Record]:
         where = f"kind IN ({', '.join(repr(k) for k in kinds)})"
         for n, (r, _) in enumerate(iter_records(self.db, where), 1):
             if self.progress is not None and n % 10_000 == 0:
                 self.progress(10_000)
             yield r
 
-    def _answered(self, r, unanswered: int) -> int:
+    def _answered(self, r: Record, unanswered: int) -> int:
         """An admin result read: it answers one pending command, or counts as recorded without one."""
         if r.code in _COMMAND_RESULTS:
             if unanswered:
@@ -250,7 +258,7 @@ class AuditLog(_Reader):
             self.uncommanded += 1
         return unanswered
 
-    def _command(self, r) -> AdminCommand | None:
+    def _command(self, r: Record) -> AdminCommand | None:
         try:
             return AdminCommand(r.ts_ns, self.index, r.seq, command_event(r))
         except ValueError as exc:

@@ -94,11 +94,16 @@ def _outcome(decision: ev.Decision) -> tuple[str, str]:
     return (FORWARDED, "") if decision.accepted else (REJECTED, decision.code)
 
 
-def _proxy_reject_code(msg_type: str, fields: dict[int, str]) -> str | None:
-    """The reject code if this message to an OMS is the proxy's own refusal, else None."""
+def _business_reject_code(fields: dict[int, str]) -> str:
+    """The reject code of a BusinessMessageReject (35=j) to an OMS: always the proxy's own."""
     m = _CODE.match(fields.get(58, ""))
-    if msg_type == "j":
-        return m.group(1) if m else "UNKNOWN"  # only the proxy sends 35=j
+    return m.group(1) if m else "UNKNOWN"
+
+
+def _proxy_reject_code(msg_type: str, fields: dict[int, str]) -> str | None:
+    """The reject code if this ExecutionReport or OrderCancelReject to an OMS is the proxy's own
+    refusal, else None."""
+    m = _CODE.match(fields.get(58, ""))
     if m is None:
         return None
     if msg_type == "8":
@@ -213,6 +218,7 @@ class Replayer:
             self.core.handle(ev.SessionUp(name, ts_ns))
 
     def _handle(self, event: ev.Event) -> list[ev.Action]:
+        assert self.core is not None, "made by run() at the first item"
         actions = self.core.handle(event)
         for action in actions:
             if type(action) is ev.Alert:
@@ -238,11 +244,11 @@ class Replayer:
         """Apply a risk-desk command as the live core did; keep what it did for the report."""
         command = item.event
         result = next((a for a in self._handle(command) if type(a) is ev.AdminResult), None)
-        if type(command) is ev.DayRoll:
+        if isinstance(command, ev.DayRoll):
             return  # the proxy's own timer, not a risk-desk action: applied, not listed
-        if type(command) is ev.AdminKill:
+        if isinstance(command, ev.AdminKill):
             what = command.action
-        elif type(command) is ev.AdminSetLimit:
+        elif isinstance(command, ev.AdminSetLimit):
             value = command.value
             shown = "(cleared)" if value is None else ",".join(map(str, value)) if isinstance(value, list) else value
             what = f"{command.field} = {shown}"
@@ -305,7 +311,7 @@ class Replayer:
         self.rows.append(row)
         self._last[(session, cl)] = row
         self._by_seq[(session, seq)] = row
-        for action in self._handle(codec.oms_to_event(fields, session, m.ts_ns)):
+        for action in self._handle(codec.oms_to_event(fields, session, m.ts_ns, self.loaded.config.identifiers.limits())):
             if type(action) is ev.Decision:
                 row.replayed, row.replayed_code = _outcome(action)
                 row.replayed_text = action.text
@@ -328,19 +334,23 @@ class Replayer:
         fields = m.fields
         if msg_type not in ("8", "9", "j"):
             return
-        code = _proxy_reject_code(msg_type, fields)
         if msg_type == "j":
             ref = fields.get(45, "")
             row = self._by_seq.get((session, int(ref))) if ref.isdigit() else None
-            self._settle(row or self._last.get((session, fields.get(379, ""))), REJECTED, code)
+            self._settle(row or self._last.get((session, fields.get(379, ""))), REJECTED, _business_reject_code(fields))
             return
+        code = _proxy_reject_code(msg_type, fields)
         cl = fields.get(11, "")
-        self._settle(self._last.get((session, cl)), *((REJECTED, code) if code else (FORWARDED, "")))
+        if code:
+            self._settle(self._last.get((session, cl)), REJECTED, code)
+        else:
+            self._settle(self._last.get((session, cl)), FORWARDED)
         if code is None:
             self._relay_as_venue_report(m, session, msg_type, cl)
 
     def _relay_as_venue_report(self, m: Message, session: str, msg_type: str, cl: str) -> None:
         """Without the venue's own log, the reports relayed to the OMS stand in for the venue's."""
+        assert self.core is not None, "made by run() at the first item"
         order = self.core.orders.by_oms(session, cl)
         if order is None or order.venue in self._logged_venues:
             return

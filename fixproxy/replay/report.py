@@ -11,7 +11,9 @@ import html
 import io
 import json
 from collections import Counter
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from ..timefmt import iso
 from .replayer import FORWARDED, REJECTED, UNANSWERED, Result, Row
@@ -93,7 +95,7 @@ def to_csv(result: Result) -> str:
 def to_json(result: Result, summary: dict) -> str:
     """``{"malformed": [...], "rows": [...], "summary": {...}}``, one malformed line or order message a line."""
 
-    def items(objects) -> str:
+    def items(objects: Iterable[Any]) -> str:
         return ",\n".join(json.dumps(o, sort_keys=True, ensure_ascii=False) for o in objects)
 
     # Built a line at a time: one json.dumps of the whole document needs several times the memory.
@@ -134,8 +136,7 @@ def to_text(result: Result, summary: dict) -> str:
            f"period {s['period']['first'] or '-'} to {s['period']['last'] or '-'}: {s['orders']} order messages "
            f"({', '.join(f'{k} {v}' for k, v in s['by_message_type'].items()) or 'none'})", ""]
     out.append(f"{'outcome':<12}{'original':>10}{'replayed':>10}")
-    for k in (FORWARDED, REJECTED, UNANSWERED):
-        out.append(f"{k:<12}{s['original'][k]:>10}{s['replayed'].get(k, '-')!s:>10}")
+    out += [f"{k:<12}{s['original'][k]:>10}{s['replayed'].get(k, '-')!s:>10}" for k in (FORWARDED, REJECTED, UNANSWERED)]
     if s["rejects_by_rule"]:
         out += ["", f"{'rejects by rule':<28}{'original':>10}{'replayed':>10}"]
         out += [f"  {code:<26}{n['original']:>10}{n['replayed']:>10}" for code, n in s["rejects_by_rule"].items()]
@@ -155,9 +156,9 @@ def to_text(result: Result, summary: dict) -> str:
     elif not _has_commands(s):
         out += ["", _NO_COMMANDS]
     if s["alerts"]:
-        out += [""] + _lines("limit alerts raised in replay:", list(s["alerts"].items()))
+        out += ["", *_lines("limit alerts raised in replay:", list(s["alerts"].items()))]
     if s["skipped"]:
-        out += [""] + _lines("not replayed:", list(s["skipped"].items()))
+        out += ["", *_lines("not replayed:", list(s["skipped"].items()))]
     if s["venues_assumed_up"]:
         out += ["", f"venues with no messages of their own in the input, taken as connected throughout: "
                     f"{', '.join(s['venues_assumed_up'])}"]
@@ -184,11 +185,11 @@ def _series(per_second: dict[int, list]) -> tuple[int, list[tuple[int, int, int,
     buckets: dict[int, list] = {}
     for second in sorted(per_second):
         orders, orig, rep, gross = per_second[second]
-        b = buckets.setdefault(second - second % size, [0, 0, 0, Decimal(0)])
-        b[0] += orders
-        b[1] += orig
-        b[2] += rep
-        b[3] = gross
+        bucket = buckets.setdefault(second - second % size, [0, 0, 0, Decimal(0)])
+        bucket[0] += orders
+        bucket[1] += orig
+        bucket[2] += rep
+        bucket[3] = gross
     start = first - first % size
     out, gross = [], Decimal(0)
     for t in range(start, last + 1, size):
@@ -234,9 +235,8 @@ def svg_chart(per_second: dict[int, list]) -> str:
     points = " ".join(f"{left + (i + 0.5) * slot:.2f},{top + plot_h * (1 - float(s[4] / top_gross)):.2f}"
                       for i, s in enumerate(series))
     parts.append(f'<polyline class="gl" points="{points}"/>')
-    for i in sorted({0, n // 2, n - 1}):
-        parts.append(f'<text x="{left + (i + 0.5) * slot:.1f}" y="{h - bottom + 16}" text-anchor="middle" '
-                     f'class="ax">{iso(series[i][0] * 1_000_000_000, 0)[11:19]}</text>')
+    parts += [f'<text x="{left + (i + 0.5) * slot:.1f}" y="{h - bottom + 16}" text-anchor="middle" '
+              f'class="ax">{iso(series[i][0] * 1_000_000_000, 0)[11:19]}</text>' for i in sorted({0, n // 2, n - 1})]
     legend = (("o", "orders"), ("r0", "rejected (original)"), ("r1", "rejected (replayed)"))
     for j, (cls, label) in enumerate(legend):
         parts.append(f'<rect class="{cls}" x="{left + j * 170}" y="{h - 14}" width="10" height="10"/>'

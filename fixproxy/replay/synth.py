@@ -24,8 +24,8 @@ from ..fix.build import build
 from ..fix.parse import parse as parse_fields
 from ..timefmt import fix_time_ns, iso
 
-_MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
-                    ev.OmsBusinessReject)
+_VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
+_OMS_ACTIONS = (ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject)
 
 
 def _stamp(ns: int, digits: int) -> str:
@@ -58,6 +58,7 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
     symbol; one in ten rests at the venue and is cancelled a few orders later.
     """
     cfg = loaded.config
+    identifiers = cfg.identifiers.limits()
     rng = random.Random(seed)
     now = fix_time_ns(start)
     instruments = {k: msgspec.structs.replace(i, reference_time_ns=now) if i.reference_price is not None else i
@@ -87,14 +88,13 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
 
     def perform(actions: list[ev.Action], ts: int) -> None:
         for action in actions:
-            if not isinstance(action, _MESSAGE_ACTIONS):
-                continue
-            venue_side = isinstance(action, (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel))
-            name = action.venue if venue_side else action.session
-            msg_type, body = codec.action_to_message(action, fix42[name], _stamp(ts, 3))
-            sent = (venues if venue_side else oms)[name].write(ts, "out", msg_type, body)
-            if venue_side:
-                venue_answers(name, sent, ts)
+            if isinstance(action, _VENUE_ACTIONS):
+                msg_type, body = codec.action_to_message(action, fix42[action.venue], _stamp(ts, 3))
+                sent = venues[action.venue].write(ts, "out", msg_type, body)
+                venue_answers(action.venue, sent, ts)
+            elif isinstance(action, _OMS_ACTIONS):
+                msg_type, body = codec.action_to_message(action, fix42[action.session], _stamp(ts, 3))
+                oms[action.session].write(ts, "out", msg_type, body)
 
     def venue_answers(venue: str, sent: dict[int, str], ts: int) -> None:
         """The venue acks (and fills, or leaves working) new orders and confirms cancels."""
@@ -119,14 +119,17 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
         if fix42[venue]:
             body = [(20, "0"), *[(t, "2" if t == 150 and v == "F" else v) for t, v in body]]
         fields = venues[venue].write(ts, "in", "8", body)
-        perform(core.handle(codec.venue_to_event(fields, venue, ts)), ts)
+        event = codec.venue_to_event(fields, venue, ts)
+        assert event is not None, "an ExecutionReport is always the core's to handle"
+        perform(core.handle(event), ts)
         return ts
 
     names = sorted(oms)
     for i in range(orders):
         now += rng.randrange(spacing_us // 2, spacing_us * 3 // 2) * 1000
-        session = names[i % len(names)]
+        oms_name = names[i % len(names)]
         inst = instruments[rng.choice(symbols)]
+        assert inst.reference_price is not None, "symbols holds priced instruments only"
         lot = int(inst.lot_size)
         qty = lot * rng.randrange(1, 10) * (100 // lot or 1)
         price = inst.reference_price * Decimal(rng.randrange(985, 1016)) / 1000
@@ -137,15 +140,15 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
             price *= Decimal("1.3")  # outside the price collar
         body = [(11, f"O{i}"), (55, inst.symbol if roll > 0.025 else "ZZZZ"), (54, rng.choice("12")),
                 (38, str(qty)), (40, "2"), (44, f"{price:.2f}")]
-        fields = oms[session].write(now, "in", "D", body)
-        perform(core.handle(codec.oms_to_event(fields, session, now)), now)
+        fields = oms[oms_name].write(now, "in", "D", body)
+        perform(core.handle(codec.oms_to_event(fields, oms_name, now, identifiers)), now)
         if resting and rng.random() < 0.1:
-            venue, oid, sent = resting.popleft()
+            _, _, sent = resting.popleft()
             session_of, _, cl = sent[11].partition(".")
             now += 1000
             body = [(11, f"{cl}-C"), (41, cl), (55, sent[55]), (54, sent[54]), (38, sent[38])]
             fields = oms[session_of].write(now, "in", "F", body)
-            perform(core.handle(codec.oms_to_event(fields, session_of, now)), now)
+            perform(core.handle(codec.oms_to_event(fields, session_of, now, identifiers)), now)
     files = []
     for session in [*oms.values(), *venues.values()]:
         session.file.close()

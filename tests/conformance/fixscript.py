@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SOH = b"\x01"
@@ -89,7 +89,7 @@ def load(path: Path) -> list[Case]:
 
 
 def _stamp(offset_s: float) -> str:
-    t = datetime.now(timezone.utc) + timedelta(seconds=offset_s)
+    t = datetime.now(UTC) + timedelta(seconds=offset_s)
     return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
@@ -149,7 +149,7 @@ def exact_mismatch(expected: str, raw: str) -> str | None:
     fields in the same order with the same values; masked tags, and ``tag=*``, take any value."""
     want = [part.partition("=") for part in expected.strip("|").split("|")]
     got = [part.partition("=") for part in raw.strip("|").split("|")]
-    for number, ((w_tag, _, w_value), (g_tag, _, g_value)) in enumerate(zip(want, got), 1):
+    for number, ((w_tag, _, w_value), (g_tag, _, g_value)) in enumerate(zip(want, got, strict=False), 1):
         if w_tag != g_tag:
             return f"field {number} is tag {g_tag}, expected tag {w_tag}"
         if w_value != "*" and not (w_tag.isdigit() and int(w_tag) in MASKED) and w_value != g_value:
@@ -212,7 +212,7 @@ class Client:
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return None
             except OSError:
                 chunk = b""
@@ -270,7 +270,7 @@ class Runner:
         """Connect and log on with 141=Y (sequence numbers 1 both ways); retried while the proxy
         still holds the previous case's connection."""
         words = step.text.split()
-        for attempt in range(40):
+        for _ in range(40):
             self._connect(words[0] if words else "")
             logon = (f"35=A|34=1|49={self.sender}|52=<TIME>|56=FIXPROXY|98=0|108=30|141=Y"
                      + "".join("|" + w for w in words[1:]))

@@ -25,8 +25,8 @@ from typing import Any
 
 from fixproxy.assemble import build_core
 from fixproxy.config import LoadedConfig, load
-from fixproxy.engines.native.connection import Connection
 from fixproxy.engines.native.bridge import NativeBridge
+from fixproxy.engines.native.connection import Connection
 from fixproxy.engines.native.session import Received, Session
 from fixproxy.engines.native.store import MemoryStore
 from fixproxy.fix import parse
@@ -180,7 +180,7 @@ class InProcessStack:
         self.records: list[Any] = []
         self.journal = Journal(state_dir / "journal", 1, journal_format.Start(1, now, os.getpid(), "in process"))
         self.bridge = NativeBridge(build_core(loaded, now), self.records.append, config=cfg, state_dir=state_dir,
-                                   journal=self.journal)
+                                   journal=self.journal, identifiers=cfg.identifiers.limits())
         self.pipes: list[tuple[_Pipe, Connection]] = []
         venue_cfg = cfg.venues[0]
         self.venue = _Venue(venue_cfg.fix_version, now)

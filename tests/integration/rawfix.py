@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SOH = "\x01"
 
@@ -21,7 +21,7 @@ def frame(begin: str, body: str) -> str:
 
 
 def now() -> str:
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
@@ -72,7 +72,7 @@ class RawFix:
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return None
             except ConnectionError:
                 return None
@@ -102,7 +102,7 @@ class RawFix:
             self.sock.settimeout(max(0.1, deadline - time.monotonic()))
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return False
             except ConnectionError:
                 return True

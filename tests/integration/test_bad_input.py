@@ -3,6 +3,8 @@ forwarded, and the proxy keeps serving."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from .harness import Stack, messages
@@ -295,3 +297,34 @@ def test_oms_simulator_still_trades_after_bad_input(stack):
     oms = stack.connect("oms2")
     oms.send_line("35=D|11=AFTER-1|55=AAPL|54=1|38=10|40=2|44=190")
     oms.wait_for(messages(oms)(**{"35": "8", "11": "AFTER-1", "39": "2"}))
+
+
+def test_configured_identifier_limits_apply_on_the_engine_and_in_recovery(fresh_stack):
+    """``[identifiers] max_clordid = 8``: a 9-character ClOrdID is refused naming the limit, an
+    8-character one is forwarded; after kill -9 the restarted proxy, which decodes the journal again
+    with the same limits, still holds only the forwarded order and refuses and forwards alike."""
+    from .test_admin_http import api
+
+    stack = fresh_stack(behaviours={"AAPL": "ack"}, extra="[identifiers]\nmax_clordid = 8\n")
+
+    def open_orders() -> set[str]:
+        body = api(stack, "GET", "/orders", role="viewer")[1]
+        return {o["cl_ord_id"] for o in (body["orders"] if isinstance(body, dict) else body)}
+
+    for attempt in ("A", "B"):
+        client = RawFix(stack.acceptor_port, "OMS1")
+        client.logon()
+        mark = len(stack.venue.lines)
+        seq = client.send("D", order(f"LONG-{attempt}123"))  # 9 characters
+        rej = client.expect(lambda m, seq=seq: m.get(35) == "j" and m.get(45) == str(seq))
+        assert rej[58].startswith("INVALID_ORDER: ClOrdID (11) is 9 characters long; at most 8 are allowed"), rej
+        still_serves(stack, client, f"OK-{attempt}1234")  # 8 characters
+        venue_got(stack, f"OK-{attempt}1234", mark)
+        assert venue_orders_since(stack, mark) == [f"oms1.OK-{attempt}1234"]
+        if attempt == "A":
+            assert open_orders() == {"OK-A1234"}
+            client.close()
+            assert stack.proxy.stop(signal.SIGKILL) == -signal.SIGKILL
+            stack.start_proxy()
+            assert open_orders() == {"OK-A1234"}
+    assert open_orders() == {"OK-A1234", "OK-B1234"}

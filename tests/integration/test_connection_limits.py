@@ -41,7 +41,7 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
         try:
             if not sock.recv(65536):
                 return True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except ConnectionError:
             return True

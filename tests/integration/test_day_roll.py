@@ -8,8 +8,7 @@ import json
 import signal
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
-from datetime import time as dt_time
+from datetime import UTC, datetime, time as dt_time, timedelta
 from decimal import Decimal
 
 from .harness import messages
@@ -37,7 +36,7 @@ def test_day_roll_keeps_working_orders_and_positions_and_survives_kill9(fresh_st
     """Orders before and after a roll a few seconds ahead: the filled one is gone from memory (its
     ClOrdID takes a new order), the resting one is still cancellable, positions carry over, /healthz
     names the new day; after kill -9 the restarted proxy shows the same."""
-    roll_at = datetime.now(timezone.utc) + timedelta(seconds=8)
+    roll_at = datetime.now(UTC) + timedelta(seconds=8)
     s = fresh_stack(behaviours={"MSFT": "ack"},
                     proxy_extra=f'day_roll = "{roll_at:%H:%M:%S}"\ntimezone = "UTC"\nfinished_grace_s = -1')
     before = _health(s)["trading_day"]["day"]

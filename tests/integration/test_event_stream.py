@@ -184,7 +184,7 @@ def test_stream_that_stops_reading_is_dropped_while_others_and_orders_continue(f
             for cl in sorted(ids):  # over max_order_qty: each refused at once, each a decision on the stream
                 client.send("D", f"11={cl}|55=AAPL|54=1|38=20000|40=2|44=190|60=20240101-00:00:00")
             last = f"B{batch}-99"
-            client.expect(lambda m: m.get(35) == "j" and m.get(379) == last)
+            client.expect(lambda m, last=last: m.get(35) == "j" and m.get(379) == last)
             sent |= ids
             reader.read_until(decided(ids))
             if any(r.get("event") == "event_stream_client_dropped" for r in stack.proxy.lines[start:]):

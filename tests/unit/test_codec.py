@@ -6,14 +6,12 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fixproxy.fix import codec
-from fixproxy.fix import parse as fixparse
-from fixproxy.fix.parse import SOH, parse as parse_fields
 from fixproxy.core import events as ev
 from fixproxy.core.model import CancelReject, ExecReport, ExecType, OrderRequest, OrdStatus, OrdType, Side
+from fixproxy.fix import codec, parse as fixparse
+from fixproxy.fix.parse import SOH, parse as parse_fields
 
 from .conftest import T0, D, exec_report, order
 
@@ -188,16 +186,11 @@ def test_identifier_at_default_limit_passes_one_more_is_invalid(tag, limit):
     assert f"({tag}) is {limit + 1} characters long; at most {limit} are allowed" in event.reason
 
 
-def test_identifier_limits_given_or_configured_apply():
-    """Limits passed to oms_to_event, or set for the process with configure(), replace the defaults."""
+def test_identifier_limits_passed_apply_and_leave_no_state():
+    """Limits passed to oms_to_event replace the defaults for that call only (no process-wide state)."""
     fields = {**base("D"), 11: "A" * 20}
     small = codec.IdentifierLimits(clordid=10)
     assert "at most 10 are allowed" in codec.oms_to_event(fields, "oms", T0, small).reason
-    codec.configure(small)
-    try:
-        assert isinstance(codec.oms_to_event(fields, "oms", T0), ev.InvalidMessage)
-    finally:
-        codec.configure(codec.IdentifierLimits())
     assert isinstance(codec.oms_to_event(fields, "oms", T0), ev.NewOrder)
 
 
@@ -609,16 +602,15 @@ def test_identifiers_section_zero_limit_names_the_key(tmp_path, key):
     assert f"identifiers.{key}" in str(info.value)
 
 
-def test_identifiers_section_applies_to_every_core_built_from_the_config(tmp_path):
-    """build_core (the proxy, its recovery, replays) hands the configured limits to the decoder."""
-    from fixproxy.assemble import build_core
+def test_identifiers_section_reaches_the_decoder_of_the_journal_recovery(tmp_path):
+    """The config's [identifiers] are what recovery decodes the journal with (the engines and replay
+    pass the same ``config.identifiers.limits()``; tests/integration/test_bad_input.py runs it live)."""
+    from fixproxy.journal.recovery import decode_inbound
 
     loaded = _config_with(tmp_path, "[identifiers]\nmax_clordid = 8\nmax_account = 4\n")
-    try:
-        build_core(loaded, T0)
-        event = codec.oms_to_event({**base("D"), 11: "A" * 9}, "oms", T0)
-        assert isinstance(event, ev.InvalidMessage) and "at most 8 are allowed" in event.reason
-        event = codec.oms_to_event({**base("D"), 1: "ACCT5"}, "oms", T0)
-        assert isinstance(event, ev.InvalidMessage) and event.reason.startswith("Account (1) is 5 characters long")
-    finally:
-        codec.configure(codec.IdentifierLimits())
+    limits = loaded.config.identifiers.limits()
+    event = decode_inbound("oms", "oms", T0, {**base("D"), 11: "A" * 9}, limits)
+    assert isinstance(event, ev.InvalidMessage) and "at most 8 are allowed" in event.reason
+    event = decode_inbound("oms", "oms", T0, {**base("D"), 1: "ACCT5"}, limits)
+    assert isinstance(event, ev.InvalidMessage) and event.reason.startswith("Account (1) is 5 characters long")
+    assert isinstance(decode_inbound("oms", "oms", T0, {**base("D"), 11: "A" * 9}), ev.NewOrder)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import pickle
 from decimal import Decimal
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fixproxy.assemble import build_core, exec_id_generator
 from fixproxy.config import load
-from fixproxy.core import compact
-from fixproxy.core import events as ev
+from fixproxy.core import compact, events as ev, snapshot
 from fixproxy.core.compact import CompactIdSet
 from fixproxy.core.model import ExecType, OrdStatus, Side
 from fixproxy.dayroll import trading_day
@@ -21,8 +19,7 @@ from fixproxy.replay.readers import open_sources
 from fixproxy.replay.replayer import replay
 
 from .conftest import NS, T0, Harness, kinds, only, order
-from .test_journal import CONFIG, T, picture, report, run_day
-from .test_journal import order as fix_order
+from .test_journal import CONFIG, T, order as fix_order, picture, report, run_day
 
 E, S = ExecType, OrdStatus
 
@@ -102,7 +99,7 @@ def test_resent_fill_of_the_closed_day_is_not_booked_twice():
 
 def _graced(seconds: int = 60) -> Harness:
     h = Harness()
-    h.core.finished_grace_ns = seconds * NS
+    h.core.retention.grace_ns = seconds * NS
     return h
 
 
@@ -162,8 +159,7 @@ def test_forgetting_is_the_same_in_a_replay_of_the_same_events():
             h.live(f"C{i}", account="ACC", qty=10, order_id=f"V{i}")
             if i % 3:
                 _fill(h, f"C{i}", 10, 100, f"F{i}")
-    assert [sorted(k for k in h.core.orders._by_oms) for h in cores][0] == \
-        sorted(k for k in cores[1].core.orders._by_oms)
+    assert sorted(cores[0].core.orders._by_oms) == sorted(cores[1].core.orders._by_oms)
     assert cores[0].core.orders.held() < 20
 
 
@@ -187,7 +183,7 @@ def test_recovery_after_the_roll_starts_from_its_snapshot_and_gives_the_same_cor
     """The roll is journaled and a snapshot written at its place in the journal: a recovery replays only
     what came after it, and ends with the same orders, positions and ExecID counter."""
     loaded = load(CONFIG)
-    write_snapshot(tmp_path, 1, pickle.dumps(build_core(loaded, T).export_state()))
+    write_snapshot(tmp_path, 1, pickle.dumps(snapshot.export_state(build_core(loaded, T))))
     core, j, wire = run_day(tmp_path, loaded, 1, T, None)
     clock = [T]
     wire.clock = lambda: clock[0]
@@ -214,7 +210,7 @@ def test_recovery_after_the_roll_starts_from_its_snapshot_and_gives_the_same_cor
     rec = recover(tmp_path, loaded.config, make, exec_id_generator, lambda v: {}, lambda s: {})
     assert rec.replayed == 2  # only what followed the roll
     again = make()
-    again.import_state(pickle.loads(rec.snapshot))
+    snapshot.import_state(again, pickle.loads(rec.snapshot))
     assert picture(again) == picture(core)
     assert again.day == core.day == trading_day(clock[0])
     assert again.orders.by_oms("oms1", "A2").is_open and again.orders.by_oms("oms1", "A1").is_open

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixproxy.fix import check, codec
 from fixproxy.core import events as ev
+from fixproxy.fix import check, codec
 
 
 @pytest.mark.parametrize("fields, expected", [

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fixproxy.fix import build, parse
 
@@ -111,7 +110,7 @@ def test_fields_name_the_problem_of_a_malformed_message(body: str, reason: int, 
     """Repeated tags, header fields after the body, empty values and bad tag numbers come back as a
     Problem with the session Reject's reason (373) and tag (371); the fast reading agrees."""
     raw = framed(body).decode("latin-1")
-    fields, problem = parse.fields(raw)
+    _, problem = parse.fields(raw)
     assert (problem.reason, problem.tag) == (reason, tag)
     assert parse.fields(raw) == parse._checked_fields(raw)
 

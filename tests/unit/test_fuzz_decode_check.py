@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import string
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from fixproxy.core import events as ev
 from fixproxy.fix import codec
 from fixproxy.fix.parse import parse as parse_fields
-from fixproxy.core import events as ev
 
 from .conftest import Harness
 
 SOH = "\x01"
 # Values that have broken parsers before: empty, huge, signs, exponents, NaN, unicode digits, separators.
 NASTY = st.sampled_from(["", "0", "-1", "-0", "1e309", "NaN", "sNaN", "inf", "-Infinity", "1e-400", "9" * 40,
-                         "1.5.5", " 100", "100 ", "١٠٠", "²", "=", "\x00", "1,000", "0x10", "1_000", "+5"])
+                         "1.5.5", " 100", "100 ", "\u0661\u0660\u0660", "²", "=", "\x00", "1,000", "0x10", "1_000", "+5"])
 # Identifiers that reached a venue before they were checked: control characters, bytes that are not
 # UTF-8 (as latin-1 characters, or as the surrogates quickfix's binding makes of them), blank, padded, huge.
 NASTY_IDS = st.sampled_from(["\x00", "A\x00B", "\x07", "X\xe91", "X\udce91", "\x7f", " ", "  A", "A ", "\t",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fixproxy.core import events as ev
+from fixproxy.core import snapshot
 from fixproxy.core.killswitch import KillAction, KillSwitch, TradingState, parse_scope
 from fixproxy.core.model import CancelReject, ExecType, OrdStatus, Side
 from fixproxy.core.proxy import SessionPolicy
@@ -213,7 +214,7 @@ def test_snapshot_carries_kill_states_and_limit_changes():
     kill(h, "symbol:AAPL", "halt")
     h.handle(ev.AdminSetLimit("firm", "max_order_qty", "7", "x", "y", h.now))
     fresh = Harness(rules=["max_order_qty"])
-    fresh.core.import_state(pickle.loads(pickle.dumps(h.core.export_state())))
+    snapshot.import_state(fresh.core, pickle.loads(pickle.dumps(snapshot.export_state(h.core))))
     fresh.core.up.add("sim")
     assert fresh.core.kill.get("symbol:AAPL").state is TradingState.HALTED
     assert fresh.core.limits.limits.firm.max_order_qty == 7
@@ -230,7 +231,7 @@ def test_snapshot_carries_the_reference_and_its_anchor():
     h = Harness(rules=["price_collar"])
     h.handle(ev.AdminSetReference("AAPL", "110", "news", "carol", h.now + 1))
     fresh = Harness(rules=["price_collar"])
-    fresh.core.import_state(pickle.loads(pickle.dumps(h.core.export_state())))
+    snapshot.import_state(fresh.core, pickle.loads(pickle.dumps(snapshot.export_state(h.core))))
     fresh.core.settings = RiskSettings(reference_from_fills=True)
     assert fresh.core.instruments["AAPL"].reference_price == D(110)
     fresh.live("F1", qty=1, price=115)

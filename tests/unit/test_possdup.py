@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fixproxy.fix import codec
 from fixproxy.core import events as ev
 from fixproxy.core.model import ExecType, OrdStatus, Side
+from fixproxy.fix import codec
 
 from .conftest import Harness, exec_report, order
 

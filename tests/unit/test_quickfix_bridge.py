@@ -6,13 +6,12 @@ from __future__ import annotations
 import threading
 
 import quickfix as fix
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fixproxy.fix import codec
-from fixproxy.fix.parse import parse as parse_fields
 from fixproxy.core import events as ev
 from fixproxy.engines.quickfix.bridge import QuickfixBridge, binding_frame, binding_text, session_info, wire_text
+from fixproxy.fix import codec
+from fixproxy.fix.parse import parse as parse_fields
 
 from .conftest import Harness
 

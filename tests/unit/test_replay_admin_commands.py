@@ -9,11 +9,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from fixproxy.logs import Recorder
 from fixproxy.audit import AuditWriter
 from fixproxy.audit.records import GENESIS, Record, action_draft, command_event
 from fixproxy.config import load
 from fixproxy.core import events as ev
+from fixproxy.logs import Recorder
 from fixproxy.replay import open_sources, replay
 from fixproxy.replay.readers import AdminCommand, AuditLog, Message, RecordedDecision, ReplayError, SessionChange
 from fixproxy.replay.replayer import Replayer

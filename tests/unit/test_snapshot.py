@@ -7,8 +7,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from fixproxy.core import events as ev
-from fixproxy.core import snapshot
+from fixproxy.core import events as ev, snapshot
 from fixproxy.core.killswitch import TradingState
 from fixproxy.core.model import ExecType, OrdStatus
 
@@ -59,7 +58,7 @@ def _assert_carried_over(h: Harness) -> None:
     assert core.kill_cancels_pending() == 0
     assert only(h.new(order("N1", qty=6000)), ev.Decision).code == "MAX_ORDER_QTY"
     assert only(h.new(order("N2", symbol="TSLA")), ev.Decision).code == "HALTED"
-    assert only(h.new(order("F1")), ev.Decision).ok  # the closed day's ClOrdID is free again
+    assert only(h.new(order("F1")), ev.Decision).accepted  # the closed day's ClOrdID is free again
 
 
 def test_snapshot_round_trip_keeps_the_state():

@@ -8,7 +8,7 @@ from collections import Counter
 
 from hypothesis import given, settings, strategies as st
 
-from fixproxy.core import events as ev, views
+from fixproxy.core import events as ev, snapshot, views
 from fixproxy.core.model import ExecType as E, OrdStatus as S
 
 from .conftest import Harness, order
@@ -138,7 +138,7 @@ def test_running_counts_survive_a_snapshot(steps):
     flow.run(steps)
     core = flow.h.core
     other = Harness().core
-    other.import_state(pickle.loads(pickle.dumps(core.export_state())))
+    snapshot.import_state(other, pickle.loads(pickle.dumps(snapshot.export_state(core))))
     assert other.tally.counts() == core.tally.counts()
     assert list(other.tally.open) == list(core.tally.open)
 

@@ -23,7 +23,8 @@ class NativeEngine:
     def __init__(self, loaded: LoadedConfig, core: ProxyCore, on_record: Callable[[ev.Action], None], *,
                  journal: Journal, check_logon: dict[str, Callable[[str, str], bool]]) -> None:
         self.bridge = NativeBridge(core, on_record, config=loaded.config, state_dir=loaded.state_dir,
-                                   journal=journal, check_logon=check_logon)
+                                   journal=journal, check_logon=check_logon,
+                                   identifiers=loaded.config.identifiers.limits())
 
     def count_journaled(self, inbound_seq: dict[str, int]) -> None:
         """As ``QuickfixEngine.count_journaled``, on the native engine's stores."""

@@ -15,8 +15,8 @@ from ...config import LoadedConfig
 from ...core import events as ev
 from ...core.proxy import ProxyCore
 from ...journal.writer import Journal
-from .dictionary import build_dictionary
 from .bridge import QuickfixBridge, session_info
+from .dictionary import build_dictionary
 from .settings import common_defaults, dictionary, log_out, session_block, write_settings
 
 
@@ -97,7 +97,8 @@ class QuickfixEngine:
         # itself and relays each to quickfix on loopback once its Logon is read (door.py).
         self.door_port = (acc.quickfix_port or free_loopback_port()) if acc.quickfix_relay else 0
         self.sessions = QuickfixSessions(loaded, self.door_port)  # kept: quickfix's threads use its factories
-        self.bridge = QuickfixBridge(core, self.sessions.infos, on_record, journal=journal, check_logon=check_logon)
+        self.bridge = QuickfixBridge(core, self.sessions.infos, on_record, journal=journal, check_logon=check_logon,
+                                     identifiers=loaded.config.identifiers.limits())
         self.bridge.watch_venues(loaded.config.venues)
         self.acceptor, self.initiator = self.sessions.engines(self.bridge)
         self.door = None
