@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import events as ev
-from . import limit_edits
+from . import events as ev, limit_edits
 from .book import FIRM
 from .killswitch import KillAction, parse_scope
 

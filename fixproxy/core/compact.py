@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterable
 from hashlib import blake2b
 
 #: How many hashes wait in the recent set before they are sorted into a run.
@@ -37,9 +38,9 @@ class CompactIdSet:
 
     __slots__ = ("_recent", "_runs", "_n")
 
-    def __init__(self, values=()) -> None:
+    def __init__(self, values: Iterable[str] = ()) -> None:
         self._recent: set[int] = set()
-        self._runs: list[array] = []
+        self._runs: list[array[int]] = []
         self._n = 0
         for v in values:
             self.add(v)
@@ -87,10 +88,10 @@ class CompactIdSet:
         """About what the hashes take (runs at 8 bytes each, recent ones as set entries)."""
         return sum(len(r) for r in self._runs) * 8 + len(self._recent) * 60
 
-    def __getstate__(self):
+    def __getstate__(self) -> tuple[list[int], list[bytes], int]:
         return (sorted(self._recent), [bytes(r) for r in self._runs], self._n)
 
-    def __setstate__(self, state) -> None:
+    def __setstate__(self, state: tuple[list[int], list[bytes], int]) -> None:
         recent, runs, self._n = state
         self._recent = set(recent)
         self._runs = []

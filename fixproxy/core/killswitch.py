@@ -12,13 +12,13 @@ import enum
 import msgspec
 
 
-class TradingState(str, enum.Enum):
+class TradingState(enum.StrEnum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"
 
 
-class KillAction(str, enum.Enum):
+class KillAction(enum.StrEnum):
     HALT = "halt"
     HALT_AND_CANCEL = "halt_and_cancel"
     REDUCING = "reducing"

@@ -8,7 +8,7 @@ from decimal import Decimal
 import msgspec
 
 
-class Side(str, enum.Enum):
+class Side(enum.StrEnum):
     BUY = "1"
     SELL = "2"
     BUY_MINUS = "3"
@@ -21,14 +21,14 @@ class Side(str, enum.Enum):
         return self in (Side.BUY, Side.BUY_MINUS)
 
 
-class OrdType(str, enum.Enum):
+class OrdType(enum.StrEnum):
     MARKET = "1"
     LIMIT = "2"
     STOP = "3"
     STOP_LIMIT = "4"
 
 
-class OrdStatus(str, enum.Enum):
+class OrdStatus(enum.StrEnum):
     """FIX OrdStatus (39), plus the proxy's own PENDING_NEW before the venue answers."""
 
     NEW = "0"
@@ -57,7 +57,7 @@ _TERMINAL = frozenset(
 )
 
 
-class ExecType(str, enum.Enum):
+class ExecType(enum.StrEnum):
     """ExecType (150) in FIX 4.4 terms; FIX 4.2 values are mapped onto these at the edge."""
 
     NEW = "0"

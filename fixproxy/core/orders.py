@@ -7,7 +7,9 @@ under a proxy ClOrdID ``<session>.<ClOrdID>``; the venue's reports are mapped ba
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -68,7 +70,7 @@ class Order(msgspec.Struct, gc=False):
         self.cl_ord_id = self.request.cl_ord_id
         self.leaves_qty = self.request.order_qty
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[tuple[Any, ...]], Order], tuple[tuple[Any, ...]]]:
         # Pickled (a snapshot) as every field: the constructor alone would reset key, cl_ord_id and
         # leaves_qty from the request (``__post_init__``).
         return _rebuild, (tuple(getattr(self, f) for f in self.__struct_fields__),)
@@ -98,7 +100,7 @@ class Order(msgspec.Struct, gc=False):
         return f"Order({self.session}/{self.cl_ord_id} {self.status.name} leaves={self.leaves_qty})"
 
 
-def _rebuild(values: tuple) -> Order:
+def _rebuild(values: tuple[Any, ...]) -> Order:
     order = Order(*values[:4])
     (order.key, order.cl_ord_id, order.order_id, order.status, order.leaves_qty, order.cum_qty, order.avg_px,
      order.pending) = values[4:]
@@ -120,7 +122,7 @@ class OrderTable:
         # (when it finished, order) of finished orders still held, oldest first (``forget_finished``)
         self._finished: deque[tuple[int, Order]] = deque()
 
-    def __setstate__(self, state) -> None:
+    def __setstate__(self, state: tuple[None, dict[str, Any]] | dict[str, Any]) -> None:
         # A snapshot written before finished orders were forgotten has no _aliases / _finished.
         self._aliases, self._finished = {}, deque()
         for name, value in (state[1] if isinstance(state, tuple) else state).items():

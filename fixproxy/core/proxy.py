@@ -21,8 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from . import answers, booking, commands, gate, limit_edits, refusals
-from . import events as ev
+from . import answers, booking, commands, events as ev, gate, limit_edits, refusals
 from .alerts import Alerts
 from .book import Book
 from .exec_ids import ExecIds
@@ -222,19 +221,13 @@ class ProxyCore:
         if e.poss_dup and (done := self._already_handled(session, new.cl_ord_id, e.now_ns, "G")) is not None:
             return done
         self._count_message(session, e.now_ns)
-        order = self.orders.by_oms(session, e.orig_cl_ord_id)
-        rej = self._amend_refusal(session, e.orig_cl_ord_id, new.cl_ord_id, order, "replace")
-        if rej is None:
-            rej = refusals.replace_changes_key(order.request, new)
-        if rej is None:
-            rej = gate.refusal(self.kill, self.recording_failure, self.book, session, new, order)
-        if rej is None:
-            rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, replacing=order))
+        known = self.orders.by_oms(session, e.orig_cl_ord_id)
+        order = self._replaceable(e, known)
         self._use_id(session, new.cl_ord_id)
-        if rej is not None:
+        if isinstance(order, Reject):
             return [
-                self._decision(session, "G", new, e.now_ns, rej),
-                answers.cancel_reject(session, new.cl_ord_id, e.orig_cl_ord_id, order, "2", rej),
+                self._decision(session, "G", new, e.now_ns, order),
+                answers.cancel_reject(session, new.cl_ord_id, e.orig_cl_ord_id, known, "2", order),
             ]
         venue_id = OrderTable.venue_id(session, new.cl_ord_id)
         order.pending = (new.cl_ord_id, venue_id, msgspec.structs.replace(new, ex_destination=order.request.ex_destination))
@@ -245,20 +238,33 @@ class ProxyCore:
             ev.VenueReplace(order.venue, venue_id, order.venue_cl_ord_id, order.order_id, order.pending[2]),
         ]
 
+    def _replaceable(self, e: ev.ReplaceOrder, known: Order | None) -> Order | Reject:
+        """The order a replace amends, or the refusal of the replace."""
+        new, session = e.order, e.session
+        order = self._amendable(session, e.orig_cl_ord_id, new.cl_ord_id, known, "replace")
+        if isinstance(order, Reject):
+            return order
+        rej = refusals.replace_changes_key(order.request, new)
+        if rej is None:
+            rej = gate.refusal(self.kill, self.recording_failure, self.book, session, new, order)
+        if rej is None:
+            rej = run_pipeline(self.rules, new, self._context(session, new, e.now_ns, replacing=order))
+        return order if rej is None else rej
+
     def _cancel(self, e: ev.CancelOrder) -> list[ev.Action]:
         session = e.session
         if e.poss_dup and (done := self._already_handled(session, e.cl_ord_id, e.now_ns, "F")) is not None:
             return done
         self._count_message(session, e.now_ns)  # cancels count toward the throttle but are never refused by it
-        order = self.orders.by_oms(session, e.orig_cl_ord_id)
-        rej = self._amend_refusal(session, e.orig_cl_ord_id, e.cl_ord_id, order, "cancel")
+        known = self.orders.by_oms(session, e.orig_cl_ord_id)
+        order = self._amendable(session, e.orig_cl_ord_id, e.cl_ord_id, known, "cancel")
         self._use_id(session, e.cl_ord_id)
-        symbol = order.request.symbol if order else e.symbol
-        account = order.request.account if order else e.account
-        if rej is not None:
+        symbol = known.request.symbol if known else e.symbol
+        account = known.request.account if known else e.account
+        if isinstance(order, Reject):
             return [
-                self._decision(session, "F", None, e.now_ns, rej, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account),
-                answers.cancel_reject(session, e.cl_ord_id, e.orig_cl_ord_id, order, "1", rej),
+                self._decision(session, "F", None, e.now_ns, order, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account),
+                answers.cancel_reject(session, e.cl_ord_id, e.orig_cl_ord_id, known, "1", order),
             ]
         venue_id = OrderTable.venue_id(session, e.cl_ord_id)
         self.orders.alias(order, e.cl_ord_id, venue_id)
@@ -269,8 +275,8 @@ class ProxyCore:
                            req.order_qty, req.account),
         ]
 
-    def _amend_refusal(self, session: str, orig: str, new_id: str, order: Order | None, what: str) -> Reject | None:
-        """Why a cancel or replace cannot go to the venue, if it cannot."""
+    def _amendable(self, session: str, orig: str, new_id: str, order: Order | None, what: str) -> Order | Reject:
+        """The order a cancel or replace amends, or why it cannot go to the venue."""
         if session not in self.sessions:
             return refusals.unknown_session(session)
         return refusals.amend(self.orders, self.day_no, self.up, session, orig, new_id, order, what)

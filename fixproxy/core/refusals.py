@@ -40,8 +40,8 @@ def cl_ord_id_taken(orders: OrderTable, day_no: int, session: str, cl_ord_id: st
 
 
 def amend(orders: OrderTable, day_no: int, up: Container[str], session: str, orig: str, new_id: str,
-          order: Order | None, what: str) -> Reject | None:
-    """Why a cancel or replace (``what``) of the order ``orig`` cannot go to the venue, if it cannot."""
+          order: Order | None, what: str) -> Order | Reject:
+    """The order ``orig`` that a cancel or replace (``what``) amends, or why it cannot go to the venue."""
     if order is None:
         if orig in orders.seen(session, day_no):  # refused, or finished and gone from memory (finished_grace_s): not open either way
             return Reject("UNKNOWN_ORDER", f"no open order with ClOrdID {orig} on session {session} (it was "
@@ -55,7 +55,8 @@ def amend(orders: OrderTable, day_no: int, up: Container[str], session: str, ori
                       observed=order.status.name)
     if order.pending is not None and what == "replace":
         return Reject("ORDER_PENDING", f"order {orig} already has a replace in flight ({order.pending[0]})")
-    return venue_down(order.venue, up, what)
+    down = venue_down(order.venue, up, what)
+    return order if down is None else down
 
 
 def replace_changes_key(old: OrderRequest, new: OrderRequest) -> Reject | None:

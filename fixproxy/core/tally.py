@@ -88,7 +88,7 @@ class Tally:
     def page(self, limit: int, after: str = "") -> list[Order]:
         """At most ``limit`` open orders in key order, the first after key ``after`` ("": from the start)."""
         keys = self.open.irange(minimum=after, inclusive=(False, False)) if after else iter(self.open)
-        out = []
+        out: list[Order] = []
         for key in keys:
             if len(out) >= limit:
                 break

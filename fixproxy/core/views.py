@@ -11,7 +11,9 @@ import msgspec
 
 from . import alerts
 from .book import FIRM
+from .orders import Order
 from .proxy import ProxyCore
+from .risk.limits import LimitSet
 
 
 def _s(value: Decimal | int | None) -> str:
@@ -30,7 +32,7 @@ def _s(value: Decimal | int | None) -> str:
 ORDER_PAGE = 100  # open orders in one page of GET /orders, unless the caller asks for another size
 
 
-def _order_row(o) -> tuple:
+def _order_row(o: Order) -> tuple:
     r = o.request
     return (o.key, o.session, o.cl_ord_id, o.venue, o.order_id, r.account, r.symbol, r.side, r.ord_type, r.order_qty,
             r.price, o.status, o.leaves_qty, o.cum_qty, o.avg_px, o.pending[0] if o.pending else "")
@@ -129,11 +131,11 @@ def trading_states(core: ProxyCore) -> list[dict]:
     return render_trading_states(copy_trading_states(core))
 
 
-def copy_limits(core: ProxyCore):
+def copy_limits(core: ProxyCore) -> LimitSet:
     return core.limits.limits  # a frozen value: replaced, never changed
 
 
-def render_limits(limit_set) -> dict:
+def render_limits(limit_set: LimitSet) -> dict:
     return msgspec.to_builtins(limit_set)
 
 

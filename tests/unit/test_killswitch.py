@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixproxy.core import events as ev
-from fixproxy.core import snapshot
+from fixproxy.core import events as ev, snapshot
 from fixproxy.core.killswitch import KillAction, KillSwitch, TradingState, parse_scope
 from fixproxy.core.model import CancelReject, ExecType, OrdStatus, Side
 from fixproxy.core.proxy import SessionPolicy

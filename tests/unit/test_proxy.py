@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from fixproxy.core import events as ev
-from fixproxy.fix import codec
 from fixproxy.core.events import (
     Decision,
     Notice,
@@ -18,6 +17,7 @@ from fixproxy.core.events import (
 )
 from fixproxy.core.model import CancelReject, ExecType, OrdStatus, Side
 from fixproxy.core.proxy import SessionPolicy
+from fixproxy.fix import codec
 
 from .conftest import LIMITS, T0, D, Harness, exec_report, kinds, limits, only, order
 

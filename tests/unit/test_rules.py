@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 import pytest
 
-from .test_exposure_rules import BOOK_RULES
-
 from fixproxy.core.model import Instrument, OrderRequest, OrdType
-from fixproxy.fix import codec
-from fixproxy.core.risk.limits import LimitSet
+from fixproxy.core.risk.limits import AGGREGATE_FIELDS, LIMIT_FIELDS, LimitSet, ResolvedLimits
 from fixproxy.core.risk.rules import (
     RULES,
     Reject,
@@ -20,10 +18,10 @@ from fixproxy.core.risk.rules import (
     run_pipeline,
     unknown_symbol,
 )
+from fixproxy.fix import codec
 
 from .conftest import NS, T0, context, firm, instrument, limits, market, order
-
-_FOR_SYMBOL = object()
+from .test_exposure_rules import BOOK_RULES
 
 
 @dataclass(frozen=True)
@@ -32,13 +30,13 @@ class Case:
 
     rule: str
     req: OrderRequest
-    limit_set: LimitSet = LimitSet()
-    inst: Instrument | None | object = _FOR_SYMBOL  # default: instrument(req.symbol), reference 100
+    limit_set: LimitSet = field(default_factory=LimitSet)
+    inst: Instrument | Literal["for_symbol"] | None = "for_symbol"  # default: instrument(req.symbol), reference 100
     now_ns: int = T0
     seen: frozenset[str] = field(default_factory=frozenset)
 
     def run(self) -> Reject | None:
-        inst = instrument(self.req.symbol) if self.inst is _FOR_SYMBOL else self.inst
+        inst = instrument(self.req.symbol) if self.inst == "for_symbol" else self.inst
         return RULES[self.rule](self.req, context(self.req, self.limit_set, inst, now_ns=self.now_ns, seen=self.seen))
 
 
@@ -281,3 +279,10 @@ def test_fractional_observed_value_keeps_its_digits():
     assert rej is not None
     assert (rej.observed, rej.limit) == ("10000", "9999.5")
     assert Decimal(rej.observed) == Decimal("1e4")
+
+
+def test_resolved_limits_type_every_limit_field_aggregates_as_tuples():
+    """ResolvedLimits declares one attribute per field of Limits: a tuple of Limits for an aggregate field."""
+    declared = ResolvedLimits.__annotations__
+    assert set(declared) == set(LIMIT_FIELDS)
+    assert {name for name, kind in declared.items() if kind.startswith("tuple[")} == AGGREGATE_FIELDS

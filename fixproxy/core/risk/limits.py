@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 import msgspec
-
 
 
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -77,11 +76,18 @@ class LimitSet(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return msgspec.structs.replace(self, **{attr: layers})
 
 
-class Limit(msgspec.Struct, frozen=True):
+T = TypeVar("T")
+
+
+class Limit(msgspec.Struct, Generic[T], frozen=True):
     """A resolved limit value and the scope it came from, e.g. ``account:ACC1``."""
 
-    value: object
+    value: T
     scope: str
+
+
+#: What resolve() finds for one field: a Limit, a tuple of them (aggregate fields), or nothing.
+Resolved: TypeAlias = Limit[Any] | tuple[Limit[Any], ...] | None
 
 
 class ResolvedLimits:
@@ -92,7 +98,23 @@ class ResolvedLimits:
 
     __slots__ = LIMIT_FIELDS
 
-    def __init__(self, values: dict[str, Limit | None]):
+    # One attribute per field of Limits (a unit test holds the two lists equal).
+    max_order_qty: Limit[Decimal] | None
+    max_order_notional: Limit[Decimal] | None
+    price_collar_pct: Limit[Decimal] | None
+    reference_max_age_s: Limit[int] | None
+    #: Set (to True) when a layer restricts the symbol.
+    restricted_symbols: Limit[bool] | None
+    max_long_position: Limit[Decimal] | None
+    max_short_position: Limit[Decimal] | None
+    max_msgs_per_s: Limit[int] | None
+    sector_min_gross: Limit[Decimal] | None
+    max_gross_exposure: tuple[Limit[Decimal], ...] | None
+    max_net_exposure: tuple[Limit[Decimal], ...] | None
+    max_sector_pct: tuple[Limit[Decimal], ...] | None
+    max_open_orders: tuple[Limit[int], ...] | None
+
+    def __init__(self, values: dict[str, Resolved]):
         for name in LIMIT_FIELDS:
             setattr(self, name, values.get(name))
 
@@ -104,14 +126,14 @@ def resolve(limits: LimitSet, session: str, account: str, symbol: str) -> Resolv
         (f"session:{session}", limits.sessions.get(session)),
         ("firm", limits.firm),
     )
-    values: dict[str, Limit | None] = {}
+    values: dict[str, Resolved] = {}
     for name in LIMIT_FIELDS:
         values[name] = None
         if name in AGGREGATE_FIELDS:
             # Every layer's value, each checked against its own scope's total (symbol layers have no total).
             found = tuple(Limit(getattr(layer, name), scope) for scope, layer in layers[1:]
                           if layer is not None and getattr(layer, name) is not None)
-            values[name] = found or None  # type: ignore[assignment]
+            values[name] = found or None
             continue
         if name == "restricted_symbols":
             # Restriction lists add up: an account cannot lift a firm-wide restriction.

@@ -135,12 +135,12 @@ def _who(order: OrderRequest) -> str:
     return f" for account {order.account}" if order.account else ""
 
 
-def _reference(order: OrderRequest, ctx: CheckContext) -> tuple[Decimal | None, Reject | None]:
+def _reference(order: OrderRequest, ctx: CheckContext) -> Decimal | Reject:
     """The instrument's reference price, or the reject that its absence or age calls for."""
     inst = ctx.instrument
     ref = inst.reference_price if inst is not None else None
     if ref is None or ref <= 0:
-        return None, Reject(
+        return Reject(
             "NO_REFERENCE_PRICE",
             f"no reference price for {order.symbol}, so the order cannot be valued or collared",
             scope=f"symbol:{order.symbol}",
@@ -151,14 +151,14 @@ def _reference(order: OrderRequest, ctx: CheckContext) -> tuple[Decimal | None, 
         age_ns = ctx.now_ns - inst.reference_time_ns if inst.reference_time_ns is not None else None
         if age_ns is None or age_ns > max_age.value * _NS:
             age_s = "an unknown time" if age_ns is None else f"{age_ns / _NS:.0f}s"
-            return None, Reject(
+            return Reject(
                 "STALE_REFERENCE_PRICE",
                 f"reference price for {order.symbol} is {age_s} old, older than the limit {max_age.value}s",
                 observed="unknown" if age_ns is None else str(age_ns // _NS),
                 limit=str(max_age.value),
                 scope=max_age.scope,
             )
-    return ref, None
+    return ref
 
 
 # ---------------------------------------------------------------- the rules
@@ -228,9 +228,9 @@ def max_order_notional(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     if limit is None:
         return None
     if order.ord_type in (OrdType.MARKET, OrdType.STOP) or order.price is None:
-        price, missing = _reference(order, ctx)
-        if missing is not None:
-            return missing
+        price = _reference(order, ctx)
+        if isinstance(price, Reject):
+            return price
         basis = "at the reference price"
     else:
         price, basis = order.price, "at the limit price"
@@ -250,9 +250,9 @@ def price_collar(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     limit = ctx.limits.price_collar_pct
     if limit is None or order.price is None or order.ord_type in (OrdType.MARKET, OrdType.STOP):
         return None
-    ref, missing = _reference(order, ctx)
-    if missing is not None:
-        return missing
+    ref = _reference(order, ctx)
+    if isinstance(ref, Reject):
+        return ref
     distance = abs(order.price - ref) * 100 / ref
     if distance > limit.value:
         return Reject(
@@ -383,10 +383,10 @@ def self_match(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     prices = ctx.book.resting_prices(order.symbol, -sign, owner)
     if not prices:
         return None
-    limits = [p for p in prices if p is not None]
-    best = (max(limits) if sign < 0 else min(limits)) if limits else None
     if None in prices:
         return _self_match_reject(order, ctx, mode, sign, None)  # a working market order meets anything
+    limits = [p for p in prices if p is not None]
+    best = max(limits) if sign < 0 else min(limits)
     if order.price is None or (order.price >= best if sign > 0 else order.price <= best):
         return _self_match_reject(order, ctx, mode, sign, best)
     return None
@@ -404,7 +404,7 @@ def _self_match_scan(order: OrderRequest, ctx: CheckContext, mode: str, sign: in
     return None
 
 
-def _self_match_reject(order: OrderRequest, ctx: CheckContext, mode: str, sign: int, price) -> Reject:
+def _self_match_reject(order: OrderRequest, ctx: CheckContext, mode: str, sign: int, price: Decimal | None) -> Reject:
     whose = f"account {order.account}" if mode == "account" and order.account else (
         f"session {ctx.session}" if mode == "account" else "the firm")
     return Reject(
