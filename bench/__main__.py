@@ -7,8 +7,10 @@ import sys
 
 #: command -> (module, what it measures)
 COMMANDS = {
-    "run": ("bench.run", "what the proxy costs against a direct link: latency and throughput of six setups "
-                         "(`make bench`)"),
+    "run": (
+        "bench.run",
+        "what the proxy costs against a direct link: latency and throughput of six setups (`make bench`)",
+    ),
     "halt": ("bench.halt", "halt-to-last-cancel time for N working orders (`make bench`)"),
     "replay": ("bench.replay", "replay speed of a synthetic day of FIX logs (`make bench`)"),
     "long": ("bench.long", "one setup window after window: latency and GC pauses as the proxy's tables grow"),
@@ -25,8 +27,9 @@ COMMANDS = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    return ("usage: python -m bench <command> [options]   (<command> --help for its options)\n\ncommands:\n"
-            + "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()))
+    return "usage: python -m bench <command> [options]   (<command> --help for its options)\n\ncommands:\n" + "\n".join(
+        f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

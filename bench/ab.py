@@ -32,7 +32,7 @@ def _override(text: str) -> tuple[tuple[str, ...], object]:
     """``section.key=<JSON value>`` as (path, value); ValueError naming what is wrong."""
     path, sep, value = text.partition("=")
     if not sep or "." not in path:
-        raise ValueError(f"{text!r}: expected section.key=<JSON value>, e.g. proxy.writer_priority=\"normal\"")
+        raise ValueError(f'{text!r}: expected section.key=<JSON value>, e.g. proxy.writer_priority="normal"')
     try:
         return tuple(path.split(".")), json.loads(value)
     except ValueError:
@@ -88,18 +88,30 @@ def main(argv: list[str] | None = None) -> int:
             setups[label].start()
         for setup in setups.values():
             setup.window(args.rate, 3, 1000, 5)  # warm-up
-        print(f"{args.setup} at {args.rate:g}/s, {args.windows} windows of {args.seconds:g} s each; "
-              f"A: {' '.join(args.a_set) or 'as configured'}; B: {' '.join(args.b_set) or 'as configured'}")
+        print(
+            f"{args.setup} at {args.rate:g}/s, {args.windows} windows of {args.seconds:g} s each; "
+            f"A: {' '.join(args.a_set) or 'as configured'}; B: {' '.join(args.b_set) or 'as configured'}"
+        )
         for i in range(args.windows):
             for label, setup in setups.items():
                 r = setup.window(args.rate, args.seconds, 1000, 5.0)
                 h = histogram.decode(r["latency"])
                 hists[label].add(h)
                 s = histogram.summary(h)
-                windows.append({"window": i + 1, "variant": label, "acked": r["acked"], "planned": r["planned"],
-                                **{f"{k}_us": s[k] for k in ("p50", "p90", "p99", "p99.9", "max")}})
-                print(f"window {i + 1:3d} {label}  p50 {s['p50']:>7}  p90 {s['p90']:>7}  p99 {s['p99']:>7}  "
-                      f"p99.9 {s['p99.9']:>7} µs  acked {r['acked']}/{r['planned']}", flush=True)
+                windows.append(
+                    {
+                        "window": i + 1,
+                        "variant": label,
+                        "acked": r["acked"],
+                        "planned": r["planned"],
+                        **{f"{k}_us": s[k] for k in ("p50", "p90", "p99", "p99.9", "max")},
+                    }
+                )
+                print(
+                    f"window {i + 1:3d} {label}  p50 {s['p50']:>7}  p90 {s['p90']:>7}  p99 {s['p99']:>7}  "
+                    f"p99.9 {s['p99.9']:>7} µs  acked {r['acked']}/{r['planned']}",
+                    flush=True,
+                )
                 time.sleep(0.3)
     finally:
         for setup in setups.values():
@@ -107,15 +119,33 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
     merged = {label: histogram.summary(h) for label, h in hists.items()}
     for label, s in merged.items():
-        print(f"merged     {label}  p50 {s['p50']:>7}  p90 {s['p90']:>7}  p99 {s['p99']:>7}  p99.9 {s['p99.9']:>7} µs  "
-              f"max {s['max']} µs  ({s['count']} orders)")
-    ratio = {k: round(merged["B"][k] / merged["A"][k], 3) if merged["A"][k] and merged["B"][k] else None
-             for k in ("p50", "p90", "p99", "p99.9")}
+        print(
+            f"merged     {label}  p50 {s['p50']:>7}  p90 {s['p90']:>7}  p99 {s['p99']:>7}  p99.9 {s['p99.9']:>7} µs  "
+            f"max {s['max']} µs  ({s['count']} orders)"
+        )
+    ratio = {
+        k: round(merged["B"][k] / merged["A"][k], 3) if merged["A"][k] and merged["B"][k] else None
+        for k in ("p50", "p90", "p99", "p99.9")
+    }
     print("B / A      " + "  ".join(f"{k} {v}" for k, v in ratio.items()))
     if args.out is not None:
-        args.out.write_text(json.dumps({"setup": args.setup, "rate": args.rate, "seconds": args.seconds,
-                                        "a_set": args.a_set, "b_set": args.b_set, "applied": applied, "windows": windows,
-                                        "merged": merged, "b_over_a": ratio}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "setup": args.setup,
+                    "rate": args.rate,
+                    "seconds": args.seconds,
+                    "a_set": args.a_set,
+                    "b_set": args.b_set,
+                    "applied": applied,
+                    "windows": windows,
+                    "merged": merged,
+                    "b_over_a": ratio,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -69,8 +69,10 @@ class Peer(asyncio.Protocol):
             self.send("A", "98=0|108=30|141=Y")
 
     def send(self, msg_type: str, fields: str) -> None:
-        body = (f"35={msg_type}{SOH}34={self.seq}{SOH}49={self.sender}{SOH}52={_ts()}{SOH}56={self.target}{SOH}"
-                + "".join(f"{f}{SOH}" for f in fields.split("|") if f))
+        body = (
+            f"35={msg_type}{SOH}34={self.seq}{SOH}49={self.sender}{SOH}52={_ts()}{SOH}56={self.target}{SOH}"
+            + "".join(f"{f}{SOH}" for f in fields.split("|") if f)
+        )
         self.seq += 1
         self.transport.write(frame(body))
 
@@ -83,7 +85,7 @@ class Peer(asyncio.Protocol):
             stop = self.buf.find(b"\x01", end + 4)
             if stop < 0:
                 return
-            raw, self.buf = self.buf[:stop + 1], self.buf[stop + 1:]
+            raw, self.buf = self.buf[: stop + 1], self.buf[stop + 1 :]
             m = parse(raw)
             kind = m.get(35)
             if kind == "A":
@@ -116,8 +118,9 @@ class Venue:
         n = next(self.ids)
         common = f"11={m[11]}|37=V{n}|55={m[55]}|54={m[54]}|38={m[38]}|44={m.get(44, '0')}"
         peer.send("8", f"{common}|17=A{n}|150=0|39=0|151={m[38]}|14=0|6=0")
-        peer.send("8", f"{common}|17=F{n}|150=F|39=2|151=0|14={m[38]}|6={m.get(44, '1')}|32={m[38]}"
-                       f"|31={m.get(44, '1')}")
+        peer.send(
+            "8", f"{common}|17=F{n}|150=F|39=2|151=0|14={m[38]}|6={m.get(44, '1')}|32={m[38]}|31={m.get(44, '1')}"
+        )
 
     async def start(self, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -149,8 +152,9 @@ class Oms:
 
     async def connect(self, port: int) -> None:
         loop = asyncio.get_running_loop()
-        _, self.peer = await loop.create_connection(lambda: Peer("OMS1", "FIXPROXY", self._message, True),
-                                                    "127.0.0.1", port)
+        _, self.peer = await loop.create_connection(
+            lambda: Peer("OMS1", "FIXPROXY", self._message, True), "127.0.0.1", port
+        )
         await asyncio.wait_for(self.peer.logged_on, 30)
 
     def order(self) -> None:
@@ -178,8 +182,16 @@ class Oms:
 # ---------------------------------------------------------------- the proxy
 
 
-def config_text(engine: str, acceptor: int, venue: int, http: int, *, grace_s: float = -1,
-                max_stream_clients: int = 50, legacy: bool = False) -> str:
+def config_text(
+    engine: str,
+    acceptor: int,
+    venue: int,
+    http: int,
+    *,
+    grace_s: float = -1,
+    max_stream_clients: int = 50,
+    legacy: bool = False,
+) -> str:
     """The bench proxy's config; ``legacy``: without the settings an older proxy does not know."""
     proxy_extra = "" if legacy else f"finished_grace_s = {grace_s}"
     admin_extra = "" if legacy else f"max_stream_clients = {max_stream_clients}"
@@ -256,12 +268,29 @@ def seed(config: Path, orders: int, open_every: int = 100) -> float:
         core.handle(ev.NewOrder("oms1", i + 1, now, req))
         vid = f"oms1.{cl}"
         if i % open_every == 0:
-            core.handle(ev.VenueReport("sim", now, ExecReport(ExecType.NEW, OrdStatus.NEW, vid, f"V{i}", f"E{i}",
-                                                             leaves_qty=qty)))
+            core.handle(
+                ev.VenueReport(
+                    "sim", now, ExecReport(ExecType.NEW, OrdStatus.NEW, vid, f"V{i}", f"E{i}", leaves_qty=qty)
+                )
+            )
         else:
-            core.handle(ev.VenueReport("sim", now, ExecReport(ExecType.TRADE, OrdStatus.FILLED, vid, f"V{i}",
-                                                             f"E{i}", cum_qty=qty, last_qty=qty, last_px=px,
-                                                             avg_px=px)))
+            core.handle(
+                ev.VenueReport(
+                    "sim",
+                    now,
+                    ExecReport(
+                        ExecType.TRADE,
+                        OrdStatus.FILLED,
+                        vid,
+                        f"V{i}",
+                        f"E{i}",
+                        cum_qty=qty,
+                        last_qty=qty,
+                        last_px=px,
+                        avg_px=px,
+                    ),
+                )
+            )
     core.sessions_gone()
     journal = config.parent / "var" / "journal"
     write_snapshot(journal, 1, pickle.dumps(snapshot.export_state(core), protocol=pickle.HIGHEST_PROTOCOL))
@@ -271,15 +300,26 @@ def seed(config: Path, orders: int, open_every: int = 100) -> float:
 class Proxy:
     """``python -m fixproxy run`` in its own process (on CPU ``cpu`` when given)."""
 
-    def __init__(self, root: Path, engine: str, *, orders: int = 0, max_stream_clients: int = 50,
-                 cpu: int | None = 1, legacy: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        engine: str,
+        *,
+        orders: int = 0,
+        max_stream_clients: int = 50,
+        cpu: int | None = 1,
+        legacy: bool = False,
+    ):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
         self.acceptor, self.venue_port, self.http = free_port(), free_port(), free_port()
         self.config = root / "fixproxy.toml"
-        self.config.write_text(config_text(engine, self.acceptor, self.venue_port, self.http,
-                                           max_stream_clients=max_stream_clients, legacy=legacy))
+        self.config.write_text(
+            config_text(
+                engine, self.acceptor, self.venue_port, self.http, max_stream_clients=max_stream_clients, legacy=legacy
+            )
+        )
         self.seed_s = seed(self.config, orders) if orders else 0.0
         self.cpu = cpu
         self.url = f"http://127.0.0.1:{self.http}/api/v1"

@@ -107,12 +107,17 @@ async def measure(engine: str, root: Path, seeded: Path | None, args) -> list[di
     await oms.connect(proxy.acceptor)
     await oms.run(3, args.rate)  # warm up
     out = []
-    reads = subprocess.Popen([sys.executable, "-m", "bench.desk_reads", "--reader", str(proxy.http)], stdin=subprocess.PIPE,  # noqa: ASYNC220 - blocking pipes, used between windows
-                             stdout=subprocess.PIPE, text=True, bufsize=1)
+    reads = subprocess.Popen(  # noqa: ASYNC220 - blocking pipes, used between windows
+        [sys.executable, "-m", "bench.desk_reads", "--reader", str(proxy.http)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     try:
         modes = list(MODES)
         for r in range(args.rounds):
-            for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+            for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
                 reads.stdin.write(mode + "\n")
                 await asyncio.sleep(1.0)  # the reads under way before the window opens
                 reads.stdin.write("report\n")
@@ -122,8 +127,14 @@ async def measure(engine: str, root: Path, seeded: Path | None, args) -> list[di
                 done = json.loads(reads.stdout.readline())
                 hist = new_histogram()
                 record_ns(hist, lat)
-                rec = {"engine": engine, "round": r + 1, "mode": mode, "ack_us": summary(hist),
-                       "unanswered": len(oms.sent), "rss_mb": round(proxy.rss_mb())}
+                rec = {
+                    "engine": engine,
+                    "round": r + 1,
+                    "mode": mode,
+                    "ack_us": summary(hist),
+                    "unanswered": len(oms.sent),
+                    "rss_mb": round(proxy.rss_mb()),
+                }
                 oms.sent.clear()
                 if MODES[mode] is not None:
                     rec["reads"] = done
@@ -170,8 +181,16 @@ async def main_async(args) -> int:
     for engine in args.engines.split(","):
         records += await measure(engine, root, seeded, args)
     table = {engine: {mode: merged(records, engine, mode) for mode in MODES} for engine in args.engines.split(",")}
-    emit({"event": "result", "orders_in_memory": args.orders, "rate": args.rate, "window_s": args.window,
-          "rounds": args.rounds, "table": table})
+    emit(
+        {
+            "event": "result",
+            "orders_in_memory": args.orders,
+            "rate": args.rate,
+            "window_s": args.window,
+            "rounds": args.rounds,
+            "table": table,
+        }
+    )
     shutil.rmtree(root, ignore_errors=True)
     return 0
 

@@ -60,8 +60,15 @@ def cpu() -> float:
 async def measure(args: argparse.Namespace) -> None:
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - after its port, its replies are read off the loop (run_in_executor)
     echo_port = int(child.stdout.readline())
-    acc = SimpleNamespace(host="127.0.0.1", port=0, allowed_remote_addresses=("127.0.0.1",), logon_timeout_s=5.0,
-                          max_logon_bytes=4096, max_connections=512, max_connections_per_address=64)
+    acc = SimpleNamespace(
+        host="127.0.0.1",
+        port=0,
+        allowed_remote_addresses=("127.0.0.1",),
+        logon_timeout_s=5.0,
+        max_logon_bytes=4096,
+        max_connections=512,
+        max_connections_per_address=64,
+    )
     door = Door(acc, echo_port, {("FIX.4.4", "OMS1", "FIXPROXY")}, lambda why: print("refused:", why))
     # The echo answers the Logon with the Logon itself (35=A): the door counts it as logged on.
     loop = asyncio.get_running_loop()
@@ -86,8 +93,10 @@ async def measure(args: argparse.Namespace) -> None:
         p50 = statistics.median(x[0] for x in r) / 1000
         p99 = statistics.median(x[1] for x in r) / 1000
         per_msg = statistics.median(x[2] for x in r) / (2 * args.messages) * 1e6
-        print(f"{name:6}  round trip p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  "
-              f"this process's CPU per relayed message {per_msg:5.1f} µs  ({args.windows} windows of {args.messages})")
+        print(
+            f"{name:6}  round trip p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  "
+            f"this process's CPU per relayed message {per_msg:5.1f} µs  ({args.windows} windows of {args.messages})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,15 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     config = write_config(root, acceptor, venue_port, http)
     procs: list[Proc] = []
     try:
-        venue = Proc("venue", fixproxy_command("sim", "venue", "--config", str(config), "--default", "ack",
-                                              "--state-dir", str(root / "venue")), root)
+        venue = Proc(
+            "venue",
+            fixproxy_command(
+                "sim", "venue", "--config", str(config), "--default", "ack", "--state-dir", str(root / "venue")
+            ),
+            root,
+        )
         procs.append(venue)
         venue.wait_for(lambda r: r.get("event") == "listening", 30)
         proxy = Proc("proxy", fixproxy_command("run", "--config", str(config)), root)
         procs.append(proxy)
         proxy.wait_for(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", 30)
-        oms = Proc("oms", fixproxy_command("sim", "oms", "--config", str(config), "--stdin", "--state-dir", str(root / "oms")),
-                   root, stdin=True)
+        oms = Proc(
+            "oms",
+            fixproxy_command("sim", "oms", "--config", str(config), "--stdin", "--state-dir", str(root / "oms")),
+            root,
+            stdin=True,
+        )
         procs.append(oms)
         oms.wait_for(lambda r: r.get("event") == "logon", 30)
         for i in range(args.orders):
@@ -95,16 +104,23 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.1)
 
         body = json.dumps({"scope": "account:HALTME", "action": "halt_and_cancel", "reason": "benchmark"}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{http}/api/v1/kill-switch", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {RISK_TOKEN}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{http}/api/v1/kill-switch",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {RISK_TOKEN}", "Content-Type": "application/json"},
+        )
         t0 = time.perf_counter()
         with urllib.request.urlopen(req, timeout=120) as r:
             result = json.load(r)
         t_command = time.perf_counter() - t0
 
         def count(proc: Proc, **tags) -> int:
-            return sum(1 for r in proc.snapshot() if r.get("dir") == "in"
-                       and all(r["fields"].get(k) == v for k, v in tags.items()))
+            return sum(
+                1
+                for r in proc.snapshot()
+                if r.get("dir") == "in" and all(r["fields"].get(k) == v for k, v in tags.items())
+            )
 
         t_venue = t_oms = None
         while time.perf_counter() - t0 < 120 and (t_venue is None or t_oms is None):
@@ -114,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 t_oms = time.perf_counter() - t0
             time.sleep(0.005)
         report = {
-            "working_orders": args.orders, "orders_cancelled": result.get("orders_cancelled"),
+            "working_orders": args.orders,
+            "orders_cancelled": result.get("orders_cancelled"),
             "command_round_trip_ms": round(t_command * 1000, 1),
             "last_cancel_read_by_venue_ms": round(t_venue * 1000, 1) if t_venue else None,
             "last_cancel_report_at_oms_ms": round(t_oms * 1000, 1) if t_oms else None,

@@ -44,8 +44,9 @@ def decode(text: str) -> HdrHistogram:
 def summary(hist: HdrHistogram) -> dict[str, float | int | None]:
     """p50, p90, p99, p99.9 and max in microseconds, and the count; None for an empty histogram."""
     count = hist.get_total_count()
-    out: dict[str, float | int | None] = {key: (hist.get_value_at_percentile(p) if count else None)
-                                          for key, p in PERCENTILES}
+    out: dict[str, float | int | None] = {
+        key: (hist.get_value_at_percentile(p) if count else None) for key, p in PERCENTILES
+    }
     out["max"] = hist.get_max_value() if count else None
     out["count"] = count
     return out

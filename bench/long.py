@@ -30,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--config", type=Path, default=REPO / "cfg" / "fixproxy.toml")
     p.add_argument("--out", type=Path, help="also write the windows as JSON here")
-    p.add_argument("--keep-run-dir", action="store_true",
-                   help="keep configs, stores and logs (a long run's audit store alone is about 1 GB)")
+    p.add_argument(
+        "--keep-run-dir",
+        action="store_true",
+        help="keep configs, stores and logs (a long run's audit store alone is about 1 GB)",
+    )
     args = p.parse_args(argv)
     run_id = "L" + format(int(time.time() * 1000), "x")[-8:]
     run_dir = REPO / "var" / "bench" / f"long-{run_id}"
@@ -50,10 +53,23 @@ def main(argv: list[str] | None = None) -> int:
             s = histogram.summary(histogram.decode(r["latency"]))
             gc = (r.get("residence") or {}).get("gc") or {}
             pauses = [gc.get(g, {}).get("max_ms", 0.0) for g in ("gen0", "gen1", "gen2")]
-            windows.append({"window": i + 1, "orders_so_far": done, "acked": r["acked"], "planned": r["planned"],
-                            "p50_us": s["p50"], "p99_us": s["p99"], "p99.9_us": s["p99.9"], "gc": gc})
-            print(f"{i + 1:6d}  {done:13,d}  {s['p50']:7}  {s['p99']:7}  {s['p99.9']:8}   "
-                  + " / ".join(f"{ms:.2f}" for ms in pauses), flush=True)
+            windows.append(
+                {
+                    "window": i + 1,
+                    "orders_so_far": done,
+                    "acked": r["acked"],
+                    "planned": r["planned"],
+                    "p50_us": s["p50"],
+                    "p99_us": s["p99"],
+                    "p99.9_us": s["p99.9"],
+                    "gc": gc,
+                }
+            )
+            print(
+                f"{i + 1:6d}  {done:13,d}  {s['p50']:7}  {s['p99']:7}  {s['p99.9']:8}   "
+                + " / ".join(f"{ms:.2f}" for ms in pauses),
+                flush=True,
+            )
     finally:
         setup.stop()
         if args.keep_run_dir:
@@ -61,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     if args.out is not None:
-        args.out.write_text(json.dumps({"setup": args.setup, "rate": args.rate, "seconds": args.seconds,
-                                        "windows": windows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"setup": args.setup, "rate": args.rate, "seconds": args.seconds, "windows": windows}, indent=2)
+            + "\n"
+        )
     return 0
 
 

@@ -28,9 +28,11 @@ from bench.setups import SETUPS, Setup
 STEP_GROUPS = (("direct", "full", "full_native"), ("qf_relay", "pass_through", "relay"))
 assert sorted(sum(STEP_GROUPS, ())) == sorted(SETUPS)
 MIN_RATE = 25  # the throughput search goes no lower (orders/s)
-SUSTAIN = ("every order acked, none rejected or unsent, the in-flight bound never reached, no standing queue "
-           "(p50 within its bound), no growing one (p50 of the last third of the step at most 2x + 2 ms that of "
-           "the first third), and p99 within its bound")
+SUSTAIN = (
+    "every order acked, none rejected or unsent, the in-flight bound never reached, no standing queue "
+    "(p50 within its bound), no growing one (p50 of the last third of the step at most 2x + 2 ms that of "
+    "the first third), and p99 within its bound"
+)
 MAX_RATE = 32000
 
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -137,9 +139,11 @@ class Bench:
                     r = self.window(name, rate, a.window_s)
                     self.latency.setdefault(str(rate), {}).setdefault(name, []).append(r)
                     s = histogram.summary(histogram.decode(r["latency"]))
-                    self.log(f"  latency window {w + 1}/{a.windows} {rate:>6}/s {name:<12} p50 {s['p50']} µs  "
-                             f"p99 {s['p99']} µs  max {s['max']} µs  acked {r['acked']}/{r['planned']}  "
-                             f"(other work: {r['cpu']['other_cores']} cores)")
+                    self.log(
+                        f"  latency window {w + 1}/{a.windows} {rate:>6}/s {name:<12} p50 {s['p50']} µs  "
+                        f"p99 {s['p99']} µs  max {s['max']} µs  acked {r['acked']}/{r['planned']}  "
+                        f"(other work: {r['cpu']['other_cores']} cores)"
+                    )
 
     def run_throughput(self) -> None:
         """Per setup: a short-probe search (doubling, then bisecting), then full-length confirmation steps."""
@@ -181,8 +185,9 @@ class Bench:
                 r = self.window(name, rate, a.step_s, a.abort_lag_s)
                 ok, why = self.passed(r)
                 st["confirms"].append(self._step(r, ok, why))
-                self.log(f"  throughput step  {name:<12} {rate:>6}/s for {a.step_s:g}s "
-                         f"{'ok' if ok else 'FAIL: ' + why}")
+                self.log(
+                    f"  throughput step  {name:<12} {rate:>6}/s for {a.step_s:g}s {'ok' if ok else 'FAIL: ' + why}"
+                )
                 if ok:
                     st["sustained"] = rate
                 else:
@@ -215,13 +220,27 @@ class Bench:
 
     def _step(self, r: dict, ok: bool, why: str) -> dict:
         s = histogram.summary(histogram.decode(r["latency"]))
-        return {"rate": r["rate"], "duration_s": r["duration_s"], "passed": ok, "why": why,
-                "planned": r["planned"], "sent": r["sent"], "acked": r["acked"], "rejected": r["rejected"],
-                "timeouts": r["timeouts"], "unsent": r["unsent"], "p50_us": s["p50"], "p99_us": s["p99"],
-                "max_us": s["max"], "achieved_send_rate": r["achieved_send_rate"],
-                "max_send_lag_us": r["max_send_lag_us"], "waits_for_in_flight_slot": r["waits_for_in_flight_slot"],
-                "p50_first_third_us": r.get("p50_first_third_us"), "p50_last_third_us": r.get("p50_last_third_us"),
-                "cpu": r["cpu"]}
+        return {
+            "rate": r["rate"],
+            "duration_s": r["duration_s"],
+            "passed": ok,
+            "why": why,
+            "planned": r["planned"],
+            "sent": r["sent"],
+            "acked": r["acked"],
+            "rejected": r["rejected"],
+            "timeouts": r["timeouts"],
+            "unsent": r["unsent"],
+            "p50_us": s["p50"],
+            "p99_us": s["p99"],
+            "max_us": s["max"],
+            "achieved_send_rate": r["achieved_send_rate"],
+            "max_send_lag_us": r["max_send_lag_us"],
+            "waits_for_in_flight_slot": r["waits_for_in_flight_slot"],
+            "p50_first_third_us": r.get("p50_first_third_us"),
+            "p50_last_third_us": r.get("p50_last_third_us"),
+            "cpu": r["cpu"],
+        }
 
     def profile(self, out_dir: Path) -> dict:
         """One extra full-setup window with py-spy recording the proxy (not part of the figures).
@@ -241,9 +260,28 @@ class Bench:
         spies = {}
         for kind, raw in raws.items():
             spies[kind] = subprocess.Popen(
-                [py_spy, "record", "--pid", str(proxy.pid), "--rate", "200", "--format", "raw", "--nonblocking",
-                 "--threads", "--duration", str(duration), "--output", str(raw), *(["--gil"] if kind == "gil" else [])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(proxy.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--threads",
+                    "--duration",
+                    str(duration),
+                    "--output",
+                    str(raw),
+                    *(["--gil"] if kind == "gil" else []),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         errors = {}
         try:
             time.sleep(1.0)  # py-spy attaches
@@ -257,10 +295,15 @@ class Bench:
                     errors[kind] = (spy.communicate()[1] or "")[-300:]
         top = {kind: top_functions(raw) for kind, raw in raws.items() if raw.exists()}
         (out_dir / "top.json").write_text(json.dumps(top, indent=2))
-        return {"recorded": all(raw.exists() for raw in raws.values()), "raw": {k: str(v) for k, v in raws.items()},
-                "rate": a.profile_rate, "duration_s": duration,
-                "window_latency_us": histogram.summary(histogram.decode(r["latency"])), "py_spy_stderr": errors,
-                "top": top}
+        return {
+            "recorded": all(raw.exists() for raw in raws.values()),
+            "raw": {k: str(v) for k, v in raws.items()},
+            "rate": a.profile_rate,
+            "duration_s": duration,
+            "window_latency_us": histogram.summary(histogram.decode(r["latency"])),
+            "py_spy_stderr": errors,
+            "top": top,
+        }
 
 
 def _round_rate(rate: float) -> int:
@@ -321,9 +364,11 @@ def aggregate(windows: list[dict], passed: Callable[[dict], tuple[bool, str]]) -
         gc_pauses = {}
         for gen in ("gen0", "gen1", "gen2"):
             rows = [w["residence"].get("gc", {}).get(gen, {}) for w in windows]
-            gc_pauses[gen] = {"count": sum(r.get("count", 0) for r in rows),
-                              "total_ms": round(sum(r.get("total_ms", 0) for r in rows), 2),
-                              "max_ms": max((r.get("max_ms", 0) for r in rows), default=0)}
+            gc_pauses[gen] = {
+                "count": sum(r.get("count", 0) for r in rows),
+                "total_ms": round(sum(r.get("total_ms", 0) for r in rows), 2),
+                "max_ms": max((r.get("max_ms", 0) for r in rows), default=0),
+            }
     residence_measured = all(w.get("residence", {}).get("measured") for w in windows) if residence else False
     spans: dict[str, HdrHistogram] = {}
     for w in windows:
@@ -341,9 +386,20 @@ def aggregate(windows: list[dict], passed: Callable[[dict], tuple[bool, str]]) -
     for w in windows:
         s = histogram.summary(histogram.decode(w["latency"]))
         ok, why = passed(w)
-        per_window.append({"p50": s["p50"], "p99": s["p99"], "max": s["max"], "acked": w["acked"],
-                           "planned": w["planned"], "achieved_send_rate": w["achieved_send_rate"],
-                           "max_send_lag_us": w["max_send_lag_us"], "sustained": ok, "why": why, "cpu": w["cpu"]})
+        per_window.append(
+            {
+                "p50": s["p50"],
+                "p99": s["p99"],
+                "max": s["max"],
+                "acked": w["acked"],
+                "planned": w["planned"],
+                "achieved_send_rate": w["achieved_send_rate"],
+                "max_send_lag_us": w["max_send_lag_us"],
+                "sustained": ok,
+                "why": why,
+                "cpu": w["cpu"],
+            }
+        )
     return {
         "windows": len(windows),
         "orders": orders,
@@ -351,10 +407,12 @@ def aggregate(windows: list[dict], passed: Callable[[dict], tuple[bool, str]]) -
         "sustained": all(w["sustained"] for w in per_window),
         "latency_us": histogram.summary(lat),
         "service_time_us": histogram.summary(svc),
-        "residence_us": ({"oms_to_venue": histogram.summary(ovr), "venue_to_oms": histogram.summary(vro)}
-                         if residence_measured else None),
+        "residence_us": (
+            {"oms_to_venue": histogram.summary(ovr), "venue_to_oms": histogram.summary(vro)}
+            if residence_measured
+            else None
+        ),
         "proxy_gc_pauses": gc_pauses,
         "timeline_us": {span: histogram.summary(h) for span, h in spans.items()} or None,
         "per_window": per_window,
     }
-

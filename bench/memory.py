@@ -49,11 +49,28 @@ def run(n: int, rate: float, top: int, config: Path) -> int:
         if not sent:
             return
         vid = sent[0].cl_ord_id
-        core.handle(ev.VenueReport(venue, now, ExecReport(ExecType.NEW, OrdStatus.NEW, vid, f"V{i}", f"E{i}a",
-                                                         leaves_qty=Decimal(100))))
-        core.handle(ev.VenueReport(venue, now, ExecReport(
-            ExecType.TRADE, OrdStatus.FILLED, vid, f"V{i}", f"E{i}b", last_qty=Decimal(100), last_px=price,
-            cum_qty=Decimal(100), avg_px=price)))
+        core.handle(
+            ev.VenueReport(
+                venue, now, ExecReport(ExecType.NEW, OrdStatus.NEW, vid, f"V{i}", f"E{i}a", leaves_qty=Decimal(100))
+            )
+        )
+        core.handle(
+            ev.VenueReport(
+                venue,
+                now,
+                ExecReport(
+                    ExecType.TRADE,
+                    OrdStatus.FILLED,
+                    vid,
+                    f"V{i}",
+                    f"E{i}b",
+                    last_qty=Decimal(100),
+                    last_px=price,
+                    cum_qty=Decimal(100),
+                    avg_px=price,
+                ),
+            )
+        )
 
     # Warm-up: caches, the first dict resizes, and (with a grace period) the orders finished within
     # it, which memory holds in the steady state: what is measured is what stays per order beyond.
@@ -71,9 +88,11 @@ def run(n: int, rate: float, top: int, config: Path) -> int:
     after = tracemalloc.take_snapshot()
     stats = after.compare_to(before, "lineno")
     total = sum(s.size_diff for s in stats)
-    print(f"{n} orders (new, ack, fill) at {rate:g}/s of core time after {warm} warm-up orders "
-          f"(finished_grace_s {grace:g}; orders held {held_before} -> {core.orders.held()}): "
-          f"{total / n:.1f} bytes held per order ({total / 1e6:.2f} MB)")
+    print(
+        f"{n} orders (new, ack, fill) at {rate:g}/s of core time after {warm} warm-up orders "
+        f"(finished_grace_s {grace:g}; orders held {held_before} -> {core.orders.held()}): "
+        f"{total / n:.1f} bytes held per order ({total / 1e6:.2f} MB)"
+    )
     print(f"{'bytes/order':>11}  line")
     for s in stats[:top]:
         if s.size_diff <= 0:

@@ -85,11 +85,20 @@ class LoadOms(fix.Application):
         self.late = 0  # answers for an earlier window
         self.session_rejects = 0
 
-    def onCreate(self, sid): self.sid = sid
-    def onLogon(self, sid): self.logged_on.set()
-    def onLogout(self, sid): self.logged_on.clear()
-    def toAdmin(self, message, sid): pass
-    def toApp(self, message, sid): pass
+    def onCreate(self, sid):
+        self.sid = sid
+
+    def onLogon(self, sid):
+        self.logged_on.set()
+
+    def onLogout(self, sid):
+        self.logged_on.clear()
+
+    def toAdmin(self, message, sid):
+        pass
+
+    def toApp(self, message, sid):
+        pass
 
     def fromAdmin(self, message, sid):
         if message.getHeader().getField(35) == "3":
@@ -108,7 +117,7 @@ class LoadOms(fix.Application):
             self.late += 1
             return
         try:
-            i = int(cl_ord_id[w.plen:])
+            i = int(cl_ord_id[w.plen :])
         except ValueError:
             self.late += 1
             return
@@ -227,18 +236,30 @@ def run_window(app: LoadOms, sender: Sender, cmd: dict) -> dict:
             thirds[min(3 * i // n, 2)].append(lat_us)
     send_s = (send_end - t0) / 1e9
     return {
-        "event": "window", "id": cmd["id"], "rate": rate, "duration_s": duration_s,
-        "planned": n, "sent": sent, "acked": acked, "rejected": w.rejected,
-        "timeouts": sent - acked - w.rejected, "unsent": n - sent, "aborted": aborted,
-        "late_answers": app.late - late_before, "session_rejects": app.session_rejects - session_rejects_before,
+        "event": "window",
+        "id": cmd["id"],
+        "rate": rate,
+        "duration_s": duration_s,
+        "planned": n,
+        "sent": sent,
+        "acked": acked,
+        "rejected": w.rejected,
+        "timeouts": sent - acked - w.rejected,
+        "unsent": n - sent,
+        "aborted": aborted,
+        "late_answers": app.late - late_before,
+        "session_rejects": app.session_rejects - session_rejects_before,
         "first_reject": w.first_reject,
         "achieved_send_rate": round(sent / send_s, 1) if send_s > 0 else None,
-        "max_send_lag_us": max_lag // 1000, "max_in_flight_seen": max_in_flight_seen,
+        "max_send_lag_us": max_lag // 1000,
+        "max_in_flight_seen": max_in_flight_seen,
         # A setup that keeps up answers the last third of the window as fast as the first; a growing
         # backlog shows as a later median far above the earlier one.
-        "p50_first_third_us": _median(thirds[0]), "p50_last_third_us": _median(thirds[2]),
+        "p50_first_third_us": _median(thirds[0]),
+        "p50_last_third_us": _median(thirds[2]),
         "waits_for_in_flight_slot": waited_for_slots,
-        "latency": histogram.encode(latency), "service": histogram.encode(service),
+        "latency": histogram.encode(latency),
+        "service": histogram.encode(service),
     }
 
 
@@ -261,11 +282,26 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.setswitchinterval(args.switch_interval)
     _tighten_timers()
-    block = session_block(args.fix_version, args.sender, args.target, SocketConnectHost="127.0.0.1",
-                          SocketConnectPort=args.port, HeartBtInt=30, ReconnectInterval=1)
-    defaults = {"ConnectionType": "initiator", "StartTime": "00:00:00", "EndTime": "00:00:00",
-                "UseDataDictionary": "Y", "ValidateUserDefinedFields": "N", "AllowUnknownMsgFields": "Y",
-                "SocketNodelay": "Y", "ResetOnLogon": "N", "PersistMessages": "N"}
+    block = session_block(
+        args.fix_version,
+        args.sender,
+        args.target,
+        SocketConnectHost="127.0.0.1",
+        SocketConnectPort=args.port,
+        HeartBtInt=30,
+        ReconnectInterval=1,
+    )
+    defaults = {
+        "ConnectionType": "initiator",
+        "StartTime": "00:00:00",
+        "EndTime": "00:00:00",
+        "UseDataDictionary": "Y",
+        "ValidateUserDefinedFields": "N",
+        "AllowUnknownMsgFields": "Y",
+        "SocketNodelay": "Y",
+        "ResetOnLogon": "N",
+        "PersistMessages": "N",
+    }
     settings = write_settings(args.state_dir / "quickfix-bench-oms.cfg", defaults, [block])
     app = LoadOms(args.run_id)
     store = fix.MemoryStoreFactory()

@@ -105,7 +105,8 @@ class ResidenceTimer:
                 return original(self, session, raw, fields, now)
             finally:
                 (timer.venue_to_oms if session.role == "venue" else timer.oms_to_venue).append(
-                    perf_ns() - t0 - (in_writes[0] - w0))
+                    perf_ns() - t0 - (in_writes[0] - w0)
+                )
 
         Connection.write = timed_write
         NativeBridge.deliver = timed_deliver
@@ -131,8 +132,11 @@ class ResidenceTimer:
         out = {}
         for gen in (0, 1, 2):
             ns = [p for g, p in pauses if g == gen]
-            out[f"gen{gen}"] = {"count": len(ns), "total_ms": round(sum(ns) / 1e6, 2),
-                                "max_ms": round(max(ns, default=0) / 1e6, 2)}
+            out[f"gen{gen}"] = {
+                "count": len(ns),
+                "total_ms": round(sum(ns) / 1e6, 2),
+                "max_ms": round(max(ns, default=0) / 1e6, 2),
+            }
         return out
 
 
@@ -235,13 +239,25 @@ def _emit(record: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--switch-interval", type=float, default=None,
-                   help="sys.setswitchinterval for the proxy (default: Python's, 5 ms); an experiment knob")
-    p.add_argument("--gc-freeze-every", type=float, default=None, metavar="SECONDS",
-                   help="experiment: gc.freeze() this often, so full collections skip what survived until then")
-    p.add_argument("--timeline", action="store_true",
-                   help="native engine: also time the order's arrival, its write to the venue, the ack's arrival "
-                        "and its write to the OMS (costs a few µs per message)")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the proxy (default: Python's, 5 ms); an experiment knob",
+    )
+    p.add_argument(
+        "--gc-freeze-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="experiment: gc.freeze() this often, so full collections skip what survived until then",
+    )
+    p.add_argument(
+        "--timeline",
+        action="store_true",
+        help="native engine: also time the order's arrival, its write to the venue, the ack's arrival "
+        "and its write to the OMS (costs a few µs per message)",
+    )
     args = p.parse_args(argv)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)

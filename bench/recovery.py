@@ -52,24 +52,42 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.orders):
             now = t0 + i * 1000
             cl = f"O{i}"
-            wire.receive(oms, f"8=FIX.4.4\x0135=D\x0134={i + 2}\x0149=OMS1\x0156=FIXPROXY\x0111={cl}\x011=ACC{i % 50}"
-                              f"\x0155=AAPL\x0154={1 + i % 2}\x0138=100\x0140=2\x0144=190\x01", now)
+            wire.receive(
+                oms,
+                f"8=FIX.4.4\x0135=D\x0134={i + 2}\x0149=OMS1\x0156=FIXPROXY\x0111={cl}\x011=ACC{i % 50}"
+                f"\x0155=AAPL\x0154={1 + i % 2}\x0138=100\x0140=2\x0144=190\x01",
+                now,
+            )
             for n, (t, s, cum, leaves, last) in enumerate((("0", "0", 0, 100, 0), ("F", "2", 100, 0, 100))):
-                wire.receive(sim, f"8=FIX.4.4\x0135=8\x0134={2 * i + n + 2}\x0149=VENUE\x0156=FIXPROXY\x0111=oms1.{cl}"
-                                  f"\x0137=V{i}\x0117=E{i}-{n}\x01150={t}\x0139={s}\x0155=AAPL\x0154={1 + i % 2}"
-                                  f"\x0138=100\x0114={cum}\x01151={leaves}\x016=190\x0132={last}\x0131=190\x01", now)
+                wire.receive(
+                    sim,
+                    f"8=FIX.4.4\x0135=8\x0134={2 * i + n + 2}\x0149=VENUE\x0156=FIXPROXY\x0111=oms1.{cl}"
+                    f"\x0137=V{i}\x0117=E{i}-{n}\x01150={t}\x0139={s}\x0155=AAPL\x0154={1 + i % 2}"
+                    f"\x0138=100\x0114={cum}\x01151={leaves}\x016=190\x0132={last}\x0131=190\x01",
+                    now,
+                )
         live_s = time.perf_counter() - started
         journal.close()
         size = journal.size
         started = time.perf_counter()
-        rec = recover(root, loaded.config, lambda: build_core(loaded, t0), exec_id_generator,
-                      lambda v: {}, lambda s: {})
+        rec = recover(
+            root, loaded.config, lambda: build_core(loaded, t0), exec_id_generator, lambda v: {}, lambda s: {}
+        )
         took = time.perf_counter() - started
-        print(json.dumps({
-            "orders": args.orders, "journal_bytes": size, "inputs_replayed": rec.replayed,
-            "recover_s": round(took, 2), "orders_per_s": round(args.orders / took),
-            "live_handling_s_for_comparison": round(live_s, 2), "snapshot_bytes": len(rec.snapshot),
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "orders": args.orders,
+                    "journal_bytes": size,
+                    "inputs_replayed": rec.replayed,
+                    "recover_s": round(took, 2),
+                    "orders_per_s": round(args.orders / took),
+                    "live_handling_s_for_comparison": round(live_s, 2),
+                    "snapshot_bytes": len(rec.snapshot),
+                },
+                indent=1,
+            )
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -38,22 +38,29 @@ def main(argv: list[str] | None = None) -> int:
         replay_s = time.perf_counter() - start
         summary = summarize(result, args.config, None)
         start = time.perf_counter()
-        for name, text in (("r.csv", to_csv(result)), ("r.json", to_json(result, summary)),
-                           ("r.html", to_html(result, summary))):
+        for name, text in (
+            ("r.csv", to_csv(result)),
+            ("r.json", to_json(result, summary)),
+            ("r.html", to_html(result, summary)),
+        ):
             (Path(tmp) / name).write_text(text, encoding="utf-8")
         report_s = time.perf_counter() - start
     new_orders = summary["by_message_type"].get("D", 0)
-    print(json.dumps({
-        "orders": new_orders,
-        "order_messages": summary["orders"],
-        "log_lines": sum(i["lines"] for i in summary["inputs"]),
-        "log_mib": round(size / 2**20, 1),
-        "replay_s": round(replay_s, 2),
-        "orders_per_s": round(new_orders / replay_s),
-        "log_lines_per_s": round(sum(i["lines"] for i in summary["inputs"]) / replay_s),
-        "reports_s": round(report_s, 2),
-        "differences": summary["differences"],
-    }))
+    print(
+        json.dumps(
+            {
+                "orders": new_orders,
+                "order_messages": summary["orders"],
+                "log_lines": sum(i["lines"] for i in summary["inputs"]),
+                "log_mib": round(size / 2**20, 1),
+                "replay_s": round(replay_s, 2),
+                "orders_per_s": round(new_orders / replay_s),
+                "log_lines_per_s": round(sum(i["lines"] for i in summary["inputs"]) / replay_s),
+                "reports_s": round(report_s, 2),
+                "differences": summary["differences"],
+            }
+        )
+    )
     return 0 if summary["differences"] == 0 else 1
 
 

@@ -53,13 +53,47 @@ SCHEMA = 1
 # ends the harness by about 530 s, so that `make bench`, with its halt and replay runs (about 40 s),
 # stays within 10 minutes.
 PRESETS: dict[str, dict] = {
-    "full": dict(rates=[1000, 5000], windows=3, window_s=5.0, warmup_s=2.0, ack_timeout_s=5.0,
-                 probe_s=3.0, step_s=30.0, search_start=2000, max_probes=5, confirm_tries=3, time_budget_s=540),
-    "quick": dict(rates=[1000, 5000], windows=1, window_s=2.0, warmup_s=0.5, ack_timeout_s=2.0,
-                  probe_s=1.0, step_s=2.0, search_start=1000, max_probes=3, confirm_tries=1, time_budget_s=100),
-    "smoke": dict(rates=[200, 500], windows=1, window_s=0.5, warmup_s=0.3, ack_timeout_s=2.0,
-                  probe_s=0.5, step_s=0.5, search_start=500, max_probes=1, confirm_tries=1, time_budget_s=60),
+    "full": dict(
+        rates=[1000, 5000],
+        windows=3,
+        window_s=5.0,
+        warmup_s=2.0,
+        ack_timeout_s=5.0,
+        probe_s=3.0,
+        step_s=30.0,
+        search_start=2000,
+        max_probes=5,
+        confirm_tries=3,
+        time_budget_s=540,
+    ),
+    "quick": dict(
+        rates=[1000, 5000],
+        windows=1,
+        window_s=2.0,
+        warmup_s=0.5,
+        ack_timeout_s=2.0,
+        probe_s=1.0,
+        step_s=2.0,
+        search_start=1000,
+        max_probes=3,
+        confirm_tries=1,
+        time_budget_s=100,
+    ),
+    "smoke": dict(
+        rates=[200, 500],
+        windows=1,
+        window_s=0.5,
+        warmup_s=0.3,
+        ack_timeout_s=2.0,
+        probe_s=0.5,
+        step_s=0.5,
+        search_start=500,
+        max_probes=1,
+        confirm_tries=1,
+        time_budget_s=60,
+    ),
 }
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="fixproxy benchmark: direct vs pass-through vs full proxy, one run.")
@@ -67,42 +101,85 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="about a minute and a half")
     mode.add_argument("--smoke", action="store_true", help="seconds; checks the harness, not the proxy")
     p.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "bench.json", help="JSON result file")
-    p.add_argument("--config", type=Path, default=REPO / "cfg" / "fixproxy.toml",
-                   help="config the setups are made from (default %(default)s)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "cfg" / "fixproxy.toml",
+        help="config the setups are made from (default %(default)s)",
+    )
     p.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], help="latency rates, orders/s")
     p.add_argument("--windows", type=int, help="latency windows per setup and rate")
     p.add_argument("--window-s", type=float, help="latency window length")
     p.add_argument("--step-s", type=float, help="throughput step length (30 in the full run)")
-    p.add_argument("--max-probes", type=int, help="short throughput probes per setup (0 with --confirm-tries 0: "
-                   "no throughput search)")
+    p.add_argument(
+        "--max-probes",
+        type=int,
+        help="short throughput probes per setup (0 with --confirm-tries 0: no throughput search)",
+    )
     p.add_argument("--confirm-tries", type=int, help="full-length throughput steps per setup, at most")
-    p.add_argument("--venue-behaviour", choices=("ack", "fill"), default="fill",
-                   help="venue simulator answer (default fill: ack then fill, so open orders and exposure stay "
-                        "bounded and the book is updated; latency is measured to the ack)")
-    p.add_argument("--p50-limit-ms", type=float, default=10.0,
-                   help="p50 bound of a sustained step (default %(default)s): a median above it is a standing queue")
-    p.add_argument("--p99-limit-ms", type=float, default=500.0,
-                   help="p99 bound of a sustained step (default %(default)s: a sanity bound; tail latency itself "
-                        "is judged in the latency section)")
+    p.add_argument(
+        "--venue-behaviour",
+        choices=("ack", "fill"),
+        default="fill",
+        help="venue simulator answer (default fill: ack then fill, so open orders and exposure stay "
+        "bounded and the book is updated; latency is measured to the ack)",
+    )
+    p.add_argument(
+        "--p50-limit-ms",
+        type=float,
+        default=10.0,
+        help="p50 bound of a sustained step (default %(default)s): a median above it is a standing queue",
+    )
+    p.add_argument(
+        "--p99-limit-ms",
+        type=float,
+        default=500.0,
+        help="p99 bound of a sustained step (default %(default)s: a sanity bound; tail latency itself "
+        "is judged in the latency section)",
+    )
     p.add_argument("--max-in-flight", type=int, default=1000, help="orders sent but not answered (default %(default)s)")
     p.add_argument("--ack-timeout-s", type=float, help="an ack later than this is missing (full: 5)")
-    p.add_argument("--abort-lag-s", type=float, default=1.0,
-                   help="a throughput step gives up when its sender is this far behind schedule")
+    p.add_argument(
+        "--abort-lag-s",
+        type=float,
+        default=1.0,
+        help="a throughput step gives up when its sender is this far behind schedule",
+    )
     p.add_argument("--settle-s", type=float, default=0.3, help="pause between windows")
-    p.add_argument("--engine", choices=("quickfix", "native"), default="",
-                   help="the proxy setups' FIX engine (default: the config's [proxy] engine)")
+    p.add_argument(
+        "--engine",
+        choices=("quickfix", "native"),
+        default="",
+        help="the proxy setups' FIX engine (default: the config's [proxy] engine)",
+    )
     p.add_argument("--profile", type=Path, metavar="DIR", help="record the full proxy with py-spy into DIR")
     p.add_argument("--profile-rate", type=int, default=3000)
     p.add_argument("--profile-s", type=float, default=20.0)
-    p.add_argument("--proxy-switch-interval", type=float, metavar="SECONDS",
-                   help="experiment: sys.setswitchinterval in both proxies (default: Python's 0.005)")
-    p.add_argument("--timeline", action="store_true",
-                   help="native-engine proxies also time an order's arrival, its write to the venue, the ack's "
-                        "arrival and its write to the OMS (a few µs per message: explains, does not measure)")
-    p.add_argument("--proxy-gc-freeze-s", type=float, metavar="SECONDS",
-                   help="experiment: gc.freeze() in both proxies this often (default: never)")
-    p.add_argument("--venue-gc-freeze-s", type=float, default=1.0, metavar="SECONDS",
-                   help="gc.freeze() in the venue simulators this often, 0 for never (default %(default)s)")
+    p.add_argument(
+        "--proxy-switch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="experiment: sys.setswitchinterval in both proxies (default: Python's 0.005)",
+    )
+    p.add_argument(
+        "--timeline",
+        action="store_true",
+        help="native-engine proxies also time an order's arrival, its write to the venue, the ack's "
+        "arrival and its write to the OMS (a few µs per message: explains, does not measure)",
+    )
+    p.add_argument(
+        "--proxy-gc-freeze-s",
+        type=float,
+        metavar="SECONDS",
+        help="experiment: gc.freeze() in both proxies this often (default: never)",
+    )
+    p.add_argument(
+        "--venue-gc-freeze-s",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="gc.freeze() in the venue simulators this often, 0 for never (default %(default)s)",
+    )
     p.add_argument("--keep-run-dir", action="store_true", help="keep configs, stores, message logs and stderr")
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "smoke" if args.smoke else "full"
@@ -133,10 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     proxy_args = ["--switch-interval", str(args.proxy_switch_interval)] if args.proxy_switch_interval else []
     if args.proxy_gc_freeze_s:
         proxy_args += ["--gc-freeze-every", str(args.proxy_gc_freeze_s)]
-    setups = {name: Setup(name, cfgs[name], run_id, args.venue_behaviour,
-                          proxy_args + (["--timeline"] if args.timeline and cfgs[name]["engine"] == "native" else []),
-                          args.venue_gc_freeze_s)
-              for name in SETUPS}
+    setups = {
+        name: Setup(
+            name,
+            cfgs[name],
+            run_id,
+            args.venue_behaviour,
+            proxy_args + (["--timeline"] if args.timeline and cfgs[name]["engine"] == "native" else []),
+            args.venue_gc_freeze_s,
+        )
+        for name in SETUPS
+    }
     bench = Bench(args, setups)
     shutdown: dict[str, dict] = {}
     pids: dict[str, dict] = {}
@@ -163,9 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for name in reversed(SETUPS):
             shutdown[name] = setups[name].stop()
-    found = {"book": importlib.util.find_spec("fixproxy.core.book") is not None,
-             "audit_files": sorted(str(p.relative_to(run_dir)) for p in (run_dir / "full").rglob("*")
-                                   if p.is_file() and "audit" in p.name)}
+    found = {
+        "book": importlib.util.find_spec("fixproxy.core.book") is not None,
+        "audit_files": sorted(
+            str(p.relative_to(run_dir)) for p in (run_dir / "full").rglob("*") if p.is_file() and "audit" in p.name
+        ),
+    }
     args.log("stopped every process")
     if error is not None:
         args.log(f"bench failed: {error!r}; the run folder is kept: {run_dir}")
@@ -181,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         "bench_mean": round(sum(c["bench_cores"] for c in cpu) / len(cpu), 2),
         "how": "per window: busy CPU time of the whole machine (/proc/stat) minus the benchmark's processes'",
     }
-    latency = {rate: {name: aggregate(ws, bench.passed) for name, ws in by.items()}
-               for rate, by in bench.latency.items()}
+    latency = {
+        rate: {name: aggregate(ws, bench.passed) for name, ws in by.items()} for rate, by in bench.latency.items()
+    }
     r = ratios(latency, bench.throughput)
     report = {
         "schema": SCHEMA,

@@ -44,8 +44,10 @@ async def clients(port: int) -> None:
 
     async def open_one() -> bool:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
-                     "Accept: text/event-stream\r\n\r\n".encode())
+        writer.write(
+            f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
         head = await reader.readuntil(b"\r\n\r\n")
         if b" 200 " not in head.split(b"\r\n", 1)[0]:
             writer.close()
@@ -72,8 +74,10 @@ async def clients(port: int) -> None:
                 t.cancel()
             streams.clear()
             tasks.clear()
-            print(json.dumps({"decisions_min": min(counts, default=0), "decisions_max": max(counts, default=0)}),
-                  flush=True)
+            print(
+                json.dumps({"decisions_min": min(counts, default=0), "decisions_max": max(counts, default=0)}),
+                flush=True,
+            )
 
 
 # ---------------------------------------------------------------- the driver
@@ -88,13 +92,18 @@ async def measure(engine: str, root: Path, args) -> list[dict]:
     oms = Oms()
     await oms.connect(proxy.acceptor)
     await oms.run(3, args.rate)  # warm up
-    peer = subprocess.Popen([sys.executable, "-m", "bench.streams", "--stream-clients", str(proxy.http)], stdin=subprocess.PIPE,  # noqa: ASYNC220 - blocking pipes, used between windows
-                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    peer = subprocess.Popen(  # noqa: ASYNC220 - blocking pipes, used between windows
+        [sys.executable, "-m", "bench.streams", "--stream-clients", str(proxy.http)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     out = []
     try:
         counts = [0, args.clients]
         for r in range(args.rounds):
-            for n in (counts if r % 2 == 0 else counts[::-1]):
+            for n in counts if r % 2 == 0 else counts[::-1]:
                 opened = None
                 if n:
                     peer.stdin.write(f"open {n}\n")
@@ -103,8 +112,14 @@ async def measure(engine: str, root: Path, args) -> list[dict]:
                 lat = await oms.run(args.window, args.rate)
                 hist = new_histogram()
                 record_ns(hist, lat)
-                rec = {"engine": engine, "round": r + 1, "clients": n, "ack_us": summary(hist),
-                       "unanswered": len(oms.sent), "rss_mb": round(proxy.rss_mb())}
+                rec = {
+                    "engine": engine,
+                    "round": r + 1,
+                    "clients": n,
+                    "ack_us": summary(hist),
+                    "unanswered": len(oms.sent),
+                    "rss_mb": round(proxy.rss_mb()),
+                }
                 oms.sent.clear()
                 if n:
                     peer.stdin.write("close\n")
@@ -132,11 +147,27 @@ async def main_async(args) -> int:
     records = []
     for engine in engines:
         records += await measure(engine, root, args)
-    table = {e: {str(n): {k: median([r["ack_us"][k] for r in records if r["engine"] == e and r["clients"] == n])
-                          for k in ("p50", "p99", "p99.9", "max")}
-                 for n in (0, args.clients)} for e in engines}
-    emit({"event": "result", "clients": args.clients, "rate": args.rate, "window_s": args.window,
-          "rounds": args.rounds, "code": args.code or "this tree", "table": table})
+    table = {
+        e: {
+            str(n): {
+                k: median([r["ack_us"][k] for r in records if r["engine"] == e and r["clients"] == n])
+                for k in ("p50", "p99", "p99.9", "max")
+            }
+            for n in (0, args.clients)
+        }
+        for e in engines
+    }
+    emit(
+        {
+            "event": "result",
+            "clients": args.clients,
+            "rate": args.rate,
+            "window_s": args.window,
+            "rounds": args.rounds,
+            "code": args.code or "this tree",
+            "table": table,
+        }
+    )
     shutil.rmtree(root, ignore_errors=True)
     return 0
 
@@ -153,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="orders a second during the windows")
     p.add_argument("--window", type=float, default=8.0, help="seconds per window")
     p.add_argument("--rounds", type=int, default=3, help="rounds (each: a window without streams and one with)")
-    p.add_argument("--code", default="", help="run the proxy from this source tree (e.g. `git archive` of an "
-                                              "older commit) to compare")
+    p.add_argument(
+        "--code",
+        default="",
+        help="run the proxy from this source tree (e.g. `git archive` of an older commit) to compare",
+    )
     return asyncio.run(main_async(p.parse_args(argv)))
 
 

@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rest = args.venue_args[1:] if args.venue_args[:1] == ["--"] else args.venue_args
     if args.gc_freeze_every > 0:
-        threading.Thread(target=_freeze_loop, args=(args.gc_freeze_every,), name="bench-gc-freeze",
-                         daemon=True).start()
+        threading.Thread(target=_freeze_loop, args=(args.gc_freeze_every,), name="bench-gc-freeze", daemon=True).start()
     return fixproxy_main(["sim", "venue", *rest])
 
 

@@ -48,8 +48,15 @@ class Engine(Protocol):
     @property
     def bridge(self) -> CoreBridge: ...
 
-    def __init__(self, loaded: LoadedConfig, core: ProxyCore, on_record: Callable[[ev.Action], None], *,
-                 journal: Journal, check_logon: dict[str, LogonCheck]) -> None: ...
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        core: ProxyCore,
+        on_record: Callable[[ev.Action], None],
+        *,
+        journal: Journal,
+        check_logon: dict[str, LogonCheck],
+    ) -> None: ...
 
     def count_journaled(self, inbound_seq: dict[str, int]) -> None: ...
 
@@ -87,23 +94,34 @@ class Proxy:
         self.core = self._make_core()
         snapshot.import_state(self.core, pickle.loads(self.recovered.snapshot))
         j = cfg.journal
-        self.journal = Journal(journal_dir, self.recovered.segment,
-                               journal_format.Start(self.recovered.segment, self.start_ns, os.getpid(),
-                                                    f"config {loaded.path}"),
-                               sync=j.sync, sync_interval_ms=j.sync_interval_ms,
-                               chunk=j.preallocate_kb << 10, reserve=min(j.reserve_kb, j.preallocate_kb // 2) << 10)
+        self.journal = Journal(
+            journal_dir,
+            self.recovered.segment,
+            journal_format.Start(self.recovered.segment, self.start_ns, os.getpid(), f"config {loaded.path}"),
+            sync=j.sync,
+            sync_interval_ms=j.sync_interval_ms,
+            chunk=j.preallocate_kb << 10,
+            reserve=min(j.reserve_kb, j.preallocate_kb // 2) << 10,
+        )
         self.feed = Feed()
         self.recorder = Recorder(self.feed, log_accepted=cfg.proxy.log_level == "debug")
-        self.engine = engine_class(cfg.proxy.engine)(loaded, self.core, self.recorder, journal=self.journal,
-                                                     check_logon=logon_checks(cfg))
+        self.engine = engine_class(cfg.proxy.engine)(
+            loaded, self.core, self.recorder, journal=self.journal, check_logon=logon_checks(cfg)
+        )
         self.bridge = self.engine.bridge
         self._reconcile()
         self.bridge.day_roll = (cfg.proxy.day_roll, cfg.proxy.timezone)
         self.bridge.check_day()  # a day roll missed while the proxy was down comes first
         self.audit = self._audit_follower() if cfg.audit.enabled else None
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
-        self.control = Control(self.bridge.submit, self.bridge.lock, self.core, self.feed,
-                               health=self.health, resume_recording=self.bridge.resume_recording)
+        self.control = Control(
+            self.bridge.submit,
+            self.bridge.lock,
+            self.core,
+            self.feed,
+            health=self.health,
+            resume_recording=self.bridge.resume_recording,
+        )
 
     # ------------------------------------------------------------ recovery
 
@@ -118,16 +136,22 @@ class Proxy:
 
     def _venue_sent(self, venue: str) -> dict[str, str]:
         v = next(v for v in self.loaded.config.venues if v.name == venue)
-        return {parse_fields(raw).get(11, ""): raw for raw in
-                sent_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))}
+        return {
+            parse_fields(raw).get(11, ""): raw
+            for raw in sent_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))
+        }
 
     def _oms_sent(self, session: str) -> dict[tuple[str, ...], str] | None:
         cfg = self.loaded.config
         if cfg.proxy.oms_store == "memory":
             return None  # nothing kept across a restart: nothing to send again from
         s = next(s for s in cfg.oms if s.name == session)
-        return {oms_key(parse_fields(raw)): raw for raw in
-                sent_messages(self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id))}
+        return {
+            oms_key(parse_fields(raw)): raw
+            for raw in sent_messages(
+                self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id)
+            )
+        }
 
     def _reconcile(self) -> None:
         """What the crash cut short: inbound messages journaled but not counted by the session
@@ -141,28 +165,51 @@ class Proxy:
             self.bridge.submit(ev.VenueSendFailed(venue, cl_ord_id, time.time_ns(), "down"))
         if r.resend:
             with self.bridge.lock:
-                self.bridge._perform([msgspec.structs.replace(a, poss_resend=True)
-                                      if isinstance(a, ev.OmsReport) else a for a in r.resend])
-        self.log.info("recovered", segments=r.segments_read, inputs_replayed=r.replayed,
-                      seconds=round(r.seconds, 3), not_sent_to_venue=len(r.send_failed), oms_resent=len(r.resend),
-                      sent_not_journaled=len(r.journal_out),
-                      journal_segment=r.segment)
+                self.bridge._perform(
+                    [
+                        msgspec.structs.replace(a, poss_resend=True) if isinstance(a, ev.OmsReport) else a
+                        for a in r.resend
+                    ]
+                )
+        self.log.info(
+            "recovered",
+            segments=r.segments_read,
+            inputs_replayed=r.replayed,
+            seconds=round(r.seconds, 3),
+            not_sent_to_venue=len(r.send_failed),
+            oms_resent=len(r.resend),
+            sent_not_journaled=len(r.journal_out),
+            journal_segment=r.segment,
+        )
 
     def _audit_follower(self) -> AuditFollowerProcess:
         from .audit.follower import AuditFollowerProcess
 
         cfg = self.loaded.config
-        return AuditFollowerProcess(self.loaded, journal_position=lambda: self.journal.position,
-                                    on_problem=self._audit_problem, log_level=cfg.proxy.log_level,
-                                    priority=cfg.proxy.writer_priority)
+        return AuditFollowerProcess(
+            self.loaded,
+            journal_position=lambda: self.journal.position,
+            on_problem=self._audit_problem,
+            log_level=cfg.proxy.log_level,
+            priority=cfg.proxy.writer_priority,
+        )
 
     def _audit_problem(self, kind: str, detail: str) -> None:
         """The audit follower died, is stuck or recovered (called on the follower supervisor's thread)."""
         if kind == "ok":
             self.bridge.notice(ev.Notice("audit_follower_ok", time.time_ns(), detail))
         else:
-            self.bridge.notice(ev.Alert("audit_follower", "firm", "100", kind, "", time.time_ns(),
-                                        f"AUDIT_FOLLOWER_{kind.upper()}: {detail}"))
+            self.bridge.notice(
+                ev.Alert(
+                    "audit_follower",
+                    "firm",
+                    "100",
+                    kind,
+                    "",
+                    time.time_ns(),
+                    f"AUDIT_FOLLOWER_{kind.upper()}: {detail}",
+                )
+            )
 
     # ------------------------------------------------------------ health
 
@@ -170,13 +217,20 @@ class Proxy:
         """What /healthz, status and the dashboard show beside the core's views."""
         j = self.journal
         failure = self.core.recording_failure or j.failed
-        journal = {"state": "failed" if failure else "ok", "reason": failure, "segment": j.segment,
-                   "bytes": j.size, "lost_records": j.lost, "sync": j.sync}
+        journal = {
+            "state": "failed" if failure else "ok",
+            "reason": failure,
+            "segment": j.segment,
+            "bytes": j.size,
+            "lost_records": j.lost,
+            "sync": j.sync,
+        }
         audit = self.audit.health() if self.audit is not None else {"state": "disabled"}
         problem = self.bridge.engine_problem()  # a thread of the FIX engine ended: fail closed
         engine = {"state": "failed" if problem else "ok", "reason": problem}
-        status = "failed" if failure or problem else (
-            "degraded" if audit.get("state") not in ("ok", "disabled") else "ok")
+        status = (
+            "failed" if failure or problem else ("degraded" if audit.get("state") not in ("ok", "disabled") else "ok")
+        )
         roll = self.loaded.config.proxy
         day = {"day": self.core.day, "roll": f"{roll.day_roll} {roll.timezone}"}
         return {"status": status, "journal": journal, "audit": audit, "engine": engine, "trading_day": day}
@@ -219,8 +273,12 @@ async def _day_roll_timer(proxy: Proxy, every_s: float = 1.0) -> None:
 async def serve(loaded: LoadedConfig) -> None:
     """Run the proxy until SIGINT or SIGTERM."""
     log = structlog.get_logger("fixproxy")
-    start_errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError, JournalError,
-                                                 *engine_class(loaded.config.proxy.engine).start_errors)
+    start_errors: tuple[type[Exception], ...] = (
+        sqlite3.Error,
+        OSError,
+        JournalError,
+        *engine_class(loaded.config.proxy.engine).start_errors,
+    )
     try:
         proxy = Proxy(loaded)
     except start_errors as exc:
@@ -236,8 +294,9 @@ async def serve(loaded: LoadedConfig) -> None:
         raise SystemExit(f"fixproxy: cannot start: {exc}") from None
     except OSError as exc:
         log.error("start_failed", error=str(exc), port=cfg.acceptor.port)
-        raise SystemExit(f"fixproxy: cannot listen for OMS sessions on port {cfg.acceptor.port}: "
-                         f"{exc.strerror or exc}") from None
+        raise SystemExit(
+            f"fixproxy: cannot listen for OMS sessions on port {cfg.acceptor.port}: {exc.strerror or exc}"
+        ) from None
     log.info(
         "started",
         engine=cfg.proxy.engine,
@@ -272,14 +331,20 @@ async def start_admin_api(proxy: Proxy, loaded: LoadedConfig, log: Any) -> Admin
     if not admin.http_port:
         log.info("admin_api_disabled", detail="[admin] http_port = 0")
         return None
-    api = AdminApi(proxy.control, loaded.api_tokens, sessions=[s.name for s in loaded.config.oms],
-                   max_stream_clients=admin.max_stream_clients, stream_queue=admin.stream_queue)
+    api = AdminApi(
+        proxy.control,
+        loaded.api_tokens,
+        sessions=[s.name for s in loaded.config.oms],
+        max_stream_clients=admin.max_stream_clients,
+        stream_queue=admin.stream_queue,
+    )
     try:
         url = await api.start(admin.http_host, admin.http_port)
     except OSError as exc:
         log.error("admin_api_failed", host=admin.http_host, port=admin.http_port, error=str(exc))
-        raise SystemExit(f"fixproxy: the admin HTTP API cannot listen on {admin.http_host}:{admin.http_port}: "
-                         f"{exc.strerror or exc}") from None
+        raise SystemExit(
+            f"fixproxy: the admin HTTP API cannot listen on {admin.http_host}:{admin.http_port}: {exc.strerror or exc}"
+        ) from None
     log.info("admin_api_listening", url=url, tokens=[f"{t.name} ({t.role})" for t in loaded.api_tokens])
     if not loaded.api_tokens:
         log.warning("admin_api_no_tokens", detail="no [[admin.tokens]] configured: every request is refused (401)")

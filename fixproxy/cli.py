@@ -36,8 +36,10 @@ def _load(path: str) -> LoadedConfig:
 def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     cfg = loaded.config
-    print(f"{loaded.path}: ok — {cfg.proxy.engine} engine, {len(cfg.oms)} OMS session(s), {len(cfg.venues)} venue(s), "
-          f"{len(loaded.instruments)} instrument(s), rules: {', '.join(cfg.rule_names()) or 'none'}")
+    print(
+        f"{loaded.path}: ok — {cfg.proxy.engine} engine, {len(cfg.oms)} OMS session(s), {len(cfg.venues)} venue(s), "
+        f"{len(loaded.instruments)} instrument(s), rules: {', '.join(cfg.rule_names()) or 'none'}"
+    )
     return 0
 
 
@@ -46,20 +48,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     children: list[subprocess.Popen] = []
     if args.with_venue_sim:
         for venue in loaded.config.venues:
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "fixproxy", "sim", "venue", "--config", args.config, "--venue", venue.name,
-                 "--quiet"],
-            ))
-            print(f"fixproxy: venue simulator {venue.name!r} on 127.0.0.1:{venue.port} (pid {children[-1].pid})",
-                  file=sys.stderr)
+            children.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "fixproxy",
+                        "sim",
+                        "venue",
+                        "--config",
+                        args.config,
+                        "--venue",
+                        venue.name,
+                        "--quiet",
+                    ],
+                )
+            )
+            print(
+                f"fixproxy: venue simulator {venue.name!r} on 127.0.0.1:{venue.port} (pid {children[-1].pid})",
+                file=sys.stderr,
+            )
     cfg = loaded.config
-    print(f"fixproxy: OMS sessions connect to 127.0.0.1:{cfg.acceptor.port} with TargetCompID={cfg.acceptor.comp_id}: "
-          + ", ".join(f"{s.name} ({s.fix_version}, SenderCompID={s.comp_id})" for s in cfg.oms), file=sys.stderr)
+    print(
+        f"fixproxy: OMS sessions connect to 127.0.0.1:{cfg.acceptor.port} with TargetCompID={cfg.acceptor.comp_id}: "
+        + ", ".join(f"{s.name} ({s.fix_version}, SenderCompID={s.comp_id})" for s in cfg.oms),
+        file=sys.stderr,
+    )
     if cfg.admin.http_port:
         from .admin.client import base_url
 
-        print(f"fixproxy: risk-desk HTTP API on {base_url(cfg.admin.http_host, cfg.admin.http_port)} "
-              f"({len(cfg.admin.tokens)} token(s)); `fixproxy status` / `halt` / `resume` use it", file=sys.stderr)
+        print(
+            f"fixproxy: risk-desk HTTP API on {base_url(cfg.admin.http_host, cfg.admin.http_port)} "
+            f"({len(cfg.admin.tokens)} token(s)); `fixproxy status` / `halt` / `resume` use it",
+            file=sys.stderr,
+        )
         dashboard = base_url(cfg.admin.http_host, cfg.admin.http_port).removesuffix("/api/v1") + "/"
         print(f"fixproxy: risk dashboard on {dashboard} (log in with a token from [[admin.tokens]])", file=sys.stderr)
     from .app import run
@@ -90,24 +112,40 @@ def _behaviours(items: list[str]) -> dict[str, str]:
 def cmd_sim_venue(args: argparse.Namespace) -> int:
     from .sim.venue import run_venue
 
-    run_venue(_load(args.config), args.venue, args.default, _behaviours(args.behaviour), args.quiet,
-              state_dir=args.state_dir)
+    run_venue(
+        _load(args.config), args.venue, args.default, _behaviours(args.behaviour), args.quiet, state_dir=args.state_dir
+    )
     return 0
 
 
 def cmd_sim_oms(args: argparse.Namespace) -> int:
     from .sim.oms import run_oms
 
-    return run_oms(_load(args.config), args.session, stdin=args.stdin, count=args.count, rate=args.rate,
-                   symbols=args.symbols.split(","), qty=args.qty, account=args.account, quiet=args.quiet,
-                   wait_s=args.wait, state_dir=args.state_dir, side={"buy": "1", "sell": "2", "short": "5"}[args.side])
+    return run_oms(
+        _load(args.config),
+        args.session,
+        stdin=args.stdin,
+        count=args.count,
+        rate=args.rate,
+        symbols=args.symbols.split(","),
+        qty=args.qty,
+        account=args.account,
+        quiet=args.quiet,
+        wait_s=args.wait,
+        state_dir=args.state_dir,
+        side={"buy": "1", "sell": "2", "short": "5"}[args.side],
+    )
 
 
 def cmd_sim_desk(args: argparse.Namespace) -> int:
     from .sim.oms import run_desk
 
-    return run_desk(_load(args.config), username=args.username, password=os.environ.get(args.password_env, "")
-                    if args.password_env else "", state_dir=args.state_dir)
+    return run_desk(
+        _load(args.config),
+        username=args.username,
+        password=os.environ.get(args.password_env, "") if args.password_env else "",
+        state_dir=args.state_dir,
+    )
 
 
 def _config_quiet(path: str) -> LoadedConfig:
@@ -140,8 +178,11 @@ def _filters(args: argparse.Namespace) -> Filters:
         end = parse_when(args.end) if args.end else None
     except ValueError as exc:
         raise SystemExit(f"fixproxy: --from/--to: {exc}") from None
-    return Filters(start, end, **{k: getattr(args, k, "") for k in
-                                  ("session", "account", "symbol", "cl_ord_id", "decision", "code", "kind")})
+    return Filters(
+        start,
+        end,
+        **{k: getattr(args, k, "") for k in ("session", "account", "symbol", "cl_ord_id", "decision", "code", "kind")},
+    )
 
 
 def _audit_key(args: argparse.Namespace, loaded: LoadedConfig | None) -> bytes:
@@ -212,8 +253,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print("journal: not checked: pass --journal DIR or --config")
     fix_stores = args.fix_stores or (loaded.state_dir / "store" if loaded is not None else None)
     if fix_stores is not None:
-        checks.append(check_fix_stores(db, Path(fix_stores), running=running,
-                                       unfollowed=journal.unfollowed_out if journal is not None else None))
+        checks.append(
+            check_fix_stores(
+                db,
+                Path(fix_stores),
+                running=running,
+                unfollowed=journal.unfollowed_out if journal is not None else None,
+            )
+        )
     else:
         print("fix stores: not checked: pass --fix-stores DIR or --config")
     interval = args.checkpoint_interval or (loaded.config.audit.checkpoint_interval_s if loaded is not None else 5.0)
@@ -248,8 +295,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path, db = _store(args)
     report = build(db, path, _filters(args))
-    sys.stdout.write(json.dumps(report, indent=1, sort_keys=True) + "\n" if args.format == "json"
-                     else render_text(report))
+    sys.stdout.write(
+        json.dumps(report, indent=1, sort_keys=True) + "\n" if args.format == "json" else render_text(report)
+    )
     return 0 if report["chain"]["ok"] else 1
 
 
@@ -273,14 +321,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     audit = any(s.format == "audit" for s in sources)
     # The bar counts bytes of log read (records for an audit store); it hides itself when stderr is not a terminal.
-    with tqdm(total=sum(s.size for s in sources), unit="rec" if audit else "B", unit_scale=True, desc="replay",
-              file=sys.stderr, disable=True if args.no_progress else None, leave=False) as bar:
+    with tqdm(
+        total=sum(s.size for s in sources),
+        unit="rec" if audit else "B",
+        unit_scale=True,
+        desc="replay",
+        file=sys.stderr,
+        disable=True if args.no_progress else None,
+        leave=False,
+    ) as bar:
         for source in sources:
             source.progress = bar.update
         result = replay(loaded, sources)
     summary = summarize(result, args.config, args.limits)
-    for target, render in ((args.csv, lambda: to_csv(result)), (args.json, lambda: to_json(result, summary)),
-                           (args.html, lambda: to_html(result, summary))):
+    for target, render in (
+        (args.csv, lambda: to_csv(result)),
+        (args.json, lambda: to_json(result, summary)),
+        (args.html, lambda: to_html(result, summary)),
+    ):
         if target:
             Path(target).write_text(render(), encoding="utf-8")
     sys.stdout.write(to_text(result, summary))
@@ -304,8 +362,9 @@ def _api(args: argparse.Namespace) -> Client:
         except ConfigError as exc:
             raise SystemExit(f"fixproxy: bad configuration: {exc}") from None
         if not admin.http_port:
-            raise SystemExit(f"fixproxy: the admin HTTP API is disabled in {args.config} ([admin] http_port = 0); "
-                             "pass --url")
+            raise SystemExit(
+                f"fixproxy: the admin HTTP API is disabled in {args.config} ([admin] http_port = 0); pass --url"
+            )
         url = base_url(admin.http_host, admin.http_port)
     return Client(url, token)
 
@@ -394,8 +453,11 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
 
     value = None
     if not args.clear:
-        value = [x.strip() for x in args.value.split(",") if x.strip()] if args.field == "restricted_symbols" \
+        value = (
+            [x.strip() for x in args.value.split(",") if x.strip()]
+            if args.field == "restricted_symbols"
             else args.value
+        )
     body = {"layer": args.layer, "field": args.field, "value": value, "reason": args.reason}
     print(render_result(_call(_api(args).post, "/limits", body)))
     return 0
@@ -428,8 +490,13 @@ def parser() -> argparse.ArgumentParser:
     sp = with_config(sim.add_parser("venue", help="venue simulator (FIX acceptor)"))
     sp.add_argument("--venue", default=None, help="venue name from the config (default: the first)")
     sp.add_argument("--default", choices=BEHAVIOURS, default="fill", help="what to do with an order (default fill)")
-    sp.add_argument("--behaviour", action="append", default=[], metavar="SYMBOL=BEHAVIOUR",
-                    help="per-symbol behaviour, e.g. MSFT=ack")
+    sp.add_argument(
+        "--behaviour",
+        action="append",
+        default=[],
+        metavar="SYMBOL=BEHAVIOUR",
+        help="per-symbol behaviour, e.g. MSFT=ack",
+    )
     sp.add_argument("--quiet", action="store_true", help="do not print messages")
     sp.add_argument("--state-dir", type=Path, default=None)
     sp.set_defaults(func=cmd_sim_venue)
@@ -458,8 +525,13 @@ def parser() -> argparse.ArgumentParser:
         with_config(sp)
         sp.add_argument("--db", type=Path, default=None, help="audit store (default: the one the config names)")
         if filters:
-            sp.add_argument("--from", dest="start", default="", metavar="TIME",
-                            help="from this time, UTC (2026-11-25 or 2026-11-25T12:30:00)")
+            sp.add_argument(
+                "--from",
+                dest="start",
+                default="",
+                metavar="TIME",
+                help="from this time, UTC (2026-11-25 or 2026-11-25T12:30:00)",
+            )
             sp.add_argument("--to", dest="end", default="", metavar="TIME", help="until this time (excluded), UTC")
         return sp
 
@@ -467,40 +539,72 @@ def parser() -> argparse.ArgumentParser:
     sp = with_config(journal.add_parser("show", help="print journal records, one JSON line each"))
     sp.add_argument("--dir", default="", help="the journal folder (default: <state_dir>/journal of the config)")
     sp.add_argument("--segment", type=int, action="append", default=[], help="only this segment (repeatable)")
-    sp.add_argument("--kind", default="", help="only these kinds, comma-separated: start,in,event,out,action "
-                                               "(or S,I,E,O,A)")
+    sp.add_argument(
+        "--kind", default="", help="only these kinds, comma-separated: start,in,event,out,action (or S,I,E,O,A)"
+    )
     sp.set_defaults(func=cmd_journal_show)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit", required=True)
-    sp = with_store(audit.add_parser(
-        "verify", help="check the hash chain, and the store against the journal, the FIX session stores, the keyed "
-                       "checkpoints and a head noted earlier; exit 1 naming what is wrong"), filters=False)
+    sp = with_store(
+        audit.add_parser(
+            "verify",
+            help="check the hash chain, and the store against the journal, the FIX session stores, the keyed "
+            "checkpoints and a head noted earlier; exit 1 naming what is wrong",
+        ),
+        filters=False,
+    )
     sp.set_defaults(config=None)  # --db alone: no config, no journal or FIX stores unless named
-    next(a for a in sp._actions if a.dest == "config").help = \
-        f"proxy config file (default {DEFAULT_CONFIG} unless --db is given)"
-    sp.add_argument("--journal", type=Path, default=None, metavar="DIR",
-                    help="the journal the store follows (default: <state_dir>/journal of the config)")
-    sp.add_argument("--fix-stores", type=Path, default=None, metavar="DIR",
-                    help="the FIX session stores, oms/ and venue/ (default: <state_dir>/store of the config)")
-    sp.add_argument("--key-file", default="", metavar="FILE",
-                    help="the checkpoints' key (default: the config's [audit] key_file or key_env, else "
-                         "$FIXPROXY_AUDIT_KEY); without a key the checkpoints are not checked")
-    sp.add_argument("--checkpoint-interval", type=float, default=None, metavar="SECONDS",
-                    help="the longest run of records without a checkpoint (default: [audit] checkpoint_interval_s, "
-                         "else 5)")
-    sp.add_argument("--expect-head", default="", metavar="SEQ:HASH",
-                    help="fail unless record SEQ exists with this hash (as `audit head` printed it earlier)")
+    next(
+        a for a in sp._actions if a.dest == "config"
+    ).help = f"proxy config file (default {DEFAULT_CONFIG} unless --db is given)"
+    sp.add_argument(
+        "--journal",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the journal the store follows (default: <state_dir>/journal of the config)",
+    )
+    sp.add_argument(
+        "--fix-stores",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the FIX session stores, oms/ and venue/ (default: <state_dir>/store of the config)",
+    )
+    sp.add_argument(
+        "--key-file",
+        default="",
+        metavar="FILE",
+        help="the checkpoints' key (default: the config's [audit] key_file or key_env, else "
+        "$FIXPROXY_AUDIT_KEY); without a key the checkpoints are not checked",
+    )
+    sp.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the longest run of records without a checkpoint (default: [audit] checkpoint_interval_s, else 5)",
+    )
+    sp.add_argument(
+        "--expect-head",
+        default="",
+        metavar="SEQ:HASH",
+        help="fail unless record SEQ exists with this hash (as `audit head` printed it earlier)",
+    )
     sp.set_defaults(func=cmd_audit_verify)
 
-    sp = with_store(audit.add_parser("head", help="print the newest record's number and hash: seq=N hash=H"),
-                    filters=False)
+    sp = with_store(
+        audit.add_parser("head", help="print the newest record's number and hash: seq=N hash=H"), filters=False
+    )
     sp.set_defaults(func=cmd_audit_head)
 
     sp = with_store(audit.add_parser("show", help="list audit records, filtered"))
     sp.add_argument("--session", default="", help="OMS session or venue name")
     sp.add_argument("--account", default="")
     sp.add_argument("--symbol", default="")
-    sp.add_argument("--cl-ord-id", dest="cl_ord_id", default="", help="ClOrdID (also finds the venue-side <session>.<id>)")
+    sp.add_argument(
+        "--cl-ord-id", dest="cl_ord_id", default="", help="ClOrdID (also finds the venue-side <session>.<id>)"
+    )
     sp.add_argument("--decision", choices=("accept", "reject"), default="")
     sp.add_argument("--code", default="", help="reject code, notice kind or admin action")
     sp.add_argument("--kind", default="", help="message, decision, notice, alert, admin ...")
@@ -513,15 +617,29 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_report)
 
     sp = with_config(sub.add_parser("replay", help="re-run logs through the risk checks and compare the decisions"))
-    sp.add_argument("logs", nargs="+", metavar="LOG",
-                    help="quickfix message logs (files or folders), raw FIX files (SOH or |), or an audit store")
-    sp.add_argument("--audit", default=None, metavar="DB",
-                    help="with FileLogs or raw FIX files: apply the risk desk's commands (kill switch, limit and "
-                         "reference-price changes) recorded in this audit store")
-    sp.add_argument("--limits", default=None, metavar="FILE",
-                    help="replay under these limits instead ([limits.*] tables as in the config)")
+    sp.add_argument(
+        "logs",
+        nargs="+",
+        metavar="LOG",
+        help="quickfix message logs (files or folders), raw FIX files (SOH or |), or an audit store",
+    )
+    sp.add_argument(
+        "--audit",
+        default=None,
+        metavar="DB",
+        help="with FileLogs or raw FIX files: apply the risk desk's commands (kill switch, limit and "
+        "reference-price changes) recorded in this audit store",
+    )
+    sp.add_argument(
+        "--limits",
+        default=None,
+        metavar="FILE",
+        help="replay under these limits instead ([limits.*] tables as in the config)",
+    )
     sp.add_argument("--csv", default=None, metavar="FILE", help="write one line per order message")
-    sp.add_argument("--json", default=None, metavar="FILE", help="write the summary, every order and every malformed line")
+    sp.add_argument(
+        "--json", default=None, metavar="FILE", help="write the summary, every order and every malformed line"
+    )
     sp.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("--fail-on-difference", action="store_true", help="exit 1 if any decision differs")
@@ -529,10 +647,17 @@ def parser() -> argparse.ArgumentParser:
 
     def with_api(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_config(sp)
-        sp.add_argument("--url", default="", help="the admin API, e.g. http://127.0.0.1:9880 (default: from the "
-                                                  "config's [admin] http_host and http_port)")
-        sp.add_argument("--token", default="", help="API token (default: $FIXPROXY_TOKEN; prefer the variable, "
-                                                    "a command line is visible to other users)")
+        sp.add_argument(
+            "--url",
+            default="",
+            help="the admin API, e.g. http://127.0.0.1:9880 (default: from the "
+            "config's [admin] http_host and http_port)",
+        )
+        sp.add_argument(
+            "--token",
+            default="",
+            help="API token (default: $FIXPROXY_TOKEN; prefer the variable, a command line is visible to other users)",
+        )
         return sp
 
     sp = with_api(sub.add_parser("halt", help="halt trading in a scope of a running proxy"))
@@ -548,8 +673,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
     sp.set_defaults(func=cmd_resume)
 
-    sp = with_api(sub.add_parser("resume-recording", help="after a recording failure (the journal's disk "
-                                 "full), take new orders again once the journal can grow"))
+    sp = with_api(
+        sub.add_parser(
+            "resume-recording",
+            help="after a recording failure (the journal's disk full), take new orders again once the journal can grow",
+        )
+    )
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
     sp.set_defaults(func=cmd_resume_recording)
 
@@ -568,13 +697,17 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_limits_set)
 
     reference = sub.add_parser("reference", help="reference prices of a running proxy").add_subparsers(
-        dest="reference", required=True)
+        dest="reference", required=True
+    )
     sp = with_api(reference.add_parser("set", help="set a symbol's reference price"))
     sp.add_argument("--symbol", required=True)
     sp.add_argument("--price", required=True)
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
-    sp.add_argument("--force", action="store_true",
-                    help="set it even if it moves the reference more than [risk] reference_change_max_pct")
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="set it even if it moves the reference more than [risk] reference_change_max_pct",
+    )
     sp.set_defaults(func=cmd_reference_set)
     return p
 

@@ -74,8 +74,9 @@ class ProxySection(_Strict, frozen=True):
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone: unknown time zone {self.timezone!r} (an IANA name such as "
-                             "'America/New_York' or 'UTC')") from None
+            raise ValueError(
+                f"timezone: unknown time zone {self.timezone!r} (an IANA name such as 'America/New_York' or 'UTC')"
+            ) from None
 
 
 class AcceptorSection(_Strict, frozen=True):
@@ -322,8 +323,9 @@ class RiskDeskSection(_Logon, frozen=True):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.comp_id and not self.username and not self.allow_unauthenticated:
-            raise ValueError("the risk-desk session needs username and password_env (or password), "
-                             "or allow_unauthenticated = true")
+            raise ValueError(
+                "the risk-desk session needs username and password_env (or password), or allow_unauthenticated = true"
+            )
 
 
 class Config(_Strict, frozen=True):
@@ -373,8 +375,13 @@ class Config(_Strict, frozen=True):
 
     def risk_settings(self) -> RiskSettings:
         r = self.risk
-        return RiskSettings(r.self_match, r.sell_below_zero_is_short, tuple(Decimal(x) for x in r.alert_levels),
-                            r.reference_from_fills, Decimal(r.reference_change_max_pct))
+        return RiskSettings(
+            r.self_match,
+            r.sell_below_zero_is_short,
+            tuple(Decimal(x) for x in r.alert_levels),
+            r.reference_from_fills,
+            Decimal(r.reference_change_max_pct),
+        )
 
     def locate_table(self) -> dict[tuple[str, str], Decimal]:
         return {(acct, sym): Decimal(qty) for acct, table in self.locates.items() for sym, qty in table.items()}
@@ -443,14 +450,18 @@ class LoadedConfig(msgspec.Struct, frozen=True):
             try:
                 key, where = key_file.read_bytes().strip(), f"audit.key_file: {key_file}"
             except OSError as exc:
-                raise ConfigError(f"{self.path}: audit.key_file: cannot read {key_file} "
-                                  f"({exc.strerror or exc})") from None
+                raise ConfigError(
+                    f"{self.path}: audit.key_file: cannot read {key_file} ({exc.strerror or exc})"
+                ) from None
         else:
-            key, where = os.environ.get(audit.key_env, "").encode() if audit.key_env else b"", \
-                f"audit.key_env: environment variable {audit.key_env}"
+            key, where = (
+                os.environ.get(audit.key_env, "").encode() if audit.key_env else b"",
+                f"audit.key_env: environment variable {audit.key_env}",
+            )
         if key and len(key) < MIN_AUDIT_KEY:
-            raise ConfigError(f"{self.path}: {where}: the audit key is {len(key)} bytes; it needs at least "
-                              f"{MIN_AUDIT_KEY}")
+            raise ConfigError(
+                f"{self.path}: {where}: the audit key is {len(key)} bytes; it needs at least {MIN_AUDIT_KEY}"
+            )
         return key
 
 
@@ -468,8 +479,10 @@ def _check_audit_key_file(path: Path, config: Config) -> None:
     store_dir = (path.parent / config.audit.path).resolve().parent if config.audit.path else state_dir
     for folder, what in ((state_dir, "the state dir"), (store_dir, "the audit store's folder")):
         if key_file == folder or key_file.is_relative_to(folder):
-            raise ConfigError(f"{path}: audit.key_file: {key_file} is inside {what} {folder}; keep the key "
-                              "outside it (whoever can rewrite the audit store must not read its key)")
+            raise ConfigError(
+                f"{path}: audit.key_file: {key_file} is inside {what} {folder}; keep the key "
+                "outside it (whoever can rewrite the audit store must not read its key)"
+            )
 
 
 def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:

@@ -52,8 +52,15 @@ class Recorder:
             log = self.log.debug if action.accepted else self.log.warning
             log("decision", **{k: v for k, v in fields.items() if v not in ("", None)})
         elif isinstance(action, ev.Alert):
-            self.log.warning("alert", limit_name=action.limit_name, scope=action.scope, level_pct=action.level_pct,
-                             observed=action.observed, limit=action.limit, text=action.text)
+            self.log.warning(
+                "alert",
+                limit_name=action.limit_name,
+                scope=action.scope,
+                level_pct=action.level_pct,
+                observed=action.observed,
+                limit=action.limit,
+                text=action.text,
+            )
         elif isinstance(action, ev.AdminResult):
             # Who, what, scope, why, before/after.
             fields = {k: v for k, v in msgspec.structs.asdict(action).items() if v not in ("", None)}

@@ -86,8 +86,10 @@ class WriterPriority:
                 self._set(os.SCHED_OTHER)
                 self.idle = False
                 self.raised += 1
-                self._log.info("writer_priority_raised", late_ms=round(late_s * 1000, 1),
-                               detail=f"the writer fell behind at idle priority; normal priority for "
-                                      f"at least {self.hold_s:g} s")
+                self._log.info(
+                    "writer_priority_raised",
+                    late_ms=round(late_s * 1000, 1),
+                    detail=f"the writer fell behind at idle priority; normal priority for at least {self.hold_s:g} s",
+                )
         elif not self.idle and now >= self._normal_until:
             self.lower()

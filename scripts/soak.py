@@ -75,8 +75,13 @@ ACCOUNT = "SOAK"
 HALT_ACCOUNT = "HALTME"  # only probe orders go to this account
 HALT_SYMBOL = "JPM"
 # symbol -> (limit price, venue simulator behaviour); RSTR is restricted, so the proxy refuses it.
-SYMBOLS = {"AAPL": ("190", "fill"), "MSFT": ("410", "ack"), "NVDA": ("120", "partial"), "JPM": ("200", "ack"),
-           "RSTR": ("40", "fill")}
+SYMBOLS = {
+    "AAPL": ("190", "fill"),
+    "MSFT": ("410", "ack"),
+    "NVDA": ("120", "partial"),
+    "JPM": ("200", "ack"),
+    "RSTR": ("40", "fill"),
+}
 FIRM_MAX_QTY = 10000
 #: A proxy refusal's Text (58) starts with its code (spec/reject-codes.md).
 CODE = re.compile(r"^([A-Z][A-Z_]+):")
@@ -152,8 +157,12 @@ class Api:
                 return out
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:
-        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {RISK}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {RISK}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.load(r)
@@ -189,8 +198,20 @@ class RandomSet:
 
 
 class Order:
-    __slots__ = ("account", "answered", "cur", "finals", "forwarded", "pending", "price", "probe", "qty", "root",
-                 "side", "symbol")
+    __slots__ = (
+        "account",
+        "answered",
+        "cur",
+        "finals",
+        "forwarded",
+        "pending",
+        "price",
+        "probe",
+        "qty",
+        "root",
+        "side",
+        "symbol",
+    )
 
     def __init__(self, root, symbol, side, account, qty, price, probe=""):
         self.root, self.symbol, self.side, self.account = root, symbol, side, account
@@ -313,7 +334,9 @@ class Tracker:
             code = CODE.match(f.get("58", ""))
             if exec_type in ("F", "1", "2") and f.get("32"):
                 qty = Decimal(f["32"])
-                self.fills[(f.get("1", o.account), f.get("55", o.symbol))] += qty if f.get("54", o.side) == "1" else -qty
+                self.fills[(f.get("1", o.account), f.get("55", o.symbol))] += (
+                    qty if f.get("54", o.side) == "1" else -qty
+                )
             if exec_type != "8" or not code:
                 o.forwarded = True  # a report of the venue's
             if exec_type == "5":
@@ -331,8 +354,9 @@ class Tracker:
             cl = f.get("11", "")
             root = self.root_of.get(cl)
             code = CODE.match(f.get("58", ""))
-            self.cancel_rejects[("cancel:" if f.get("434") == "1" else "replace:") +
-                                (code.group(1) if code else f.get("58", "")[:30])] += 1
+            self.cancel_rejects[
+                ("cancel:" if f.get("434") == "1" else "replace:") + (code.group(1) if code else f.get("58", "")[:30])
+            ] += 1
             self.requests.pop(cl, None)
             o = self.orders.get(root) if root else None
             if o is None:
@@ -465,8 +489,13 @@ class Soak:
     def spawn_proxy(self) -> Proc:
         log = ProxyLog()
         self.proxy_logs.append(log)
-        proxy = Proc("proxy", fixproxy_command("run", "--config", str(self.config)), self.root, on_line=log.on_line,
-                     keep=KEEP_LINES)
+        proxy = Proc(
+            "proxy",
+            fixproxy_command("run", "--config", str(self.config)),
+            self.root,
+            on_line=log.on_line,
+            keep=KEEP_LINES,
+        )
         self.procs.append(proxy)
         self.proxy, self.proxy_log = proxy, log
         return proxy
@@ -485,8 +514,10 @@ class Soak:
                     if pred(r):
                         return r
                 if not proxy.alive() or now() > deadline:
-                    raise RuntimeError(f"proxy: no matching line within {timeout}s (exit status {proxy.popen.poll()})"
-                                       f"; last output:\n{proxy.tail()}")
+                    raise RuntimeError(
+                        f"proxy: no matching line within {timeout}s (exit status {proxy.popen.poll()})"
+                        f"; last output:\n{proxy.tail()}"
+                    )
                 log.cond.wait(0.2)
 
     def wait_up(self, timeout: float = 60) -> None:
@@ -513,8 +544,9 @@ class Soak:
             cl = f"R{n}"
             new_qty = max(10, o.qty + rnd.choice((-20, -10, 10, 20)))
             t.request(cl, o, "G", str(new_qty))
-            lines.append(f"35=G|11={cl}|41={o.cur}|55={o.symbol}|54={o.side}|38={new_qty}|40=2|44={o.price}"
-                         f"|1={o.account}")
+            lines.append(
+                f"35=G|11={cl}|41={o.cur}|55={o.symbol}|54={o.side}|38={new_qty}|40=2|44={o.price}|1={o.account}"
+            )
             self.kinds["replace"] += 1
         else:
             symbol = rnd.choice(list(SYMBOLS))
@@ -569,8 +601,9 @@ class Soak:
     def desk(self, path: str, body: dict) -> dict:
         status, answer = self.api.post(path, body)
         if status != 200 or not answer.get("ok"):
-            self.failures["desk_command_refused"].append({"path": path, "body": body, "status": status,
-                                                          "answer": answer})
+            self.failures["desk_command_refused"].append(
+                {"path": path, "body": body, "status": status, "answer": answer}
+            )
         return answer
 
     def halt(self, scope: str, action: str, k: int) -> None:
@@ -581,8 +614,9 @@ class Soak:
             self.expect_halted.discard(scope)
 
     def set_firm_qty(self, value: int, k: int) -> None:
-        self.desk("/api/v1/limits", {"layer": "firm", "field": "max_order_qty", "value": value,
-                                     "reason": f"soak kill {k}"})
+        self.desk(
+            "/api/v1/limits", {"layer": "firm", "field": "max_order_qty", "value": value, "reason": f"soak kill {k}"}
+        )
         self.expect_firm_qty = value
 
     def before_kill(self, k: int) -> list[str]:
@@ -598,8 +632,11 @@ class Soak:
             self.halt(f"account:{HALT_ACCOUNT}", "resume", k)
             self.halt(f"symbol:{HALT_SYMBOL}", "halt", k)
             self.set_firm_qty(FIRM_MAX_QTY - 100 * (k + 1), k)
-            done = [f"resume account:{HALT_ACCOUNT}", f"halt symbol:{HALT_SYMBOL}",
-                    f"firm max_order_qty={self.expect_firm_qty}"]
+            done = [
+                f"resume account:{HALT_ACCOUNT}",
+                f"halt symbol:{HALT_SYMBOL}",
+                f"firm max_order_qty={self.expect_firm_qty}",
+            ]
         elif k % 4 == 3:
             self.halt(f"symbol:{HALT_SYMBOL}", "resume", k)
             done = [f"resume symbol:{HALT_SYMBOL}"]
@@ -622,8 +659,9 @@ class Soak:
         outcome = self.probe(f"{k}Q", "MSFT", ACCOUNT, self.expect_firm_qty + 1)
         self.checks["probe_max_order_qty"] += 1
         if outcome != "rejected:MAX_ORDER_QTY":
-            self.failures["probe_max_order_qty"].append({"after_kill": k, "limit": self.expect_firm_qty,
-                                                         "outcome": outcome})
+            self.failures["probe_max_order_qty"].append(
+                {"after_kill": k, "limit": self.expect_firm_qty, "outcome": outcome}
+            )
         account_halted = f"account:{HALT_ACCOUNT}" in self.expect_halted
         outcome = self.probe(f"{k}A", "AAPL", HALT_ACCOUNT, 100)
         self.checks["probe_halted_account" if account_halted else "probe_resumed_account"] += 1
@@ -640,16 +678,25 @@ class Soak:
         finished = self.tracker.finished_ids()  # before the read: the proxy applies before it relays
         open_orders = self.api.open_orders()
         self.checks["phantom_checks"] += 1
-        phantoms = [o for o in open_orders if o["session"] == SESSION and
-                    (o["cl_ord_id"] in finished or o.get("pending_replace") in finished)]
+        phantoms = [
+            o
+            for o in open_orders
+            if o["session"] == SESSION and (o["cl_ord_id"] in finished or o.get("pending_replace") in finished)
+        ]
         if phantoms:
-            self.failures["phantom_working_orders"].append({"when": when, "orders": phantoms[:20],
-                                                            "count": len(phantoms)})
+            self.failures["phantom_working_orders"].append(
+                {"when": when, "orders": phantoms[:20], "count": len(phantoms)}
+            )
         return len(open_orders)
 
     def note_head(self) -> None:
-        r = subprocess.run([sys.executable, "-m", "fixproxy", "audit", "head", "--config", str(self.config)],
-                           check=False, capture_output=True, text=True, cwd=self.root)
+        r = subprocess.run(
+            [sys.executable, "-m", "fixproxy", "audit", "head", "--config", str(self.config)],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+        )
         m = re.search(r"seq=(\d+) hash=([0-9a-f]{64})", r.stdout)
         if m:
             self.head_noted = f"{m.group(1)}:{m.group(2)}"
@@ -662,6 +709,7 @@ class Soak:
         except BaseException as exc:  # noqa: BLE001 - reported by the sender
             self.chaos_error = exc
             import traceback
+
             traceback.print_exc()
 
     def _chaos(self, duration: float, t0: float) -> None:
@@ -686,8 +734,11 @@ class Soak:
             if k in start_kills:  # killed once more while it starts (recovers), then started again
                 self.spawn_proxy()
                 time.sleep(rnd.uniform(0.3, 2.5))
-                start_kill = "before started" if not any(r.get("event") == "started" for r in self.proxy_log.events) \
+                start_kill = (
+                    "before started"
+                    if not any(r.get("event") == "started" for r in self.proxy_log.events)
                     else "after started"
+                )
                 self.proxy.stop(signal.SIGKILL)
                 self.start_kills.append(start_kill)
             _, start_s, started = self.start_proxy()
@@ -700,16 +751,32 @@ class Soak:
             # start; open: orders open at the proxy after the restart; desk: the changes made before the
             # kill; then what recovery reconciled with the FIX stores, when not nothing
             recovered = next((r for r in self.proxy_log.events if r.get("event") == "recovered"), {})
-            fixed = {name: recovered[name] for name in ("not_sent_to_venue", "oms_resent", "sent_not_journaled")
-                     if recovered.get(name)}
-            self.restarts.append({"kill": k + 1, "at_s": round(killed_at, 2), "down_s": round(down, 2),
-                                  "start_s": round(start_s, 2), "up_s": round(up_s, 2),
-                                  "replayed": started.get("inputs_replayed"), "open": open_n,
-                                  "desk": "; ".join(done), **({"start_kill": start_kill} if start_kill else {}),
-                                  **fixed})
-            print(f"soak: kill {k + 1}/{kills} at {killed_at:.1f}s, up again after {up_s:.1f}s "
-                  f"(start {start_s:.1f}s, {started.get('inputs_replayed')} inputs replayed); {self.n} messages "
-                  f"sent so far", file=sys.stderr, flush=True)
+            fixed = {
+                name: recovered[name]
+                for name in ("not_sent_to_venue", "oms_resent", "sent_not_journaled")
+                if recovered.get(name)
+            }
+            self.restarts.append(
+                {
+                    "kill": k + 1,
+                    "at_s": round(killed_at, 2),
+                    "down_s": round(down, 2),
+                    "start_s": round(start_s, 2),
+                    "up_s": round(up_s, 2),
+                    "replayed": started.get("inputs_replayed"),
+                    "open": open_n,
+                    "desk": "; ".join(done),
+                    **({"start_kill": start_kill} if start_kill else {}),
+                    **fixed,
+                }
+            )
+            print(
+                f"soak: kill {k + 1}/{kills} at {killed_at:.1f}s, up again after {up_s:.1f}s "
+                f"(start {start_s:.1f}s, {started.get('inputs_replayed')} inputs replayed); {self.n} messages "
+                f"sent so far",
+                file=sys.stderr,
+                flush=True,
+            )
             ready = now()
         for scope in sorted(self.expect_halted):
             self.halt(scope, "resume", kills)
@@ -720,20 +787,33 @@ class Soak:
         args = self.args
         behaviours = [x for s, (_, b) in SYMBOLS.items() for x in ("--behaviour", f"{s}={b}")]
         keep = self.args.keep
-        venue = Proc("venue", fixproxy_command("sim", "venue", "--config", str(self.config), *behaviours,
-                                               "--state-dir", str(self.root / "venue")),
-                     self.root, on_line=self.venue_seen.on_line, keep=KEEP_LINES,
-                     save=self.root / "venue-sim.jsonl" if keep else None)
+        venue = Proc(
+            "venue",
+            fixproxy_command(
+                "sim", "venue", "--config", str(self.config), *behaviours, "--state-dir", str(self.root / "venue")
+            ),
+            self.root,
+            on_line=self.venue_seen.on_line,
+            keep=KEEP_LINES,
+            save=self.root / "venue-sim.jsonl" if keep else None,
+        )
         self.procs.append(venue)
         deadline = now() + 30
         while "listening" not in venue.tail(5) and now() < deadline:
             time.sleep(0.05)
         self.start_proxy()
         self.wait_proxy(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", 30)
-        self.oms = Proc("oms", fixproxy_command("sim", "oms", "--config", str(self.config), "--stdin",
-                                                "--state-dir", str(self.root / "oms")),
-                        self.root, stdin=True, on_line=self.tracker.on_line, keep=KEEP_LINES,
-                        save=self.root / "oms-sim.jsonl" if keep else None)
+        self.oms = Proc(
+            "oms",
+            fixproxy_command(
+                "sim", "oms", "--config", str(self.config), "--stdin", "--state-dir", str(self.root / "oms")
+            ),
+            self.root,
+            stdin=True,
+            on_line=self.tracker.on_line,
+            keep=KEEP_LINES,
+            save=self.root / "oms-sim.jsonl" if keep else None,
+        )
         self.procs.append(self.oms)
         deadline = now() + 30
         while not any(e == "logon" for _, e in self.tracker.events):
@@ -776,8 +856,9 @@ class Soak:
                 end_cancels += 1
                 t.request(cl, order, "F")
                 side = "1" if o["side"] == "buy" else "2"
-                lines.append(f"35=F|11={cl}|41={o['cl_ord_id']}|55={o['symbol']}|54={side}|38={o['order_qty']}"
-                             f"|1={o['account']}")
+                lines.append(
+                    f"35=F|11={cl}|41={o['cl_ord_id']}|55={o['symbol']}|54={side}|38={o['order_qty']}|1={o['account']}"
+                )
             self.send_lines(lines)
             deadline = now() + 30
             while now() < deadline and (t.outstanding() or self.api.open_orders()):
@@ -812,15 +893,22 @@ class Soak:
             if audit.get("state") == "ok" and audit.get("lag_bytes") == 0 and now() - steady_since >= 1.0:
                 break
             time.sleep(0.25)
-        return {"state": audit.get("state"), "lag_bytes": audit.get("lag_bytes"), "records": audit.get("records"),
-                "restarts": audit.get("restarts"), "checkpoints_written": audit.get("checkpoints_written"),
-                "waited_s": round(now() - start, 2)}
+        return {
+            "state": audit.get("state"),
+            "lag_bytes": audit.get("lag_bytes"),
+            "records": audit.get("records"),
+            "restarts": audit.get("restarts"),
+            "checkpoints_written": audit.get("checkpoints_written"),
+            "waited_s": round(now() - start, 2),
+        }
 
     def read_audit(self) -> dict[tuple[str, int], list[tuple[str, str]]]:
         db = sqlite3.connect(f"file:{self.root / 'var' / 'audit.sqlite'}?mode=ro", uri=True, timeout=30)
         try:
-            rows = db.execute("SELECT direction, msg_type, cl_ord_id, data FROM records WHERE kind = 'message' "
-                              "AND session = ?", (SESSION,)).fetchall()
+            rows = db.execute(
+                "SELECT direction, msg_type, cl_ord_id, data FROM records WHERE kind = 'message' AND session = ?",
+                (SESSION,),
+            ).fetchall()
         finally:
             db.close()
         out: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
@@ -838,29 +926,31 @@ class Soak:
         no_final = [r for r, o in orders.items() if not o.finals]
         twice = {r: o.finals for r, o in orders.items() if len(o.finals) > 1}
         if no_final:
-            fail["orders_without_final_outcome"] = [self.order_detail(r) for r in no_final[:20]] + \
-                [{"count": len(no_final)}]
+            fail["orders_without_final_outcome"] = [self.order_detail(r) for r in no_final[:20]] + [
+                {"count": len(no_final)}
+            ]
         if twice:
-            fail["orders_with_two_final_outcomes"] = [{**self.order_detail(r)} for r in list(twice)[:20]] + \
-                [{"count": len(twice)}]
+            fail["orders_with_two_final_outcomes"] = [{**self.order_detail(r)} for r in list(twice)[:20]] + [
+                {"count": len(twice)}
+            ]
         if t.exec_repeats_unmarked:
-            fail["reports_repeated_unmarked"] = [*t.exec_repeats_unmarked[:20],
-                                                 {"count": len(t.exec_repeats_unmarked)}]
+            fail["reports_repeated_unmarked"] = [*t.exec_repeats_unmarked[:20], {"count": len(t.exec_repeats_unmarked)}]
         if t.unknown:
             fail["reports_for_unknown_orders"] = [*t.unknown[:20], {"count": len(t.unknown)}]
         if t.wire_conflicts:
             fail["seq_reused_for_another_message"] = t.wire_conflicts[:20]
         outcomes = Counter(o.finals[0].split(":")[0] for o in orders.values() if o.finals)
-        reject_codes = Counter(o.finals[0].split(":", 1)[1] for o in orders.values()
-                               if o.finals and ":" in o.finals[0])
+        reject_codes = Counter(o.finals[0].split(":", 1)[1] for o in orders.values() if o.finals and ":" in o.finals[0])
         # The venue: each order, replace and cancel at most once; every forwarded order there.
         with self.venue_seen.lock:
             at_venue = Counter(self.venue_seen.received)
             possdup = Counter(self.venue_seen.possdup)
         twice_at_venue = {f"{k[0]} {k[1]}": c for k, c in at_venue.items() if c > 1}
         if twice_at_venue:
-            fail["at_venue_twice"] = [{"message": k, "times": c, "possdup": possdup.get(tuple(k.split(" ", 1)), 0)}
-                                      for k, c in list(twice_at_venue.items())[:20]]
+            fail["at_venue_twice"] = [
+                {"message": k, "times": c, "possdup": possdup.get(tuple(k.split(" ", 1)), 0)}
+                for k, c in list(twice_at_venue.items())[:20]
+            ]
         venue_orders = {cl.split(".", 1)[1] for (mt, cl) in at_venue if mt == "D"}
         forwarded = {r for r, o in orders.items() if o.forwarded}
         refused = {r for r, o in orders.items() if o.finals and o.finals[0].startswith("rejected:")}
@@ -878,8 +968,11 @@ class Soak:
         for p in positions:
             pos[(p["account"], p["symbol"])] += Decimal(p["qty"])
         keys = set(pos) | set(t.fills)
-        mismatch = {f"{a} {s}": {"proxy": str(pos.get((a, s), 0)), "oms_fills": str(t.fills.get((a, s), 0))}
-                    for a, s in sorted(keys) if pos.get((a, s), 0) != t.fills.get((a, s), 0)}
+        mismatch = {
+            f"{a} {s}": {"proxy": str(pos.get((a, s), 0)), "oms_fills": str(t.fills.get((a, s), 0))}
+            for a, s in sorted(keys)
+            if pos.get((a, s), 0) != t.fills.get((a, s), 0)
+        }
         if mismatch:
             fail["positions_differ_from_fills"] = [mismatch]
         fills_by_symbol: Counter = Counter()
@@ -892,35 +985,45 @@ class Soak:
         with t.lock:
             wire = dict(t.wire)
         missing = sorted(k for k in wire if k not in audit_rows)
-        differ = [{"direction": k[0], "seq": k[1], "oms": wire[k], "audit": audit_rows[k]}
-                  for k in sorted(wire) if k in audit_rows and wire[k] not in audit_rows[k]]
+        differ = [
+            {"direction": k[0], "seq": k[1], "oms": wire[k], "audit": audit_rows[k]}
+            for k in sorted(wire)
+            if k in audit_rows and wire[k] not in audit_rows[k]
+        ]
         # A message the audit says went over the session that the OMS never saw (under that seq).
         extra = sorted((k, ident) for k, idents in audit_rows.items() for ident in set(idents) if wire.get(k) != ident)
         dup = {f"{k[0]} {k[1]}": v for k, v in audit_rows.items() if len(v) > 1}
         if missing:
-            fail["audit_records_missing"] = [{"direction": k[0], "seq": k[1], "message": wire[k]}
-                                             for k in missing[:30]] + [{"count": len(missing)}]
+            fail["audit_records_missing"] = [
+                {"direction": k[0], "seq": k[1], "message": wire[k]} for k in missing[:30]
+            ] + [{"count": len(missing)}]
         if differ:
             fail["audit_records_differ"] = differ[:20]
         two_messages = {k: v for k, v in dup.items() if len(set(v)) > 1}  # the same seq, different messages
         if two_messages:
             fail["audit_seq_with_two_messages"] = [two_messages]
         if extra:
-            fail["audit_messages_the_oms_never_saw"] = [{"direction": k[0], "seq": k[1], "audit": ident,
-                                                         "oms_saw": wire.get(k)} for k, ident in extra[:20]] + \
-                [{"count": len(extra)}]
-        audit_report = {"oms_messages": len(wire), "records_matched": len(wire) - len(missing),
-                        "records_missing": len(missing), "records_differing": len(differ),
-                        "records_not_seen_by_oms": len(extra), "seq_recorded_twice": len(dup),
-                        "follower": audit_wait}
+            fail["audit_messages_the_oms_never_saw"] = [
+                {"direction": k[0], "seq": k[1], "audit": ident, "oms_saw": wire.get(k)} for k, ident in extra[:20]
+            ] + [{"count": len(extra)}]
+        audit_report = {
+            "oms_messages": len(wire),
+            "records_matched": len(wire) - len(missing),
+            "records_missing": len(missing),
+            "records_differing": len(differ),
+            "records_not_seen_by_oms": len(extra),
+            "seq_recorded_twice": len(dup),
+            "follower": audit_wait,
+        }
         if verify.returncode != 0:
             fail["audit_verify"] = [(verify.stdout + verify.stderr).strip()[-3000:]]
         audit_report["verify"] = "ok" if verify.returncode == 0 else f"exit {verify.returncode}"
         audit_report["verify_output"] = verify.stdout.strip().splitlines()[-6:]
         audit_report["expect_head"] = self.head_noted
         if unanswered:
-            fail["unanswered_after_quiesce"] = [self.order_detail(t.root_of[cl]) | {"unanswered": cl}
-                                                for cl in unanswered[:20]] + [{"count": len(unanswered)}]
+            fail["unanswered_after_quiesce"] = [
+                self.order_detail(t.root_of[cl]) | {"unanswered": cl} for cl in unanswered[:20]
+            ] + [{"count": len(unanswered)}]
         if t.send_failed:
             fail["oms_send_failed"] = [t.send_failed]
         if self.args.kills and len(self.restarts) != self.args.kills:
@@ -929,16 +1032,23 @@ class Soak:
         oms_rate = (len(first) - 1) / (first[-1] - first[0]) if len(first) > 1 and first[-1] > first[0] else 0.0
         report = {
             "engine": self.args.engine,
-            "minutes": self.args.minutes, "rate_target": self.args.rate, "seed": self.args.seed,
+            "minutes": self.args.minutes,
+            "rate_target": self.args.rate,
+            "seed": self.args.seed,
             "seconds": round(seconds, 1),
-            "messages": sent, "message_kinds": dict(self.kinds), "rate_achieved": round(sent / seconds, 1),
+            "messages": sent,
+            "message_kinds": dict(self.kinds),
+            "rate_achieved": round(sent / seconds, 1),
             "oms_first_send_rate": round(oms_rate, 1),
-            "orders": len(orders), "probe_orders": sum(1 for o in orders.values() if o.probe),
-            "end_cancels": end_cancels, "restarts": len(self.restarts),
+            "orders": len(orders),
+            "probe_orders": sum(1 for o in orders.values() if o.probe),
+            "end_cancels": end_cancels,
+            "restarts": len(self.restarts),
             "kills_during_start": dict(Counter(self.start_kills)),
             "kills_at_s": [r["at_s"] for r in self.restarts],
             "restart_seconds_max": max((r["up_s"] for r in self.restarts), default=0),
-            "outcomes": dict(outcomes), "reject_codes": dict(reject_codes),
+            "outcomes": dict(outcomes),
+            "reject_codes": dict(reject_codes),
             "cancel_replace_refused": dict(t.cancel_rejects),
             "fills_by_symbol": {k: str(v) for k, v in sorted(fills_by_symbol.items())},
             "positions_by_symbol": {k: str(v) for k, v in sorted(pos_by_symbol.items())},
@@ -947,21 +1057,28 @@ class Soak:
             "checks": {
                 "unanswered_after_quiesce": len(unanswered),
                 "orders_one_final_outcome": len(orders) - len(no_final) - len(twice),
-                "orders_without_final": len(no_final), "orders_with_two_finals": len(twice),
+                "orders_without_final": len(no_final),
+                "orders_with_two_finals": len(twice),
                 "reports_repeated_unmarked": len(t.exec_repeats_unmarked),
-                "orders_at_venue": len(venue_orders), "at_venue_twice": len(twice_at_venue),
-                "forwarded_but_not_at_venue": len(not_at_venue), "refused_but_at_venue": len(refused_but_at_venue),
-                "positions_equal": len(keys) - len(mismatch), "position_mismatches": len(mismatch),
+                "orders_at_venue": len(venue_orders),
+                "at_venue_twice": len(twice_at_venue),
+                "forwarded_but_not_at_venue": len(not_at_venue),
+                "refused_but_at_venue": len(refused_but_at_venue),
+                "positions_equal": len(keys) - len(mismatch),
+                "position_mismatches": len(mismatch),
                 "phantom_checks": self.checks["phantom_checks"],
                 "phantom_orders": sum(x["count"] for x in fail.get("phantom_working_orders", [])),
                 "open_after_end_cancels": len(fail.get("open_after_end_cancels", [{}])[0].get("orders", []))
-                if fail.get("open_after_end_cancels") else 0,
+                if fail.get("open_after_end_cancels")
+                else 0,
                 "trading_state_checks": self.checks["trading_states"],
                 "trading_state_failures": len(fail.get("trading_states", [])),
-                "limit_checks": self.checks["limits"], "limit_failures": len(fail.get("limits", [])),
+                "limit_checks": self.checks["limits"],
+                "limit_failures": len(fail.get("limits", [])),
                 "probes": {k: v for k, v in self.checks.items() if k.startswith("probe")},
-                "probe_failures": sum(len(fail.get(k, [])) for k in ("probe_max_order_qty", "probe_account",
-                                                                      "probe_symbol")),
+                "probe_failures": sum(
+                    len(fail.get(k, [])) for k in ("probe_max_order_qty", "probe_account", "probe_symbol")
+                ),
                 "audit": audit_report,
             },
             "restart_details": self.restarts,
@@ -978,8 +1095,16 @@ class Soak:
     def order_detail(self, root: str) -> dict:
         o = self.tracker.orders[root]
         ids = sorted(cl for cl, r in self.tracker.root_of.items() if r == root)
-        return {"order": root, "ids": ids, "symbol": o.symbol, "account": o.account, "finals": o.finals,
-                "forwarded": o.forwarded, "answered": o.answered, "probe": o.probe}
+        return {
+            "order": root,
+            "ids": ids,
+            "symbol": o.symbol,
+            "account": o.account,
+            "finals": o.finals,
+            "forwarded": o.forwarded,
+            "answered": o.answered,
+            "probe": o.probe,
+        }
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -1015,8 +1140,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--rate", type=float, default=500.0, help="order messages (D, F, G) per second")
     p.add_argument("--kills", type=int, default=20, help="SIGKILL restarts of the proxy, at random moments")
-    p.add_argument("--start-kills", type=int, default=0,
-                   help="of those restarts, how many are killed once more while the proxy starts (recovers)")
+    p.add_argument(
+        "--start-kills",
+        type=int,
+        default=0,
+        help="of those restarts, how many are killed once more while the proxy starts (recovers)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--engine", choices=("quickfix", "native"), default="quickfix", help="the proxy's FIX engine")

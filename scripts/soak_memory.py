@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The benchmark's peers and configs: the bench package of this checkout (it is not installed).
 sys.path.insert(0, str(REPO))
 
-from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, Child, write_configs  # noqa: E402
+from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, Child, write_configs  # noqa: E402 - after the repository root is put on sys.path
 
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
 
@@ -87,9 +87,19 @@ class Load(threading.Thread):
         while not self.stop.is_set():
             i += 1
             try:
-                r = self.oms.request({"cmd": "window", "id": i, "rate": self.rate, "duration_s": self.window_s,
-                                      "max_in_flight": 1000, "ack_timeout_s": 5.0, "abort_lag_s": None}, "window",
-                                     self.window_s + 120)
+                r = self.oms.request(
+                    {
+                        "cmd": "window",
+                        "id": i,
+                        "rate": self.rate,
+                        "duration_s": self.window_s,
+                        "max_in_flight": 1000,
+                        "ack_timeout_s": 5.0,
+                        "abort_lag_s": None,
+                    },
+                    "window",
+                    self.window_s + 120,
+                )
             except RuntimeError as exc:
                 self.error = str(exc)
                 return
@@ -107,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=REPO / "cfg" / "fixproxy.toml")
     p.add_argument("--out", type=Path, help="also write the samples as JSON here")
     p.add_argument("--keep-run-dir", action="store_true")
-    p.add_argument("--wrap", type=Path, help="run the proxy through this Python script (given the arguments of "
-                                             "``fixproxy``), e.g. one that takes tracemalloc snapshots")
+    p.add_argument(
+        "--wrap",
+        type=Path,
+        help="run the proxy through this Python script (given the arguments of "
+        "``fixproxy``), e.g. one that takes tracemalloc snapshots",
+    )
     args = p.parse_args(argv)
 
     run_id = "M" + format(int(time.time() * 1000), "x")[-8:]
@@ -119,29 +133,69 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[Child] = []
     samples: list[dict] = []
     try:
-        venue = Child("venue", ["-m", "bench.venue", "--", "--config", str(cfg["path"]), "--venue",
-                                      cfg["venue"]["name"], "--default", "fill", "--quiet", "--state-dir",
-                                      str(state / "venue-sim")], state / "venue.stderr", stdin=False)
+        venue = Child(
+            "venue",
+            [
+                "-m",
+                "bench.venue",
+                "--",
+                "--config",
+                str(cfg["path"]),
+                "--venue",
+                cfg["venue"]["name"],
+                "--default",
+                "fill",
+                "--quiet",
+                "--state-dir",
+                str(state / "venue-sim"),
+            ],
+            state / "venue.stderr",
+            stdin=False,
+        )
         procs.append(venue)
         venue.expect("listening", 30)
         command = [str(args.wrap)] if args.wrap else ["-m", "fixproxy"]
-        proxy = Child("proxy", [*command, "run", "--config", str(cfg["path"])], state / "proxy.stderr",
-                            stdin=False)
+        proxy = Child("proxy", [*command, "run", "--config", str(cfg["path"])], state / "proxy.stderr", stdin=False)
         procs.append(proxy)
         proxy.wait_log("session_up", 60, detail=cfg["venue"]["name"])
         oms = cfg["oms"]
-        loadgen = Child("oms", ["-m", "bench.oms", "--port", str(cfg["acceptor_port"]), "--sender",
-                                      oms["comp_id"], "--target", cfg["acceptor_comp_id"], "--fix-version",
-                                      oms.get("fix_version", "FIX.4.4"), "--state-dir", str(state / "bench-oms"),
-                                      "--run-id", run_id, "--account", BENCH_ACCOUNT, "--symbol",
-                                      BENCH_SYMBOL], state / "oms.stderr", stdin=True)
+        loadgen = Child(
+            "oms",
+            [
+                "-m",
+                "bench.oms",
+                "--port",
+                str(cfg["acceptor_port"]),
+                "--sender",
+                oms["comp_id"],
+                "--target",
+                cfg["acceptor_comp_id"],
+                "--fix-version",
+                oms.get("fix_version", "FIX.4.4"),
+                "--state-dir",
+                str(state / "bench-oms"),
+                "--run-id",
+                run_id,
+                "--account",
+                BENCH_ACCOUNT,
+                "--symbol",
+                BENCH_SYMBOL,
+            ],
+            state / "oms.stderr",
+            stdin=True,
+        )
         procs.insert(0, loadgen)
         loadgen.expect("logon", 30)
-        print(f"engine {args.engine}, {args.rate:g} orders/s for {args.minutes:g} min; proxy pid {proxy.pid}; "
-              f"config {cfg['path']}" + (f"; changes to the shipped config: {'; '.join(overrides)}" if overrides else ""),
-              flush=True)
-        print(f"{'t s':>6} {'orders':>9}  {'proxy VmRSS':>11} {'RssAnon':>9} {'RssFile':>9} {'RssShmem':>9}   "
-              "children (name: VmRSS / RssAnon / RssFile KiB)", flush=True)
+        print(
+            f"engine {args.engine}, {args.rate:g} orders/s for {args.minutes:g} min; proxy pid {proxy.pid}; "
+            f"config {cfg['path']}" + (f"; changes to the shipped config: {'; '.join(overrides)}" if overrides else ""),
+            flush=True,
+        )
+        print(
+            f"{'t s':>6} {'orders':>9}  {'proxy VmRSS':>11} {'RssAnon':>9} {'RssFile':>9} {'RssShmem':>9}   "
+            "children (name: VmRSS / RssAnon / RssFile KiB)",
+            flush=True,
+        )
         load = Load(loadgen, args.rate)
         t0 = time.monotonic()
         load.start()
@@ -157,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
                 done = load.acked + int(min(now - t0 - load.windows * load.window_s, load.window_s) * args.rate)
                 row = {"t_s": round(now - t0, 1), "orders_about": done, "proxy": main_status, "children": kids}
                 samples.append(row)
-                kid_text = "  ".join(f"{k}: {v.get('VmRSS', 0)}/{v.get('RssAnon', 0)}/{v.get('RssFile', 0)}"
-                                     for k, v in kids.items())
-                print(f"{row['t_s']:6.0f} {done:9,d}  {main_status['VmRSS']:11,d} {main_status['RssAnon']:9,d} "
-                      f"{main_status['RssFile']:9,d} {main_status.get('RssShmem', 0):9,d}   {kid_text}", flush=True)
+                kid_text = "  ".join(
+                    f"{k}: {v.get('VmRSS', 0)}/{v.get('RssAnon', 0)}/{v.get('RssFile', 0)}" for k, v in kids.items()
+                )
+                print(
+                    f"{row['t_s']:6.0f} {done:9,d}  {main_status['VmRSS']:11,d} {main_status['RssAnon']:9,d} "
+                    f"{main_status['RssFile']:9,d} {main_status.get('RssShmem', 0):9,d}   {kid_text}",
+                    flush=True,
+                )
                 next_at += args.sample_s
             if now >= end or load.error:
                 break
@@ -171,8 +229,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load generator failed: {load.error}", file=sys.stderr)
         summary = report(samples, load, args)
         if args.out is not None:
-            args.out.write_text(json.dumps({"engine": args.engine, "rate": args.rate, "minutes": args.minutes,
-                                            "summary": summary, "samples": samples}, indent=1) + "\n")
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "engine": args.engine,
+                        "rate": args.rate,
+                        "minutes": args.minutes,
+                        "summary": summary,
+                        "samples": samples,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
         return 0 if not load.error else 1
     finally:
         for child in procs:

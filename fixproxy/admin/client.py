@@ -68,8 +68,10 @@ class Client:
 
 def table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
-    return "\n".join(indent + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [headers, *rows])
+    return "\n".join(
+        indent + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
 
 
 def _when(ns: int) -> str:
@@ -85,11 +87,15 @@ def render_status(summary: dict) -> str:
     if health is not None:
         journal, audit = health.get("journal", {}), health.get("audit", {})
         if journal.get("state") == "failed":
-            out.append(f"RECORDING FAILED: {journal.get('reason')}: new orders are refused (cancels pass); "
-                       "free space, then `fixproxy resume-recording --reason ...`")
+            out.append(
+                f"RECORDING FAILED: {journal.get('reason')}: new orders are refused (cancels pass); "
+                "free space, then `fixproxy resume-recording --reason ...`"
+            )
         else:
-            out.append(f"Recording: ok (journal segment {journal.get('segment')}, {journal.get('bytes', 0):,} bytes, "
-                       f"sync {journal.get('sync')})")
+            out.append(
+                f"Recording: ok (journal segment {journal.get('segment')}, {journal.get('bytes', 0):,} bytes, "
+                f"sync {journal.get('sync')})"
+            )
         state = audit.get("state", "disabled")
         line = f"Audit follower: {state}"
         if state not in ("ok", "disabled"):
@@ -102,13 +108,19 @@ def render_status(summary: dict) -> str:
     out.append("Trading states (every scope not listed is ACTIVE)")
     states = summary.get("trading_states", [])
     if states:
-        out.append(table(["scope", "state", "since (UTC)", "by", "reason"],
-                         [[s["scope"], s["state"], _when(s["since_ns"]), s["operator"], s["reason"]] for s in states]))
+        out.append(
+            table(
+                ["scope", "state", "since (UTC)", "by", "reason"],
+                [[s["scope"], s["state"], _when(s["since_ns"]), s["operator"], s["reason"]] for s in states],
+            )
+        )
     else:
         out.append("  all ACTIVE")
     sessions = summary.get("sessions", {})
-    rows = [[s["name"], "OMS", "up" if s["up"] else "DOWN",
-             "cancel on disconnect" if s.get("cancel_on_disconnect") else ""] for s in sessions.get("oms", [])]
+    rows = [
+        [s["name"], "OMS", "up" if s["up"] else "DOWN", "cancel on disconnect" if s.get("cancel_on_disconnect") else ""]
+        for s in sessions.get("oms", [])
+    ]
     rows += [[v["name"], "venue", "up" if v["up"] else "DOWN", ""] for v in sessions.get("venues", [])]
     out += ["", "Sessions", table(["name", "kind", "status", ""], rows)]
     exposure = summary.get("exposure", [])
@@ -123,13 +135,18 @@ def render_status(summary: dict) -> str:
         out.append("  none")
     counts = summary.get("orders") or {}
     open_orders = counts.get("open", len(summary.get("open_orders", [])))  # "open_orders": a proxy before the counts
-    out += ["", f"Open orders: {open_orders}; cancels sent by the proxy still awaiting the venue: "
-                f"{summary.get('kill_cancels_pending', 0)}"]
+    out += [
+        "",
+        f"Open orders: {open_orders}; cancels sent by the proxy still awaiting the venue: "
+        f"{summary.get('kill_cancels_pending', 0)}",
+    ]
     decisions = counts.get("decisions")
     if decisions:
         codes = ", ".join(f"{code} {n}" for code, n in decisions.get("rejects_by_code", {}).items())
-        out.append(f"Decisions: {decisions['accepted']} accepted, {decisions['rejected']} rejected"
-                   + (f" ({codes})" if codes else ""))
+        out.append(
+            f"Decisions: {decisions['accepted']} accepted, {decisions['rejected']} rejected"
+            + (f" ({codes})" if codes else "")
+        )
     return "\n".join(out) + "\n"
 
 
@@ -141,8 +158,9 @@ def render_result(result: dict) -> str:
         if result.get("orders_cancelled"):
             line += f"; {result['orders_cancelled']} working order(s) cancelled at the venues"
     elif kind == "limit":
-        line = (f"{result['scope']} {result['detail']}: {result['before'] or '(unset)'} -> "
-                f"{result['after'] or '(unset)'}")
+        line = (
+            f"{result['scope']} {result['detail']}: {result['before'] or '(unset)'} -> {result['after'] or '(unset)'}"
+        )
     elif kind == "recording":
         line = f"recording: {result.get('before') or '-'} -> {result.get('after') or '-'}; {result.get('detail', '')}"
     elif kind == "reference":

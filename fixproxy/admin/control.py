@@ -93,9 +93,16 @@ def _item(kind: str, action: ev.Action) -> dict:
 class Control:
     """Admin commands and views over a running proxy's core."""
 
-    def __init__(self, submit: Callable[[ev.Event], list[ev.Action]], lock: threading.Lock, core: ProxyCore,
-                 feed: Feed, clock: Callable[[], int] = time.time_ns, health: Callable[[], dict] | None = None,
-                 resume_recording: Callable[[str, str], ev.AdminResult] | None = None):
+    def __init__(
+        self,
+        submit: Callable[[ev.Event], list[ev.Action]],
+        lock: threading.Lock,
+        core: ProxyCore,
+        feed: Feed,
+        clock: Callable[[], int] = time.time_ns,
+        health: Callable[[], dict] | None = None,
+        resume_recording: Callable[[str, str], ev.AdminResult] | None = None,
+    ):
         self._submit = submit
         self._lock = lock
         self._core = core
@@ -108,15 +115,19 @@ class Control:
         """{"status": "ok" | "degraded" | "failed", "journal": {...}, "audit": {...}} (see app.Proxy.health)."""
         if self._health is None:
             failure = self._core.recording_failure
-            return {"status": "failed" if failure else "ok",
-                    "journal": {"state": "failed" if failure else "ok", "reason": failure}, "audit": {"state": "disabled"}}
+            return {
+                "status": "failed" if failure else "ok",
+                "journal": {"state": "failed" if failure else "ok", "reason": failure},
+                "audit": {"state": "disabled"},
+            }
         return self._health()
 
     def resume_recording(self, operator: str, reason: str) -> ev.AdminResult:
         """After a recording failure: resume taking new orders once the journal can grow again."""
         if self._resume_recording is None:
-            return ev.AdminResult("recording", False, "firm", operator, reason, self.clock(),
-                                  detail="this proxy has no journal to resume")
+            return ev.AdminResult(
+                "recording", False, "firm", operator, reason, self.clock(), detail="this proxy has no journal to resume"
+            )
         return self._resume_recording(operator, reason)
 
     def _result(self, event: ev.Event) -> ev.AdminResult:
@@ -129,8 +140,7 @@ class Control:
     def set_limit(self, layer: str, field: str, value: object, reason: str, operator: str) -> ev.AdminResult:
         return self._result(ev.AdminSetLimit(layer, field, value, reason, operator, self.clock()))
 
-    def set_reference(self, symbol: str, price: str, reason: str, operator: str,
-                      force: bool = False) -> ev.AdminResult:
+    def set_reference(self, symbol: str, price: str, reason: str, operator: str, force: bool = False) -> ev.AdminResult:
         return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock(), force))
 
     def view(self, name: str, *args: object) -> Any:

@@ -106,8 +106,9 @@ class Auth:
         if identity is None:
             return Denied(401, "unknown token", "unknown bearer token")
         if not allows(identity.role, required):
-            return Denied(403, "role too low", f"token {identity.name!r} has role {identity.role}; "
-                                               f"this needs {required} or above")
+            return Denied(
+                403, "role too low", f"token {identity.name!r} has role {identity.role}; this needs {required} or above"
+            )
         return identity
 
 
@@ -129,8 +130,12 @@ def _reason(reason: str) -> None:
 class KillRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Halt, halt and cancel, reducing or resume for one scope."""
 
-    scope: Annotated[str, msgspec.Meta(description="firm, session:<name>, account:<Account> or symbol:<Symbol>",
-                                       examples=["account:ACC1"])]
+    scope: Annotated[
+        str,
+        msgspec.Meta(
+            description="firm, session:<name>, account:<Account> or symbol:<Symbol>", examples=["account:ACC1"]
+        ),
+    ]
     action: Literal["halt", "halt_and_cancel", "reducing", "resume"]
     reason: Annotated[str, Reason]
 
@@ -142,12 +147,17 @@ class KillRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class LimitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Set one limit of one layer (null clears it), effective from the next order."""
 
-    layer: Annotated[str, msgspec.Meta(description="firm, session:<name>, account:<Account> or symbol:<Symbol>",
-                                       examples=["firm"])]
+    layer: Annotated[
+        str, msgspec.Meta(description="firm, session:<name>, account:<Account> or symbol:<Symbol>", examples=["firm"])
+    ]
     field: Annotated[str, msgspec.Meta(description="a limit name: " + ", ".join(LIMIT_FIELDS))]
-    value: Annotated[Any, msgspec.Meta(
-        description="the new value (a number, or a decimal as a string; a list of symbols for "
-                    "restricted_symbols), or null to clear the limit in this layer")]
+    value: Annotated[
+        Any,
+        msgspec.Meta(
+            description="the new value (a number, or a decimal as a string; a list of symbols for "
+            "restricted_symbols), or null to clear the limit in this layer"
+        ),
+    ]
     reason: Annotated[str, Reason]
 
     def __post_init__(self) -> None:
@@ -158,8 +168,11 @@ class LimitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.field not in LIMIT_FIELDS:
             raise ValueError(f"field {self.field!r} is not a limit (limits: {', '.join(LIMIT_FIELDS)})")
         v = self.value
-        ok = (v is None or (isinstance(v, (int, Decimal, str)) and not isinstance(v, bool))
-              or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+        ok = (
+            v is None
+            or (isinstance(v, (int, Decimal, str)) and not isinstance(v, bool))
+            or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        )
         if not ok:
             raise ValueError("value must be a number, a string, a list of strings or null")
         _reason(self.reason)
@@ -177,8 +190,13 @@ class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     symbol: Annotated[str, msgspec.Meta(min_length=1, examples=["AAPL"])]
     price: Annotated[Decimal, msgspec.Meta(description="a number, or a decimal as a string", examples=["190.25"])]
     reason: Annotated[str, Reason]
-    force: Annotated[bool, msgspec.Meta(description="set a price further from the current reference than "
-                                        "[risk] reference_change_max_pct allows (recorded)")] = False
+    force: Annotated[
+        bool,
+        msgspec.Meta(
+            description="set a price further from the current reference than "
+            "[risk] reference_change_max_pct allows (recorded)"
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         if any(c.isspace() for c in self.symbol):
@@ -186,8 +204,9 @@ class ReferenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         try:  # the name rule of the scope symbol:<Symbol>: no control characters, ASCII, at most 64
             parse_scope(f"symbol:{self.symbol}")
         except ValueError:
-            raise ValueError("symbol must be 1 to 64 printable ASCII characters without spaces, "
-                             f"got {self.symbol[:80]!a}") from None
+            raise ValueError(
+                f"symbol must be 1 to 64 printable ASCII characters without spaces, got {self.symbol[:80]!a}"
+            ) from None
         _reason(self.reason)
 
 
@@ -310,8 +329,10 @@ def _assets() -> dict[str, tuple[bytes, str]]:
 
 #: Served with the dashboard: everything comes from this server, nothing runs inline.
 _PAGE_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
@@ -345,8 +366,16 @@ class StreamHub:
     event, never waited for. At most ``max_clients`` clients: the next one is answered 503.
     """
 
-    def __init__(self, feed: Feed, *, max_clients: int = MAX_STREAM_CLIENTS, queue_size: int = STREAM_QUEUE,
-                 heartbeat_s: float = HEARTBEAT_S, batch_s: float = STREAM_BATCH_S, log: FilteringBoundLogger | None = None):
+    def __init__(
+        self,
+        feed: Feed,
+        *,
+        max_clients: int = MAX_STREAM_CLIENTS,
+        queue_size: int = STREAM_QUEUE,
+        heartbeat_s: float = HEARTBEAT_S,
+        batch_s: float = STREAM_BATCH_S,
+        log: FilteringBoundLogger | None = None,
+    ):
         self.feed = feed
         self.max_clients = max_clients
         self.queue_size = queue_size
@@ -429,13 +458,18 @@ class StreamHub:
         parts = []
         lost = self.feed.lost
         if lost != self._lost_seen:
-            gap = {"feed": "notice", "kind": "stream_gap", "now_ns": time.time_ns(),
-                   "detail": f"{lost - self._lost_seen} item(s) were not streamed: the fan-out fell behind"}
+            gap = {
+                "feed": "notice",
+                "kind": "stream_gap",
+                "now_ns": time.time_ns(),
+                "detail": f"{lost - self._lost_seen} item(s) were not streamed: the fan-out fell behind",
+            }
             self._lost_seen = lost
             parts.append(b"event: notice\ndata: " + msgspec.json.encode(gap) + b"\n\n")
         for kind, action in items:
-            parts.append(b"event: " + kind.encode() + b"\ndata: " + msgspec.json.encode(feed_item(kind, action))
-                         + b"\n\n")
+            parts.append(
+                b"event: " + kind.encode() + b"\ndata: " + msgspec.json.encode(feed_item(kind, action)) + b"\n\n"
+            )
         return b"".join(parts), len(items)
 
     async def _send(self, data: bytes, n: int) -> None:
@@ -465,15 +499,26 @@ class StreamHub:
         queued = client.queued
         client.queue.clear()
         client.queued = 0
-        note = msgspec.json.encode({"feed": "notice", "kind": "dropped", "now_ns": time.time_ns(),
-                                    "detail": f"dropped: too slow ({queued} items waiting, at most "
-                                              f"{self.queue_size}; [admin] stream_queue)"})
+        note = msgspec.json.encode(
+            {
+                "feed": "notice",
+                "kind": "dropped",
+                "now_ns": time.time_ns(),
+                "detail": f"dropped: too slow ({queued} items waiting, at most "
+                f"{self.queue_size}; [admin] stream_queue)",
+            }
+        )
         body = b"event: dropped\ndata: " + note + b"\n\n"
         t.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if client.chunked else body)
         t.close()
         asyncio.get_running_loop().call_later(STREAM_CLOSE_GRACE_S, t.abort)
-        self.log.warning("event_stream_client_dropped", token_name=client.name, remote=client.remote,
-                         queued=queued, stream_queue=self.queue_size)
+        self.log.warning(
+            "event_stream_client_dropped",
+            token_name=client.name,
+            remote=client.remote,
+            queued=queued,
+            stream_queue=self.queue_size,
+        )
         client.done.set_result("dropped")
 
 
@@ -500,53 +545,157 @@ class Route(NamedTuple):
 ROUTES: tuple[Route, ...] = (
     Route("GET", "//", None, "dashboard", "The risk dashboard, a web page that asks for a token (no token needed)"),
     Route("GET", "//dashboard/{asset}", None, "asset", "The dashboard's script and style sheet (no token needed)"),
-    Route("GET", "//healthz", None, "healthz",
-          "Health (no token needed): 200 while the proxy records everything (status ok, or degraded when the audit "
-          "follower is dead, stuck or behind: nothing is lost, the audit store catches up); 503 while it cannot "
-          "record (status failed: new orders are refused)", response="Health"),
+    Route(
+        "GET",
+        "//healthz",
+        None,
+        "healthz",
+        "Health (no token needed): 200 while the proxy records everything (status ok, or degraded when the audit "
+        "follower is dead, stuck or behind: nothing is lost, the audit store catches up); 503 while it cannot "
+        "record (status failed: new orders are refused)",
+        response="Health",
+    ),
     Route("GET", "/openapi.json", None, "openapi", "This document (no token needed)"),
-    Route("GET", "/whoami", "viewer", "whoami",
-          "The caller's token name and role, and the alert levels (what the dashboard needs to start)",
-          response="Whoami"),
-    Route("GET", "/sessions", "viewer", "sessions", "OMS sessions and venues, and whether each is logged on",
-          response="Sessions"),
-    Route("GET", "/trading-states", "viewer", "trading_states",
-          "Scopes that are not ACTIVE (a scope not listed is ACTIVE)", response="TradingStates"),
-    Route("GET", "/limits", "viewer", "limits", "The limits in force: configured layers with live changes applied",
-          response="LimitSet"),
+    Route(
+        "GET",
+        "/whoami",
+        "viewer",
+        "whoami",
+        "The caller's token name and role, and the alert levels (what the dashboard needs to start)",
+        response="Whoami",
+    ),
+    Route(
+        "GET",
+        "/sessions",
+        "viewer",
+        "sessions",
+        "OMS sessions and venues, and whether each is logged on",
+        response="Sessions",
+    ),
+    Route(
+        "GET",
+        "/trading-states",
+        "viewer",
+        "trading_states",
+        "Scopes that are not ACTIVE (a scope not listed is ACTIVE)",
+        response="TradingStates",
+    ),
+    Route(
+        "GET",
+        "/limits",
+        "viewer",
+        "limits",
+        "The limits in force: configured layers with live changes applied",
+        response="LimitSet",
+    ),
     Route("GET", "/positions", "viewer", "positions", "Positions per account and symbol", response="Positions"),
-    Route("GET", "/exposure", "viewer", "exposure",
-          "Exposure per scope (firm, sessions, accounts) and the utilization of aggregate limits",
-          response="Exposure"),
-    Route("GET", "/orders", "viewer", "orders",
-          "Open orders in key order, one page at a time: the next page starts after the last key of this one "
-          "(fewer than limit orders: the last page); summary's orders.open says how many there are",
-          response="Orders", query_page=True),
-    Route("GET", "/decisions", "viewer", "decisions", "Recent risk decisions, newest first",
-          response="FeedItems", query_limit=True),
-    Route("GET", "/alerts", "viewer", "alerts", "Recent limit utilization alerts, newest first",
-          response="FeedItems", query_limit=True),
-    Route("GET", "/admin-actions", "viewer", "admin_actions",
-          "Recent admin actions (who, what, scope, reason, before/after), newest first",
-          response="FeedItems", query_limit=True),
-    Route("GET", "/summary", "viewer", "summary",
-          "Everything the risk desk looks at, in one value: the orders as running counts (GET /orders lists them)",
-          response="Summary"),
-    Route("GET", "/exposure-history", "viewer", "exposure_history",
-          f"The firm's gross and net exposure since start-up, sampled every {HISTORY_SAMPLE_S:g} s (a point "
-          "only when either changed), oldest first", response="ExposureHistory", query_since=True),
-    Route("GET", "/events", "viewer", "events",
-          "Server-sent events: every new decision, alert, admin action and notice (event: <kind>, "
-          "data: JSON), with a comment line as heartbeat every 15 s"),
-    Route("POST", "/kill-switch", "risk", "kill", "Halt, halt and cancel, reducing, or resume a scope",
-          KillRequest, "AdminResult"),
-    Route("POST", "/limits", "risk", "set_limit", "Set or clear one limit of one layer, from the next order",
-          LimitRequest, "AdminResult"),
-    Route("POST", "/reference-prices", "risk", "set_reference", "Set a symbol's reference price",
-          ReferenceRequest, "AdminResult"),
-    Route("POST", "/recording/resume", "risk", "resume_recording",
-          "After a recording failure (the journal's disk full): take new orders again, once the journal can grow",
-          ResumeRequest, "AdminResult"),
+    Route(
+        "GET",
+        "/exposure",
+        "viewer",
+        "exposure",
+        "Exposure per scope (firm, sessions, accounts) and the utilization of aggregate limits",
+        response="Exposure",
+    ),
+    Route(
+        "GET",
+        "/orders",
+        "viewer",
+        "orders",
+        "Open orders in key order, one page at a time: the next page starts after the last key of this one "
+        "(fewer than limit orders: the last page); summary's orders.open says how many there are",
+        response="Orders",
+        query_page=True,
+    ),
+    Route(
+        "GET",
+        "/decisions",
+        "viewer",
+        "decisions",
+        "Recent risk decisions, newest first",
+        response="FeedItems",
+        query_limit=True,
+    ),
+    Route(
+        "GET",
+        "/alerts",
+        "viewer",
+        "alerts",
+        "Recent limit utilization alerts, newest first",
+        response="FeedItems",
+        query_limit=True,
+    ),
+    Route(
+        "GET",
+        "/admin-actions",
+        "viewer",
+        "admin_actions",
+        "Recent admin actions (who, what, scope, reason, before/after), newest first",
+        response="FeedItems",
+        query_limit=True,
+    ),
+    Route(
+        "GET",
+        "/summary",
+        "viewer",
+        "summary",
+        "Everything the risk desk looks at, in one value: the orders as running counts (GET /orders lists them)",
+        response="Summary",
+    ),
+    Route(
+        "GET",
+        "/exposure-history",
+        "viewer",
+        "exposure_history",
+        f"The firm's gross and net exposure since start-up, sampled every {HISTORY_SAMPLE_S:g} s (a point "
+        "only when either changed), oldest first",
+        response="ExposureHistory",
+        query_since=True,
+    ),
+    Route(
+        "GET",
+        "/events",
+        "viewer",
+        "events",
+        "Server-sent events: every new decision, alert, admin action and notice (event: <kind>, "
+        "data: JSON), with a comment line as heartbeat every 15 s",
+    ),
+    Route(
+        "POST",
+        "/kill-switch",
+        "risk",
+        "kill",
+        "Halt, halt and cancel, reducing, or resume a scope",
+        KillRequest,
+        "AdminResult",
+    ),
+    Route(
+        "POST",
+        "/limits",
+        "risk",
+        "set_limit",
+        "Set or clear one limit of one layer, from the next order",
+        LimitRequest,
+        "AdminResult",
+    ),
+    Route(
+        "POST",
+        "/reference-prices",
+        "risk",
+        "set_reference",
+        "Set a symbol's reference price",
+        ReferenceRequest,
+        "AdminResult",
+    ),
+    Route(
+        "POST",
+        "/recording/resume",
+        "risk",
+        "resume_recording",
+        "After a recording failure (the journal's disk full): take new orders again, once the journal can grow",
+        ResumeRequest,
+        "AdminResult",
+    ),
 )
 
 
@@ -557,17 +706,31 @@ def _json(data: Any, status: int = 200) -> web.Response:
 class AdminApi:
     """The aiohttp application over one proxy's :class:`Control`."""
 
-    def __init__(self, control: Control, tokens: Iterable[Any], *, sessions: Iterable[str] = (),
-                 heartbeat_s: float = HEARTBEAT_S, max_stream_clients: int = MAX_STREAM_CLIENTS,
-                 stream_queue: int = STREAM_QUEUE, stream_batch_s: float = STREAM_BATCH_S):
+    def __init__(
+        self,
+        control: Control,
+        tokens: Iterable[Any],
+        *,
+        sessions: Iterable[str] = (),
+        heartbeat_s: float = HEARTBEAT_S,
+        max_stream_clients: int = MAX_STREAM_CLIENTS,
+        stream_queue: int = STREAM_QUEUE,
+        stream_batch_s: float = STREAM_BATCH_S,
+    ):
         self.control = control
         self.feed = control.feed
         self.auth = Auth(tokens)
         self.session_names = frozenset(sessions)  # configured OMS sessions: a session scope must name one
         self.heartbeat_s = heartbeat_s
         self.log = structlog.get_logger("fixproxy.admin")
-        self.hub = StreamHub(self.feed, max_clients=max_stream_clients, queue_size=stream_queue,
-                             heartbeat_s=heartbeat_s, batch_s=stream_batch_s, log=self.log)
+        self.hub = StreamHub(
+            self.feed,
+            max_clients=max_stream_clients,
+            queue_size=stream_queue,
+            heartbeat_s=heartbeat_s,
+            batch_s=stream_batch_s,
+            log=self.log,
+        )
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.history = ExposureHistory()
@@ -643,23 +806,34 @@ class AdminApi:
             verdict = self.auth.check(request.headers.get("Authorization"), route.role)
             if isinstance(verdict, Denied):
                 # Never the token: who (if known), what and from where.
-                fields = {"status": verdict.status, "reason": verdict.reason, "method": request.method,
-                          "path": request.path, "remote": request.remote, "required_role": route.role}
+                fields = {
+                    "status": verdict.status,
+                    "reason": verdict.reason,
+                    "method": request.method,
+                    "path": request.path,
+                    "remote": request.remote,
+                    "required_role": route.role,
+                }
                 identity = self.auth.identify(request.headers.get("Authorization")) if verdict.status == 403 else None
                 if identity is not None:  # a 403 names the token it refused
                     fields.update(token_name=identity.name, role=identity.role)
                 self.log.warning("admin_auth_failed", **fields)
                 headers = {"WWW-Authenticate": 'Bearer realm="fixproxy"'} if verdict.status == 401 else None
-                return web.Response(body=msgspec.json.encode({"error": verdict.message}), status=verdict.status,
-                                    content_type="application/json", headers=headers)
+                return web.Response(
+                    body=msgspec.json.encode({"error": verdict.message}),
+                    status=verdict.status,
+                    content_type="application/json",
+                    headers=headers,
+                )
             return await handler(request, verdict)
 
         guarded.__name__ = route.handler
         return guarded
 
     @web.middleware
-    async def _errors(self, request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         """Every error as JSON ``{"error": "..."}``."""
         try:
             return await handler(request)
@@ -672,8 +846,13 @@ class AdminApi:
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # noqa: BLE001 - answer 500 and keep serving
-            self.log.error("admin_api_error", method=request.method, path=request.path, error=repr(exc),
-                           traceback=traceback.format_exc())
+            self.log.error(
+                "admin_api_error",
+                method=request.method,
+                path=request.path,
+                error=repr(exc),
+                traceback=traceback.format_exc(),
+            )
             return _json({"error": "internal error; see the proxy's log"}, 500)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
@@ -749,16 +928,28 @@ class AdminApi:
     async def events(self, request: web.Request, who: Identity) -> web.StreamResponse:
         client = self.hub.open(who.name, request.remote)
         if client is None:
-            self.log.warning("event_stream_refused", token_name=who.name, remote=request.remote,
-                             max_stream_clients=self.hub.max_clients)
+            self.log.warning(
+                "event_stream_refused",
+                token_name=who.name,
+                remote=request.remote,
+                max_stream_clients=self.hub.max_clients,
+            )
             return web.Response(
-                body=msgspec.json.encode({"error": f"too many event-stream clients: {self.hub.max_clients} are "
-                                                   "connected, the most [admin] max_stream_clients allows; try "
-                                                   "again later"}),
-                status=503, content_type="application/json", headers={"Retry-After": "5"})
+                body=msgspec.json.encode(
+                    {
+                        "error": f"too many event-stream clients: {self.hub.max_clients} are "
+                        "connected, the most [admin] max_stream_clients allows; try "
+                        "again later"
+                    }
+                ),
+                status=503,
+                content_type="application/json",
+                headers={"Retry-After": "5"},
+            )
         try:
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                                   "X-Accel-Buffering": "no"})
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            )
             chunked = request.version >= (1, 1)  # HTTP/1.0: no chunks, the stream ends with the connection
             if chunked:
                 response.enable_chunked_encoding()
@@ -803,8 +994,9 @@ class AdminApi:
 
     async def set_reference(self, request: web.Request, who: Identity) -> web.Response:
         body = parse_body(await request.read(), ReferenceRequest)
-        result = await self._run(self.control.set_reference, body.symbol, str(body.price), body.reason, who.name,
-                                  body.force)
+        result = await self._run(
+            self.control.set_reference, body.symbol, str(body.price), body.reason, who.name, body.force
+        )
         return _json(result_body(result), 200 if result.ok else 422)
 
 
@@ -833,90 +1025,195 @@ _B = {"type": "boolean"}
 
 def _schemas() -> dict[str, Any]:
     ref = "#/components/schemas/{name}"
-    _, generated = msgspec.json.schema_components([KillRequest, LimitRequest, ReferenceRequest, LimitSet],
-                                                  ref_template=ref)
+    _, generated = msgspec.json.schema_components(
+        [KillRequest, LimitRequest, ReferenceRequest, LimitSet], ref_template=ref
+    )
     result = dict(msgspec.json.schema_components([ev.AdminResult], ref_template=ref)[1]["AdminResult"])
     result["properties"] = {k: v for k, v in result["properties"].items() if k != "type"}
     result["properties"]["error"] = {"type": "string", "description": "when ok is false: why (same as detail)"}
     result["required"] = [k for k in result["required"] if k != "type"]
-    result["description"] = ("What an admin action did. kind: kill, limit, reference; before/after: the state or "
-                             "value before and after; orders_cancelled: cancels sent by halt_and_cancel.")
-    states = _arr(_obj({"scope": _S, "state": {"enum": ["ACTIVE", "REDUCING", "HALTED"]}, "reason": _S,
-                        "operator": _S, "since_ns": _I}))
-    positions = _arr(_obj({k: _S for k in ("account", "symbol", "sector")} | {k: _DEC for k in (
-        "qty", "avg_cost", "mark", "market_value", "realized_pnl", "unrealized_pnl", "bought_qty", "sold_qty",
-        "traded_notional")}))
-    exposure = _arr(_obj({
-        "scope": _S, "gross": _DEC, "net": _DEC, "net_long": _DEC, "net_short": _DEC, "open_orders": _I,
-        "sectors": {"type": "object", "additionalProperties": _DEC},
-        "limits": {"type": "object", "additionalProperties": _obj(
-            {"limit": _DEC, "observed": _DEC, "utilization_pct": _DEC})},
-    }))
-    orders = _arr(_obj({k: _S for k in ("key", "session", "cl_ord_id", "venue", "order_id", "account", "symbol", "side",
-                                        "ord_type", "status", "pending_replace")}
-                       | {k: _DEC for k in ("order_qty", "price", "leaves_qty", "cum_qty", "avg_px")}))
-    sessions = _obj({
-        "oms": _arr(_obj({"name": _S, "up": _B, "default_venue": _S, "reject_with": _S, "cancel_on_disconnect": _B})),
-        "venues": _arr(_obj({"name": _S, "up": _B})),
-    })
+    result["description"] = (
+        "What an admin action did. kind: kill, limit, reference; before/after: the state or "
+        "value before and after; orders_cancelled: cancels sent by halt_and_cancel."
+    )
+    states = _arr(
+        _obj(
+            {
+                "scope": _S,
+                "state": {"enum": ["ACTIVE", "REDUCING", "HALTED"]},
+                "reason": _S,
+                "operator": _S,
+                "since_ns": _I,
+            }
+        )
+    )
+    positions = _arr(
+        _obj(
+            {k: _S for k in ("account", "symbol", "sector")}
+            | {
+                k: _DEC
+                for k in (
+                    "qty",
+                    "avg_cost",
+                    "mark",
+                    "market_value",
+                    "realized_pnl",
+                    "unrealized_pnl",
+                    "bought_qty",
+                    "sold_qty",
+                    "traded_notional",
+                )
+            }
+        )
+    )
+    exposure = _arr(
+        _obj(
+            {
+                "scope": _S,
+                "gross": _DEC,
+                "net": _DEC,
+                "net_long": _DEC,
+                "net_short": _DEC,
+                "open_orders": _I,
+                "sectors": {"type": "object", "additionalProperties": _DEC},
+                "limits": {
+                    "type": "object",
+                    "additionalProperties": _obj({"limit": _DEC, "observed": _DEC, "utilization_pct": _DEC}),
+                },
+            }
+        )
+    )
+    orders = _arr(
+        _obj(
+            {
+                k: _S
+                for k in (
+                    "key",
+                    "session",
+                    "cl_ord_id",
+                    "venue",
+                    "order_id",
+                    "account",
+                    "symbol",
+                    "side",
+                    "ord_type",
+                    "status",
+                    "pending_replace",
+                )
+            }
+            | {k: _DEC for k in ("order_qty", "price", "leaves_qty", "cum_qty", "avg_px")}
+        )
+    )
+    sessions = _obj(
+        {
+            "oms": _arr(
+                _obj({"name": _S, "up": _B, "default_venue": _S, "reject_with": _S, "cancel_on_disconnect": _B})
+            ),
+            "venues": _arr(_obj({"name": _S, "up": _B})),
+        }
+    )
     return {
         **generated,
         "AdminResult": result,
         "Error": _obj({"error": _S}, "What went wrong, in one sentence."),
-        "Health": _obj({
-            "status": {"enum": ["ok", "degraded", "failed"]},
-            "journal": _obj({"state": {"enum": ["ok", "failed"]}, "reason": _S, "segment": _I, "bytes": _I,
-                             "lost_records": _I, "sync": {"enum": ["none", "interval", "always"]}},
-                            "The write-ahead journal: failed while it cannot grow (new orders refused)"),
-            "audit": _obj({"state": {"enum": ["ok", "behind", "stuck", "dead", "disabled"]}},
-                          "The audit follower (more fields: its position, lag and restarts)"),
-            "engine": _obj({"state": {"enum": ["ok", "failed"]}, "reason": _S},
-                           "The FIX engine: failed once a thread of it has ended (quickfix's acceptor or "
-                           "initiator, the proxy's control thread)"),
-            "trading_day": _obj({"day": _S, "roll": _S},
-                                "The trading day the proxy is in ([proxy] day_roll): its date and when the next begins"),
-        }),
+        "Health": _obj(
+            {
+                "status": {"enum": ["ok", "degraded", "failed"]},
+                "journal": _obj(
+                    {
+                        "state": {"enum": ["ok", "failed"]},
+                        "reason": _S,
+                        "segment": _I,
+                        "bytes": _I,
+                        "lost_records": _I,
+                        "sync": {"enum": ["none", "interval", "always"]},
+                    },
+                    "The write-ahead journal: failed while it cannot grow (new orders refused)",
+                ),
+                "audit": _obj(
+                    {"state": {"enum": ["ok", "behind", "stuck", "dead", "disabled"]}},
+                    "The audit follower (more fields: its position, lag and restarts)",
+                ),
+                "engine": _obj(
+                    {"state": {"enum": ["ok", "failed"]}, "reason": _S},
+                    "The FIX engine: failed once a thread of it has ended (quickfix's acceptor or "
+                    "initiator, the proxy's control thread)",
+                ),
+                "trading_day": _obj(
+                    {"day": _S, "roll": _S},
+                    "The trading day the proxy is in ([proxy] day_roll): its date and when the next begins",
+                ),
+            }
+        ),
         "Sessions": sessions,
         "TradingStates": states,
         "Positions": positions,
         "Exposure": exposure,
         "Orders": orders,
-        "FeedItems": _arr(_obj({"feed": {"enum": ["decision", "alert", "admin", "notice"]}, "now_ns": _I},
-                               "A Decision, Alert, AdminResult or Notice with its fields, plus feed naming "
-                               "which it is.")),
-        "Whoami": _obj({"name": _S, "role": {"enum": list(ROLES)},
-                        "alert_levels": _arr(_DEC, "[risk] alert_levels: utilization (percent) that raises an "
-                                                   "alert, lowest first")}),
-        "OrderCounts": _obj({
-            "open": {"type": "integer", "description": "open orders (GET /orders pages through them)"},
-            "open_by_session": {"type": "object", "additionalProperties": _I},
-            "by_status": {"type": "object", "additionalProperties": _I,
-                          "description": "orders in each status (open and finished), e.g. new, filled"},
-            "decisions": _obj({"accepted": _I, "rejected": _I,
-                               "by_session": {"type": "object", "additionalProperties": _obj(
-                                   {"accepted": _I, "rejected": _I})},
-                               "rejects_by_code": {"type": "object", "additionalProperties": _I}},
-                              "risk decisions (new orders, replaces, cancels, refused messages)"),
-        }, "Running counts kept by the core as orders change: reading them never walks the orders."),
+        "FeedItems": _arr(
+            _obj(
+                {"feed": {"enum": ["decision", "alert", "admin", "notice"]}, "now_ns": _I},
+                "A Decision, Alert, AdminResult or Notice with its fields, plus feed naming which it is.",
+            )
+        ),
+        "Whoami": _obj(
+            {
+                "name": _S,
+                "role": {"enum": list(ROLES)},
+                "alert_levels": _arr(
+                    _DEC, "[risk] alert_levels: utilization (percent) that raises an alert, lowest first"
+                ),
+            }
+        ),
+        "OrderCounts": _obj(
+            {
+                "open": {"type": "integer", "description": "open orders (GET /orders pages through them)"},
+                "open_by_session": {"type": "object", "additionalProperties": _I},
+                "by_status": {
+                    "type": "object",
+                    "additionalProperties": _I,
+                    "description": "orders in each status (open and finished), e.g. new, filled",
+                },
+                "decisions": _obj(
+                    {
+                        "accepted": _I,
+                        "rejected": _I,
+                        "by_session": {
+                            "type": "object",
+                            "additionalProperties": _obj({"accepted": _I, "rejected": _I}),
+                        },
+                        "rejects_by_code": {"type": "object", "additionalProperties": _I},
+                    },
+                    "risk decisions (new orders, replaces, cancels, refused messages)",
+                ),
+            },
+            "Running counts kept by the core as orders change: reading them never walks the orders.",
+        ),
         "ExposureHistory": _obj({"now_ns": _I, "points": _arr(_obj({"t_ns": _I, "gross": _DEC, "net": _DEC}))}),
-        "Summary": _obj({
-            "health": {"$ref": ref.format(name="Health")},
-            "sessions": {"$ref": ref.format(name="Sessions")},
-            "trading_states": {"$ref": ref.format(name="TradingStates")},
-            "limits": {"$ref": ref.format(name="LimitSet")},
-            "positions": {"$ref": ref.format(name="Positions")},
-            "exposure": {"$ref": ref.format(name="Exposure")},
-            "orders": {"$ref": ref.format(name="OrderCounts")},
-            "kill_cancels_pending": {"type": "integer",
-                                     "description": "cancels the proxy sent (halt and cancel, cancel on "
-                                                    "disconnect) still awaiting the venue"},
-        }),
+        "Summary": _obj(
+            {
+                "health": {"$ref": ref.format(name="Health")},
+                "sessions": {"$ref": ref.format(name="Sessions")},
+                "trading_states": {"$ref": ref.format(name="TradingStates")},
+                "limits": {"$ref": ref.format(name="LimitSet")},
+                "positions": {"$ref": ref.format(name="Positions")},
+                "exposure": {"$ref": ref.format(name="Exposure")},
+                "orders": {"$ref": ref.format(name="OrderCounts")},
+                "kill_cancels_pending": {
+                    "type": "integer",
+                    "description": "cancels the proxy sent (halt and cancel, cancel on "
+                    "disconnect) still awaiting the venue",
+                },
+            }
+        ),
     }
 
 
 def _error(description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 @functools.cache
@@ -931,43 +1228,82 @@ def openapi_document() -> dict:
             op["x-required-role"] = r.role
             op["description"] = f"Needs a token with role {r.role} or above."
         if r.query_limit:
-            op["parameters"] = [{"name": "limit", "in": "query", "required": False,
-                                 "description": f"at most this many items (1 to {MAX_RECENT})",
-                                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT,
-                                            "default": DEFAULT_RECENT}}]
+            op["parameters"] = [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": f"at most this many items (1 to {MAX_RECENT})",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT, "default": DEFAULT_RECENT},
+                }
+            ]
         if r.query_page:
             op["parameters"] = [
-                {"name": "limit", "in": "query", "required": False,
-                 "description": f"at most this many orders (1 to {MAX_ORDER_PAGE})",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_PAGE,
-                            "default": views.ORDER_PAGE}},
-                {"name": "after", "in": "query", "required": False,
-                 "description": "start after the order with this key (the key of the previous page's last order)",
-                 "schema": {"type": "string"}}]
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": f"at most this many orders (1 to {MAX_ORDER_PAGE})",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_PAGE, "default": views.ORDER_PAGE},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "start after the order with this key (the key of the previous page's last order)",
+                    "schema": {"type": "string"},
+                },
+            ]
         if r.query_since:
-            op["parameters"] = [{"name": "since_ns", "in": "query", "required": False,
-                                 "description": "only points after this time (nanoseconds since the epoch)",
-                                 "schema": {"type": "integer", "minimum": 0, "default": 0}}]
+            op["parameters"] = [
+                {
+                    "name": "since_ns",
+                    "in": "query",
+                    "required": False,
+                    "description": "only points after this time (nanoseconds since the epoch)",
+                    "schema": {"type": "integer", "minimum": 0, "default": 0},
+                }
+            ]
         if "{asset}" in r.path:
-            op["parameters"] = [{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"},
-                                 "description": "a file name, e.g. dashboard.js"}]
+            op["parameters"] = [
+                {
+                    "name": "asset",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "a file name, e.g. dashboard.js",
+                }
+            ]
         if r.request is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{r.request.__name__}"}}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.request.__name__}"}}},
+            }
         if r.handler == "events":
-            ok = {"description": "a stream of server-sent events", "content": {"text/event-stream": {
-                "schema": {"type": "string"}}}}
+            ok = {
+                "description": "a stream of server-sent events",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
         elif r.handler == "dashboard":
             ok = {"description": "the dashboard's page", "content": {"text/html": {"schema": {"type": "string"}}}}
         elif r.handler == "asset":
-            ok = {"description": "the file", "content": {"text/javascript": {"schema": {"type": "string"}},
-                                                          "text/css": {"schema": {"type": "string"}}}}
+            ok = {
+                "description": "the file",
+                "content": {
+                    "text/javascript": {"schema": {"type": "string"}},
+                    "text/css": {"schema": {"type": "string"}},
+                },
+            }
         elif r.handler == "openapi":
-            ok = {"description": "the OpenAPI document", "content": {"application/json": {"schema": {
-                "type": "object"}}}}
+            ok = {
+                "description": "the OpenAPI document",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
         else:
-            ok = {"description": "the action was applied" if r.request else "OK", "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{r.response}"}}}}
+            ok = {
+                "description": "the action was applied" if r.request else "OK",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.response}"}}},
+            }
         op["responses"]["200"] = ok
         if r.handler == "asset":
             op["responses"]["404"] = _error("no such file")
@@ -977,26 +1313,34 @@ def openapi_document() -> dict:
             op["responses"]["401"] = _error("missing or unknown bearer token")
             op["responses"]["403"] = _error("the token's role is too low")
         if r.request is not None:
-            op["responses"]["422"] = {"description": "the proxy refused the action (ok is false; error says why)",
-                                      "content": {"application/json": {"schema": {
-                                          "$ref": "#/components/schemas/AdminResult"}}}}
+            op["responses"]["422"] = {
+                "description": "the proxy refused the action (ok is false; error says why)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AdminResult"}}},
+            }
         paths.setdefault(r.url, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "fixproxy risk-desk API",
             "version": "1",
-            "description": ("Read the proxy's sessions, trading states, limits, positions, exposure, open orders "
-                            "and recent decisions; halt and resume trading; change limits and reference prices. "
-                            "Roles: viewer (reads), risk (reads, kill switch, limits, reference prices), admin "
-                            "(everything). Money and quantities are decimal strings."),
+            "description": (
+                "Read the proxy's sessions, trading states, limits, positions, exposure, open orders "
+                "and recent decisions; halt and resume trading; change limits and reference prices. "
+                "Roles: viewer (reads), risk (reads, kill switch, limits, reference prices), admin "
+                "(everything). Money and quantities are decimal strings."
+            ),
         },
         "servers": [{"url": "http://127.0.0.1:9880"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "a token from [[admin.tokens]] in the proxy's config"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token from [[admin.tokens]] in the proxy's config",
+                }
+            },
             "schemas": _schemas(),
         },
     }

@@ -68,8 +68,15 @@ class Check(msgspec.Struct):
 def _describe(values: tuple) -> str:
     """kind, decision, code, session, ClOrdID and MsgType of a record (or draft columns), for a sentence."""
     _, kind, session, direction, msg_type, cl_ord_id, _, _, decision, code, _ = values
-    words = [kind, direction, f"35={msg_type}" if msg_type else "", decision, code,
-             f"session {session}" if session else "", f"ClOrdID {cl_ord_id}" if cl_ord_id else ""]
+    words = [
+        kind,
+        direction,
+        f"35={msg_type}" if msg_type else "",
+        decision,
+        code,
+        f"session {session}" if session else "",
+        f"ClOrdID {cl_ord_id}" if cl_ord_id else "",
+    ]
     return " ".join(w for w in words if w)
 
 
@@ -109,9 +116,10 @@ def proxy_running(journal_dir: Path) -> bool:
 def _process_start_ns(pid: int) -> int:
     """When process ``pid`` started (ns since the epoch), from /proc; OSError if there is no such process."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, starttime, in clock ticks since boot
-    boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime "))
+    ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22, starttime, in clock ticks since boot
+    boot = next(
+        int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+    )
     return boot * 1_000_000_000 + ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
@@ -124,8 +132,9 @@ def _journal_records(journal_dir: Path, found: list[int]) -> Iterator[tuple[int,
 def _segment_starts(db: sqlite_utils.Database) -> dict[int, int]:
     """Journal segment -> seq of the ``audit_started`` notice that opens its records."""
     out: dict[int, int] = {}
-    for seq, data in db.execute(f"SELECT seq, data FROM {TABLE} WHERE kind = ? AND code = ? ORDER BY seq",
-                                (KIND_NOTICE, AUDIT_STARTED)):
+    for seq, data in db.execute(
+        f"SELECT seq, data FROM {TABLE} WHERE kind = ? AND code = ? ORDER BY seq", (KIND_NOTICE, AUDIT_STARTED)
+    ):
         try:
             segment = json.loads(data).get("segment")
         except (ValueError, AttributeError):
@@ -165,14 +174,20 @@ def check_journal(db: sqlite_utils.Database, journal_dir: Path, *, running: bool
         # even when the records cut off were checkpoints (which the journal does not have).
         row = db.execute(f"SELECT hash FROM {TABLE} WHERE seq = ?", (saved.seq,)).fetchone()
         if row is None:
-            problems.append(f"the follower committed records up to {saved.seq}, the store ends at record {total}: "
-                            "records were cut off the end")
+            problems.append(
+                f"the follower committed records up to {saved.seq}, the store ends at record {total}: "
+                "records were cut off the end"
+            )
         elif row[0] != saved.hash:
-            problems.append(f"record {saved.seq} no longer has the hash the follower committed with it "
-                            f"({saved.hash}): it, or a record before it, was rewritten")
+            problems.append(
+                f"record {saved.seq} no longer has the hash the follower committed with it "
+                f"({saved.hash}): it, or a record before it, was rewritten"
+            )
     elif start_seq is None and total:
-        problems.append(f"the store holds {total} record(s) but none of journal segment {first} and no follower "
-                        "position: it was not written by this journal's follower")
+        problems.append(
+            f"the store holds {total} record(s) but none of journal segment {first} and no follower "
+            "position: it was not written by this journal's follower"
+        )
     if start_seq is None:
         actual: Iterator[tuple[Record, str]] = iter(())
         before = db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
@@ -206,9 +221,11 @@ def check_journal(db: sqlite_utils.Database, journal_dir: Path, *, running: bool
         if stored != draft:
             differ += 1
             if differ <= MAX_DETAILS:
-                details.append(f"record {record[0].seq} differs from journal segment {segment} (record ending at "
-                               f"byte {offset}): the journal has {_describe(draft)}, the store has "
-                               f"{_describe(stored)}" + ("" if stored[:10] != draft[:10] else " (its data differs)"))
+                details.append(
+                    f"record {record[0].seq} differs from journal segment {segment} (record ending at "
+                    f"byte {offset}): the journal has {_describe(draft)}, the store has "
+                    f"{_describe(stored)}" + ("" if stored[:10] != draft[:10] else " (its data differs)")
+                )
     extra = first_extra = last_extra = 0
     for extra_record, _ in actual:
         extra += 1
@@ -217,32 +234,50 @@ def check_journal(db: sqlite_utils.Database, journal_dir: Path, *, running: bool
     if differ:
         problems.append(f"{differ} record(s) differ from the journal (rewritten)")
     if first_missing is not None:  # set with the first of the ``missing``
-        problems.append(f"{missing} journaled record(s) the follower had recorded are missing from the store "
-                        f"(from journal segment {first_missing[0]}, {_describe(first_missing[1])})")
+        problems.append(
+            f"{missing} journaled record(s) the follower had recorded are missing from the store "
+            f"(from journal segment {first_missing[0]}, {_describe(first_missing[1])})"
+        )
     if start_seq is None and (missing or unfollowed) and position is not None:
-        details.append(f"the store has no audit_started record of journal segment {first}: it does not hold "
-                       "this journal's records (another store, or one made up)")
+        details.append(
+            f"the store has no audit_started record of journal segment {first}: it does not hold "
+            "this journal's records (another store, or one made up)"
+        )
     if extra:
-        problems.append(f"the store has {extra} record(s) after the journal's last one (records "
-                        f"{first_extra}-{last_extra}): not from this journal")
+        problems.append(
+            f"the store has {extra} record(s) after the journal's last one (records "
+            f"{first_extra}-{last_extra}): not from this journal"
+        )
     if unfollowed:
-        where = f"after the follower's position (segment {position[0]}, byte {position[1]})" if position \
+        where = (
+            f"after the follower's position (segment {position[0]}, byte {position[1]})"
+            if position
             else "the follower has recorded none yet"
+        )
         if running:
-            notes.append(f"{unfollowed} journal record(s) not yet followed ({where}; the proxy is running, "
-                         "so not a failure)")
+            notes.append(
+                f"{unfollowed} journal record(s) not yet followed ({where}; the proxy is running, so not a failure)"
+            )
         else:
-            problems.append(f"{unfollowed} journal record(s) not yet followed ({where}) and no proxy is writing the "
-                            "journal: the follower records everything before it stops (start the proxy to let it "
-                            "catch up, or the store lost them)")
+            problems.append(
+                f"{unfollowed} journal record(s) not yet followed ({where}) and no proxy is writing the "
+                "journal: the follower records everything before it stops (start the proxy to let it "
+                "catch up, or the store lost them)"
+            )
     if before and start_seq is not None:
-        notes.append(f"records 1-{before} precede journal segment {first}, the oldest on disk: not checked against "
-                     "the journal")
+        notes.append(
+            f"records 1-{before} precede journal segment {first}, the oldest on disk: not checked against the journal"
+        )
     span = f"segment {first}" if len(found) == 1 else f"segments {first}-{found[-1]}"
     if problems:
         return JournalCheck(name, "failed", "; ".join(problems), details + notes, unfollowed_out=unfollowed_out)
-    return JournalCheck(name, "ok", f"the {compared} audit record(s) of journal {span} are in the store, in "
-                                    "order, as journaled", notes, unfollowed_out=unfollowed_out)
+    return JournalCheck(
+        name,
+        "ok",
+        f"the {compared} audit record(s) of journal {span} are in the store, in order, as journaled",
+        notes,
+        unfollowed_out=unfollowed_out,
+    )
 
 
 # ---------------------------------------------------------------- the FIX session stores
@@ -261,8 +296,15 @@ def _stored_messages(store: Path, prefix: str) -> Iterator[str]:
     return sent_messages(store, prefix)
 
 
-def check_fix_stores(db: sqlite_utils.Database, store_dir: Path, *, running: bool = False,
-                     unfollowed: set | None = None, now_ns: int | None = None, grace_s: float = 10.0) -> Check:
+def check_fix_stores(
+    db: sqlite_utils.Database,
+    store_dir: Path,
+    *,
+    running: bool = False,
+    unfollowed: set | None = None,
+    now_ns: int | None = None,
+    grace_s: float = 10.0,
+) -> Check:
     """Every application message in the FIX session stores under ``store_dir`` (``oms/``, ``venue/``:
     ``<BeginString>-<Sender>-<Target>.header`` and ``.body``) has an ``out`` message record with the
     same SenderCompID, TargetCompID, MsgSeqNum and SendingTime. While the proxy runs, messages whose
@@ -314,14 +356,23 @@ def check_fix_stores(db: sqlite_utils.Database, store_dir: Path, *, running: boo
         if gaps:
             missing_total += len(gaps)
             shown = ", ".join(gaps[:20]) + (f" ... ({len(gaps)} in all)" if len(gaps) > 20 else "")
-            details.append(f"{header.parent.name}/{prefix}: {len(gaps)} sent message(s) with no out record, "
-                           f"MsgSeqNum {shown}")
+            details.append(
+                f"{header.parent.name}/{prefix}: {len(gaps)} sent message(s) with no out record, MsgSeqNum {shown}"
+            )
     note = f"; {late} sent message(s) not recorded yet (the proxy is running)" if late else ""
     if missing_total:
-        return Check(name, "failed", f"{missing_total} of the {checked} application messages in the FIX session "
-                                     f"stores have no out record in the audit store{note}", details[:MAX_DETAILS])
-    return Check(name, "ok", f"each of the {checked} application messages in {sessions} FIX session store(s) has "
-                             f"its out record{note}")
+        return Check(
+            name,
+            "failed",
+            f"{missing_total} of the {checked} application messages in the FIX session "
+            f"stores have no out record in the audit store{note}",
+            details[:MAX_DETAILS],
+        )
+    return Check(
+        name,
+        "ok",
+        f"each of the {checked} application messages in {sessions} FIX session store(s) has its out record{note}",
+    )
 
 
 # ---------------------------------------------------------------- keyed checkpoints
@@ -332,8 +383,12 @@ def check_checkpoints(db: sqlite_utils.Database, key: bytes, interval_s: float) 
     of records without a checkpoint spans more than ``interval_s`` by the records' times."""
     name = "checkpoints"
     if not key:
-        return Check(name, "not checked", "no key: the keyed checkpoints were not checked (set the variable "
-                                          "[audit] key_env names, [audit] key_file, or pass --key-file)")
+        return Check(
+            name,
+            "not checked",
+            "no key: the keyed checkpoints were not checked (set the variable "
+            "[audit] key_env names, [audit] key_file, or pass --key-file)",
+        )
     interval_ns = int(interval_s * 1e9)
     kid = key_id(key)
     count = bad = other_key = 0
@@ -351,9 +406,11 @@ def check_checkpoints(db: sqlite_utils.Database, key: bytes, interval_s: float) 
                 flagged = True
                 uncovered_runs += 1
                 if len(details) < MAX_DETAILS:
-                    details.append(f"records {first.seq}-{record.seq} span "
-                                   f"{(record.ts_ns - first.ts_ns) / 1e9:.1f} s with no checkpoint (the interval is "
-                                   f"{interval_s:g} s)")
+                    details.append(
+                        f"records {first.seq}-{record.seq} span "
+                        f"{(record.ts_ns - first.ts_ns) / 1e9:.1f} s with no checkpoint (the interval is "
+                        f"{interval_s:g} s)"
+                    )
             last_record = record
             continue
         count += 1
@@ -373,16 +430,22 @@ def check_checkpoints(db: sqlite_utils.Database, key: bytes, interval_s: float) 
         elif not hmac.compare_digest(str(mac), checkpoint_mac(key, seq, hash_)):
             problem = "its MAC does not verify with this key (forged, or rewritten)"
         elif (seq, hash_) != (record.seq - 1, record.prev_hash):
-            problem = f"it names record {seq} with hash {hash_}, but the record before it is {record.seq - 1} with " \
-                      f"hash {record.prev_hash} (the records before it were rewritten)"
+            problem = (
+                f"it names record {seq} with hash {hash_}, but the record before it is {record.seq - 1} with "
+                f"hash {record.prev_hash} (the records before it were rewritten)"
+            )
         if problem:
             bad += 1
             if len(details) < MAX_DETAILS:
                 details.append(f"checkpoint {record.seq}: {problem}")
     tail = ""
     if last_record is not None and last_record.seq > last_checkpoint:
-        tail = f"; records {max(last_checkpoint + 1, first.seq if first else 0)}-{last_record.seq} come after the " \
-               "last checkpoint" if count else ""
+        tail = (
+            f"; records {max(last_checkpoint + 1, first.seq if first else 0)}-{last_record.seq} come after the "
+            "last checkpoint"
+            if count
+            else ""
+        )
     if bad or uncovered_runs:
         problems = []
         if other_key and other_key == bad:
@@ -390,12 +453,19 @@ def check_checkpoints(db: sqlite_utils.Database, key: bytes, interval_s: float) 
         elif bad:
             problems.append(f"{bad} of {count} checkpoints do not verify")
         if uncovered_runs:
-            problems.append(f"{uncovered_runs} run(s) of records span more than the checkpoint interval "
-                            f"({interval_s:g} s) with no checkpoint" + ("" if count else " (the store has none)"))
+            problems.append(
+                f"{uncovered_runs} run(s) of records span more than the checkpoint interval "
+                f"({interval_s:g} s) with no checkpoint" + ("" if count else " (the store has none)")
+            )
         return Check(name, "failed", "; ".join(problems), details)
     if not count:
-        return Check(name, "ok", "no checkpoint yet: the store spans less than the checkpoint interval "
-                                 f"({interval_s:g} s)" if last_record else "the store is empty")
+        return Check(
+            name,
+            "ok",
+            f"no checkpoint yet: the store spans less than the checkpoint interval ({interval_s:g} s)"
+            if last_record
+            else "the store is empty",
+        )
     return Check(name, "ok", f"{count} checkpoint(s) verify with the key (key id {kid}){tail}")
 
 
@@ -422,13 +492,23 @@ def check_head(db: sqlite_utils.Database, seq: int, hash_: str) -> Check:
     row = db.execute(f"SELECT hash FROM {TABLE} WHERE seq = ?", (seq,)).fetchone()
     newest, _ = head(db)
     if row is None:
-        return Check(name, "failed", f"record {seq} is not in the store (its newest record is {newest}): records "
-                                     "were cut off the end")
+        return Check(
+            name,
+            "failed",
+            f"record {seq} is not in the store (its newest record is {newest}): records were cut off the end",
+        )
     if row[0] != hash_:
-        return Check(name, "failed", f"record {seq} has hash {row[0]}, not {hash_}: it, or a record before it, was "
-                                     "rewritten and the chain re-hashed")
-    return Check(name, "ok", f"record {seq} has the expected hash" +
-                 (f" ({newest - seq} record(s) after it)" if newest > seq else ""))
+        return Check(
+            name,
+            "failed",
+            f"record {seq} has hash {row[0]}, not {hash_}: it, or a record before it, was "
+            "rewritten and the chain re-hashed",
+        )
+    return Check(
+        name,
+        "ok",
+        f"record {seq} has the expected hash" + (f" ({newest - seq} record(s) after it)" if newest > seq else ""),
+    )
 
 
 def head_line(db: sqlite_utils.Database) -> str:

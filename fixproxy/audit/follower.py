@@ -70,8 +70,14 @@ if TYPE_CHECKING:
 WORK_INTERVAL_S = 0.02
 
 #: Actions that are messages: the O record of the message as sent is their audit record.
-_MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
-                    ev.OmsBusinessReject)
+_MESSAGE_ACTIONS = (
+    ev.VenueNewOrder,
+    ev.VenueReplace,
+    ev.VenueCancel,
+    ev.OmsReport,
+    ev.OmsCancelReject,
+    ev.OmsBusinessReject,
+)
 
 
 def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0) -> Draft | None:
@@ -94,8 +100,19 @@ def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError) as exc:
         # A record this version cannot read (written by another version?): recorded as such, never skipped.
         detail = f"journal segment {segment} record ending at {offset}: {fmt.KINDS.get(kind, kind)!s}: {exc}"
-        return (0, KIND_NOTICE, "", "", "", "", "", "", "", "journal_record_unreadable",
-                canonical_data({"detail": detail}))
+        return (
+            0,
+            KIND_NOTICE,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "journal_record_unreadable",
+            canonical_data({"detail": detail}),
+        )
     return None
 
 
@@ -109,8 +126,17 @@ class Follower:
     saved in the same transaction.
     """
 
-    def __init__(self, store: Path, journal_dir: Path, *, batch_size: int = 1000, flush_interval_ms: int = 200,
-                 key: bytes = b"", checkpoint_interval_s: float = 5.0, clock: Callable[[], int] = time.time_ns):
+    def __init__(
+        self,
+        store: Path,
+        journal_dir: Path,
+        *,
+        batch_size: int = 1000,
+        flush_interval_ms: int = 200,
+        key: bytes = b"",
+        checkpoint_interval_s: float = 5.0,
+        clock: Callable[[], int] = time.time_ns,
+    ):
         self.store, self.journal_dir = Path(store), Path(journal_dir)
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_ms / 1000
@@ -138,9 +164,11 @@ class Follower:
             saved = read_position(db)
             self.position = (saved.segment, saved.offset) if saved else (0, 0)
             # The first record after the last checkpoint: the run a checkpoint has to cover next.
-            row = conn.execute(f"SELECT ts_ns FROM {TABLE} WHERE seq > (SELECT coalesce(max(seq), 0) FROM {TABLE} "
-                               f"WHERE kind = ?) AND kind != ? ORDER BY seq LIMIT 1",
-                               (KIND_CHECKPOINT, KIND_CHECKPOINT)).fetchone()
+            row = conn.execute(
+                f"SELECT ts_ns FROM {TABLE} WHERE seq > (SELECT coalesce(max(seq), 0) FROM {TABLE} "
+                f"WHERE kind = ?) AND kind != ? ORDER BY seq LIMIT 1",
+                (KIND_CHECKPOINT, KIND_CHECKPOINT),
+            ).fetchone()
         except sqlite3.Error as exc:
             conn.close()
             self.db = None
@@ -211,8 +239,8 @@ class Follower:
         if not self._insert():
             return
         if (self._pending or self._moved) and (
-                force or self._pending >= self.batch_size
-                or time.monotonic() - self._pending_since >= self.flush_interval_s):
+            force or self._pending >= self.batch_size or time.monotonic() - self._pending_since >= self.flush_interval_s
+        ):
             self._commit()
 
     def _add(self, drafts: list[Draft]) -> None:
@@ -277,8 +305,12 @@ class Follower:
             pass
         self.lost_transactions += 1
         self.error = f"cannot write the audit store: {exc}"
-        self._log.error("audit_write_failed", error=str(exc), path=str(self.store),
-                        detail="the follower goes back to its last commit and tries again")
+        self._log.error(
+            "audit_write_failed",
+            error=str(exc),
+            path=str(self.store),
+            detail="the follower goes back to its last commit and tries again",
+        )
         self.seq, self.hash, self.position, self._first_ts, self._first_at = self.committed
         self._rows, self._pending, self._pending_since, self._moved = [], 0, 0.0, False
         if self.tail is not None:
@@ -317,7 +349,7 @@ class _Shared:
         v[_VERSION] += 1
 
     def set_error(self, text: str) -> None:
-        data = text.encode("utf-8", "replace")[:_ERROR_BYTES - 1]
+        data = text.encode("utf-8", "replace")[: _ERROR_BYTES - 1]
         self.error.value = data
 
     def read(self) -> dict[str, int]:
@@ -337,12 +369,21 @@ class _Shared:
         return self.error.value.decode("utf-8", "replace")
 
 
-_NAMES = {"segment": _SEGMENT, "offset": _OFFSET, "seq": _SEQ, "beat": _BEAT, "commits": _COMMITS, "pid": _PID,
-          "done": _DONE, "checkpoints": _CHECKPOINTS}
+_NAMES = {
+    "segment": _SEGMENT,
+    "offset": _OFFSET,
+    "seq": _SEQ,
+    "beat": _BEAT,
+    "commits": _COMMITS,
+    "pid": _PID,
+    "done": _DONE,
+    "checkpoints": _CHECKPOINTS,
+}
 
 
-def _child(settings: dict, shared: _Shared, stop: ProcessEvent, ready: Connection, log_level: str,
-           priority: str) -> None:
+def _child(
+    settings: dict, shared: _Shared, stop: ProcessEvent, ready: Connection, log_level: str, priority: str
+) -> None:
     """The follower process: follow until told to stop (or the proxy is gone), then catch up and end."""
     configure_logging(log_level)
     log = structlog.get_logger("fixproxy.audit")
@@ -350,9 +391,14 @@ def _child(settings: dict, shared: _Shared, stop: ProcessEvent, ready: Connectio
     # stops when the proxy says so (after the journal's last record), or when the proxy is gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    follower = Follower(Path(settings["store"]), Path(settings["journal_dir"]), batch_size=settings["batch_size"],
-                        flush_interval_ms=settings["flush_interval_ms"], key=settings["key"],
-                        checkpoint_interval_s=settings["checkpoint_interval_s"])
+    follower = Follower(
+        Path(settings["store"]),
+        Path(settings["journal_dir"]),
+        batch_size=settings["batch_size"],
+        flush_interval_ms=settings["flush_interval_ms"],
+        key=settings["key"],
+        checkpoint_interval_s=settings["checkpoint_interval_s"],
+    )
     try:
         follower.open()
     except (AuditError, sqlite3.Error, OSError) as exc:
@@ -364,24 +410,45 @@ def _child(settings: dict, shared: _Shared, stop: ProcessEvent, ready: Connectio
             pacer = WriterPriority()
             pacer.lower()
         else:
-            log.warning("writer_priority_unavailable", detail="no right to raise a thread's priority back "
-                        "(CAP_SYS_NICE or RLIMIT_NICE); the audit follower runs at normal priority")
+            log.warning(
+                "writer_priority_unavailable",
+                detail="no right to raise a thread's priority back "
+                "(CAP_SYS_NICE or RLIMIT_NICE); the audit follower runs at normal priority",
+            )
 
     def publish(f: Follower) -> None:
         segment, offset = f.committed_position
-        shared.write(segment=segment, offset=offset, seq=f.committed_seq, commits=shared.values[_COMMITS] + 1,
-                     beat=time.monotonic_ns(), checkpoints=f.checkpoints)
+        shared.write(
+            segment=segment,
+            offset=offset,
+            seq=f.committed_seq,
+            commits=shared.values[_COMMITS] + 1,
+            beat=time.monotonic_ns(),
+            checkpoints=f.checkpoints,
+        )
         shared.set_error(f.error)
 
     follower.on_commit = publish
-    shared.write(segment=follower.position[0], offset=follower.position[1], seq=follower.seq,
-                 beat=time.monotonic_ns(), pid=os.getpid(), done=0)
+    shared.write(
+        segment=follower.position[0],
+        offset=follower.position[1],
+        seq=follower.seq,
+        beat=time.monotonic_ns(),
+        pid=os.getpid(),
+        done=0,
+    )
     ready.send(("ready", str(os.getpid())))
     ready.close()
     parent = os.getppid()
-    log.info("audit_follower_started", store=str(follower.store), journal=str(follower.journal_dir),
-             segment=follower.position[0], offset=follower.position[1], records=follower.seq,
-             checkpoints=bool(follower.key))
+    log.info(
+        "audit_follower_started",
+        store=str(follower.store),
+        journal=str(follower.journal_dir),
+        segment=follower.position[0],
+        offset=follower.position[1],
+        records=follower.seq,
+        checkpoints=bool(follower.key),
+    )
     retry_at = 0.0
     while True:
         started = time.monotonic()
@@ -402,8 +469,7 @@ def _child(settings: dict, shared: _Shared, stop: ProcessEvent, ready: Connectio
     follower.close(checkpoint=True)
     publish(follower)
     shared.write(done=1)
-    log.info("audit_follower_stopped", segment=follower.position[0], offset=follower.position[1],
-             records=follower.seq)
+    log.info("audit_follower_stopped", segment=follower.position[0], offset=follower.position[1], records=follower.seq)
 
 
 # ---------------------------------------------------------------- the supervisor (in the proxy)
@@ -422,9 +488,14 @@ class FollowerSettings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_config(cls, loaded: LoadedConfig) -> FollowerSettings:
         audit = loaded.config.audit
-        return cls(store=str(loaded.audit_path), journal_dir=str(loaded.journal_dir),
-                   batch_size=audit.batch_size, flush_interval_ms=audit.flush_interval_ms, key=loaded.audit_key,
-                   checkpoint_interval_s=audit.checkpoint_interval_s)
+        return cls(
+            store=str(loaded.audit_path),
+            journal_dir=str(loaded.journal_dir),
+            batch_size=audit.batch_size,
+            flush_interval_ms=audit.flush_interval_ms,
+            key=loaded.audit_key,
+            checkpoint_interval_s=audit.checkpoint_interval_s,
+        )
 
 
 def lag_bytes(journal_dir: Path, committed: tuple[int, int], end: tuple[int, int]) -> int:
@@ -465,10 +536,20 @@ class AuditFollowerProcess:
     "behind" when it has not reached where the journal was ``behind_s`` ago.
     """
 
-    def __init__(self, source: LoadedConfig | FollowerSettings, *, journal_position: Callable[[], tuple[int, int]] | None = None,
-                 on_problem: Callable[[str, str], None] | None = None, log_level: str = "info",
-                 priority: str = "normal", check_interval_s: float = 1.0, behind_s: float = 5.0,
-                 stuck_s: float = 10.0, start_timeout_s: float = 5.0, max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        source: LoadedConfig | FollowerSettings,
+        *,
+        journal_position: Callable[[], tuple[int, int]] | None = None,
+        on_problem: Callable[[str, str], None] | None = None,
+        log_level: str = "info",
+        priority: str = "normal",
+        check_interval_s: float = 1.0,
+        behind_s: float = 5.0,
+        stuck_s: float = 10.0,
+        start_timeout_s: float = 5.0,
+        max_backoff_s: float = 30.0,
+    ):
         self.settings = source if isinstance(source, FollowerSettings) else FollowerSettings.from_config(source)
         self.journal_position = journal_position
         self.on_problem = on_problem
@@ -503,23 +584,35 @@ class AuditFollowerProcess:
         if values[_VERSION] % 2:  # a follower killed while it wrote its progress: even again, before the next
             values[_VERSION] += 1
         ready, child_ready = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_child, name="fixproxy-audit-follower", daemon=True,
-                                    args=(msgspec.structs.asdict(self.settings), self._shared, self._stop,
-                                          child_ready, self.log_level, self.priority))
+        process = self._ctx.Process(
+            target=_child,
+            name="fixproxy-audit-follower",
+            daemon=True,
+            args=(
+                msgspec.structs.asdict(self.settings),
+                self._shared,
+                self._stop,
+                child_ready,
+                self.log_level,
+                self.priority,
+            ),
+        )
         process.start()
         child_ready.close()
         try:
             if not ready.poll(self.start_timeout_s):
                 process.kill()
                 process.join(5)
-                raise WriterStartError(f"the audit follower did not open {self.settings.store} within "
-                                       f"{self.start_timeout_s:g} s")
+                raise WriterStartError(
+                    f"the audit follower did not open {self.settings.store} within {self.start_timeout_s:g} s"
+                )
             try:
                 kind, detail = ready.recv()
             except EOFError:
                 process.join(5)
-                raise WriterStartError(f"the audit follower ended before it opened {self.settings.store} "
-                                       f"(exit code {process.exitcode})") from None
+                raise WriterStartError(
+                    f"the audit follower ended before it opened {self.settings.store} (exit code {process.exitcode})"
+                ) from None
         finally:
             ready.close()
         if kind == "error":
@@ -556,8 +649,12 @@ class AuditFollowerProcess:
             return True
         process.join(timeout)
         if process.is_alive():
-            self._log.error("audit_follower_stop_timeout", timeout_s=timeout, position=self._position(),
-                            detail="killed; the next start goes on from its last commit")
+            self._log.error(
+                "audit_follower_stop_timeout",
+                timeout_s=timeout,
+                position=self._position(),
+                detail="killed; the next start goes on from its last commit",
+            )
             process.kill()
             process.join(5)
             return False
@@ -596,8 +693,11 @@ class AuditFollowerProcess:
                 self._restart_at = now + self._backoff
                 self._backoff = min(self._backoff * 2, self.max_backoff_s)
                 code = process.exitcode if process is not None else None
-                self._set("dead", f"the audit follower process ended (exit code {code}); starting it again in "
-                                  f"{self._restart_at - now:g} s")
+                self._set(
+                    "dead",
+                    f"the audit follower process ended (exit code {code}); starting it again in "
+                    f"{self._restart_at - now:g} s",
+                )
             if now < self._restart_at:
                 return self._state
             try:
@@ -626,15 +726,21 @@ class AuditFollowerProcess:
         silent_s = (time.monotonic_ns() - shared["beat"]) / 1e9
         error = self._shared.read_error()
         if silent_s > self.stuck_s:
-            self._set("stuck", f"the audit follower (pid {shared['pid']}) has shown no sign of life for "
-                               f"{silent_s:.0f} s")
+            self._set(
+                "stuck", f"the audit follower (pid {shared['pid']}) has shown no sign of life for {silent_s:.0f} s"
+            )
         elif lag > 0 and now - self._progress_at > self.stuck_s:
-            self._set("stuck", f"the audit follower has committed nothing for {now - self._progress_at:.0f} s, "
-                               f"{lag} bytes of journal behind" + (f": {error}" if error else ""))
-        elif end is not None and self._ends and self._ends[0][0] <= now - self.behind_s \
-                and position < self._ends[0][1]:
-            self._set("behind", f"the audit follower is {lag} bytes of journal behind (more than "
-                                f"{self.behind_s:g} s)" + (f": {error}" if error else ""))
+            self._set(
+                "stuck",
+                f"the audit follower has committed nothing for {now - self._progress_at:.0f} s, "
+                f"{lag} bytes of journal behind" + (f": {error}" if error else ""),
+            )
+        elif end is not None and self._ends and self._ends[0][0] <= now - self.behind_s and position < self._ends[0][1]:
+            self._set(
+                "behind",
+                f"the audit follower is {lag} bytes of journal behind (more than "
+                f"{self.behind_s:g} s)" + (f": {error}" if error else ""),
+            )
         else:
             self._set("ok", "the audit follower is up to date" if self._state != "ok" else self._detail)
         return self._state

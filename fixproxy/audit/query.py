@@ -72,24 +72,52 @@ def detail(record: Record) -> str:
     if record.kind == KIND_NOTICE:
         return data.get("detail", "")
     if record.kind == KIND_ADMIN:
-        return (f"{data.get('who')}: {data.get('what')} {data.get('scope')} ({data.get('reason')});"
-                f" before {json.dumps(data.get('before'))}, after {json.dumps(data.get('after'))}")
+        return (
+            f"{data.get('who')}: {data.get('what')} {data.get('scope')} ({data.get('reason')});"
+            f" before {json.dumps(data.get('before'))}, after {json.dumps(data.get('after'))}"
+        )
     if record.kind == KIND_COMMAND:
-        what = {"AdminKill": lambda: f"{data.get('action')} {data.get('scope')}",
-                "AdminSetLimit": lambda: f"{data.get('layer')} {data.get('field')} = {json.dumps(data.get('value'))}",
-                "AdminSetReference": lambda: f"reference price of {data.get('symbol')} = {data.get('price')}"}
+        what = {
+            "AdminKill": lambda: f"{data.get('action')} {data.get('scope')}",
+            "AdminSetLimit": lambda: f"{data.get('layer')} {data.get('field')} = {json.dumps(data.get('value'))}",
+            "AdminSetReference": lambda: f"reference price of {data.get('symbol')} = {data.get('price')}",
+        }
         show = what.get(data.get("type", ""))
         return f"{data.get('operator')}: {show() if show else record.data} ({data.get('reason')})"
     return record.data
 
 
-_TABLE_COLUMNS = ("seq", "time", "kind", "session", "dir", "type", "ClOrdID", "account", "symbol", "decision",
-                  "code", "detail")
+_TABLE_COLUMNS = (
+    "seq",
+    "time",
+    "kind",
+    "session",
+    "dir",
+    "type",
+    "ClOrdID",
+    "account",
+    "symbol",
+    "decision",
+    "code",
+    "detail",
+)
 
 
 def _cells(r: Record) -> tuple[str, ...]:
-    return (str(r.seq), iso(r.ts_ns, 6), r.kind, r.session, r.direction, r.msg_type, r.cl_ord_id, r.account,
-            r.symbol, r.decision, r.code, detail(r))
+    return (
+        str(r.seq),
+        iso(r.ts_ns, 6),
+        r.kind,
+        r.session,
+        r.direction,
+        r.msg_type,
+        r.cl_ord_id,
+        r.account,
+        r.symbol,
+        r.decision,
+        r.code,
+        detail(r),
+    )
 
 
 def render(records: list[Record], fmt: str) -> str:
@@ -98,7 +126,9 @@ def render(records: list[Record], fmt: str) -> str:
         rows = [_TABLE_COLUMNS, *(_cells(r) for r in records)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_COLUMNS) - 1)]
         # The last column (detail) is not padded: zip stops at the widths.
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+        ]
         return "\n".join(line.rstrip() for line in lines) + "\n"
     if fmt == "csv":
         out = io.StringIO()

@@ -35,8 +35,12 @@ CHECKPOINT_CODE = "hmac-sha256"
 AUDIT_STARTED = "audit_started"
 
 #: ``code`` of a command record: the same word as the ``kind`` of the AdminResult that answers it.
-COMMAND_CODES = {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference",
-                 ev.DayRoll: "day_roll"}
+COMMAND_CODES = {
+    ev.AdminKill: "kill",
+    ev.AdminSetLimit: "limit",
+    ev.AdminSetReference: "reference",
+    ev.DayRoll: "day_roll",
+}
 
 
 class Record(msgspec.Struct, frozen=True, array_like=True):
@@ -99,8 +103,19 @@ def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
     cl_ord_id = last_value(raw, 11) or last_value(raw, 379)  # 35=j names the order in 379
     # canonical_data({"raw": raw}), without the dict: the one key needs no sorting.
     data = '{"raw":' + _encoder.encode(raw).decode() + "}"
-    return (now_ns, KIND_MESSAGE, session, direction, last_value(raw, 35), cl_ord_id, last_value(raw, 1),
-            last_value(raw, 55), "", "", data)
+    return (
+        now_ns,
+        KIND_MESSAGE,
+        session,
+        direction,
+        last_value(raw, 35),
+        cl_ord_id,
+        last_value(raw, 1),
+        last_value(raw, 55),
+        "",
+        "",
+        data,
+    )
 
 
 def admin_draft(who: str, what: str, scope: str, reason: str, before: Any, after: Any, now_ns: int) -> Draft:
@@ -113,14 +128,33 @@ def command_draft(command: ev.AdminCommand) -> Draft:
     """A risk-desk command as the core received it: the event's fields (its type under ``type``) in ``data``."""
     fields = msgspec.to_builtins(command)
     now_ns = fields.pop("now_ns")
-    scope = command.scope if isinstance(command, ev.AdminKill) else (
-        command.layer if isinstance(command, ev.AdminSetLimit) else
-        "firm" if isinstance(command, ev.DayRoll) else f"symbol:{command.symbol}")
+    scope = (
+        command.scope
+        if isinstance(command, ev.AdminKill)
+        else (
+            command.layer
+            if isinstance(command, ev.AdminSetLimit)
+            else "firm"
+            if isinstance(command, ev.DayRoll)
+            else f"symbol:{command.symbol}"
+        )
+    )
     account = scope.partition(":")[2] if scope.startswith("account:") else ""
     symbol = scope.partition(":")[2] if scope.startswith("symbol:") else ""
     session = scope.partition(":")[2] if scope.startswith("session:") else ""
-    return (now_ns, KIND_COMMAND, session, "", "", "", account, symbol, "", COMMAND_CODES[type(command)],
-            canonical_data(fields))
+    return (
+        now_ns,
+        KIND_COMMAND,
+        session,
+        "",
+        "",
+        "",
+        account,
+        symbol,
+        "",
+        COMMAND_CODES[type(command)],
+        canonical_data(fields),
+    )
 
 
 def command_event(record: Record) -> ev.AdminCommand:
@@ -157,14 +191,36 @@ def action_draft(action: msgspec.Struct) -> Draft:
     elif isinstance(action, ev.AdminResult):
         # The same shape as admin_draft's: who did what, where, why, from what to what; plus the outcome.
         fields["who"], fields["what"] = fields.pop("operator"), fields.pop("kind")
-        return (now_ns, KIND_ADMIN, "", "", "", "", "", "", "", fields["what"],
-                canonical_data(msgspec.to_builtins(fields)))
+        return (
+            now_ns,
+            KIND_ADMIN,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            fields["what"],
+            canonical_data(msgspec.to_builtins(fields)),
+        )
     else:
         # Kinds added to the core later (alerts, positions ...) are kept whole under their own name.
         kind, decision, code = _snake(type(action).__name__), "", str(fields.pop("code", ""))
     cols = {name: str(fields.pop(name, "") or "") for name in _COLUMN_FIELDS}
-    return (now_ns, kind, cols["session"], "", cols["msg_type"], cols["cl_ord_id"], cols["account"],
-            cols["symbol"], decision, code, canonical_data(msgspec.to_builtins(fields)))
+    return (
+        now_ns,
+        kind,
+        cols["session"],
+        "",
+        cols["msg_type"],
+        cols["cl_ord_id"],
+        cols["account"],
+        cols["symbol"],
+        decision,
+        code,
+        canonical_data(msgspec.to_builtins(fields)),
+    )
 
 
 # ---------------------------------------------------------------- keyed checkpoints
@@ -189,5 +245,16 @@ def checkpoint_draft(key: bytes, seq: int, hash_: str, now_ns: int) -> Draft:
 def segment_start_draft(segment: int, start_ns: int, note: str) -> Draft:
     """The ``audit_started`` notice that opens a journal segment's records: the proxy's start time, its
     note (the config it ran) in ``detail``, the segment's number in ``segment``."""
-    return (start_ns, KIND_NOTICE, "", "", "", "", "", "", "", AUDIT_STARTED,
-            canonical_data({"detail": note, "segment": segment}))
+    return (
+        start_ns,
+        KIND_NOTICE,
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        AUDIT_STARTED,
+        canonical_data({"detail": note, "segment": segment}),
+    )

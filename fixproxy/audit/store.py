@@ -49,10 +49,25 @@ def is_audit_store(path: Path) -> bool:
 def _create(db: sqlite_utils.Database) -> None:
     table = db.table(TABLE)
     table.create(
-        {"seq": int, "ts_ns": int, "kind": str, "session": str, "direction": str, "msg_type": str,
-         "cl_ord_id": str, "account": str, "symbol": str, "decision": str, "code": str, "data": str,
-         "prev_hash": str, "hash": str},
-        pk="seq", not_null=set(COLUMNS), if_not_exists=True,
+        {
+            "seq": int,
+            "ts_ns": int,
+            "kind": str,
+            "session": str,
+            "direction": str,
+            "msg_type": str,
+            "cl_ord_id": str,
+            "account": str,
+            "symbol": str,
+            "decision": str,
+            "code": str,
+            "data": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="seq",
+        not_null=set(COLUMNS),
+        if_not_exists=True,
     )
     for cols in (["ts_ns"], ["session", "ts_ns"], ["cl_ord_id"], ["kind", "code"]):
         table.create_index(cols, if_not_exists=True)
@@ -85,17 +100,20 @@ class FollowerPosition(NamedTuple):
 
 
 #: Saves the follower's position; executed in the transaction of the records it covers.
-SAVE_POSITION = (f"INSERT INTO {POSITION_TABLE} (id, segment, journal_offset, seq, hash, committed_ns) "
-                 "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET segment = excluded.segment, "
-                 "journal_offset = excluded.journal_offset, seq = excluded.seq, hash = excluded.hash, "
-                 "committed_ns = excluded.committed_ns")
+SAVE_POSITION = (
+    f"INSERT INTO {POSITION_TABLE} (id, segment, journal_offset, seq, hash, committed_ns) "
+    "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET segment = excluded.segment, "
+    "journal_offset = excluded.journal_offset, seq = excluded.seq, hash = excluded.hash, "
+    "committed_ns = excluded.committed_ns"
+)
 
 
 def read_position(db: sqlite_utils.Database) -> FollowerPosition | None:
     """The journal follower's committed position, or None (no follower has written this store)."""
     try:
-        row = db.execute(f"SELECT segment, journal_offset, seq, hash, committed_ns FROM {POSITION_TABLE} "
-                         "WHERE id = 1").fetchone()
+        row = db.execute(
+            f"SELECT segment, journal_offset, seq, hash, committed_ns FROM {POSITION_TABLE} WHERE id = 1"
+        ).fetchone()
     except sqlite3.OperationalError:  # a store written before the journal: no such table
         return None
     return FollowerPosition(*row) if row else None
@@ -127,8 +145,9 @@ def open_for_reading(path: Path) -> sqlite_utils.Database:
     return db
 
 
-def iter_records(db: sqlite_utils.Database, where: str = "", params: tuple | dict = (),
-                 limit: int | None = None) -> Iterator[tuple[Record, str]]:
+def iter_records(
+    db: sqlite_utils.Database, where: str = "", params: tuple | dict = (), limit: int | None = None
+) -> Iterator[tuple[Record, str]]:
     """(record, stored hash) in chain order, optionally filtered by an SQL ``where`` clause."""
     sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
     if where:
@@ -206,8 +225,17 @@ class AuditWriter:
         """A decision, notice or other non-message action of the core, or a risk-desk command (the event)."""
         self._queue.put((_ACTION, action))
 
-    def admin(self, *, who: str, what: str, scope: str = "", reason: str = "", before: Any = None,
-              after: Any = None, now_ns: int | None = None) -> None:
+    def admin(
+        self,
+        *,
+        who: str,
+        what: str,
+        scope: str = "",
+        reason: str = "",
+        before: Any = None,
+        after: Any = None,
+        now_ns: int | None = None,
+    ) -> None:
         """An operator's action: ``who`` did ``what`` to ``scope`` because ``reason``, from ``before`` to ``after``."""
         draft = admin_draft(who, what, scope, reason, before, after, time.time_ns() if now_ns is None else now_ns)
         self._queue.put((_DRAFT, draft))
@@ -271,8 +299,12 @@ class AuditWriter:
                     if self._pending >= self.batch_size:
                         self._commit(db)
             self._insert(db, batch)
-            if self._pending and (waiters or stop or self._pending >= self.batch_size
-                                  or time.monotonic() - self._pending_since >= self.flush_interval_s):
+            if self._pending and (
+                waiters
+                or stop
+                or self._pending >= self.batch_size
+                or time.monotonic() - self._pending_since >= self.flush_interval_s
+            ):
                 self._commit(db)
             for done in waiters:
                 done.set()

@@ -31,8 +31,11 @@ class Verdict(msgspec.Struct, frozen=True):
 
     def sentence(self) -> str:
         if self.broken is None:
-            return (f"audit chain intact: {self.records} records, head #{self.head_seq} {self.head_hash}"
-                    if self.records else "audit chain intact: the store is empty")
+            return (
+                f"audit chain intact: {self.records} records, head #{self.head_seq} {self.head_hash}"
+                if self.records
+                else "audit chain intact: the store is empty"
+            )
         b = self.broken
         return f"audit chain BROKEN at record {b.seq} ({b.problem}): {b.detail}"
 
@@ -51,21 +54,44 @@ def verify(db: sqlite_utils.Database) -> Verdict:
     for record, stored in iter_records(db):
         count += 1
         if type(record.seq) is not int or record.seq <= prev_seq:
-            return Verdict(count - 1, prev_seq, prev_hash, ChainBreak(
-                prev_seq + 1, "altered", f"seq {record.seq!r} where {prev_seq + 1} was expected"))
+            return Verdict(
+                count - 1,
+                prev_seq,
+                prev_hash,
+                ChainBreak(prev_seq + 1, "altered", f"seq {record.seq!r} where {prev_seq + 1} was expected"),
+            )
         if record.seq != prev_seq + 1:
-            missing = f"record {prev_seq + 1} is" if record.seq == prev_seq + 2 else \
-                f"records {prev_seq + 1} to {record.seq - 1} are"
-            return Verdict(count - 1, prev_seq, prev_hash, ChainBreak(
-                prev_seq + 1, "deleted", f"{missing} missing (the chain jumps from {prev_seq} to {record.seq})"))
+            missing = (
+                f"record {prev_seq + 1} is"
+                if record.seq == prev_seq + 2
+                else f"records {prev_seq + 1} to {record.seq - 1} are"
+            )
+            return Verdict(
+                count - 1,
+                prev_seq,
+                prev_hash,
+                ChainBreak(
+                    prev_seq + 1, "deleted", f"{missing} missing (the chain jumps from {prev_seq} to {record.seq})"
+                ),
+            )
         if digest(record) != stored:
-            return Verdict(count - 1, prev_seq, prev_hash, ChainBreak(
-                record.seq, "altered", "its content no longer matches its hash"))
+            return Verdict(
+                count - 1,
+                prev_seq,
+                prev_hash,
+                ChainBreak(record.seq, "altered", "its content no longer matches its hash"),
+            )
         if record.prev_hash != prev_hash:
-            return Verdict(count - 1, prev_seq, prev_hash, ChainBreak(
-                record.seq, "inserted",
-                f"it does not chain to record {prev_seq} "
-                f"(inserted, or record {prev_seq} was rewritten with a new hash)"))
+            return Verdict(
+                count - 1,
+                prev_seq,
+                prev_hash,
+                ChainBreak(
+                    record.seq,
+                    "inserted",
+                    f"it does not chain to record {prev_seq} "
+                    f"(inserted, or record {prev_seq} was rewritten with a new hash)",
+                ),
+            )
         prev_seq, prev_hash = record.seq, stored
     return Verdict(count, prev_seq, prev_hash)
-

@@ -69,8 +69,17 @@ class Alerts:
             level = next(lv for lv, threshold in thresholds if value >= threshold)
             if level > alerted.get(key, _ZERO):
                 pct = Decimal(value) * 100 / Decimal(limit)
-                out.append(ev.Alert(name, scope, plain(level), plain(value), plain(limit), now_ns,
-                                    f"{name} of {scope} at {pct:.1f}% of its limit ({plain(value)} of {plain(limit)})"))
+                out.append(
+                    ev.Alert(
+                        name,
+                        scope,
+                        plain(level),
+                        plain(value),
+                        plain(limit),
+                        now_ns,
+                        f"{name} of {scope} at {pct:.1f}% of its limit ({plain(value)} of {plain(limit)})",
+                    )
+                )
             alerted[key] = level
         return out
 
@@ -88,7 +97,8 @@ class Alerts:
                 ((name, scope), limit, self._thresholds(limit))
                 for scope in Book.scopes_of(session, account)
                 for name in ALERT_LIMITS
-                if (limit := limit_of(limits, name, scope)))
+                if (limit := limit_of(limits, name, scope))
+            )
         return plan
 
     def _thresholds(self, limit: Decimal | int) -> Thresholds:

@@ -206,14 +206,20 @@ class Book:
     def scope_names(self) -> list[str]:
         return list(self._totals)
 
-    def what_if(self, scope: str, symbol: str, buy: Decimal, sell: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    def what_if(
+        self, scope: str, symbol: str, buy: Decimal, sell: Decimal
+    ) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(gross, long, short, sector gross) of ``scope`` if its working buys/sells in ``symbol`` grew by these."""
         t = self._totals.get(scope) or _EMPTY_TOTALS
         ln = t.lines.get(symbol) or _EMPTY
         mark = self.mark(symbol)
         gross_delta = worst_case(ln.pos, ln.buy + buy, ln.sell + sell) * mark - ln.gross
-        return (t.gross + gross_delta, t.long + buy * mark, t.short - sell * mark,
-                t.sector.get(self.sector(symbol), ZERO) + gross_delta)
+        return (
+            t.gross + gross_delta,
+            t.long + buy * mark,
+            t.short - sell * mark,
+            t.sector.get(self.sector(symbol), ZERO) + gross_delta,
+        )
 
     # ------------------------------------------------------------ scopes of a change
 
@@ -234,8 +240,12 @@ class Book:
         if entry is not None and entry.qty <= 0:
             entry = None
         old = self._working.get(key)
-        if old is not None and entry is not None and (old.session, old.account, old.symbol, old.sign) == (
-                entry.session, entry.account, entry.symbol, entry.sign):
+        if (
+            old is not None
+            and entry is not None
+            and (old.session, old.account, old.symbol, old.sign)
+            == (entry.session, entry.account, entry.symbol, entry.sign)
+        ):
             # The same order on the same line (acked, partly filled, replaced): move by the difference.
             self._working[key] = entry
             self._resting.setdefault(entry.symbol, {})[key] = entry

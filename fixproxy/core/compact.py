@@ -29,8 +29,9 @@ MAX_RUN = 1 << 16
 
 def id_hash(value: str) -> int:
     """The 64-bit (signed) hash an id is kept as."""
-    return int.from_bytes(blake2b(value.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little",
-                          signed=True)
+    return int.from_bytes(
+        blake2b(value.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little", signed=True
+    )
 
 
 class CompactIdSet:

@@ -43,8 +43,11 @@ class ExecIds:
         self.reports, self.reports_since = [CompactIdSet(), self.reports[0]], now_ns
 
     def export(self) -> dict:
-        return {"exec_ids": self.fills, "exec_ids_prev": self.fills_prev,
-                "reports_seen": (self.reports, self.reports_since)}
+        return {
+            "exec_ids": self.fills,
+            "exec_ids_prev": self.fills_prev,
+            "reports_seen": (self.reports, self.reports_since),
+        }
 
     def load(self, state: dict) -> None:
         """Take over what ``export`` gave, within a snapshot (older snapshots lack some of it)."""

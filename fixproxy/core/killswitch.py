@@ -82,7 +82,9 @@ class KillSwitch:
     def states(self) -> list[ScopeState]:
         return sorted(self._states.values(), key=lambda s: s.scope)
 
-    def apply(self, scope: str, action: KillAction, reason: str, operator: str, now_ns: int) -> tuple[ScopeState, ScopeState]:
+    def apply(
+        self, scope: str, action: KillAction, reason: str, operator: str, now_ns: int
+    ) -> tuple[ScopeState, ScopeState]:
         """Move ``scope`` as ``action`` says; returns (before, after)."""
         parse_scope(scope)
         before = self.get(scope)

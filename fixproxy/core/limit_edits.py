@@ -23,8 +23,9 @@ def edit_limit(limits: LimitSet, e: ev.AdminSetLimit) -> tuple[LimitSet | None, 
     except (ValueError, TypeError, msgspec.ValidationError) as exc:
         return None, ev.AdminResult("limit", False, e.layer, e.operator, e.reason, e.now_ns, detail=f"{e.field}: {exc}")
     after = limit_value(changed, e.layer, e.field)
-    return changed, ev.AdminResult("limit", True, e.layer, e.operator, e.reason, e.now_ns, show(before), show(after),
-                                   detail=e.field)
+    return changed, ev.AdminResult(
+        "limit", True, e.layer, e.operator, e.reason, e.now_ns, show(before), show(after), detail=e.field
+    )
 
 
 def layer_of(limits: LimitSet, layer: str) -> Limits:
@@ -59,13 +60,16 @@ def set_limit(limits: LimitSet, layer: str, name: str, value: object) -> LimitSe
     return limits.with_layer(kind, key, new)
 
 
-def edit_reference(e: ev.AdminSetReference, before: Decimal | None,
-                   max_change_pct: Decimal) -> tuple[Decimal | None, ev.AdminResult]:
+def edit_reference(
+    e: ev.AdminSetReference, before: Decimal | None, max_change_pct: Decimal
+) -> tuple[Decimal | None, ev.AdminResult]:
     """The new reference price (None when refused) and the result for the desk. A move of more than
     ``max_change_pct`` from ``before`` needs ``force``, and the result says it was forced."""
+
     def refused(detail: str) -> tuple[None, ev.AdminResult]:
-        return None, ev.AdminResult("reference", False, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
-                                    detail=detail)
+        return None, ev.AdminResult(
+            "reference", False, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns, detail=detail
+        )
 
     try:
         price = Decimal(e.price)
@@ -78,11 +82,14 @@ def edit_reference(e: ev.AdminSetReference, before: Decimal | None,
         move = abs(price - before) / before * 100
         if move > max_change_pct:
             if not e.force:
-                return refused(f"{plain(price)} is {move:.2f}% from the reference {plain(before)}, more than "
-                               f"the {plain(max_change_pct)}% a change may move it; set it with force if it is right")
+                return refused(
+                    f"{plain(price)} is {move:.2f}% from the reference {plain(before)}, more than "
+                    f"the {plain(max_change_pct)}% a change may move it; set it with force if it is right"
+                )
             detail = f"forced: {move:.2f}% from the reference, more than {plain(max_change_pct)}%"
-    return price, ev.AdminResult("reference", True, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns,
-                                 show(before), plain(price), detail)
+    return price, ev.AdminResult(
+        "reference", True, f"symbol:{e.symbol}", e.operator, e.reason, e.now_ns, show(before), plain(price), detail
+    )
 
 
 def collared(price: Decimal, anchor: Decimal, collar_pct: Decimal) -> Decimal:

@@ -19,8 +19,18 @@ from .model import ExecReport, ExecType, OrderRequest, OrdStatus
 S = OrdStatus
 _ZERO = Decimal(0)
 
-_OPEN = {S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE,
-         S.REPLACED, S.SUSPENDED, S.STOPPED, S.CALCULATED, S.ACCEPTED_FOR_BIDDING}
+_OPEN = {
+    S.PENDING_NEW,
+    S.NEW,
+    S.PARTIALLY_FILLED,
+    S.PENDING_CANCEL,
+    S.PENDING_REPLACE,
+    S.REPLACED,
+    S.SUSPENDED,
+    S.STOPPED,
+    S.CALCULATED,
+    S.ACCEPTED_FOR_BIDDING,
+}
 _ANY_OPEN_TO = _OPEN | {S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED, S.DONE_FOR_DAY}
 
 #: Allowed OrdStatus transitions, as reported by the venue. Staying in a state is always allowed.
@@ -102,8 +112,16 @@ class Order(msgspec.Struct, gc=False):
 
 def _rebuild(values: tuple[Any, ...]) -> Order:
     order = Order(*values[:4])
-    (order.key, order.cl_ord_id, order.order_id, order.status, order.leaves_qty, order.cum_qty, order.avg_px,
-     order.pending) = values[4:]
+    (
+        order.key,
+        order.cl_ord_id,
+        order.order_id,
+        order.status,
+        order.leaves_qty,
+        order.cum_qty,
+        order.avg_px,
+        order.pending,
+    ) = values[4:]
     return order
 
 
@@ -200,8 +218,11 @@ class OrderTable:
         return out
 
     def _forget(self, order: Order) -> None:
-        ids = [(order.request.cl_ord_id, order.key), (order.cl_ord_id, order.venue_cl_ord_id),
-               *self._aliases.pop(order.key, ())]
+        ids = [
+            (order.request.cl_ord_id, order.key),
+            (order.cl_ord_id, order.venue_cl_ord_id),
+            *self._aliases.pop(order.key, ()),
+        ]
         if order.pending is not None:
             ids.append((order.pending[0], order.pending[1]))
         for oms_id, venue_id in ids:

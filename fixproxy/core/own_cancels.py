@@ -38,8 +38,18 @@ class OwnCancels:
             venue_id = f"{order.session}!K{next_id()}"
             orders.alias(order, order.cl_ord_id, venue_id)
             self.pending[venue_id] = order.key
-            out.append(ev.VenueCancel(order.venue, venue_id, order.venue_cl_ord_id, order.order_id, req.symbol,
-                                      req.side, req.order_qty, req.account))
+            out.append(
+                ev.VenueCancel(
+                    order.venue,
+                    venue_id,
+                    order.venue_cl_ord_id,
+                    order.order_id,
+                    req.symbol,
+                    req.side,
+                    req.order_qty,
+                    req.account,
+                )
+            )
         return out
 
     def refused(self, cl_ord_id: str) -> bool:

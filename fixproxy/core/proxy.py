@@ -101,8 +101,9 @@ class ProxyCore:
         self.kill = KillSwitch()
         #: symbol -> the reference the instrument file or the desk last set: fills may move a reference
         #: only within the collar around it (``reference_from_fills``), so they cannot walk it away.
-        self.anchors: dict[str, Decimal] = {s: i.reference_price for s, i in self.instruments.items()
-                                            if i.reference_price is not None}
+        self.anchors: dict[str, Decimal] = {
+            s: i.reference_price for s, i in self.instruments.items() if i.reference_price is not None
+        }
         self.own_cancels = OwnCancels()  # halt and cancel, cancel on disconnect
         self.exec_ids = ExecIds()  # a resent fill is not booked twice, nor a recent report relayed twice
         #: The trading day (its date, as the edge names it; "" until the first DayRoll) and its number
@@ -230,7 +231,11 @@ class ProxyCore:
                 answers.cancel_reject(session, new.cl_ord_id, e.orig_cl_ord_id, known, "2", order),
             ]
         venue_id = OrderTable.venue_id(session, new.cl_ord_id)
-        order.pending = (new.cl_ord_id, venue_id, msgspec.structs.replace(new, ex_destination=order.request.ex_destination))
+        order.pending = (
+            new.cl_ord_id,
+            venue_id,
+            msgspec.structs.replace(new, ex_destination=order.request.ex_destination),
+        )
         self.orders.alias(order, new.cl_ord_id, venue_id)
         booking.sync_working(self.book, order)
         return [
@@ -263,16 +268,28 @@ class ProxyCore:
         account = known.request.account if known else e.account
         if isinstance(order, Reject):
             return [
-                self._decision(session, "F", None, e.now_ns, order, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account),
+                self._decision(
+                    session, "F", None, e.now_ns, order, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account
+                ),
                 answers.cancel_reject(session, e.cl_ord_id, e.orig_cl_ord_id, known, "1", order),
             ]
         venue_id = OrderTable.venue_id(session, e.cl_ord_id)
         self.orders.alias(order, e.cl_ord_id, venue_id)
         req = order.request
         return [
-            self._decision(session, "F", None, e.now_ns, None, order.venue, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account),
-            ev.VenueCancel(order.venue, venue_id, order.venue_cl_ord_id, order.order_id, req.symbol, req.side,
-                           req.order_qty, req.account),
+            self._decision(
+                session, "F", None, e.now_ns, None, order.venue, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account
+            ),
+            ev.VenueCancel(
+                order.venue,
+                venue_id,
+                order.venue_cl_ord_id,
+                order.order_id,
+                req.symbol,
+                req.side,
+                req.order_qty,
+                req.account,
+            ),
         ]
 
     def _amendable(self, session: str, orig: str, new_id: str, order: Order | None, what: str) -> Order | Reject:
@@ -294,7 +311,9 @@ class ProxyCore:
         order = self.orders.by_oms(e.session, e.orig_cl_ord_id)
         return [
             self._decision(e.session, e.msg_type, None, e.now_ns, rej, cl_ord_id=e.cl_ord_id),
-            answers.cancel_reject(e.session, e.cl_ord_id, e.orig_cl_ord_id, order, "2" if e.msg_type == "G" else "1", rej),
+            answers.cancel_reject(
+                e.session, e.cl_ord_id, e.orig_cl_ord_id, order, "2" if e.msg_type == "G" else "1", rej
+            ),
         ]
 
     def _unsupported(self, e: ev.UnsupportedMessage) -> list[ev.Action]:
@@ -313,7 +332,9 @@ class ProxyCore:
             known = self.exec_ids.seen(r.exec_id, r.exec_type is ExecType.TRADE)
             if e.poss_dup and known:
                 return [ev.Notice("possdup_report_ignored", e.now_ns, f"venue {e.venue} resent ExecID {r.exec_id}")]
-        found = self.orders.by_venue(r.cl_ord_id) or (self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None)
+        found = self.orders.by_venue(r.cl_ord_id) or (
+            self.orders.by_venue(r.orig_cl_ord_id) if r.orig_cl_ord_id else None
+        )
         out: list[ev.Action] = []
         if found is None:
             # Not from a PossDup repeat of an order report: the order may be one that finished and left
@@ -325,8 +346,14 @@ class ProxyCore:
                 self.tally.opened(lost)
                 found = lost, lost.cl_ord_id
             if found is None:
-                return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}")]
-            out.append(ev.Notice("order_recovered", e.now_ns, f"{found[0].session}/{found[1]} rebuilt from a venue report"))
+                return [
+                    ev.Notice(
+                        "unknown_order_report", e.now_ns, f"venue {e.venue} reported on unknown ClOrdID {r.cl_ord_id}"
+                    )
+                ]
+            out.append(
+                ev.Notice("order_recovered", e.now_ns, f"{found[0].session}/{found[1]} rebuilt from a venue report")
+            )
         order, oms_id = found
         try:
             check_transition(order.status, r.ord_status)
@@ -356,9 +383,19 @@ class ProxyCore:
         if self.own_cancels.reported(r.cl_ord_id, order):
             orig = None  # the proxy's own cancel: the OMS sees an unsolicited cancel of its order
         req = order.request
-        out.append(ev.OmsReport(order.session, msgspec.structs.replace(
-            r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else "",
-            symbol=r.symbol or req.symbol, side=r.side or req.side), e.poss_dup))
+        out.append(
+            ev.OmsReport(
+                order.session,
+                msgspec.structs.replace(
+                    r,
+                    cl_ord_id=oms_id,
+                    orig_cl_ord_id=orig[1] if orig else "",
+                    symbol=r.symbol or req.symbol,
+                    side=r.side or req.side,
+                ),
+                e.poss_dup,
+            )
+        )
         return out
 
     def _follow_fill(self, symbol: str, price: Decimal, now_ns: int) -> None:
@@ -372,19 +409,36 @@ class ProxyCore:
         r = e.reject
         found = self.orders.by_venue(r.cl_ord_id) or self.orders.by_venue(r.orig_cl_ord_id)
         if found is None:
-            return [ev.Notice("unknown_order_report", e.now_ns, f"venue {e.venue} cancel-rejected unknown ClOrdID {r.cl_ord_id}")]
+            return [
+                ev.Notice(
+                    "unknown_order_report", e.now_ns, f"venue {e.venue} cancel-rejected unknown ClOrdID {r.cl_ord_id}"
+                )
+            ]
         order, oms_id = found
         if self.own_cancels.refused(r.cl_ord_id):
             # The OMS did not ask for this cancel: tell the desk (the log and audit), not the OMS.
-            return [ev.Notice("kill_cancel_rejected", e.now_ns,
-                              f"venue {e.venue} refused to cancel {order.session}/{order.cl_ord_id}: {r.text}")]
+            return [
+                ev.Notice(
+                    "kill_cancel_rejected",
+                    e.now_ns,
+                    f"venue {e.venue} refused to cancel {order.session}/{order.cl_ord_id}: {r.text}",
+                )
+            ]
         if order.pending is not None and order.pending[1] == r.cl_ord_id:
             order.pending = None
             booking.sync_working(self.book, order)
         orig = self.orders.by_venue(r.orig_cl_ord_id)
-        return [ev.OmsCancelReject(order.session, msgspec.structs.replace(
-            r, cl_ord_id=oms_id, orig_cl_ord_id=orig[1] if orig else r.orig_cl_ord_id,
-            order_id=r.order_id or order.order_id))]
+        return [
+            ev.OmsCancelReject(
+                order.session,
+                msgspec.structs.replace(
+                    r,
+                    cl_ord_id=oms_id,
+                    orig_cl_ord_id=orig[1] if orig else r.orig_cl_ord_id,
+                    order_id=r.order_id or order.order_id,
+                ),
+            )
+        ]
 
     def _send_failed(self, e: ev.VenueSendFailed) -> list[ev.Action]:
         found = self.orders.by_venue(e.cl_ord_id)
@@ -393,17 +447,34 @@ class ProxyCore:
         order, oms_id = found
         if oms_id == order.cl_ord_id and order.status is not OrdStatus.PENDING_NEW:
             # Answered already (refused as too late to send, or acknowledged by the venue): not twice.
-            return [ev.Notice("send_failed", e.now_ns, f"{e.venue}: {e.cl_ord_id} ({e.why}); "
-                                                       f"order already {order.status.name.lower()}")]
+            return [
+                ev.Notice(
+                    "send_failed",
+                    e.now_ns,
+                    f"{e.venue}: {e.cl_ord_id} ({e.why}); order already {order.status.name.lower()}",
+                )
+            ]
         if e.why == "down":
             self.up.discard(e.venue)
         sentence = answers.not_sent(e.venue, e.why)
         if self.own_cancels.refused(e.cl_ord_id):
-            return [ev.Notice("kill_cancel_failed", e.now_ns, f"could not cancel {order.session}/{order.cl_ord_id}: "
-                                                               f"{sentence}")]
+            return [
+                ev.Notice(
+                    "kill_cancel_failed", e.now_ns, f"could not cancel {order.session}/{order.cl_ord_id}: {sentence}"
+                )
+            ]
         rej = venue_unavailable(e.venue, sentence)
-        decision = self._decision(order.session, "D", None, e.now_ns, rej, e.venue, cl_ord_id=oms_id,
-                                  symbol=order.request.symbol, account=order.request.account)
+        decision = self._decision(
+            order.session,
+            "D",
+            None,
+            e.now_ns,
+            rej,
+            e.venue,
+            cl_ord_id=oms_id,
+            symbol=order.request.symbol,
+            account=order.request.account,
+        )
         if oms_id == order.cl_ord_id and order.status is OrdStatus.PENDING_NEW:
             order.status = OrdStatus.REJECTED
             self.tally.moved(order, OrdStatus.PENDING_NEW)
@@ -416,7 +487,10 @@ class ProxyCore:
             order.pending = None
             booking.sync_working(self.book, order)
         decision = msgspec.structs.replace(decision, msg_type="G" if is_replace else "F")
-        return [decision, answers.cancel_reject(order.session, oms_id, order.cl_ord_id, order, "2" if is_replace else "1", rej)]
+        return [
+            decision,
+            answers.cancel_reject(order.session, oms_id, order.cl_ord_id, order, "2" if is_replace else "1", rej),
+        ]
 
     # ------------------------------------------------------------ sessions
 
@@ -430,23 +504,56 @@ class ProxyCore:
         policy = self.sessions.get(e.name)
         if policy is not None and policy.cancel_on_disconnect:
             cancels = self.own_cancels.cancel(f"session:{e.name}", self.orders, self.kill, self.next_id)
-            out.append(ev.AdminResult("cancel_on_disconnect", True, f"session:{e.name}", "fixproxy",
-                                      "OMS session disconnected", e.now_ns, orders_cancelled=len(cancels),
-                                      detail=f"{len(cancels)} working order(s) cancelled at the venues"))
+            out.append(
+                ev.AdminResult(
+                    "cancel_on_disconnect",
+                    True,
+                    f"session:{e.name}",
+                    "fixproxy",
+                    "OMS session disconnected",
+                    e.now_ns,
+                    orders_cancelled=len(cancels),
+                    detail=f"{len(cancels)} working order(s) cancelled at the venues",
+                )
+            )
             out += cancels
         return out
 
     # ------------------------------------------------------------ answers
 
-    def _decision(self, session: str, msg_type: str, order: OrderRequest | None, now_ns: int, rej: Reject | None,
-                  venue: str = "", *, cl_ord_id: str = "", symbol: str = "", account: str = "") -> ev.Decision:
+    def _decision(
+        self,
+        session: str,
+        msg_type: str,
+        order: OrderRequest | None,
+        now_ns: int,
+        rej: Reject | None,
+        venue: str = "",
+        *,
+        cl_ord_id: str = "",
+        symbol: str = "",
+        account: str = "",
+    ) -> ev.Decision:
         if order is not None:
             cl_ord_id, symbol, account = order.cl_ord_id, order.symbol, order.account
         self.tally.decided(session, rej is None, rej.code if rej is not None else "")
         if rej is None:
             return ev.Decision(session, msg_type, cl_ord_id, True, now_ns, account=account, symbol=symbol, venue=venue)
-        return ev.Decision(session, msg_type, cl_ord_id, False, now_ns, rej.code, rej.text, rej.observed,
-                           rej.limit, rej.scope, account, symbol, venue)
+        return ev.Decision(
+            session,
+            msg_type,
+            cl_ord_id,
+            False,
+            now_ns,
+            rej.code,
+            rej.text,
+            rej.observed,
+            rej.limit,
+            rej.scope,
+            account,
+            symbol,
+            venue,
+        )
 
     def _reject_order(self, e: ev.NewOrder, rej: Reject, bare: bool = False) -> ev.Action:
         """The refusal of ``e`` for its OMS, as its session asks (``bare``: a BusinessMessageReject whatever it asks)."""

@@ -24,6 +24,7 @@ def order_from_report(venue: str, r: ExecReport, sessions: Container[str]) -> Or
     qty = r.order_qty if r.order_qty is not None else r.leaves_qty + r.cum_qty
     if qty <= 0:
         return None
-    request = OrderRequest(cl_ord_id, r.symbol, r.side, qty, OrdType.LIMIT if r.price else OrdType.MARKET,
-                           r.price, r.account)
+    request = OrderRequest(
+        cl_ord_id, r.symbol, r.side, qty, OrdType.LIMIT if r.price else OrdType.MARKET, r.price, r.account
+    )
     return Order(session, venue, request, r.cl_ord_id)

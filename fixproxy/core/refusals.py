@@ -19,9 +19,11 @@ def unknown_session(session: str) -> Reject:
 def destination(venue: str, venues: Container[str], up: Container[str]) -> Reject | None:
     """Why an order cannot go to ``venue`` (ExDestination, or the session's default), if it cannot."""
     if venue not in venues:
-        return Reject("UNKNOWN_DESTINATION",
-                      f"no venue named {venue!r} (ExDestination 100)" if venue else "no ExDestination and no default venue",
-                      observed=venue)
+        return Reject(
+            "UNKNOWN_DESTINATION",
+            f"no venue named {venue!r} (ExDestination 100)" if venue else "no ExDestination and no default venue",
+            observed=venue,
+        )
     return venue_down(venue, up, "order")
 
 
@@ -39,20 +41,36 @@ def cl_ord_id_taken(orders: OrderTable, day_no: int, session: str, cl_ord_id: st
     return reused_cl_ord_id(session, cl_ord_id, used, orders.in_use(session, cl_ord_id))
 
 
-def amend(orders: OrderTable, day_no: int, up: Container[str], session: str, orig: str, new_id: str,
-          order: Order | None, what: str) -> Order | Reject:
+def amend(
+    orders: OrderTable,
+    day_no: int,
+    up: Container[str],
+    session: str,
+    orig: str,
+    new_id: str,
+    order: Order | None,
+    what: str,
+) -> Order | Reject:
     """The order ``orig`` that a cancel or replace (``what``) amends, or why it cannot go to the venue."""
     if order is None:
-        if orig in orders.seen(session, day_no):  # refused, or finished and gone from memory (finished_grace_s): not open either way
-            return Reject("UNKNOWN_ORDER", f"no open order with ClOrdID {orig} on session {session} (it was "
-                          "refused, or finished earlier today)", observed=orig)
+        if orig in orders.seen(
+            session, day_no
+        ):  # refused, or finished and gone from memory (finished_grace_s): not open either way
+            return Reject(
+                "UNKNOWN_ORDER",
+                f"no open order with ClOrdID {orig} on session {session} (it was refused, or finished earlier today)",
+                observed=orig,
+            )
         return Reject("UNKNOWN_ORDER", f"no order with ClOrdID {orig} on session {session}", observed=orig)
     taken = cl_ord_id_taken(orders, day_no, session, new_id, today=True)
     if taken is not None:
         return taken
     if not order.is_open:
-        return Reject("ORDER_NOT_OPEN", f"order {orig} is {order.status.name.lower()}; too late to {what}",
-                      observed=order.status.name)
+        return Reject(
+            "ORDER_NOT_OPEN",
+            f"order {orig} is {order.status.name.lower()}; too late to {what}",
+            observed=order.status.name,
+        )
     if order.pending is not None and what == "replace":
         return Reject("ORDER_PENDING", f"order {orig} already has a replace in flight ({order.pending[0]})")
     down = venue_down(order.venue, up, what)
@@ -62,7 +80,9 @@ def amend(orders: OrderTable, day_no: int, up: Container[str], session: str, ori
 def replace_changes_key(old: OrderRequest, new: OrderRequest) -> Reject | None:
     """A replace may change quantity, price and the like, not what the order is in (symbol, side, account)."""
     if (new.symbol, new.side, new.account) != (old.symbol, old.side, old.account):
-        return Reject("INVALID_ORDER", "a replace may not change the symbol, side or account; cancel and send a new order")
+        return Reject(
+            "INVALID_ORDER", "a replace may not change the symbol, side or account; cancel and send a new order"
+        )
     return None
 
 

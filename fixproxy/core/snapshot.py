@@ -20,15 +20,29 @@ from .tally import Tally
 
 def export_state(core: ProxyCore) -> dict[str, Any]:
     """The state of ``core`` for a snapshot."""
-    refs = [(s, i.reference_price, i.reference_time_ns) for s, i in core.instruments.items()
-            if i.reference_price is not None and i.reference_time_ns]
-    return {"orders": core.orders, "book": core.book, "kill": core.kill, "kill_cancels": core.own_cancels.pending,
-            **core.exec_ids.export(), "day": core.day, "day_no": core.day_no,
-            "ids_drawn": getattr(core.next_id, "drawn", None),
-            "alerted": core.alerts.alerted, "recent": core.recent,
-            "limit_changes": core.limit_changes, "references": refs, "anchors": dict(core.anchors),
-            "up": set(core.up),
-            "recording_failure": core.recording_failure, "tally": core.tally.export()}
+    refs = [
+        (s, i.reference_price, i.reference_time_ns)
+        for s, i in core.instruments.items()
+        if i.reference_price is not None and i.reference_time_ns
+    ]
+    return {
+        "orders": core.orders,
+        "book": core.book,
+        "kill": core.kill,
+        "kill_cancels": core.own_cancels.pending,
+        **core.exec_ids.export(),
+        "day": core.day,
+        "day_no": core.day_no,
+        "ids_drawn": getattr(core.next_id, "drawn", None),
+        "alerted": core.alerts.alerted,
+        "recent": core.recent,
+        "limit_changes": core.limit_changes,
+        "references": refs,
+        "anchors": dict(core.anchors),
+        "up": set(core.up),
+        "recording_failure": core.recording_failure,
+        "tally": core.tally.export(),
+    }
 
 
 def import_state(core: ProxyCore, state: dict[str, Any]) -> None:
@@ -54,8 +68,9 @@ def import_state(core: ProxyCore, state: dict[str, Any]) -> None:
     for symbol, price, time_ns in state["references"]:
         inst = core.instruments.get(symbol)
         if inst is None or (inst.reference_time_ns or 0) <= time_ns:
-            core.instruments[symbol] = msgspec.structs.replace(inst or Instrument(symbol),
-                                                               reference_price=price, reference_time_ns=time_ns)
+            core.instruments[symbol] = msgspec.structs.replace(
+                inst or Instrument(symbol), reference_price=price, reference_time_ns=time_ns
+            )
             anchor = state.get("anchors", {}).get(symbol)
             if anchor is not None:
                 core.anchors[symbol] = anchor

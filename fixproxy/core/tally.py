@@ -110,8 +110,11 @@ class Tally:
     def export(self) -> dict:
         """What a snapshot keeps: the counts of finished orders and of decisions (open orders follow from
         the order table)."""
-        return {"finished": {s: n for s, n in self.statuses.items() if s.is_terminal},
-                "decisions": {s: list(c) for s, c in self.decisions.items()}, "codes": dict(self.codes)}
+        return {
+            "finished": {s: n for s, n in self.statuses.items() if s.is_terminal},
+            "decisions": {s: list(c) for s, c in self.decisions.items()},
+            "codes": dict(self.codes),
+        }
 
     @classmethod
     def rebuild(cls, open_orders: Iterable[Order], saved: dict | None) -> Tally:

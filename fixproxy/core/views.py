@@ -34,8 +34,24 @@ ORDER_PAGE = 100  # open orders in one page of GET /orders, unless the caller as
 
 def _order_row(o: Order) -> tuple:
     r = o.request
-    return (o.key, o.session, o.cl_ord_id, o.venue, o.order_id, r.account, r.symbol, r.side, r.ord_type, r.order_qty,
-            r.price, o.status, o.leaves_qty, o.cum_qty, o.avg_px, o.pending[0] if o.pending else "")
+    return (
+        o.key,
+        o.session,
+        o.cl_ord_id,
+        o.venue,
+        o.order_id,
+        r.account,
+        r.symbol,
+        r.side,
+        r.ord_type,
+        r.order_qty,
+        r.price,
+        o.status,
+        o.leaves_qty,
+        o.cum_qty,
+        o.avg_px,
+        o.pending[0] if o.pending else "",
+    )
 
 
 def copy_open_orders(core: ProxyCore, limit: int | None = None, after: str = "") -> list[tuple]:
@@ -46,13 +62,44 @@ def copy_open_orders(core: ProxyCore, limit: int | None = None, after: str = "")
 
 
 def render_open_orders(rows: list[tuple]) -> list[dict]:
-    return [{
-        "key": key, "session": session, "cl_ord_id": cl_ord_id, "venue": venue, "order_id": order_id,
-        "account": account, "symbol": symbol, "side": side.name.lower(), "ord_type": ord_type.name.lower(),
-        "order_qty": _s(qty), "price": _s(price), "status": status.name.lower(), "leaves_qty": _s(leaves),
-        "cum_qty": _s(cum), "avg_px": _s(avg), "pending_replace": pending,
-    } for (key, session, cl_ord_id, venue, order_id, account, symbol, side, ord_type, qty, price, status, leaves, cum,
-           avg, pending) in rows]
+    return [
+        {
+            "key": key,
+            "session": session,
+            "cl_ord_id": cl_ord_id,
+            "venue": venue,
+            "order_id": order_id,
+            "account": account,
+            "symbol": symbol,
+            "side": side.name.lower(),
+            "ord_type": ord_type.name.lower(),
+            "order_qty": _s(qty),
+            "price": _s(price),
+            "status": status.name.lower(),
+            "leaves_qty": _s(leaves),
+            "cum_qty": _s(cum),
+            "avg_px": _s(avg),
+            "pending_replace": pending,
+        }
+        for (
+            key,
+            session,
+            cl_ord_id,
+            venue,
+            order_id,
+            account,
+            symbol,
+            side,
+            ord_type,
+            qty,
+            price,
+            status,
+            leaves,
+            cum,
+            avg,
+            pending,
+        ) in rows
+    ]
 
 
 def open_orders(core: ProxyCore, limit: int | None = None, after: str = "") -> list[dict]:
@@ -62,21 +109,46 @@ def open_orders(core: ProxyCore, limit: int | None = None, after: str = "") -> l
 
 def copy_positions(core: ProxyCore) -> list[tuple]:
     book = core.book
-    return [(account, symbol, book.sector(symbol), book.mark(symbol), p.qty, p.avg_cost, p.realized_pnl, p.bought_qty,
-             p.sold_qty, p.traded_notional)
-            for (account, symbol), p in book.positions.items() if p.qty or p.realized_pnl or p.traded_notional]
+    return [
+        (
+            account,
+            symbol,
+            book.sector(symbol),
+            book.mark(symbol),
+            p.qty,
+            p.avg_cost,
+            p.realized_pnl,
+            p.bought_qty,
+            p.sold_qty,
+            p.traded_notional,
+        )
+        for (account, symbol), p in book.positions.items()
+        if p.qty or p.realized_pnl or p.traded_notional
+    ]
 
 
 def render_positions(rows: list[tuple]) -> list[dict]:
     out = []
-    for account, symbol, sector, mark, qty, avg_cost, realized, bought, sold, traded in sorted(rows, key=lambda r: r[:2]):
+    for account, symbol, sector, mark, qty, avg_cost, realized, bought, sold, traded in sorted(
+        rows, key=lambda r: r[:2]
+    ):
         unrealized = (mark - avg_cost) * qty if mark and qty else Decimal(0)
-        out.append({
-            "account": account, "symbol": symbol, "sector": sector, "qty": _s(qty),
-            "avg_cost": _s(avg_cost), "mark": _s(mark), "market_value": _s(qty * mark),
-            "realized_pnl": _s(realized), "unrealized_pnl": _s(unrealized),
-            "bought_qty": _s(bought), "sold_qty": _s(sold), "traded_notional": _s(traded),
-        })
+        out.append(
+            {
+                "account": account,
+                "symbol": symbol,
+                "sector": sector,
+                "qty": _s(qty),
+                "avg_cost": _s(avg_cost),
+                "mark": _s(mark),
+                "market_value": _s(qty * mark),
+                "realized_pnl": _s(realized),
+                "unrealized_pnl": _s(unrealized),
+                "bought_qty": _s(bought),
+                "sold_qty": _s(sold),
+                "traded_notional": _s(traded),
+            }
+        )
     return out
 
 
@@ -101,14 +173,26 @@ def copy_exposure(core: ProxyCore) -> list[tuple]:
 def render_exposure(rows: list[tuple]) -> list[dict]:
     out = []
     for scope, gross, net, long, short, open_orders, sectors, used in sorted(rows, key=lambda r: (r[0] != FIRM, r[0])):
-        limits = {name: {"limit": _s(limit), "observed": _s(observed),
-                         "utilization_pct": f"{Decimal(observed) * 100 / Decimal(limit):.1f}"}
-                  for name, limit, observed in used}
-        out.append({
-            "scope": scope, "gross": _s(gross), "net": _s(net), "net_long": _s(long), "net_short": _s(short),
-            "open_orders": open_orders, "sectors": {k or "(none)": _s(v) for k, v in sorted(sectors.items())},
-            "limits": limits,
-        })
+        limits = {
+            name: {
+                "limit": _s(limit),
+                "observed": _s(observed),
+                "utilization_pct": f"{Decimal(observed) * 100 / Decimal(limit):.1f}",
+            }
+            for name, limit, observed in used
+        }
+        out.append(
+            {
+                "scope": scope,
+                "gross": _s(gross),
+                "net": _s(net),
+                "net_long": _s(long),
+                "net_short": _s(short),
+                "open_orders": open_orders,
+                "sectors": {k or "(none)": _s(v) for k, v in sorted(sectors.items())},
+                "limits": limits,
+            }
+        )
     return out
 
 
@@ -123,8 +207,10 @@ def copy_trading_states(core: ProxyCore) -> list:
 
 
 def render_trading_states(states: list) -> list[dict]:
-    return [{"scope": s.scope, "state": s.state.value, "reason": s.reason, "operator": s.operator,
-             "since_ns": s.since_ns} for s in states]
+    return [
+        {"scope": s.scope, "state": s.state.value, "reason": s.reason, "operator": s.operator, "since_ns": s.since_ns}
+        for s in states
+    ]
 
 
 def trading_states(core: ProxyCore) -> list[dict]:
@@ -150,8 +236,16 @@ def copy_sessions(core: ProxyCore) -> tuple:
 def render_sessions(copied: tuple) -> dict:
     oms, venues, up = copied
     return {
-        "oms": [{"name": n, "up": n in up, "default_venue": p.default_venue, "reject_with": p.reject_with,
-                 "cancel_on_disconnect": p.cancel_on_disconnect} for n, p in oms],
+        "oms": [
+            {
+                "name": n,
+                "up": n in up,
+                "default_venue": p.default_venue,
+                "reject_with": p.reject_with,
+                "cancel_on_disconnect": p.cancel_on_disconnect,
+            }
+            for n, p in oms
+        ],
         "venues": [{"name": v, "up": v in up} for v in venues],
     }
 
@@ -171,10 +265,12 @@ def render_orders(counts: dict) -> dict:
         "open": counts["open"],
         "open_by_session": dict(sorted(counts["open_by_session"].items())),
         "by_status": {s.name.lower(): n for s, n in sorted(counts["statuses"].items(), key=lambda x: x[0].name)},
-        "decisions": {"accepted": sum(a for a, _ in decisions.values()),
-                      "rejected": sum(r for _, r in decisions.values()),
-                      "by_session": {s: {"accepted": a, "rejected": r} for s, (a, r) in sorted(decisions.items())},
-                      "rejects_by_code": dict(sorted(counts["codes"].items()))},
+        "decisions": {
+            "accepted": sum(a for a, _ in decisions.values()),
+            "rejected": sum(r for _, r in decisions.values()),
+            "by_session": {s: {"accepted": a, "rejected": r} for s, (a, r) in sorted(decisions.items())},
+            "rejects_by_code": dict(sorted(counts["codes"].items())),
+        },
     }
 
 
@@ -183,16 +279,25 @@ def orders(core: ProxyCore) -> dict:
 
 
 def copy_summary(core: ProxyCore) -> dict:
-    return {"sessions": copy_sessions(core), "trading_states": copy_trading_states(core), "limits": copy_limits(core),
-            "positions": copy_positions(core), "exposure": copy_exposure(core), "orders": copy_orders(core),
-            "kill_cancels_pending": core.kill_cancels_pending()}
+    return {
+        "sessions": copy_sessions(core),
+        "trading_states": copy_trading_states(core),
+        "limits": copy_limits(core),
+        "positions": copy_positions(core),
+        "exposure": copy_exposure(core),
+        "orders": copy_orders(core),
+        "kill_cancels_pending": core.kill_cancels_pending(),
+    }
 
 
 def render_summary(c: dict) -> dict:
     return {
-        "sessions": render_sessions(c["sessions"]), "trading_states": render_trading_states(c["trading_states"]),
-        "limits": render_limits(c["limits"]), "positions": render_positions(c["positions"]),
-        "exposure": render_exposure(c["exposure"]), "orders": render_orders(c["orders"]),
+        "sessions": render_sessions(c["sessions"]),
+        "trading_states": render_trading_states(c["trading_states"]),
+        "limits": render_limits(c["limits"]),
+        "positions": render_positions(c["positions"]),
+        "exposure": render_exposure(c["exposure"]),
+        "orders": render_orders(c["orders"]),
         "kill_cancels_pending": c["kill_cancels_pending"],
     }
 
@@ -204,6 +309,7 @@ def summary(core: ProxyCore) -> dict:
 
 
 #: view name -> (copy under the core lock, render outside it)
-READS = {name: (globals()["copy_" + name], globals()["render_" + name])
-         for name in ("sessions", "trading_states", "limits", "positions", "exposure", "open_orders", "orders",
-                      "summary")}
+READS = {
+    name: (globals()["copy_" + name], globals()["render_" + name])
+    for name in ("sessions", "trading_states", "limits", "positions", "exposure", "open_orders", "orders", "summary")
+}

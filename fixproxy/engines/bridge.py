@@ -26,23 +26,31 @@ from ..journal.recovery import write_snapshot
 from ..journal.writer import Journal, JournalSink
 from ..timefmt import fix_timestamp_ms
 
-_MESSAGE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel, ev.OmsReport, ev.OmsCancelReject,
-                    ev.OmsBusinessReject)
+_MESSAGE_ACTIONS = (
+    ev.VenueNewOrder,
+    ev.VenueReplace,
+    ev.VenueCancel,
+    ev.OmsReport,
+    ev.OmsCancelReject,
+    ev.OmsBusinessReject,
+)
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 
 #: Fault injection for the crash tests: the process kills itself (SIGKILL) right after journaling an
 #: inbound message that this regular expression finds, before the core sees it. Unset in production.
-_CRASH_AFTER_JOURNAL = (re.compile(os.environ["FIXPROXY_FAILPOINT_JOURNALED"], re.S)
-                        if os.environ.get("FIXPROXY_FAILPOINT_JOURNALED") else None)
+_CRASH_AFTER_JOURNAL = (
+    re.compile(os.environ["FIXPROXY_FAILPOINT_JOURNALED"], re.S)
+    if os.environ.get("FIXPROXY_FAILPOINT_JOURNALED")
+    else None
+)
 #: Fault injection for the edge tests: handling an inbound message that this regular expression finds
 #: raises (after it is journaled), as a bug would. Unset in production.
-_RAISE_AFTER_JOURNAL = (re.compile(os.environ["FIXPROXY_FAILPOINT_RAISE"], re.S)
-                        if os.environ.get("FIXPROXY_FAILPOINT_RAISE") else None)
+_RAISE_AFTER_JOURNAL = (
+    re.compile(os.environ["FIXPROXY_FAILPOINT_RAISE"], re.S) if os.environ.get("FIXPROXY_FAILPOINT_RAISE") else None
+)
 
 #: TransactTime (60) of the proxy's outbound messages.
 transact_time = fix_timestamp_ms
-
-
 
 
 class SessionInfo:
@@ -66,10 +74,16 @@ class CoreBridge:
     under the core lock, so the journal holds inputs in the order the core took them.
     """
 
-    def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
-                 clock: Callable[[], int] = time.time_ns, journal: JournalSink | None = None,
-                 check_logon: dict[str, Callable[[str, str], bool]] | None = None,
-                 identifiers: IdentifierLimits = DEFAULT_LIMITS):
+    def __init__(
+        self,
+        core: ProxyCore,
+        sessions: list[SessionInfo],
+        on_record: Callable[[ev.Action], None],
+        clock: Callable[[], int] = time.time_ns,
+        journal: JournalSink | None = None,
+        check_logon: dict[str, Callable[[str, str], bool]] | None = None,
+        identifiers: IdentifierLimits = DEFAULT_LIMITS,
+    ):
         self.core = core
         #: The config's ``[identifiers]``: what the decoder accepts from an OMS (recovery and replay
         #: decode the journal with the same).
@@ -149,15 +163,34 @@ class CoreBridge:
             problem = j.resume() if j is not None and j.failed else ""
             failing = self.core.recording_failure
         if problem:
-            result = ev.AdminResult("recording", False, "firm", operator, reason, self.clock(), failing, failing,
-                                    f"the journal still cannot grow: {problem}")
+            result = ev.AdminResult(
+                "recording",
+                False,
+                "firm",
+                operator,
+                reason,
+                self.clock(),
+                failing,
+                failing,
+                f"the journal still cannot grow: {problem}",
+            )
             self.notice(result)
             return result
         if not failing:
-            return ev.AdminResult("recording", True, "firm", operator, reason, self.clock(), "recording",
-                                  "recording", "nothing to resume: the proxy is recording")
-        return next(a for a in self.submit(ev.RecordingResumed(operator, reason, self.clock()))
-                    if isinstance(a, ev.AdminResult))
+            return ev.AdminResult(
+                "recording",
+                True,
+                "firm",
+                operator,
+                reason,
+                self.clock(),
+                "recording",
+                "recording",
+                "nothing to resume: the proxy is recording",
+            )
+        return next(
+            a for a in self.submit(ev.RecordingResumed(operator, reason, self.clock())) if isinstance(a, ev.AdminResult)
+        )
 
     # -------------------------------------------------------------- the day roll
 
@@ -182,8 +215,12 @@ class CoreBridge:
             j = self.journal
             if isinstance(j, Journal) and not j.failed:
                 segment, offset = j.position
-                write_snapshot(j.directory, segment,
-                               pickle.dumps(snapshot.export_state(self.core), protocol=pickle.HIGHEST_PROTOCOL), offset)
+                write_snapshot(
+                    j.directory,
+                    segment,
+                    pickle.dumps(snapshot.export_state(self.core), protocol=pickle.HIGHEST_PROTOCOL),
+                    offset,
+                )
             return next((a for a in actions if isinstance(a, ev.AdminResult)), None)
 
     # -------------------------------------------------------------- messages in
@@ -266,8 +303,13 @@ class CoreBridge:
                 if isinstance(action, _VENUE_ACTIONS):
                     failed.append(ev.VenueSendFailed(action.venue, action.cl_ord_id, now))
                 else:
-                    self._record(ev.Notice("send_failed", now, f"{info.name}: {msg_type} not sent (session down); "
-                                           "kept in the session store for resend"))
+                    self._record(
+                        ev.Notice(
+                            "send_failed",
+                            now,
+                            f"{info.name}: {msg_type} not sent (session down); kept in the session store for resend",
+                        )
+                    )
         for event in failed:
             self._run(event)
 
@@ -295,10 +337,19 @@ class CoreBridge:
                 self._send(info, reply[0][1], reply[1:], now)
             return
         is_order = msg_type in ("D", "G", "F")
-        text = ("UNSUPPORTED_MESSAGE: the risk-desk session does not take orders" if is_order
-                else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session")
-        refusal = ev.OmsBusinessReject(info.name, int(fields.get(34, "0") or 0), msg_type, fields.get(11, ""),
-                                       "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE", text)
+        text = (
+            "UNSUPPORTED_MESSAGE: the risk-desk session does not take orders"
+            if is_order
+            else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session"
+        )
+        refusal = ev.OmsBusinessReject(
+            info.name,
+            int(fields.get(34, "0") or 0),
+            msg_type,
+            fields.get(11, ""),
+            "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE",
+            text,
+        )
         _, body = codec.action_to_message(refusal, False, "")
         with self.lock:
             self._record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))

@@ -80,8 +80,9 @@ class Verdict:
 class VenueWatch:
     """Backpressure and liveness of one venue session (engine-neutral; times are monotonic seconds)."""
 
-    def __init__(self, name: str, max_unsent_bytes: int, max_age_s: float, answer_timeout_s: float,
-                 margin_s: float = 0.1):
+    def __init__(
+        self, name: str, max_unsent_bytes: int, max_age_s: float, answer_timeout_s: float, margin_s: float = 0.1
+    ):
         self.name = name
         self.max_unsent = max_unsent_bytes
         self.max_age = max_age_s
@@ -141,15 +142,20 @@ class VenueWatch:
                 orders.popleft()
             if orders and now - orders[0][2] >= self.max_age - self.margin:
                 v.late = [o[1] for o in orders]
-                v.reason = (f"{len(orders)} order(s) not taken by the venue within {self.max_age * 1000:.0f} ms "
-                            f"({self.unsent} bytes unsent)")
+                v.reason = (
+                    f"{len(orders)} order(s) not taken by the venue within {self.max_age * 1000:.0f} ms "
+                    f"({self.unsent} bytes unsent)"
+                )
                 self.refused_late.update(v.late)
                 if len(self.refused_late) > 100_000:
                     self.refused_late = set(v.late)
                 orders.clear()
                 return v
-        if self.awaiting_since is not None and self.probe_sent is None \
-                and now - self.awaiting_since >= self.answer_timeout:
+        if (
+            self.awaiting_since is not None
+            and self.probe_sent is None
+            and now - self.awaiting_since >= self.answer_timeout
+        ):
             v.probe = True
             self.probe_sent = now
         congested = acked is not None and self.unsent > self.max_unsent
@@ -157,8 +163,11 @@ class VenueWatch:
         if (congested or silent) and not self.marked_down:
             self.marked_down = v.down = True
             self.heard = False
-            v.reason = (f"{self.unsent} bytes unsent, over the bound of {self.max_unsent}" if congested
-                        else f"no answer to a TestRequest within {self.answer_timeout * 1000:.0f} ms")
+            v.reason = (
+                f"{self.unsent} bytes unsent, over the bound of {self.max_unsent}"
+                if congested
+                else f"no answer to a TestRequest within {self.answer_timeout * 1000:.0f} ms"
+            )
         elif self.marked_down and not silent and self.heard and self.unsent <= self.max_unsent // 2:
             # Up again once the venue has answered since and taken most of what it was sent (not on
             # a moment's ack of bytes already in flight while it still reads nothing).

@@ -7,8 +7,16 @@ from collections.abc import Callable
 from ..timefmt import fix_timestamp_ms
 
 
-def build(begin_string: str, msg_type: str, seq: int, sender: str, target: str, sending_time: str,
-          body: list[tuple[int, str]], header: list[tuple[int, str]] | None = None) -> bytes:
+def build(
+    begin_string: str,
+    msg_type: str,
+    seq: int,
+    sender: str,
+    target: str,
+    sending_time: str,
+    body: list[tuple[int, str]],
+    header: list[tuple[int, str]] | None = None,
+) -> bytes:
     """A complete message; ``header`` holds 43/97/122 when resending. Header fields come in tag order."""
     head = f"35={msg_type}\x0134={seq}\x01"
     if header:
@@ -29,8 +37,9 @@ def _latin1(text: str) -> bytes:
     return text.encode("latin-1", "replace")
 
 
-def frame(begin_string: str, msg_type: str, body: list[tuple[int, str]],
-          encode: Callable[[str], bytes] = _latin1) -> bytes:
+def frame(
+    begin_string: str, msg_type: str, body: list[tuple[int, str]], encode: Callable[[str], bytes] = _latin1
+) -> bytes:
     """A message without the session header (an engine adds 34, 49, 52 and 56 as it sends it), with
     BodyLength and CheckSum. ``encode`` turns the text from MsgType on into the bytes that are sent
     (by default one byte a character, as the proxy holds FIX text)."""

@@ -12,17 +12,55 @@ import string
 #: Fields a message must carry, by BeginString and MsgType (the FIX 4.2 and 4.4 dictionaries'
 #: required body fields of the messages the proxy reads): refused with a session Reject naming the
 #: tag (373=1), as a data dictionary would.
-_REQUIRED_44 = {"D": (11, 40, 54, 60), "G": (11, 40, 41, 54, 60), "F": (11, 41, 54, 60),
-                "1": (112,), "2": (7, 16), "3": (45,), "4": (36,), "A": (98, 108)}
-REQUIRED = {"FIX.4.4": _REQUIRED_44,
-            "FIX.4.2": {**_REQUIRED_44, "D": (11, 21, 40, 54, 55, 60), "G": (11, 21, 40, 41, 54, 55, 60),
-                        "F": (11, 41, 54, 55, 60)}}
+_REQUIRED_44 = {
+    "D": (11, 40, 54, 60),
+    "G": (11, 40, 41, 54, 60),
+    "F": (11, 41, 54, 60),
+    "1": (112,),
+    "2": (7, 16),
+    "3": (45,),
+    "4": (36,),
+    "A": (98, 108),
+}
+REQUIRED = {
+    "FIX.4.4": _REQUIRED_44,
+    "FIX.4.2": {
+        **_REQUIRED_44,
+        "D": (11, 21, 40, 54, 55, 60),
+        "G": (11, 21, 40, 41, 54, 55, 60),
+        "F": (11, 41, 54, 55, 60),
+    },
+}
 _REQUIRED_SETS = {version: {t: frozenset(tags) for t, tags in table.items()} for version, table in REQUIRED.items()}
-NAMES = {7: "BeginSeqNo", 11: "ClOrdID", 16: "EndSeqNo", 21: "HandlInst", 36: "NewSeqNo", 38: "OrderQty",
-         40: "OrdType", 41: "OrigClOrdID", 43: "PossDupFlag", 44: "Price", 45: "RefSeqNum", 52: "SendingTime",
-         54: "Side", 55: "Symbol", 59: "TimeInForce", 60: "TransactTime", 97: "PossResend", 98: "EncryptMethod",
-         99: "StopPx", 108: "HeartBtInt", 110: "MinQty", 111: "MaxFloor", 112: "TestReqID", 122: "OrigSendingTime",
-         123: "GapFillFlag", 141: "ResetSeqNumFlag", 453: "NoPartyIDs"}
+NAMES = {
+    7: "BeginSeqNo",
+    11: "ClOrdID",
+    16: "EndSeqNo",
+    21: "HandlInst",
+    36: "NewSeqNo",
+    38: "OrderQty",
+    40: "OrdType",
+    41: "OrigClOrdID",
+    43: "PossDupFlag",
+    44: "Price",
+    45: "RefSeqNum",
+    52: "SendingTime",
+    54: "Side",
+    55: "Symbol",
+    59: "TimeInForce",
+    60: "TransactTime",
+    97: "PossResend",
+    98: "EncryptMethod",
+    99: "StopPx",
+    108: "HeartBtInt",
+    110: "MinQty",
+    111: "MaxFloor",
+    112: "TestReqID",
+    122: "OrigSendingTime",
+    123: "GapFillFlag",
+    141: "ResetSeqNumFlag",
+    453: "NoPartyIDs",
+}
 #: Quantity and price fields: their form is a FIX float (``is_number``).
 NUMERIC = (38, 44, 99, 110, 111)
 #: A FIX float (Qty, Price ...): ASCII digits with at most one point and an optional leading minus;
@@ -33,27 +71,49 @@ _FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)", re.ASCII)
 INTEGER = (7, 16, 36, 45, 98, 108)
 GROUP_COUNTS = (78, 232, 386, 453, 454, 457, 539, 711, 802, 804, 864, 887)
 TIMESTAMP = (52, 60, 122)
-_TIMESTAMP = re.compile(r"\d{4}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])-([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?",
-                        re.ASCII)
+_TIMESTAMP = re.compile(
+    r"\d{4}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])-([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?", re.ASCII
+)
 #: Values the dictionaries allow (373=5 for any other), by BeginString.
-_ENUMS_44 = {54: frozenset("123456789ABCDEFG"), 40: frozenset("12346789DEGIJKLMP"), 59: frozenset("01234567"),
-             21: frozenset("123"), 43: frozenset("YN"), 97: frozenset("YN"), 123: frozenset("YN"),
-             141: frozenset("YN")}
-ENUMS = {"FIX.4.4": _ENUMS_44,
-         "FIX.4.2": {**_ENUMS_44, 54: frozenset("123456789"), 40: frozenset("123456789ABCDEFGHIP"),
-                     59: frozenset("0123456")}}
+_ENUMS_44 = {
+    54: frozenset("123456789ABCDEFG"),
+    40: frozenset("12346789DEGIJKLMP"),
+    59: frozenset("01234567"),
+    21: frozenset("123"),
+    43: frozenset("YN"),
+    97: frozenset("YN"),
+    123: frozenset("YN"),
+    141: frozenset("YN"),
+}
+ENUMS = {
+    "FIX.4.4": _ENUMS_44,
+    "FIX.4.2": {
+        **_ENUMS_44,
+        54: frozenset("123456789"),
+        40: frozenset("123456789ABCDEFGHIP"),
+        59: frozenset("0123456"),
+    },
+}
 #: MsgTypes of the dictionaries (any other is refused 373=11).
 MSG_TYPES = {"FIX.4.2": frozenset("0123456789ABCDEFGHJKLMNPQRSTVWXYZabcdefghijklm")}
-MSG_TYPES["FIX.4.4"] = (MSG_TYPES["FIX.4.2"] | frozenset("nopqrstuvwxyz")
-                        | {"A" + c for c in string.ascii_uppercase} | {"B" + c for c in "ABCDEFGH"})
+MSG_TYPES["FIX.4.4"] = (
+    MSG_TYPES["FIX.4.2"]
+    | frozenset("nopqrstuvwxyz")
+    | {"A" + c for c in string.ascii_uppercase}
+    | {"B" + c for c in "ABCDEFGH"}
+)
 #: Fields checked on every message they appear in (most messages carry none of them).
 _EVERYWHERE = (43, 97, 122, 123, 141)
 #: Checked on an order message: the usual fields one by one, the rarer ones as present.
 _ORDER_TAGS = frozenset((99, 110, 111, *_EVERYWHERE, *GROUP_COUNTS))
 _OTHER_TAGS = frozenset(INTEGER + _EVERYWHERE)
 _ENUM, _TIME, _FLOAT_KIND, _INT = range(4)
-_KIND = {**{t: _ENUM for t in _ENUMS_44}, **{t: _TIME for t in TIMESTAMP}, **{t: _FLOAT_KIND for t in NUMERIC},
-         **{t: _INT for t in INTEGER + GROUP_COUNTS}}
+_KIND = {
+    **{t: _ENUM for t in _ENUMS_44},
+    **{t: _TIME for t in TIMESTAMP},
+    **{t: _FLOAT_KIND for t in NUMERIC},
+    **{t: _INT for t in INTEGER + GROUP_COUNTS},
+}
 
 
 def is_number(value: str) -> bool:
@@ -70,8 +130,9 @@ def tag_name(tag: int) -> str:
     return f"{NAMES[tag]} ({tag})" if tag in NAMES else f"tag {tag}"
 
 
-def check(begin_string: str, msg_type: str, fields: dict[int, str],
-          more_types: frozenset[str] = frozenset()) -> tuple[int, int, str] | None:
+def check(
+    begin_string: str, msg_type: str, fields: dict[int, str], more_types: frozenset[str] = frozenset()
+) -> tuple[int, int, str] | None:
     """(SessionRejectReason, tag, text) for a message its dictionary refuses: an unknown MsgType
     (``more_types`` extend the dictionary's), a required field missing, a number or time that is
     not one, a value outside the field's list; None when its form is right (values are the core's)."""

@@ -80,6 +80,7 @@ def _required(fields: dict[int, str], tag: int, name: str) -> str:
 
 # ---------------------------------------------------------------- identifiers
 
+
 class IdentifierLimits(msgspec.Struct, frozen=True):
     """Longest identifier the proxy accepts from an OMS, per field (``[identifiers]`` in the config)."""
 
@@ -96,8 +97,7 @@ DEFAULT_LIMITS = IdentifierLimits()
 def identifier_problem(value: str, max_len: int) -> str:
     """Why ``value`` cannot be an identifier ("" when it can): printable ASCII (0x20-0x7E) only,
     not blank, no leading or trailing space, at most ``max_len`` characters."""
-    if 0 < len(value) <= max_len and value.isascii() and value.isprintable() \
-            and value[0] != " " and value[-1] != " ":
+    if 0 < len(value) <= max_len and value.isascii() and value.isprintable() and value[0] != " " and value[-1] != " ":
         return ""  # the usual case: a few checks in C
     if len(value) > max_len:
         return f"is {len(value):,} characters long; at most {max_len} are allowed"
@@ -107,8 +107,11 @@ def identifier_problem(value: str, max_len: int) -> str:
         if not " " <= c <= "~":
             code = ord(c)
             shown = f"0x{code:02X}" if code < 0x100 else f"U+{code:04X}"
-            kind = "a control character" if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 \
+            kind = (
+                "a control character"
+                if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0
                 else "a character outside ASCII"
+            )
             return f"has {kind} ({shown}) at position {i}; only printable ASCII (0x20-0x7E) is allowed"
     return "starts with a space" if value[0] == " " else "ends with a space"
 
@@ -116,12 +119,25 @@ def identifier_problem(value: str, max_len: int) -> str:
 #: Identifier fields of each order message that the proxy reads (and forwards): tag, name, limit,
 #: required. An optional one is checked when present.
 _IDENTIFIERS = {
-    "D": ((11, "ClOrdID", "clordid", True), (55, "Symbol", "symbol", True), (1, "Account", "account", False),
-          (100, "ExDestination", "ex_destination", False)),
-    "G": ((11, "ClOrdID", "clordid", True), (41, "OrigClOrdID", "clordid", True), (55, "Symbol", "symbol", True),
-          (1, "Account", "account", False), (100, "ExDestination", "ex_destination", False)),
-    "F": ((11, "ClOrdID", "clordid", True), (41, "OrigClOrdID", "clordid", True), (55, "Symbol", "symbol", False),
-          (1, "Account", "account", False)),
+    "D": (
+        (11, "ClOrdID", "clordid", True),
+        (55, "Symbol", "symbol", True),
+        (1, "Account", "account", False),
+        (100, "ExDestination", "ex_destination", False),
+    ),
+    "G": (
+        (11, "ClOrdID", "clordid", True),
+        (41, "OrigClOrdID", "clordid", True),
+        (55, "Symbol", "symbol", True),
+        (1, "Account", "account", False),
+        (100, "ExDestination", "ex_destination", False),
+    ),
+    "F": (
+        (11, "ClOrdID", "clordid", True),
+        (41, "OrigClOrdID", "clordid", True),
+        (55, "Symbol", "symbol", False),
+        (1, "Account", "account", False),
+    ),
 }
 #: TimeInForce (59) is forwarded as sent: one digit (FIX 4.2 and 4.4 values are 0-7).
 _TIME_IN_FORCE = frozenset("0123456789")
@@ -177,8 +193,9 @@ def fields_to_order(fields: dict[int, str]) -> OrderRequest:
     )
 
 
-def oms_to_event(fields: dict[int, str], session: str, now_ns: int,
-                 limits: IdentifierLimits = DEFAULT_LIMITS) -> ev.Event:
+def oms_to_event(
+    fields: dict[int, str], session: str, now_ns: int, limits: IdentifierLimits = DEFAULT_LIMITS
+) -> ev.Event:
     """An application message from an OMS session as a core event: an order, or for anything the
     proxy cannot accept an InvalidMessage saying why (never an exception). ``limits``: the
     config's ``[identifiers]``, passed by every caller that decodes a journaled message (the proxy,
@@ -197,9 +214,17 @@ def oms_to_event(fields: dict[int, str], session: str, now_ns: int,
             return ev.ReplaceOrder(session, seq, now_ns, orig, fields_to_order(fields), dup)
         if msg_type == "F":
             side = _SIDES.get(fields.get(54, ""))
-            return ev.CancelOrder(session, seq, now_ns, _required(fields, 11, "ClOrdID"),
-                                  _required(fields, 41, "OrigClOrdID"), fields.get(55, ""), side, fields.get(1, ""),
-                                  dup)
+            return ev.CancelOrder(
+                session,
+                seq,
+                now_ns,
+                _required(fields, 11, "ClOrdID"),
+                _required(fields, 41, "OrigClOrdID"),
+                fields.get(55, ""),
+                side,
+                fields.get(1, ""),
+                dup,
+            )
     except Invalid as exc:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - fail closed: an order the decoder cannot read is refused
@@ -207,8 +232,9 @@ def oms_to_event(fields: dict[int, str], session: str, now_ns: int,
     else:
         return ev.UnsupportedMessage(session, seq, now_ns, msg_type)
     # A ClOrdID or OrigClOrdID that is not a valid identifier is never quoted back (nor remembered).
-    return ev.InvalidMessage(session, seq, now_ns, msg_type, _echo(fields, 11, limits), reason,
-                             _echo(fields, 41, limits))
+    return ev.InvalidMessage(
+        session, seq, now_ns, msg_type, _echo(fields, 11, limits), reason, _echo(fields, 41, limits)
+    )
 
 
 def _dec(fields: dict[int, str], tag: int) -> Decimal:
@@ -280,8 +306,12 @@ ORD_REJ_REASON = {"UNKNOWN_SYMBOL": "1", "DUPLICATE_CLORDID": "6", "MAX_ORDER_QT
 CXL_REJ_REASON = {"ORDER_NOT_OPEN": "0", "UNKNOWN_ORDER": "1", "ORDER_PENDING": "3"}
 #: BusinessRejectReason (380) of a BusinessMessageReject; 0 (other) for any other code. NOT_AUTHORIZED:
 #: an order on the risk-desk session.
-BUSINESS_REJECT_REASON = {"UNKNOWN_SYMBOL": "2", "UNSUPPORTED_MESSAGE": "3", "VENUE_UNAVAILABLE": "4",
-                          "NOT_AUTHORIZED": "6"}
+BUSINESS_REJECT_REASON = {
+    "UNKNOWN_SYMBOL": "2",
+    "UNSUPPORTED_MESSAGE": "3",
+    "VENUE_UNAVAILABLE": "4",
+    "NOT_AUTHORIZED": "6",
+}
 
 
 def _d(value: Decimal | None) -> str:
@@ -368,8 +398,13 @@ def action_to_message(action: ev.Action, fix42: bool, transact_time: str) -> tup
         return "8", out
     if isinstance(action, ev.OmsCancelReject):
         cr = action.reject
-        out = [(37, cr.order_id or "NONE"), (11, cr.cl_ord_id or "NONE"), (41, cr.orig_cl_ord_id or "NONE"),
-               (39, cr.ord_status.value), (434, cr.response_to)]
+        out = [
+            (37, cr.order_id or "NONE"),
+            (11, cr.cl_ord_id or "NONE"),
+            (41, cr.orig_cl_ord_id or "NONE"),
+            (39, cr.ord_status.value),
+            (434, cr.response_to),
+        ]
         reason = cr.reason or (CXL_REJ_REASON.get(action.code, "2") if action.code else "")
         if reason:
             out.append((102, reason))

@@ -103,7 +103,7 @@ class Framer:
                     keep = 4 if len(buf) >= 4 else len(buf)
                     if len(buf) > keep:
                         self.garbled.append(f"{len(buf) - keep} bytes that are not a FIX message")
-                        del buf[:len(buf) - keep]
+                        del buf[: len(buf) - keep]
                     break
                 self.garbled.append(f"{start} bytes that are not a FIX message")
                 del buf[:start]
@@ -132,12 +132,12 @@ def _message_end(data: bytes | bytearray, pos: int) -> int | str | None:
     end8 = data.find(b"\x01", pos, pos + 32)
     if end8 < 0:
         return "no BeginString (8) field" if len(data) - pos >= 32 else None
-    if data[end8 + 1:end8 + 3] != b"9=":
+    if data[end8 + 1 : end8 + 3] != b"9=":
         return None if len(data) < end8 + 3 else "BodyLength (9) is not the second field"
     end9 = data.find(b"\x01", end8 + 3, end8 + 16)
     if end9 < 0:
         return "BodyLength (9) is not a number" if len(data) >= end8 + 16 else None
-    digits = data[end8 + 3:end9]
+    digits = data[end8 + 3 : end9]
     if not digits.isdigit() or int(digits) > MAX_MESSAGE:
         return "BodyLength (9) is not a number"
     body_end = end9 + 1 + int(digits)
@@ -149,7 +149,7 @@ def _message_end(data: bytes | bytearray, pos: int) -> int | str | None:
         return "BodyLength (9) does not end the message at CheckSum (10)"
     if sum(data[pos:body_end]) % 256 != int(trailer[3:6]):
         return "CheckSum (10) does not match"
-    if data[end9 + 1:end9 + 4] != b"35=":
+    if data[end9 + 1 : end9 + 4] != b"35=":
         return "MsgType (35) is not the third field"
     return total
 
@@ -173,16 +173,130 @@ def problem(text: str, reason: int, tag: int = 0) -> Problem:
 
 
 #: Header fields of FIX 4.2 and 4.4: one after the first body field is out of order (373=14).
-HEADER = frozenset((8, 9, 34, 35, 43, 49, 50, 52, 56, 57, 90, 91, 97, 115, 116, 122, 128, 129, 142, 143, 144,
-                    145, 212, 213, 347, 369, 370, 627, 628, 629, 630))
+HEADER = frozenset(
+    (
+        8,
+        9,
+        34,
+        35,
+        43,
+        49,
+        50,
+        52,
+        56,
+        57,
+        90,
+        91,
+        97,
+        115,
+        116,
+        122,
+        128,
+        129,
+        142,
+        143,
+        144,
+        145,
+        212,
+        213,
+        347,
+        369,
+        370,
+        627,
+        628,
+        629,
+        630,
+    )
+)
 #: Tags that may appear more than once: members of the repeating groups of the order messages
 #: (D, G, F in the FIX 4.2 and 4.4 dictionaries) and of the header's NoHops group. Any other tag
 #: repeated is refused (373=13); groups are not forwarded, so their counts are not checked.
-GROUP_MEMBERS = frozenset((
-    79, 80, 233, 234, 241, 242, 243, 244, 245, 246, 247, 256, 305, 306, 307, 308, 309, 310, 311, 312, 313, 315,
-    316, 317, 318, 336, 362, 363, 364, 365, 435, 436, 447, 448, 452, 455, 456, 457, 458, 459, 462, 463, 467, 523,
-    524, 525, 538, 539, 542, 545, 592, 593, 594, 595, 625, 661, 736, 763, 802, 803, 804, 805, 810, 865, 866, 867,
-    868, 877, 878, 879, 882, 883, 884, 885, 886, 887, 888, 889, 941, 628, 629, 630))
+GROUP_MEMBERS = frozenset(
+    (
+        79,
+        80,
+        233,
+        234,
+        241,
+        242,
+        243,
+        244,
+        245,
+        246,
+        247,
+        256,
+        305,
+        306,
+        307,
+        308,
+        309,
+        310,
+        311,
+        312,
+        313,
+        315,
+        316,
+        317,
+        318,
+        336,
+        362,
+        363,
+        364,
+        365,
+        435,
+        436,
+        447,
+        448,
+        452,
+        455,
+        456,
+        457,
+        458,
+        459,
+        462,
+        463,
+        467,
+        523,
+        524,
+        525,
+        538,
+        539,
+        542,
+        545,
+        592,
+        593,
+        594,
+        595,
+        625,
+        661,
+        736,
+        763,
+        802,
+        803,
+        804,
+        805,
+        810,
+        865,
+        866,
+        867,
+        868,
+        877,
+        878,
+        879,
+        882,
+        883,
+        884,
+        885,
+        886,
+        887,
+        888,
+        889,
+        941,
+        628,
+        629,
+        630,
+    )
+)
 
 
 def fields(raw: str) -> tuple[dict[int, str], str]:

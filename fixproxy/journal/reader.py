@@ -26,7 +26,7 @@ def read_segment(path: Path, offset: int = 0) -> Iterator[tuple[int, bytes, byte
     (0: its start). Stops at the end of what is written."""
     with open(path, "rb") as f:
         data = f.read()
-    if data[:len(fmt.MAGIC)] != fmt.MAGIC:
+    if data[: len(fmt.MAGIC)] != fmt.MAGIC:
         raise JournalError(f"{path}: not a fixproxy journal segment (it does not start with {fmt.MAGIC!r})")
     pos = max(offset, len(fmt.MAGIC))
     while (found := fmt.unframe(data, pos)) is not None:
@@ -41,8 +41,9 @@ class Tail:
     once one exists and the current one has nothing more.
     """
 
-    def __init__(self, directory: Path, segment: int = 0, offset: int = 0, max_bytes: int = 4 << 20,
-                 first_read: int = 64 << 10):
+    def __init__(
+        self, directory: Path, segment: int = 0, offset: int = 0, max_bytes: int = 4 << 20, first_read: int = 64 << 10
+    ):
         self.directory = Path(directory)
         self.segment, self.offset = segment, offset
         self.max_bytes = max_bytes
@@ -93,9 +94,13 @@ class Tail:
                 out.append((self.segment, self.offset + pos, kind, payload))
             self.offset += pos
             # More to read: the read was full and the next record (a non-zero header) did not fit in it.
-            rest = data[pos:pos + fmt.HEADER.size]
-            more = len(data) == size and len(rest) == fmt.HEADER.size and rest != bytes(fmt.HEADER.size) \
+            rest = data[pos : pos + fmt.HEADER.size]
+            more = (
+                len(data) == size
+                and len(rest) == fmt.HEADER.size
+                and rest != bytes(fmt.HEADER.size)
                 and pos + fmt.HEADER.size + fmt.HEADER.unpack(rest)[0] > len(data)
+            )
             self._read = min(size * 2, self.max_bytes) if more else self.first_read
             if more and len(out) < 10_000 and (pos or size < self.max_bytes):
                 continue

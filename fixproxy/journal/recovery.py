@@ -70,8 +70,9 @@ def roles(config: Config) -> dict[str, str]:
     return out
 
 
-def decode_inbound(role: str, session: str, now_ns: int, fields: dict[int, str],
-                   identifiers: IdentifierLimits = DEFAULT_LIMITS) -> ev.Event | None:
+def decode_inbound(
+    role: str, session: str, now_ns: int, fields: dict[int, str], identifiers: IdentifierLimits = DEFAULT_LIMITS
+) -> ev.Event | None:
     """The core event of an inbound message (parsed), as ``CoreBridge.receive_locked`` decodes it."""
     if role == "oms":
         return codec.oms_to_event(fields, session, now_ns, identifiers)
@@ -91,8 +92,9 @@ def snapshots(directory: Path) -> list[tuple[int, int]]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted((int(m.group(1)), int(m.group(2) or 0)) for name in os.listdir(directory)
-                  if (m := _SNAPSHOT.match(name)))
+    return sorted(
+        (int(m.group(1)), int(m.group(2) or 0)) for name in os.listdir(directory) if (m := _SNAPSHOT.match(name))
+    )
 
 
 def load_snapshot(directory: Path, segment: int, offset: int = 0) -> dict | None:
@@ -120,9 +122,14 @@ def write_snapshot(directory: Path, segment: int, data: bytes, offset: int = 0) 
         os.close(dfd)
 
 
-def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
-            make_ids: Callable[[int], Callable[[], str]], venue_sent: Callable[[str], dict[str, str]],
-            oms_sent: Callable[[str], dict[tuple, str] | None]) -> Recovered:
+def recover(
+    directory: Path,
+    config: Config,
+    make_core: Callable[[], ProxyCore],
+    make_ids: Callable[[int], Callable[[], str]],
+    venue_sent: Callable[[str], dict[str, str]],
+    oms_sent: Callable[[str], dict[tuple, str] | None],
+) -> Recovered:
     """Rebuild the core's state from ``directory``.
 
     ``make_core()``: a core from the config (start-of-day positions loaded); ``make_ids(start_ns)``:
@@ -205,8 +212,13 @@ def recover(directory: Path, config: Config, make_core: Callable[[], ProxyCore],
     core.sessions_gone()
     out.inbound_seq = inbound
     if last is not None:
-        _reconcile(last[1], out, venue_sent, oms_sent,
-                   {(session, parse_fields(raw).get(34, "")) for session, raw in sent_after})
+        _reconcile(
+            last[1],
+            out,
+            venue_sent,
+            oms_sent,
+            {(session, parse_fields(raw).get(34, "")) for session, raw in sent_after},
+        )
     out.state = snapshot.export_state(core)
     out.snapshot = pickle.dumps(out.state, protocol=pickle.HIGHEST_PROTOCOL)
     out.segment = (found[-1] + 1) if found else 1
@@ -234,8 +246,13 @@ def _action_key(a: ev.OmsReport | ev.OmsCancelReject | ev.OmsBusinessReject) -> 
     return ("j", a.ref_id, str(a.ref_seq_num))
 
 
-def _reconcile(actions: list[ev.Action], out: Recovered, venue_sent: Callable[[str], dict[str, str]],
-               oms_sent: Callable[[str], dict[tuple, str] | None], journaled: set[tuple[str, str]]) -> None:
+def _reconcile(
+    actions: list[ev.Action],
+    out: Recovered,
+    venue_sent: Callable[[str], dict[str, str]],
+    oms_sent: Callable[[str], dict[tuple, str] | None],
+    journaled: set[tuple[str, str]],
+) -> None:
     venue_cache: dict[str, dict[str, str]] = {}
     oms_cache: dict[str, dict[tuple, str] | None] = {}
     for a in actions:

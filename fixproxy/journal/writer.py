@@ -66,8 +66,17 @@ class JournalSink(Protocol):
 class Journal:
     """One segment, open for appending. Not thread-safe: the engine's core lock serialises callers."""
 
-    def __init__(self, directory: Path, segment: int, start: fmt.Start, *, sync: str = "none",
-                 sync_interval_ms: int = 100, chunk: int = CHUNK, reserve: int = RESERVE):
+    def __init__(
+        self,
+        directory: Path,
+        segment: int,
+        start: fmt.Start,
+        *,
+        sync: str = "none",
+        sync_interval_ms: int = 100,
+        chunk: int = CHUNK,
+        reserve: int = RESERVE,
+    ):
         self.directory = Path(directory)
         self.segment = segment
         self.path = segment_path(directory, segment)
@@ -92,7 +101,7 @@ class Journal:
             os.close(self.fd)
             self.path.unlink(missing_ok=True)
             raise JournalError(f"cannot allocate the journal segment {self.path}: {exc.strerror or exc}") from None
-        self.map[:len(fmt.MAGIC)] = fmt.MAGIC
+        self.map[: len(fmt.MAGIC)] = fmt.MAGIC
         self.size = len(fmt.MAGIC)
         self.append(fmt.START, fmt.encode(start))
         if sync != "none":
@@ -106,8 +115,9 @@ class Journal:
         self._stop = threading.Event()
         self._syncer = None
         if sync == "interval":
-            self._syncer = threading.Thread(target=self._sync_loop, args=(sync_interval_ms / 1000,),
-                                            name="fixproxy-journal-sync", daemon=True)
+            self._syncer = threading.Thread(
+                target=self._sync_loop, args=(sync_interval_ms / 1000,), name="fixproxy-journal-sync", daemon=True
+            )
             self._syncer.start()
 
     # ------------------------------------------------------------ appending
@@ -151,9 +161,14 @@ class Journal:
             self.map.resize(capacity)
         except OSError as exc:
             self.failed = f"cannot grow the journal {self.path.name}: {exc.strerror or exc}"
-            self._log.error("journal_full", path=str(self.path), error=str(exc), size=self.size,
-                            reserve_left=self.capacity - self.size,
-                            detail="new orders are refused until the journal can grow and a risk user resumes")
+            self._log.error(
+                "journal_full",
+                path=str(self.path),
+                error=str(exc),
+                size=self.size,
+                reserve_left=self.capacity - self.size,
+                detail="new orders are refused until the journal can grow and a risk user resumes",
+            )
             return False
         self.capacity = capacity
         self._release()
@@ -196,8 +211,12 @@ class Journal:
         except OSError as exc:
             if not self.failed:
                 self.failed = f"cannot sync the journal {self.path.name}: {exc.strerror or exc}"
-                self._log.error("journal_sync_failed", path=str(self.path), error=str(exc),
-                                detail="new orders are refused until a risk user resumes")
+                self._log.error(
+                    "journal_sync_failed",
+                    path=str(self.path),
+                    error=str(exc),
+                    detail="new orders are refused until a risk user resumes",
+                )
             return False
 
     def _sync_loop(self, every_s: float) -> None:

@@ -199,7 +199,7 @@ def parse_line(line: str) -> tuple[int, dict[int, str], str]:
         fmt = "filelog"
     sep = "\x01" if "\x01" in body else "|"
     trimmed = body.rstrip(sep)
-    if not trimmed[trimmed.rfind(sep) + 1:].startswith("10="):
+    if not trimmed[trimmed.rfind(sep) + 1 :].startswith("10="):
         raise ValueError("truncated: the message does not end with CheckSum (10)")
     fields = parse_fields(trimmed, sep)
     for tag, name in ((35, "MsgType"), (49, "SenderCompID"), (56, "TargetCompID")):
@@ -282,8 +282,9 @@ class AuditLog(_Reader):
                 self.messages += 1
                 item = Message(r.ts_ns, self.index, r.seq, parse_fields(raw), (r.session, r.direction))
             elif kind == KIND_DECISION:
-                item = RecordedDecision(r.ts_ns, self.index, r.seq, r.session, r.cl_ord_id, r.decision == "accept",
-                                        r.code)
+                item = RecordedDecision(
+                    r.ts_ns, self.index, r.seq, r.session, r.cl_ord_id, r.decision == "accept", r.code
+                )
             elif kind == KIND_COMMAND:
                 unanswered += 1
                 item = self._command(r)
@@ -291,8 +292,9 @@ class AuditLog(_Reader):
                     commands.append(item)
                     continue
             elif r.code in ("session_up", "session_down"):
-                item = SessionChange(r.ts_ns, self.index, r.seq, json.loads(r.data).get("detail", ""),
-                                     r.code == "session_up")
+                item = SessionChange(
+                    r.ts_ns, self.index, r.seq, json.loads(r.data).get("detail", ""), r.code == "session_up"
+                )
             if item is None:
                 continue
             order = kind == KIND_MESSAGE and r.direction == "in" and r.msg_type in _ORDER_MESSAGES
@@ -363,10 +365,13 @@ class JournalLog(_Reader):
             if kind in (fmt.INBOUND, fmt.OUTBOUND):
                 session, now_ns, raw = value
                 self.messages += 1
-                yield Message(now_ns, self.index, n, parse_fields(raw), (session, "in" if kind == fmt.INBOUND else "out"))
+                yield Message(
+                    now_ns, self.index, n, parse_fields(raw), (session, "in" if kind == fmt.INBOUND else "out")
+                )
             elif isinstance(value, ev.Decision):
-                yield RecordedDecision(value.now_ns, self.index, n, value.session, value.cl_ord_id, value.accepted,
-                                       value.code)
+                yield RecordedDecision(
+                    value.now_ns, self.index, n, value.session, value.cl_ord_id, value.accepted, value.code
+                )
             elif isinstance(value, (ev.SessionUp, ev.SessionDown)):
                 yield SessionChange(value.now_ns, self.index, n, value.name, isinstance(value, ev.SessionUp))
             elif isinstance(value, ev.ADMIN_COMMANDS):
@@ -421,8 +426,10 @@ def open_sources(paths: list[str], progress: Progress | None = None, commands_fr
         raise ReplayError("an audit store is replayed on its own (it already holds every session)")
     if commands_from:
         if any(isinstance(s, AuditLog) for s in sources):
-            raise ReplayError("--audit goes with FileLogs or raw FIX files: an audit store given as the log "
-                              "already holds its commands")
+            raise ReplayError(
+                "--audit goes with FileLogs or raw FIX files: an audit store given as the log "
+                "already holds its commands"
+            )
         if not is_audit_store(Path(commands_from)):
             raise ReplayError(f"{commands_from}: not an audit store (--audit takes the proxy's audit.sqlite)")
         try:

@@ -71,7 +71,8 @@ class Row(msgspec.Struct):
     def differs(self) -> bool:
         """Known original outcome and a different replayed one."""
         return self.original in (FORWARDED, REJECTED) and (
-            self.original != self.replayed or self.original_code != self.replayed_code)
+            self.original != self.replayed or self.original_code != self.replayed_code
+        )
 
 
 class Result(msgspec.Struct):
@@ -180,8 +181,10 @@ class Replayer:
             if type(item) is Message:
                 self._message(item)
             elif type(item) is RecordedDecision:
-                self._settle(self._last.get((item.session, item.cl_ord_id)),
-                             *((FORWARDED, "") if item.accepted else (REJECTED, item.code)))
+                self._settle(
+                    self._last.get((item.session, item.cl_ord_id)),
+                    *((FORWARDED, "") if item.accepted else (REJECTED, item.code)),
+                )
             elif type(item) is SessionChange:
                 self._handle(ev.SessionUp(item.name, item.ts_ns) if item.up else ev.SessionDown(item.name, item.ts_ns))
             elif type(item) is AdminCommand:
@@ -196,8 +199,16 @@ class Replayer:
         return Result(
             rows=self.rows,
             malformed=[m for s in sources for m in s.malformed],
-            inputs=[{"path": s.label, "format": "+".join(sorted(s.formats)) or "empty", "lines": s.lines,
-                     "messages": s.messages, "malformed": len(s.malformed)} for s in sources],
+            inputs=[
+                {
+                    "path": s.label,
+                    "format": "+".join(sorted(s.formats)) or "empty",
+                    "lines": s.lines,
+                    "messages": s.messages,
+                    "malformed": len(s.malformed),
+                }
+                for s in sources
+            ],
             skipped=dict(sorted(self.skipped.items())),
             venues_assumed_up=self._assumed_up,
             per_second=self.per_second,
@@ -209,11 +220,14 @@ class Replayer:
     def _start(self, ts_ns: int) -> None:
         """The core as the proxy built it; reference prices stamped at the log's first message."""
         loaded = self.loaded
-        instruments = {k: msgspec.structs.replace(i, reference_time_ns=ts_ns) if i.reference_price is not None else i
-                       for k, i in loaded.instruments.items()}
+        instruments = {
+            k: msgspec.structs.replace(i, reference_time_ns=ts_ns) if i.reference_price is not None else i
+            for k, i in loaded.instruments.items()
+        }
         counter = itertools.count(1)
-        self.core = build_core(msgspec.structs.replace(loaded, instruments=instruments), ts_ns,
-                               next_id=lambda: f"RP-{next(counter)}")
+        self.core = build_core(
+            msgspec.structs.replace(loaded, instruments=instruments), ts_ns, next_id=lambda: f"RP-{next(counter)}"
+        )
         for name in self._assumed_up:
             self.core.handle(ev.SessionUp(name, ts_ns))
 
@@ -254,13 +268,21 @@ class Replayer:
             what = f"{command.field} = {shown}"
         else:
             what = f"reference price {command.price}"
-        self.admin_actions.append({
-            "time": iso(item.ts_ns, 6), "source": f"{self._labels[item.source]}:{item.line}",
-            "operator": command.operator, "command": result.kind if result else "", "what": what,
-            "scope": result.scope if result else "", "reason": command.reason,
-            "ok": bool(result and result.ok), "before": result.before if result else "",
-            "after": result.after if result else "", "detail": result.detail if result else "",
-        })
+        self.admin_actions.append(
+            {
+                "time": iso(item.ts_ns, 6),
+                "source": f"{self._labels[item.source]}:{item.line}",
+                "operator": command.operator,
+                "command": result.kind if result else "",
+                "what": what,
+                "scope": result.scope if result else "",
+                "reason": command.reason,
+                "ok": bool(result and result.ok),
+                "before": result.before if result else "",
+                "after": result.after if result else "",
+                "detail": result.detail if result else "",
+            }
+        )
 
     # ------------------------------------------------------------ one message
 
@@ -306,12 +328,26 @@ class Replayer:
             self.skipped["refused by quickfix (35=3), never reached the risk checks"] += 1
             return
         cl = fields.get(11, "")
-        row = Row(m.ts_ns, f"{self._labels[m.source]}:{m.line}", session, msg_type, seq, cl, fields.get(41, ""),
-                  fields.get(1, ""), fields.get(55, ""), fields.get(54, ""), fields.get(38, ""), fields.get(44, ""))
+        row = Row(
+            m.ts_ns,
+            f"{self._labels[m.source]}:{m.line}",
+            session,
+            msg_type,
+            seq,
+            cl,
+            fields.get(41, ""),
+            fields.get(1, ""),
+            fields.get(55, ""),
+            fields.get(54, ""),
+            fields.get(38, ""),
+            fields.get(44, ""),
+        )
         self.rows.append(row)
         self._last[(session, cl)] = row
         self._by_seq[(session, seq)] = row
-        for action in self._handle(codec.oms_to_event(fields, session, m.ts_ns, self.loaded.config.identifiers.limits())):
+        for action in self._handle(
+            codec.oms_to_event(fields, session, m.ts_ns, self.loaded.config.identifiers.limits())
+        ):
             if type(action) is ev.Decision:
                 row.replayed, row.replayed_code = _outcome(action)
                 row.replayed_text = action.text
@@ -396,13 +432,20 @@ class Replayer:
         out = []
         for (account, symbol), p in sorted(self.core.book.positions.items()):
             if p.qty or p.bought_qty or p.sold_qty:
-                out.append({"account": account, "symbol": symbol, "qty": str(p.qty), "avg_cost": str(p.avg_cost),
-                            "bought": str(p.bought_qty), "sold": str(p.sold_qty),
-                            "traded_notional": str(p.traded_notional)})
+                out.append(
+                    {
+                        "account": account,
+                        "symbol": symbol,
+                        "qty": str(p.qty),
+                        "avg_cost": str(p.avg_cost),
+                        "bought": str(p.bought_qty),
+                        "sold": str(p.sold_qty),
+                        "traded_notional": str(p.traded_notional),
+                    }
+                )
         return out
 
 
 def replay(loaded: LoadedConfig, sources: list[Source]) -> Result:
     """Replay ``sources`` (see :mod:`fixproxy.replay.readers`) under ``loaded``'s rules and limits."""
     return Replayer(loaded).run(sources)
-

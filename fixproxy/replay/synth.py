@@ -31,7 +31,7 @@ _OMS_ACTIONS = (ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject)
 def _stamp(ns: int, digits: int) -> str:
     """``20261125-12:28:04.277`` with ``digits`` fraction digits (9 in FileLog stamps, 3 in SendingTime)."""
     text = iso(ns, 9)
-    return f"{text[0:4]}{text[5:7]}{text[8:10]}-{text[11:19]}.{text[20:20 + digits]}"
+    return f"{text[0:4]}{text[5:7]}{text[8:10]}-{text[11:19]}.{text[20 : 20 + digits]}"
 
 
 class _Session:
@@ -50,8 +50,15 @@ class _Session:
         return parse_fields(raw)
 
 
-def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1,
-              start: str = "20261125-13:30:00", spacing_us: int = 200_000) -> list[Path]:
+def write_day(
+    loaded: LoadedConfig,
+    out_dir: Path,
+    orders: int,
+    *,
+    seed: int = 1,
+    start: str = "20261125-13:30:00",
+    spacing_us: int = 200_000,
+) -> list[Path]:
     """Write the message logs of ``orders`` orders spread over the OMS sessions; returns the files.
 
     Most orders are clean; a few breach the quantity limit or the price collar or name an unknown
@@ -61,19 +68,36 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
     identifiers = cfg.identifiers.limits()
     rng = random.Random(seed)
     now = fix_time_ns(start)
-    instruments = {k: msgspec.structs.replace(i, reference_time_ns=now) if i.reference_price is not None else i
-                   for k, i in loaded.instruments.items()}
+    instruments = {
+        k: msgspec.structs.replace(i, reference_time_ns=now) if i.reference_price is not None else i
+        for k, i in loaded.instruments.items()
+    }
     ids = itertools.count(1)
     core = build_core(msgspec.structs.replace(loaded, instruments=instruments), now, next_id=lambda: f"SX-{next(ids)}")
     (out_dir / "oms").mkdir(parents=True, exist_ok=True)
     (out_dir / "venue").mkdir(parents=True, exist_ok=True)
     acc = cfg.acceptor
-    oms = {s.name: _Session(out_dir / "oms" / f"{s.fix_version}-{acc.comp_id}-{s.comp_id}.messages.current.log",
-                            s.fix_version, acc.comp_id, s.comp_id) for s in cfg.oms}
-    venues = {v.name: _Session(out_dir / "venue" / f"{v.fix_version}-{v.our_comp_id}-{v.comp_id}.messages.current.log",
-                               v.fix_version, v.our_comp_id, v.comp_id) for v in cfg.venues}
-    fix42 = {s.name: s.fix_version == "FIX.4.2" for s in cfg.oms} | {v.name: v.fix_version == "FIX.4.2"
-                                                                      for v in cfg.venues}
+    oms = {
+        s.name: _Session(
+            out_dir / "oms" / f"{s.fix_version}-{acc.comp_id}-{s.comp_id}.messages.current.log",
+            s.fix_version,
+            acc.comp_id,
+            s.comp_id,
+        )
+        for s in cfg.oms
+    }
+    venues = {
+        v.name: _Session(
+            out_dir / "venue" / f"{v.fix_version}-{v.our_comp_id}-{v.comp_id}.messages.current.log",
+            v.fix_version,
+            v.our_comp_id,
+            v.comp_id,
+        )
+        for v in cfg.venues
+    }
+    fix42 = {s.name: s.fix_version == "FIX.4.2" for s in cfg.oms} | {
+        v.name: v.fix_version == "FIX.4.2" for v in cfg.venues
+    }
     logon = [(98, "0"), (108, "30")]
     for name, session in venues.items():
         session.write(now, "out", "A", logon)
@@ -108,11 +132,40 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
             if rng.random() < 0.1:
                 resting.append((venue, oid, sent))
                 return
-            feed(venue, ts, [*base, (17, f"{oid}-1"), (150, "F"), (39, "2"), (32, sent[38]), (31, px),
-                             (151, "0"), (14, str(qty)), (6, px)])
+            feed(
+                venue,
+                ts,
+                [
+                    *base,
+                    (17, f"{oid}-1"),
+                    (150, "F"),
+                    (39, "2"),
+                    (32, sent[38]),
+                    (31, px),
+                    (151, "0"),
+                    (14, str(qty)),
+                    (6, px),
+                ],
+            )
         elif msg_type == "F":
-            feed(venue, ts, [(37, sent.get(37, "NONE")), (11, cl), (41, sent[41]), (55, sent[55]), (54, sent[54]),
-                             (38, sent[38]), (17, f"{cl}-X"), (150, "4"), (39, "4"), (151, "0"), (14, "0"), (6, "0")])
+            feed(
+                venue,
+                ts,
+                [
+                    (37, sent.get(37, "NONE")),
+                    (11, cl),
+                    (41, sent[41]),
+                    (55, sent[55]),
+                    (54, sent[54]),
+                    (38, sent[38]),
+                    (17, f"{cl}-X"),
+                    (150, "4"),
+                    (39, "4"),
+                    (151, "0"),
+                    (14, "0"),
+                    (6, "0"),
+                ],
+            )
 
     def feed(venue: str, ts: int, body: list[tuple[int, str]]) -> int:
         ts += rng.randrange(200, 900) * 1000
@@ -138,8 +191,14 @@ def write_day(loaded: LoadedConfig, out_dir: Path, orders: int, *, seed: int = 1
             qty *= 1000  # breaches max_order_qty
         elif roll < 0.02:
             price *= Decimal("1.3")  # outside the price collar
-        body = [(11, f"O{i}"), (55, inst.symbol if roll > 0.025 else "ZZZZ"), (54, rng.choice("12")),
-                (38, str(qty)), (40, "2"), (44, f"{price:.2f}")]
+        body = [
+            (11, f"O{i}"),
+            (55, inst.symbol if roll > 0.025 else "ZZZZ"),
+            (54, rng.choice("12")),
+            (38, str(qty)),
+            (40, "2"),
+            (44, f"{price:.2f}"),
+        ]
         fields = oms[oms_name].write(now, "in", "D", body)
         perform(core.handle(codec.oms_to_event(fields, oms_name, now, identifiers)), now)
         if resting and rng.random() < 0.1:

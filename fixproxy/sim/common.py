@@ -43,8 +43,9 @@ def build_message(begin_string: str, fields: list[tuple[int, str]]) -> fix.Messa
     return msg
 
 
-def start_engine(kind: str, app: fix.Application, state_dir: Path, role: str, defaults: dict,
-                 sessions: list[dict]) -> fix.SocketAcceptor | fix.SocketInitiator:
+def start_engine(
+    kind: str, app: fix.Application, state_dir: Path, role: str, defaults: dict, sessions: list[dict]
+) -> fix.SocketAcceptor | fix.SocketInitiator:
     """Start a quickfix acceptor or initiator with settings written under ``state_dir``."""
     settings = write_settings(
         state_dir / f"quickfix-{role}.cfg",

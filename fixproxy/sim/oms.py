@@ -42,21 +42,27 @@ class OmsSim(fix.Application):
         self.done: set[str] = set()
         self.lock = threading.Lock()
 
-    def onCreate(self, sid: fix.SessionID) -> None: self.sid = sid
+    def onCreate(self, sid: fix.SessionID) -> None:
+        self.sid = sid
+
     def onLogon(self, sid: fix.SessionID) -> None:
         self.logged_on.set()
         emit({"event": "logon", "session": sid.toString()})
+
     def onLogout(self, sid: fix.SessionID) -> None:
         self.logged_on.clear()
         emit({"event": "logout", "session": sid.toString()})
+
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         if self.logon[0] and message.getHeader().getField(35) == "A":
             message.setField(553, self.logon[0])
             message.setField(554, self.logon[1])
+
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
         if f.get("35") in ("3", "5"):
             emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
+
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         if not self.quiet:
             emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
@@ -69,7 +75,9 @@ class OmsSim(fix.Application):
         with self.lock:
             if msg_type == "8":
                 exec_type = f.get("150", "")
-                key = {"0": "acked", "F": "filled", "1": "filled", "2": "filled", "4": "canceled", "5": "replaced"}.get(exec_type)
+                key = {"0": "acked", "F": "filled", "1": "filled", "2": "filled", "4": "canceled", "5": "replaced"}.get(
+                    exec_type
+                )
                 if exec_type == "8":
                     key = "rejected:" + f.get("58", "").split(":")[0]
                 if key:
@@ -108,8 +116,21 @@ def parse_line(line: str) -> list[tuple[int, str]]:
     return out
 
 
-def run_oms(loaded: LoadedConfig, session_name: str, *, stdin: bool, count: int, rate: float, symbols: list[str], qty: str,
-            account: str, quiet: bool, wait_s: float, state_dir: Path | None = None, side: str = "1") -> int:
+def run_oms(
+    loaded: LoadedConfig,
+    session_name: str,
+    *,
+    stdin: bool,
+    count: int,
+    rate: float,
+    symbols: list[str],
+    qty: str,
+    account: str,
+    quiet: bool,
+    wait_s: float,
+    state_dir: Path | None = None,
+    side: str = "1",
+) -> int:
     cfg = loaded.config
     oms = next((s for s in cfg.oms if s.name == session_name), None)
     if oms is None:
@@ -138,14 +159,21 @@ def run_desk(loaded: LoadedConfig, *, username: str = "", password: str = "", st
     return _run_initiator(loaded, OmsSim(logon=(username, password)), block, state, _from_stdin)
 
 
-def _run_initiator(loaded: LoadedConfig, app: OmsSim, block: dict, state: Path,
-                   work: Callable[[OmsSim], int]) -> NoReturn:
+def _run_initiator(
+    loaded: LoadedConfig, app: OmsSim, block: dict, state: Path, work: Callable[[OmsSim], int]
+) -> NoReturn:
     """Connect ``app`` to the proxy's acceptor, run ``work(app)`` once logged on, log out, exit."""
     cfg = loaded.config
-    block = {**block, "SocketConnectHost": "127.0.0.1", "SocketConnectPort": cfg.acceptor.port,
-             "HeartBtInt": cfg.acceptor.heartbeat_s, "ReconnectInterval": 1}
+    block = {
+        **block,
+        "SocketConnectHost": "127.0.0.1",
+        "SocketConnectPort": cfg.acceptor.port,
+        "HeartBtInt": cfg.acceptor.heartbeat_s,
+        "ReconnectInterval": 1,
+    }
     _engine = start_engine(  # kept alive until the process ends
-        "initiator", app, state, "oms-sim", {}, [block])
+        "initiator", app, state, "oms-sim", {}, [block]
+    )
     sid = fix.SessionID(block["BeginString"], block["SenderCompID"], block["TargetCompID"])
     code = 1
     try:
@@ -168,8 +196,17 @@ def _from_stdin(app: OmsSim) -> int:
     return 0
 
 
-def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, account: str, wait_s: float,
-            loaded: LoadedConfig, side: str = "1") -> int:
+def _stream(
+    app: OmsSim,
+    count: int,
+    rate: float,
+    symbols: list[str],
+    qty: str,
+    account: str,
+    wait_s: float,
+    loaded: LoadedConfig,
+    side: str = "1",
+) -> int:
     prefix = f"S{int(time.time())}-"
     interval = 1.0 / rate if rate > 0 else 0.0
     start = time.perf_counter()
@@ -193,7 +230,12 @@ def _stream(app: OmsSim, count: int, rate: float, symbols: list[str], qty: str, 
                 break
         time.sleep(0.05)
     with app.lock:
-        summary = {"event": "summary", "sent": count, "finished": len(app.done), "outcomes": dict(app.outcomes),
-                   "seconds": round(time.perf_counter() - start, 3)}
+        summary = {
+            "event": "summary",
+            "sent": count,
+            "finished": len(app.done),
+            "outcomes": dict(app.outcomes),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
     emit(summary)
     return 0

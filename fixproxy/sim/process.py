@@ -48,9 +48,19 @@ class Proc:
     child costs the parent nothing. ``keep`` bounds the raw lines kept for a failure report.
     """
 
-    def __init__(self, name: str, command: list[str], cwd: Path, *, stdin: bool = False,
-                 env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-                 save: Path | None = None, log: Path | None = None, keep: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        cwd: Path,
+        *,
+        stdin: bool = False,
+        env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        save: Path | None = None,
+        log: Path | None = None,
+        keep: int | None = None,
+    ) -> None:
         self.name = name
         self.command = command
         self.lines: list[Record] = []
@@ -61,19 +71,25 @@ class Proc:
         self._new = threading.Condition()
         self._write = threading.Lock()
         # every line, for a run kept for reading afterwards
-        self._save = open(save, "a", buffering=1 << 20) if save is not None else None  # noqa: SIM115
+        self._save = open(save, "a", buffering=1 << 20) if save is not None else None  # noqa: SIM115 - open for the child's life, closed in stop()
         self._log = log.open("wb") if log is not None else None
         self.popen = subprocess.Popen(
-            command, cwd=cwd, text=True, bufsize=1,
+            command,
+            cwd=cwd,
+            text=True,
+            bufsize=1,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self._log if self._log is not None else subprocess.PIPE,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=self._log if self._log is not None else subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.started = time.monotonic()
         self.pid = self.popen.pid
         streams = [self.popen.stdout] if self._log is not None else [self.popen.stdout, self.popen.stderr]
-        self._readers = [threading.Thread(target=self._read, args=(s,), name=f"read-{name}", daemon=True)
-                         for s in streams]
+        self._readers = [
+            threading.Thread(target=self._read, args=(s,), name=f"read-{name}", daemon=True) for s in streams
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -98,7 +114,7 @@ class Proc:
                     self.lines.append(record)
                 self.text.append(line)
                 if self.keep is not None and len(self.text) > 2 * self.keep:
-                    del self.text[:-self.keep]
+                    del self.text[: -self.keep]
                 self._new.notify_all()
 
     def wait_index(self, predicate: Callable[[Record], bool], timeout: float = 20.0, start: int = 0) -> int:
@@ -114,8 +130,10 @@ class Proc:
                     i += 1
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.popen.poll() is not None and i >= len(self.lines)):
-                    raise NoMatch(f"{self.name}: no matching line within {timeout}s (exit status "
-                                  f"{self.popen.poll()}); last output:\n{self.tail()}")
+                    raise NoMatch(
+                        f"{self.name}: no matching line within {timeout}s (exit status "
+                        f"{self.popen.poll()}); last output:\n{self.tail()}"
+                    )
                 self._new.wait(min(left, 0.2))
 
     def wait_for(self, predicate: Callable[[Record], bool], timeout: float = 20.0, start: int = 0) -> Record:
@@ -132,14 +150,19 @@ class Proc:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if (isinstance(record, dict) and record.get("event") == event
-                        and all(record.get(k) == v for k, v in fields.items())):
+                if (
+                    isinstance(record, dict)
+                    and record.get("event") == event
+                    and all(record.get(k) == v for k, v in fields.items())
+                ):
                     return record
             if self.popen.poll() is not None:
                 break
             time.sleep(0.1)
-        raise NoMatch(f"{self.name} (pid {self.pid}): no {event!r} log line within {timeout:.0f}s; "
-                      f"exit status {self.popen.poll()}; last output:\n{self.tail()}")
+        raise NoMatch(
+            f"{self.name} (pid {self.pid}): no {event!r} log line within {timeout:.0f}s; "
+            f"exit status {self.popen.poll()}; last output:\n{self.tail()}"
+        )
 
     def mark(self) -> int:
         """How many records so far: a ``start`` for ``wait_for`` that skips them."""

@@ -26,8 +26,9 @@ def _d(x: Decimal) -> str:
 class _Order:
     __slots__ = ("cl_ord_id", "order_id", "symbol", "side", "qty", "price", "cum", "account", "status", "avg_px")
 
-    def __init__(self, cl_ord_id: str, order_id: str, symbol: str, side: str, qty: Decimal, price: Decimal | None,
-                 account: str):
+    def __init__(
+        self, cl_ord_id: str, order_id: str, symbol: str, side: str, qty: Decimal, price: Decimal | None, account: str
+    ):
         self.cl_ord_id, self.order_id, self.symbol, self.side = cl_ord_id, order_id, symbol, side
         self.qty, self.price, self.account = qty, price, account
         self.cum = Decimal(0)
@@ -40,8 +41,13 @@ class _Order:
 
 
 class VenueSim(fix.Application):
-    def __init__(self, default: str = "fill", per_symbol: dict[str, str] | None = None, fill_price: str = "order",
-                 quiet: bool = False):
+    def __init__(
+        self,
+        default: str = "fill",
+        per_symbol: dict[str, str] | None = None,
+        fill_price: str = "order",
+        quiet: bool = False,
+    ):
         super().__init__()
         self.default = default
         self.per_symbol = per_symbol or {}
@@ -53,11 +59,21 @@ class VenueSim(fix.Application):
         self.fix42 = False
 
     # quickfix callbacks
-    def onCreate(self, sid: fix.SessionID) -> None: pass
-    def onLogon(self, sid: fix.SessionID) -> None: emit({"event": "logon", "session": sid.toString()})
-    def onLogout(self, sid: fix.SessionID) -> None: emit({"event": "logout", "session": sid.toString()})
-    def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None: pass
-    def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None: pass
+    def onCreate(self, sid: fix.SessionID) -> None:
+        pass
+
+    def onLogon(self, sid: fix.SessionID) -> None:
+        emit({"event": "logon", "session": sid.toString()})
+
+    def onLogout(self, sid: fix.SessionID) -> None:
+        emit({"event": "logout", "session": sid.toString()})
+
+    def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        pass
+
+    def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        pass
+
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         if not self.quiet:
             emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
@@ -75,8 +91,16 @@ class VenueSim(fix.Application):
                 fix.Session.sendToTarget(build_message(sid.getBeginString().getValue(), fields), sid)
 
     # order handling; each returns the messages to send
-    def _report(self, o: _Order, exec_type: str, cl_ord_id: str, orig: str = "", last_qty: Decimal | None = None,
-                last_px: Decimal | None = None, text: str = "") -> list[tuple[int, str]]:
+    def _report(
+        self,
+        o: _Order,
+        exec_type: str,
+        cl_ord_id: str,
+        orig: str = "",
+        last_qty: Decimal | None = None,
+        last_px: Decimal | None = None,
+        text: str = "",
+    ) -> list[tuple[int, str]]:
         out = [(35, "8"), (37, o.order_id), (17, f"E{next(self.ids)}"), (11, cl_ord_id)]
         if orig:
             out.append((41, orig))
@@ -104,8 +128,9 @@ class VenueSim(fix.Application):
 
     def _new(self, f: dict[str, str]) -> list[list[tuple[int, str]]]:
         price = Decimal(f["44"]) if f.get("44") else None
-        o = _Order(f["11"], f"V{next(self.ids)}", f.get("55", ""), f.get("54", "1"), Decimal(f["38"]), price,
-                   f.get("1", ""))
+        o = _Order(
+            f["11"], f"V{next(self.ids)}", f.get("55", ""), f.get("54", "1"), Decimal(f["38"]), price, f.get("1", "")
+        )
         behaviour = self.per_symbol.get(o.symbol, self.default)
         if behaviour == "reject":
             o.status = "8"
@@ -124,9 +149,18 @@ class VenueSim(fix.Application):
         o = self.orders.get(f.get("41", ""))
         if o is None or o.leaves <= 0:
             unknown = o is None
-            return None, [[(35, "9"), (37, f.get("37", "NONE")), (11, f["11"]), (41, f.get("41", "")),
-                           (39, "8" if o is None else o.status), (434, response_to), (102, "1" if unknown else "0"),
-                           (58, "unknown order" if unknown else "order is done")]]
+            return None, [
+                [
+                    (35, "9"),
+                    (37, f.get("37", "NONE")),
+                    (11, f["11"]),
+                    (41, f.get("41", "")),
+                    (39, "8" if o is None else o.status),
+                    (434, response_to),
+                    (102, "1" if unknown else "0"),
+                    (58, "unknown order" if unknown else "order is done"),
+                ]
+            ]
         del self.orders[o.cl_ord_id]
         o.cl_ord_id = f["11"]
         self.orders[o.cl_ord_id] = o
@@ -151,7 +185,14 @@ class VenueSim(fix.Application):
         return [self._report(o, "4", o.cl_ord_id, orig)]
 
 
-def run_venue(loaded: LoadedConfig, venue_name: str, default: str, per_symbol: dict[str, str], quiet: bool, state_dir: Path | None = None) -> None:
+def run_venue(
+    loaded: LoadedConfig,
+    venue_name: str,
+    default: str,
+    per_symbol: dict[str, str],
+    quiet: bool,
+    state_dir: Path | None = None,
+) -> None:
     cfg = loaded.config
     venue = next((v for v in cfg.venues if v.name == venue_name), None)
     if venue is None:
@@ -160,8 +201,13 @@ def run_venue(loaded: LoadedConfig, venue_name: str, default: str, per_symbol: d
     state = state_dir or loaded.state_dir / "sim" / f"venue-{venue.name}"
     block = session_block(venue.fix_version, venue.comp_id, venue.our_comp_id)
     _engine = start_engine(  # kept alive until the process ends
-        "acceptor", app, state, "venue-sim", {"SocketAcceptPort": venue.port,
-                                "AllowedRemoteAddresses": "127.0.0.1"}, [block])
+        "acceptor",
+        app,
+        state,
+        "venue-sim",
+        {"SocketAcceptPort": venue.port, "AllowedRemoteAddresses": "127.0.0.1"},
+        [block],
+    )
     emit({"event": "listening", "venue": venue.name, "port": venue.port})
     wait_for_signal()
     logout_all([fix.SessionID(venue.fix_version, venue.comp_id, venue.our_comp_id)])

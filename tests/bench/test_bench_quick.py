@@ -16,8 +16,18 @@ REPO = Path(__file__).resolve().parents[2]
 SETUPS = ("direct", "relay", "qf_relay", "pass_through", "full", "full_native")
 PROXIES = ("pass_through", "full", "full_native")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
-RATIOS = ("full/direct", "pass_through/direct", "full/pass_through", "relay/direct", "full/relay",
-          "qf_relay/direct", "full/qf_relay", "full_native/direct", "full_native/relay", "full_native/full")
+RATIOS = (
+    "full/direct",
+    "pass_through/direct",
+    "full/pass_through",
+    "relay/direct",
+    "full/relay",
+    "qf_relay/direct",
+    "full/qf_relay",
+    "full_native/direct",
+    "full_native/relay",
+    "full_native/full",
+)
 
 pytestmark = pytest.mark.bench
 
@@ -30,8 +40,13 @@ def _has(record: dict, *keys: str, where: str) -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "run", "--smoke", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, f"bench run --smoke failed:\n{done.stderr[-4000:]}"
     assert "RATIOS" in done.stdout
     return json.loads(out.read_text())
@@ -39,18 +54,63 @@ def report(tmp_path_factory) -> dict:
 
 def test_smoke_run_report_has_every_section(report):
     """Top level: machine, versions, settings, ratios, targets, figures, caveats, processes."""
-    _has(report, "schema", "mode", "timestamp", "duration_s", "machine", "versions", "settings", "ratios",
-         "targets", "latency", "throughput", "not_measured", "processes", "profile", where="report")
-    _has(report["machine"], "cpu_model", "cores", "memory_gib", "load_average_start", "load_average_end",
-         "other_work_cores", where="machine")
-    _has(report["versions"], "python", "quickfix", "uvloop", "hdrhistogram", "git_commit", "git_dirty",
-         where="versions")
-    _has(report["settings"], "venue_behaviour", "rates", "windows", "window_s", "step_s", "p99_limit_ms",
-         "max_in_flight", "ack_timeout_s", "proxy", "config_changes", "load_generator", "sustain_criterion",
-         "p50_limit_ms", where="settings")
+    _has(
+        report,
+        "schema",
+        "mode",
+        "timestamp",
+        "duration_s",
+        "machine",
+        "versions",
+        "settings",
+        "ratios",
+        "targets",
+        "latency",
+        "throughput",
+        "not_measured",
+        "processes",
+        "profile",
+        where="report",
+    )
+    _has(
+        report["machine"],
+        "cpu_model",
+        "cores",
+        "memory_gib",
+        "load_average_start",
+        "load_average_end",
+        "other_work_cores",
+        where="machine",
+    )
+    _has(
+        report["versions"], "python", "quickfix", "uvloop", "hdrhistogram", "git_commit", "git_dirty", where="versions"
+    )
+    _has(
+        report["settings"],
+        "venue_behaviour",
+        "rates",
+        "windows",
+        "window_s",
+        "step_s",
+        "p99_limit_ms",
+        "max_in_flight",
+        "ack_timeout_s",
+        "proxy",
+        "config_changes",
+        "load_generator",
+        "sustain_criterion",
+        "p50_limit_ms",
+        where="settings",
+    )
     for name in PROXIES:
-        _has(report["settings"]["proxy"][name], "rules", "message_log", "log_level", "engine",
-             where=f"settings.proxy.{name}")
+        _has(
+            report["settings"]["proxy"][name],
+            "rules",
+            "message_log",
+            "log_level",
+            "engine",
+            where=f"settings.proxy.{name}",
+        )
     assert report["settings"]["proxy"]["full_native"]["engine"] == "native"
     assert isinstance(report["not_measured"], list) and report["not_measured"]
 
@@ -62,8 +122,18 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
         assert set(by_setup) == set(SETUPS), rate
         for name, agg in by_setup.items():
             where = f"latency.{rate}.{name}"
-            _has(agg, "windows", "orders", "all_acked", "sustained", "latency_us", "service_time_us",
-                 "residence_us", "per_window", where=where)
+            _has(
+                agg,
+                "windows",
+                "orders",
+                "all_acked",
+                "sustained",
+                "latency_us",
+                "service_time_us",
+                "residence_us",
+                "per_window",
+                where=where,
+            )
             _has(agg["orders"], "planned", "sent", "acked", "rejected", "timeouts", "unsent", where=where)
             # Not a figure: a setup whose orders never come back (a relay that forwards nothing) measures nothing.
             assert agg["orders"]["acked"] > 0, f"{where}: no order acknowledged"
@@ -80,8 +150,16 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
 def test_smoke_run_has_throughput_ratios_and_targets(report):
     """Throughput per setup, every ratio at every rate, the issue's targets, and each process's pid."""
     for name in SETUPS:
-        _has(report["throughput"][name], "sustained_rate", "highest_passing_probe", "lowest_failing_probe",
-             "probes", "steps", "limited_by", where=f"throughput.{name}")
+        _has(
+            report["throughput"][name],
+            "sustained_rate",
+            "highest_passing_probe",
+            "lowest_failing_probe",
+            "probes",
+            "steps",
+            "limited_by",
+            where=f"throughput.{name}",
+        )
         _has(report["processes"][name], "pids", "exit_codes", where=f"processes.{name}")
     assert set(report["ratios"]["latency"]) == set(report["latency"])
     for rate, by_pair in report["ratios"]["latency"].items():
@@ -89,13 +167,25 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
         for pair, values in by_pair.items():
             _has(values, *PERCENTILES, where=f"ratios.latency.{rate}.{pair}")
     _has(report["ratios"]["throughput"], *RATIOS, where="ratios.throughput")
-    _has(report["targets"], "throughput_full_ge_0.5x_direct", "throughput_full_native_ge_0.5x_direct",
-         "throughput_floor_qf_relay_ge_0.5x_direct", where="targets")
+    _has(
+        report["targets"],
+        "throughput_full_ge_0.5x_direct",
+        "throughput_full_native_ge_0.5x_direct",
+        "throughput_floor_qf_relay_ge_0.5x_direct",
+        where="targets",
+    )
     for rate in report["latency"]:
-        _has(report["targets"][rate], "full_p50_le_2.0x_direct", "full_p99_le_2.5x_direct",
-             "full_over_pass_through_p50_le_1.10", "full_native_p50_le_2.0x_direct",
-             "full_native_p99_le_2.5x_direct", "floor_qf_relay_p50_le_2.0x_direct",
-             "floor_qf_relay_p99_le_2.5x_direct", where=f"targets.{rate}")
+        _has(
+            report["targets"][rate],
+            "full_p50_le_2.0x_direct",
+            "full_p99_le_2.5x_direct",
+            "full_over_pass_through_p50_le_1.10",
+            "full_native_p50_le_2.0x_direct",
+            "full_native_p99_le_2.5x_direct",
+            "floor_qf_relay_p50_le_2.0x_direct",
+            "floor_qf_relay_p99_le_2.5x_direct",
+            where=f"targets.{rate}",
+        )
     for name in PROXIES:
         _has(report["processes"][name]["pids"], "venue", "proxy", "oms", where=f"processes.{name}.pids")
     for name in ("relay", "qf_relay"):
@@ -105,9 +195,13 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
 def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
     """bench long: one line and one JSON record per window, with latency and GC pauses."""
     out = tmp_path / "long.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "long", "--windows", "2",
-                           "--seconds", "1", "--rate", "200", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "long", "--windows", "2", "--seconds", "1", "--rate", "200", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, f"bench long failed:\n{done.stderr[-4000:]}"
     windows = json.loads(out.read_text())["windows"]
     assert [w["window"] for w in windows] == [1, 2]
@@ -122,9 +216,28 @@ def test_ab_run_interleaves_a_and_b_and_merges_each(tmp_path):
     """bench ab: A and B windows alternate, each variant's windows merged, B / A per percentile."""
     out = tmp_path / "ab.json"
     before = set((REPO / "var" / "bench").glob("ab-*"))
-    done = subprocess.run([sys.executable, "-m", "bench", "ab", "--windows", "2", "--seconds", "1",
-                           "--rate", "200", "--b-set", 'proxy.writer_priority="normal"', "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "ab",
+            "--windows",
+            "2",
+            "--seconds",
+            "1",
+            "--rate",
+            "200",
+            "--b-set",
+            'proxy.writer_priority="normal"',
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, f"bench ab failed:\n{done.stderr[-4000:]}"
     report = json.loads(out.read_text())
     assert [(w["window"], w["variant"]) for w in report["windows"]] == [(1, "A"), (1, "B"), (2, "A"), (2, "B")]
@@ -139,6 +252,11 @@ def test_ab_run_interleaves_a_and_b_and_merges_each(tmp_path):
 
 
 def test_ab_run_refuses_a_change_it_cannot_read():
-    done = subprocess.run([sys.executable, "-m", "bench", "ab", "--b-set", "proxy.writer_priority=normal"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "ab", "--b-set", "proxy.writer_priority=normal"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "must be JSON" in done.stderr

@@ -21,8 +21,16 @@ from ..integration.harness import REPO, TOKENS, Stack
 from ..integration.test_order_path import order
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "artifacts"
 LIVE_S = 4.0  # shorter than the page's 10 s periodic refresh: what shows up within this came live
 #: DASHU's gross limit: resting MSFT orders at 410 take it to 73.8% (amber), then 90.2% (red).
@@ -90,8 +98,9 @@ def send(stack: Stack, cl: str, **kw) -> dict:
     oms = stack.oms["oms1"]
     start = oms.mark()
     oms.send_line(order(cl, **kw))
-    return oms.wait_for(lambda r: r.get("dir") == "in" and cl in (r["fields"].get("11"), r["fields"].get("379")),
-                        start=start)["fields"]
+    return oms.wait_for(
+        lambda r: r.get("dir") == "in" and cl in (r["fields"].get("11"), r["fields"].get("379")), start=start
+    )["fields"]
 
 
 def api(stack: Stack, path: str, role: str = "viewer"):
@@ -224,9 +233,26 @@ def test_halt_clicked_on_account_rejects_its_next_order_and_shows_halted(stack, 
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
-    shown = subprocess.run([sys.executable, "-m", "fixproxy", "audit", "show", "--config", str(stack.config),
-                            "--kind", "admin", "--format", "json"], cwd=stack.root, capture_output=True, text=True,
-                           timeout=30, env={**os.environ})
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fixproxy",
+            "audit",
+            "show",
+            "--config",
+            str(stack.config),
+            "--kind",
+            "admin",
+            "--format",
+            "json",
+        ],
+        cwd=stack.root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
     assert shown.returncode == 0, shown.stderr
     assert "account:DASHH" in shown.stdout and "desk-risk" in shown.stdout and "dashboard halt test" in shown.stdout
     assert page.errors == []
@@ -253,8 +279,12 @@ def test_full_journal_disk_shows_recording_failed_on_the_page(tmp_path, page):
 
     root = tmp_path / "full"
     (root / "var" / "journal").mkdir(parents=True)
-    s = Stack(root, behaviours={"MSFT": "ack"}, extra="\n[journal]\npreallocate_kb = 64\nreserve_kb = 32\n",
-              proxy_prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", PREFIX_SH])
+    s = Stack(
+        root,
+        behaviours={"MSFT": "ack"},
+        extra="\n[journal]\npreallocate_kb = 64\nreserve_kb = 32\n",
+        proxy_prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", PREFIX_SH],
+    )
     try:
         s.connect("oms1")
         open_dashboard(page, s, "viewer")

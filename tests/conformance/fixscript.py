@@ -25,8 +25,12 @@ SOH = b"\x01"
 #: TransactTime, OrigSendingTime.
 MASKED = frozenset((9, 10, 52, 60, 122))
 #: Sessions of the conformance stack: name -> (SenderCompID, BeginString).
-SESSIONS = {"OMS1": ("OMS1", "FIX.4.4"), "OMS2": ("OMS2", "FIX.4.2"), "OMS3": ("OMS3", "FIX.4.4"),
-            "OMS4": ("OMS4", "FIX.4.2")}
+SESSIONS = {
+    "OMS1": ("OMS1", "FIX.4.4"),
+    "OMS2": ("OMS2", "FIX.4.2"),
+    "OMS3": ("OMS3", "FIX.4.4"),
+    "OMS4": ("OMS4", "FIX.4.2"),
+}
 #: The proxy's CompID on every session (OMS and venue side).
 PROXY_COMP_ID = "FIXPROXY"
 #: Session-level MsgTypes (Heartbeat, TestRequest, ResendRequest, Reject, SequenceReset, Logout, Logon).
@@ -82,7 +86,7 @@ def load(path: Path) -> list[Case]:
         if line[0] in "IEVN":
             cases[-1].steps.append(Step(engine, line[0], line[1:], number))
         elif line.split()[0] in ("iLOGON", "iCONNECT", "iDISCONNECT", "eDISCONNECT", "iPAUSE", "iHTTP"):
-            cases[-1].steps.append(Step(engine, line.split()[0], line[len(line.split()[0]):].strip(), number))
+            cases[-1].steps.append(Step(engine, line.split()[0], line[len(line.split()[0]) :].strip(), number))
         else:
             raise ValueError(f"{path.name}:{number}: unknown step {line[:20]!r}")
     return cases
@@ -116,7 +120,7 @@ def frame(begin: str, text: str) -> bytes:
     if "<LEN>" in text:
         head, rest = text.split("<LEN>|", 1)
         trailer = rest.rfind("|10=")
-        body = rest[:trailer + 1] if trailer >= 0 else rest
+        body = rest[: trailer + 1] if trailer >= 0 else rest
         text = f"{head}{len(to_bytes(body))}|{rest}"
     for mark, off in (("<SUM>", 0), ("<BADSUM>", 1)):  # <BADSUM>: the right CheckSum plus one, never right
         if mark in text:
@@ -140,8 +144,13 @@ def parse_expected(text: str) -> list[tuple[int, str, str]]:
 
 def mask(raw: str) -> str:
     """A message (``|``-separated) with the values of masked tags written ``*``: an exact line as a script has it."""
-    return "|".join(f"{tag}=*" if tag.isdigit() and int(tag) in MASKED else f"{tag}={value}"
-                    for tag, _, value in (part.partition("=") for part in raw.strip("|").split("|"))) + "|"
+    return (
+        "|".join(
+            f"{tag}=*" if tag.isdigit() and int(tag) in MASKED else f"{tag}={value}"
+            for tag, _, value in (part.partition("=") for part in raw.strip("|").split("|"))
+        )
+        + "|"
+    )
 
 
 def exact_mismatch(expected: str, raw: str) -> str | None:
@@ -197,7 +206,7 @@ class Client:
             if end >= 0:
                 stop = self.buffer.find(SOH, end + 4)
                 if stop >= 0:
-                    raw, self.buffer = self.buffer[:stop + 1], self.buffer[stop + 1:]
+                    raw, self.buffer = self.buffer[: stop + 1], self.buffer[stop + 1 :]
                     msg: dict[int, str] = {0: raw.decode("latin-1").replace("\x01", "|")}
                     for part in raw.decode("latin-1").split("\x01"):
                         tag, _, value = part.partition("=")
@@ -227,8 +236,16 @@ class Client:
 class Runner:
     """Runs cases against one stack; ``venue_lines`` is the venue simulator's record list."""
 
-    def __init__(self, port: int, venue_proc, index: int, engine: str, *, venue_log: Path | None = None,
-                 api: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        port: int,
+        venue_proc,
+        index: int,
+        engine: str,
+        *,
+        venue_log: Path | None = None,
+        api: tuple[str, str] | None = None,
+    ):
         """``venue_log``: the folder of the proxy's venue message logs (exact ``V`` lines read the wire
         bytes there); ``api``: the admin API's base URL and a risk token (``iHTTP`` steps)."""
         self.port = port
@@ -272,8 +289,9 @@ class Runner:
         words = step.text.split()
         for _ in range(40):
             self._connect(words[0] if words else "")
-            logon = (f"35=A|34=1|49={self.sender}|52=<TIME>|56=FIXPROXY|98=0|108=30|141=Y"
-                     + "".join("|" + w for w in words[1:]))
+            logon = f"35=A|34=1|49={self.sender}|52=<TIME>|56=FIXPROXY|98=0|108=30|141=Y" + "".join(
+                "|" + w for w in words[1:]
+            )
             self.client.send(frame(self.begin, expand(logon, self.ids)))
             msg = self.client.read()
             if msg is not None and msg.get(35) == "A":
@@ -298,7 +316,7 @@ class Runner:
             self.client.send(frame(self.begin, text))
             return
         # Sent in two writes: cut in the middle (<SPLIT>) or N bytes before the end (<SPLIT-N>).
-        data = frame(self.begin, text[:split.start()] + text[split.end():])
+        data = frame(self.begin, text[: split.start()] + text[split.end() :])
         cut = len(data) + int(split.group(1)) if split.group(1) else len(data) // 2
         self.client.send(data[:cut])
         time.sleep(0.2)
@@ -307,10 +325,14 @@ class Runner:
     def _E(self, step: Step) -> None:
         text = expand(step.text, self.ids)
         exact = text.startswith("8=")
-        expected = [(int(t), "=", v) for t, _, v in (p.partition("=") for p in text.split("|")) if t.isdigit()] \
-            if exact else parse_expected(text)
-        wants_plain_heartbeat = any(t == 35 and v == "0" for t, _, v in expected) \
-            and not any(t == 112 for t, _, _ in expected)
+        expected = (
+            [(int(t), "=", v) for t, _, v in (p.partition("=") for p in text.split("|")) if t.isdigit()]
+            if exact
+            else parse_expected(text)
+        )
+        wants_plain_heartbeat = any(t == 35 and v == "0" for t, _, v in expected) and not any(
+            t == 112 for t, _, _ in expected
+        )
         while True:
             msg = self.client.read()
             if msg is None:
@@ -345,8 +367,9 @@ class Runner:
             return
         expected = parse_expected(expand(step.text, self.ids))
         try:
-            self.venue.wait_for(lambda r: r.get("dir") == "in" and _venue_matches(r, expected), timeout=WAIT_S,
-                                start=self.venue_mark)
+            self.venue.wait_for(
+                lambda r: r.get("dir") == "in" and _venue_matches(r, expected), timeout=WAIT_S, start=self.venue_mark
+            )
         except AssertionError:
             raise self.fail(step, "the venue never received it") from None
 
@@ -387,9 +410,12 @@ class Runner:
             raise self.fail(step, "an iHTTP step needs the runner's api")
         method, path, *body = step.text.split(None, 2)
         url, token = self.api
-        request = urllib.request.Request(url + path, data=body[0].encode() if body else None, method=method,
-                                         headers={"Authorization": f"Bearer {token}",
-                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url + path,
+            data=body[0].encode() if body else None,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=WAIT_S) as response:
                 response.read()
@@ -416,7 +442,7 @@ class Runner:
             client.close()
         self.client = None
         if self.never:
-            lines = [r for r in list(self.venue.lines)[self.venue_mark:] if r.get("dir") == "in"]
+            lines = [r for r in list(self.venue.lines)[self.venue_mark :] if r.get("dir") == "in"]
             for expected, line in self.never:
                 hit = [r for r in lines if _venue_matches(r, expected)]
                 assert not hit, f"line {line}: the venue received {hit[0].get('fields')}"

@@ -82,13 +82,25 @@ class _Venue:
     def __init__(self, begin_string: str, now: int) -> None:
         from fixproxy.sim.venue import VenueSim  # imports the quickfix binding: only when a case runs
 
-        self.session = Session(name="venue-sim", role="oms", begin_string=begin_string, sender="VENUE",
-                               target="FIXPROXY", heartbeat_s=30, store=MemoryStore(now), log=None,
-                               initiator=False, resend_app=True)
+        self.session = Session(
+            name="venue-sim",
+            role="oms",
+            begin_string=begin_string,
+            sender="VENUE",
+            target="FIXPROXY",
+            heartbeat_s=30,
+            store=MemoryStore(now),
+            log=None,
+            initiator=False,
+            resend_app=True,
+        )
         self.sim = VenueSim(per_symbol=BEHAVIOURS, quiet=True)
         self.sim.fix42 = begin_string == "FIX.4.2"
         self.handlers: dict[str, Callable[[dict[str, str]], list[list[tuple[int, str]]]]] = {
-            "D": self.sim._new, "G": self.sim._replace, "F": self.sim._cancel}  # as VenueSim.fromApp
+            "D": self.sim._new,
+            "G": self.sim._replace,
+            "F": self.sim._cancel,
+        }  # as VenueSim.fromApp
         self.framer = parse.Framer()
         self.lines: list[dict[str, Any]] = []  # as the simulator's records: {"dir": "in", "fields", "raw"}
         self.out = bytearray()
@@ -156,7 +168,7 @@ class _Client:
         if stop < 0:
             self.eof = self.pipe.closing
             return None
-        raw, self.buffer = self.buffer[:stop + 1], self.buffer[stop + 1:]
+        raw, self.buffer = self.buffer[: stop + 1], self.buffer[stop + 1 :]
         msg: dict[int, str] = {0: raw.decode("latin-1").replace("\x01", "|")}
         for part in raw.decode("latin-1").split("\x01"):
             tag, _, value = part.partition("=")
@@ -179,8 +191,14 @@ class InProcessStack:
         self.root = state_dir
         self.records: list[Any] = []
         self.journal = Journal(state_dir / "journal", 1, journal_format.Start(1, now, os.getpid(), "in process"))
-        self.bridge = NativeBridge(build_core(loaded, now), self.records.append, config=cfg, state_dir=state_dir,
-                                   journal=self.journal, identifiers=cfg.identifiers.limits())
+        self.bridge = NativeBridge(
+            build_core(loaded, now),
+            self.records.append,
+            config=cfg,
+            state_dir=state_dir,
+            journal=self.journal,
+            identifiers=cfg.identifiers.limits(),
+        )
         self.pipes: list[tuple[_Pipe, Connection]] = []
         venue_cfg = cfg.venues[0]
         self.venue = _Venue(venue_cfg.fix_version, now)
@@ -235,7 +253,7 @@ class InProcessRunner(Runner):
         if self.client is not None:
             self.client.close()
         self.sender, self.begin = SESSIONS[name or "OMS1"]
-        self.client = _Client(self.stack)  # type: ignore[assignment]
+        self.client = _Client(self.stack)  # type: ignore[assignment] - the in-process client stands in for RawFix
 
     def _venue_sent(self) -> list[str]:
         """Every application message the proxy wrote to the venue, as on the wire (``|`` for SOH)."""
@@ -250,7 +268,7 @@ class InProcessRunner(Runner):
         if "<NEXT>" in text or split is None:
             super()._I(step)
             return
-        data = frame(self.begin, text[:split.start()] + text[split.end():])
+        data = frame(self.begin, text[: split.start()] + text[split.end() :])
         cut = len(data) + int(split.group(1)) if split.group(1) else len(data) // 2
         self.client.send(data[:cut])  # two reads, as fixscript.Runner sends it in two writes
         self.client.send(data[cut:])

@@ -1,3 +1,3 @@
 """The golden scripts run on each FIX engine, like the integration tests."""
 
-from ..integration.conftest import _on_engine, engine, pytest_generate_tests  # noqa: F401
+from ..integration.conftest import _on_engine, engine, pytest_generate_tests  # noqa: F401 - the engine fixtures, shared

@@ -49,8 +49,14 @@ def golden_stack(root: Path) -> Stack:
 def run_script(cases: list[Case], stack: Stack, engine: str) -> None:
     """Every case of one script, in order, on ``stack``."""
     for index, case in enumerate(cases):
-        runner = Runner(stack.acceptor_port, stack.venue, index, engine, venue_log=stack.root / "var" / "log" / "venue",
-                        api=(stack.api_url, TOKENS["risk"]))
+        runner = Runner(
+            stack.acceptor_port,
+            stack.venue,
+            index,
+            engine,
+            venue_log=stack.root / "var" / "log" / "venue",
+            api=(stack.api_url, TOKENS["risk"]),
+        )
         try:
             runner.run(case)
         except AssertionError as exc:
@@ -76,10 +82,12 @@ def test_engine_lines_differ_only_in_field_order() -> None:
                 if step.engine != "quickfix" or not step.text.startswith("8="):
                     continue
                 twin = steps[i + 1] if i + 1 < len(steps) else None
-                assert twin is not None and twin.engine == "native" and twin.kind == step.kind, \
+                assert twin is not None and twin.engine == "native" and twin.kind == step.kind, (
                     f"{path.name}:{step.line}: a [quickfix] exact line without its [native] twin after it"
-                assert Counter(step.text.split("|")) == Counter(twin.text.split("|")), \
+                )
+                assert Counter(step.text.split("|")) == Counter(twin.text.split("|")), (
                     f"{path.name}:{step.line}: the engines' lines differ in more than field order"
+                )
             natives = [s for s in steps if s.engine == "native" and s.text.startswith("8=")]
             quickfixes = [s for s in steps if s.engine == "quickfix" and s.text.startswith("8=")]
             assert len(natives) == len(quickfixes), f"{path.name}: {case.name}: unpaired [native] exact lines"

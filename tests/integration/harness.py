@@ -24,6 +24,7 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
         def pred(rec: dict) -> bool:
             f = rec.get("fields")
             return rec.get("dir") == direction and f is not None and all(f.get(k) == v for k, v in tags.items())
+
         return pred
 
     return match
@@ -31,8 +32,11 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
 
 #: The proxy's FIX engines; every integration test module runs on each (conftest.py), unless
 #: FIXPROXY_TEST_ENGINE names one.
-ENGINES = tuple(os.environ["FIXPROXY_TEST_ENGINE"].split(",")) if os.environ.get("FIXPROXY_TEST_ENGINE") \
+ENGINES = (
+    tuple(os.environ["FIXPROXY_TEST_ENGINE"].split(","))
+    if os.environ.get("FIXPROXY_TEST_ENGINE")
     else ("quickfix", "native")
+)
 #: The engine of the configs generated now (set per module by conftest.py's ``engine`` fixture).
 current_engine = {"name": ENGINES[0]}
 
@@ -40,20 +44,37 @@ current_engine = {"name": ENGINES[0]}
 TOKENS = {role: f"{role}-token-for-tests-0123456789" for role in ("viewer", "risk", "admin")}
 
 
-def config_text(acceptor_port: int, venue_port: int, *, rules: list[str] | None = None, extra: str = "",
-                oms2_reject_with: str = "execution_report", venue_version: str = "FIX.4.4", http_port: int = 0,
-                cancel_on_disconnect: tuple[str, ...] = (), oms1_extra: str = "", proxy_extra: str = "",
-                engine: str = "", acceptor_extra: str = "", venue_extra: str = "", admin_extra: str = "") -> str:
+def config_text(
+    acceptor_port: int,
+    venue_port: int,
+    *,
+    rules: list[str] | None = None,
+    extra: str = "",
+    oms2_reject_with: str = "execution_report",
+    venue_version: str = "FIX.4.4",
+    http_port: int = 0,
+    cancel_on_disconnect: tuple[str, ...] = (),
+    oms1_extra: str = "",
+    proxy_extra: str = "",
+    engine: str = "",
+    acceptor_extra: str = "",
+    venue_extra: str = "",
+    admin_extra: str = "",
+) -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
-    cod = {name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
-           for name in ("oms1", "oms2")}
-    tokens = "".join(f'\n[[admin.tokens]]\nname = "desk-{role}"\nrole = "{role}"\ntoken = "{token}"\n'
-                     for role, token in TOKENS.items())
+    cod = {
+        name: f"cancel_on_disconnect = {'true' if name in cancel_on_disconnect else 'false'}"
+        for name in ("oms1", "oms2")
+    }
+    tokens = "".join(
+        f'\n[[admin.tokens]]\nname = "desk-{role}"\nrole = "{role}"\ntoken = "{token}"\n'
+        for role, token in TOKENS.items()
+    )
     return f"""
 [proxy]
 state_dir = "var"
 log_level = "info"
-engine = "{engine or current_engine['name']}"
+engine = "{engine or current_engine["name"]}"
 {proxy_extra}
 
 [acceptor]
@@ -109,8 +130,16 @@ http_port = {http_port}
 class Stack:
     """A proxy with its venue simulator and OMS simulators, in one temporary folder."""
 
-    def __init__(self, root: Path, *, behaviours: dict[str, str] | None = None, venue: bool = True,
-                 proxy_env: dict | None = None, proxy_prefix: list[str] | None = None, **config):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        behaviours: dict[str, str] | None = None,
+        venue: bool = True,
+        proxy_env: dict | None = None,
+        proxy_prefix: list[str] | None = None,
+        **config,
+    ):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
@@ -129,8 +158,9 @@ class Stack:
             self.start_venue()
         self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
 
-    def _proc(self, name: str, args: list[str], stdin: bool = False, env: dict | None = None,
-              prefix: list[str] | None = None) -> Proc:
+    def _proc(
+        self, name: str, args: list[str], stdin: bool = False, env: dict | None = None, prefix: list[str] | None = None
+    ) -> Proc:
         """``fixproxy ARGS`` in the stack's folder; ``prefix``: a wrapper whose last word is a shell
         script ending in ``exec {}`` (given the quoted command, so the pid stays the proxy's)."""
         command = fixproxy_command(*args)
@@ -161,8 +191,21 @@ class Stack:
         self.proxy.wait_for(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", start=start)
 
     def connect(self, session: str) -> Proc:
-        oms = self._proc(session, ["sim", "oms", "--config", str(self.config), "--session", session, "--stdin",
-                                   "--state-dir", str(self.root / f"oms-sim-{session}")], stdin=True)
+        oms = self._proc(
+            session,
+            [
+                "sim",
+                "oms",
+                "--config",
+                str(self.config),
+                "--session",
+                session,
+                "--stdin",
+                "--state-dir",
+                str(self.root / f"oms-sim-{session}"),
+            ],
+            stdin=True,
+        )
         oms.wait_for(lambda r: r.get("event") == "logon")
         self.oms[session] = oms
         return oms

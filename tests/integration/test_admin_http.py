@@ -37,8 +37,16 @@ def desk(tmp_path_factory, engine):
         s.close()
 
 
-def api(stack: Stack, method: str, path: str, body=None, *, role: str | None = "risk", token: str | None = None,
-        data: bytes | None = None):
+def api(
+    stack: Stack,
+    method: str,
+    path: str,
+    body=None,
+    *,
+    role: str | None = "risk",
+    token: str | None = None,
+    data: bytes | None = None,
+):
     """(status, decoded JSON) of one request to the proxy's admin API."""
     headers = {}
     token = token if token is not None else TOKENS.get(role or "")
@@ -55,8 +63,7 @@ def api(stack: Stack, method: str, path: str, body=None, *, role: str | None = "
 
 
 def kill(stack: Stack, scope: str, action: str, reason: str = "desk test", role: str = "risk") -> dict:
-    status, result = api(stack, "POST", "/kill-switch", {"scope": scope, "action": action, "reason": reason},
-                         role=role)
+    status, result = api(stack, "POST", "/kill-switch", {"scope": scope, "action": action, "reason": reason}, role=role)
     assert status == 200, result
     return result
 
@@ -66,8 +73,14 @@ def cli(stack: Stack, *args: str, token: str | None = TOKENS["risk"]) -> subproc
     env = {k: v for k, v in os.environ.items() if k != "FIXPROXY_TOKEN"}
     if token:
         env["FIXPROXY_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "fixproxy", *args, "--config", str(stack.config)], cwd=stack.root,
-                          env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "fixproxy", *args, "--config", str(stack.config)],
+        cwd=stack.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def rest(oms, cl: str, account: str, qty: str = "10") -> None:
@@ -102,7 +115,12 @@ def test_halt_and_cancel_over_http_cancels_account_orders_while_other_account_tr
     start = oms.mark()
 
     result = kill(desk, "account:H1", "halt_and_cancel", "runaway algo")
-    assert (result["ok"], result["before"], result["after"], result["orders_cancelled"]) == (True, "ACTIVE", "HALTED", 3)
+    assert (result["ok"], result["before"], result["after"], result["orders_cancelled"]) == (
+        True,
+        "ACTIVE",
+        "HALTED",
+        3,
+    )
     assert result["operator"] == "desk-risk"
 
     cancels = venue_cancels(desk, ["oms1.H1-A", "oms1.H1-B", "oms1.H1-C"])
@@ -116,13 +134,18 @@ def test_halt_and_cancel_over_http_cancels_account_orders_while_other_account_tr
 
     start = oms.mark()
     oms.send_line(order("H1-N1", account="H1"))
-    assert refused(oms, "H1-N1", start).startswith("HALTED: trading is halted for account:H1 by desk-risk: runaway algo")
+    assert refused(oms, "H1-N1", start).startswith(
+        "HALTED: trading is halted for account:H1 by desk-risk: runaway algo"
+    )
     oms.send_line(order("H2-N1", account="H2"))
     filled(oms, "H2-N1", start)
 
     status, states = api(desk, "GET", "/trading-states", role="viewer")
-    assert status == 200 and {"scope": "account:H1", "state": "HALTED"}.items() <= next(
-        s for s in states if s["scope"] == "account:H1").items()
+    assert (
+        status == 200
+        and {"scope": "account:H1", "state": "HALTED"}.items()
+        <= next(s for s in states if s["scope"] == "account:H1").items()
+    )
 
     assert kill(desk, "account:H1", "resume", "algo fixed")["after"] == "ACTIVE"
     start = oms.mark()
@@ -192,22 +215,25 @@ def test_reducing_passes_shrinking_order_and_blocks_growing_one(desk):
 def test_live_limit_change_applies_to_next_order_and_clearing_restores(desk):
     """POST limits max_order_qty=50 on account:LIM refuses the next 60 lot; clearing it (null) lets it pass."""
     oms = desk.oms["oms1"]
-    status, result = api(desk, "POST", "/limits", {"layer": "account:LIM", "field": "max_order_qty", "value": 50,
-                                                   "reason": "tighten"})
+    status, result = api(
+        desk, "POST", "/limits", {"layer": "account:LIM", "field": "max_order_qty", "value": 50, "reason": "tighten"}
+    )
     assert status == 200 and (result["before"], result["after"]) == ("", "50")
     start = oms.mark()
     oms.send_line(order("L-1", qty="60", account="LIM"))
     assert refused(oms, "L-1", start) == "MAX_ORDER_QTY: order quantity 60 exceeds the limit 50 (account:LIM)"
     assert api(desk, "GET", "/limits", role="viewer")[1]["accounts"]["LIM"] == {"max_order_qty": "50"}
 
-    status, result = api(desk, "POST", "/limits", {"layer": "account:LIM", "field": "max_order_qty", "value": None,
-                                                   "reason": "loosen"})
+    status, result = api(
+        desk, "POST", "/limits", {"layer": "account:LIM", "field": "max_order_qty", "value": None, "reason": "loosen"}
+    )
     assert status == 200 and (result["before"], result["after"]) == ("50", "")
     oms.send_line(order("L-2", qty="60", account="LIM"))
     filled(oms, "L-2", start)
 
-    status, result = api(desk, "POST", "/limits", {"layer": "account:LIM", "field": "max_order_qty", "value": -5,
-                                                   "reason": "typo"})
+    status, result = api(
+        desk, "POST", "/limits", {"layer": "account:LIM", "field": "max_order_qty", "value": -5, "reason": "typo"}
+    )
     assert status == 422 and "must be a positive number" in result["error"]
 
 
@@ -269,7 +295,10 @@ def test_bad_requests_get_400_with_the_reason(desk):
         (json.dumps({"scope": "firm", "action": "halt"}).encode(), "missing required field `reason`"),
         (json.dumps({"scope": "firm", "action": "halt", "reason": "  "}).encode(), "reason must not be empty"),
         (json.dumps({"scope": "firm", "action": "stop", "reason": "x"}).encode(), "action: Invalid enum value 'stop'"),
-        (json.dumps({"scope": "session:nope", "action": "halt", "reason": "x"}).encode(), "no OMS session named 'nope'"),
+        (
+            json.dumps({"scope": "session:nope", "action": "halt", "reason": "x"}).encode(),
+            "no OMS session named 'nope'",
+        ),
         (json.dumps({"scope": "account:A\u0000B", "action": "halt", "reason": "x"}).encode(), "control characters"),
         (json.dumps({"scope": "symbol:" + "S" * 65, "action": "halt", "reason": "x"}).encode(), "at most 64"),
     ]
@@ -296,7 +325,8 @@ def test_reads_show_sessions_orders_positions_exposure_and_recent_items(desk):
     assert sessions["venues"] == [{"name": "sim", "up": True}]
     orders = api(desk, "GET", "/orders", role="viewer")[1]
     assert {(o["cl_ord_id"], o["leaves_qty"], o["status"]) for o in orders if o["account"] == "VIEW"} == {
-        ("V-W", "7", "new")}
+        ("V-W", "7", "new")
+    }
     positions = api(desk, "GET", "/positions", role="viewer")[1]
     assert {(p["symbol"], p["qty"]) for p in positions if p["account"] == "VIEW"} == {("AAPL", "3")}
     exposure = {e["scope"]: e for e in api(desk, "GET", "/exposure", role="viewer")[1]}
@@ -313,8 +343,9 @@ def test_reads_show_sessions_orders_positions_exposure_and_recent_items(desk):
     assert summary["orders"]["decisions"]["by_session"]["oms1"]["accepted"] >= 2
     page = api(desk, "GET", "/orders?limit=1", role="viewer")[1]
     rest_of = api(desk, "GET", f"/orders?limit=1000&after={page[0]['key']}", role="viewer")[1]
-    assert [o["key"] for o in page + rest_of] == [o["key"] for o in api(desk, "GET", "/orders?limit=1000",
-                                                                         role="viewer")[1]]
+    assert [o["key"] for o in page + rest_of] == [
+        o["key"] for o in api(desk, "GET", "/orders?limit=1000", role="viewer")[1]
+    ]
     health = urllib.request.urlopen(desk.api_url.removesuffix("/api/v1") + "/healthz", timeout=5)
     body = json.loads(health.read())
     assert (body["status"], body["journal"]["state"]) == ("ok", "ok")
@@ -363,8 +394,11 @@ def test_cancel_on_disconnect_cancels_dropped_sessions_working_orders_at_venue(d
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         actions = api(desk, "GET", "/admin-actions", role="viewer")[1]
-        found = [a for a in actions if a["kind"] == "cancel_on_disconnect" and a["scope"] == "session:oms2"
-                 and a["operator"] == "fixproxy"]
+        found = [
+            a
+            for a in actions
+            if a["kind"] == "cancel_on_disconnect" and a["scope"] == "session:oms2" and a["operator"] == "fixproxy"
+        ]
         if found:
             break
         time.sleep(0.1)

@@ -61,17 +61,31 @@ def test_follower_stopped_then_killed_loses_no_record(fresh_stack):
     alerts = api(s, "GET", "/alerts?limit=50", role="viewer")[1]
     assert any(a["limit_name"] == "audit_follower" for a in alerts), alerts
 
-    exchanged = {("in" if r["dir"] == "out" else "out", r["fields"]["34"]) for r in list(oms.lines)
-                 if r.get("dir") in ("in", "out") and r["fields"].get("35") in ("D", "8")}
-    recorded = {(r.direction, json.loads(r.data)["raw"].split("\x0134=")[1].split("\x01")[0])
-                for r, _ in iter_records(open_for_reading(s.root / "var" / "audit.sqlite"), "kind = 'message'")
-                if r.session == "oms1"}
+    exchanged = {
+        ("in" if r["dir"] == "out" else "out", r["fields"]["34"])
+        for r in list(oms.lines)
+        if r.get("dir") in ("in", "out") and r["fields"].get("35") in ("D", "8")
+    }
+    recorded = {
+        (r.direction, json.loads(r.data)["raw"].split("\x0134=")[1].split("\x01")[0])
+        for r, _ in iter_records(open_for_reading(s.root / "var" / "audit.sqlite"), "kind = 'message'")
+        if r.session == "oms1"
+    }
     assert exchanged - recorded == set()
-    done = subprocess.run([sys.executable, "-m", "fixproxy", "audit", "verify", "--config", str(s.config)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "fixproxy", "audit", "verify", "--config", str(s.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
-    shown = subprocess.run([sys.executable, "-m", "fixproxy", "journal", "show", "--config", str(s.config),
-                            "--kind", "in"], capture_output=True, text=True, timeout=60, cwd=s.root)
+    shown = subprocess.run(
+        [sys.executable, "-m", "fixproxy", "journal", "show", "--config", str(s.config), "--kind", "in"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=s.root,
+    )
     ins = [json.loads(line)["record"] for line in shown.stdout.splitlines()]
     assert sum(1 for r in ins if r["session"] == "oms1" and "|35=D|" in r["raw"]) == 40

@@ -30,10 +30,17 @@ TRAFFIC = [
     ("oms2", "35=D|11=B2|55=AAPL|54=1|38=20000|40=2|44=190", ("8", "39", "8")),
 ]
 EXPECTED = {  # (session, ClOrdID, MsgType) -> recorded decision
-    ("oms1", "A1", "D"): "accept", ("oms1", "A2", "D"): "MAX_ORDER_QTY", ("oms1", "A3", "D"): "PRICE_COLLAR",
-    ("oms1", "A4", "D"): "accept", ("oms1", "A4-R", "G"): "accept", ("oms1", "A4-C", "F"): "accept",
-    ("oms1", "A5", "D"): "UNKNOWN_SYMBOL", ("oms1", "A6", "D"): "MAX_ORDER_QTY",
-    ("oms1", "", "H"): "UNSUPPORTED_MESSAGE", ("oms2", "B1", "D"): "accept", ("oms2", "B2", "D"): "MAX_ORDER_QTY",
+    ("oms1", "A1", "D"): "accept",
+    ("oms1", "A2", "D"): "MAX_ORDER_QTY",
+    ("oms1", "A3", "D"): "PRICE_COLLAR",
+    ("oms1", "A4", "D"): "accept",
+    ("oms1", "A4-R", "G"): "accept",
+    ("oms1", "A4-C", "F"): "accept",
+    ("oms1", "A5", "D"): "UNKNOWN_SYMBOL",
+    ("oms1", "A6", "D"): "MAX_ORDER_QTY",
+    ("oms1", "", "H"): "UNSUPPORTED_MESSAGE",
+    ("oms2", "B1", "D"): "accept",
+    ("oms2", "B2", "D"): "MAX_ORDER_QTY",
 }
 
 
@@ -86,16 +93,19 @@ def tampered_copy(day, dest: Path, sql: str, **filters) -> int:
 def test_session_records_every_decision_and_message(day):
     """Each order message has its inbound message and its decision in the store; accepted ones reach the venue."""
     db = open_for_reading(store(day))
-    decisions = {(r.session, r.cl_ord_id, r.msg_type): r.decision if r.decision == "accept" else r.code
-                 for r in select(db, Filters(kind="decision"))}
+    decisions = {
+        (r.session, r.cl_ord_id, r.msg_type): r.decision if r.decision == "accept" else r.code
+        for r in select(db, Filters(kind="decision"))
+    }
     dup = [r for r in select(db, Filters(kind="decision", cl_ord_id="A1"))]
     assert [d.code for d in dup] == ["", "DUPLICATE_CLORDID"]
     decisions.pop(("oms1", "A1", "D"))
     assert decisions == {k: v for k, v in EXPECTED.items() if k != ("oms1", "A1", "D")}
     inbound = select(db, Filters(kind="message", session="oms1"))
     assert sum(1 for r in inbound if r.direction == "in") == 10
-    to_venue = [(r.msg_type, r.cl_ord_id) for r in select(db, Filters(kind="message", session="sim"))
-                if r.direction == "out"]
+    to_venue = [
+        (r.msg_type, r.cl_ord_id) for r in select(db, Filters(kind="message", session="sim")) if r.direction == "out"
+    ]
     assert to_venue == [("D", "oms1.A1"), ("D", "oms1.A4"), ("G", "oms1.A4-R"), ("F", "oms1.A4-C"), ("D", "oms2.B1")]
     a2 = [(r.kind, r.direction, r.msg_type) for r in select(db, Filters(cl_ord_id="A2"))]
     assert a2 == [("message", "in", "D"), ("decision", "", "D"), ("message", "out", "j")]  # decision before answer
@@ -106,9 +116,14 @@ def test_chain_verifies_then_names_an_altered_and_a_deleted_row(day, tmp_path, c
     assert main(["audit", "verify", "--db", str(store(day))]) == 0
     assert "audit chain intact" in capsys.readouterr().out
     for name, sql, filters, problem in (
-            ("altered", "UPDATE records SET code = 'PRICE_COLLAR' WHERE seq = ?", dict(kind="decision", cl_ord_id="A2"),
-             "altered"),
-            ("deleted", "DELETE FROM records WHERE seq = ?", dict(kind="message", cl_ord_id="A3"), "deleted")):
+        (
+            "altered",
+            "UPDATE records SET code = 'PRICE_COLLAR' WHERE seq = ?",
+            dict(kind="decision", cl_ord_id="A2"),
+            "altered",
+        ),
+        ("deleted", "DELETE FROM records WHERE seq = ?", dict(kind="message", cl_ord_id="A3"), "deleted"),
+    ):
         seq = tampered_copy(day, tmp_path / f"{name}.sqlite", sql, **filters)
         assert main(["audit", "verify", "--db", str(tmp_path / f"{name}.sqlite")]) == 1
         assert f"BROKEN at record {seq} ({problem})" in capsys.readouterr().out
@@ -124,15 +139,20 @@ def replayed(day, tmp_path, log: str, *extra: str) -> dict:
 def test_replay_reproduces_every_recorded_decision(day, tmp_path, capsys, source):
     """Replaying the proxy's own FileLog (or its audit store, or its journal) gives every recorded decision
     again: zero differences."""
-    log = {"filelog": str(day.root / "var" / "log"), "audit": str(store(day)),
-           "journal": str(day.root / "var" / "journal")}[source]
+    log = {
+        "filelog": str(day.root / "var" / "log"),
+        "audit": str(store(day)),
+        "journal": str(day.root / "var" / "journal"),
+    }[source]
     doc = replayed(day, tmp_path, log)
     assert doc["summary"]["differences"] == 0 and doc["summary"]["original"]["unanswered"] == 0
     got = {}
     for row in doc["rows"]:
         assert (row["original"], row["original_code"]) == (row["replayed"], row["replayed_code"])
-        got.setdefault((row["session"], row["cl_ord_id"] if row["msg_type"] != "H" else "", row["msg_type"]),
-                       "accept" if row["replayed"] == "forwarded" else row["replayed_code"])
+        got.setdefault(
+            (row["session"], row["cl_ord_id"] if row["msg_type"] != "H" else "", row["msg_type"]),
+            "accept" if row["replayed"] == "forwarded" else row["replayed_code"],
+        )
     assert got == EXPECTED
     assert "differences: 0" in capsys.readouterr().out
 
@@ -140,12 +160,17 @@ def test_replay_reproduces_every_recorded_decision(day, tmp_path, capsys, source
 def test_replay_with_tighter_limits_reports_the_extra_rejects(day, tmp_path):
     """A 150-share firm limit would have blocked B1 (300) and the replace to 200; the cancel then finds no order."""
     limits = tmp_path / "tight.toml"
-    limits.write_text("[limits.firm]\nmax_order_qty = 150\nmax_order_notional = 1000000\nprice_collar_pct = 5\n"
-                      "reference_max_age_s = 86400\n\n[limits.accounts.SMALL]\nmax_order_qty = 50\n")
+    limits.write_text(
+        "[limits.firm]\nmax_order_qty = 150\nmax_order_notional = 1000000\nprice_collar_pct = 5\n"
+        "reference_max_age_s = 86400\n\n[limits.accounts.SMALL]\nmax_order_qty = 50\n"
+    )
     doc = replayed(day, tmp_path, str(day.root / "var" / "log"), "--limits", str(limits))
     diffs = [(r["cl_ord_id"], r["original"], r["replayed_code"]) for r in doc["rows"] if r["differs"]]
-    assert diffs == [("A4-R", "forwarded", "MAX_ORDER_QTY"), ("A4-C", "forwarded", "UNKNOWN_ORDER"),
-                     ("B1", "forwarded", "MAX_ORDER_QTY")]
+    assert diffs == [
+        ("A4-R", "forwarded", "MAX_ORDER_QTY"),
+        ("A4-C", "forwarded", "UNKNOWN_ORDER"),
+        ("B1", "forwarded", "MAX_ORDER_QTY"),
+    ]
     assert doc["summary"]["would_block"] == {"MAX_ORDER_QTY": 2, "UNKNOWN_ORDER": 1}
 
 
@@ -165,8 +190,13 @@ def test_report_and_show_read_the_session_store(day, capsys):
     """The end-of-day report counts the session's rejects by rule; show lists one order's whole story."""
     assert main(["report", "--db", str(store(day)), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["rejects_by_rule"] == {"MAX_ORDER_QTY": 3, "DUPLICATE_CLORDID": 1, "PRICE_COLLAR": 1,
-                                         "UNKNOWN_SYMBOL": 1, "UNSUPPORTED_MESSAGE": 1}
+    assert report["rejects_by_rule"] == {
+        "MAX_ORDER_QTY": 3,
+        "DUPLICATE_CLORDID": 1,
+        "PRICE_COLLAR": 1,
+        "UNKNOWN_SYMBOL": 1,
+        "UNSUPPORTED_MESSAGE": 1,
+    }
     assert report["rejects_by_account"]["SMALL"] == 1 and report["chain"]["ok"]
     assert main(["audit", "show", "--db", str(store(day)), "--cl-ord-id", "B1", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()

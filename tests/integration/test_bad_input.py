@@ -37,14 +37,17 @@ def still_serves(stack, client: RawFix, cl: str) -> None:
     assert stack.proxy.popen.poll() is None
 
 
-@pytest.mark.parametrize("name, override, tag", [
-    ("missing_side", {"54": None}, "54"),
-    ("missing_ord_type", {"40": None, "44": None}, "40"),
-    ("missing_transact_time", {"60": None}, "60"),
-    ("price_not_a_number", {"44": "NaN"}, "44"),
-    ("price_with_exponent", {"44": "1e20"}, "44"),
-    ("qty_not_a_number", {"38": "abc"}, "38"),
-])
+@pytest.mark.parametrize(
+    "name, override, tag",
+    [
+        ("missing_side", {"54": None}, "54"),
+        ("missing_ord_type", {"40": None, "44": None}, "40"),
+        ("missing_transact_time", {"60": None}, "60"),
+        ("price_not_a_number", {"44": "NaN"}, "44"),
+        ("price_with_exponent", {"44": "1e20"}, "44"),
+        ("qty_not_a_number", {"38": "abc"}, "38"),
+    ],
+)
 def test_field_failing_the_dictionary_gets_session_reject(stack, client, name, override, tag):
     """The session layer's check (quickfix's dictionary; the native engine's order-field check)
     answers 35=3 naming the tag (371); the order goes nowhere."""
@@ -56,14 +59,17 @@ def test_field_failing_the_dictionary_gets_session_reject(stack, client, name, o
     still_serves(stack, client, f"{cl}-after")
 
 
-@pytest.mark.parametrize("name, override, text", [
-    ("missing_qty", {"38": None}, "INVALID_ORDER: OrderQty (38) is missing"),
-    ("zero_qty", {"38": "0"}, "OrderQty (38) must be a positive number"),
-    ("negative_qty", {"38": "-100"}, "OrderQty (38) is not a positive decimal number"),
-    ("absurd_price", {"44": "99999999999999"}, "Price (44) must be a positive price below"),
-    ("negative_price", {"44": "-5"}, "Price (44) is not a positive decimal number"),
-    ("unknown_symbol", {"55": "NOSUCH"}, "UNKNOWN_SYMBOL: symbol NOSUCH is not in the instrument list"),
-])
+@pytest.mark.parametrize(
+    "name, override, text",
+    [
+        ("missing_qty", {"38": None}, "INVALID_ORDER: OrderQty (38) is missing"),
+        ("zero_qty", {"38": "0"}, "OrderQty (38) must be a positive number"),
+        ("negative_qty", {"38": "-100"}, "OrderQty (38) is not a positive decimal number"),
+        ("absurd_price", {"44": "99999999999999"}, "Price (44) must be a positive price below"),
+        ("negative_price", {"44": "-5"}, "Price (44) is not a positive decimal number"),
+        ("unknown_symbol", {"55": "NOSUCH"}, "UNKNOWN_SYMBOL: symbol NOSUCH is not in the instrument list"),
+    ],
+)
 def test_value_the_proxy_cannot_accept_gets_business_reject(stack, client, name, override, text):
     """Values that pass the dictionary but make no sense are refused 35=j with the reason; never forwarded."""
     cl = f"BV-{name}"
@@ -133,20 +139,23 @@ def test_logon_from_unknown_compid_is_refused(stack):
     assert not any(r.get("event") == "session_up" and r.get("detail") == "STRANGER" for r in stack.proxy.lines)
 
 
-
-
 # ---------------------------------------------------------------- bytes and identifiers (issue 17, items 2 and 3)
+
 
 def venue_orders_since(stack, mark: int) -> list[str]:
     """ClOrdIDs of the orders, replaces and cancels the venue received since ``mark`` (its line count)."""
-    return [r["fields"].get("11", "") for r in list(stack.venue.lines)[mark:]
-            if r.get("dir") == "in" and r.get("fields", {}).get("35") in ("D", "G", "F")]
+    return [
+        r["fields"].get("11", "")
+        for r in list(stack.venue.lines)[mark:]
+        if r.get("dir") == "in" and r.get("fields", {}).get("35") in ("D", "G", "F")
+    ]
 
 
 def venue_got(stack, cl: str, mark: int) -> None:
     """Wait until the venue has logged the order ``cl`` (of oms1, or of the session its name says)."""
-    stack.venue.wait_for(lambda r: r.get("dir") == "in" and r.get("fields", {}).get("11", "").endswith(f".{cl}"),
-                         start=mark)
+    stack.venue.wait_for(
+        lambda r: r.get("dir") == "in" and r.get("fields", {}).get("11", "").endswith(f".{cl}"), start=mark
+    )
 
 
 def healthz(stack) -> tuple[int, dict]:
@@ -175,8 +184,9 @@ def test_non_utf8_clordid_is_refused_and_every_session_still_trades(stack, clien
     second.logon()
     second.send("D", order("Y\xff\x00", **{"21": "1"}))
     refused = second.expect(lambda m: m.get(35) in ("j", "8", "3"))
-    assert refused[35] == "j" and refused[58].startswith("INVALID_ORDER: ClOrdID (11) has a character outside ASCII "
-                                                         "(0xFF) at position 2")
+    assert refused[35] == "j" and refused[58].startswith(
+        "INVALID_ORDER: ClOrdID (11) has a character outside ASCII (0xFF) at position 2"
+    )
     still_serves(stack, second, "NU-second")
     second.close()
     venue_got(stack, "NU-second", mark)
@@ -204,14 +214,18 @@ BAD_IDS = [
 ]
 _NAMES = {11: "ClOrdID", 41: "OrigClOrdID", 1: "Account", 55: "Symbol", 100: "ExDestination"}
 _LIMITS = {11: 64, 41: 64, 1: 32, 55: 32, 100: 32}  # the [identifiers] defaults
-_ID_CASES = [(msg_type, tag, *bad) for msg_type, tags in (("D", (11, 1, 55, 100)), ("G", (41,)), ("F", (11, 41)))
-             for tag in tags for bad in BAD_IDS]
+_ID_CASES = [
+    (msg_type, tag, *bad)
+    for msg_type, tags in (("D", (11, 1, 55, 100)), ("G", (41,)), ("F", (11, 41)))
+    for tag in tags
+    for bad in BAD_IDS
+]
 
 
-@pytest.mark.parametrize("msg_type, tag, name, value, why", _ID_CASES,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in _ID_CASES])
-def test_bad_identifier_is_refused_naming_the_tag_and_never_reaches_the_venue(stack, client, msg_type, tag, name,
-                                                                              value, why):
+@pytest.mark.parametrize("msg_type, tag, name, value, why", _ID_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in _ID_CASES])
+def test_bad_identifier_is_refused_naming_the_tag_and_never_reaches_the_venue(
+    stack, client, msg_type, tag, name, value, why
+):
     """Control characters, non-ASCII, blank, padded or over-long identifiers: a NewOrderSingle gets 35=j
     INVALID_ORDER, a replace or cancel 35=9 INVALID_ORDER, naming the field and tag; nothing goes out."""
     mark = len(stack.venue.lines)
@@ -224,8 +238,13 @@ def test_bad_identifier_is_refused_naming_the_tag_and_never_reaches_the_venue(st
         override.update({"44": None, "40": None})  # a cancel carries no price or type
     override[str(tag)] = value
     seq = client.send(msg_type, order(cl, **override))
-    answer = client.expect(lambda m: (m.get(35) in ("j", "3") and m.get(45) == str(seq))
-                           or (m.get(35) in ("9", "8") and m.get(11) in (cl, "NONE")), timeout=20)
+    answer = client.expect(
+        lambda m: (
+            (m.get(35) in ("j", "3") and m.get(45) == str(seq))
+            or (m.get(35) in ("9", "8") and m.get(11) in (cl, "NONE"))
+        ),
+        timeout=20,
+    )
     text = f"INVALID_ORDER: {_NAMES[tag]} ({tag}) {why}"
     if msg_type == "D":
         assert answer[35] == "j" and answer[45] == str(seq) and answer[58].startswith(text), answer
@@ -259,20 +278,31 @@ def test_exception_while_handling_a_message_is_answered_recorded_and_the_session
     second.logon()
     still_serves(stack, second, "BOOM-second")
     venue_got(stack, "BOOM-second", mark)
-    assert venue_orders_since(stack, mark) == ["oms1.BOOM-after-0", "oms1.BOOM-after-1", "oms1.BOOM-after-2",
-                                               "oms2.BOOM-second"]
+    assert venue_orders_since(stack, mark) == [
+        "oms1.BOOM-after-0",
+        "oms1.BOOM-after-1",
+        "oms1.BOOM-after-2",
+        "oms2.BOOM-second",
+    ]
     status, health = healthz(stack)
     assert status == 200 and health["engine"]["state"] == "ok"
     second.close()
     client.close()
 
 
-@pytest.mark.parametrize("path, body, why", [
-    ("/kill-switch", {"scope": "account:A\x00B", "action": "halt", "reason": "test"}, "control characters"),
-    ("/kill-switch", {"scope": "symbol:AA\x07PL", "action": "halt", "reason": "test"}, "control characters"),
-    ("/limits", {"layer": "account:A\x00", "field": "max_order_qty", "value": 5, "reason": "test"}, "layer must be"),
-    ("/reference-prices", {"symbol": "AA\x00PL", "price": "190", "reason": "test"}, "printable ASCII"),
-])
+@pytest.mark.parametrize(
+    "path, body, why",
+    [
+        ("/kill-switch", {"scope": "account:A\x00B", "action": "halt", "reason": "test"}, "control characters"),
+        ("/kill-switch", {"scope": "symbol:AA\x07PL", "action": "halt", "reason": "test"}, "control characters"),
+        (
+            "/limits",
+            {"layer": "account:A\x00", "field": "max_order_qty", "value": 5, "reason": "test"},
+            "layer must be",
+        ),
+        ("/reference-prices", {"symbol": "AA\x00PL", "price": "190", "reason": "test"}, "printable ASCII"),
+    ],
+)
 def test_http_scope_or_symbol_with_control_character_is_refused(stack, path, body, why):
     """The HTTP API refuses a scope, layer or symbol carrying NUL or BEL (400, saying why); nothing changes."""
     import json
@@ -281,14 +311,18 @@ def test_http_scope_or_symbol_with_control_character_is_refused(stack, path, bod
 
     from .harness import TOKENS
 
-    request = urllib.request.Request(stack.api_url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {TOKENS['risk']}",
-                                              "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        stack.api_url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {TOKENS['risk']}", "Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 400 and why in json.loads(info.value.read())["error"]
-    states = urllib.request.Request(stack.api_url + "/trading-states",
-                                    headers={"Authorization": f"Bearer {TOKENS['viewer']}"})
+    states = urllib.request.Request(
+        stack.api_url + "/trading-states", headers={"Authorization": f"Bearer {TOKENS['viewer']}"}
+    )
     assert "\\u0000" not in urllib.request.urlopen(states, timeout=10).read().decode()
 
 

@@ -25,8 +25,9 @@ def test_fills_push_account_to_gross_limit_and_reducing_fill_frees_it(fresh_stac
         fill_of(oms, cl)
     oms.send_line(order("G3", account="GROSS"))
     bmr = oms.wait_for(m(**{"35": "j", "379": "G3"}))["fields"]
-    assert bmr["58"] == ("GROSS_EXPOSURE: gross exposure of account:GROSS would reach 57000 with working orders, "
-                         "above the limit 50000")
+    assert bmr["58"] == (
+        "GROSS_EXPOSURE: gross exposure of account:GROSS would reach 57000 with working orders, above the limit 50000"
+    )
     oms.send_line(order("S1", account="GROSS", side="2"))
     fill_of(oms, "S1")
     oms.send_line(order("G4", account="GROSS"))

@@ -49,15 +49,18 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
 
 
 def summary(stack: Stack) -> dict:
-    request = urllib.request.Request(stack.api_url + "/summary",
-                                     headers={"Authorization": f"Bearer {TOKENS['viewer']}"})
+    request = urllib.request.Request(
+        stack.api_url + "/summary", headers={"Authorization": f"Bearer {TOKENS['viewer']}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         return json.loads(response.read())
 
 
 def refusals(stack: Stack, start: int, text: str) -> list[dict]:
-    return [r for r in stack.proxy.lines[start:] if r.get("event") == "connection_refused" and text in r.get("detail", "")]
+    return [
+        r for r in stack.proxy.lines[start:] if r.get("event") == "connection_refused" and text in r.get("detail", "")
+    ]
 
 
 def test_idle_flood_locks_out_neither_the_oms_nor_the_http_api(stack):
@@ -76,7 +79,9 @@ def test_idle_flood_locks_out_neither_the_oms_nor_the_http_api(stack):
         oms.send_line("35=D|11=FLOOD-1|55=AAPL|54=1|38=100|40=2|44=190")
         fill = oms.wait_for(messages(oms)(**{"35": "8", "11": "FLOOD-1", "39": "2"}))["fields"]
         assert fill["14"] == "100"
-        assert {"name": "oms1", "up": True} in [{"name": s["name"], "up": s["up"]} for s in summary(stack)["sessions"]["oms"]]
+        assert {"name": "oms1", "up": True} in [
+            {"name": s["name"], "up": s["up"]} for s in summary(stack)["sessions"]["oms"]
+        ]
         still_open = [s for s in idle + huge if not closed_by_peer(s, LOGON_TIMEOUT_S + 8)]
         assert still_open == []
         assert refusals(stack, start, "too many connections not logged on")
@@ -102,8 +107,10 @@ def test_announced_huge_logon_is_closed_at_the_byte_bound(stack):
         except ConnectionError:
             pass
         assert closed_by_peer(s, LOGON_TIMEOUT_S + 8)
-        stack.proxy.wait_for(lambda r: r.get("event") == "connection_refused"
-                             and "4096 bytes before its Logon" in r.get("detail", ""), start=start)
+        stack.proxy.wait_for(
+            lambda r: r.get("event") == "connection_refused" and "4096 bytes before its Logon" in r.get("detail", ""),
+            start=start,
+        )
     finally:
         s.close()
 

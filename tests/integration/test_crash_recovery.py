@@ -15,8 +15,9 @@ from .test_order_path import order
 
 def venue_orders(stack) -> Counter:
     """How many times the venue received each NewOrderSingle ClOrdID."""
-    return Counter(r["fields"]["11"] for r in list(stack.venue.lines)
-                   if r.get("dir") == "in" and r["fields"].get("35") == "D")
+    return Counter(
+        r["fields"]["11"] for r in list(stack.venue.lines) if r.get("dir") == "in" and r["fields"].get("35") == "D"
+    )
 
 
 def answers(oms, cl: str) -> list[str]:
@@ -97,8 +98,10 @@ def test_fills_halts_and_limit_changes_survive_kill9(fresh_stack):
         oms.wait_for(m(**{"35": "8", "11": f"F{i}", "39": "2"}))
         oms.wait_for(m(**{"35": "8", "11": f"P{i}", "39": "1"}))
     kill(s, "account:HALTME", "halt")
-    assert api(s, "POST", "/limits", {"layer": "firm", "field": "max_order_qty", "value": 500,
-                                      "reason": "tighten"})[0] == 200
+    assert (
+        api(s, "POST", "/limits", {"layer": "firm", "field": "max_order_qty", "value": 500, "reason": "tighten"})[0]
+        == 200
+    )
     s.proxy.stop(signal.SIGKILL)
     restart(s, oms)
     filled: Counter = Counter()
@@ -106,8 +109,9 @@ def test_fills_halts_and_limit_changes_survive_kill9(fresh_stack):
         f = r.get("fields", {})
         if r.get("dir") == "in" and f.get("35") == "8" and f.get("150") in ("1", "2", "F") and f.get("97") != "Y":
             filled[f["55"]] += Decimal(f["32"])
-    positions = {p["symbol"]: Decimal(p["qty"]) for p in api(s, "GET", "/positions", role="viewer")[1]
-                 if p["account"] == "K9"}
+    positions = {
+        p["symbol"]: Decimal(p["qty"]) for p in api(s, "GET", "/positions", role="viewer")[1] if p["account"] == "K9"
+    }
     assert positions == dict(filled) and positions["AAPL"] == 1000
     open_ids = {o["cl_ord_id"] for o in api(s, "GET", "/orders", role="viewer")[1]}
     assert open_ids == {f"P{i}" for i in range(10)}  # the filled ones are not working
@@ -146,8 +150,10 @@ def test_kill9_between_journal_and_core_answers_the_order_once(fresh_stack):
 def test_kill9_between_journal_and_core_keeps_a_fill(fresh_stack):
     """The proxy dies right after journaling a venue fill, before the core applies it or relays it:
     after the restart the position has the fill and the OMS gets the report (once, marked PossResend)."""
-    s = fresh_stack(behaviours={"AAPL": "fill"}, proxy_env={
-        "FIXPROXY_FAILPOINT_JOURNALED": r"(?=.*\x0111=oms1\.FILL1\x01)(?=.*\x01150=F\x01)"})
+    s = fresh_stack(
+        behaviours={"AAPL": "fill"},
+        proxy_env={"FIXPROXY_FAILPOINT_JOURNALED": r"(?=.*\x0111=oms1\.FILL1\x01)(?=.*\x01150=F\x01)"},
+    )
     oms = s.connect("oms1")
     m = messages(oms)
     oms.send_line(order("FILL1", account="K9"))
@@ -156,8 +162,11 @@ def test_kill9_between_journal_and_core_keeps_a_fill(fresh_stack):
     report = oms.wait_for(m(**{"35": "8", "11": "FILL1", "39": "2"}))["fields"]
     assert report["32"] == "100"
     time.sleep(1)
-    fills = [r for r in list(oms.lines) if r.get("dir") == "in" and r["fields"].get("11") == "FILL1"
-             and r["fields"].get("39") == "2"]
+    fills = [
+        r
+        for r in list(oms.lines)
+        if r.get("dir") == "in" and r["fields"].get("11") == "FILL1" and r["fields"].get("39") == "2"
+    ]
     assert len(fills) == 1
     positions = {p["symbol"]: p["qty"] for p in api(s, "GET", "/positions", role="viewer")[1] if p["account"] == "K9"}
     assert Decimal(positions["AAPL"]) == 100

@@ -37,8 +37,10 @@ def test_day_roll_keeps_working_orders_and_positions_and_survives_kill9(fresh_st
     ClOrdID takes a new order), the resting one is still cancellable, positions carry over, /healthz
     names the new day; after kill -9 the restarted proxy shows the same."""
     roll_at = datetime.now(UTC) + timedelta(seconds=8)
-    s = fresh_stack(behaviours={"MSFT": "ack"},
-                    proxy_extra=f'day_roll = "{roll_at:%H:%M:%S}"\ntimezone = "UTC"\nfinished_grace_s = -1')
+    s = fresh_stack(
+        behaviours={"MSFT": "ack"},
+        proxy_extra=f'day_roll = "{roll_at:%H:%M:%S}"\ntimezone = "UTC"\nfinished_grace_s = -1',
+    )
     before = _health(s)["trading_day"]["day"]
     oms = s.connect("oms1")
     m = messages(oms)
@@ -48,8 +50,10 @@ def test_day_roll_keeps_working_orders_and_positions_and_survives_kill9(fresh_st
     oms.wait_for(m(**{"35": "8", "11": "DR-W", "39": "0"}))
     assert set(_orders(s)) >= {"DR-W"}
 
-    s.proxy.wait_for(lambda r: r.get("event") == "admin_action" and r.get("kind") == "day_roll"
-                     and r.get("after") != before, timeout=30)
+    s.proxy.wait_for(
+        lambda r: r.get("event") == "admin_action" and r.get("kind") == "day_roll" and r.get("after") != before,
+        timeout=30,
+    )
     after = _health(s)["trading_day"]["day"]
     # A roll after noon names the day it opens by the next date (it mostly falls on it), one before
     # noon by its own date (fixproxy/dayroll.py): the test runs at any hour.

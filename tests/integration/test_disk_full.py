@@ -16,7 +16,7 @@ from .harness import messages
 from .test_admin_http import api, cli
 from .test_order_path import order
 
-PREFIX_SH = ("mount -t tmpfs -o size=1m fixproxy-journal var/journal && exec {}")
+PREFIX_SH = "mount -t tmpfs -o size=1m fixproxy-journal var/journal && exec {}"
 
 
 def ballast(path: str) -> int:
@@ -48,10 +48,11 @@ def test_full_journal_disk_refuses_new_orders_lets_cancels_through_and_resumes(f
     cause; with room again a risk user's resume brings orders back."""
     root = tmp_path / "s0"
     (root / "var" / "journal").mkdir(parents=True)
-    s = fresh_stack(behaviours={"MSFT": "ack"},
-                    extra="\n[journal]\npreallocate_kb = 64\nreserve_kb = 32\n",
-                    proxy_prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                  PREFIX_SH])
+    s = fresh_stack(
+        behaviours={"MSFT": "ack"},
+        extra="\n[journal]\npreallocate_kb = 64\nreserve_kb = 32\n",
+        proxy_prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", PREFIX_SH],
+    )
     assert s.root == root
     oms = s.connect("oms1")
     m = messages(oms)
@@ -64,8 +65,9 @@ def test_full_journal_disk_refuses_new_orders_lets_cancels_through_and_resumes(f
     refused = None
     for i in range(400):
         oms.send_line(order(f"N{i}", symbol="MSFT", price="410"))
-        answer = oms.wait_for(lambda r, cl=f"N{i}": r.get("dir") == "in" and cl in (
-            r["fields"].get("11"), r["fields"].get("379")))["fields"]
+        answer = oms.wait_for(
+            lambda r, cl=f"N{i}": r.get("dir") == "in" and cl in (r["fields"].get("11"), r["fields"].get("379"))
+        )["fields"]
         if answer.get("35") == "j":
             refused = answer
             break

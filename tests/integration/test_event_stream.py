@@ -26,8 +26,10 @@ class Sse:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(20)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                          "Accept: text/event-stream\r\n\r\n".encode())
+        self.sock.sendall(
+            f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
         self.raw = b""
         self.text = b""  # the body, de-chunked
         self.ended = False
@@ -41,8 +43,9 @@ class Sse:
         head, self.raw = self.raw.split(b"\r\n\r\n", 1)
         self.status = int(head.split()[1])
         if self.status != 200:
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             while len(self.raw) < length:
                 self._recv()
             self.error = json.loads(self.raw[:length])
@@ -68,7 +71,7 @@ class Sse:
             if len(rest) < size + 2:
                 return
             self.text += rest[:size]
-            self.raw = rest[size + 2:]
+            self.raw = rest[size + 2 :]
 
     def events(self) -> list[tuple[str, dict]]:
         """Every complete event read so far: (event name, data)."""
@@ -148,8 +151,9 @@ def test_300_streams_get_every_decision_while_orders_are_answered_and_one_more_i
 
         for s in streams:
             events = s.read_until(decided(ids))
-            verdicts = {d["cl_ord_id"]: d["accepted"] for kind, d in events if kind == "decision" and
-                        d["cl_ord_id"] in ids}
+            verdicts = {
+                d["cl_ord_id"]: d["accepted"] for kind, d in events if kind == "decision" and d["cl_ord_id"] in ids
+            }
             assert sum(verdicts.values()) == 4
 
         streams.pop().close()

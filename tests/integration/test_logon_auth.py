@@ -34,8 +34,7 @@ def test_reports_sent_while_oms_was_away_reach_it_on_logon(fresh_stack):
     mark = s.proxy.mark()
     oms.stop()
     s.venue.wait_for(messages(s.venue)(**{"35": "F", "41": "oms1.AWAY-1"}))
-    s.proxy.wait_for(lambda r: r.get("event") == "admin_action" and r.get("kind") == "cancel_on_disconnect",
-                     start=mark)
+    s.proxy.wait_for(lambda r: r.get("event") == "admin_action" and r.get("kind") == "cancel_on_disconnect", start=mark)
     back = s.connect("oms1")
     cancelled = back.wait_for(messages(back)(**{"35": "8", "11": "AWAY-1", "39": "4"}))["fields"]
     assert cancelled.get("43") == "Y"

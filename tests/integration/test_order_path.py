@@ -9,8 +9,15 @@ from .harness import messages
 SESSIONS = ["oms1", "oms2"]  # FIX 4.4 and FIX 4.2
 
 
-def order(cl: str, symbol: str = "AAPL", qty: str = "100", price: str | None = "190", side: str = "1",
-          account: str = "", extra: str = "") -> str:
+def order(
+    cl: str,
+    symbol: str = "AAPL",
+    qty: str = "100",
+    price: str | None = "190",
+    side: str = "1",
+    account: str = "",
+    extra: str = "",
+) -> str:
     line = f"35=D|11={cl}|55={symbol}|54={side}|38={qty}"
     line += f"|40=2|44={price}" if price is not None else "|40=1"
     if account:
@@ -176,8 +183,10 @@ def test_two_sessions_same_clordid_each_get_their_own_reports(stack, cl_ord_id):
     f2 = two.wait_for(messages(two)(**{"35": "8", "11": cl_ord_id, "39": "2"}), start=s2)["fields"]
     assert (f1["14"], f2["14"]) == ("100", "300")
     for oms, qty in ((one, "300"), (two, "100")):
-        assert not any(r.get("dir") == "in" and r["fields"].get("11") == cl_ord_id and r["fields"].get("38") == qty
-                       for r in list(oms.lines))
+        assert not any(
+            r.get("dir") == "in" and r["fields"].get("11") == cl_ord_id and r["fields"].get("38") == qty
+            for r in list(oms.lines)
+        )
 
 
 def test_unsupported_message_type_gets_business_reject(stack):

@@ -91,8 +91,7 @@ def replayed(day, tmp_path, *args: str) -> dict:
 
 
 def outcomes(doc: dict) -> dict[str, tuple[str, str, str, str]]:
-    return {r["cl_ord_id"]: (r["original"], r["original_code"], r["replayed"], r["replayed_code"])
-            for r in doc["rows"]}
+    return {r["cl_ord_id"]: (r["original"], r["original_code"], r["replayed"], r["replayed_code"]) for r in doc["rows"]}
 
 
 def test_desk_actions_are_recorded_as_commands_before_their_results(day):
@@ -103,10 +102,22 @@ def test_desk_actions_are_recorded_as_commands_before_their_results(day):
     kinds = ["kill", "limit", "reference", "kill", "kill", "limit"]
     assert [(r.kind, r.code) for r in desk] == [(kind, code) for code in kinds for kind in ("command", "admin")]
     commands = [json.loads(r.data) for r in desk if r.kind == "command"]
-    assert commands[0] == {"type": "AdminKill", "scope": "account:HX", "action": "halt_and_cancel",
-                           "reason": HALT_REASON, "operator": "desk-risk", "request_id": ""}
-    assert commands[1] == {"type": "AdminSetLimit", "layer": "firm", "field": "max_order_qty", "value": 500,
-                           "reason": "volatile open", "operator": "desk-risk"}
+    assert commands[0] == {
+        "type": "AdminKill",
+        "scope": "account:HX",
+        "action": "halt_and_cancel",
+        "reason": HALT_REASON,
+        "operator": "desk-risk",
+        "request_id": "",
+    }
+    assert commands[1] == {
+        "type": "AdminSetLimit",
+        "layer": "firm",
+        "field": "max_order_qty",
+        "value": 500,
+        "reason": "volatile open",
+        "operator": "desk-risk",
+    }
     assert commands[2]["type"] == "AdminSetReference" and commands[2]["price"] == "200"
     assert commands[5]["value"] is None
     assert desk[0].account == "HX" and desk[4].symbol == "AAPL"
@@ -128,7 +139,8 @@ def test_audit_store_replay_reproduces_desk_caused_rejects_with_zero_differences
         ("reference", "symbol:AAPL", "reference price 200", "190", "200", True),
         ("kill", "account:HX", "reducing", "HALTED", "REDUCING", True),
         ("kill", "account:HX", "resume", "REDUCING", "ACTIVE", True),
-        ("limit", "firm", "max_order_qty = (cleared)", "500", "", True)]
+        ("limit", "firm", "max_order_qty = (cleared)", "500", "", True),
+    ]
     out = capsys.readouterr().out
     assert "differences: 0" in out and "risk-desk actions applied again: 6" in out
 

@@ -24,9 +24,22 @@ def stack(tmp_path_factory, engine):
     s = Stack(tmp_path_factory.mktemp("desk"), behaviours={"MSFT": "ack"}, extra=DESK)
     try:
         s.connect("oms1")
-        desk = s._proc("desk", ["sim", "desk", "--config", str(s.config), "--username", "desk",
-                                "--password-env", "FIXPROXY_TEST_DESK_PASSWORD",
-                                "--state-dir", str(s.root / "desk-sim")], stdin=True)
+        desk = s._proc(
+            "desk",
+            [
+                "sim",
+                "desk",
+                "--config",
+                str(s.config),
+                "--username",
+                "desk",
+                "--password-env",
+                "FIXPROXY_TEST_DESK_PASSWORD",
+                "--state-dir",
+                str(s.root / "desk-sim"),
+            ],
+            stdin=True,
+        )
         desk.wait_for(lambda r: r.get("event") == "logon")
         s.desk = desk
         yield s
@@ -62,8 +75,10 @@ def test_halt_and_cancel_over_fix_cancels_account_orders_and_blocks_it(stack):
         stack.venue.wait_for(messages(stack.venue)(**{"35": "F", "41": f"oms1.{cl}"}))
         done = oms.wait_for(m(**{"35": "8", "11": cl, "39": "4"}), start=start)["fields"]
         assert done["150"] == "4" and "41" not in done
-    assert not any(r.get("dir") == "in" and r["fields"].get("35") == "F" and r["fields"].get("41") == "oms1.K2-A"
-                   for r in list(stack.venue.lines))
+    assert not any(
+        r.get("dir") == "in" and r["fields"].get("35") == "F" and r["fields"].get("41") == "oms1.K2-A"
+        for r in list(stack.venue.lines)
+    )
     oms.send_line(order("K1-C", account="K1"))
     text = oms.wait_for(m(**{"35": "j", "379": "K1-C"}), start=start)["fields"]["58"]
     assert text == "HALTED: trading is halted for account:K1 by desk: fat finger"  # the logged-on user
@@ -83,12 +98,18 @@ def test_request_with_bad_scope_is_rejected_in_the_report(stack):
     assert "scope must be" in report["58"]
 
 
-@pytest.mark.parametrize("line, why", [
-    ("35=U1|2328=R-OP|2329=2|20101=firm|58=let me in|20102=alice",
-     "Operator (20102) 'alice' is not the user this session logged on as ('desk')"),
-    ("35=U1|2328=R-SES|2329=1|20101=session:nope|58=typo", "no OMS session named 'nope'"),
-    ("35=U1|2328=R-LONG|2329=1|20101=account:" + "K" * 65 + "|58=long", "at most 64 characters"),
-], ids=["claimed-operator", "unknown-session", "scope-over-64"])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        (
+            "35=U1|2328=R-OP|2329=2|20101=firm|58=let me in|20102=alice",
+            "Operator (20102) 'alice' is not the user this session logged on as ('desk')",
+        ),
+        ("35=U1|2328=R-SES|2329=1|20101=session:nope|58=typo", "no OMS session named 'nope'"),
+        ("35=U1|2328=R-LONG|2329=1|20101=account:" + "K" * 65 + "|58=long", "at most 64 characters"),
+    ],
+    ids=["claimed-operator", "unknown-session", "scope-over-64"],
+)
 def test_request_claiming_another_operator_or_naming_no_such_scope_is_refused(stack, line, why):
     """The desk cannot act as someone else, nor halt a session that is not configured or a scope
     name over 64 characters: 2332=2 with the reason, and the trading states do not change."""
@@ -109,8 +130,9 @@ def test_order_on_the_desk_session_is_refused(stack):
     stack.desk.send_line("35=D|11=DESK-ORDER|55=AAPL|54=1|38=1|40=2|44=190")
     bmr = stack.desk.wait_for(messages(stack.desk)(**{"35": "j"}), start=start)["fields"]
     assert (bmr["380"], bmr["372"]) == ("6", "D")
-    assert not any(r.get("dir") == "in" and r["fields"].get("11", "").endswith("DESK-ORDER")
-                   for r in list(stack.venue.lines))
+    assert not any(
+        r.get("dir") == "in" and r["fields"].get("11", "").endswith("DESK-ORDER") for r in list(stack.venue.lines)
+    )
 
 
 def test_desk_logon_with_wrong_password_is_refused(stack):

@@ -105,8 +105,14 @@ def _raw_venue(port: int) -> RawFix:
         for _ in range(3):
             conn, _ = server.accept()
             venue = RawFix.__new__(RawFix)
-            venue.sock, venue.sender, venue.target, venue.begin, venue.seq, venue.buffer = conn, "VENUE", \
-                "FIXPROXY", "FIX.4.4", 1, b""
+            venue.sock, venue.sender, venue.target, venue.begin, venue.seq, venue.buffer = (
+                conn,
+                "VENUE",
+                "FIXPROXY",
+                "FIX.4.4",
+                1,
+                b"",
+            )
             logon = venue.read(timeout=5)
             if logon is not None and logon.get(35) == "A":
                 venue.send("A", "98=0|108=30")

@@ -24,7 +24,13 @@ def test_interrupt_to_the_process_group_loses_no_audit_record(fresh_stack):
     assert verify(db).ok
     ours = [r for r, _ in iter_records(db) if r.kind == "message" and r.cl_ord_id in ("SIG-1", "oms1.SIG-1")]
     # D in and out, and the ack and the fill, each in from the venue and out to the OMS
-    assert sorted((r.direction, r.msg_type) for r in ours) == [("in", "8"), ("in", "8"), ("in", "D"),
-                                                               ("out", "8"), ("out", "8"), ("out", "D")]
+    assert sorted((r.direction, r.msg_type) for r in ours) == [
+        ("in", "8"),
+        ("in", "8"),
+        ("in", "D"),
+        ("out", "8"),
+        ("out", "8"),
+        ("out", "D"),
+    ]
     failures = [r for r in s.proxy.lines if r.get("level") == "error"]
     assert not failures  # e.g. writer_send_failed: a writer gone before the proxy handed it everything

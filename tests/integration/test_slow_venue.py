@@ -55,9 +55,12 @@ class Oms:
                 return
             buf += chunk
             while (end := buf.find(b"\x0110=")) >= 0 and (stop := buf.find(b"\x01", end + 4)) >= 0:
-                raw, buf = buf[:stop + 1], buf[stop + 1:]
-                msg = {int(t): v for t, _, v in (p.partition("=") for p in raw.decode("latin-1").split("\x01"))
-                       if t.isdigit()}
+                raw, buf = buf[: stop + 1], buf[stop + 1 :]
+                msg = {
+                    int(t): v
+                    for t, _, v in (p.partition("=") for p in raw.decode("latin-1").split("\x01"))
+                    if t.isdigit()
+                }
                 if msg.get(35) == "1":
                     self.fix.send("0", f"112={msg.get(112, '')}")
                 with self.new:
@@ -93,15 +96,20 @@ class Oms:
 
 
 def venue_up(stack: Stack) -> bool:
-    request = urllib.request.Request(stack.api_url + "/summary", headers={"Authorization": f"Bearer {TOKENS['viewer']}"})
+    request = urllib.request.Request(
+        stack.api_url + "/summary", headers={"Authorization": f"Bearer {TOKENS['viewer']}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         venues = json.loads(response.read())["sessions"]["venues"]
     return next(v["up"] for v in venues if v["name"] == "sim")
 
 
 def venue_received(stack: Stack) -> set[str]:
-    return {r["fields"]["11"].removeprefix("oms1.") for r in list(stack.venue.lines)
-            if r.get("dir") == "in" and r["fields"].get("35") == "D"}
+    return {
+        r["fields"]["11"].removeprefix("oms1.")
+        for r in list(stack.venue.lines)
+        if r.get("dir") == "in" and r["fields"].get("35") == "D"
+    }
 
 
 def test_venue_that_stops_reading_is_marked_down_and_nothing_is_sent_late(stack):
@@ -128,8 +136,9 @@ def test_venue_that_stops_reading_is_marked_down_and_nothing_is_sent_late(stack)
             # Refusals come while the venue is still stopped, and the API shows it down.
             oms.wait(lambda: any("refused:VENUE_UNAVAILABLE" in oms.outcome().get(cl, ()) for cl in sent))
             assert venue_up(stack) is False
-            stack.proxy.wait_for(lambda r: r.get("event") == "venue_backpressure"
-                                 and r.get("detail", "").startswith("sim:"), start=start)
+            stack.proxy.wait_for(
+                lambda r: r.get("event") == "venue_backpressure" and r.get("detail", "").startswith("sim:"), start=start
+            )
             # Orders still unsent when they became too old were refused and the connection reset
             # (venue_reset), unless the venue's own buffer had taken every one before it was marked down.
         finally:

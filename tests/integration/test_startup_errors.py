@@ -18,8 +18,9 @@ def run_proxy(tmp_path, extra: str = "") -> subprocess.CompletedProcess:
     config = tmp_path / "fixproxy.toml"
     config.write_text(config_text(free_port(), free_port(), extra=extra, http_port=free_port()))
     # The bound the issue sets: a failed start-up is over within 5 seconds.
-    return subprocess.run([sys.executable, "-m", "fixproxy", "run", "--config", str(config)],
-                          capture_output=True, text=True, timeout=5)
+    return subprocess.run(
+        [sys.executable, "-m", "fixproxy", "run", "--config", str(config)], capture_output=True, text=True, timeout=5
+    )
 
 
 def cannot_start_line(done: subprocess.CompletedProcess) -> str:

@@ -138,8 +138,18 @@ def exec_report(
 ) -> ExecReport:
     """A venue ExecutionReport, addressed by the proxy's venue-side ClOrdIDs."""
     return ExecReport(
-        exec_type, ord_status, cl_ord_id, order_id, exec_id, orig_cl_ord_id=orig,
-        leaves_qty=D(leaves), cum_qty=D(cum), last_qty=D(last_qty), last_px=D(last_px), avg_px=D(avg_px), **kw,
+        exec_type,
+        ord_status,
+        cl_ord_id,
+        order_id,
+        exec_id,
+        orig_cl_ord_id=orig,
+        leaves_qty=D(leaves),
+        cum_qty=D(cum),
+        last_qty=D(last_qty),
+        last_px=D(last_px),
+        avg_px=D(avg_px),
+        **kw,
     )
 
 
@@ -228,8 +238,9 @@ class Harness:
     def cancel(self, orig: str, cl_ord_id: str, session: str = "oms1") -> list[ev.Action]:
         return self.handle(ev.CancelOrder(session, self._next_seq(), self.now, cl_ord_id, orig))
 
-    def report(self, cl_ord_id: str, exec_type: ExecType, ord_status: OrdStatus, venue: str = "sim",
-               **kw) -> list[ev.Action]:
+    def report(
+        self, cl_ord_id: str, exec_type: ExecType, ord_status: OrdStatus, venue: str = "sim", **kw
+    ) -> list[ev.Action]:
         """Send a venue ExecutionReport (``cl_ord_id`` is the venue-side ClOrdID)."""
         return self.handle(ev.VenueReport(venue, self.now, exec_report(cl_ord_id, exec_type, ord_status, **kw)))
 

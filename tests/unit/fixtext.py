@@ -12,8 +12,15 @@ ORDER = f"11=A1|55=MSFT|54=1|38=100|40=2|44=410|60={build.stamp(T)}"
 
 def message(seq: int = 1, cl: str = "A1", msg_type: str = "D") -> bytes:
     """A whole order from OMS1, as the builder writes it."""
-    return build.build("FIX.4.4", msg_type, seq, "OMS1", "FIXPROXY", build.stamp(T),
-                       [(11, cl), (55, "AAPL"), (54, "1"), (38, "100"), (40, "2"), (44, "190")])
+    return build.build(
+        "FIX.4.4",
+        msg_type,
+        seq,
+        "OMS1",
+        "FIXPROXY",
+        build.stamp(T),
+        [(11, cl), (55, "AAPL"), (54, "1"), (38, "100"), (40, "2"), (44, "190")],
+    )
 
 
 def framed(body: str) -> bytes:

@@ -38,8 +38,10 @@ class Day:
         self.root = Path(root)
         self.now = self.start_ns = time.time_ns() if now_ns is None else now_ns
         self.journal = Journal(self.root / "journal", segment, fmt.Start(segment, self.now, pid, "config test.toml"))
-        self.stores = {"oms1": FileStore(self.root / "store" / "oms", prefix(OMS), self.now),
-                       "sim": FileStore(self.root / "store" / "venue", prefix(VENUE), self.now)}
+        self.stores = {
+            "oms1": FileStore(self.root / "store" / "oms", prefix(OMS), self.now),
+            "sim": FileStore(self.root / "store" / "venue", prefix(VENUE), self.now),
+        }
         self.sessions = {"oms1": OMS, "sim": VENUE}
         self.oms_seq = 1
         self.orders = 0
@@ -68,26 +70,45 @@ class Day:
     def order(self, accept: bool = True, qty: int = 100) -> str:
         self.orders += 1
         cl = f"C{self.orders}"
-        self.receive("oms1", "D", [(11, cl), (1, "ACC1"), (55, "AAPL"), (54, "1"), (38, str(qty)), (40, "2"),
-                                   (44, "100")])
+        self.receive(
+            "oms1", "D", [(11, cl), (1, "ACC1"), (55, "AAPL"), (54, "1"), (38, str(qty)), (40, "2"), (44, "100")]
+        )
         if accept:
-            self.journal.action(ev.Decision("oms1", "D", cl, True, self.now, account="ACC1", symbol="AAPL",
-                                            venue="sim"))
+            self.journal.action(
+                ev.Decision("oms1", "D", cl, True, self.now, account="ACC1", symbol="AAPL", venue="sim")
+            )
             self.send("sim", "D", [(11, f"oms1.{cl}"), (1, "ACC1"), (55, "AAPL"), (54, "1"), (38, str(qty))])
             self.receive("sim", "8", [(11, f"oms1.{cl}"), (17, f"X{cl}"), (150, "0"), (39, "0"), (55, "AAPL")])
             self.send("oms1", "8", [(11, cl), (17, f"X{cl}"), (150, "0"), (39, "0"), (55, "AAPL")])
         else:
-            self.journal.action(ev.Decision("oms1", "D", cl, False, self.now, "MAX_ORDER_QTY",
-                                            f"MAX_ORDER_QTY: order quantity {qty} exceeds the limit 1000 (firm)",
-                                            str(qty), "1000", "firm", "ACC1", "AAPL"))
-            self.send("oms1", "j", [(45, str(self.oms_seq)), (372, "D"), (379, cl), (380, "0"),
-                                    (58, "MAX_ORDER_QTY: too big")])
+            self.journal.action(
+                ev.Decision(
+                    "oms1",
+                    "D",
+                    cl,
+                    False,
+                    self.now,
+                    "MAX_ORDER_QTY",
+                    f"MAX_ORDER_QTY: order quantity {qty} exceeds the limit 1000 (firm)",
+                    str(qty),
+                    "1000",
+                    "firm",
+                    "ACC1",
+                    "AAPL",
+                )
+            )
+            self.send(
+                "oms1",
+                "j",
+                [(45, str(self.oms_seq)), (372, "D"), (379, cl), (380, "0"), (58, "MAX_ORDER_QTY: too big")],
+            )
         return cl
 
     def halt(self) -> None:
         self.journal.event(ev.AdminKill("account:ACC1", "halt", "runaway algo", "desk-risk", self.tick()))
-        self.journal.action(ev.AdminResult("kill", True, "account:ACC1", "desk-risk", "runaway algo", self.now,
-                                           "ACTIVE", "HALTED"))
+        self.journal.action(
+            ev.AdminResult("kill", True, "account:ACC1", "desk-risk", "runaway algo", self.now, "ACTIVE", "HALTED")
+        )
 
     def trade(self, orders: int = 20) -> None:
         """A few orders, every fifth rejected, a halt in the middle, sessions going up."""
@@ -126,8 +147,11 @@ def journal_drafts(root: Path) -> list[tuple]:
 def stored(path: Path, *, checkpoints: bool = False) -> list[tuple]:
     """The store's records as drafts (every column but seq and prev_hash), checkpoints left out."""
     fields = Record.__struct_fields__[1:-1]
-    return [tuple(getattr(r, f) for f in fields) for r, _ in iter_records(open_for_reading(path))
-            if checkpoints or r.kind != "checkpoint"]
+    return [
+        tuple(getattr(r, f) for f in fields)
+        for r, _ in iter_records(open_for_reading(path))
+        if checkpoints or r.kind != "checkpoint"
+    ]
 
 
 def tamper(path: Path, *sql: str, params: tuple = ()) -> None:

@@ -42,8 +42,11 @@ from .conftest import Harness, order
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "spec" / "admin-api.openapi.json"
 
-TOKENS = [ApiToken("vera", "viewer", "viewer-secret-0123456789"), ApiToken("rita", "risk", "risk-secret-0123456789"),
-          ApiToken("adam", "admin", "admin-secret-0123456789")]
+TOKENS = [
+    ApiToken("vera", "viewer", "viewer-secret-0123456789"),
+    ApiToken("rita", "risk", "risk-secret-0123456789"),
+    ApiToken("adam", "admin", "admin-secret-0123456789"),
+]
 
 
 def bearer(role: str) -> dict:
@@ -53,40 +56,55 @@ def bearer(role: str) -> dict:
 # ---------------------------------------------------------------- tokens and roles
 
 
-@pytest.mark.parametrize("role, required, expected", [
-    ("viewer", "viewer", True), ("viewer", "risk", False), ("viewer", "admin", False),
-    ("risk", "viewer", True), ("risk", "risk", True), ("risk", "admin", False),
-    ("admin", "viewer", True), ("admin", "risk", True), ("admin", "admin", True),
-    ("nobody", "viewer", False),
-])
+@pytest.mark.parametrize(
+    "role, required, expected",
+    [
+        ("viewer", "viewer", True),
+        ("viewer", "risk", False),
+        ("viewer", "admin", False),
+        ("risk", "viewer", True),
+        ("risk", "risk", True),
+        ("risk", "admin", False),
+        ("admin", "viewer", True),
+        ("admin", "risk", True),
+        ("admin", "admin", True),
+        ("nobody", "viewer", False),
+    ],
+)
 def test_role_allows_only_its_own_level_and_below(role, required, expected):
     """viewer < risk < admin: a role may do what it and the roles below it may."""
     assert allows(role, required) is expected
 
 
-@pytest.mark.parametrize("header, expected", [
-    ("Bearer risk-secret-0123456789", Identity("rita", "risk")),
-    ("bearer   admin-secret-0123456789  ", Identity("adam", "admin")),
-    ("Bearer risk-secret-012345678", None),  # a prefix of a token
-    ("Bearer risk-secret-0123456789x", None),
-    ("Basic risk-secret-0123456789", None),
-    ("risk-secret-0123456789", None),
-    ("Bearer ", None),
-    ("Bearer ünïcode-token", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("Bearer risk-secret-0123456789", Identity("rita", "risk")),
+        ("bearer   admin-secret-0123456789  ", Identity("adam", "admin")),
+        ("Bearer risk-secret-012345678", None),  # a prefix of a token
+        ("Bearer risk-secret-0123456789x", None),
+        ("Basic risk-secret-0123456789", None),
+        ("risk-secret-0123456789", None),
+        ("Bearer ", None),
+        ("Bearer ünïcode-token", None),
+        (None, None),
+    ],
+)
 def test_bearer_header_identifies_only_an_exact_configured_token(header, expected):
     """Only ``Bearer <exact token>`` identifies a caller; anything else is unknown."""
     assert Auth(TOKENS).identify(header) == expected
 
 
-@pytest.mark.parametrize("header, required, status, reason", [
-    (None, "viewer", 401, "missing token"),
-    ("", "viewer", 401, "missing token"),
-    ("Bearer wrong-token-0123456789", "viewer", 401, "unknown token"),
-    ("Bearer viewer-secret-0123456789", "risk", 403, "role too low"),
-    ("Bearer risk-secret-0123456789", "admin", 403, "role too low"),
-])
+@pytest.mark.parametrize(
+    "header, required, status, reason",
+    [
+        (None, "viewer", 401, "missing token"),
+        ("", "viewer", 401, "missing token"),
+        ("Bearer wrong-token-0123456789", "viewer", 401, "unknown token"),
+        ("Bearer viewer-secret-0123456789", "risk", 403, "role too low"),
+        ("Bearer risk-secret-0123456789", "admin", 403, "role too low"),
+    ],
+)
 def test_auth_check_refuses_with_401_or_403(header, required, status, reason):
     """No or an unknown token is 401; a known token whose role is too low is 403."""
     verdict = Auth(TOKENS).check(header, required)
@@ -115,18 +133,21 @@ def test_kill_request_decodes_a_valid_body():
     assert (body.scope, body.action, body.reason) == ("account:ACC1", "halt_and_cancel", "runaway")
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"", "request body is empty"),
-    (b"{", "not valid JSON"),
-    (b"[]", "Expected `object`, got `array`"),
-    (b'{"scope": "firm", "action": "halt"}', "Object missing required field `reason`"),
-    (b'{"scope": "firm", "action": "halt", "reason": " "}', "reason must not be empty"),
-    (b'{"scope": "firm", "action": "pause", "reason": "x"}', "action: Invalid enum value 'pause'"),
-    (b'{"scope": "desk", "action": "halt", "reason": "x"}', "scope must be 'firm' or"),
-    (b'{"scope": "account:", "action": "halt", "reason": "x"}', "scope must be 'firm' or"),
-    (b'{"scope": "firm", "action": "halt", "reason": "x", "who": "me"}', "unknown field `who`"),
-    (b'{"scope": 5, "action": "halt", "reason": "x"}', "scope: Expected `str`, got `int`"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "request body is empty"),
+        (b"{", "not valid JSON"),
+        (b"[]", "Expected `object`, got `array`"),
+        (b'{"scope": "firm", "action": "halt"}', "Object missing required field `reason`"),
+        (b'{"scope": "firm", "action": "halt", "reason": " "}', "reason must not be empty"),
+        (b'{"scope": "firm", "action": "pause", "reason": "x"}', "action: Invalid enum value 'pause'"),
+        (b'{"scope": "desk", "action": "halt", "reason": "x"}', "scope must be 'firm' or"),
+        (b'{"scope": "account:", "action": "halt", "reason": "x"}', "scope must be 'firm' or"),
+        (b'{"scope": "firm", "action": "halt", "reason": "x", "who": "me"}', "unknown field `who`"),
+        (b'{"scope": 5, "action": "halt", "reason": "x"}', "scope: Expected `str`, got `int`"),
+    ],
+)
 def test_bad_kill_request_is_refused_with_reason(raw, message):
     """Each malformed kill-switch body raises BadRequest (HTTP 400) saying what is wrong."""
     with pytest.raises(BadRequest) as info:
@@ -134,23 +155,33 @@ def test_bad_kill_request_is_refused_with_reason(raw, message):
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("value, expected", [
-    (500, 500), ("500", "500"), (0.1, Decimal("0.1")), (None, None), (["TSLA", "GME"], ["TSLA", "GME"]),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (500, 500),
+        ("500", "500"),
+        (0.1, Decimal("0.1")),
+        (None, None),
+        (["TSLA", "GME"], ["TSLA", "GME"]),
+    ],
+)
 def test_limit_request_keeps_value_exact(value, expected):
     """Numbers stay exact (a JSON 0.1 becomes Decimal('0.1')), null clears, lists pass for restricted_symbols."""
     raw = json.dumps({"layer": "firm", "field": "max_order_qty", "value": value, "reason": "r"}).encode()
     assert parse_body(raw, LimitRequest).value == expected
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"layer": "firm", "field": "max_qty", "value": 1, "reason": "r"}, "'max_qty' is not a limit"),
-    ({"layer": "desk", "field": "max_order_qty", "value": 1, "reason": "r"}, "layer must be 'firm' or"),
-    ({"layer": "firm", "field": "max_order_qty", "value": True, "reason": "r"}, "value must be a number"),
-    ({"layer": "firm", "field": "max_order_qty", "value": {"a": 1}, "reason": "r"}, "value must be a number"),
-    ({"layer": "firm", "field": "max_order_qty", "reason": "r"}, "missing required field `value`"),
-    ({"layer": "firm", "field": "max_order_qty", "value": 1, "reason": ""}, "reason must not be empty"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"layer": "firm", "field": "max_qty", "value": 1, "reason": "r"}, "'max_qty' is not a limit"),
+        ({"layer": "desk", "field": "max_order_qty", "value": 1, "reason": "r"}, "layer must be 'firm' or"),
+        ({"layer": "firm", "field": "max_order_qty", "value": True, "reason": "r"}, "value must be a number"),
+        ({"layer": "firm", "field": "max_order_qty", "value": {"a": 1}, "reason": "r"}, "value must be a number"),
+        ({"layer": "firm", "field": "max_order_qty", "reason": "r"}, "missing required field `value`"),
+        ({"layer": "firm", "field": "max_order_qty", "value": 1, "reason": ""}, "reason must not be empty"),
+    ],
+)
 def test_bad_limit_request_is_refused_with_reason(body, message):
     """An unknown limit, a bad layer, a value of the wrong kind, a missing value or reason: 400."""
     with pytest.raises(BadRequest) as info:
@@ -182,14 +213,14 @@ def test_bad_limit_query_parameter_is_refused(text):
 
 # ---------------------------------------------------------------- [admin] config
 
-ADMIN_HEAD = "\n[admin]\nhttp_host = \"127.0.0.1\"\nhttp_port = 9999\n"
+ADMIN_HEAD = '\n[admin]\nhttp_host = "127.0.0.1"\nhttp_port = 9999\n'
 
 
 @pytest.fixture
 def cfg(tmp_path):
     """Write cfg/fixproxy.toml with the test's [admin] section instead of the shipped one."""
     text = (ROOT / "cfg" / "fixproxy.toml").read_text()
-    head = text[:text.index("[admin]")]
+    head = text[: text.index("[admin]")]
     for f in (ROOT / "cfg").glob("*.csv"):
         (tmp_path / f.name).write_text(f.read_text())
 
@@ -229,20 +260,30 @@ def test_missing_token_env_variable_stops_start_up_naming_it(cfg, monkeypatch):
     path = cfg(ADMIN_HEAD + token("desk", "risk", 'token_env = "FIXPROXY_TEST_UNSET"'))
     with pytest.raises(ConfigError) as info:
         load(path)
-    assert str(info.value).endswith("admin.tokens[0]: environment variable FIXPROXY_TEST_UNSET (token 'desk') "
-                                    "is not set")
+    assert str(info.value).endswith(
+        "admin.tokens[0]: environment variable FIXPROXY_TEST_UNSET (token 'desk') is not set"
+    )
 
 
 BAD_ADMIN = [
-    ("both", token("a", "risk", 'token = "0123456789abcdef"\ntoken_env = "X"'),
-     "admin.tokens[0]: token 'a': give exactly one of token or token_env"),
+    (
+        "both",
+        token("a", "risk", 'token = "0123456789abcdef"\ntoken_env = "X"'),
+        "admin.tokens[0]: token 'a': give exactly one of token or token_env",
+    ),
     ("neither", token("a", "risk", ""), "admin.tokens[0]: token 'a': give exactly one of token or token_env"),
     ("short", token("a", "risk", 'token = "short"'), "at least 16 ASCII characters"),
     ("role", token("a", "boss", 'token = "0123456789abcdef"'), "admin.tokens[0].role: Invalid enum value 'boss'"),
-    ("name_twice", token("a", "risk", 'token = "0123456789abcdef"') + token("a", "viewer", 'token = "0123456789abcdeX"'),
-     "tokens[1].name: 'a' is used twice"),
-    ("same_secret", token("a", "risk", 'token = "0123456789abcdef"') + token("b", "viewer", 'token = "0123456789abcdef"'),
-     "admin.tokens[1]: token 'b' has the same secret as another token"),
+    (
+        "name_twice",
+        token("a", "risk", 'token = "0123456789abcdef"') + token("a", "viewer", 'token = "0123456789abcdeX"'),
+        "tokens[1].name: 'a' is used twice",
+    ),
+    (
+        "same_secret",
+        token("a", "risk", 'token = "0123456789abcdef"') + token("b", "viewer", 'token = "0123456789abcdef"'),
+        "admin.tokens[1]: token 'b' has the same secret as another token",
+    ),
     ("unknown_key", token("a", "risk", 'token = "0123456789abcdef"\nscope = "x"'), "unknown field `scope`"),
 ]
 
@@ -269,8 +310,9 @@ def test_spec_file_equals_the_served_document():
     """spec/admin-api.openapi.json is the document the API serves (UPDATE_SPEC=1 rewrites the file)."""
     if os.environ.get("UPDATE_SPEC"):
         SPEC.write_text(openapi_text())
-    assert json.loads(SPEC.read_text()) == openapi_document(), \
+    assert json.loads(SPEC.read_text()) == openapi_document(), (
         "spec/admin-api.openapi.json is stale: run UPDATE_SPEC=1 pytest tests/unit/test_admin_http.py"
+    )
 
 
 def test_every_route_is_in_the_document_with_its_role():
@@ -325,8 +367,9 @@ async def test_in_process_openapi_and_healthz_need_no_token(client):
 
 async def test_in_process_kill_records_token_name_and_ok_maps_to_200(client):
     """A risk token's halt: 200 with the AdminResult, operator = the token's name, and the core is HALTED."""
-    response = await client.post(PREFIX + "/kill-switch", headers=bearer("risk"),
-                                 json={"scope": "account:A1", "action": "halt", "reason": "why"})
+    response = await client.post(
+        PREFIX + "/kill-switch", headers=bearer("risk"), json={"scope": "account:A1", "action": "halt", "reason": "why"}
+    )
     body = await response.json()
     assert response.status == 200
     assert (body["ok"], body["operator"], body["before"], body["after"]) == (True, "rita", "ACTIVE", "HALTED")
@@ -336,8 +379,11 @@ async def test_in_process_kill_records_token_name_and_ok_maps_to_200(client):
 
 async def test_in_process_refused_limit_change_maps_to_422_with_error(client):
     """The core refusing a limit value (not positive) answers 422 with ok false and the reason in error."""
-    response = await client.post(PREFIX + "/limits", headers=bearer("admin"),
-                                 json={"layer": "firm", "field": "max_order_qty", "value": "-1", "reason": "r"})
+    response = await client.post(
+        PREFIX + "/limits",
+        headers=bearer("admin"),
+        json={"layer": "firm", "field": "max_order_qty", "value": "-1", "reason": "r"},
+    )
     body = await response.json()
     assert response.status == 422 and body["ok"] is False and "must be a positive number" in body["error"]
 
@@ -389,8 +435,13 @@ async def test_in_process_exposure_history_follows_the_firm_and_filters_since(cl
     first = await (await client.get(PREFIX + "/exposure-history", headers=bearer("viewer"))).json()
     assert [(p["gross"], p["net"]) for p in first["points"]] == [("0", "0")]
     client.harness.new(order("H1", qty=10, price=100, account="A1"))  # a working order counts in gross
-    second = await (await client.get(PREFIX + "/exposure-history", headers=bearer("viewer"),
-                                      params={"since_ns": str(first["points"][-1]["t_ns"])})).json()
+    second = await (
+        await client.get(
+            PREFIX + "/exposure-history",
+            headers=bearer("viewer"),
+            params={"since_ns": str(first["points"][-1]["t_ns"])},
+        )
+    ).json()
     assert [p["gross"] for p in second["points"]] == ["1000"]
     assert second["now_ns"] >= second["points"][-1]["t_ns"]
     response = await client.get(PREFIX + "/exposure-history?since_ns=-1", headers=bearer("viewer"))
@@ -413,12 +464,30 @@ def test_exposure_history_keeps_a_point_only_when_gross_or_net_changes():
 def test_status_rendering_lists_states_sessions_and_exposure():
     """`fixproxy status` shows each non-ACTIVE scope, every session up or down, and exposure per scope."""
     summary = {
-        "trading_states": [{"scope": "account:ACC1", "state": "HALTED", "reason": "runaway", "operator": "rita",
-                            "since_ns": 1_700_000_000_000_000_000}],
-        "sessions": {"oms": [{"name": "oms1", "up": True, "cancel_on_disconnect": True}],
-                     "venues": [{"name": "sim", "up": False}]},
-        "exposure": [{"scope": "firm", "gross": "19000", "net": "19000", "net_long": "19000", "net_short": "0",
-                      "open_orders": 2, "limits": {"max_open_orders": {"utilization_pct": "40.0"}}}],
+        "trading_states": [
+            {
+                "scope": "account:ACC1",
+                "state": "HALTED",
+                "reason": "runaway",
+                "operator": "rita",
+                "since_ns": 1_700_000_000_000_000_000,
+            }
+        ],
+        "sessions": {
+            "oms": [{"name": "oms1", "up": True, "cancel_on_disconnect": True}],
+            "venues": [{"name": "sim", "up": False}],
+        },
+        "exposure": [
+            {
+                "scope": "firm",
+                "gross": "19000",
+                "net": "19000",
+                "net_long": "19000",
+                "net_short": "0",
+                "open_orders": 2,
+                "limits": {"max_open_orders": {"utilization_pct": "40.0"}},
+            }
+        ],
         "orders": {"open": 2, "decisions": {"accepted": 5, "rejected": 2, "rejects_by_code": {"HALTED": 2}}},
         "kill_cancels_pending": 0,
     }
@@ -434,11 +503,29 @@ def test_status_rendering_lists_states_sessions_and_exposure():
 
 def test_result_rendering_says_before_after_and_who():
     """One line per admin result: scope, before -> after, cancels, and who did it why."""
-    line = render_result({"kind": "kill", "scope": "account:A", "before": "ACTIVE", "after": "HALTED",
-                          "orders_cancelled": 3, "operator": "rita", "reason": "runaway"})
+    line = render_result(
+        {
+            "kind": "kill",
+            "scope": "account:A",
+            "before": "ACTIVE",
+            "after": "HALTED",
+            "orders_cancelled": 3,
+            "operator": "rita",
+            "reason": "runaway",
+        }
+    )
     assert line == ("account:A: ACTIVE -> HALTED; 3 working order(s) cancelled at the venues (by rita: runaway)")
-    line = render_result({"kind": "limit", "scope": "firm", "detail": "max_order_qty", "before": "10000", "after": "",
-                          "operator": "rita", "reason": "r"})
+    line = render_result(
+        {
+            "kind": "limit",
+            "scope": "firm",
+            "detail": "max_order_qty",
+            "before": "10000",
+            "after": "",
+            "operator": "rita",
+            "reason": "r",
+        }
+    )
     assert line.startswith("firm max_order_qty: 10000 -> (unset)")
 
 
@@ -449,8 +536,7 @@ async def test_in_process_stream_over_the_cap_is_refused_503_and_a_freed_place_i
     """With [admin] max_stream_clients = 1, a second stream gets 503 with a JSON error naming the setting;
     once the first leaves, a new one is let in and receives the next decision."""
     h = Harness(rules=[])
-    api = AdminApi(_control(h), TOKENS, sessions=["oms1"], heartbeat_s=0.05, max_stream_clients=1,
-                   stream_batch_s=0.01)
+    api = AdminApi(_control(h), TOKENS, sessions=["oms1"], heartbeat_s=0.05, max_stream_clients=1, stream_batch_s=0.01)
     async with TestClient(TestServer(api.app())) as c:
         first = await c.get(PREFIX + "/events", headers=bearer("viewer"))
         assert first.status == 200
@@ -479,8 +565,11 @@ async def test_in_process_orders_are_paged_by_key_and_bad_limits_refused(client)
         client.harness.new(order(f"P{i}", qty=10, price=100, account="A1"))
     first = await (await client.get(PREFIX + "/orders?limit=2", headers=bearer("viewer"))).json()
     assert [o["cl_ord_id"] for o in first] == ["P0", "P1"]
-    rest = await (await client.get(PREFIX + "/orders", headers=bearer("viewer"),
-                                   params={"limit": "10", "after": first[-1]["key"]})).json()
+    rest = await (
+        await client.get(
+            PREFIX + "/orders", headers=bearer("viewer"), params={"limit": "10", "after": first[-1]["key"]}
+        )
+    ).json()
     assert [o["cl_ord_id"] for o in rest] == ["P2", "P3", "P4"]
     summary = await (await client.get(PREFIX + "/summary", headers=bearer("viewer"))).json()
     assert summary["orders"]["open"] == 5 and summary["orders"]["decisions"]["accepted"] == 5

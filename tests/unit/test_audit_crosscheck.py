@@ -39,8 +39,21 @@ def day(tmp_path):
 def run(tmp_path, capsys, *extra: str) -> tuple[int, str]:
     """`fixproxy audit verify` on the day's store, journal, FIX stores and key."""
     (tmp_path / "key").write_bytes(KEY)
-    code = main(["audit", "verify", "--db", str(tmp_path / "audit.sqlite"), "--journal", str(tmp_path / "journal"),
-                 "--fix-stores", str(tmp_path / "store"), "--key-file", str(tmp_path / "key"), *extra])
+    code = main(
+        [
+            "audit",
+            "verify",
+            "--db",
+            str(tmp_path / "audit.sqlite"),
+            "--journal",
+            str(tmp_path / "journal"),
+            "--fix-stores",
+            str(tmp_path / "store"),
+            "--key-file",
+            str(tmp_path / "key"),
+            *extra,
+        ]
+    )
     return code, capsys.readouterr().out
 
 
@@ -74,8 +87,10 @@ def test_records_cut_off_the_end_are_caught(day, tmp_path, capsys, cut):
 def test_cut_records_and_a_rewound_position_are_still_caught_without_a_running_proxy(day, tmp_path, capsys):
     """Someone who also rewinds the follower's position makes the cut records look "not yet followed": with no
     proxy running, that is a failure too."""
-    conn_sql = ("DELETE FROM records WHERE seq > (SELECT max(seq) - 50 FROM records)",
-                "UPDATE journal_position SET segment = 1, journal_offset = 8, seq = 1")
+    conn_sql = (
+        "DELETE FROM records WHERE seq > (SELECT max(seq) - 50 FROM records)",
+        "UPDATE journal_position SET segment = 1, journal_offset = 8, seq = 1",
+    )
     tamper(tmp_path / "audit.sqlite", *conn_sql)
     check = check_journal(db(tmp_path), tmp_path / "journal", running=False)
     assert check.failed and "not yet followed" in check.summary and "no proxy is writing the journal" in check.summary
@@ -86,8 +101,11 @@ def test_a_reject_rewritten_as_an_accept_with_every_later_hash_recomputed_is_cau
     (whose MAC needs the key, which is not in the store) no longer verifies."""
     sql = "SELECT seq FROM records WHERE decision = 'reject' ORDER BY seq LIMIT 1"
     reject = db(tmp_path).execute(sql).fetchone()[0]
-    tamper(tmp_path / "audit.sqlite", "UPDATE records SET decision = 'accept', code = '', "
-                                      "data = '{\"text\":\"\"}' WHERE seq = ?", params=(reject,))
+    tamper(
+        tmp_path / "audit.sqlite",
+        "UPDATE records SET decision = 'accept', code = '', data = '{\"text\":\"\"}' WHERE seq = ?",
+        params=(reject,),
+    )
     rehash_from(tmp_path / "audit.sqlite", reject)
     assert verify(db(tmp_path)).ok  # a consistent, re-hashed chain
     code, out = run(tmp_path, capsys)
@@ -103,9 +121,11 @@ def test_a_made_up_store_replacing_the_real_one_is_caught(day, tmp_path, capsys)
     journal's records."""
     (tmp_path / "audit.sqlite").unlink()
     fake = open_for_writing(tmp_path / "audit.sqlite")
-    drafts = [segment_start_draft(1, day.start_ns, "config test.toml"),
-              (day.start_ns + 1, "notice", "", "", "", "", "", "", "", "session_up", '{"detail":"sim"}'),
-              (day.start_ns + 2, "notice", "", "", "", "", "", "", "", "session_down", '{"detail":"sim"}')]
+    drafts = [
+        segment_start_draft(1, day.start_ns, "config test.toml"),
+        (day.start_ns + 1, "notice", "", "", "", "", "", "", "", "session_up", '{"detail":"sim"}'),
+        (day.start_ns + 2, "notice", "", "", "", "", "", "", "", "session_down", '{"detail":"sim"}'),
+    ]
     rows, _, _ = chain(0, "0" * 64, drafts)
     fake.conn.executemany(INSERT, rows)
     fake.conn.commit()
@@ -145,8 +165,11 @@ def test_a_forged_checkpoint_mac_fails(day, tmp_path):
     last = db(tmp_path).execute("SELECT seq, data FROM records WHERE kind = 'checkpoint'").fetchone()
     data = json.loads(last[1])
     data["mac"] = "0" * 64
-    tamper(tmp_path / "audit.sqlite", "UPDATE records SET data = ? WHERE seq = ?",
-           params=(json.dumps(data, sort_keys=True, separators=(",", ":")), last[0]))
+    tamper(
+        tmp_path / "audit.sqlite",
+        "UPDATE records SET data = ? WHERE seq = ?",
+        params=(json.dumps(data, sort_keys=True, separators=(",", ":")), last[0]),
+    )
     check = check_checkpoints(db(tmp_path), KEY, 5)
     assert check.failed and "does not verify with this key" in check.details[0]
 
@@ -209,11 +232,13 @@ def test_records_not_yet_followed_are_a_note_while_the_proxy_runs_and_a_failure_
     d.trade(orders=5)  # journaled after the follower stopped
     d.close()
     running = check_journal(db(tmp_path), tmp_path / "journal", running=True)
-    assert running.status == "ok" and "not yet followed" in running.details[0] and "the proxy is running" in \
-        running.details[0]
+    assert (
+        running.status == "ok"
+        and "not yet followed" in running.details[0]
+        and "the proxy is running" in running.details[0]
+    )
     assert check_journal(db(tmp_path), tmp_path / "journal", running=False).failed
-    fix = check_fix_stores(db(tmp_path), tmp_path / "store", running=True, unfollowed=running.unfollowed_out,
-                           grace_s=0)
+    fix = check_fix_stores(db(tmp_path), tmp_path / "store", running=True, unfollowed=running.unfollowed_out, grace_s=0)
     assert fix.status == "ok" and "not recorded yet (the proxy is running)" in fix.summary
 
 
@@ -276,7 +301,8 @@ def test_a_store_begun_before_the_journal_is_continued_and_its_older_part_named(
     assert verify(db(tmp_path)).ok
     check = check_journal(db(tmp_path), tmp_path / "journal", running=False)
     assert check.status == "ok" and check.details == [
-        "records 1-2 precede journal segment 1, the oldest on disk: not checked against the journal"]
+        "records 1-2 precede journal segment 1, the oldest on disk: not checked against the journal"
+    ]
 
 
 def test_a_process_id_used_again_by_a_later_process_is_not_the_writer(tmp_path):

@@ -33,8 +33,11 @@ def test_each_journal_record_becomes_the_record_the_old_recorder_wrote(tmp_path)
     follow(tmp_path)
     got = stored(tmp_path / "audit.sqlite")
     kinds = [(r[1], r[3], r[4], r[9]) for r in got]
-    assert kinds[:3] == [("notice", "", "", "audit_started"), ("notice", "", "", "session_up"),
-                         ("message", "in", "D", "")]
+    assert kinds[:3] == [
+        ("notice", "", "", "audit_started"),
+        ("notice", "", "", "session_up"),
+        ("message", "in", "D", ""),
+    ]
     assert json.loads(got[0][10]) == {"detail": "config test.toml", "segment": 1}
     assert got[0][0] == day.start_ns  # the start record's time: the proxy's start
     assert ("command", "", "", "kill") in kinds and ("admin", "", "", "kill") in kinds
@@ -189,8 +192,9 @@ def test_lag_counts_the_bytes_between_the_follower_and_the_writer(tmp_path):
 
 
 def _settings(tmp_path, **kw) -> FollowerSettings:
-    return FollowerSettings(store=str(tmp_path / "audit.sqlite"), journal_dir=str(tmp_path / "journal"),
-                            flush_interval_ms=10, **kw)
+    return FollowerSettings(
+        store=str(tmp_path / "audit.sqlite"), journal_dir=str(tmp_path / "journal"), flush_interval_ms=10, **kw
+    )
 
 
 def _wait(predicate, timeout: float = 20.0) -> None:
@@ -206,10 +210,12 @@ def test_the_follower_process_killed_mid_stream_is_restarted_and_loses_nothing(t
     day = Day(tmp_path)
     problems: list[tuple[str, str]] = []
     lock = threading.Lock()
-    follower = AuditFollowerProcess(_settings(tmp_path, key=KEY, checkpoint_interval_s=0.05),
-                                    journal_position=lambda: day.journal.position,
-                                    on_problem=lambda kind, detail: problems.append((kind, detail)),
-                                    check_interval_s=0.05)
+    follower = AuditFollowerProcess(
+        _settings(tmp_path, key=KEY, checkpoint_interval_s=0.05),
+        journal_position=lambda: day.journal.position,
+        on_problem=lambda kind, detail: problems.append((kind, detail)),
+        check_interval_s=0.05,
+    )
     follower.start()
     done = threading.Event()
 
@@ -247,9 +253,14 @@ def test_a_follower_that_cannot_keep_up_is_behind_then_stuck(tmp_path):
     day = Day(tmp_path)
     day.trade(orders=2)
     problems: list[str] = []
-    follower = AuditFollowerProcess(_settings(tmp_path), journal_position=lambda: (1, day.journal.size + 10_000),
-                                    on_problem=lambda kind, detail: problems.append(kind), check_interval_s=0.05,
-                                    behind_s=0.2, stuck_s=0.6)
+    follower = AuditFollowerProcess(
+        _settings(tmp_path),
+        journal_position=lambda: (1, day.journal.size + 10_000),
+        on_problem=lambda kind, detail: problems.append(kind),
+        check_interval_s=0.05,
+        behind_s=0.2,
+        stuck_s=0.6,
+    )
     follower.start()
     try:
         _wait(lambda: follower.health()["state"] == "stuck", 10)
@@ -264,8 +275,9 @@ def test_a_follower_that_cannot_keep_up_is_behind_then_stuck(tmp_path):
 def test_start_fails_within_5_s_naming_the_store_it_cannot_open(tmp_path):
     """A store that cannot be opened stops start() with WriterStartError naming it, within 5 s."""
     (tmp_path / "file").write_text("not a folder")
-    follower = AuditFollowerProcess(FollowerSettings(store=str(tmp_path / "file" / "audit.sqlite"),
-                                                     journal_dir=str(tmp_path / "journal")))
+    follower = AuditFollowerProcess(
+        FollowerSettings(store=str(tmp_path / "file" / "audit.sqlite"), journal_dir=str(tmp_path / "journal"))
+    )
     started = time.monotonic()
     with pytest.raises(WriterStartError, match="cannot open the audit store"):
         follower.start()
@@ -298,8 +310,7 @@ def test_when_the_proxy_is_killed_the_follower_records_what_the_journal_has_and_
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    proxy = subprocess.Popen([sys.executable, "-c", _PROXY, str(tmp_path)], cwd=root, stdout=subprocess.PIPE,
-                             text=True)
+    proxy = subprocess.Popen([sys.executable, "-c", _PROXY, str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True)
     try:
         child = int(proxy.stdout.readline())
         assert proxy.stdout.readline().strip() == "traded"

@@ -25,8 +25,16 @@ def raw(msg_type: str, sender: str, target: str, **tags: str) -> str:
     return f"8=FIX.4.4\x0135={msg_type}\x0149={sender}\x0156={target}\x01{body}10=000\x01"
 
 
-def rejected(cl: str, code: str, now: int, account: str = "", symbol: str = "AAPL", limit: str = "", observed: str = "",
-             scope: str = "") -> ev.Decision:
+def rejected(
+    cl: str,
+    code: str,
+    now: int,
+    account: str = "",
+    symbol: str = "AAPL",
+    limit: str = "",
+    observed: str = "",
+    scope: str = "",
+) -> ev.Decision:
     return ev.Decision("oms1", "D", cl, False, now, code, f"{code}: because", observed, limit, scope, account, symbol)
 
 
@@ -66,9 +74,10 @@ def test_filters_pick_records_by_each_field(store):
     assert seqs(start_ns=T + 60 * S, end_ns=T + 62 * S, kind="decision") == [("decision", "A2"), ("decision", "A3")]
 
 
-
-SUFFIX_MATCH = ("cl_ord_id = :cl OR (length(cl_ord_id) > length(:cl)"
-                " AND substr(cl_ord_id, length(cl_ord_id) - length(:cl)) = '.' || :cl)")
+SUFFIX_MATCH = (
+    "cl_ord_id = :cl OR (length(cl_ord_id) > length(:cl)"
+    " AND substr(cl_ord_id, length(cl_ord_id) - length(:cl)) = '.' || :cl)"
+)
 
 
 def test_a_clordid_is_looked_up_in_its_index_and_finds_what_the_suffix_match_finds(store):
@@ -80,10 +89,12 @@ def test_a_clordid_is_looked_up_in_its_index_and_finds_what_the_suffix_match_fin
         indexed = Filters(cl_ord_id=cl).sql(db)
         suffix = [r for r, _ in iter_records(db, SUFFIX_MATCH, {"cl": cl})]  # how it was matched before
         assert [r for r, _ in iter_records(db, *indexed)] == suffix
-        plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN SELECT * FROM records WHERE "
-                                                       + indexed[0], indexed[1]))
+        plan = " ".join(
+            row[-1] for row in db.execute("EXPLAIN QUERY PLAN SELECT * FROM records WHERE " + indexed[0], indexed[1])
+        )
         assert "idx_records_cl_ord_id" in plan and "SCAN" not in plan
     assert [r.cl_ord_id for r in select(db, Filters(cl_ord_id="A1"))] == ["A1", "A1", "oms1.A1"]
+
 
 def test_show_formats_table_csv_json_carry_the_same_records(store):
     """Table, CSV and JSON list the same records; CSV and JSON keep every column and the decoded detail."""
@@ -100,8 +111,25 @@ def test_show_formats_table_csv_json_carry_the_same_records(store):
 
 def test_show_command_filters_by_time_range_and_rule(store, capsys):
     """The command parses --from/--to as UTC and applies every filter given."""
-    assert main(["audit", "show", "--db", str(store), "--from", "2026-11-25T14:01", "--to", "2026-11-25 14:02",
-                 "--code", "MAX_ORDER_QTY", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "show",
+                "--db",
+                str(store),
+                "--from",
+                "2026-11-25T14:01",
+                "--to",
+                "2026-11-25 14:02",
+                "--code",
+                "MAX_ORDER_QTY",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     assert [o["cl_ord_id"] for o in json.loads(capsys.readouterr().out)] == ["A2", "A3"]
 
 
@@ -114,12 +142,19 @@ def test_show_command_rejects_a_bad_time(store):
 def test_report_counts_outcomes_rules_accounts_and_actions(store):
     """The end-of-day report counts orders by outcome, rejects by rule and account, breaches, alerts, admin actions."""
     report = build(open_for_reading(store), store)
-    assert report["orders_by_outcome"] == {"cancels (F)": {"accepted": 1, "rejected": 0},
-                                           "new orders (D)": {"accepted": 2, "rejected": 3}}
+    assert report["orders_by_outcome"] == {
+        "cancels (F)": {"accepted": 1, "rejected": 0},
+        "new orders (D)": {"accepted": 2, "rejected": 3},
+    }
     assert report["rejects_by_rule"] == {"MAX_ORDER_QTY": 2, "PRICE_COLLAR": 1}
     assert report["rejects_by_account"] == {"ACC2": 2, "ACC1": 1}
-    assert report["limit_breaches"][0] == {"code": "MAX_ORDER_QTY", "scope": "firm", "limit": "100", "count": 2,
-                                           "max_observed": "900"}
+    assert report["limit_breaches"][0] == {
+        "code": "MAX_ORDER_QTY",
+        "scope": "firm",
+        "limit": "100",
+        "count": 2,
+        "max_observed": "900",
+    }
     assert {"kind": "alert", "code": "", "count": 1} in report["alerts_and_notices"]
     assert [(a["who"], a["what"]) for a in report["admin_actions"]] == [("alice", "HALT")]
     assert report["final_positions"] == [] and report["chain"]["ok"]

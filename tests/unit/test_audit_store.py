@@ -23,8 +23,20 @@ RAW_J = "8=FIX.4.4|9=70|35=j|34=3|49=FIXPROXY|56=OMS1|45=2|379=A1|58=MAX_ORDER_Q
 def decision(accepted: bool = False, cl: str = "A1", now: int = 5) -> ev.Decision:
     if accepted:
         return ev.Decision("oms1", "D", cl, True, now, account="ACC1", symbol="AAPL", venue="sim")
-    return ev.Decision("oms1", "D", cl, False, now, "MAX_ORDER_QTY", "MAX_ORDER_QTY: order quantity 200 exceeds the "
-                       "limit 100 (firm)", "200", "100", "firm", "ACC1", "AAPL")
+    return ev.Decision(
+        "oms1",
+        "D",
+        cl,
+        False,
+        now,
+        "MAX_ORDER_QTY",
+        "MAX_ORDER_QTY: order quantity 200 exceeds the limit 100 (firm)",
+        "200",
+        "100",
+        "firm",
+        "ACC1",
+        "AAPL",
+    )
 
 
 @pytest.fixture
@@ -47,16 +59,31 @@ def test_message_decision_notice_are_stored_in_enqueue_order(writer):
     writer.record(ev.Notice("session_down", 7, "sim"))
     writer.close()
     got = rows(writer.path)
-    assert [(r.kind, r.code) for r in got] == [("notice", "audit_started"), ("message", ""),
-                                               ("decision", "MAX_ORDER_QTY"), ("message", ""),
-                                               ("notice", "session_down")]
+    assert [(r.kind, r.code) for r in got] == [
+        ("notice", "audit_started"),
+        ("message", ""),
+        ("decision", "MAX_ORDER_QTY"),
+        ("message", ""),
+        ("notice", "session_down"),
+    ]
     msg, dec, answer = got[1], got[2], got[3]
-    assert (msg.session, msg.direction, msg.msg_type, msg.cl_ord_id, msg.account, msg.symbol) == \
-        ("oms1", "in", "D", "A1", "ACC1", "AAPL")
+    assert (msg.session, msg.direction, msg.msg_type, msg.cl_ord_id, msg.account, msg.symbol) == (
+        "oms1",
+        "in",
+        "D",
+        "A1",
+        "ACC1",
+        "AAPL",
+    )
     assert json.loads(msg.data)["raw"] == RAW_D
     assert (dec.decision, dec.ts_ns, dec.account) == ("reject", 5, "ACC1")
-    assert json.loads(dec.data) == {"limit": "100", "observed": "200", "scope": "firm", "venue": "",
-                                    "text": "MAX_ORDER_QTY: order quantity 200 exceeds the limit 100 (firm)"}
+    assert json.loads(dec.data) == {
+        "limit": "100",
+        "observed": "200",
+        "scope": "firm",
+        "venue": "",
+        "text": "MAX_ORDER_QTY: order quantity 200 exceeds the limit 100 (firm)",
+    }
     assert answer.cl_ord_id == "A1"  # a 35=j names the order in 379
 
 
@@ -77,8 +104,9 @@ def test_close_flushes_everything_enqueued_from_many_threads(tmp_path):
     """Records enqueued by several threads right before close() are all committed."""
     w = AuditWriter(tmp_path / "a.sqlite", batch_size=50, flush_interval_ms=10_000)
     w.start()
-    threads = [threading.Thread(target=lambda k=k: [w.message("in", f"s{k}", RAW_D, i) for i in range(500)])
-               for k in range(4)]
+    threads = [
+        threading.Thread(target=lambda k=k: [w.message("in", f"s{k}", RAW_D, i) for i in range(500)]) for k in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -151,14 +179,26 @@ def test_restart_continues_the_chain(tmp_path):
 
 def test_admin_action_is_recorded_with_who_what_why_before_after(writer):
     """The admin API stores who did what to which scope, why, and the state before and after."""
-    writer.admin(who="risk-desk:alice", what="HALT", scope="account:ACC1", reason="runaway algo",
-                 before={"state": "ACTIVE"}, after={"state": "HALTED"}, now_ns=42)
+    writer.admin(
+        who="risk-desk:alice",
+        what="HALT",
+        scope="account:ACC1",
+        reason="runaway algo",
+        before={"state": "ACTIVE"},
+        after={"state": "HALTED"},
+        now_ns=42,
+    )
     writer.close()
     admin = rows(writer.path)[-1]
     assert (admin.kind, admin.code, admin.ts_ns) == ("admin", "HALT", 42)
-    assert json.loads(admin.data) == {"who": "risk-desk:alice", "what": "HALT", "scope": "account:ACC1",
-                                      "reason": "runaway algo", "before": {"state": "ACTIVE"},
-                                      "after": {"state": "HALTED"}}
+    assert json.loads(admin.data) == {
+        "who": "risk-desk:alice",
+        "what": "HALT",
+        "scope": "account:ACC1",
+        "reason": "runaway algo",
+        "before": {"state": "ACTIVE"},
+        "after": {"state": "HALTED"},
+    }
 
 
 def test_other_action_kinds_keep_their_own_name(writer):
@@ -202,14 +242,23 @@ def test_drafts_need_no_io_and_hash_every_column():
 
 def test_admin_result_from_the_core_is_an_admin_record(writer):
     """An AdminResult the recorder receives is stored as an admin record with who/what/scope/reason/before/after."""
-    writer.record(ev.AdminResult("kill", True, "account:ACC1", "desk:bob", "limit breach", 11, "ACTIVE", "HALTED",
-                                 orders_cancelled=3))
+    writer.record(
+        ev.AdminResult(
+            "kill", True, "account:ACC1", "desk:bob", "limit breach", 11, "ACTIVE", "HALTED", orders_cancelled=3
+        )
+    )
     writer.close()
     admin = rows(writer.path)[-1]
     assert (admin.kind, admin.code, admin.ts_ns) == ("admin", "kill", 11)
     data = json.loads(admin.data)
-    assert (data["who"], data["what"], data["scope"], data["reason"], data["before"], data["after"]) == \
-        ("desk:bob", "kill", "account:ACC1", "limit breach", "ACTIVE", "HALTED")
+    assert (data["who"], data["what"], data["scope"], data["reason"], data["before"], data["after"]) == (
+        "desk:bob",
+        "kill",
+        "account:ACC1",
+        "limit breach",
+        "ACTIVE",
+        "HALTED",
+    )
     assert data["ok"] is True and data["orders_cancelled"] == 3
 
 
@@ -223,14 +272,22 @@ def test_message_draft_finds_the_indexed_fields_and_wraps_the_raw_message_canoni
     raw = "8=FIX.4.4\x01" + "".join(f"{tag}={value}\x01" for tag, value in fields)
     last = dict(fields)  # a later occurrence wins
     draft = message_draft("out", "sim", raw, 7)
-    assert draft[4:8] == (last.get("35", ""), last.get("11") or last.get("379", ""), last.get("1", ""),
-                          last.get("55", ""))
+    assert draft[4:8] == (
+        last.get("35", ""),
+        last.get("11") or last.get("379", ""),
+        last.get("1", ""),
+        last.get("55", ""),
+    )
     assert draft[10] == canonical_data({"raw": raw})
 
 
 def test_chain_gives_each_record_the_hash_verify_checks():
-    drafts = [message_draft("in", "oms1", RAW_D, 5), action_draft(decision()), message_draft("out", "oms1", RAW_J, 6),
-              action_draft(ev.Notice("note", 9, 'quotes " and \\ and \u00e9'))]
+    drafts = [
+        message_draft("in", "oms1", RAW_D, 5),
+        action_draft(decision()),
+        message_draft("out", "oms1", RAW_J, 6),
+        action_draft(ev.Notice("note", 9, 'quotes " and \\ and \u00e9')),
+    ]
     rows, seq, last = chain(41, "ab" * 32, drafts)
     prev = "ab" * 32
     for n, (draft, row) in enumerate(zip(drafts, rows, strict=True), start=42):

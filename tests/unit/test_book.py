@@ -15,7 +15,9 @@ D = Decimal
 
 def book(**refs) -> Book:
     """A book whose instruments have these reference prices (sector = first letter of the symbol)."""
-    return Book({s: Instrument(s, sector=s[0], reference_price=D(str(p)), reference_time_ns=0) for s, p in refs.items()})
+    return Book(
+        {s: Instrument(s, sector=s[0], reference_price=D(str(p)), reference_time_ns=0) for s, p in refs.items()}
+    )
 
 
 def fill(exec_id: str, qty, price, symbol: str = "AAPL", account: str = "A1", session: str = "oms1") -> Fill:
@@ -144,8 +146,12 @@ ACCOUNTS = ("A1", "A2")
 qty = st.integers(min_value=-500, max_value=500).filter(bool).map(D)
 price = st.integers(min_value=1, max_value=5000).map(lambda c: D(c) / 10)
 fills = st.lists(st.tuples(st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), qty, price), max_size=40)
-working = st.lists(st.tuples(st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), st.sampled_from((1, -1)),
-                             st.integers(1, 300).map(D)), max_size=15)
+working = st.lists(
+    st.tuples(
+        st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), st.sampled_from((1, -1)), st.integers(1, 300).map(D)
+    ),
+    max_size=15,
+)
 
 
 def _run(fs) -> Book:
@@ -224,13 +230,24 @@ def test_open_orders_counted_per_scope(scope):
     assert b.open_orders(scope) == 2
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("fill"), st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), qty, price),
-    st.tuples(st.just("work"), st.integers(0, 5), st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS),
-              st.sampled_from((1, -1)), st.integers(0, 300).map(D)),
-    st.tuples(st.just("reference"), st.sampled_from(SYMBOLS), price),
-    st.tuples(st.just("settle"),),
-), max_size=40)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("fill"), st.sampled_from(ACCOUNTS), st.sampled_from(SYMBOLS), qty, price),
+        st.tuples(
+            st.just("work"),
+            st.integers(0, 5),
+            st.sampled_from(ACCOUNTS),
+            st.sampled_from(SYMBOLS),
+            st.sampled_from((1, -1)),
+            st.integers(0, 300).map(D),
+        ),
+        st.tuples(st.just("reference"), st.sampled_from(SYMBOLS), price),
+        st.tuples(
+            st.just("settle"),
+        ),
+    ),
+    max_size=40,
+)
 
 
 def _apply(b: Book, plan, held: bool) -> None:

@@ -32,14 +32,22 @@ def wire(msg_type: str, fields: list[tuple[int, str]], seq: int | None = None) -
 
 # ---------------------------------------------------------------- decoding OMS messages
 
-D42 = ("8=FIX.4.2|9=180|35=D|34=12|49=OMS2|56=FIXPROXY|52=20231114-22:13:20.000|11=C1|21=1|1=ACC|55=AAPL|54=1|"
-       "38=100|40=2|44=190.5|59=0|47=A|60=20231114-22:13:20.000|100=sim|10=000|")
-D44 = ("8=FIX.4.4|9=180|35=D|34=12|49=OMS1|56=FIXPROXY|52=20231114-22:13:20.000|11=C1|1=ACC|55=AAPL|54=1|"
-       "60=20231114-22:13:20.000|38=100|40=2|44=190.5|59=0|528=A|100=sim|10=000|")
-G42 = ("8=FIX.4.2|35=G|34=13|11=C2|41=C1|37=V1|21=1|1=ACC|55=AAPL|54=1|38=200|40=2|44=190.25|59=0|"
-       "60=20231114-22:13:21.000|100=sim|10=000|")
-G44 = ("8=FIX.4.4|35=G|34=13|37=V1|41=C1|11=C2|1=ACC|55=AAPL|54=1|60=20231114-22:13:21.000|38=200|40=2|"
-       "44=190.25|59=0|100=sim|10=000|")
+D42 = (
+    "8=FIX.4.2|9=180|35=D|34=12|49=OMS2|56=FIXPROXY|52=20231114-22:13:20.000|11=C1|21=1|1=ACC|55=AAPL|54=1|"
+    "38=100|40=2|44=190.5|59=0|47=A|60=20231114-22:13:20.000|100=sim|10=000|"
+)
+D44 = (
+    "8=FIX.4.4|9=180|35=D|34=12|49=OMS1|56=FIXPROXY|52=20231114-22:13:20.000|11=C1|1=ACC|55=AAPL|54=1|"
+    "60=20231114-22:13:20.000|38=100|40=2|44=190.5|59=0|528=A|100=sim|10=000|"
+)
+G42 = (
+    "8=FIX.4.2|35=G|34=13|11=C2|41=C1|37=V1|21=1|1=ACC|55=AAPL|54=1|38=200|40=2|44=190.25|59=0|"
+    "60=20231114-22:13:21.000|100=sim|10=000|"
+)
+G44 = (
+    "8=FIX.4.4|35=G|34=13|37=V1|41=C1|11=C2|1=ACC|55=AAPL|54=1|60=20231114-22:13:21.000|38=200|40=2|"
+    "44=190.25|59=0|100=sim|10=000|"
+)
 F42 = "8=FIX.4.2|35=F|34=14|41=C1|11=C3|37=V1|1=ACC|55=AAPL|54=1|38=100|60=20231114-22:13:22.000|10=000|"
 F44 = "8=FIX.4.4|35=F|34=14|41=C1|37=V1|11=C3|1=ACC|55=AAPL|54=1|60=20231114-22:13:22.000|38=100|10=000|"
 
@@ -84,13 +92,30 @@ BASE_D = "35=D|34=5|11=C1|55=AAPL|54=1|38=100|40=2|44=100|"
 @pytest.mark.parametrize(
     "tag, value",
     [
-        (38, "0"), (38, "-1"), (38, "abc"), (38, "NaN"), (38, "sNaN"), (38, "inf"), (38, "-Infinity"), (38, ""),
-        (38, None), (38, "1e13"),
-        (44, None), (44, ""), (44, "0"), (44, "-5"), (44, "abc"), (44, "NaN"), (44, "inf"),
-        (54, "Z"), (54, None),
-        (40, "Z"), (40, None),
+        (38, "0"),
+        (38, "-1"),
+        (38, "abc"),
+        (38, "NaN"),
+        (38, "sNaN"),
+        (38, "inf"),
+        (38, "-Infinity"),
+        (38, ""),
+        (38, None),
+        (38, "1e13"),
+        (44, None),
+        (44, ""),
+        (44, "0"),
+        (44, "-5"),
+        (44, "abc"),
+        (44, "NaN"),
+        (44, "inf"),
+        (54, "Z"),
+        (54, None),
+        (40, "Z"),
+        (40, None),
         (11, None),
-        (55, None), (55, ""),
+        (55, None),
+        (55, ""),
     ],
 )
 def test_invalid_new_order_value_gives_invalid_message_naming_tag(tag, value):
@@ -130,7 +155,11 @@ def test_invalid_replace_or_cancel_gives_invalid_message_naming_tag(text, tag):
     assert isinstance(event, ev.InvalidMessage)
     assert f"({tag})" in event.reason
     assert (event.msg_type, event.seq_num, event.cl_ord_id, event.orig_cl_ord_id) == (
-        fields[35], 6, fields.get(11, ""), fields.get(41, ""))
+        fields[35],
+        6,
+        fields.get(11, ""),
+        fields.get(41, ""),
+    )
 
 
 # ---------------------------------------------------------------- identifiers
@@ -211,7 +240,9 @@ def test_time_in_force_other_than_one_digit_is_invalid(value):
 
 def test_cancel_reject_without_a_valid_clordid_says_none():
     """A refused cancel whose ClOrdID was not quoted back carries 11=NONE, never an empty field."""
-    _, body = codec.action_to_message(ev.OmsCancelReject("oms1", CancelReject("", "", "", S.REJECTED, "1", "0", "x")), False, TT)
+    _, body = codec.action_to_message(
+        ev.OmsCancelReject("oms1", CancelReject("", "", "", S.REJECTED, "1", "0", "x")), False, TT
+    )
     assert (11, "NONE") in body and (41, "NONE") in body
 
 
@@ -246,8 +277,19 @@ def test_unknown_msg_type_gives_unsupported_message(msg_type):
         ("35=8|20=0|150=5|39=0", E.REPLACED),
         ("35=8|150=4|39=4", E.CANCELED),
     ],
-    ids=["42-partial", "42-fill", "44-trade", "42-bust-partial", "42-bust-fill", "42-correct", "44-bust",
-         "44-correct", "42-new", "42-replaced", "44-canceled"],
+    ids=[
+        "42-partial",
+        "42-fill",
+        "44-trade",
+        "42-bust-partial",
+        "42-bust-fill",
+        "42-correct",
+        "44-bust",
+        "44-correct",
+        "42-new",
+        "42-replaced",
+        "44-canceled",
+    ],
 )
 def test_venue_exec_type_of_either_version_maps_to_one_exec_type(text, exec_type):
     """FIX 4.2 ExecType 1/2 become TRADE; ExecTransType 1/2 become TRADE_CANCEL/TRADE_CORRECT."""
@@ -261,9 +303,24 @@ def test_venue_fill_of_either_version_decodes_to_same_report():
     body = "11=oms1.C2|41=oms1.C1|37=V1|17=X7|55=AAPL|54=2|1=ACC|38=100|44=190.5|32=40|31=190.25|151=60|14=40|6=190.25|"
     v42 = codec.venue_to_event(fix(f"8=FIX.4.2|35=8|20=0|150=1|39=1|{body}"), "sim", T0)
     v44 = codec.venue_to_event(fix(f"8=FIX.4.4|35=8|150=F|39=1|{body}"), "sim", T0)
-    want = exec_report("oms1.C2", E.TRADE, S.PARTIALLY_FILLED, orig="oms1.C1", order_id="V1", exec_id="X7",
-                       leaves=60, cum=40, last_qty=40, last_px="190.25", avg_px="190.25", symbol="AAPL",
-                       side=Side.SELL, account="ACC", order_qty=D(100), price=D("190.5"))
+    want = exec_report(
+        "oms1.C2",
+        E.TRADE,
+        S.PARTIALLY_FILLED,
+        orig="oms1.C1",
+        order_id="V1",
+        exec_id="X7",
+        leaves=60,
+        cum=40,
+        last_qty=40,
+        last_px="190.25",
+        avg_px="190.25",
+        symbol="AAPL",
+        side=Side.SELL,
+        account="ACC",
+        order_qty=D(100),
+        price=D("190.5"),
+    )
     assert v42 == v44 == ev.VenueReport("sim", T0, want)
 
 
@@ -291,8 +348,9 @@ def test_venue_report_with_bad_value_raises_invalid(text):
 # ---------------------------------------------------------------- encoding
 
 
-NEW_ORDER = ev.VenueNewOrder("sim", "oms1.C1", order("C1", qty=100, price="190.50", account="ACC", time_in_force="0",
-                                                     ex_destination="sim"))
+NEW_ORDER = ev.VenueNewOrder(
+    "sim", "oms1.C1", order("C1", qty=100, price="190.50", account="ACC", time_in_force="0", ex_destination="sim")
+)
 
 
 @pytest.mark.parametrize("fix42", [True, False], ids=["4.2", "4.4"])
@@ -300,19 +358,41 @@ def test_encode_new_order_carries_handl_inst_only_in_42(fix42):
     """A venue NewOrderSingle: 4.2 adds HandlInst 21=1; prices are plain decimals; ExDestination stays home."""
     msg_type, fields = codec.action_to_message(NEW_ORDER, fix42, TT)
     assert msg_type == "D"
-    assert fields == [(11, "oms1.C1"), (1, "ACC"), *([(21, "1")] if fix42 else []), (55, "AAPL"), (54, "1"),
-                      (38, "100"), (40, "2"), (44, "190.5"), (59, "0"), (60, TT)]
+    assert fields == [
+        (11, "oms1.C1"),
+        (1, "ACC"),
+        *([(21, "1")] if fix42 else []),
+        (55, "AAPL"),
+        (54, "1"),
+        (38, "100"),
+        (40, "2"),
+        (44, "190.5"),
+        (59, "0"),
+        (60, TT),
+    ]
 
 
 @pytest.mark.parametrize("fix42", [True, False], ids=["4.2", "4.4"])
 def test_encode_replace_leads_with_order_id_and_both_cl_ord_ids(fix42):
     """A venue replace carries OrderID (37) when known, ClOrdID and OrigClOrdID, then the new order values."""
-    action = ev.VenueReplace("sim", "oms1.C2", "oms1.C1", "V1", order("C2", qty=200, price=101, ord_type=OrdType.STOP_LIMIT,
-                                                                      stop_px=100))
+    action = ev.VenueReplace(
+        "sim", "oms1.C2", "oms1.C1", "V1", order("C2", qty=200, price=101, ord_type=OrdType.STOP_LIMIT, stop_px=100)
+    )
     msg_type, fields = codec.action_to_message(action, fix42, TT)
     assert msg_type == "G"
-    assert fields == [(37, "V1"), (11, "oms1.C2"), (41, "oms1.C1"), *([(21, "1")] if fix42 else []), (55, "AAPL"),
-                      (54, "1"), (38, "200"), (40, "4"), (44, "101"), (99, "100"), (60, TT)]
+    assert fields == [
+        (37, "V1"),
+        (11, "oms1.C2"),
+        (41, "oms1.C1"),
+        *([(21, "1")] if fix42 else []),
+        (55, "AAPL"),
+        (54, "1"),
+        (38, "200"),
+        (40, "4"),
+        (44, "101"),
+        (99, "100"),
+        (60, TT),
+    ]
     _, without_id = codec.action_to_message(ev.VenueReplace("sim", "oms1.C2", "oms1.C1", "", order("C2")), fix42, TT)
     assert 37 not in dict(without_id)
 
@@ -321,8 +401,10 @@ def test_encode_replace_leads_with_order_id_and_both_cl_ord_ids(fix42):
 def test_encode_cancel_is_the_same_in_both_versions(fix42):
     """A venue cancel carries ids, account, symbol, side, quantity and TransactTime."""
     action = ev.VenueCancel("sim", "oms1.C3", "oms1.C1", "V1", "AAPL", Side.SELL, D("150.0"), "ACC")
-    assert codec.action_to_message(action, fix42, TT) == ("F", [(37, "V1"), (11, "oms1.C3"), (41, "oms1.C1"), (1, "ACC"),
-                                                    (55, "AAPL"), (54, "2"), (38, "150"), (60, TT)])
+    assert codec.action_to_message(action, fix42, TT) == (
+        "F",
+        [(37, "V1"), (11, "oms1.C3"), (41, "oms1.C1"), (1, "ACC"), (55, "AAPL"), (54, "2"), (38, "150"), (60, TT)],
+    )
 
 
 @pytest.mark.parametrize(
@@ -342,8 +424,18 @@ def test_encode_cancel_is_the_same_in_both_versions(fix42):
 )
 def test_encode_execution_report_exec_type_per_version(exec_type, ord_status, fix42, want):
     """4.2 reports carry ExecTransType (20) and 150=1/2 for fills; 4.4 reports carry 150 alone."""
-    report = exec_report("C1", exec_type, ord_status, leaves=60, cum=40, last_qty=40, last_px=100, avg_px=100,
-                         symbol="AAPL", side=Side.BUY)
+    report = exec_report(
+        "C1",
+        exec_type,
+        ord_status,
+        leaves=60,
+        cum=40,
+        last_qty=40,
+        last_px=100,
+        avg_px=100,
+        symbol="AAPL",
+        side=Side.BUY,
+    )
     msg_type, fields = codec.action_to_message(ev.OmsReport("oms1", report), fix42, TT)
     assert msg_type == "8"
     assert [(t, v) for t, v in fields if t in (20, 150)] == want
@@ -354,12 +446,29 @@ def test_encode_execution_report_exec_type_per_version(exec_type, ord_status, fi
 @pytest.mark.parametrize("fix42", [True, False], ids=["4.2", "4.4"])
 def test_encode_reject_execution_report_carries_reason_and_text(fix42):
     """A proxy reject ER: 150=8, 39=8, OrdRejReason 103, OrderID NONE, text in 58."""
-    report = ExecReport(E.REJECTED, S.REJECTED, "C1", "NONE", "E1", symbol="AAPL", side=Side.SELL, order_qty=D(100),
-                        price=D(100), text="MAX_ORDER_QTY: too big")
+    report = ExecReport(
+        E.REJECTED,
+        S.REJECTED,
+        "C1",
+        "NONE",
+        "E1",
+        symbol="AAPL",
+        side=Side.SELL,
+        order_qty=D(100),
+        price=D(100),
+        text="MAX_ORDER_QTY: too big",
+    )
     _, fields = codec.action_to_message(ev.OmsReport("oms2", report, code="MAX_ORDER_QTY"), fix42, TT)
     values = dict(fields)
     assert (values[150], values[39], values[103], values[37], values[17], values[58], values[54]) == (
-        "8", "8", "3", "NONE", "E1", "MAX_ORDER_QTY: too big", "2")
+        "8",
+        "8",
+        "3",
+        "NONE",
+        "E1",
+        "MAX_ORDER_QTY: too big",
+        "2",
+    )
     assert (20 in values) is fix42
     assert 32 not in values
 
@@ -367,15 +476,26 @@ def test_encode_reject_execution_report_carries_reason_and_text(fix42):
 def test_encode_cancel_reject_carries_response_to_reason_and_text():
     """An OrderCancelReject for the OMS: 37, 11, 41, 39, 434, 102, 58."""
     action = ev.OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "2", "2", "MAX_ORDER_QTY: too big"))
-    assert codec.action_to_message(action, True, TT) == ("9", [(37, "V1"), (11, "C2"), (41, "C1"), (39, "0"), (434, "2"),
-                                                    (102, "2"), (58, "MAX_ORDER_QTY: too big")])
+    assert codec.action_to_message(action, True, TT) == (
+        "9",
+        [(37, "V1"), (11, "C2"), (41, "C1"), (39, "0"), (434, "2"), (102, "2"), (58, "MAX_ORDER_QTY: too big")],
+    )
 
 
-@pytest.mark.parametrize("code, cxl, ord_rej, bmr", [
-    ("MAX_ORDER_QTY", "2", "3", "0"), ("UNKNOWN_SYMBOL", "2", "1", "2"), ("DUPLICATE_CLORDID", "2", "6", "0"),
-    ("UNKNOWN_ORDER", "1", "0", "0"), ("ORDER_NOT_OPEN", "0", "0", "0"), ("ORDER_PENDING", "3", "0", "0"),
-    ("VENUE_UNAVAILABLE", "2", "0", "4"), ("UNSUPPORTED_MESSAGE", "2", "0", "3"), ("HALTED", "2", "0", "0"),
-])
+@pytest.mark.parametrize(
+    "code, cxl, ord_rej, bmr",
+    [
+        ("MAX_ORDER_QTY", "2", "3", "0"),
+        ("UNKNOWN_SYMBOL", "2", "1", "2"),
+        ("DUPLICATE_CLORDID", "2", "6", "0"),
+        ("UNKNOWN_ORDER", "1", "0", "0"),
+        ("ORDER_NOT_OPEN", "0", "0", "0"),
+        ("ORDER_PENDING", "3", "0", "0"),
+        ("VENUE_UNAVAILABLE", "2", "0", "4"),
+        ("UNSUPPORTED_MESSAGE", "2", "0", "3"),
+        ("HALTED", "2", "0", "0"),
+    ],
+)
 def test_encode_proxy_refusal_maps_reject_code_to_fix_reasons(code, cxl, ord_rej, bmr):
     """The core names its refusal by code; the codec writes CxlRejReason 102, OrdRejReason 103 and
     BusinessRejectReason 380 as spec/reject-codes.md lists them."""
@@ -399,13 +519,17 @@ def test_encode_venue_reasons_pass_through_unchanged():
 def test_encode_business_reject_carries_ref_fields(fix42):
     """A BusinessMessageReject carries RefSeqNum 45, RefMsgType 372, ref id 379, reason 380 and text 58."""
     action = ev.OmsBusinessReject("oms1", 12, "D", "C1", "MAX_ORDER_QTY", "MAX_ORDER_QTY: too big")
-    assert codec.action_to_message(action, fix42, TT) == ("j", [(45, "12"), (372, "D"), (379, "C1"), (380, "0"),
-                                                     (58, "MAX_ORDER_QTY: too big")])
+    assert codec.action_to_message(action, fix42, TT) == (
+        "j",
+        [(45, "12"), (372, "D"), (379, "C1"), (380, "0"), (58, "MAX_ORDER_QTY: too big")],
+    )
 
 
 def test_encode_business_reject_without_seq_or_id_omits_them():
     """No RefSeqNum or business id known: 45 and 379 are left out, 372 and 380 stay."""
-    _, fields = codec.action_to_message(ev.OmsBusinessReject("oms1", 0, "AE", "", "UNSUPPORTED_MESSAGE", "UNSUPPORTED_MESSAGE: no"), False, TT)
+    _, fields = codec.action_to_message(
+        ev.OmsBusinessReject("oms1", 0, "AE", "", "UNSUPPORTED_MESSAGE", "UNSUPPORTED_MESSAGE: no"), False, TT
+    )
     assert [t for t, _ in fields] == [372, 380, 58]
 
 
@@ -417,8 +541,9 @@ def test_encode_non_message_action_raises_type_error(action):
 
 
 # Not ORDER_STATUS in 4.2: see the report; 20=3 is not read back as ORDER_STATUS.
-ROUND_TRIP_EXEC_TYPES = [(t, fix42) for t in ExecType for fix42 in (True, False)
-                         if not (fix42 and t is ExecType.ORDER_STATUS)]
+ROUND_TRIP_EXEC_TYPES = [
+    (t, fix42) for t in ExecType for fix42 in (True, False) if not (fix42 and t is ExecType.ORDER_STATUS)
+]
 
 
 @pytest.mark.parametrize("exec_type, fix42", ROUND_TRIP_EXEC_TYPES)
@@ -470,25 +595,45 @@ def test_new_order_encode_parse_decode_round_trips(req, venue_id, fix42):
     """action_to_message(VenueNewOrder) -> parse -> fields_to_order gives the order back (under the venue ClOrdID)."""
     msg_type, fields = codec.action_to_message(ev.VenueNewOrder("sim", venue_id, req), fix42, TT)
     decoded = codec.fields_to_order(parse_fields(wire(msg_type, fields)))
-    assert decoded == OrderRequest(venue_id, req.symbol, req.side, req.order_qty, req.ord_type, req.price, req.account,
-                                   "", req.time_in_force, req.stop_px)
+    assert decoded == OrderRequest(
+        venue_id,
+        req.symbol,
+        req.side,
+        req.order_qty,
+        req.ord_type,
+        req.price,
+        req.account,
+        "",
+        req.time_in_force,
+        req.stop_px,
+    )
 
 
 @PROPERTY
-@given(req=valid_orders(), venue_id=ids, orig=ids, order_id=st.just("") | ids, fix42=st.booleans(),
-       seq=st.integers(1, 2**31))
+@given(
+    req=valid_orders(),
+    venue_id=ids,
+    orig=ids,
+    order_id=st.just("") | ids,
+    fix42=st.booleans(),
+    seq=st.integers(1, 2**31),
+)
 def test_replace_to_message_and_back_round_trips(req, venue_id, orig, order_id, fix42, seq):
     """action_to_message(VenueReplace) read back as an OMS message is a ReplaceOrder of the same values."""
     msg_type, fields = codec.action_to_message(ev.VenueReplace("sim", venue_id, orig, order_id, req), fix42, TT)
     event = codec.oms_to_event(parse_fields(wire(msg_type, fields, seq)), "oms", T0)
-    assert event == ev.ReplaceOrder("oms", seq, T0, orig, msgspec.structs.replace(req, cl_ord_id=venue_id, ex_destination=""))
+    assert event == ev.ReplaceOrder(
+        "oms", seq, T0, orig, msgspec.structs.replace(req, cl_ord_id=venue_id, ex_destination="")
+    )
 
 
 @PROPERTY
 @given(venue_id=ids, orig=ids, symbol=ids, side=st.sampled_from(Side), qty=quantities, account=st.just("") | ids)
 def test_cancel_to_message_and_back_round_trips(venue_id, orig, symbol, side, qty, account):
     """action_to_message(VenueCancel) read back as an OMS message is a CancelOrder with the same ids and order keys."""
-    msg_type, fields = codec.action_to_message(ev.VenueCancel("sim", venue_id, orig, "V1", symbol, side, qty, account), False, TT)
+    msg_type, fields = codec.action_to_message(
+        ev.VenueCancel("sim", venue_id, orig, "V1", symbol, side, qty, account), False, TT
+    )
     event = codec.oms_to_event(parse_fields(wire(msg_type, fields, 7)), "oms", T0)
     assert event == ev.CancelOrder("oms", 7, T0, venue_id, orig, symbol, side, account)
 
@@ -496,8 +641,10 @@ def test_cancel_to_message_and_back_round_trips(venue_id, orig, symbol, side, qt
 # FIX travels as ASCII; non-ASCII digits in a tag position break parse() (see the report).
 ascii_text = st.text(st.characters(max_codepoint=127), max_size=300)
 ascii_fixish = st.lists(
-    st.one_of(st.sampled_from([SOH, "=", "35", "11", "8=FIX.4.4", "10=000", "=="]), st.text(st.characters(max_codepoint=127),
-                                                                                           max_size=8)),
+    st.one_of(
+        st.sampled_from([SOH, "=", "35", "11", "8=FIX.4.4", "10=000", "=="]),
+        st.text(st.characters(max_codepoint=127), max_size=8),
+    ),
     max_size=40,
 ).map("".join)
 
@@ -530,8 +677,29 @@ def test_parse_reads_back_written_fields_last_value_wins(pairs):
 
 _ORDER_TAGS = [1, 11, 38, 40, 41, 44, 54, 55, 59, 99, 100]
 _VALUES = st.one_of(
-    st.sampled_from(["", "0", "1", "2", "3", "4", "5", "100", "1.5", "-1", "abc", "NaN", "sNaN", "inf", "1e13",
-                     "1e-30", "1e999999999", "C1", "AAPL"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "100",
+            "1.5",
+            "-1",
+            "abc",
+            "NaN",
+            "sNaN",
+            "inf",
+            "1e13",
+            "1e-30",
+            "1e999999999",
+            "C1",
+            "AAPL",
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -543,8 +711,11 @@ def oms_field_dicts(draw) -> dict[int, str]:
     MsgSeqNum (34) is validated by the FIX session layer before the codec sees it, so it is
     either absent or an integer here (a non-numeric 34 raises: see the report).
     """
-    fields = draw(st.dictionaries(st.sampled_from(_ORDER_TAGS) | st.integers(1, 10_000).filter(lambda t: t != 34),
-                                  _VALUES, max_size=14))
+    fields = draw(
+        st.dictionaries(
+            st.sampled_from(_ORDER_TAGS) | st.integers(1, 10_000).filter(lambda t: t != 34), _VALUES, max_size=14
+        )
+    )
     fields[35] = draw(st.sampled_from(["D", "G", "F"]))
     seq = draw(st.none() | st.integers(0, 2**31))
     if seq is not None:

@@ -42,26 +42,72 @@ def test_shipped_config_loads_with_instruments():
 
 BAD = [
     ("unknown_key", "port = 9878", "prot = 9878", "acceptor: Object contains unknown field `prot`"),
-    ("negative_limit", "max_order_qty = 10000", "max_order_qty = -5", "limits.firm: max_order_qty must be a positive number"),
+    (
+        "negative_limit",
+        "max_order_qty = 10000",
+        "max_order_qty = -5",
+        "limits.firm: max_order_qty must be a positive number",
+    ),
     ("wrong_type", "heartbeat_s = 30", 'heartbeat_s = "often"', "acceptor.heartbeat_s: Expected `int`, got `str`"),
-    ("layer_key", "max_order_notional = 50000", "max_notional = 50000", "limits.accounts.ACC-RETAIL: Object contains unknown field `max_notional`"),
-    ("layer_value", "price_collar_pct = 2", 'price_collar_pct = "wide"', "limits.symbols.GME.price_collar_pct: Invalid decimal"),
-    ("dangling_venue", 'default_venue = "sim"', 'default_venue = "nowhere"', "oms[0].default_venue: no venue named 'nowhere'"),
-    ("unknown_rule", "# rules = [", 'rules = ["max_order_qty", "max_qty"]\n# x = [', "risk.rules[1]: unknown rule 'max_qty'"),
-    ("bad_version", 'fix_version = "FIX.4.2"', 'fix_version = "FIX.5.0"', "oms[1].fix_version: Invalid enum value 'FIX.5.0'"),
-    ("session_limits_typo", "[limits.sessions.oms2]", "[limits.sessions.omz2]", "limits.sessions.omz2: no OMS session named 'omz2'"),
-    ("desk_without_password", 'username = "desk"\npassword_env = "FIXPROXY_DESK_PASSWORD"', "",
-     "risk_desk: the risk-desk session needs username and password_env (or password), or allow_unauthenticated = true"),
+    (
+        "layer_key",
+        "max_order_notional = 50000",
+        "max_notional = 50000",
+        "limits.accounts.ACC-RETAIL: Object contains unknown field `max_notional`",
+    ),
+    (
+        "layer_value",
+        "price_collar_pct = 2",
+        'price_collar_pct = "wide"',
+        "limits.symbols.GME.price_collar_pct: Invalid decimal",
+    ),
+    (
+        "dangling_venue",
+        'default_venue = "sim"',
+        'default_venue = "nowhere"',
+        "oms[0].default_venue: no venue named 'nowhere'",
+    ),
+    (
+        "unknown_rule",
+        "# rules = [",
+        'rules = ["max_order_qty", "max_qty"]\n# x = [',
+        "risk.rules[1]: unknown rule 'max_qty'",
+    ),
+    (
+        "bad_version",
+        'fix_version = "FIX.4.2"',
+        'fix_version = "FIX.5.0"',
+        "oms[1].fix_version: Invalid enum value 'FIX.5.0'",
+    ),
+    (
+        "session_limits_typo",
+        "[limits.sessions.oms2]",
+        "[limits.sessions.omz2]",
+        "limits.sessions.omz2: no OMS session named 'omz2'",
+    ),
+    (
+        "desk_without_password",
+        'username = "desk"\npassword_env = "FIXPROXY_DESK_PASSWORD"',
+        "",
+        "risk_desk: the risk-desk session needs username and password_env (or password), or allow_unauthenticated = true",
+    ),
     ("desk_password_without_user", 'username = "desk"\n', "", "risk_desk: a password is set: give the username"),
-    ("desk_password_unset", 'password_env = "FIXPROXY_DESK_PASSWORD"', 'password_env = "FIXPROXY_UNSET_VARIABLE_X"',
-     "risk_desk.password_env: environment variable FIXPROXY_UNSET_VARIABLE_X is not set"),
+    (
+        "desk_password_unset",
+        'password_env = "FIXPROXY_DESK_PASSWORD"',
+        'password_env = "FIXPROXY_UNSET_VARIABLE_X"',
+        "risk_desk.password_env: environment variable FIXPROXY_UNSET_VARIABLE_X is not set",
+    ),
 ]
 
 
 def test_desk_without_password_loads_only_when_allowed_in_so_many_words(cfg):
     """allow_unauthenticated = true is the one way to run the desk session without a password."""
-    edit(cfg / "fixproxy.toml", 'username = "desk"\npassword_env = "FIXPROXY_DESK_PASSWORD"',
-         "allow_unauthenticated = true")
+    edit(
+        cfg / "fixproxy.toml",
+        'username = "desk"\npassword_env = "FIXPROXY_DESK_PASSWORD"',
+        "allow_unauthenticated = true",
+    )
     assert load(cfg / "fixproxy.toml").config.risk_desk.allow_unauthenticated
 
 
@@ -74,12 +120,15 @@ def test_bad_config_names_the_key(cfg, old, new, message):
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("ABC,Tech,abc,1,false", "reference_price: 'abc' is not a number"),
-    ("ABC,Tech,10,-1,false", "lot_size: must be a positive number"),
-    ("ABC,Tech,10,1,maybe", "restricted: expected true or false"),
-    ("AAPL,Tech,10,1,false", "symbol AAPL is listed twice"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("ABC,Tech,abc,1,false", "reference_price: 'abc' is not a number"),
+        ("ABC,Tech,10,-1,false", "lot_size: must be a positive number"),
+        ("ABC,Tech,10,1,maybe", "restricted: expected true or false"),
+        ("AAPL,Tech,10,1,false", "symbol AAPL is listed twice"),
+    ],
+)
 def test_bad_instrument_row_names_file_and_line(cfg, line, message):
     """A bad instrument row stops start-up with file:line and the column."""
     with (cfg / "instruments.csv").open("a") as f:
@@ -98,12 +147,18 @@ def test_missing_instrument_file_is_a_clear_error(cfg):
 
 def test_check_config_command_exits_nonzero_naming_the_key(cfg):
     """`fixproxy check-config` on a bad file exits 2 and prints the key; on a good one exits 0."""
-    ok = subprocess.run([sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "ok" in ok.stdout
     edit(cfg / "fixproxy.toml", "max_order_qty = 10000", "max_order_qty = 0")
-    bad = subprocess.run([sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert "limits.firm: max_order_qty must be a positive number, got 0" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -124,8 +179,14 @@ def test_file_reference_prices_are_as_old_as_the_instrument_file(cfg):
     loaded = load(cfg / "fixproxy.toml", secrets=False)
     assert loaded.instruments["AAPL"].reference_time_ns == week_ago
     c = loaded.config
-    core = ProxyCore(sessions=c.session_policies(), venues=[v.name for v in c.venues], instruments=loaded.instruments,
-                     limits=c.limits, rules=["price_collar"], next_id=lambda: "X")
+    core = ProxyCore(
+        sessions=c.session_policies(),
+        venues=[v.name for v in c.venues],
+        instruments=loaded.instruments,
+        limits=c.limits,
+        rules=["price_collar"],
+        next_id=lambda: "X",
+    )
     req = OrderRequest("C1", "AAPL", Side.BUY, 1, OrdType.LIMIT, loaded.instruments["AAPL"].reference_price)
     for venue in core.venues:
         core.handle(ev.SessionUp(venue, time.time_ns()))

@@ -25,8 +25,9 @@ E, S = ExecType, OrdStatus
 
 
 def _fill(h: Harness, cl: str, qty: int = 100, px: int = 100, exec_id: str = "F1", **kw) -> list[ev.Action]:
-    return h.report(f"oms1.{cl}", E.TRADE, S.FILLED, exec_id=exec_id, last_qty=qty, last_px=px, cum=qty, avg_px=px,
-                    **kw)
+    return h.report(
+        f"oms1.{cl}", E.TRADE, S.FILLED, exec_id=exec_id, last_qty=qty, last_px=px, cum=qty, avg_px=px, **kw
+    )
 
 
 def _roll(h: Harness, day: str = "2023-11-15") -> ev.AdminResult:
@@ -132,8 +133,18 @@ def test_late_report_for_a_forgotten_order_reaches_its_oms():
     h.now = T0 + 5 * NS
     h.handle(ev.SessionUp("sim", h.now))
     assert h.core.orders.by_oms("oms1", "C1") is None
-    late = h.report("oms1.C1", E.TRADE, S.CANCELED, exec_id="P1", last_qty=40, last_px=100, cum=40, symbol="AAPL",
-                    side=Side.BUY, order_qty=100)
+    late = h.report(
+        "oms1.C1",
+        E.TRADE,
+        S.CANCELED,
+        exec_id="P1",
+        last_qty=40,
+        last_px=100,
+        cum=40,
+        symbol="AAPL",
+        side=Side.BUY,
+        order_qty=100,
+    )
     relayed = only(late, ev.OmsReport)
     assert (relayed.session, relayed.report.cl_ord_id) == ("oms1", "C1")
     assert h.core.book.positions[("ACC", "AAPL")].qty == Decimal(40)
@@ -168,8 +179,10 @@ def test_forgetting_is_the_same_in_a_replay_of_the_same_events():
 
 def test_trading_day_follows_the_roll_time_in_its_time_zone():
     """A 17:00 New York roll: 16:59 is still the day, 17:01 names the next (also across DST)."""
+
     def at(text: str) -> int:
         from datetime import datetime
+
         return int(datetime.fromisoformat(text).timestamp()) * NS
 
     assert trading_day(at("2026-12-07T16:59:00-05:00"), "17:00", "America/New_York") == "2026-12-07"
@@ -200,8 +213,12 @@ def test_recovery_after_the_roll_starts_from_its_snapshot_and_gives_the_same_cor
     assert result is not None and result.ok
     assert [s for s in snapshots(tmp_path) if s[1]], "no snapshot at the roll"
     wire.receive(oms, fix_order("A1", seq=3), clock[0])  # yesterday's ClOrdID: a new order today
-    wire.receive(wire.infos["oms2"], "8=FIX.4.2\x0135=D\x0134=1\x0149=OMS2\x0156=FIXPROXY\x0111=B1\x011=ACC\x01"
-                 "55=NOSUCH\x0154=1\x0138=10\x0140=2\x0144=190\x0121=1\x01", clock[0])  # refused: a proxy ExecID
+    wire.receive(
+        wire.infos["oms2"],
+        "8=FIX.4.2\x0135=D\x0134=1\x0149=OMS2\x0156=FIXPROXY\x0111=B1\x011=ACC\x01"
+        "55=NOSUCH\x0154=1\x0138=10\x0140=2\x0144=190\x0121=1\x01",
+        clock[0],
+    )  # refused: a proxy ExecID
     j.close()
 
     def make():

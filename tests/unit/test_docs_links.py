@@ -73,7 +73,10 @@ def test_slug_follows_github() -> None:
     assert slug("`[risk_desk]`") == "risk_desk"
     assert slug("`[[oms]]`") == "oms"
     assert slug("Power loss: `[journal] sync`") == "power-loss-journal-sync"
-    assert slug("What changed (see docs/operations.md \"The trading day\")") == "what-changed-see-docsoperationsmd-the-trading-day"
+    assert (
+        slug('What changed (see docs/operations.md "The trading day")')
+        == "what-changed-see-docsoperationsmd-the-trading-day"
+    )
 
 
 def test_every_relative_link_in_readme_and_docs_resolves() -> None:

@@ -17,8 +17,16 @@ from .conftest import INSTRUMENTS, Harness, instrument, order
 
 E, S = ExecType, OrdStatus
 D = Decimal
-BOOK_RULES = ["max_open_orders", "short_sale", "max_position", "gross_exposure", "net_exposure",
-              "sector_concentration", "self_match", "throttle"]
+BOOK_RULES = [
+    "max_open_orders",
+    "short_sale",
+    "max_position",
+    "gross_exposure",
+    "net_exposure",
+    "sector_concentration",
+    "self_match",
+    "throttle",
+]
 
 
 def test_every_book_rule_is_a_configured_rule():
@@ -26,8 +34,9 @@ def test_every_book_rule_is_a_configured_rule():
     assert set(BOOK_RULES) <= set(RULES)
 
 
-def harness(limit_set: LimitSet, rules=BOOK_RULES, settings: RiskSettings | None = None, locates=None,
-            instruments=None) -> Harness:
+def harness(
+    limit_set: LimitSet, rules=BOOK_RULES, settings: RiskSettings | None = None, locates=None, instruments=None
+) -> Harness:
     h = Harness(limits=limit_set, rules=rules, instruments=instruments)
     if settings is not None:
         h.core.settings = settings
@@ -40,8 +49,17 @@ def filled(h: Harness, cl: str, qty, price=100, symbol="AAPL", side=Side.BUY, ac
     """An order accepted and fully filled at ``price``."""
     actions = h.new(order(cl, symbol, qty, price, side=side, account=account), session)
     assert isinstance(actions[-1], ev.VenueNewOrder), actions
-    h.report(f"{session}.{cl}", E.TRADE, S.FILLED, exec_id=f"X-{cl}", last_qty=qty, last_px=price, cum=qty,
-             leaves=0, avg_px=price)
+    h.report(
+        f"{session}.{cl}",
+        E.TRADE,
+        S.FILLED,
+        exec_id=f"X-{cl}",
+        last_qty=qty,
+        last_px=price,
+        cum=qty,
+        leaves=0,
+        avg_px=price,
+    )
 
 
 def code(actions) -> str | None:
@@ -94,8 +112,9 @@ def test_replace_moves_exposure_by_its_delta():
 
 def test_session_and_firm_layers_apply_to_their_own_totals():
     """A session's gross limit counts only that session's orders; the firm's counts everyone's."""
-    h = harness(LimitSet(firm=Limits(max_gross_exposure=D(30_000)),
-                         sessions={"oms2": Limits(max_gross_exposure=D(5_000))}))
+    h = harness(
+        LimitSet(firm=Limits(max_gross_exposure=D(30_000)), sessions={"oms2": Limits(max_gross_exposure=D(5_000))})
+    )
     assert code(h.new(order("A", qty=200, account="X"))) is None  # oms1: 20,000
     refused = h.new(order("B", qty=60, account="Y"), session="oms2")
     assert code(refused) == "GROSS_EXPOSURE" and refused[0].scope == "session:oms2"
@@ -104,13 +123,19 @@ def test_session_and_firm_layers_apply_to_their_own_totals():
     assert code(refused) == "GROSS_EXPOSURE" and refused[0].scope == "firm"
 
 
-@pytest.mark.parametrize("side, qty, expected", [
-    (Side.BUY, 400, None), (Side.BUY, 401, "NET_EXPOSURE"),
-    (Side.SELL_SHORT, 100, None),
-])
+@pytest.mark.parametrize(
+    "side, qty, expected",
+    [
+        (Side.BUY, 400, None),
+        (Side.BUY, 401, "NET_EXPOSURE"),
+        (Side.SELL_SHORT, 100, None),
+    ],
+)
 def test_net_exposure_hard_limit(side, qty, expected):
     """Net long with every working buy filled may not pass the hard limit; selling reduces it."""
-    h = harness(LimitSet(firm=Limits(max_net_exposure=D(50_000))), settings=RiskSettings(sell_below_zero_is_short=False))
+    h = harness(
+        LimitSet(firm=Limits(max_net_exposure=D(50_000))), settings=RiskSettings(sell_below_zero_is_short=False)
+    )
     filled(h, "B0", 100)  # net long 10,000
     assert code(h.new(order("N1", qty=qty, side=side, account="A1"))) == expected
 
@@ -130,14 +155,20 @@ def test_alert_raised_once_per_crossing_of_each_level():
     assert [a.level_pct for a in second] == ["90"]
 
 
-@pytest.mark.parametrize("side, qty, expected", [
-    (Side.BUY, 900, None), (Side.BUY, 901, "MAX_POSITION"),
-    (Side.SELL_SHORT, 300, None), (Side.SELL_SHORT, 301, "MAX_POSITION"),
-])
+@pytest.mark.parametrize(
+    "side, qty, expected",
+    [
+        (Side.BUY, 900, None),
+        (Side.BUY, 901, "MAX_POSITION"),
+        (Side.SELL_SHORT, 300, None),
+        (Side.SELL_SHORT, 301, "MAX_POSITION"),
+    ],
+)
 def test_max_position_long_and_short_include_working_orders(side, qty, expected):
     """Long: position + working buys + order <= max long; short: position - working sells - order >= -max short."""
-    h = harness(LimitSet(symbols={"AAPL": Limits(max_long_position=D(1000), max_short_position=D(200))}),
-                rules=["max_position"])
+    h = harness(
+        LimitSet(symbols={"AAPL": Limits(max_long_position=D(1000), max_short_position=D(200))}), rules=["max_position"]
+    )
     filled(h, "P0", 100)  # long 100
     assert code(h.new(order("P1", qty=qty, side=side, account="A1"))) == expected
 
@@ -145,8 +176,12 @@ def test_max_position_long_and_short_include_working_orders(side, qty, expected)
 def test_sector_concentration_blocks_growth_of_heavy_sector_only():
     """Above the gross floor, a sector over its share is blocked from growing; other sectors pass."""
     instruments = {**INSTRUMENTS, "AAPL": instrument("AAPL", 100), "XOM": instrument("XOM", 100)}
-    instruments["AAPL"] = instruments["AAPL"].__class__(**{**{f: getattr(instruments["AAPL"], f) for f in instruments["AAPL"].__struct_fields__}, "sector": "Tech"})
-    instruments["XOM"] = instruments["XOM"].__class__(**{**{f: getattr(instruments["XOM"], f) for f in instruments["XOM"].__struct_fields__}, "sector": "Energy"})
+    instruments["AAPL"] = instruments["AAPL"].__class__(
+        **{**{f: getattr(instruments["AAPL"], f) for f in instruments["AAPL"].__struct_fields__}, "sector": "Tech"}
+    )
+    instruments["XOM"] = instruments["XOM"].__class__(
+        **{**{f: getattr(instruments["XOM"], f) for f in instruments["XOM"].__struct_fields__}, "sector": "Energy"}
+    )
     h = harness(LimitSet(firm=Limits(max_sector_pct=D(60), sector_min_gross=D(10_000))), instruments=instruments)
     assert code(h.new(order("T1", "AAPL", 90, account="A1"))) is None  # below the floor: not checked
     assert code(h.new(order("E1", "XOM", 60, account="A1"))) is None  # Tech 9,000 / 15,000 = 60%
@@ -155,14 +190,17 @@ def test_sector_concentration_blocks_growth_of_heavy_sector_only():
     assert code(h.new(order("E2", "XOM", 10, account="A1"))) is None  # Energy grows: fine
 
 
-@pytest.mark.parametrize("mode, account, price, expected", [
-    ("account", "A1", 101, "SELF_MATCH"),  # crosses own working buy at 101? no: sell at 101 > buy 100
-    ("account", "A1", 100, "SELF_MATCH"),
-    ("account", "A1", 99, "SELF_MATCH"),
-    ("account", "A2", 99, None),
-    ("firm", "A2", 99, "SELF_MATCH"),
-    ("off", "A1", 99, None),
-])
+@pytest.mark.parametrize(
+    "mode, account, price, expected",
+    [
+        ("account", "A1", 101, "SELF_MATCH"),  # crosses own working buy at 101? no: sell at 101 > buy 100
+        ("account", "A1", 100, "SELF_MATCH"),
+        ("account", "A1", 99, "SELF_MATCH"),
+        ("account", "A2", 99, None),
+        ("firm", "A2", 99, "SELF_MATCH"),
+        ("off", "A1", 99, None),
+    ],
+)
 def test_self_match_blocks_crossing_opposite_order(mode, account, price, expected):
     """A sell at or below the account's (or firm's) working buy price would trade with it."""
     h = harness(LimitSet(), rules=["self_match"], settings=RiskSettings(self_match=mode))
@@ -180,14 +218,17 @@ def test_self_match_ignores_the_order_being_replaced():
     assert code(h.replace("BUY1", order("BUY1-R", qty=100, price=101, account="A1"))) is None
 
 
-@pytest.mark.parametrize("side, qty, located, long, expected", [
-    (Side.SELL_SHORT, 100, 0, 0, "SHORT_SALE_NO_LOCATE"),
-    (Side.SELL_SHORT, 100, 100, 0, None),
-    (Side.SELL_SHORT, 101, 100, 0, "SHORT_SALE_NO_LOCATE"),
-    (Side.SELL, 100, 0, 100, None),  # plain sell of a long position
-    (Side.SELL, 101, 0, 100, "SHORT_SALE_NO_LOCATE"),  # would go below zero
-    (Side.SELL, 150, 50, 100, None),
-])
+@pytest.mark.parametrize(
+    "side, qty, located, long, expected",
+    [
+        (Side.SELL_SHORT, 100, 0, 0, "SHORT_SALE_NO_LOCATE"),
+        (Side.SELL_SHORT, 100, 100, 0, None),
+        (Side.SELL_SHORT, 101, 100, 0, "SHORT_SALE_NO_LOCATE"),
+        (Side.SELL, 100, 0, 100, None),  # plain sell of a long position
+        (Side.SELL, 101, 0, 100, "SHORT_SALE_NO_LOCATE"),  # would go below zero
+        (Side.SELL, 150, 50, 100, None),
+    ],
+)
 def test_short_sale_needs_a_locate(side, qty, located, long, expected):
     """Sell short needs located shares; a plain sell below flat is treated as a short sale."""
     h = harness(LimitSet(), rules=["short_sale"], locates={("A1", "AAPL"): D(located)})
@@ -239,8 +280,9 @@ def test_max_open_orders_per_session():
 def test_fill_moves_reference_when_configured_and_bust_reverses_position():
     """With reference_from_fills a fill inside the collar moves the reference price; a bust (150=H,
     19=ExecID) takes the fill back out of the book."""
-    h = harness(LimitSet(firm=Limits(price_collar_pct=D(10))), rules=[],
-                settings=RiskSettings(reference_from_fills=True))
+    h = harness(
+        LimitSet(firm=Limits(price_collar_pct=D(10))), rules=[], settings=RiskSettings(reference_from_fills=True)
+    )
     filled(h, "F1", 100, price=105)
     assert h.core.instruments["AAPL"].reference_price == 105
     assert h.core.book.positions[("A1", "AAPL")].qty == 100
@@ -258,13 +300,22 @@ def test_overfill_is_applied_and_flagged():
     assert h.core.book.positions[("A1", "AAPL")].qty == 120
 
 
-_WORKING = st.tuples(st.sampled_from([1, -1]), st.sampled_from(["", "A1", "A2"]), st.sampled_from(["oms1", "oms2"]),
-                     st.sampled_from([None, D(99), D(100), D(101)]), st.integers(min_value=0, max_value=300))
+_WORKING = st.tuples(
+    st.sampled_from([1, -1]),
+    st.sampled_from(["", "A1", "A2"]),
+    st.sampled_from(["oms1", "oms2"]),
+    st.sampled_from([None, D(99), D(100), D(101)]),
+    st.integers(min_value=0, max_value=300),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(book_orders=st.lists(_WORKING, max_size=12), changes=st.lists(_WORKING, max_size=6),
-       new=_WORKING, mode=st.sampled_from(["account", "firm"]))
+@given(
+    book_orders=st.lists(_WORKING, max_size=12),
+    changes=st.lists(_WORKING, max_size=6),
+    new=_WORKING,
+    mode=st.sampled_from(["account", "firm"]),
+)
 def test_self_match_from_the_price_index_decides_as_a_scan_of_every_order(book_orders, changes, new, mode):
     """The self-match check reads the book's price index; whatever the working orders (sides,
     owners, market and limit prices, some then changed or gone), it decides exactly as a scan of
@@ -301,8 +352,11 @@ def test_fills_do_not_move_the_reference_by_default():
 def test_fills_walk_the_reference_no_further_than_the_collar_around_its_anchor():
     """With reference_from_fills, fills 4.9% up each time move the reference, but never more than the
     collar (5%) away from the price the file or the desk set; a desk change sets a new anchor."""
-    h = harness(LimitSet(firm=Limits(price_collar_pct=D(5))), rules=["price_collar"],
-                settings=RiskSettings(reference_from_fills=True))
+    h = harness(
+        LimitSet(firm=Limits(price_collar_pct=D(5))),
+        rules=["price_collar"],
+        settings=RiskSettings(reference_from_fills=True),
+    )
     for i in range(12):
         ref = h.core.instruments["AAPL"].reference_price
         price = (ref * D("1.049")).quantize(D("0.01"))

@@ -20,9 +20,20 @@ def test_built_message_has_header_in_tag_order_and_a_checksum_the_framer_accepts
 
 
 def test_resend_header_carries_possdup_and_orig_sending_time_in_tag_order() -> None:
-    data = build.build("FIX.4.4", "8", 3, "FIXPROXY", "OMS1", "20261125-12:00:01.000", [(11, "A")],
-                      [(43, "Y"), (122, "20261125-12:00:00.000")]).decode()
-    assert "\x0134=3\x0143=Y\x0149=FIXPROXY\x0152=20261125-12:00:01.000\x0156=OMS1\x01122=20261125-12:00:00.000\x01" in data
+    data = build.build(
+        "FIX.4.4",
+        "8",
+        3,
+        "FIXPROXY",
+        "OMS1",
+        "20261125-12:00:01.000",
+        [(11, "A")],
+        [(43, "Y"), (122, "20261125-12:00:00.000")],
+    ).decode()
+    assert (
+        "\x0134=3\x0143=Y\x0149=FIXPROXY\x0152=20261125-12:00:01.000\x0156=OMS1\x01122=20261125-12:00:00.000\x01"
+        in data
+    )
 
 
 def test_frame_has_begin_string_body_length_and_checksum_around_the_body() -> None:
@@ -42,8 +53,12 @@ def test_frame_counts_the_bytes_its_encoder_gives() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 9999), st.text(st.characters(min_codepoint=32, max_codepoint=255),
-                                                        max_size=8)), max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 9999), st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=8)),
+        max_size=6,
+    )
+)
 def test_property_built_and_framed_messages_pass_the_framer(body: list[tuple[int, str]]) -> None:
     """Whatever the body, ``build`` and ``frame`` give a message whose length and sum the framer accepts."""
     built = build.build("FIX.4.4", "8", 9, "FIXPROXY", "OMS1", "20261125-12:00:00.000", body)

@@ -27,8 +27,18 @@ def test_report_carries_state_before_after_and_cancels() -> None:
     """An accepted halt and cancel reports 2332=0, the new and old state and the cancels sent."""
     result = ev.AdminResult("kill", True, "account:A1", "alice", "why", 0, "ACTIVE", "HALTED", "done", 3, "R1")
     fields = dict(result_to_report(result, {2328: "R1", 2329: "100"}, "K7"))
-    assert fields == {35: "U2", 2331: "K7", 2328: "R1", 2329: "100", 2332: "0", 20101: "account:A1",
-                      20103: "HALTED", 20104: "ACTIVE", 20105: "3", 58: "done"}
+    assert fields == {
+        35: "U2",
+        2331: "K7",
+        2328: "R1",
+        2329: "100",
+        2332: "0",
+        20101: "account:A1",
+        20103: "HALTED",
+        20104: "ACTIVE",
+        20105: "3",
+        58: "done",
+    }
     refused = dict(result_to_report(ev.AdminResult("kill", False, "bad", "", "", 0, detail="scope must be"), {}, "K8"))
     assert (refused[2332], refused[2333], refused[58]) == ("2", "99", "scope must be")
 
@@ -36,5 +46,12 @@ def test_report_carries_state_before_after_and_cancels() -> None:
 def test_unreadable_request_is_answered_with_a_refusing_report() -> None:
     """A request that is not an event is answered 2332=2, 2333=99, with the reason in 58 and its ids echoed."""
     fields = dict(refusal_to_report({2328: "R9", 2329: "0", 20101: "firm"}, "PartyActionType (2329) must be", "K9"))
-    assert fields == {35: "U2", 2331: "K9", 2328: "R9", 2332: "2", 2333: "99", 20101: "firm",
-                      58: "PartyActionType (2329) must be"}
+    assert fields == {
+        35: "U2",
+        2331: "K9",
+        2328: "R9",
+        2332: "2",
+        2333: "99",
+        20101: "firm",
+        58: "PartyActionType (2329) must be",
+    }

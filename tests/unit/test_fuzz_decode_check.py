@@ -14,12 +14,53 @@ from .conftest import Harness
 
 SOH = "\x01"
 # Values that have broken parsers before: empty, huge, signs, exponents, NaN, unicode digits, separators.
-NASTY = st.sampled_from(["", "0", "-1", "-0", "1e309", "NaN", "sNaN", "inf", "-Infinity", "1e-400", "9" * 40,
-                         "1.5.5", " 100", "100 ", "\u0661\u0660\u0660", "²", "=", "\x00", "1,000", "0x10", "1_000", "+5"])
+NASTY = st.sampled_from(
+    [
+        "",
+        "0",
+        "-1",
+        "-0",
+        "1e309",
+        "NaN",
+        "sNaN",
+        "inf",
+        "-Infinity",
+        "1e-400",
+        "9" * 40,
+        "1.5.5",
+        " 100",
+        "100 ",
+        "\u0661\u0660\u0660",
+        "²",
+        "=",
+        "\x00",
+        "1,000",
+        "0x10",
+        "1_000",
+        "+5",
+    ]
+)
 # Identifiers that reached a venue before they were checked: control characters, bytes that are not
 # UTF-8 (as latin-1 characters, or as the surrogates quickfix's binding makes of them), blank, padded, huge.
-NASTY_IDS = st.sampled_from(["\x00", "A\x00B", "\x07", "X\xe91", "X\udce91", "\x7f", " ", "  A", "A ", "\t",
-                             "A" * 65, "A" * 10_005, "\u200b", "\ufeff", "caf\u00c3\u00a9"])
+NASTY_IDS = st.sampled_from(
+    [
+        "\x00",
+        "A\x00B",
+        "\x07",
+        "X\xe91",
+        "X\udce91",
+        "\x7f",
+        " ",
+        "  A",
+        "A ",
+        "\t",
+        "A" * 65,
+        "A" * 10_005,
+        "\u200b",
+        "\ufeff",
+        "caf\u00c3\u00a9",
+    ]
+)
 VALUE = st.one_of(NASTY, NASTY_IDS, st.text(string.printable, max_size=12), st.text(max_size=6))
 TAGS = st.sampled_from([1, 11, 21, 34, 38, 40, 41, 44, 48, 54, 55, 59, 99, 100, 9999])
 
@@ -32,12 +73,22 @@ def order_message(draw) -> str:
     for tag in draw(st.lists(TAGS, max_size=12)):
         fields[tag] = draw(VALUE)
     if draw(st.booleans()):  # often a nearly valid order with one bad field
-        fields.update({11: draw(st.text(string.ascii_letters, min_size=1, max_size=8)), 55: "AAPL", 54: "1",
-                       38: "100", 40: "2", 44: "100"})
+        fields.update(
+            {
+                11: draw(st.text(string.ascii_letters, min_size=1, max_size=8)),
+                55: "AAPL",
+                54: "1",
+                38: "100",
+                40: "2",
+                44: "100",
+            }
+        )
         fields[draw(TAGS)] = draw(VALUE)
     parts = [f"{t}={v}" for t, v in fields.items()]
     if draw(st.booleans()):
-        parts.insert(draw(st.integers(0, len(parts))), draw(st.sampled_from(["=x", "abc", "", "12", "=", "9" * 12 + "=1"])))
+        parts.insert(
+            draw(st.integers(0, len(parts))), draw(st.sampled_from(["=x", "abc", "", "12", "=", "9" * 12 + "=1"]))
+        )
     return SOH.join(parts)
 
 
@@ -73,8 +124,11 @@ def test_malformed_order_messages_never_raise_and_never_reach_a_venue_invalid(ra
 
 
 @settings(max_examples=3_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1"))
-       | st.binary(max_size=300).map(lambda b: b.decode("utf-8", "surrogateescape")))
+@given(
+    st.text(max_size=300)
+    | st.binary(max_size=300).map(lambda b: b.decode("latin-1"))
+    | st.binary(max_size=300).map(lambda b: b.decode("utf-8", "surrogateescape"))
+)
 def test_any_text_decodes_to_an_event_never_an_exception(raw):
     """Any text at all (every code point, lone surrogates, every byte as latin-1 or surrogate-escaped
     as quickfix hands them over), behind a D, G or F header: decode returns an event, never raises."""

@@ -41,8 +41,13 @@ def test_records_of_every_kind_read_back_as_written(tmp_path):
     j.action(ev.Decision("oms1", "D", "A", True, T, venue="sim"))
     j.close()
     values = [fmt.decode(kind, payload) for _, kind, payload in read_segment(segment_path(tmp_path, 1))]
-    assert values == [start(), ("oms1", T, fix("8=FIX.4.4|35=D|11=A|")), ev.AdminKill("firm", "halt", "why", "alice", T),
-                      ("sim", T + 1, fix("8=FIX.4.4|35=D|11=oms1.A|")), ev.Decision("oms1", "D", "A", True, T, venue="sim")]
+    assert values == [
+        start(),
+        ("oms1", T, fix("8=FIX.4.4|35=D|11=A|")),
+        ev.AdminKill("firm", "halt", "why", "alice", T),
+        ("sim", T + 1, fix("8=FIX.4.4|35=D|11=oms1.A|")),
+        ev.Decision("oms1", "D", "A", True, T, venue="sim"),
+    ]
 
 
 def test_reader_stops_at_a_torn_record(tmp_path):
@@ -115,8 +120,11 @@ class Wire(CoreBridge):
     """The bridge with sessions that always send: what went out is kept."""
 
     def __init__(self, core, journal):
-        infos = [SessionInfo("oms1", "oms", "FIX.4.4"), SessionInfo("oms2", "oms", "FIX.4.2"),
-                 SessionInfo("sim", "venue", "FIX.4.4")]
+        infos = [
+            SessionInfo("oms1", "oms", "FIX.4.4"),
+            SessionInfo("oms2", "oms", "FIX.4.2"),
+            SessionInfo("sim", "venue", "FIX.4.4"),
+        ]
         super().__init__(core, infos, lambda a: None, clock=lambda: T, journal=journal)
         self.sent: list[tuple[str, str]] = []
         self.infos = {i.name: i for i in infos}
@@ -129,18 +137,24 @@ class Wire(CoreBridge):
 
 
 def order(cl: str, qty: int = 100, px: str = "190", seq: int = 1) -> str:
-    return fix(f"8=FIX.4.4|35=D|34={seq}|49=OMS1|56=FIXPROXY|52=20231114-22:13:20|11={cl}|1=ACC|55=AAPL|54=1|"
-               f"38={qty}|40=2|44={px}|")
+    return fix(
+        f"8=FIX.4.4|35=D|34={seq}|49=OMS1|56=FIXPROXY|52=20231114-22:13:20|11={cl}|1=ACC|55=AAPL|54=1|"
+        f"38={qty}|40=2|44={px}|"
+    )
 
 
 def report(cl: str, exec_id: str, status: str, exec_type: str, cum: int, leaves: int, last: int = 0) -> str:
-    return fix(f"8=FIX.4.4|35=8|34=1|49=VENUE|56=FIXPROXY|11=oms1.{cl}|37=V{cl}|17={exec_id}|150={exec_type}|"
-               f"39={status}|55=AAPL|54=1|38=100|14={cum}|151={leaves}|6=190|32={last}|31=190|")
+    return fix(
+        f"8=FIX.4.4|35=8|34=1|49=VENUE|56=FIXPROXY|11=oms1.{cl}|37=V{cl}|17={exec_id}|150={exec_type}|"
+        f"39={status}|55=AAPL|54=1|38=100|14={cum}|151={leaves}|6=190|32={last}|31=190|"
+    )
 
 
 def picture(core) -> dict:
-    return {name: getattr(views, name)(core) for name in ("positions", "open_orders", "trading_states", "limits",
-                                                        "exposure")}
+    return {
+        name: getattr(views, name)(core)
+        for name in ("positions", "open_orders", "trading_states", "limits", "exposure")
+    }
 
 
 def run_day(directory: Path, loaded, segment: int, start_ns: int, base: bytes | None):
@@ -185,8 +199,14 @@ def test_recovered_core_equals_the_core_that_wrote_the_journal(tmp_path):
     core2, j2, wire2 = run_day(tmp_path, loaded, 2, T + 5, rec.snapshot)
     wire2.submit(ev.SessionUp("sim", T + 5))
     wire2.submit(ev.AdminKill("account:ACC", "halt", "runaway", "alice", T + 5))
-    wire2.receive(wire2.infos["oms2"], fix("8=FIX.4.2|35=D|34=1|49=OMS2|56=FIXPROXY|52=20231114-22:13:20|11=B1|"
-                                         "1=ACC|55=AAPL|54=1|38=10|40=2|44=190|21=1|"), T + 5)
+    wire2.receive(
+        wire2.infos["oms2"],
+        fix(
+            "8=FIX.4.2|35=D|34=1|49=OMS2|56=FIXPROXY|52=20231114-22:13:20|11=B1|"
+            "1=ACC|55=AAPL|54=1|38=10|40=2|44=190|21=1|"
+        ),
+        T + 5,
+    )
     j2.close()
     exec_ids = [raw for name, raw in wire2.sent if name == "oms2" and "\x0117=" in raw]
     assert exec_ids, wire2.sent
@@ -208,8 +228,7 @@ def test_last_input_cut_short_is_reconciled_against_the_stores(tmp_path):
     wire.submit(ev.SessionUp("oms1", T))
     j.inbound("oms1", T, order("LOST", seq=7))  # journaled; the process died before the core saw it
     j.close()
-    rec = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator,
-                  lambda v: {}, lambda s: {})
+    rec = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator, lambda v: {}, lambda s: {})
     assert rec.send_failed == [("sim", "oms1.LOST")]
     assert rec.inbound_seq == {"oms1": 7}
 
@@ -220,8 +239,14 @@ def test_last_input_cut_short_is_reconciled_against_the_stores(tmp_path):
     wire2.receive(wire2.infos["oms1"], order("F1", seq=8), T)
     j2.inbound("sim", T, report("F1", "X9", "2", "F", 100, 0, 100))
     j2.close()
-    rec2 = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator,
-                   lambda v: {"oms1.F1": "35=D\x0134=3\x0111=oms1.F1\x01"}, lambda s: {})
+    rec2 = recover(
+        tmp_path,
+        loaded.config,
+        lambda: build_core(loaded, T),
+        exec_id_generator,
+        lambda v: {"oms1.F1": "35=D\x0134=3\x0111=oms1.F1\x01"},
+        lambda s: {},
+    )
     assert rec2.send_failed == []
     assert [(type(a).__name__, a.report.exec_id) for a in rec2.resend] == [("OmsReport", "X9")]
     fresh = build_core(loaded, T)
@@ -239,8 +264,14 @@ def test_message_in_the_store_but_not_in_the_journal_is_journaled_on_start(tmp_p
     j.inbound("oms1", T, order("G1", seq=3))
     j.close()
     stored = "8=FIX.4.4\x0135=D\x0134=9\x0149=FIXPROXY\x0156=VENUE\x0111=oms1.G1\x01"
-    rec = recover(tmp_path, loaded.config, lambda: build_core(loaded, T), exec_id_generator,
-                  lambda v: {"oms1.G1": stored}, lambda s: {})
+    rec = recover(
+        tmp_path,
+        loaded.config,
+        lambda: build_core(loaded, T),
+        exec_id_generator,
+        lambda v: {"oms1.G1": stored},
+        lambda s: {},
+    )
     assert rec.send_failed == [] and rec.resend == []
     assert rec.journal_out == [("sim", stored)]
 

@@ -36,10 +36,17 @@ def test_bad_scope_is_refused(text):
         parse_scope(text)
 
 
-@pytest.mark.parametrize("text, why", [
-    ("account:a b", "without spaces"), ("account:A\x00", "control characters"), ("symbol:A\x07PL", "control"),
-    ("session:\tx", "control"), ("account:Zé", "printable ASCII"), ("account:" + "A" * 65, "at most 64"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("account:a b", "without spaces"),
+        ("account:A\x00", "control characters"),
+        ("symbol:A\x07PL", "control"),
+        ("session:\tx", "control"),
+        ("account:Zé", "printable ASCII"),
+        ("account:" + "A" * 65, "at most 64"),
+    ],
+)
 def test_scope_name_with_spaces_control_characters_or_over_64_is_refused(text, why):
     """A scope's name is 1 to 64 printable ASCII characters: NUL, BEL, tabs, non-ASCII and longer names
     are refused with the reason, on every surface (HTTP, CLI, desk session, dashboard all parse here)."""
@@ -52,8 +59,11 @@ def test_kill_naming_an_unknown_session_or_bad_scope_is_refused_and_changes_noth
     """Whichever surface it comes from, a halt of a session that is not configured, or of a scope with
     a NUL or a 65-character name, is refused with the reason; nothing is halted."""
     h = Harness()
-    for scope, why in [("session:nope", "no OMS session named 'nope'"), ("account:A\x00B", "control characters"),
-                       ("account:" + "K" * 65, "at most 64")]:
+    for scope, why in [
+        ("session:nope", "no OMS session named 'nope'"),
+        ("account:A\x00B", "control characters"),
+        ("account:" + "K" * 65, "at most 64"),
+    ]:
         result = only(h.handle(ev.AdminKill(scope, "halt", "test", "carol", h.now)), ev.AdminResult)
         assert not result.ok and why in result.detail
     assert h.core.kill.states() == []
@@ -108,8 +118,11 @@ def test_kill_cancel_refused_by_venue_is_not_relayed_to_oms():
     h = Harness(rules=[])
     h.live("A", qty=100, account="A1")
     cancel = only(kill(h, "account:A1", "halt_and_cancel"), ev.VenueCancel)
-    actions = h.handle(ev.VenueCancelReject("sim", h.now, CancelReject(cancel.cl_ord_id, "oms1.A", "V1",
-                                                                       OrdStatus.FILLED, "1", "0", "too late")))
+    actions = h.handle(
+        ev.VenueCancelReject(
+            "sim", h.now, CancelReject(cancel.cl_ord_id, "oms1.A", "V1", OrdStatus.FILLED, "1", "0", "too late")
+        )
+    )
     assert [a.kind for a in actions] == ["kill_cancel_rejected"]
     assert h.core.kill_cancels_pending() == 0
 
@@ -123,11 +136,14 @@ def test_resume_lets_orders_through_again():
     assert code(h.new(order("X2"))) is None
 
 
-@pytest.mark.parametrize("side, qty, expected", [
-    (Side.SELL, 100, None),  # flattens the long 100
-    (Side.SELL, 101, "REDUCING_ONLY"),  # would go short
-    (Side.BUY, 1, "REDUCING_ONLY"),  # grows the long
-])
+@pytest.mark.parametrize(
+    "side, qty, expected",
+    [
+        (Side.SELL, 100, None),  # flattens the long 100
+        (Side.SELL, 101, "REDUCING_ONLY"),  # would go short
+        (Side.BUY, 1, "REDUCING_ONLY"),  # grows the long
+    ],
+)
 def test_reducing_lets_only_shrinking_orders_through(side, qty, expected):
     """REDUCING: a sell up to the long position passes; more, or a buy, is refused."""
     h = Harness(rules=[])
@@ -171,7 +187,9 @@ def test_set_limit_takes_effect_from_next_order_and_reports_before_after():
     bad = only(h.handle(ev.AdminSetLimit("firm", "max_qty", "3", "oops", "bob", h.now)), ev.AdminResult)
     assert not bad.ok and "no limit named" in bad.detail
     assert code(h.new(order("Q3", qty=1000))) is None
-    layer = only(h.handle(ev.AdminSetLimit("account:A9", "max_order_qty", 10, "new acct", "bob", h.now)), ev.AdminResult)
+    layer = only(
+        h.handle(ev.AdminSetLimit("account:A9", "max_order_qty", 10, "new acct", "bob", h.now)), ev.AdminResult
+    )
     assert layer.ok and code(h.new(order("Q4", qty=11, account="A9"))) == "MAX_ORDER_QTY"
 
 
@@ -193,8 +211,7 @@ def test_reference_move_beyond_the_band_is_refused_without_force(price):
     refused = only(h.handle(ev.AdminSetReference("AAPL", price, "typo?", "carol", h.now)), ev.AdminResult)
     assert not refused.ok and "more than the 20%" in refused.detail and "force" in refused.detail
     assert h.core.instruments["AAPL"].reference_price == D(100)
-    forced = only(h.handle(ev.AdminSetReference("AAPL", price, "really", "carol", h.now, force=True)),
-                  ev.AdminResult)
+    forced = only(h.handle(ev.AdminSetReference("AAPL", price, "really", "carol", h.now, force=True)), ev.AdminResult)
     assert forced.ok and forced.detail.startswith("forced:") and h.core.instruments["AAPL"].reference_price == D(price)
 
 

@@ -26,8 +26,9 @@ def _layered(field_by_layer: dict[str, dict]) -> LimitSet:
     """A LimitSet with the given fields set on the symbol/account/session/firm layers for our key."""
     out = LimitSet()
     for layer, fields in field_by_layer.items():
-        out = out.with_layer(layer, {"symbol": SYMBOL, "account": ACCOUNT, "session": SESSION}.get(layer, ""),
-                             limits(**fields))
+        out = out.with_layer(
+            layer, {"symbol": SYMBOL, "account": ACCOUNT, "session": SESSION}.get(layer, ""), limits(**fields)
+        )
     return out
 
 
@@ -45,21 +46,28 @@ def _layered(field_by_layer: dict[str, dict]) -> LimitSet:
 )
 def test_most_specific_layer_setting_a_field_wins(layers, winner):
     """Symbol beats account beats session beats firm, and the scope names the winner."""
-    resolved = resolve(_layered({name: {"max_order_qty": _QTY_BY_LAYER[name]} for name in layers}),
-                       SESSION, ACCOUNT, SYMBOL)
+    resolved = resolve(
+        _layered({name: {"max_order_qty": _QTY_BY_LAYER[name]} for name in layers}), SESSION, ACCOUNT, SYMBOL
+    )
     assert resolved.max_order_qty.value == Decimal(_QTY_BY_LAYER[winner])
     assert resolved.max_order_qty.scope == _LAYER_SCOPES[winner]
 
 
 def test_field_unset_on_specific_layer_falls_through_field_by_field():
     """Each field comes from the most specific layer that sets it, independently of the others."""
-    limit_set = _layered({
-        "symbol": {"price_collar_pct": 2},
-        "account": {"max_order_notional": 50_000},
-        "session": {"max_order_qty": 5000},
-        "firm": {"max_order_qty": 10_000, "max_order_notional": 1_000_000, "price_collar_pct": 5,
-                 "reference_max_age_s": 86_400},
-    })
+    limit_set = _layered(
+        {
+            "symbol": {"price_collar_pct": 2},
+            "account": {"max_order_notional": 50_000},
+            "session": {"max_order_qty": 5000},
+            "firm": {
+                "max_order_qty": 10_000,
+                "max_order_notional": 1_000_000,
+                "price_collar_pct": 5,
+                "reference_max_age_s": 86_400,
+            },
+        }
+    )
     r = resolve(limit_set, SESSION, ACCOUNT, SYMBOL)
     assert (r.price_collar_pct.value, r.price_collar_pct.scope) == (Decimal(2), "symbol:AAPL")
     assert (r.max_order_notional.value, r.max_order_notional.scope) == (Decimal(50_000), "account:ACC")
@@ -114,8 +122,9 @@ def test_restriction_listed_on_any_layer_applies_with_most_specific_scope(listed
 def test_account_restriction_list_cannot_lift_firm_restriction():
     """Restriction lists add up: an account layer listing other symbols (or none) leaves the firm's in force."""
     for account_list in (frozenset(), frozenset({"MSFT"})):
-        limit_set = _layered({"account": {"restricted_symbols": account_list},
-                              "firm": {"restricted_symbols": {SYMBOL}}})
+        limit_set = _layered(
+            {"account": {"restricted_symbols": account_list}, "firm": {"restricted_symbols": {SYMBOL}}}
+        )
         r = resolve(limit_set, SESSION, ACCOUNT, SYMBOL)
         assert r.restricted_symbols is not None and r.restricted_symbols.scope == "firm"
 
@@ -149,7 +158,9 @@ def test_resolver_replace_clears_cache_so_live_change_takes_effect():
 def test_with_layer_returns_copy_and_leaves_original_unchanged():
     """with_layer() builds a new LimitSet; the one in use is not mutated."""
     original = LimitSet(firm=limits(max_order_qty=100), accounts={"A": limits(max_order_qty=1)})
-    changed = original.with_layer("account", "B", limits(max_order_qty=2)).with_layer("firm", "", limits(max_order_qty=5))
+    changed = original.with_layer("account", "B", limits(max_order_qty=2)).with_layer(
+        "firm", "", limits(max_order_qty=5)
+    )
     assert set(original.accounts) == {"A"} and original.firm.max_order_qty == Decimal(100)
     assert set(changed.accounts) == {"A", "B"} and changed.firm.max_order_qty == Decimal(5)
 

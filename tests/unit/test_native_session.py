@@ -38,9 +38,19 @@ class ListLog:
 
 
 def make(*, role: str = "oms", initiator: bool = False, allow: bool = True, heartbeat_s: int = 30) -> Session:
-    return Session(name="oms1", role=role, begin_string="FIX.4.4", sender="FIXPROXY", target="OMS1",
-                   heartbeat_s=heartbeat_s, store=MemoryStore(T), log=ListLog(), initiator=initiator,
-                   resend_app=role != "venue", check_logon=lambda fields: allow)
+    return Session(
+        name="oms1",
+        role=role,
+        begin_string="FIX.4.4",
+        sender="FIXPROXY",
+        target="OMS1",
+        heartbeat_s=heartbeat_s,
+        store=MemoryStore(T),
+        log=ListLog(),
+        initiator=initiator,
+        resend_app=role != "venue",
+        check_logon=lambda fields: allow,
+    )
 
 
 def peer(msg_type: str, seq: int, body: str = "", at: int = T) -> bytes:
@@ -51,8 +61,10 @@ def peer(msg_type: str, seq: int, body: str = "", at: int = T) -> bytes:
 def ours(msg_type: str, seq: int, body: str = "", at: int = T, head: str = "") -> bytes:
     """A message of the proxy's to OMS1; ``head`` holds 43=Y before 49 and 122 after 56 (a resend)."""
     possdup, _, orig = head.partition(";")
-    text = (f"35={msg_type}|34={seq}|{possdup + '|' if possdup else ''}49=FIXPROXY|52={build.stamp(at)}|56=OMS1"
-            f"{'|' + orig if orig else ''}{'|' + body if body else ''}")
+    text = (
+        f"35={msg_type}|34={seq}|{possdup + '|' if possdup else ''}49=FIXPROXY|52={build.stamp(at)}|56=OMS1"
+        f"{'|' + orig if orig else ''}{'|' + body if body else ''}"
+    )
     return framed(text)
 
 
@@ -87,10 +99,13 @@ def test_logon_refused_by_the_owner_gets_a_logout_and_the_connection_closes() ->
     assert events == [Close("logon refused")] and not session.logged_on
 
 
-@pytest.mark.parametrize("message, why", [
-    (peer("A", 1, "98=0|108=30", at=T - 600 * S), "SendingTime accuracy problem"),
-    (peer("0", 1), "first message is not a Logon"),
-])
+@pytest.mark.parametrize(
+    "message, why",
+    [
+        (peer("A", 1, "98=0|108=30", at=T - 600 * S), "SendingTime accuracy problem"),
+        (peer("0", 1), "first message is not a Logon"),
+    ],
+)
 def test_logon_that_cannot_be_taken_is_not_answered_and_the_connection_closes(message: bytes, why: str) -> None:
     """A Logon ten minutes old, or a Heartbeat first: no answer (no Reject before a Logon), Close."""
     session = make()
@@ -158,8 +173,10 @@ def test_resend_request_is_answered_with_possdup_resends_and_a_gap_fill_for_sess
     now = T + 2 * S
     events, out = session.receive(peer("2", 2, "7=1|16=0", at=now), now)
     assert events == []
-    assert out == (ours("4", 1, "36=2|123=Y", at=now, head=f"43=Y;122={build.stamp(now)}")
-                   + ours("8", 2, "37=O1|150=0", at=now, head=f"43=Y;122={build.stamp(T + S)}"))
+    assert out == (
+        ours("4", 1, "36=2|123=Y", at=now, head=f"43=Y;122={build.stamp(now)}")
+        + ours("8", 2, "37=O1|150=0", at=now, head=f"43=Y;122={build.stamp(T + S)}")
+    )
 
 
 def test_venue_session_gap_fills_orders_and_reports_them_not_resent() -> None:
@@ -257,16 +274,21 @@ def test_message_with_an_unreadable_tag_is_ignored_and_its_number_unused() -> No
 def test_sending_time_out_of_the_window_is_refused_and_logged_out() -> None:
     session = logged_on()
     now = T + 600 * S
-    assert session.receive(peer("1", 2, "112=X"), now) == ([], ours(
-        "3", 2, "45=2|372=1|373=10|58=SendingTime accuracy problem", at=now)
-        + ours("5", 3, "58=SendingTime accuracy problem", at=now))
+    assert session.receive(peer("1", 2, "112=X"), now) == (
+        [],
+        ours("3", 2, "45=2|372=1|373=10|58=SendingTime accuracy problem", at=now)
+        + ours("5", 3, "58=SendingTime accuracy problem", at=now),
+    )
 
 
-@pytest.mark.parametrize("body, ref_tag, reason", [
-    (f"35=D|{HDR}|{ORDER}|35=0", "35", "14"),
-    (f"35=D|{HDR}|{ORDER}|38=900", "38", "13"),
-    (f"35=D|34=2|49=OMS1|56=FIXPROXY|{ORDER}|52={build.stamp(T)}", "52", "14"),
-])
+@pytest.mark.parametrize(
+    "body, ref_tag, reason",
+    [
+        (f"35=D|{HDR}|{ORDER}|35=0", "35", "14"),
+        (f"35=D|{HDR}|{ORDER}|38=900", "38", "13"),
+        (f"35=D|34=2|49=OMS1|56=FIXPROXY|{ORDER}|52={build.stamp(T)}", "52", "14"),
+    ],
+)
 def test_session_rejects_a_malformed_order_and_uses_its_number(body: str, ref_tag: str, reason: str) -> None:
     """The order is refused with 35=3 naming the tag, never handed to the core; its number is used
     (a message ending in 35=0 is not taken for a Heartbeat)."""
@@ -281,7 +303,7 @@ def test_session_logs_out_a_message_with_another_begin_string() -> None:
     """FIX.4.2 on the FIX.4.4 session: Logout naming the BeginString, and the connection closes."""
     session = logged_on()
     data = framed(f"35=D|{HDR}|{ORDER}").replace(b"8=FIX.4.4", b"8=FIX.4.2")
-    data = data[:-4] + b"%03d\x01" % (sum(data[:data.rindex(b"10=")]) % 256)
+    data = data[:-4] + b"%03d\x01" % (sum(data[: data.rindex(b"10=")]) % 256)
     events, out = session.receive(data, T)
     assert out == ours("5", 2, "58=Incorrect BeginString FIX.4.2")
     assert events == [Close("Incorrect BeginString FIX.4.2")]
@@ -289,16 +311,25 @@ def test_session_logs_out_a_message_with_another_begin_string() -> None:
 
 def test_session_hands_a_sound_order_with_a_group_to_the_core() -> None:
     session = logged_on()
-    events, out = session.receive(framed(f"35=D|{HDR}|11=A1|453=2|448=T1|447=D|452=11|448=T2|447=D|452=12|"
-                                         f"55=MSFT|54=1|38=100|40=2|44=410|60={build.stamp(T)}"), T)
+    events, out = session.receive(
+        framed(
+            f"35=D|{HDR}|11=A1|453=2|448=T1|447=D|452=11|448=T2|447=D|452=12|"
+            f"55=MSFT|54=1|38=100|40=2|44=410|60={build.stamp(T)}"
+        ),
+        T,
+    )
     assert out == b"" and [type(e) for e in events] == [Received] and events[0].fields[453] == "2"
 
 
 def test_session_module_does_no_io_and_reads_no_clock() -> None:
     """session.py imports no event loop, socket, thread, clock or file module: it is sans-IO."""
     tree = ast.parse(Path(session_module.__file__).read_text(encoding="utf-8"))
-    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-             for alias in node.names}
-    names |= {node.module.split(".")[0] for node in ast.walk(tree)
-              if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    names = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    names |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
     assert names.isdisjoint({"asyncio", "socket", "time", "threading", "os", "io", "selectors", "mmap"}), names

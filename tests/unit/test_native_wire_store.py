@@ -31,8 +31,9 @@ def test_store_is_read_back_after_a_clean_close_and_in_quickfix_layout(tmp_path:
     assert (again.next_sender, again.next_target) == (4, 9)
     assert [seq for seq, _ in again.get(1, 10)] == [1, 2, 3]
     again.close()
-    assert [m.encode() for m in stored_messages(tmp_path, "FIX.4.4-FIXPROXY-VENUE")] == \
-        [message(s, f"C{s}") for s in (1, 2, 3)]
+    assert [m.encode() for m in stored_messages(tmp_path, "FIX.4.4-FIXPROXY-VENUE")] == [
+        message(s, f"C{s}") for s in (1, 2, 3)
+    ]
 
 
 def test_store_written_but_never_closed_reads_back_everything_sent(tmp_path: Path):

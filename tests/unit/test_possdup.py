@@ -39,8 +39,9 @@ def test_plain_duplicate_without_flag_is_still_rejected():
     """Without 43=Y a reused ClOrdID is a DUPLICATE_CLORDID reject, not silently dropped."""
     h = Harness(rules=None)
     h.new(order("D1"))
-    assert any(isinstance(a, ev.OmsBusinessReject) and a.text.startswith("DUPLICATE_CLORDID")
-               for a in h.new(order("D1")))
+    assert any(
+        isinstance(a, ev.OmsBusinessReject) and a.text.startswith("DUPLICATE_CLORDID") for a in h.new(order("D1"))
+    )
 
 
 def test_venue_report_resent_with_known_exec_id_is_not_relayed_twice():
@@ -66,9 +67,20 @@ def test_report_for_order_lost_in_a_crash_rebuilds_it_from_the_venue_clordid():
     and the fill moves the book."""
     h = Harness(rules=[])
     h.core.recover_orders = True
-    report = exec_report("oms2.LOST7", ExecType.TRADE, OrdStatus.FILLED, exec_id="X1", leaves=0, cum=100,
-                         last_qty=100, last_px=50, symbol="AAPL", side=Side.SELL, account="A1",
-                         order_qty=Decimal(100))
+    report = exec_report(
+        "oms2.LOST7",
+        ExecType.TRADE,
+        OrdStatus.FILLED,
+        exec_id="X1",
+        leaves=0,
+        cum=100,
+        last_qty=100,
+        last_px=50,
+        symbol="AAPL",
+        side=Side.SELL,
+        account="A1",
+        order_qty=Decimal(100),
+    )
     actions = h.handle(ev.VenueReport("sim", h.now, report))
     relayed = [a for a in actions if isinstance(a, ev.OmsReport)]
     assert [(a.session, a.report.cl_ord_id) for a in relayed] == [("oms2", "LOST7")]
@@ -88,8 +100,16 @@ def test_report_with_foreign_clordid_is_not_recovered():
 def test_recovery_is_off_unless_asked_for():
     """Replay builds the core without recovery: a report for an order it refused is not rebuilt."""
     h = Harness(rules=[])
-    report = exec_report("oms1.GONE", ExecType.NEW, OrdStatus.NEW, exec_id="X3", leaves=5, symbol="AAPL",
-                         side=Side.BUY, order_qty=Decimal(5))
+    report = exec_report(
+        "oms1.GONE",
+        ExecType.NEW,
+        OrdStatus.NEW,
+        exec_id="X3",
+        leaves=5,
+        symbol="AAPL",
+        side=Side.BUY,
+        order_qty=Decimal(5),
+    )
     assert [a.kind for a in h.handle(ev.VenueReport("sim", h.now, report))] == ["unknown_order_report"]
 
 
@@ -110,7 +130,9 @@ def test_resent_venue_report_with_unknown_exec_id_goes_to_oms_marked_possresend(
     h = Harness(rules=[])
     h.new(order("P1"))
     report = exec_report("oms1.P1", ExecType.NEW, OrdStatus.NEW, exec_id="NEWX", leaves=100)
-    relayed = next(a for a in h.handle(ev.VenueReport("sim", h.now, report, poss_dup=True)) if isinstance(a, ev.OmsReport))
+    relayed = next(
+        a for a in h.handle(ev.VenueReport("sim", h.now, report, poss_dup=True)) if isinstance(a, ev.OmsReport)
+    )
     assert relayed.poss_resend
     msg_type, fields = codec.action_to_message(relayed, False, "20261125-12:00:00.000")
     assert (msg_type, fields[0]) == ("8", (97, "Y"))

@@ -129,8 +129,9 @@ def test_refused_order_on_business_reject_session_gets_bmr(proxy: Harness, req, 
 
 
 @pytest.mark.parametrize("req, code, bmr_reason, ord_rej_reason", REFUSED_ORDERS)
-def test_refused_order_on_execution_report_session_gets_rejected_er(proxy: Harness, req, code, bmr_reason,
-                                                                     ord_rej_reason):
+def test_refused_order_on_execution_report_session_gets_rejected_er(
+    proxy: Harness, req, code, bmr_reason, ord_rej_reason
+):
     """reject_with=execution_report: an ExecutionReport with ExecType and OrdStatus REJECTED, same text."""
     actions = proxy.new(req, "oms2")
     assert kinds(actions) == [Decision, OmsReport]
@@ -147,10 +148,19 @@ def test_refused_order_on_execution_report_session_gets_rejected_er(proxy: Harne
 def test_rejected_decision_carries_observed_limit_and_scope(proxy: Harness):
     """The Decision records what was seen, the limit and where it was set, for the audit trail."""
     decision = _refusal(proxy.new(order("C1", qty=20_000, account="ACC")))
-    assert (decision.code, decision.observed, decision.limit, decision.scope) == ("MAX_ORDER_QTY", "20000", "10000",
-                                                                                  "firm")
+    assert (decision.code, decision.observed, decision.limit, decision.scope) == (
+        "MAX_ORDER_QTY",
+        "20000",
+        "10000",
+        "firm",
+    )
     assert (decision.session, decision.msg_type, decision.cl_ord_id, decision.account, decision.symbol) == (
-        "oms1", "D", "C1", "ACC", "AAPL")
+        "oms1",
+        "D",
+        "C1",
+        "ACC",
+        "AAPL",
+    )
 
 
 def test_live_limit_change_applies_to_next_order(proxy: Harness):
@@ -231,8 +241,12 @@ def test_two_sessions_with_same_cl_ord_id_each_get_their_own_reports(proxy: Harn
     proxy.new(order("C1", qty=100), "oms1")
     proxy.new(order("C1", qty=200), "oms2")
     one = only(proxy.report("oms1.C1", E.NEW, S.NEW, order_id="V1", leaves=100), OmsReport)
-    two = only(proxy.report("oms2.C1", E.TRADE, S.PARTIALLY_FILLED, order_id="V2", leaves=150, cum=50,
-                            last_qty=50, last_px=100), OmsReport)
+    two = only(
+        proxy.report(
+            "oms2.C1", E.TRADE, S.PARTIALLY_FILLED, order_id="V2", leaves=150, cum=50, last_qty=50, last_px=100
+        ),
+        OmsReport,
+    )
     assert (one.session, one.report.cl_ord_id, one.report.order_id) == ("oms1", "C1", "V1")
     assert (two.session, two.report.cl_ord_id, two.report.order_id) == ("oms2", "C1", "V2")
     assert (proxy.tracked("C1", "oms1").status, proxy.tracked("C1", "oms1").leaves_qty) == (S.NEW, 100)
@@ -245,12 +259,14 @@ def test_order_status_tracks_new_partial_and_full_fill(proxy: Harness):
     tracked = proxy.tracked("C1")
     proxy.ack("oms1.C1", 100, order_id="V9")
     assert (tracked.status, tracked.order_id, tracked.leaves_qty, tracked.cum_qty) == (S.NEW, "V9", 100, 0)
-    proxy.report("oms1.C1", E.TRADE, S.PARTIALLY_FILLED, order_id="V9", last_qty=40, last_px=100, leaves=60, cum=40,
-                 avg_px=100)
+    proxy.report(
+        "oms1.C1", E.TRADE, S.PARTIALLY_FILLED, order_id="V9", last_qty=40, last_px=100, leaves=60, cum=40, avg_px=100
+    )
     assert (tracked.status, tracked.leaves_qty, tracked.cum_qty, tracked.avg_px) == (S.PARTIALLY_FILLED, 60, 40, 100)
     assert tracked.is_open
-    proxy.report("oms1.C1", E.TRADE, S.FILLED, order_id="V9", last_qty=60, last_px=101, leaves=0, cum=100,
-                 avg_px="100.6")
+    proxy.report(
+        "oms1.C1", E.TRADE, S.FILLED, order_id="V9", last_qty=60, last_px=101, leaves=0, cum=100, avg_px="100.6"
+    )
     assert (tracked.status, tracked.leaves_qty, tracked.cum_qty, tracked.avg_px) == (S.FILLED, 0, 100, D("100.6"))
     assert not tracked.is_open
     assert proxy.core.orders.open_orders() == []
@@ -322,8 +338,9 @@ def test_cancel_rejected_by_venue_maps_back_to_oms_ids(proxy: Harness):
     """A venue OrderCancelReject for the proxy's ids reaches the OMS with its own ids."""
     proxy.live("C1")
     proxy.cancel("C1", "C2")
-    actions = proxy.handle(ev.VenueCancelReject("sim", T0, CancelReject("oms1.C2", "oms1.C1", "", S.NEW, "1", "0",
-                                                                        "too late")))
+    actions = proxy.handle(
+        ev.VenueCancelReject("sim", T0, CancelReject("oms1.C2", "oms1.C1", "", S.NEW, "1", "0", "too late"))
+    )
     assert actions == [OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "1", "0", "too late"))]
     assert proxy.tracked("C1").status is S.NEW
 
@@ -336,7 +353,12 @@ def test_cancel_of_unknown_order_rejects_unknown_order(proxy: Harness):
     assert reject.session == "oms1"
     r = reject.reject
     assert (r.cl_ord_id, r.orig_cl_ord_id, r.order_id, r.response_to, _wire(reject)[102]) == (
-        "C9", "NOPE", "NONE", "1", "1")
+        "C9",
+        "NOPE",
+        "NONE",
+        "1",
+        "1",
+    )
     assert r.text.startswith("UNKNOWN_ORDER")
 
 
@@ -357,7 +379,11 @@ def test_cancel_of_filled_order_rejects_order_not_open(proxy: Harness):
     assert _refusal(actions).code == "ORDER_NOT_OPEN"
     r = only(actions, OmsCancelReject).reject
     assert (_wire(only(actions, OmsCancelReject))[102], r.ord_status, r.order_id, r.response_to) == (
-        "0", S.FILLED, "V1", "1")
+        "0",
+        S.FILLED,
+        "V1",
+        "1",
+    )
     assert r.text.startswith("ORDER_NOT_OPEN: ")
 
 
@@ -389,12 +415,17 @@ def test_replace_above_max_qty_is_refused_and_order_unchanged(proxy: Harness):
     actions = proxy.replace("C1", order("C2", qty=20_000))
     decision = _refusal(actions)
     assert (decision.code, decision.msg_type, decision.cl_ord_id) == ("MAX_ORDER_QTY", "G", "C2")
-    assert actions[1] == OmsCancelReject("oms1", CancelReject("C2", "C1", "V1", S.NEW, "2", "", decision.text),
-                                         "MAX_ORDER_QTY")
+    assert actions[1] == OmsCancelReject(
+        "oms1", CancelReject("C2", "C1", "V1", S.NEW, "2", "", decision.text), "MAX_ORDER_QTY"
+    )
     assert _wire(actions[1])[102] == "2"
     tracked = proxy.tracked("C1")
     assert (tracked.request, tracked.cl_ord_id, tracked.venue_cl_ord_id, tracked.pending) == (
-        first, "C1", "oms1.C1", None)
+        first,
+        "C1",
+        "oms1.C1",
+        None,
+    )
 
 
 def test_replace_outside_collar_is_refused(proxy: Harness):
@@ -416,15 +447,18 @@ def test_accepted_replace_takes_effect_only_on_venue_replaced_report(proxy: Harn
     tracked = proxy.tracked("C1")
     assert (tracked.request, tracked.cl_ord_id, tracked.venue_cl_ord_id) == (first, "C1", "oms1.C1")
 
-    pending = only(proxy.report("oms1.C2", E.PENDING_REPLACE, S.PENDING_REPLACE, orig="oms1.C1", leaves=100),
-                   OmsReport)
+    pending = only(proxy.report("oms1.C2", E.PENDING_REPLACE, S.PENDING_REPLACE, orig="oms1.C1", leaves=100), OmsReport)
     assert (pending.report.cl_ord_id, pending.report.orig_cl_ord_id) == ("C2", "C1")
     assert tracked.request == first
 
     replaced = only(proxy.report("oms1.C2", E.REPLACED, S.NEW, orig="oms1.C1", leaves=200), OmsReport)
     assert (replaced.session, replaced.report.cl_ord_id, replaced.report.orig_cl_ord_id) == ("oms1", "C2", "C1")
     assert (tracked.request, tracked.cl_ord_id, tracked.venue_cl_ord_id, tracked.pending) == (
-        new, "C2", "oms1.C2", None)
+        new,
+        "C2",
+        "oms1.C2",
+        None,
+    )
     assert (tracked.status, tracked.leaves_qty) == (S.NEW, 200)
 
     cancel = only(proxy.cancel("C2", "C3"), VenueCancel)
@@ -543,7 +577,9 @@ def test_invalid_new_order_rejects_invalid_order(proxy: Harness, session):
     actions = proxy.handle(ev.InvalidMessage(session, 8, T0, "D", "C1", "OrderQty (38) is missing"))
     decision = _refusal(actions)
     assert decision.code == "INVALID_ORDER"
-    assert actions[1] == OmsBusinessReject(session, 8, "D", "C1", "INVALID_ORDER", "INVALID_ORDER: OrderQty (38) is missing")
+    assert actions[1] == OmsBusinessReject(
+        session, 8, "D", "C1", "INVALID_ORDER", "INVALID_ORDER: OrderQty (38) is missing"
+    )
     assert _wire(actions[1])[380] == "0"
     assert proxy.core.orders.by_oms(session, "C1") is None
 

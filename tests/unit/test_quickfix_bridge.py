@@ -20,8 +20,10 @@ PROPERTY = settings(max_examples=500, deadline=None, suppress_health_check=[Heal
 
 
 @PROPERTY
-@given(value=st.text(st.characters(blacklist_characters=SOH), max_size=40)
-       | st.binary(max_size=40).filter(lambda b: b"\x01" not in b).map(lambda b: b.decode("utf-8", "surrogateescape")))
+@given(
+    value=st.text(st.characters(blacklist_characters=SOH), max_size=40)
+    | st.binary(max_size=40).filter(lambda b: b"\x01" not in b).map(lambda b: b.decode("utf-8", "surrogateescape"))
+)
 def test_binding_frame_of_any_value_is_accepted_by_the_binding(value):
     """Whatever a value holds (any code point, lone surrogates as the binding makes of bytes that are
     not UTF-8), binding_frame() returns a message quickfix takes: never UnicodeEncodeError."""

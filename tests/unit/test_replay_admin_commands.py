@@ -24,8 +24,9 @@ CONFIG = FIXTURES / "fixproxy.toml"
 MS = 1_000_000
 T = 1_700_000_000 * 1_000_000_000  # 2023-11-14T22:13:20Z
 
-ORDER = ("8=FIX.4.4|35=D|34={seq}|49=OMS1|56=FIXPROXY|11={cl}|1={account}|55=AAPL|54=1|38={qty}|40=2|44={px}|"
-         "10=000|").replace("|", "\x01")
+ORDER = (
+    "8=FIX.4.4|35=D|34={seq}|49=OMS1|56=FIXPROXY|11={cl}|1={account}|55=AAPL|54=1|38={qty}|40=2|44={px}|10=000|"
+).replace("|", "\x01")
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,25 @@ class Day:
 
     def order(self, cl: str, at: int, *, account: str = "A", qty: int = 100, px: str = "190") -> None:
         self.seq += 1
-        self.writer.message("in", "oms1", ORDER.format(seq=self.seq, cl=cl, account=account, qty=qty, px=px),
-                            T + at * MS)
+        self.writer.message(
+            "in", "oms1", ORDER.format(seq=self.seq, cl=cl, account=account, qty=qty, px=px), T + at * MS
+        )
 
     def decided(self, cl: str, at: int, code: str = "", account: str = "A") -> None:
-        self.writer.record(ev.Decision("oms1", "D", cl, not code, T + at * MS, code, f"{code}: x" if code else "",
-                                       account=account, symbol="AAPL", venue="" if code else "sim"))
+        self.writer.record(
+            ev.Decision(
+                "oms1",
+                "D",
+                cl,
+                not code,
+                T + at * MS,
+                code,
+                f"{code}: x" if code else "",
+                account=account,
+                symbol="AAPL",
+                venue="" if code else "sim",
+            )
+        )
 
     def command(self, command: ev.AdminCommand, result: bool = True) -> None:
         """The command, then (as the core answers it) its admin result."""
@@ -75,20 +89,25 @@ def outcomes(result) -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------- recording
 
 
-@pytest.mark.parametrize("command", [
-    halt(action="halt_and_cancel"),
-    ev.AdminKill("firm", "resume", "all clear", "desk-admin", T, request_id="REQ-7"),
-    ev.AdminSetLimit("account:A", "max_order_qty", 50, "tighten", "desk-risk", T),
-    ev.AdminSetLimit("firm", "max_order_qty", None, "clear", "desk-risk", T),
-    ev.AdminSetLimit("symbol:AAPL", "restricted_symbols", ["AAPL", "MSFT"], "list", "desk-risk", T),
-    ev.AdminSetReference("AAPL", "191.25", "stale close", "desk-risk", T),
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        halt(action="halt_and_cancel"),
+        ev.AdminKill("firm", "resume", "all clear", "desk-admin", T, request_id="REQ-7"),
+        ev.AdminSetLimit("account:A", "max_order_qty", 50, "tighten", "desk-risk", T),
+        ev.AdminSetLimit("firm", "max_order_qty", None, "clear", "desk-risk", T),
+        ev.AdminSetLimit("symbol:AAPL", "restricted_symbols", ["AAPL", "MSFT"], "list", "desk-risk", T),
+        ev.AdminSetReference("AAPL", "191.25", "stale close", "desk-risk", T),
+    ],
+)
 def test_command_record_reads_back_as_the_same_core_event(command):
     """A command's record (kind, code, data) gives back an equal core event at the record's time."""
     record = Record(1, *action_draft(command), GENESIS)
     assert record.kind == "command" and record.ts_ns == T
-    assert record.code == {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference"}[
-        type(command)]
+    assert (
+        record.code
+        == {ev.AdminKill: "kill", ev.AdminSetLimit: "limit", ev.AdminSetReference: "reference"}[type(command)]
+    )
     assert command_event(record) == command
 
 
@@ -148,8 +167,14 @@ def test_audit_reader_yields_commands_among_the_messages_in_chain_order(tmp_path
     day.order("A2", 3)
     day.decided("A2", 3, "HALTED")
     items = list(AuditLog(day.close(), 0, "audit"))
-    assert [type(i).__name__ for i in items] == ["SessionChange", "Message", "RecordedDecision", "AdminCommand",
-                                                 "Message", "RecordedDecision"]
+    assert [type(i).__name__ for i in items] == [
+        "SessionChange",
+        "Message",
+        "RecordedDecision",
+        "AdminCommand",
+        "Message",
+        "RecordedDecision",
+    ]
     command = items[3]
     assert isinstance(command, AdminCommand) and command.event == halt(at=2) and command.ts_ns == T + 2 * MS
 
@@ -166,8 +191,15 @@ def test_command_recorded_while_an_order_waits_for_the_core_is_yielded_before_th
     day.decided("A2", 3, "HALTED")
     items = list(AuditLog(day.close(), 0, "audit"))
     names = [(type(i).__name__, getattr(i, "fields", {}).get(11, "")) for i in items]
-    assert names == [("SessionChange", ""), ("AdminCommand", ""), ("Message", "A1"), ("Message", ""),
-                     ("RecordedDecision", ""), ("Message", "A2"), ("RecordedDecision", "")]
+    assert names == [
+        ("SessionChange", ""),
+        ("AdminCommand", ""),
+        ("Message", "A1"),
+        ("Message", ""),
+        ("RecordedDecision", ""),
+        ("Message", "A2"),
+        ("RecordedDecision", ""),
+    ]
 
 
 def test_order_never_decided_holds_nothing_back_past_the_next_order(tmp_path):
@@ -224,11 +256,17 @@ def test_halt_then_resume_from_the_store_reproduces_halted_rejects(tmp_path, loa
     day.order("A3", 6)
     day.decided("A3", 6)
     result = replay(loaded, open_sources([str(day.close())]))
-    assert outcomes(result) == [("A1", "forwarded:", "forwarded:"), ("A2", "rejected:HALTED", "rejected:HALTED"),
-                                ("B1", "forwarded:", "forwarded:"), ("A3", "forwarded:", "forwarded:")]
+    assert outcomes(result) == [
+        ("A1", "forwarded:", "forwarded:"),
+        ("A2", "rejected:HALTED", "rejected:HALTED"),
+        ("B1", "forwarded:", "forwarded:"),
+        ("A3", "forwarded:", "forwarded:"),
+    ]
     assert result.rows[1].replayed_text == "HALTED: trading is halted for account:A by desk-risk: runaway algo"
     assert [(a["what"], a["before"], a["after"]) for a in result.admin_actions] == [
-        ("halt", "ACTIVE", "HALTED"), ("resume", "HALTED", "ACTIVE")]
+        ("halt", "ACTIVE", "HALTED"),
+        ("resume", "HALTED", "ACTIVE"),
+    ]
 
 
 def test_limit_and_reference_commands_from_the_store_change_later_decisions(tmp_path, loaded):
@@ -243,11 +281,15 @@ def test_limit_and_reference_commands_from_the_store_change_later_decisions(tmp_
     day.order("A3", 5, qty=10, px="185")
     day.decided("A3", 5, "PRICE_COLLAR")
     result = replay(loaded, open_sources([str(day.close())]))
-    assert outcomes(result) == [("A1", "forwarded:", "forwarded:"),
-                                ("A2", "rejected:MAX_ORDER_QTY", "rejected:MAX_ORDER_QTY"),
-                                ("A3", "rejected:PRICE_COLLAR", "rejected:PRICE_COLLAR")]
+    assert outcomes(result) == [
+        ("A1", "forwarded:", "forwarded:"),
+        ("A2", "rejected:MAX_ORDER_QTY", "rejected:MAX_ORDER_QTY"),
+        ("A3", "rejected:PRICE_COLLAR", "rejected:PRICE_COLLAR"),
+    ]
     assert [(a["command"], a["before"], a["after"]) for a in result.admin_actions] == [
-        ("limit", "1000", "50"), ("reference", "190", "200")]
+        ("limit", "1000", "50"),
+        ("reference", "190", "200"),
+    ]
 
 
 def test_command_the_core_refuses_is_refused_again_and_listed(tmp_path, loaded):
@@ -270,12 +312,16 @@ def test_halt_and_cancel_in_replay_is_settled_by_the_venues_answer_to_the_live_c
     day = Day(tmp_path / "audit.sqlite")
     day.order("A1", 1)
     day.decided("A1", 1)
-    ack = "8=FIX.4.4|35=8|49=VENUE|56=FIXPROXY|11=oms1.A1|37=V1|17=E1|150=0|39=0|55=AAPL|54=1|38=100|151=100|14=0|" \
-          "6=0|10=000|"
+    ack = (
+        "8=FIX.4.4|35=8|49=VENUE|56=FIXPROXY|11=oms1.A1|37=V1|17=E1|150=0|39=0|55=AAPL|54=1|38=100|151=100|14=0|"
+        "6=0|10=000|"
+    )
     day.writer.message("in", "sim", ack.replace("|", "\x01"), T + 2 * MS)
     day.command(halt(action="halt_and_cancel", at=3))
-    cancelled = "8=FIX.4.4|35=8|49=VENUE|56=FIXPROXY|11=oms1!KFP18bcfe5-1|41=oms1.A1|37=V1|17=E2|150=4|39=4|" \
-                "55=AAPL|54=1|38=100|151=0|14=0|6=0|10=000|"
+    cancelled = (
+        "8=FIX.4.4|35=8|49=VENUE|56=FIXPROXY|11=oms1!KFP18bcfe5-1|41=oms1.A1|37=V1|17=E2|150=4|39=4|"
+        "55=AAPL|54=1|38=100|151=0|14=0|6=0|10=000|"
+    )
     day.writer.message("in", "sim", cancelled.replace("|", "\x01"), T + 4 * MS)
     replayer = Replayer(loaded)
     result = replayer.run(open_sources([str(day.close())]))
@@ -290,10 +336,14 @@ def test_commands_beside_a_text_log_apply_at_their_time(tmp_path, loaded):
     stamp = "20231114-22:13:20.{ms:03d}"
     lines = []
     for n, (cl, ms) in enumerate((("A1", 1), ("A2", 5)), 2):
-        lines.append(f"8=FIX.4.4|35=D|34={n}|49=OMS1|52={stamp.format(ms=ms)}|56=FIXPROXY|11={cl}|1=A|55=AAPL|"
-                     "54=1|38=10|40=2|44=190|10=000|")
-    lines.append(f"8=FIX.4.4|35=j|34=3|49=FIXPROXY|52={stamp.format(ms=6)}|56=OMS1|45=3|372=D|379=A2|380=0|"
-                 "58=HALTED: trading is halted|10=000|")
+        lines.append(
+            f"8=FIX.4.4|35=D|34={n}|49=OMS1|52={stamp.format(ms=ms)}|56=FIXPROXY|11={cl}|1=A|55=AAPL|"
+            "54=1|38=10|40=2|44=190|10=000|"
+        )
+    lines.append(
+        f"8=FIX.4.4|35=j|34=3|49=FIXPROXY|52={stamp.format(ms=6)}|56=OMS1|45=3|372=D|379=A2|380=0|"
+        "58=HALTED: trading is halted|10=000|"
+    )
     log.write_text("\n".join(lines) + "\n")
     day = Day(tmp_path / "audit.sqlite")
     day.command(halt(at=3))
@@ -311,12 +361,15 @@ def test_commands_beside_a_text_log_apply_at_their_time(tmp_path, loaded):
 def test_risk_desk_session_messages_are_skipped_with_a_reason(tmp_path):
     """The desk's own FIX messages are not order flow: counted as not replayed, their commands come from the store."""
     cfg = tmp_path / "fixproxy.toml"
-    cfg.write_text(CONFIG.read_text() + '\n[risk_desk]\ncomp_id = "DESK"\nname = "desk"\nallow_unauthenticated = true\n')
+    cfg.write_text(
+        CONFIG.read_text() + '\n[risk_desk]\ncomp_id = "DESK"\nname = "desk"\nallow_unauthenticated = true\n'
+    )
     (tmp_path / "instruments.csv").write_text((FIXTURES / "instruments.csv").read_text())
     desk_loaded = load(cfg)
     log = tmp_path / "desk.fix"
-    log.write_text("8=FIX.4.4|35=U1|34=2|49=DESK|52=20231114-22:13:20.001|56=FIXPROXY|2328=R1|2329=1|20101=firm|"
-                   "58=x|10=000|\n")
+    log.write_text(
+        "8=FIX.4.4|35=U1|34=2|49=DESK|52=20231114-22:13:20.001|56=FIXPROXY|2328=R1|2329=1|20101=firm|58=x|10=000|\n"
+    )
     result = replay(desk_loaded, open_sources([str(log)]))
     assert result.skipped == {"risk-desk session message (its commands come from the audit store)": 1}
 
@@ -327,9 +380,20 @@ def test_summary_lists_the_desk_actions_as_plain_data(tmp_path, loaded):
     day.command(halt(at=1))
     result = replay(loaded, open_sources([str(day.close())]))
     summary = summarize(result, "cfg", None)
-    assert json.loads(json.dumps(summary))["risk_desk_actions"] == [{
-        "time": "2023-11-14T22:13:20.001000Z", "source": f"{tmp_path / 'audit.sqlite'}:3", "operator": "desk-risk",
-        "command": "kill", "what": "halt", "scope": "account:A", "reason": "runaway algo", "ok": True,
-        "before": "ACTIVE", "after": "HALTED", "detail": "halt: 0 working order(s) cancelled"}]
+    assert json.loads(json.dumps(summary))["risk_desk_actions"] == [
+        {
+            "time": "2023-11-14T22:13:20.001000Z",
+            "source": f"{tmp_path / 'audit.sqlite'}:3",
+            "operator": "desk-risk",
+            "command": "kill",
+            "what": "halt",
+            "scope": "account:A",
+            "reason": "runaway algo",
+            "ok": True,
+            "before": "ACTIVE",
+            "after": "HALTED",
+            "detail": "halt: 0 working order(s) cancelled",
+        }
+    ]
     assert "Risk-desk actions applied again (1)" in to_html(result, summary)
     assert msgspec.json.decode(msgspec.json.encode(result.admin_actions)) == summary["risk_desk_actions"]

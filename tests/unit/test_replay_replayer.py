@@ -30,8 +30,10 @@ def run(loaded, *paths):
 
 
 def outcomes(result) -> list[tuple[str, str, str, str]]:
-    return [(r.cl_ord_id, f"{r.original}:{r.original_code}", f"{r.replayed}:{r.replayed_code}",
-             "DIFF" if r.differs else "") for r in result.rows]
+    return [
+        (r.cl_ord_id, f"{r.original}:{r.original_code}", f"{r.replayed}:{r.replayed_code}", "DIFF" if r.differs else "")
+        for r in result.rows
+    ]
 
 
 FIXTURE_OUTCOMES = [
@@ -52,8 +54,10 @@ def test_filelog_fixture_replays_every_decision_unchanged(loaded):
     result = run(loaded, FIXTURES / "filelog")
     assert outcomes(result) == FIXTURE_OUTCOMES
     assert len(result.malformed) == 3 and result.venues_assumed_up == []
-    assert {(p["account"], p["symbol"], p["qty"]) for p in result.final_positions} == {("", "AAPL", "0"),
-                                                                                       ("", "NVDA", "300")}
+    assert {(p["account"], p["symbol"], p["qty"]) for p in result.final_positions} == {
+        ("", "AAPL", "0"),
+        ("", "NVDA", "300"),
+    }
 
 
 def test_raw_oms_only_log_replays_with_relayed_reports_as_venue_reports(loaded):
@@ -70,7 +74,10 @@ def test_tighter_limits_report_what_they_would_have_blocked(loaded):
     result = run(tight, FIXTURES / "filelog")
     summary = summarize(result, "cfg", "tight")
     assert [(r.cl_ord_id, r.replayed_code) for r in result.rows if r.differs] == [
-        ("F4", "MAX_ORDER_QTY"), ("F4-C", "UNKNOWN_ORDER"), ("G1", "MAX_ORDER_QTY")]
+        ("F4", "MAX_ORDER_QTY"),
+        ("F4-C", "UNKNOWN_ORDER"),
+        ("G1", "MAX_ORDER_QTY"),
+    ]
     assert summary["would_block"] == {"MAX_ORDER_QTY": 2, "UNKNOWN_ORDER": 1} and summary["differences"] == 3
     assert summary["rejects_by_rule"]["MAX_ORDER_QTY"] == {"original": 2, "replayed": 4}
 
@@ -85,10 +92,12 @@ def test_looser_limits_report_what_they_would_have_let_through(loaded, tmp_path)
 
 def test_bad_limits_file_names_the_file_and_key(loaded, tmp_path):
     """A limits file is checked like the config: unknown keys, bad values and unknown sessions name the place."""
-    cases = {"[limits.firm]\nmax_order_qty = -1\n": "limits.firm: max_order_qty must be a positive number",
-             "[limits.firm]\nmax_qty = 1\n": "unknown field `max_qty`",
-             "[limits.sessions.nobody]\nmax_order_qty = 1\n": "limits.sessions.nobody: no OMS session",
-             "[risk]\nrules = []\n": "unknown field `risk`"}
+    cases = {
+        "[limits.firm]\nmax_order_qty = -1\n": "limits.firm: max_order_qty must be a positive number",
+        "[limits.firm]\nmax_qty = 1\n": "unknown field `max_qty`",
+        "[limits.sessions.nobody]\nmax_order_qty = 1\n": "limits.sessions.nobody: no OMS session",
+        "[risk]\nrules = []\n": "unknown field `risk`",
+    }
     for text, message in cases.items():
         path = tmp_path / "bad.toml"
         path.write_text(text)
@@ -103,39 +112,49 @@ def _raw(lines: list[str], tmp_path: Path) -> Path:
 
 
 def _msg(msg_type: str, seq: int, sender: str, target: str, ms: int, body: str = "") -> str:
-    return (f"8=FIX.4.4|9=1|35={msg_type}|34={seq}|49={sender}|52=20261125-14:00:00.{ms:03d}|56={target}|{body}"
-            f"10=000|")
+    return f"8=FIX.4.4|9=1|35={msg_type}|34={seq}|49={sender}|52=20261125-14:00:00.{ms:03d}|56={target}|{body}10=000|"
 
 
 def test_venue_down_until_its_logon_is_reproduced(loaded, tmp_path):
     """With the venue's own messages in the log it is up only after its logon: an earlier order is VENUE_UNAVAILABLE."""
     order = "11={cl}|55=AAPL|54=1|38=10|40=2|44=190|"
-    path = _raw([
-        _msg("D", 2, "OMS1", "FIXPROXY", 1, order.format(cl="EARLY")),
-        _msg("j", 2, "FIXPROXY", "OMS1", 2, "45=2|372=D|379=EARLY|380=4|58=VENUE_UNAVAILABLE: venue sim is down|"),
-        _msg("A", 1, "FIXPROXY", "VENUE", 3), _msg("A", 1, "VENUE", "FIXPROXY", 4),
-        _msg("D", 3, "OMS1", "FIXPROXY", 5, order.format(cl="LATE")),
-        _msg("D", 2, "FIXPROXY", "VENUE", 6, "11=oms1.LATE|55=AAPL|54=1|38=10|40=2|44=190|"),
-    ], tmp_path)
-    assert outcomes(run(loaded, path)) == [("EARLY", "rejected:VENUE_UNAVAILABLE", "rejected:VENUE_UNAVAILABLE", ""),
-                                           ("LATE", "forwarded:", "forwarded:", "")]
+    path = _raw(
+        [
+            _msg("D", 2, "OMS1", "FIXPROXY", 1, order.format(cl="EARLY")),
+            _msg("j", 2, "FIXPROXY", "OMS1", 2, "45=2|372=D|379=EARLY|380=4|58=VENUE_UNAVAILABLE: venue sim is down|"),
+            _msg("A", 1, "FIXPROXY", "VENUE", 3),
+            _msg("A", 1, "VENUE", "FIXPROXY", 4),
+            _msg("D", 3, "OMS1", "FIXPROXY", 5, order.format(cl="LATE")),
+            _msg("D", 2, "FIXPROXY", "VENUE", 6, "11=oms1.LATE|55=AAPL|54=1|38=10|40=2|44=190|"),
+        ],
+        tmp_path,
+    )
+    assert outcomes(run(loaded, path)) == [
+        ("EARLY", "rejected:VENUE_UNAVAILABLE", "rejected:VENUE_UNAVAILABLE", ""),
+        ("LATE", "forwarded:", "forwarded:", ""),
+    ]
 
 
 def test_resent_and_session_rejected_messages_are_not_replayed(loaded, tmp_path):
     """A message seen again with an old sequence number, and one refused by quickfix (35=3), never reach the core."""
     order = "11={cl}|55=AAPL|54=1|38=10|40=2|44=190|"
-    path = _raw([
-        _msg("D", 2, "OMS1", "FIXPROXY", 1, order.format(cl="A1")),
-        _msg("D", 2, "OMS1", "FIXPROXY", 2, "43=Y|" + order.format(cl="A1")),
-        _msg("D", 3, "OMS1", "FIXPROXY", 3, "11=BAD|55=AAPL|"),
-        _msg("3", 2, "FIXPROXY", "OMS1", 4, "45=3|58=Required tag missing|"),
-        _msg("A", 9, "OMS9", "FIXPROXY", 5),
-    ], tmp_path)
+    path = _raw(
+        [
+            _msg("D", 2, "OMS1", "FIXPROXY", 1, order.format(cl="A1")),
+            _msg("D", 2, "OMS1", "FIXPROXY", 2, "43=Y|" + order.format(cl="A1")),
+            _msg("D", 3, "OMS1", "FIXPROXY", 3, "11=BAD|55=AAPL|"),
+            _msg("3", 2, "FIXPROXY", "OMS1", 4, "45=3|58=Required tag missing|"),
+            _msg("A", 9, "OMS9", "FIXPROXY", 5),
+        ],
+        tmp_path,
+    )
     result = run(loaded, path)
     assert [r.cl_ord_id for r in result.rows] == ["A1"]
-    assert result.skipped == {"message of an unconfigured session": 1,
-                              "refused by quickfix (35=3), never reached the risk checks": 1,
-                              "resent message (sequence number already seen)": 1}
+    assert result.skipped == {
+        "message of an unconfigured session": 1,
+        "refused by quickfix (35=3), never reached the risk checks": 1,
+        "resent message (sequence number already seen)": 1,
+    }
 
 
 def test_audit_store_replays_with_recorded_decisions_as_originals(loaded, tmp_path):
@@ -143,8 +162,10 @@ def test_audit_store_replays_with_recorded_decisions_as_originals(loaded, tmp_pa
     w = AuditWriter(tmp_path / "audit.sqlite")
     w.start()
     w.record(ev.Notice("session_up", 1, "sim"))
-    body = "8=FIX.4.4\x0135=D\x0134={seq}\x0149=OMS1\x0156=FIXPROXY\x0111={cl}\x0155=AAPL\x0154=1\x0138={qty}" \
-           "\x0140=2\x0144=190\x0110=000\x01"
+    body = (
+        "8=FIX.4.4\x0135=D\x0134={seq}\x0149=OMS1\x0156=FIXPROXY\x0111={cl}\x0155=AAPL\x0154=1\x0138={qty}"
+        "\x0140=2\x0144=190\x0110=000\x01"
+    )
     w.message("in", "oms1", body.format(seq=2, cl="A1", qty=100), 2)
     w.record(ev.Decision("oms1", "D", "A1", True, 2, symbol="AAPL", venue="sim"))
     w.message("in", "oms1", body.format(seq=3, cl="A2", qty=5000), 3)
@@ -154,8 +175,10 @@ def test_audit_store_replays_with_recorded_decisions_as_originals(loaded, tmp_pa
     w.record(ev.Decision("oms1", "D", "A3", False, 5, "VENUE_UNAVAILABLE", "VENUE_UNAVAILABLE: x", symbol="AAPL"))
     w.close()
     assert outcomes(run(loaded, tmp_path / "audit.sqlite")) == [
-        ("A1", "forwarded:", "forwarded:", ""), ("A2", "rejected:MAX_ORDER_QTY", "rejected:MAX_ORDER_QTY", ""),
-        ("A3", "rejected:VENUE_UNAVAILABLE", "rejected:VENUE_UNAVAILABLE", "")]
+        ("A1", "forwarded:", "forwarded:", ""),
+        ("A2", "rejected:MAX_ORDER_QTY", "rejected:MAX_ORDER_QTY", ""),
+        ("A3", "rejected:VENUE_UNAVAILABLE", "rejected:VENUE_UNAVAILABLE", ""),
+    ]
 
 
 def test_generated_day_replays_without_a_difference(tmp_path):
@@ -171,13 +194,23 @@ def test_two_replays_write_identical_files(tmp_path, capsys):
     """The same input and arguments give byte-identical CSV, JSON and HTML, and the same terminal summary."""
     outputs = []
     for n in (1, 2):
-        args = ["replay", str(FIXTURES / "filelog"), str(FIXTURES / "oms1_raw_pipe.fix"), "--config", str(CONFIG),
-                "--limits", str(FIXTURES / "tight_limits.toml"), "--no-progress"]
+        args = [
+            "replay",
+            str(FIXTURES / "filelog"),
+            str(FIXTURES / "oms1_raw_pipe.fix"),
+            "--config",
+            str(CONFIG),
+            "--limits",
+            str(FIXTURES / "tight_limits.toml"),
+            "--no-progress",
+        ]
         for kind in ("csv", "json", "html"):
             args += [f"--{kind}", str(tmp_path / f"run{n}.{kind}")]
         assert main(args) == 0
-        outputs.append([(tmp_path / f"run{n}.{kind}").read_bytes() for kind in ("csv", "json", "html")]
-                       + [capsys.readouterr().out.encode()])
+        outputs.append(
+            [(tmp_path / f"run{n}.{kind}").read_bytes() for kind in ("csv", "json", "html")]
+            + [capsys.readouterr().out.encode()]
+        )
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0][1])["summary"]["malformed"] == 6
 

@@ -66,31 +66,51 @@ PASSING = [
     pytest.param(Case("max_order_qty", order(qty=1000), firm(max_order_qty=1000)), id="qty-at-limit"),
     pytest.param(Case("max_order_qty", order(qty=10**9)), id="qty-no-limit-set"),
     pytest.param(Case("max_order_notional", order(qty=1000, price=100), NOTIONAL), id="notional-limit-order-at-limit"),
-    pytest.param(Case("max_order_notional", order(qty=2000, price=50), NOTIONAL),
-                 id="notional-limit-order-valued-at-its-price-not-the-reference"),
-    pytest.param(Case("max_order_notional", market(qty=1000), NOTIONAL), id="notional-market-order-at-limit-at-reference"),
-    pytest.param(Case("max_order_notional", order(qty=1000, price=100), NOTIONAL, instrument(ref=None)),
-                 id="notional-limit-order-needs-no-reference"),
-    pytest.param(Case("max_order_notional", market(qty=1000), STALE_AFTER_60S, now_ns=T0 + 60 * NS),
-                 id="notional-reference-exactly-max-age"),
-    pytest.param(Case("max_order_notional", market(qty=1000), NEVER_STALE, now_ns=T0 + TEN_YEARS_NS),
-                 id="notional-max-age-zero-never-stale"),
+    pytest.param(
+        Case("max_order_notional", order(qty=2000, price=50), NOTIONAL),
+        id="notional-limit-order-valued-at-its-price-not-the-reference",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(qty=1000), NOTIONAL), id="notional-market-order-at-limit-at-reference"
+    ),
+    pytest.param(
+        Case("max_order_notional", order(qty=1000, price=100), NOTIONAL, instrument(ref=None)),
+        id="notional-limit-order-needs-no-reference",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(qty=1000), STALE_AFTER_60S, now_ns=T0 + 60 * NS),
+        id="notional-reference-exactly-max-age",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(qty=1000), NEVER_STALE, now_ns=T0 + TEN_YEARS_NS),
+        id="notional-max-age-zero-never-stale",
+    ),
     pytest.param(Case("price_collar", order(price=105), COLLAR), id="collar-at-upper-edge"),
     pytest.param(Case("price_collar", order(price=95), COLLAR), id="collar-at-lower-edge"),
     pytest.param(Case("price_collar", order(price="100.5"), COLLAR), id="collar-inside"),
     pytest.param(Case("price_collar", market(), COLLAR, instrument(ref=None)), id="collar-market-order-not-collared"),
-    pytest.param(Case("price_collar", order(price=200, ord_type=OrdType.MARKET), COLLAR),
-                 id="collar-market-order-with-price-not-collared"),
-    pytest.param(Case("price_collar", order(price=200, ord_type=OrdType.STOP, stop_px=200), COLLAR),
-                 id="collar-stop-order-not-collared"),
-    pytest.param(Case("price_collar", order(price=105), STALE_AFTER_60S, now_ns=T0 + 60 * NS),
-                 id="collar-reference-exactly-at-max-age"),
-    pytest.param(Case("price_collar", order(price=105), NEVER_STALE, now_ns=T0 + TEN_YEARS_NS),
-                 id="collar-max-age-zero-never-stale"),
+    pytest.param(
+        Case("price_collar", order(price=200, ord_type=OrdType.MARKET), COLLAR),
+        id="collar-market-order-with-price-not-collared",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=200, ord_type=OrdType.STOP, stop_px=200), COLLAR),
+        id="collar-stop-order-not-collared",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=105), STALE_AFTER_60S, now_ns=T0 + 60 * NS),
+        id="collar-reference-exactly-at-max-age",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=105), NEVER_STALE, now_ns=T0 + TEN_YEARS_NS),
+        id="collar-max-age-zero-never-stale",
+    ),
     pytest.param(Case("price_collar", order(price=500)), id="collar-no-limit-set"),
     pytest.param(Case("restricted_symbol", order(symbol="AAPL"), FIRM_BANS_TSLA), id="restricted-other-symbol"),
-    pytest.param(Case("restricted_symbol", order(symbol="TSLA", account="OTHER"), ACC_BANS_TSLA),
-                 id="restricted-by-another-account-only"),
+    pytest.param(
+        Case("restricted_symbol", order(symbol="TSLA", account="OTHER"), ACC_BANS_TSLA),
+        id="restricted-by-another-account-only",
+    ),
     pytest.param(Case("duplicate_cl_ord_id", order("C2"), seen={"C1"}), id="duplicate-fresh-id"),
     pytest.param(Case("unknown_symbol", order(symbol="AAPL")), id="unknown-symbol-listed"),
     pytest.param(Case("lot_size", order(symbol="SPYL", qty=200), inst=instrument("SPYL", lot=100)), id="lot-multiple"),
@@ -100,61 +120,142 @@ PASSING = [
 
 # Orders a rule refuses: just beyond the limit, or a missing/stale reference.
 REJECTED = [
-    pytest.param(Case("max_order_qty", order(qty=1001), firm(max_order_qty=1000)),
-                 Expect("MAX_ORDER_QTY", "1001", "1000", "firm"), id="qty-one-above"),
-    pytest.param(Case("max_order_qty", order(qty="1000.0001"), firm(max_order_qty=1000)),
-                 Expect("MAX_ORDER_QTY", "1000.0001", "1000", "firm"), id="qty-fraction-above"),
-    pytest.param(Case("max_order_qty", order(qty=501, account="ACC"),
-                      LimitSet(firm=limits(max_order_qty=1000), accounts={"ACC": limits(max_order_qty=500)})),
-                 Expect("MAX_ORDER_QTY", "501", "500", "account:ACC"), id="qty-account-scope"),
-    pytest.param(Case("max_order_notional", order(qty=1000, price="100.01"), NOTIONAL),
-                 Expect("MAX_ORDER_NOTIONAL", "100010", "100000", "firm"), id="notional-limit-order-above"),
-    pytest.param(Case("max_order_notional", order(qty=600, price=200), NOTIONAL),
-                 Expect("MAX_ORDER_NOTIONAL", "120000", "100000", "firm"),
-                 id="notional-limit-order-valued-at-its-price-above"),
-    pytest.param(Case("max_order_notional", market(qty=1001), NOTIONAL),
-                 Expect("MAX_ORDER_NOTIONAL", "100100", "100000", "firm"), id="notional-market-order-at-reference"),
-    pytest.param(Case("max_order_notional", order(qty=1001, price=None, ord_type=OrdType.STOP, stop_px=90), NOTIONAL),
-                 Expect("MAX_ORDER_NOTIONAL", "100100", "100000", "firm"), id="notional-stop-order-at-reference"),
-    pytest.param(Case("max_order_notional", market(), NOTIONAL, instrument(ref=None)),
-                 Expect("NO_REFERENCE_PRICE", scope="symbol:AAPL"), id="notional-market-order-no-reference"),
-    pytest.param(Case("max_order_notional", market(symbol="ZZZZ"), NOTIONAL, None),
-                 Expect("NO_REFERENCE_PRICE", scope="symbol:ZZZZ"), id="notional-market-order-unknown-symbol"),
-    pytest.param(Case("max_order_notional", market(), STALE_AFTER_60S, now_ns=T0 + 61 * NS),
-                 Expect("STALE_REFERENCE_PRICE", "61", "60", "firm"), id="notional-market-order-stale-reference"),
-    pytest.param(Case("price_collar", order(price="105.01"), COLLAR),
-                 Expect("PRICE_COLLAR", "5.0100", "5", "firm"), id="collar-above"),
-    pytest.param(Case("price_collar", order(price="94.99"), COLLAR),
-                 Expect("PRICE_COLLAR", "5.0100", "5", "firm"), id="collar-below"),
-    pytest.param(Case("price_collar", order(price=50), LimitSet(firm=limits(price_collar_pct=5),
-                                                                 symbols={"AAPL": limits(price_collar_pct=2)})),
-                 Expect("PRICE_COLLAR", "50.0000", "2", "symbol:AAPL"), id="collar-symbol-scope"),
-    pytest.param(Case("price_collar", order(price=100), COLLAR, instrument(ref=None)),
-                 Expect("NO_REFERENCE_PRICE", scope="symbol:AAPL"), id="collar-no-reference"),
-    pytest.param(Case("price_collar", order(price=100), STALE_AFTER_60S, now_ns=T0 + 61 * NS),
-                 Expect("STALE_REFERENCE_PRICE", "61", "60", "firm"), id="collar-stale-reference"),
-    pytest.param(Case("price_collar", order(price=100), STALE_AFTER_60S, now_ns=T0 + 60 * NS + 1),
-                 Expect("STALE_REFERENCE_PRICE", "60", "60", "firm"), id="collar-reference-one-ns-past-max-age"),
-    pytest.param(Case("price_collar", order(price=100), STALE_AFTER_60S, instrument("AAPL", 100, ref_time_ns=None)),
-                 Expect("STALE_REFERENCE_PRICE", "unknown", "60", "firm"), id="collar-reference-without-time-is-stale"),
-    pytest.param(Case("restricted_symbol", order(symbol="RSTR"), inst=instrument("RSTR", restricted=True)),
-                 Expect("RESTRICTED_SYMBOL", "RSTR", scope="symbol:RSTR"), id="restricted-instrument-flag"),
-    pytest.param(Case("restricted_symbol", order(symbol="TSLA"), FIRM_BANS_TSLA),
-                 Expect("RESTRICTED_SYMBOL", "TSLA", scope="firm"), id="restricted-firm-list"),
-    pytest.param(Case("restricted_symbol", order(symbol="TSLA", account="ACC"), ACC_BANS_TSLA),
-                 Expect("RESTRICTED_SYMBOL", "TSLA", scope="account:ACC"), id="restricted-account-list"),
-    pytest.param(Case("restricted_symbol", order(symbol="TSLA", account="ACC"), _acc(restricted_symbols=())),
-                 Expect("RESTRICTED_SYMBOL", "TSLA", scope="firm"), id="restricted-empty-account-list-cannot-lift-firm"),
-    pytest.param(Case("restricted_symbol", order(symbol="TSLA", account="ACC"), _acc(restricted_symbols={"GME"})),
-                 Expect("RESTRICTED_SYMBOL", "TSLA", scope="firm"), id="restricted-account-list-adds-to-firm"),
-    pytest.param(Case("duplicate_cl_ord_id", order("C1"), seen={"C1"}),
-                 Expect("DUPLICATE_CLORDID", "C1", scope="session:oms1"), id="duplicate-id"),
-    pytest.param(Case("unknown_symbol", order(symbol="ZZZZ"), inst=None),
-                 Expect("UNKNOWN_SYMBOL", "ZZZZ"), id="unknown-symbol"),
-    pytest.param(Case("lot_size", order(symbol="SPYL", qty=250), inst=instrument("SPYL", lot=100)),
-                 Expect("LOT_SIZE", "250", "100", "symbol:SPYL"), id="lot-not-multiple"),
-    pytest.param(Case("lot_size", order(qty="1.25"), inst=instrument(lot="0.5")),
-                 Expect("LOT_SIZE", "1.25", "0.5", "symbol:AAPL"), id="lot-fractional-not-multiple"),
+    pytest.param(
+        Case("max_order_qty", order(qty=1001), firm(max_order_qty=1000)),
+        Expect("MAX_ORDER_QTY", "1001", "1000", "firm"),
+        id="qty-one-above",
+    ),
+    pytest.param(
+        Case("max_order_qty", order(qty="1000.0001"), firm(max_order_qty=1000)),
+        Expect("MAX_ORDER_QTY", "1000.0001", "1000", "firm"),
+        id="qty-fraction-above",
+    ),
+    pytest.param(
+        Case(
+            "max_order_qty",
+            order(qty=501, account="ACC"),
+            LimitSet(firm=limits(max_order_qty=1000), accounts={"ACC": limits(max_order_qty=500)}),
+        ),
+        Expect("MAX_ORDER_QTY", "501", "500", "account:ACC"),
+        id="qty-account-scope",
+    ),
+    pytest.param(
+        Case("max_order_notional", order(qty=1000, price="100.01"), NOTIONAL),
+        Expect("MAX_ORDER_NOTIONAL", "100010", "100000", "firm"),
+        id="notional-limit-order-above",
+    ),
+    pytest.param(
+        Case("max_order_notional", order(qty=600, price=200), NOTIONAL),
+        Expect("MAX_ORDER_NOTIONAL", "120000", "100000", "firm"),
+        id="notional-limit-order-valued-at-its-price-above",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(qty=1001), NOTIONAL),
+        Expect("MAX_ORDER_NOTIONAL", "100100", "100000", "firm"),
+        id="notional-market-order-at-reference",
+    ),
+    pytest.param(
+        Case("max_order_notional", order(qty=1001, price=None, ord_type=OrdType.STOP, stop_px=90), NOTIONAL),
+        Expect("MAX_ORDER_NOTIONAL", "100100", "100000", "firm"),
+        id="notional-stop-order-at-reference",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(), NOTIONAL, instrument(ref=None)),
+        Expect("NO_REFERENCE_PRICE", scope="symbol:AAPL"),
+        id="notional-market-order-no-reference",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(symbol="ZZZZ"), NOTIONAL, None),
+        Expect("NO_REFERENCE_PRICE", scope="symbol:ZZZZ"),
+        id="notional-market-order-unknown-symbol",
+    ),
+    pytest.param(
+        Case("max_order_notional", market(), STALE_AFTER_60S, now_ns=T0 + 61 * NS),
+        Expect("STALE_REFERENCE_PRICE", "61", "60", "firm"),
+        id="notional-market-order-stale-reference",
+    ),
+    pytest.param(
+        Case("price_collar", order(price="105.01"), COLLAR),
+        Expect("PRICE_COLLAR", "5.0100", "5", "firm"),
+        id="collar-above",
+    ),
+    pytest.param(
+        Case("price_collar", order(price="94.99"), COLLAR),
+        Expect("PRICE_COLLAR", "5.0100", "5", "firm"),
+        id="collar-below",
+    ),
+    pytest.param(
+        Case(
+            "price_collar",
+            order(price=50),
+            LimitSet(firm=limits(price_collar_pct=5), symbols={"AAPL": limits(price_collar_pct=2)}),
+        ),
+        Expect("PRICE_COLLAR", "50.0000", "2", "symbol:AAPL"),
+        id="collar-symbol-scope",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=100), COLLAR, instrument(ref=None)),
+        Expect("NO_REFERENCE_PRICE", scope="symbol:AAPL"),
+        id="collar-no-reference",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=100), STALE_AFTER_60S, now_ns=T0 + 61 * NS),
+        Expect("STALE_REFERENCE_PRICE", "61", "60", "firm"),
+        id="collar-stale-reference",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=100), STALE_AFTER_60S, now_ns=T0 + 60 * NS + 1),
+        Expect("STALE_REFERENCE_PRICE", "60", "60", "firm"),
+        id="collar-reference-one-ns-past-max-age",
+    ),
+    pytest.param(
+        Case("price_collar", order(price=100), STALE_AFTER_60S, instrument("AAPL", 100, ref_time_ns=None)),
+        Expect("STALE_REFERENCE_PRICE", "unknown", "60", "firm"),
+        id="collar-reference-without-time-is-stale",
+    ),
+    pytest.param(
+        Case("restricted_symbol", order(symbol="RSTR"), inst=instrument("RSTR", restricted=True)),
+        Expect("RESTRICTED_SYMBOL", "RSTR", scope="symbol:RSTR"),
+        id="restricted-instrument-flag",
+    ),
+    pytest.param(
+        Case("restricted_symbol", order(symbol="TSLA"), FIRM_BANS_TSLA),
+        Expect("RESTRICTED_SYMBOL", "TSLA", scope="firm"),
+        id="restricted-firm-list",
+    ),
+    pytest.param(
+        Case("restricted_symbol", order(symbol="TSLA", account="ACC"), ACC_BANS_TSLA),
+        Expect("RESTRICTED_SYMBOL", "TSLA", scope="account:ACC"),
+        id="restricted-account-list",
+    ),
+    pytest.param(
+        Case("restricted_symbol", order(symbol="TSLA", account="ACC"), _acc(restricted_symbols=())),
+        Expect("RESTRICTED_SYMBOL", "TSLA", scope="firm"),
+        id="restricted-empty-account-list-cannot-lift-firm",
+    ),
+    pytest.param(
+        Case("restricted_symbol", order(symbol="TSLA", account="ACC"), _acc(restricted_symbols={"GME"})),
+        Expect("RESTRICTED_SYMBOL", "TSLA", scope="firm"),
+        id="restricted-account-list-adds-to-firm",
+    ),
+    pytest.param(
+        Case("duplicate_cl_ord_id", order("C1"), seen={"C1"}),
+        Expect("DUPLICATE_CLORDID", "C1", scope="session:oms1"),
+        id="duplicate-id",
+    ),
+    pytest.param(
+        Case("unknown_symbol", order(symbol="ZZZZ"), inst=None), Expect("UNKNOWN_SYMBOL", "ZZZZ"), id="unknown-symbol"
+    ),
+    pytest.param(
+        Case("lot_size", order(symbol="SPYL", qty=250), inst=instrument("SPYL", lot=100)),
+        Expect("LOT_SIZE", "250", "100", "symbol:SPYL"),
+        id="lot-not-multiple",
+    ),
+    pytest.param(
+        Case("lot_size", order(qty="1.25"), inst=instrument(lot="0.5")),
+        Expect("LOT_SIZE", "1.25", "0.5", "symbol:AAPL"),
+        id="lot-fractional-not-multiple",
+    ),
 ]
 
 
@@ -180,8 +281,12 @@ def test_order_beyond_rule_rejects_with_code_observed_limit_scope(case: Case, ex
     """An order beyond a limit is refused with a stable code, what was seen, the limit and its scope."""
     rej = case.run()
     assert rej is not None
-    assert (rej.code, rej.observed, rej.limit, rej.scope) == (expected.code, expected.observed, expected.limit,
-                                                              expected.scope)
+    assert (rej.code, rej.observed, rej.limit, rej.scope) == (
+        expected.code,
+        expected.observed,
+        expected.limit,
+        expected.scope,
+    )
     assert rej.text.startswith(f"{expected.code}: ")
     assert rej.text == f"{rej.code}: {rej.sentence}"
     assert rej.sentence
@@ -195,8 +300,10 @@ def test_unknown_symbol_reject_carries_unknown_security_reason():
 
 def test_stale_reference_with_account_max_age_reports_account_scope():
     """The staleness limit is resolved like any other and reports where it was set."""
-    limit_set = LimitSet(firm=limits(max_order_notional=100_000, reference_max_age_s=3600),
-                         accounts={"ACC": limits(reference_max_age_s=10)})
+    limit_set = LimitSet(
+        firm=limits(max_order_notional=100_000, reference_max_age_s=3600),
+        accounts={"ACC": limits(reference_max_age_s=10)},
+    )
     req = market(qty=10, account="ACC")
     rej = RULES["max_order_notional"](req, context(req, limit_set, now_ns=T0 + 11 * NS))
     assert rej is not None

@@ -17,11 +17,29 @@ SESSIONS = ("oms1", "oms2")
 SYMBOLS = ("AAPL", "TSLA", "RSTR", "NOPE")  # RSTR is restricted, NOPE unknown: both refused
 
 step = st.one_of(
-    st.tuples(st.just("new"), st.sampled_from(SESSIONS), st.integers(0, 12), st.sampled_from(SYMBOLS),
-              st.sampled_from([10, 100, 20_000])),  # 20,000 is over max_order_qty
-    *(st.tuples(st.just(kind), st.integers(0, 30)) for kind in (
-        "ack", "partial", "fill", "cancel", "canceled", "reject", "bust", "replace", "replaced", "send_failed",
-        "expire")),
+    st.tuples(
+        st.just("new"),
+        st.sampled_from(SESSIONS),
+        st.integers(0, 12),
+        st.sampled_from(SYMBOLS),
+        st.sampled_from([10, 100, 20_000]),
+    ),  # 20,000 is over max_order_qty
+    *(
+        st.tuples(st.just(kind), st.integers(0, 30))
+        for kind in (
+            "ack",
+            "partial",
+            "fill",
+            "cancel",
+            "canceled",
+            "reject",
+            "bust",
+            "replace",
+            "replaced",
+            "send_failed",
+            "expire",
+        )
+    ),
     st.tuples(st.just("venue"), st.booleans()),
 )
 
@@ -68,13 +86,28 @@ class Flow:
         if kind == "ack":
             return h.report(vid, E.NEW, S.NEW, leaves=qty, exec_id=x)
         if kind == "partial":
-            return h.report(vid, E.TRADE, S.PARTIALLY_FILLED, exec_id=x, last_qty=1, last_px=100,
-                            cum=o.cum_qty + 1, leaves=max(qty - o.cum_qty - 1, 0))
+            return h.report(
+                vid,
+                E.TRADE,
+                S.PARTIALLY_FILLED,
+                exec_id=x,
+                last_qty=1,
+                last_px=100,
+                cum=o.cum_qty + 1,
+                leaves=max(qty - o.cum_qty - 1, 0),
+            )
         if kind == "fill":
             return h.report(vid, E.TRADE, S.FILLED, exec_id=x, last_qty=qty - o.cum_qty or 1, last_px=100, cum=qty)
         if kind == "bust":
-            return h.report(vid, E.TRADE_CANCEL, S.PARTIALLY_FILLED if o.cum_qty > 1 else S.NEW, exec_id=x,
-                            exec_ref_id=f"X{self.n - 1}", leaves=qty, cum=0)
+            return h.report(
+                vid,
+                E.TRADE_CANCEL,
+                S.PARTIALLY_FILLED if o.cum_qty > 1 else S.NEW,
+                exec_id=x,
+                exec_ref_id=f"X{self.n - 1}",
+                leaves=qty,
+                cum=0,
+            )
         if kind == "cancel":
             self.n += 1
             return h.cancel(o.cl_ord_id, f"K{self.n}", session)

@@ -15,8 +15,9 @@ from fixproxy.journal.format import Start
 from fixproxy.journal.writer import Journal
 from fixproxy.offload import WriterPriority
 
-pytestmark = pytest.mark.skipif(not WriterPriority.available(),
-                                reason="this user may not raise a thread's priority back (CAP_SYS_NICE)")
+pytestmark = pytest.mark.skipif(
+    not WriterPriority.available(), reason="this user may not raise a thread's priority back (CAP_SYS_NICE)"
+)
 
 
 def policies(pid: int) -> set[int]:
@@ -60,9 +61,13 @@ def test_a_late_cycle_raises_the_writer_and_it_goes_back_to_idle_after_the_hold(
 def test_the_audit_follower_process_runs_at_its_priority_and_writes(tmp_path, priority, policy):
     journal = Journal(tmp_path / "journal", 1, Start(1, time.time_ns(), os.getpid(), "test"))
     journal.inbound("oms1", time.time_ns(), "8=FIX.4.4\x0135=D\x0111=A1\x01")
-    follower = AuditFollowerProcess(FollowerSettings(store=str(tmp_path / "audit.sqlite"),
-                                                     journal_dir=str(tmp_path / "journal"), flush_interval_ms=20),
-                                    journal_position=lambda: journal.position, priority=priority)
+    follower = AuditFollowerProcess(
+        FollowerSettings(
+            store=str(tmp_path / "audit.sqlite"), journal_dir=str(tmp_path / "journal"), flush_interval_ms=20
+        ),
+        journal_position=lambda: journal.position,
+        priority=priority,
+    )
     follower.start()
     try:
         deadline = time.monotonic() + 30

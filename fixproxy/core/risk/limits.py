@@ -40,8 +40,14 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
 
     def __post_init__(self) -> None:
         # msgspec has no numeric constraints for Decimal; a ValueError here names the key's path.
-        for name in ("max_order_qty", "max_order_notional", "max_long_position", "max_short_position",
-                     "max_gross_exposure", "max_net_exposure"):
+        for name in (
+            "max_order_qty",
+            "max_order_notional",
+            "max_long_position",
+            "max_short_position",
+            "max_gross_exposure",
+            "max_net_exposure",
+        ):
             value = getattr(self, name)
             if value is not None and not (value.is_finite() and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
@@ -131,8 +137,11 @@ def resolve(limits: LimitSet, session: str, account: str, symbol: str) -> Resolv
         values[name] = None
         if name in AGGREGATE_FIELDS:
             # Every layer's value, each checked against its own scope's total (symbol layers have no total).
-            found = tuple(Limit(getattr(layer, name), scope) for scope, layer in layers[1:]
-                          if layer is not None and getattr(layer, name) is not None)
+            found = tuple(
+                Limit(getattr(layer, name), scope)
+                for scope, layer in layers[1:]
+                if layer is not None and getattr(layer, name) is not None
+            )
             values[name] = found or None
             continue
         if name == "restricted_symbols":

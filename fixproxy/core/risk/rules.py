@@ -53,8 +53,20 @@ class RiskSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CheckContext:
     """What a rule may look at besides the order. Read-only by convention."""
 
-    __slots__ = ("session", "instrument", "limits", "now_ns", "seen_cl_ord_ids", "is_replace", "book",
-                 "replacing", "replacing_key", "settings", "msg_rate", "locates")
+    __slots__ = (
+        "session",
+        "instrument",
+        "limits",
+        "now_ns",
+        "seen_cl_ord_ids",
+        "is_replace",
+        "book",
+        "replacing",
+        "replacing_key",
+        "settings",
+        "msg_rate",
+        "locates",
+    )
 
     def __init__(
         self,
@@ -112,11 +124,19 @@ def reused_cl_ord_id(session: str, cl_ord_id: str, used_today: bool, still_open:
     """The one DUPLICATE_CLORDID refusal, of orders, replaces and cancels alike: the ClOrdID was used
     on the session today, or an open order (of any day: a GTC order) still answers to it."""
     if used_today:
-        return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} was already used on session {session} today",
-                      observed=cl_ord_id, scope=f"session:{session}")
+        return Reject(
+            "DUPLICATE_CLORDID",
+            f"ClOrdID {cl_ord_id} was already used on session {session} today",
+            observed=cl_ord_id,
+            scope=f"session:{session}",
+        )
     if still_open:
-        return Reject("DUPLICATE_CLORDID", f"ClOrdID {cl_ord_id} belongs to an order still open on session {session}",
-                      observed=cl_ord_id, scope=f"session:{session}")
+        return Reject(
+            "DUPLICATE_CLORDID",
+            f"ClOrdID {cl_ord_id} belongs to an order still open on session {session}",
+            observed=cl_ord_id,
+            scope=f"session:{session}",
+        )
     return None
 
 
@@ -124,6 +144,7 @@ def venue_unavailable(venue: str, sentence: str) -> Reject:
     """The one VENUE_UNAVAILABLE refusal: the core found the venue down, or the edge reported that a
     message could not leave (``VenueSendFailed``); ``sentence`` says which."""
     return Reject("VENUE_UNAVAILABLE", sentence, observed=venue)
+
 
 def _fmt(value: object) -> str:
     if isinstance(value, Decimal):
@@ -284,7 +305,9 @@ def throttle(order: OrderRequest, ctx: CheckContext) -> Reject | None:
         return Reject(
             "THROTTLE",
             f"{ctx.msg_rate} order messages in the last second on session {ctx.session}, above the limit {limit.value} ({limit.scope})",
-            observed=str(ctx.msg_rate), limit=str(limit.value), scope=limit.scope,
+            observed=str(ctx.msg_rate),
+            limit=str(limit.value),
+            scope=limit.scope,
         )
     return None
 
@@ -298,7 +321,9 @@ def max_open_orders(order: OrderRequest, ctx: CheckContext) -> Reject | None:
             return Reject(
                 "MAX_OPEN_ORDERS",
                 f"{count} open orders in {limit.scope} with this one, above the limit {limit.value}",
-                observed=str(count), limit=str(limit.value), scope=limit.scope,
+                observed=str(count),
+                limit=str(limit.value),
+                scope=limit.scope,
             )
     return None
 
@@ -316,7 +341,9 @@ def max_position(order: OrderRequest, ctx: CheckContext) -> Reject | None:
             "MAX_POSITION",
             f"{word} position in {order.symbol} could reach {_fmt(after)} for {scope} with working orders, "
             f"above the limit {_fmt(limit.value)} ({limit.scope})",
-            observed=_fmt(after), limit=_fmt(limit.value), scope=limit.scope,
+            observed=_fmt(after),
+            limit=_fmt(limit.value),
+            scope=limit.scope,
         )
     return None
 
@@ -329,7 +356,9 @@ def gross_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
             return Reject(
                 "GROSS_EXPOSURE",
                 f"gross exposure of {limit.scope} would reach {_fmt(after)} with working orders, above the limit {_fmt(limit.value)}",
-                observed=_fmt(after), limit=_fmt(limit.value), scope=limit.scope,
+                observed=_fmt(after),
+                limit=_fmt(limit.value),
+                scope=limit.scope,
             )
     return None
 
@@ -343,7 +372,9 @@ def net_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
             return Reject(
                 "NET_EXPOSURE",
                 f"net {word} exposure of {limit.scope} would reach {_fmt(after)} with working orders, above the limit {_fmt(limit.value)}",
-                observed=_fmt(after), limit=_fmt(limit.value), scope=limit.scope,
+                observed=_fmt(after),
+                limit=_fmt(limit.value),
+                scope=limit.scope,
             )
     return None
 
@@ -365,7 +396,9 @@ def sector_concentration(order: OrderRequest, ctx: CheckContext) -> Reject | Non
             return Reject(
                 "SECTOR_CONCENTRATION",
                 f"sector {sector or '(none)'} would be {share:.2f}% of the gross exposure of {limit.scope}, above the limit {_fmt(limit.value)}%",
-                observed=f"{share:.4f}", limit=_fmt(limit.value), scope=limit.scope,
+                observed=f"{share:.4f}",
+                limit=_fmt(limit.value),
+                scope=limit.scope,
             )
     return None
 
@@ -405,8 +438,11 @@ def _self_match_scan(order: OrderRequest, ctx: CheckContext, mode: str, sign: in
 
 
 def _self_match_reject(order: OrderRequest, ctx: CheckContext, mode: str, sign: int, price: Decimal | None) -> Reject:
-    whose = f"account {order.account}" if mode == "account" and order.account else (
-        f"session {ctx.session}" if mode == "account" else "the firm")
+    whose = (
+        f"account {order.account}"
+        if mode == "account" and order.account
+        else (f"session {ctx.session}" if mode == "account" else "the firm")
+    )
     return Reject(
         "SELF_MATCH",
         f"the order could trade against a working {'sell' if sign > 0 else 'buy'} order of {whose} "
@@ -435,7 +471,9 @@ def short_sale(order: OrderRequest, ctx: CheckContext) -> Reject | None:
         return Reject(
             "SHORT_SALE_NO_LOCATE",
             f"{what} of {order.symbol} needs {_fmt(needed)} shares located{_who(order)}, {_fmt(located)} located",
-            observed=_fmt(needed), limit=_fmt(located), scope=_position_scope(order, ctx),
+            observed=_fmt(needed),
+            limit=_fmt(located),
+            scope=_position_scope(order, ctx),
         )
     return None
 

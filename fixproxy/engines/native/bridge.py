@@ -51,8 +51,9 @@ def desk_types() -> frozenset[str]:
 class NativeBridge(CoreBridge):
     """Runs the proxy's sessions and one ProxyCore on the running event loop."""
 
-    def __init__(self, core: ProxyCore, on_record: Callable[[ev.Action], None], *, config: Config,
-                 state_dir: Path, **kwargs: Any):
+    def __init__(
+        self, core: ProxyCore, on_record: Callable[[ev.Action], None], *, config: Config, state_dir: Path, **kwargs: Any
+    ):
         cfg = config
         self.config = cfg
         now = time.time_ns()
@@ -73,8 +74,11 @@ class NativeBridge(CoreBridge):
         self.logon_timeout_s = acc.logon_timeout_s
         self.max_logon_bytes = acc.max_logon_bytes
         self._watches: dict[str, VenueWatch] = {
-            v.name: VenueWatch(v.name, v.max_unsent_kb << 10, v.max_order_age_ms / 1000, v.answer_timeout_ms / 1000,
-                               margin_s=WATCH_S) for v in cfg.venues}
+            v.name: VenueWatch(
+                v.name, v.max_unsent_kb << 10, v.max_order_age_ms / 1000, v.answer_timeout_ms / 1000, margin_s=WATCH_S
+            )
+            for v in cfg.venues
+        }
         self._watch_due: set[str] = set()
 
         def add(name: str, role: str, begin: str, ours: str, theirs: str, heartbeat: int, initiator: bool) -> Session:
@@ -85,15 +89,28 @@ class NativeBridge(CoreBridge):
                 return self.logon_allowed(info, fields.get(553, ""), fields.get(554, ""))
 
             store = FileStore(state_dir / "store" / side, prefix(begin, ours, theirs), now)
-            log = (FileLog(state_dir / "log" / side, prefix(begin, ours, theirs), deferred=True)
-                   if cfg.proxy.message_log else None)
+            log = (
+                FileLog(state_dir / "log" / side, prefix(begin, ours, theirs), deferred=True)
+                if cfg.proxy.message_log
+                else None
+            )
             self._stores.append(store)
             if log is not None:
                 self._logs.append(log)
             session = Session(
-                name=name, role=role, begin_string=begin, sender=ours, target=theirs, heartbeat_s=heartbeat,
-                store=store, log=log, initiator=initiator, resend_app=role != "venue", check_logon=check_logon,
-                extra_types=desk_types() if role == "admin" else frozenset())
+                name=name,
+                role=role,
+                begin_string=begin,
+                sender=ours,
+                target=theirs,
+                heartbeat_s=heartbeat,
+                store=store,
+                log=log,
+                initiator=initiator,
+                resend_app=role != "venue",
+                check_logon=check_logon,
+                extra_types=desk_types() if role == "admin" else frozenset(),
+            )
             info.handle = session
             self._sessions[(begin, theirs, ours)] = session
             self._info[name] = info
@@ -125,11 +142,15 @@ class NativeBridge(CoreBridge):
         allowed = frozenset(acc.allowed_remote_addresses) or None
         self._server = await self._loop.create_server(
             lambda: Connection(self.resolve, owner=self, allowed=allowed, cork=self.cork, limits=self),
-            acc.host, acc.port, backlog=1024)
+            acc.host,
+            acc.port,
+            backlog=1024,
+        )
         for info in self.sessions():
             if info.role == "venue":
-                self._tasks.append(asyncio.create_task(self._initiate(self.by_name[info.name],
-                                                                      *self._venue_addresses[info.name])))
+                self._tasks.append(
+                    asyncio.create_task(self._initiate(self.by_name[info.name], *self._venue_addresses[info.name]))
+                )
         self._tasks.append(asyncio.create_task(self._tick()))
         self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._flush_logs()))
@@ -166,8 +187,12 @@ class NativeBridge(CoreBridge):
             try:
                 session.event(f"Connecting to {host} on port {port}", time.time_ns())
                 _, conn = await loop.create_connection(
-                    lambda: Connection(self.resolve, session, owner=self, cork=self.cork,
-                                       watch=self._watches[session.name]), host, port)
+                    lambda: Connection(
+                        self.resolve, session, owner=self, cork=self.cork, watch=self._watches[session.name]
+                    ),
+                    host,
+                    port,
+                )
                 await conn.lost
             except OSError as exc:
                 session.event(f"Connection failed: {exc.strerror or exc}", time.time_ns())
@@ -220,8 +245,11 @@ class NativeBridge(CoreBridge):
             reset(conn.sock.fileno())  # RST: what the socket still holds never reaches the venue
             conn.abort()
             session.event(f"Connection reset: {verdict.reason}", now)
-            self.notice(ev.Notice("venue_reset", now, f"{name}: {verdict.reason}; the connection was reset and "
-                                                      "the orders refused"))
+            self.notice(
+                ev.Notice(
+                    "venue_reset", now, f"{name}: {verdict.reason}; the connection was reset and the orders refused"
+                )
+            )
             self.submit(ev.SessionDown(name, self.clock()))  # down now, not when the loop sees the close
             for cl_ord_id in verdict.late:
                 self.submit(ev.VenueSendFailed(name, cl_ord_id, self.clock(), "late"))
@@ -299,8 +327,17 @@ class NativeBridge(CoreBridge):
         detail = f"{name}: {where} failed: {exc!r}{at}"
         try:
             self.notice(ev.Notice("engine_error", now, detail))
-            self.notice(ev.Alert("engine_error", f"session:{name}", "100", where, "", now,
-                                 f"ENGINE_ERROR: {detail}; refused, the session serves on"))
+            self.notice(
+                ev.Alert(
+                    "engine_error",
+                    f"session:{name}",
+                    "100",
+                    where,
+                    "",
+                    now,
+                    f"ENGINE_ERROR: {detail}; refused, the session serves on",
+                )
+            )
         except Exception:  # noqa: BLE001 - recording failed too (the journal says why on /healthz)
             pass
 

@@ -44,9 +44,16 @@ class Limits(Protocol):
 class Connection(asyncio.Protocol):
     """One TCP connection: frames bytes, finds (acceptor) or knows (initiator) its session."""
 
-    def __init__(self, resolve: Callable[[str, str, str], Session | None], session: Session | None = None,
-                 owner: Owner | None = None, allowed: Collection[str] | None = None, cork: Cork = NO_CORK,
-                 limits: Limits | None = None, watch: VenueWatch | None = None):
+    def __init__(
+        self,
+        resolve: Callable[[str, str, str], Session | None],
+        session: Session | None = None,
+        owner: Owner | None = None,
+        allowed: Collection[str] | None = None,
+        cork: Cork = NO_CORK,
+        limits: Limits | None = None,
+        watch: VenueWatch | None = None,
+    ):
         self.resolve = resolve  # (begin_string, their CompID, our CompID) -> Session | None
         self.session = session
         self.owner = owner
@@ -78,8 +85,11 @@ class Connection(asyncio.Protocol):
             for old in limits.pending.admit(self, self.address):
                 old.address = None
                 if old is not self and self.owner is not None:
-                    self.owner.garbled(None, f"connection from {old.transport.get_extra_info('peername')} closed "
-                                             "before its Logon: too many connections not logged on")
+                    self.owner.garbled(
+                        None,
+                        f"connection from {old.transport.get_extra_info('peername')} closed "
+                        "before its Logon: too many connections not logged on",
+                    )
                 old.abort()
             if self.address is not None:
                 self.timer = asyncio.get_running_loop().call_later(limits.logon_timeout_s, self._logon_timeout)
@@ -101,8 +111,11 @@ class Connection(asyncio.Protocol):
         self.timer = None
         if self.address is not None and not (self.session is not None and self.session.logged_on):
             if self.owner is not None and self.limits is not None:
-                self.owner.garbled(None, f"connection from {self.transport.get_extra_info('peername')} closed: "
-                                         f"no Logon within {self.limits.logon_timeout_s:g} s")
+                self.owner.garbled(
+                    None,
+                    f"connection from {self.transport.get_extra_info('peername')} closed: "
+                    f"no Logon within {self.limits.logon_timeout_s:g} s",
+                )
             self.abort()
 
     def _logged_on(self) -> None:
@@ -178,8 +191,11 @@ class Connection(asyncio.Protocol):
             self.received += len(data)
             if self.received > self.limits.max_logon_bytes:
                 if self.owner is not None:
-                    self.owner.garbled(None, f"connection from {self.transport.get_extra_info('peername')} "
-                                             f"closed: over {self.limits.max_logon_bytes} bytes before its Logon")
+                    self.owner.garbled(
+                        None,
+                        f"connection from {self.transport.get_extra_info('peername')} "
+                        f"closed: over {self.limits.max_logon_bytes} bytes before its Logon",
+                    )
                 self.abort()
                 return
         frames = self.framer.feed(data)

@@ -20,11 +20,24 @@ class NativeEngine:
     #: The native engine raises nothing of its own at start-up (its errors are OSErrors).
     start_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
-    def __init__(self, loaded: LoadedConfig, core: ProxyCore, on_record: Callable[[ev.Action], None], *,
-                 journal: Journal, check_logon: dict[str, Callable[[str, str], bool]]) -> None:
-        self.bridge = NativeBridge(core, on_record, config=loaded.config, state_dir=loaded.state_dir,
-                                   journal=journal, check_logon=check_logon,
-                                   identifiers=loaded.config.identifiers.limits())
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        core: ProxyCore,
+        on_record: Callable[[ev.Action], None],
+        *,
+        journal: Journal,
+        check_logon: dict[str, Callable[[str, str], bool]],
+    ) -> None:
+        self.bridge = NativeBridge(
+            core,
+            on_record,
+            config=loaded.config,
+            state_dir=loaded.state_dir,
+            journal=journal,
+            check_logon=check_logon,
+            identifiers=loaded.config.identifiers.limits(),
+        )
 
     def count_journaled(self, inbound_seq: dict[str, int]) -> None:
         """As ``QuickfixEngine.count_journaled``, on the native engine's stores."""

@@ -109,9 +109,22 @@ def _allow(fields: dict[int, str]) -> bool:
 class Session:
     """One configured session: its state across connections, and the rules of the session layer."""
 
-    def __init__(self, *, name: str, role: str, begin_string: str, sender: str, target: str, heartbeat_s: int,
-                 store: Store, log: Log | None, initiator: bool, resend_app: bool,
-                 check_logon: Callable[[dict[int, str]], bool] = _allow, extra_types: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        *,
+        name: str,
+        role: str,
+        begin_string: str,
+        sender: str,
+        target: str,
+        heartbeat_s: int,
+        store: Store,
+        log: Log | None,
+        initiator: bool,
+        resend_app: bool,
+        check_logon: Callable[[dict[int, str]], bool] = _allow,
+        extra_types: frozenset[str] = frozenset(),
+    ):
         self.name, self.role = name, role
         self.begin_string, self.sender, self.target = begin_string, sender, target
         self.heartbeat_s = heartbeat_s
@@ -211,9 +224,11 @@ class Session:
             return self._take()
         if not self.logged_on or self.logout_sent:
             if now - self.opened > LOGON_TIMEOUT_S * _S or (
-                    self.logout_sent and now - self.last_sent > LOGOUT_TIMEOUT_S * _S):
-                self._disconnect(f"no Logon within {LOGON_TIMEOUT_S} s" if not self.logged_on
-                                 else "no answer to Logout", now)
+                self.logout_sent and now - self.last_sent > LOGOUT_TIMEOUT_S * _S
+            ):
+                self._disconnect(
+                    f"no Logon within {LOGON_TIMEOUT_S} s" if not self.logged_on else "no answer to Logout", now
+                )
             return self._take()
         hb = self.heartbeat_s * _S
         silent = now - self.last_received
@@ -275,9 +290,13 @@ class Session:
         """A session Reject (373=99 "Other", 0 on FIX 4.2) of a message whose handling raised ``error``."""
         self._begin()
         seq = fields.get(34, "")
-        self._reject(int(seq) if seq.isdigit() and len(seq) < 19 else 0, fields.get(35, ""),
-                     0 if self.begin_string == "FIX.4.2" else 99,
-                     f"PROXY_ERROR: the message could not be handled ({error})", now)
+        self._reject(
+            int(seq) if seq.isdigit() and len(seq) < 19 else 0,
+            fields.get(35, ""),
+            0 if self.begin_string == "FIX.4.2" else 99,
+            f"PROXY_ERROR: the message could not be handled ({error})",
+            now,
+        )
         return self._take()[1]
 
     def event(self, text: str, now: int) -> None:
@@ -395,8 +414,7 @@ class Session:
 
     # ------------------------------------------------------------------ receiving
 
-    def _message(self, raw: str, fields: dict[int, str], problem: parse.Problem | str, data: bytes,
-                 now: int) -> None:
+    def _message(self, raw: str, fields: dict[int, str], problem: parse.Problem | str, data: bytes, now: int) -> None:
         """One message on the logged-on session.
 
         Checked in quickfix's order: readable at all, BeginString, MsgSeqNum, the header's required
@@ -431,9 +449,16 @@ class Session:
                 return
         sending = fields.get(52)
         if sending is None or not check.good_timestamp(sending):
-            self._refuse(seq, msg_type, 1 if sending is None else 6,
-                         "Required tag missing: SendingTime (52)" if sending is None
-                         else "Incorrect data format for value: SendingTime (52) is not a UTC timestamp", now, 52)
+            self._refuse(
+                seq,
+                msg_type,
+                1 if sending is None else 6,
+                "Required tag missing: SendingTime (52)"
+                if sending is None
+                else "Incorrect data format for value: SendingTime (52) is not a UTC timestamp",
+                now,
+                52,
+            )
             return
         if not self.good_time(sending, now):
             self._reject(seq, msg_type, 10, "SendingTime accuracy problem", now)
@@ -465,8 +490,13 @@ class Session:
                     if orig is None:
                         self._reject(seq, msg_type, 1, "Required tag missing: OrigSendingTime (122)", now, 122)
                     elif orig > sending:
-                        self._reject(seq, msg_type, 10, "SendingTime accuracy problem: OrigSendingTime (122) "
-                                                         "is later than SendingTime (52)", now)
+                        self._reject(
+                            seq,
+                            msg_type,
+                            10,
+                            "SendingTime accuracy problem: OrigSendingTime (122) is later than SendingTime (52)",
+                            now,
+                        )
                         self._logout("SendingTime accuracy problem", now)
                 return
             text = f"MsgSeqNum too low, expecting {expected} but received {seq}"
@@ -500,12 +530,16 @@ class Session:
         made once a second, and UTC timestamps order as text)."""
         second = now // _S
         if self._window[0] != second:
-            self._window = (second, build.stamp((second - MAX_LATENCY_S) * _S),
-                            build.stamp((second + MAX_LATENCY_S + 1) * _S))
+            self._window = (
+                second,
+                build.stamp((second - MAX_LATENCY_S) * _S),
+                build.stamp((second + MAX_LATENCY_S + 1) * _S),
+            )
         return self._window[1] <= sending <= self._window[2]
 
-    def _process(self, raw: str, fields: dict[int, str], problem: parse.Problem | str, msg_type: str, seq: int,
-                 now: int) -> None:
+    def _process(
+        self, raw: str, fields: dict[int, str], problem: parse.Problem | str, msg_type: str, seq: int, now: int
+    ) -> None:
         store = self.store
         if not raw:  # a Logon or ResendRequest already acted on, counted now that the gap is filled
             store.next_target = seq + 1
@@ -579,8 +613,9 @@ class Session:
             self._reject(int(fields.get(34, "0")), "4", 1, "Required tag missing: NewSeqNo (36)", now, 36)
             return
         if int(new) < self.store.next_target:
-            self._reject(int(fields[34]), "4", 5, f"NewSeqNo {new} is below the expected {self.store.next_target}",
-                         now, 36)
+            self._reject(
+                int(fields[34]), "4", 5, f"NewSeqNo {new} is below the expected {self.store.next_target}", now, 36
+            )
             return
         self.event(f"Received SequenceReset FROM: {self.store.next_target} TO: {new}", now)
         self.store.next_target = int(new)
@@ -619,8 +654,9 @@ class Session:
                 self._gap_fill(gap_start, seq, stamp, now)
                 gap_start = 0
             header = [(43, "Y"), (122, parsed.get(52, stamp))]
-            data = build.build(self.begin_string, msg_type, seq, self.sender, self.target, stamp,
-                               parse.body_of(raw), header)
+            data = build.build(
+                self.begin_string, msg_type, seq, self.sender, self.target, stamp, parse.body_of(raw), header
+            )
             self._send_raw(data, now)
         if begin <= end:
             if gap_start:
@@ -632,6 +668,14 @@ class Session:
             self._events.append(NotResent(tuple(not_resent)))
 
     def _gap_fill(self, seq: int, new_seq: int, stamp: str, now: int) -> None:
-        data = build.build(self.begin_string, "4", seq, self.sender, self.target, stamp,
-                           [(36, str(new_seq)), (123, "Y")], [(43, "Y"), (122, stamp)])
+        data = build.build(
+            self.begin_string,
+            "4",
+            seq,
+            self.sender,
+            self.target,
+            stamp,
+            [(36, str(new_seq)), (123, "Y")],
+            [(43, "Y"), (122, stamp)],
+        )
         self._send_raw(data, now)

@@ -170,8 +170,11 @@ class FileStore:
             self.reset(now_ns)
             return
         body_size, header_size = self._load()
-        self._files = (_MappedFile(self._paths["body"], body_size), _MappedFile(self._paths["header"], header_size),
-                       _MappedFile(self._paths["seqnums"], fixed=_SEQNUMS_SIZE))
+        self._files = (
+            _MappedFile(self._paths["body"], body_size),
+            _MappedFile(self._paths["header"], header_size),
+            _MappedFile(self._paths["seqnums"], fixed=_SEQNUMS_SIZE),
+        )
         self.save_seqnums()
 
     def _load(self) -> tuple[int, int]:
@@ -193,8 +196,11 @@ class FileStore:
     def reset(self, now_ns: int) -> None:
         """Start again at 1/1 with no messages (a new day, or a Logon with ResetSeqNumFlag)."""
         self.close()
-        self._files = (_MappedFile(self._paths["body"], truncate=True), _MappedFile(self._paths["header"], truncate=True),
-                       _MappedFile(self._paths["seqnums"], truncate=True, fixed=_SEQNUMS_SIZE))
+        self._files = (
+            _MappedFile(self._paths["body"], truncate=True),
+            _MappedFile(self._paths["header"], truncate=True),
+            _MappedFile(self._paths["seqnums"], truncate=True, fixed=_SEQNUMS_SIZE),
+        )
         self.index = _Index()
         self.next_sender = self.next_target = 1
         self.created_day = now_ns // _DAY_NS
@@ -224,14 +230,14 @@ class FileStore:
         older: dict[int, tuple[int, int]] = {}
         if begin < self.index.first:  # before the in-memory window: read the header file once
             header = self._open()[1]
-            for entry in bytes(header.map[:header.size]).decode("latin-1").split():
+            for entry in bytes(header.map[: header.size]).decode("latin-1").split():
                 parts = entry.split(",")
                 if len(parts) == 3 and all(p.isdigit() for p in parts) and begin <= int(parts[0]) <= end:
                     older[int(parts[0])] = (int(parts[1]), int(parts[2]))
         for seq in range(begin, end + 1):
             where = self.index.get(seq) or older.get(seq)
             if where is not None:
-                out.append((seq, body[where[0]:where[0] + where[1]].decode("latin-1")))
+                out.append((seq, body[where[0] : where[0] + where[1]].decode("latin-1")))
         return out
 
     def close(self) -> None:

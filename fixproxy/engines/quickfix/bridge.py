@@ -82,16 +82,23 @@ _PYGILSTATE_LOCKED = 0
 #: exception leaving a callback makes the binding print it and call Py_Exit from quickfix's thread
 #: (src/python/quickfix.i, "director:except"), which stops that thread for good: every callback
 #: therefore catches everything else itself (``_failed``).
-_WIRE_EFFECTS = (fix.DoNotSend, fix.RejectLogon, fix.UnsupportedMessageType, fix.IncorrectTagValue,
-                 fix.IncorrectDataFormat, fix.FieldNotFound)
+_WIRE_EFFECTS = (
+    fix.DoNotSend,
+    fix.RejectLogon,
+    fix.UnsupportedMessageType,
+    fix.IncorrectTagValue,
+    fix.IncorrectDataFormat,
+    fix.FieldNotFound,
+)
 
 
 class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
     """The quickfix Application: bridges quickfix sessions and one ProxyCore (``SessionInfo.handle``
     is the quickfix SessionID)."""
 
-    def __init__(self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None],
-                 **kwargs: Any):
+    def __init__(
+        self, core: ProxyCore, sessions: list[SessionInfo], on_record: Callable[[ev.Action], None], **kwargs: Any
+    ):
         fix.Application.__init__(self)
         CoreBridge.__init__(self, core, sessions, on_record, **kwargs)
         self._by_sid: dict[str, SessionInfo] = {}
@@ -100,8 +107,9 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         for s in sessions:
             sid: fix.SessionID = s.handle
             self._by_sid[sid.toString()] = s
-            self._by_header[(sid.getBeginString().getValue(), sid.getTargetCompID().getValue(),
-                             sid.getSenderCompID().getValue())] = s
+            self._by_header[
+                (sid.getBeginString().getValue(), sid.getTargetCompID().getValue(), sid.getSenderCompID().getValue())
+            ] = s
         self._sessions: dict[str, fix.Session] = {}
         self._local = threading.local()  # .sending: the SessionInfo this thread is sending on in _send
         self._kept_threads: set[int] = set()  # quickfix threads whose Python thread state is kept
@@ -254,8 +262,14 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         elif info.role == "admin":
             self._desk_message(info, fields, now)
 
-    def _failed(self, callback: str, sid: fix.SessionID, exc: Exception, message: fix.Message | None = None,
-                locked_out: bool = False) -> None:
+    def _failed(
+        self,
+        callback: str,
+        sid: fix.SessionID,
+        exc: Exception,
+        message: fix.Message | None = None,
+        locked_out: bool = False,
+    ) -> None:
         """An exception in a callback: recorded (a notice and an alert), the application message
         answered with a session Reject (373=99 "Other", 0 on FIX 4.2) as the native engine answers
         it, and quickfix's thread goes on. Never raises. ``locked_out``: the callback holds the
@@ -267,9 +281,18 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
             at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
             now = self.clock()
             detail = f"{name}: {callback} failed: {exc!r}{at}"
-            records: list[ev.Action] = [ev.Notice("engine_error", now, detail),
-                       ev.Alert("engine_error", f"session:{name}", "100", callback, "", now,
-                                f"ENGINE_ERROR: {detail}; refused, the session serves on")]
+            records: list[ev.Action] = [
+                ev.Notice("engine_error", now, detail),
+                ev.Alert(
+                    "engine_error",
+                    f"session:{name}",
+                    "100",
+                    callback,
+                    "",
+                    now,
+                    f"ENGINE_ERROR: {detail}; refused, the session serves on",
+                ),
+            ]
             if locked_out:
                 self._control.put(records)
             else:
@@ -280,8 +303,12 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
                 header = message.getHeader()
                 seq = header.getField(34) if header.isSetField(34) else "0"
                 msg_type = header.getField(35) if header.isSetField(35) else "?"
-                body = [(45, seq), (372, msg_type), (373, "0" if info.fix42 else "99"),
-                        (58, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})")]
+                body = [
+                    (45, seq),
+                    (372, msg_type),
+                    (373, "0" if info.fix42 else "99"),
+                    (58, f"PROXY_ERROR: the message could not be handled ({type(exc).__name__})"),
+                ]
                 fix.Session.sendToTarget(fix.Message(binding_frame(info.begin_string, "3", body), False), info.handle)
         except Exception as again:  # noqa: BLE001 - nothing may leave a callback (see _WIRE_EFFECTS)
             self._broken = f"{callback} failed ({exc!r}) and the failure could not be handled ({again!r})"
@@ -305,7 +332,7 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
             except Exception as exc:  # noqa: BLE001 - the control thread must survive
                 try:
                     self.notice(ev.Notice("control_error", self.clock(), repr(exc)))
-                except Exception as again:  # noqa: BLE001
+                except Exception as again:  # noqa: BLE001 - recording failed too: say so on health, keep the thread
                     self._broken = f"the control thread cannot record ({again!r})"
 
     def close(self) -> None:

@@ -42,14 +42,20 @@ def _first_message(buf: bytes | bytearray) -> tuple[int, dict[int, bytes]] | Non
 class Door:
     """Accepts on the configured port and relays each connection that logs on to quickfix."""
 
-    def __init__(self, acceptor: AcceptorSection, upstream_port: int, sessions: set[tuple[str, str, str]],
-                 on_refused: Callable[[str], None]):
+    def __init__(
+        self,
+        acceptor: AcceptorSection,
+        upstream_port: int,
+        sessions: set[tuple[str, str, str]],
+        on_refused: Callable[[str], None],
+    ):
         self.cfg = acceptor
         self.upstream_port = upstream_port
         self.sessions = sessions  # (BeginString, SenderCompID of the peer, our CompID) of configured sessions
         self.on_refused = on_refused
-        self.pending: PendingLimits[_Client] = PendingLimits(acceptor.max_connections,
-                                                             acceptor.max_connections_per_address)
+        self.pending: PendingLimits[_Client] = PendingLimits(
+            acceptor.max_connections, acceptor.max_connections_per_address
+        )
         self.allowed = frozenset(acceptor.allowed_remote_addresses) or None
         self.server: asyncio.base_events.Server | None = None
         self.relays: set[_Client] = set()
@@ -98,8 +104,9 @@ class _Client(asyncio.Protocol):
     def _timeout(self) -> None:
         self.timer = None
         if self.address is not None:
-            self.door.on_refused(f"connection from {self.peer} closed: no Logon within "
-                                 f"{self.door.cfg.logon_timeout_s:g} s")
+            self.door.on_refused(
+                f"connection from {self.peer} closed: no Logon within {self.door.cfg.logon_timeout_s:g} s"
+            )
             self.abort()
 
     def logged_on(self) -> None:

@@ -37,16 +37,27 @@ class QuickfixSessions:
             desk_dictionary = build_dictionary(dictionary("FIX.4.4"), state / "dictionaries" / "FIX44-admin.xml")
             oms_blocks.append(session_block("FIX.4.4", acc.comp_id, desk.comp_id, DataDictionary=desk_dictionary))
         venue_blocks = [
-            session_block(v.fix_version, v.our_comp_id, v.comp_id, SocketConnectHost=v.host, SocketConnectPort=v.port,
-                          HeartBtInt=v.heartbeat_s, ReconnectInterval=v.reconnect_s)
+            session_block(
+                v.fix_version,
+                v.our_comp_id,
+                v.comp_id,
+                SocketConnectHost=v.host,
+                SocketConnectPort=v.port,
+                HeartBtInt=v.heartbeat_s,
+                ReconnectInterval=v.reconnect_s,
+            )
             for v in cfg.venues
         ]
         self.acceptor_settings = write_settings(
             state / "quickfix-acceptor.cfg",
-            {**common_defaults(state, "oms"), "ConnectionType": "acceptor", "SocketAcceptPort": accept_port or acc.port,
-             "UseDataDictionary": "Y" if cfg.proxy.validate_messages else "N",
-             # Behind the front door (door.py) only the door, on loopback, connects.
-             "AllowedRemoteAddresses": "127.0.0.1" if accept_port else ",".join(acc.allowed_remote_addresses)},
+            {
+                **common_defaults(state, "oms"),
+                "ConnectionType": "acceptor",
+                "SocketAcceptPort": accept_port or acc.port,
+                "UseDataDictionary": "Y" if cfg.proxy.validate_messages else "N",
+                # Behind the front door (door.py) only the door, on loopback, connects.
+                "AllowedRemoteAddresses": "127.0.0.1" if accept_port else ",".join(acc.allowed_remote_addresses),
+            },
             oms_blocks,
         )
         self.initiator_settings = write_settings(
@@ -54,28 +65,41 @@ class QuickfixSessions:
             {**common_defaults(state, "venue"), "ConnectionType": "initiator"},
             venue_blocks,
         )
-        self.infos = [session_info(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id))
-                      for s in cfg.oms]
-        self.infos += [session_info(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id))
-                       for v in cfg.venues]
+        self.infos = [
+            session_info(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms
+        ]
+        self.infos += [
+            session_info(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id)) for v in cfg.venues
+        ]
         if desk.comp_id:
             self.infos.append(session_info(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
-        oms_store = (fix.MemoryStoreFactory() if cfg.proxy.oms_store == "memory"
-                     else fix.FileStoreFactory(self.acceptor_settings))
+        oms_store = (
+            fix.MemoryStoreFactory()
+            if cfg.proxy.oms_store == "memory"
+            else fix.FileStoreFactory(self.acceptor_settings)
+        )
         self._stores = [oms_store, fix.FileStoreFactory(self.initiator_settings)]
         self._logs = (
             [fix.FileLogFactory(self.acceptor_settings), fix.FileLogFactory(self.initiator_settings)]
-            if cfg.proxy.message_log else [None, None]
+            if cfg.proxy.message_log
+            else [None, None]
         )
         self._threaded = cfg.proxy.threaded_sockets
 
     def engines(self, application: fix.Application) -> tuple[fix.Acceptor, fix.Initiator]:
         """The acceptor (OMS and risk-desk sessions) and the initiator (venues), calling back ``application``."""
         threaded = self._threaded
-        return (self._engine(fix.ThreadedSocketAcceptor if threaded else fix.SocketAcceptor, application,
-                             self.acceptor_settings, 0),
-                self._engine(fix.ThreadedSocketInitiator if threaded else fix.SocketInitiator, application,
-                             self.initiator_settings, 1))
+        return (
+            self._engine(
+                fix.ThreadedSocketAcceptor if threaded else fix.SocketAcceptor, application, self.acceptor_settings, 0
+            ),
+            self._engine(
+                fix.ThreadedSocketInitiator if threaded else fix.SocketInitiator,
+                application,
+                self.initiator_settings,
+                1,
+            ),
+        )
 
     def _engine(self, cls: type, application: fix.Application, settings: fix.SessionSettings, i: int) -> object:
         if self._logs[i] is None:
@@ -90,25 +114,45 @@ class QuickfixEngine:
     #: What quickfix raises on settings it refuses (start-up stops with one line naming it).
     start_errors: ClassVar[tuple[type[Exception], ...]] = (fix.ConfigError, fix.RuntimeError)
 
-    def __init__(self, loaded: LoadedConfig, core: ProxyCore, on_record: Callable[[ev.Action], None], *,
-                 journal: Journal, check_logon: dict[str, Callable[[str, str], bool]]) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        core: ProxyCore,
+        on_record: Callable[[ev.Action], None],
+        *,
+        journal: Journal,
+        check_logon: dict[str, Callable[[str, str], bool]],
+    ) -> None:
         acc = loaded.config.acceptor
         # quickfix's acceptor cannot bound connections that never log on: the proxy accepts them
         # itself and relays each to quickfix on loopback once its Logon is read (door.py).
         self.door_port = (acc.quickfix_port or free_loopback_port()) if acc.quickfix_relay else 0
         self.sessions = QuickfixSessions(loaded, self.door_port)  # kept: quickfix's threads use its factories
-        self.bridge = QuickfixBridge(core, self.sessions.infos, on_record, journal=journal, check_logon=check_logon,
-                                     identifiers=loaded.config.identifiers.limits())
+        self.bridge = QuickfixBridge(
+            core,
+            self.sessions.infos,
+            on_record,
+            journal=journal,
+            check_logon=check_logon,
+            identifiers=loaded.config.identifiers.limits(),
+        )
         self.bridge.watch_venues(loaded.config.venues)
         self.acceptor, self.initiator = self.sessions.engines(self.bridge)
         self.door = None
         if self.door_port:
             from .door import Door
 
-            keys = {(info.begin_string, cast(fix.SessionID, info.handle).getTargetCompID().getValue(), acc.comp_id)
-                    for info in self.sessions.infos if info.role != "venue"}
-            self.door = Door(acc, self.door_port, keys, lambda why: self.bridge.notice(
-                ev.Notice("connection_refused", time.time_ns(), why)))
+            keys = {
+                (info.begin_string, cast(fix.SessionID, info.handle).getTargetCompID().getValue(), acc.comp_id)
+                for info in self.sessions.infos
+                if info.role != "venue"
+            }
+            self.door = Door(
+                acc,
+                self.door_port,
+                keys,
+                lambda why: self.bridge.notice(ev.Notice("connection_refused", time.time_ns(), why)),
+            )
 
     def count_journaled(self, inbound_seq: dict[str, int]) -> None:
         """Count inbound messages the journal has and the session stores had not yet counted (a kill

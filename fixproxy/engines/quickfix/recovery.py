@@ -30,7 +30,7 @@ def stored_messages(store_dir: Path, session_file_prefix: str) -> Iterator[str]:
         where.pop(seq, None)
         where[seq] = (offset, size)
     for offset, size in where.values():
-        yield data[offset: offset + size].decode("latin-1")
+        yield data[offset : offset + size].decode("latin-1")
 
 
 def store_prefix(begin_string: str, sender: str, target: str) -> str:

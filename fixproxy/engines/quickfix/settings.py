@@ -28,8 +28,13 @@ def dictionary(begin_string: str) -> Path:
 
 
 def session_block(begin_string: str, sender: str, target: str, **extra: object) -> dict[str, object]:
-    return {"BeginString": begin_string, "SenderCompID": sender, "TargetCompID": target,
-            "DataDictionary": dictionary(begin_string), **extra}
+    return {
+        "BeginString": begin_string,
+        "SenderCompID": sender,
+        "TargetCompID": target,
+        "DataDictionary": dictionary(begin_string),
+        **extra,
+    }
 
 
 def write_settings(path: Path, defaults: dict[str, object], sessions: list[dict[str, object]]) -> fix.SessionSettings:

@@ -76,8 +76,9 @@ class VenueWatching(CoreBridge):
         self._watched = {}
         for v in venues:
             info = by_name[v.name]
-            watch = VenueWatch(v.name, v.max_unsent_kb << 10, v.max_order_age_ms / 1000, v.answer_timeout_ms / 1000,
-                               margin_s=WATCH_S)
+            watch = VenueWatch(
+                v.name, v.max_unsent_kb << 10, v.max_order_age_ms / 1000, v.answer_timeout_ms / 1000, margin_s=WATCH_S
+            )
             sid: fix.SessionID = info.handle  # quickfix's SessionID (SessionInfo keeps any engine's handle)
             self._watched[sid.toString()] = _Venue(watch, v.host, v.port, info)
         self._watched_by_name = {w.info.name: w for w in self._watched.values()}
@@ -171,8 +172,11 @@ class VenueWatching(CoreBridge):
                     os.close(dup)
         now = self.clock()
         if verdict.late:
-            self.notice(ev.Notice("venue_reset", now, f"{name}: {verdict.reason}; the connection was reset and the "
-                                                      "orders refused"))
+            self.notice(
+                ev.Notice(
+                    "venue_reset", now, f"{name}: {verdict.reason}; the connection was reset and the orders refused"
+                )
+            )
             self.submit(ev.SessionDown(name, self.clock()))  # down now, not when quickfix sees the reset
             for cl_ord_id in verdict.late:
                 self.submit(ev.VenueSendFailed(name, cl_ord_id, self.clock(), "late"))
