@@ -14,6 +14,7 @@ only the transport differs.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fixproxy.admin.control import Control, Feed
 from fixproxy.assemble import build_core
 from fixproxy.config import LoadedConfig, load
 from fixproxy.engines.native.bridge import NativeBridge
@@ -42,7 +44,6 @@ BEHAVIOURS = {"MSFT": "ack", "XOM": "reject"}
 #: microseconds, on a disk milliseconds).
 _MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 #: Steps the in-process stack cannot run (they need the admin HTTP server): their cases are skipped.
-UNSUPPORTED = frozenset(("iHTTP",))
 
 
 class Unsupported(Exception):
@@ -199,6 +200,8 @@ class InProcessStack:
             journal=self.journal,
             identifiers=cfg.identifiers.limits(),
         )
+        #: The admin surfaces' way in (admin/control.py), as the HTTP API uses it.
+        self.control = Control(self.bridge.submit, self.bridge.lock, self.bridge.core, Feed())
         self.pipes: list[tuple[_Pipe, Connection]] = []
         venue_cfg = cfg.venues[0]
         self.venue = _Venue(venue_cfg.fix_version, now)
@@ -244,9 +247,6 @@ class InProcessRunner(Runner):
         super().__init__(0, stack.venue, index, "native", venue_log=stack.root)
 
     def run(self, case: Case) -> None:
-        unsupported = {s.kind for s in case.steps if s.kind in UNSUPPORTED}
-        if unsupported:
-            raise Unsupported(f"{case.name}: {', '.join(sorted(unsupported))} needs the loopback stack")
         super().run(case)
 
     def _connect(self, name: str) -> None:
@@ -254,6 +254,19 @@ class InProcessRunner(Runner):
             self.client.close()
         self.sender, self.begin = SESSIONS[name or "OMS1"]
         self.client = _Client(self.stack)  # type: ignore[assignment] - the in-process client stands in for RawFix
+
+    def _iHTTP(self, step: Step) -> None:
+        """``iHTTP POST /kill-switch {...}`` in process: the command the HTTP handler would hand to
+        ``Control.kill``, as the risk token's operator (``desk-risk``); its messages go out at once.
+        Any other request needs the loopback stack."""
+        method, path, *body = step.text.split(None, 2)
+        if (method, path) != ("POST", "/kill-switch") or not body:
+            raise Unsupported(f"line {step.line}: iHTTP {method} {path} needs the loopback stack")
+        request = json.loads(body[0])
+        result = self.stack.control.kill(request["scope"], request["action"], request.get("reason", ""), "desk-risk")
+        self.stack.pump()
+        if not result.ok:
+            raise self.fail(step, f"the kill switch refused: {result.detail}")
 
     def _venue_sent(self) -> list[str]:
         """Every application message the proxy wrote to the venue, as on the wire (``|`` for SOH)."""

@@ -4,21 +4,17 @@ Each script runs on a proxy stack of its own, so sequence numbers and the venue 
 (OrderID V1, ExecID E2...) are the same on every run; its cases run in order on that stack. The
 format is the conformance table's (docs/conformance.md); an ``E`` or ``V`` line starting ``8=`` is
 exact. A failure prints the line as received, masked, ready to paste after a deliberate change.
-The scripts also run in process against the native engine (tests/conformance/inprocess.py), one
-in-process proxy per script, except those with steps only the loopback stack runs.
+The scripts also run in process against the native engine: test_golden_in_process.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from ..conformance.fixscript import Case, Runner, load
-from ..conformance.inprocess import UNSUPPORTED, InProcessRunner, InProcessStack, load_config
 from ..integration.harness import TOKENS, Stack
 
 HERE = Path(__file__).parent
@@ -101,40 +97,3 @@ def test_script(script: Path, engine: str, tmp_path: Path) -> None:
         run_script(load(script), stack, engine)
     finally:
         stack.close()
-
-
-class _GoldenInProcessRunner(InProcessRunner):
-    """InProcessRunner whose exact V lines read what the in-process venue received (exact bytes)."""
-
-    def __init__(self, stack: InProcessStack, index: int) -> None:
-        super().__init__(stack, index)
-        self.venue_seen = len(stack.venue.lines)
-
-    def _venue_sent(self) -> list[str]:
-        return [record["raw"] for record in self.stack.venue.lines]
-
-
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_script_in_process(script: Path, engine: str, tmp_path: Path) -> None:
-    """The script's messages come out exactly as written from the in-process native engine."""
-    if engine != "native":
-        pytest.skip("in process means the native engine")
-    cases = load(script)
-    steps = {s.kind for c in cases for s in c.steps} & UNSUPPORTED
-    if steps:
-        pytest.skip(f"{', '.join(sorted(steps))} needs the loopback stack")
-    loaded = load_config(tmp_path / "config", extra=MORE_SESSIONS)
-
-    async def run() -> None:  # connections need a running loop, never a socket
-        with tempfile.TemporaryDirectory(prefix="golden-") as folder:
-            stack = InProcessStack(loaded, Path(folder))
-            try:
-                for index, case in enumerate(cases):
-                    try:
-                        _GoldenInProcessRunner(stack, index).run(case)
-                    except AssertionError as exc:
-                        raise AssertionError(f"{case.name}: {exc}") from None
-            finally:
-                stack.close()
-
-    asyncio.run(run())
