@@ -5,19 +5,22 @@ acknowledged (``tcp_acked``), the orders not yet acknowledged and when they were
 whether the venue answers. It decides; the engine acts, through the journal like any other input
 (a venue marked down is a ``SessionDown``, an order too old to leave a ``VenueSendFailed``).
 
-``PendingLimits`` bounds the connections that have not logged on yet, in total and per address.
+``PendingLimits`` bounds the connections that have not logged on yet, in total and per address;
+``PreLogon`` keeps one such connection's part (its place in the bounds, its Logon timer and byte
+count) and says why it closes it, in the same words on both engines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ctypes
 import ctypes.util
 import resource
 import socket
 import struct
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 C = TypeVar("C", bound=Hashable)  # a pending connection, as the engine keeps it
 
@@ -219,3 +222,73 @@ class PendingLimits(Generic[C]):
             self.count -= 1
             if not conns:
                 del self.by_address[address]
+
+
+class PreLogonBounds(Protocol):
+    """The ``[acceptor]`` bounds on connections that have not logged on, as an engine keeps them."""
+
+    pending: PendingLimits[PreLogon]
+    logon_timeout_s: float
+    max_logon_bytes: int
+
+
+class PreLogon:
+    """One accepted connection until its Logon completes (both engines' acceptors).
+
+    ``admit`` counts it in ``bounds.pending`` (closing the oldest pending connections past the
+    bounds) and starts the Logon timer; ``read`` counts the bytes read before the Logon; ``done``
+    ends it (logged on or closed). A connection it closes gets ``report(why)`` and then ``close()``,
+    which must abort the connection and call ``done``.
+    """
+
+    __slots__ = ("bounds", "peer", "address", "received", "timer", "close", "report")
+
+    def __init__(
+        self,
+        bounds: PreLogonBounds,
+        peername: tuple[Any, ...] | None,
+        close: Callable[[], None],
+        report: Callable[[str], None],
+    ) -> None:
+        self.bounds = bounds
+        self.peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        self.address: str | None = str(peername[0]) if peername else "?"  # None once done
+        self.received = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.close = close
+        self.report = report
+
+    def admit(self) -> None:
+        """Count this connection as pending and start its Logon timer (needs a running event loop)."""
+        assert self.address is not None, "admitted after done"
+        for old in self.bounds.pending.admit(self, self.address):
+            old.address = None  # already out of bounds.pending
+            old._refuse(f"connection from {old.peer} closed before its Logon: too many connections not logged on")
+        if self.address is not None:
+            self.timer = asyncio.get_running_loop().call_later(self.bounds.logon_timeout_s, self._timeout)
+
+    def read(self, nbytes: int) -> bool:
+        """Count bytes read before the Logon; past ``max_logon_bytes`` the connection is closed (False)."""
+        self.received += nbytes
+        if self.received <= self.bounds.max_logon_bytes:
+            return True
+        self._refuse(f"connection from {self.peer} closed: over {self.bounds.max_logon_bytes} bytes before its Logon")
+        return False
+
+    def done(self) -> None:
+        """Logged on or closed: no longer pending, no timer (a second call does nothing)."""
+        if self.address is not None:
+            self.bounds.pending.done(self, self.address)
+            self.address = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timeout(self) -> None:
+        self.timer = None
+        if self.address is not None:
+            self._refuse(f"connection from {self.peer} closed: no Logon within {self.bounds.logon_timeout_s:g} s")
+
+    def _refuse(self, why: str) -> None:
+        self.report(why)
+        self.close()

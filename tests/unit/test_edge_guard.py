@@ -7,7 +7,7 @@ import asyncio
 import socket
 import time
 
-from fixproxy.engines.guard import PendingLimits, VenueWatch, tcp_acked
+from fixproxy.engines.guard import PendingLimits, PreLogon, VenueWatch, tcp_acked
 from fixproxy.engines.native.connection import Connection
 
 
@@ -112,11 +112,43 @@ class _Transport(asyncio.Transport):
         pass
 
 
-class _Limits:
-    def __init__(self):
-        self.pending = PendingLimits(10, 10)
-        self.logon_timeout_s = 60.0
-        self.max_logon_bytes = 4096
+class _Bounds:
+    def __init__(self, total=10, per_address=10, logon_timeout_s=60.0, max_logon_bytes=4096):
+        self.pending = PendingLimits(total, per_address)
+        self.logon_timeout_s = logon_timeout_s
+        self.max_logon_bytes = max_logon_bytes
+
+
+def test_prelogon_closes_the_oldest_at_the_bounds_past_the_bytes_and_at_the_timeout_saying_why():
+    """Each connection PreLogon closes is reported in the sentence both engines record, then closed;
+    one that logged on in time is not."""
+    said, closed = [], []
+
+    async def run():
+        bounds = _Bounds(per_address=2, logon_timeout_s=0.05, max_logon_bytes=100)
+
+        def connect(port):
+            def close():
+                closed.append(port)
+                pre.done()
+
+            pre = PreLogon(bounds, ("10.0.0.1", port), close, said.append)
+            pre.admit()
+            return pre
+
+        connect(1), connect(2)
+        third = connect(3)
+        assert closed == [1]
+        assert said == ["connection from 10.0.0.1:1 closed before its Logon: too many connections not logged on"]
+        assert third.read(100) and not third.read(1)
+        assert closed == [1, 3] and said[-1] == "connection from 10.0.0.1:3 closed: over 100 bytes before its Logon"
+        connect(4).done()  # logged on: not pending, no timer
+        assert bounds.pending.count == 1
+        await asyncio.sleep(0.2)
+        assert closed == [1, 3, 2] and said[-1] == "connection from 10.0.0.1:2 closed: no Logon within 0.05 s"
+        return bounds.pending.count
+
+    assert asyncio.run(run()) == 0 and len(said) == 3
 
 
 def test_native_connection_announcing_a_megabyte_holds_a_few_kib_at_most():
@@ -124,7 +156,7 @@ def test_native_connection_announcing_a_megabyte_holds_a_few_kib_at_most():
     the connection is aborted and its buffer stays within the bound."""
 
     async def run():
-        limits = _Limits()
+        limits = _Bounds()
         conn = Connection(lambda *a: None, limits=limits)
         t = _Transport()
         conn.connection_made(t)

@@ -24,7 +24,7 @@ from ...config import Config
 from ...core import events as ev
 from ...core.proxy import ProxyCore
 from ..bridge import CoreBridge, SessionInfo
-from ..guard import PendingLimits, VenueWatch, reset, tcp_acked
+from ..guard import PendingLimits, PreLogon, VenueWatch, reset, tcp_acked
 from ..quickfix.dictionary import SPEC_EXTENSION
 from .connection import Connection
 from .session import Session, Step
@@ -70,7 +70,7 @@ class NativeBridge(CoreBridge):
         infos: list[SessionInfo] = []
         self.cork = Cork()
         # Bounds on connections that have not logged on (read by Connection).
-        self.pending: PendingLimits[Connection] = PendingLimits(acc.max_connections, acc.max_connections_per_address)
+        self.pending: PendingLimits[PreLogon] = PendingLimits(acc.max_connections, acc.max_connections_per_address)
         self.logon_timeout_s = acc.logon_timeout_s
         self.max_logon_bytes = acc.max_logon_bytes
         self._watches: dict[str, VenueWatch] = {

@@ -3,8 +3,8 @@
 Frames the bytes read (``parse.Framer``), finds the session of an acceptor's first Logon by its
 CompIDs, feeds each message and the time to the sans-IO ``Session`` and writes what it returns,
 closes when told, and hands the session's events to the ``Owner`` (the engine). It also keeps the
-bounds on connections that have not logged on (guard.PendingLimits, the Logon timeout and byte
-limit), the write cork and a venue's guard.VenueWatch.
+bounds on connections that have not logged on (a guard.PreLogon), the write cork and a venue's
+guard.VenueWatch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from ...fix import parse
-from ..guard import PendingLimits, VenueWatch
+from ..guard import PreLogon, PreLogonBounds, VenueWatch
 from .session import Close, Event, LoggedOn, LoggedOut, NotResent, Received, Session, Step
 from .store import NO_CORK, Cork
 
@@ -33,14 +33,6 @@ class Owner(Protocol):
     def handler_failed(self, session: Session | None, where: str, exc: Exception, now: int) -> None: ...
 
 
-class Limits(Protocol):
-    """The acceptor's bounds on connections that have not logged on (the engine)."""
-
-    pending: PendingLimits
-    logon_timeout_s: float
-    max_logon_bytes: int
-
-
 class Connection(asyncio.Protocol):
     """One TCP connection: frames bytes, finds (acceptor) or knows (initiator) its session."""
 
@@ -51,7 +43,7 @@ class Connection(asyncio.Protocol):
         owner: Owner | None = None,
         allowed: Collection[str] | None = None,
         cork: Cork = NO_CORK,
-        limits: Limits | None = None,
+        limits: PreLogonBounds | None = None,
         watch: VenueWatch | None = None,
     ):
         self.resolve = resolve  # (begin_string, their CompID, our CompID) -> Session | None
@@ -64,12 +56,10 @@ class Connection(asyncio.Protocol):
         self.transport: Any = None  # asyncio.Transport, or a test's stand-in with write/close/abort
         self.closed = False
         self.lost = asyncio.get_running_loop().create_future()  # done when the connection closes
-        # Acceptor side: the bounds on connections that have not logged on (guard.PendingLimits and
-        # the [acceptor] settings, from the engine); ``address`` is set while this one counts as pending.
+        # Acceptor side: the bounds on connections that have not logged on (from the engine), and
+        # this connection's part in them until its Logon completes.
         self.limits = limits
-        self.address: str | None = None
-        self.received = 0  # bytes read before the Logon completed
-        self.timer: asyncio.TimerHandle | None = None
+        self.pre: PreLogon | None = None
         self.watch = watch  # initiator side: the venue's guard.VenueWatch
         self.sock: Any = None
 
@@ -79,20 +69,9 @@ class Connection(asyncio.Protocol):
         if self.allowed is not None and (peer is None or peer[0] not in self.allowed):
             transport.abort()
             return
-        limits = self.limits
-        if limits is not None and self.session is None:
-            self.address = peer[0] if peer else "?"
-            for old in limits.pending.admit(self, self.address):
-                old.address = None
-                if old is not self and self.owner is not None:
-                    self.owner.garbled(
-                        None,
-                        f"connection from {old.transport.get_extra_info('peername')} closed "
-                        "before its Logon: too many connections not logged on",
-                    )
-                old.abort()
-            if self.address is not None:
-                self.timer = asyncio.get_running_loop().call_later(limits.logon_timeout_s, self._logon_timeout)
+        if self.limits is not None and self.session is None:
+            self.pre = PreLogon(self.limits, peer, self.abort, self._refused)
+            self.pre.admit()
             return
         if self.session is not None:
             if self.watch is not None:
@@ -107,25 +86,15 @@ class Connection(asyncio.Protocol):
         if self.owner is not None:
             self.owner.links[session.name] = self
 
-    def _logon_timeout(self) -> None:
-        self.timer = None
-        if self.address is not None and not (self.session is not None and self.session.logged_on):
-            if self.owner is not None and self.limits is not None:
-                self.owner.garbled(
-                    None,
-                    f"connection from {self.transport.get_extra_info('peername')} closed: "
-                    f"no Logon within {self.limits.logon_timeout_s:g} s",
-                )
-            self.abort()
+    def _refused(self, why: str) -> None:
+        if self.owner is not None:
+            self.owner.garbled(None, why)
 
     def _logged_on(self) -> None:
         """No longer a connection waiting for its Logon."""
-        if self.address is not None and self.limits is not None:
-            self.limits.pending.done(self, self.address)
-            self.address = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.pre is not None:
+            self.pre.done()
+            self.pre = None
 
     def abort(self) -> None:
         """Close at once, dropping what is unsent (a connection that never logged on, or a venue
@@ -187,17 +156,8 @@ class Connection(asyncio.Protocol):
             owner.not_resent(session, list(event.cl_ord_ids))
 
     def data_received(self, data: bytes) -> None:
-        if self.address is not None and self.limits is not None:  # not logged on yet: a few KiB at most
-            self.received += len(data)
-            if self.received > self.limits.max_logon_bytes:
-                if self.owner is not None:
-                    self.owner.garbled(
-                        None,
-                        f"connection from {self.transport.get_extra_info('peername')} "
-                        f"closed: over {self.limits.max_logon_bytes} bytes before its Logon",
-                    )
-                self.abort()
-                return
+        if self.pre is not None and not self.pre.read(len(data)):  # not logged on yet: a few KiB at most
+            return  # closed
         frames = self.framer.feed(data)
         if self.framer.garbled:
             for why in self.framer.garbled:
@@ -211,7 +171,7 @@ class Connection(asyncio.Protocol):
             return
         if self.watch is not None:
             self.watch.received(time.monotonic())
-        if self.address is not None:
+        if self.pre is not None:
             self._pending_frames(frames)
             return
         # The first message of a read is answered at once: its writes go out as it is handled, so

@@ -2,8 +2,9 @@
 
 quickfix's C++ acceptor keeps a connection that never logs on for ever, buffers whatever BodyLength
 (9) a first message announces, and binds every interface. So the proxy accepts OMS and risk-desk
-connections itself, on the configured address and port, with the native engine's bounds
-(guard.PendingLimits, ``[acceptor] logon_timeout_s``, ``max_logon_bytes``): a connection is relayed
+connections itself, on the configured address and port, with the native engine's bounds (a
+guard.PreLogon per connection: ``[acceptor] logon_timeout_s``, ``max_logon_bytes``,
+``max_connections``, ``max_connections_per_address``): a connection is relayed
 to quickfix, listening on loopback, only once its first message is a whole Logon for a configured
 session, and counts as logged on once quickfix answers with a Logon. After that every byte is
 relayed both ways as it comes, on the event loop's thread.
@@ -12,12 +13,11 @@ relayed both ways as it comes, on the event loop's thread.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import cast
 
 from ...config import AcceptorSection
-from ..guard import PendingLimits
+from ..guard import PendingLimits, PreLogon
 
 #: How much a relayed direction may hold unsent before it stops reading the other side.
 _HIGH_WATER = 256 << 10
@@ -53,9 +53,12 @@ class Door:
         self.upstream_port = upstream_port
         self.sessions = sessions  # (BeginString, SenderCompID of the peer, our CompID) of configured sessions
         self.on_refused = on_refused
-        self.pending: PendingLimits[_Client] = PendingLimits(
+        # The bounds on connections that have not logged on (guard.PreLogonBounds).
+        self.pending: PendingLimits[PreLogon] = PendingLimits(
             acceptor.max_connections, acceptor.max_connections_per_address
         )
+        self.logon_timeout_s = acceptor.logon_timeout_s
+        self.max_logon_bytes = acceptor.max_logon_bytes
         self.allowed = frozenset(acceptor.allowed_remote_addresses) or None
         self.server: asyncio.base_events.Server | None = None
         self.relays: set[_Client] = set()
@@ -77,45 +80,29 @@ class _Client(asyncio.Protocol):
     def __init__(self, door: Door):
         self.door = door
         self.upstream: _Upstream | None = None
-        self.address: str | None = None  # set while pending (not logged on)
+        self.pre: PreLogon | None = None  # until quickfix answers the Logon
         self.peer = ""
         self.buf = bytearray()
-        self.timer: asyncio.TimerHandle | None = None
         self.closed = False
-        self.opened = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # a TCP connection's
         door = self.door
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        pre = PreLogon(door, peer, self.abort, door.on_refused)
+        self.peer = pre.peer
         if door.allowed is not None and (peer is None or peer[0] not in door.allowed):
             door.on_refused(f"connection from {self.peer} refused: not in allowed_remote_addresses")
             transport.abort()
             return
-        self.address = peer[0]
-        for old in door.pending.admit(self, self.address):
-            old.address = None
-            door.on_refused(f"connection from {old.peer} closed before its Logon: too many connections not logged on")
-            old.abort()
-        if self.address is not None:
-            self.timer = asyncio.get_running_loop().call_later(door.cfg.logon_timeout_s, self._timeout)
-
-    def _timeout(self) -> None:
-        self.timer = None
-        if self.address is not None:
-            self.door.on_refused(
-                f"connection from {self.peer} closed: no Logon within {self.door.cfg.logon_timeout_s:g} s"
-            )
-            self.abort()
+        self.pre = pre
+        pre.admit()
 
     def logged_on(self) -> None:
-        if self.address is not None:
-            self.door.pending.done(self, self.address)
-            self.address = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """No longer a connection waiting for its Logon."""
+        if self.pre is not None:
+            self.pre.done()
+            self.pre = None
 
     def abort(self) -> None:
         self.logged_on()
@@ -132,11 +119,8 @@ class _Client(asyncio.Protocol):
             return
         # Before the Logon reached quickfix: a few KiB at most, and the first message must be a Logon.
         self.buf += data
-        limit = self.door.cfg.max_logon_bytes
-        if len(self.buf) > limit:
-            self.door.on_refused(f"connection from {self.peer} closed: over {limit} bytes before its Logon")
-            self.abort()
-            return
+        if self.pre is not None and not self.pre.read(len(data)):
+            return  # closed
         if up is not None:
             return  # quickfix's connection is being opened: the bytes go when it is
         first = _first_message(self.buf)
@@ -203,7 +187,7 @@ class _Upstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         client = self.client
-        if client.address is not None and b"\x0135=A\x01" in data:
+        if client.pre is not None and b"\x0135=A\x01" in data:
             client.logged_on()  # quickfix answered the Logon
         if not client.closed:
             client.transport.write(data)
