@@ -54,6 +54,7 @@ from .records import (
     KIND_NOTICE,
     Draft,
     action_draft,
+    bare_draft,
     canonical_data,
     chain,
     checkpoint_draft,
@@ -69,16 +70,6 @@ if TYPE_CHECKING:
 #: How often the follower reads the journal when it has caught up.
 WORK_INTERVAL_S = 0.02
 
-#: Actions that are messages: the O record of the message as sent is their audit record.
-_MESSAGE_ACTIONS = (
-    ev.VenueNewOrder,
-    ev.VenueReplace,
-    ev.VenueCancel,
-    ev.OmsReport,
-    ev.OmsCancelReject,
-    ev.OmsBusinessReject,
-)
-
 
 def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0) -> Draft | None:
     """The audit record (a draft: not yet chained) of one journal record, or None when it has none.
@@ -92,7 +83,7 @@ def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0
             session, now_ns, raw = value
             return message_draft("in" if kind == fmt.INBOUND else "out", session, raw, now_ns)
         if kind == fmt.ACTION:
-            return None if isinstance(value, _MESSAGE_ACTIONS) else action_draft(value)
+            return None if isinstance(value, ev.MESSAGE_ACTIONS) else action_draft(value)
         if kind == fmt.EVENT:
             return command_draft(value) if isinstance(value, ev.ADMIN_COMMANDS) else None
         if kind == fmt.START:
@@ -100,19 +91,7 @@ def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError) as exc:
         # A record this version cannot read (written by another version?): recorded as such, never skipped.
         detail = f"journal segment {segment} record ending at {offset}: {fmt.KINDS.get(kind, kind)!s}: {exc}"
-        return (
-            0,
-            KIND_NOTICE,
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "journal_record_unreadable",
-            canonical_data({"detail": detail}),
-        )
+        return bare_draft(0, KIND_NOTICE, "journal_record_unreadable", canonical_data({"detail": detail}))
     return None
 
 

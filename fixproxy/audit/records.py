@@ -80,6 +80,11 @@ def canonical_data(data: dict[str, Any]) -> str:
 Draft = tuple[int, str, str, str, str, str, str, str, str, str, str]
 
 
+def bare_draft(now_ns: int, kind: str, code: str, data: str) -> Draft:
+    """A draft that names no session, message, order, account or symbol: its kind, code and data only."""
+    return (now_ns, kind, "", "", "", "", "", "", "", code, data)
+
+
 def chain(seq: int, prev_hash: str, drafts: list[Draft]) -> tuple[list[tuple], int, str]:
     """Chain drafts after record ``seq`` (hash ``prev_hash``): the rows (every column, the hash
     last), the last seq and hash. The same hashes as ``digest``: a tuple of the columns encodes as
@@ -121,7 +126,7 @@ def message_draft(direction: str, session: str, raw: str, now_ns: int) -> Draft:
 def admin_draft(who: str, what: str, scope: str, reason: str, before: Any, after: Any, now_ns: int) -> Draft:
     """An operator's action (halt, resume, limit change ...): who did what, where, why, from what to what."""
     data = {"who": who, "what": what, "scope": scope, "reason": reason, "before": before, "after": after}
-    return (now_ns, KIND_ADMIN, "", "", "", "", "", "", "", what, canonical_data(msgspec.to_builtins(data)))
+    return bare_draft(now_ns, KIND_ADMIN, what, canonical_data(msgspec.to_builtins(data)))
 
 
 def command_draft(command: ev.AdminCommand) -> Draft:
@@ -191,19 +196,7 @@ def action_draft(action: msgspec.Struct) -> Draft:
     elif isinstance(action, ev.AdminResult):
         # The same shape as admin_draft's: who did what, where, why, from what to what; plus the outcome.
         fields["who"], fields["what"] = fields.pop("operator"), fields.pop("kind")
-        return (
-            now_ns,
-            KIND_ADMIN,
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            fields["what"],
-            canonical_data(msgspec.to_builtins(fields)),
-        )
+        return bare_draft(now_ns, KIND_ADMIN, fields["what"], canonical_data(msgspec.to_builtins(fields)))
     else:
         # Kinds added to the core later (alerts, positions ...) are kept whole under their own name.
         kind, decision, code = _snake(type(action).__name__), "", str(fields.pop("code", ""))
@@ -239,22 +232,10 @@ def key_id(key: bytes) -> str:
 def checkpoint_draft(key: bytes, seq: int, hash_: str, now_ns: int) -> Draft:
     """A checkpoint after record ``seq`` (hash ``hash_``): its seq, hash and their keyed MAC in ``data``."""
     data = {"seq": seq, "hash": hash_, "mac": checkpoint_mac(key, seq, hash_), "key_id": key_id(key)}
-    return (now_ns, KIND_CHECKPOINT, "", "", "", "", "", "", "", CHECKPOINT_CODE, canonical_data(data))
+    return bare_draft(now_ns, KIND_CHECKPOINT, CHECKPOINT_CODE, canonical_data(data))
 
 
 def segment_start_draft(segment: int, start_ns: int, note: str) -> Draft:
     """The ``audit_started`` notice that opens a journal segment's records: the proxy's start time, its
     note (the config it ran) in ``detail``, the segment's number in ``segment``."""
-    return (
-        start_ns,
-        KIND_NOTICE,
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        AUDIT_STARTED,
-        canonical_data({"detail": note, "segment": segment}),
-    )
+    return bare_draft(start_ns, KIND_NOTICE, AUDIT_STARTED, canonical_data({"detail": note, "segment": segment}))

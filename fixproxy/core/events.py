@@ -312,3 +312,8 @@ Action = (
     | Alert
     | Notice
 )
+
+
+#: Actions that are FIX messages to a venue or an OMS (the edges send them; the audit records each
+#: as the message sent).
+MESSAGE_ACTIONS = (VenueNewOrder, VenueReplace, VenueCancel, OmsReport, OmsCancelReject, OmsBusinessReject)

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from . import events as ev
 from .compact import CompactIdSet
 from .model import ExecReport, ExecType, OrderRequest, OrdStatus
 
@@ -193,6 +194,22 @@ class OrderTable:
         self._by_oms[(order.session, cl_ord_id)] = order
         self._by_venue[venue_cl_ord_id] = (order, cl_ord_id)
         self._aliases.setdefault(order.key, []).append((cl_ord_id, venue_cl_ord_id))
+
+    def cancel_at_venue(self, order: Order, cl_ord_id: str, venue_cl_ord_id: str) -> ev.VenueCancel:
+        """The venue cancel of ``order`` as ``venue_cl_ord_id`` (an OMS's cancel ``cl_ord_id``, or the
+        proxy's own), aliased so that the venue's answer finds the order."""
+        self.alias(order, cl_ord_id, venue_cl_ord_id)
+        req = order.request
+        return ev.VenueCancel(
+            order.venue,
+            venue_cl_ord_id,
+            order.venue_cl_ord_id,
+            order.order_id,
+            req.symbol,
+            req.side,
+            req.order_qty,
+            req.account,
+        )
 
     # -- finished orders leave memory (they stay in the journal and the audit store)
 

@@ -36,20 +36,8 @@ class OwnCancels:
             if order.key in in_flight or not kill.covers(scope, order.session, req.account, req.symbol):
                 continue
             venue_id = f"{order.session}!K{next_id()}"
-            orders.alias(order, order.cl_ord_id, venue_id)
+            out.append(orders.cancel_at_venue(order, order.cl_ord_id, venue_id))
             self.pending[venue_id] = order.key
-            out.append(
-                ev.VenueCancel(
-                    order.venue,
-                    venue_id,
-                    order.venue_cl_ord_id,
-                    order.order_id,
-                    req.symbol,
-                    req.side,
-                    req.order_qty,
-                    req.account,
-                )
-            )
         return out
 
     def refused(self, cl_ord_id: str) -> bool:

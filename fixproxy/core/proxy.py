@@ -274,22 +274,11 @@ class ProxyCore:
                 answers.cancel_reject(session, e.cl_ord_id, e.orig_cl_ord_id, known, "1", order),
             ]
         venue_id = OrderTable.venue_id(session, e.cl_ord_id)
-        self.orders.alias(order, e.cl_ord_id, venue_id)
-        req = order.request
         return [
             self._decision(
                 session, "F", None, e.now_ns, None, order.venue, cl_ord_id=e.cl_ord_id, symbol=symbol, account=account
             ),
-            ev.VenueCancel(
-                order.venue,
-                venue_id,
-                order.venue_cl_ord_id,
-                order.order_id,
-                req.symbol,
-                req.side,
-                req.order_qty,
-                req.account,
-            ),
+            self.orders.cancel_at_venue(order, e.cl_ord_id, venue_id),
         ]
 
     def _amendable(self, session: str, orig: str, new_id: str, order: Order | None, what: str) -> Order | Reject:

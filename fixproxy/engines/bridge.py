@@ -26,14 +26,6 @@ from ..journal.recovery import write_snapshot
 from ..journal.writer import Journal, JournalSink
 from ..timefmt import fix_timestamp_ms
 
-_MESSAGE_ACTIONS = (
-    ev.VenueNewOrder,
-    ev.VenueReplace,
-    ev.VenueCancel,
-    ev.OmsReport,
-    ev.OmsCancelReject,
-    ev.OmsBusinessReject,
-)
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 
 #: Fault injection for the crash tests: the process kills itself (SIGKILL) right after journaling an
@@ -287,7 +279,7 @@ class CoreBridge:
     def _perform(self, actions: list[ev.Action]) -> None:
         failed: list[ev.Event] = []
         for action in actions:
-            if not isinstance(action, _MESSAGE_ACTIONS):
+            if not isinstance(action, ev.MESSAGE_ACTIONS):
                 self._record(action)
                 continue
             info: SessionInfo | None

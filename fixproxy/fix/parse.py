@@ -49,22 +49,21 @@ def first_value(raw: str, tag: int) -> str:
     """The value of the first ``tag`` field after a message's first field (BeginString), or "": a
     header field read without parsing the message."""
     key = f"{SOH}{tag}="
-    at = raw.find(key)
-    if at < 0:
-        return ""
-    at += len(key)
-    end = raw.find(SOH, at)
-    return raw[at:] if end < 0 else raw[at:end]
+    return _value_at(raw, raw.find(key), len(key))
 
 
 def last_value(raw: str, tag: int) -> str:
     """The value of the last ``tag`` field after a message's first field, or "": the value ``parse``
     gives it, read without parsing the message."""
     key = f"{SOH}{tag}="
-    at = raw.rfind(key)
+    return _value_at(raw, raw.rfind(key), len(key))
+
+
+def _value_at(raw: str, at: int, key_len: int) -> str:
+    """The value of the field whose ``<SOH>tag=`` starts at ``at`` (-1: not found, "")."""
     if at < 0:
         return ""
-    at += len(key)
+    at += key_len
     end = raw.find(SOH, at)
     return raw[at:] if end < 0 else raw[at:end]
 
