@@ -52,9 +52,9 @@ class ProxySection(_Strict, frozen=True):
     #: quickfix store of the OMS sessions: "file" (survives restarts: resends after a crash need it)
     #: or "memory" (only to measure what the file store costs).
     oms_store: Literal["file", "memory"] = "file"
-    #: The FIX engine: "quickfix" (the quickfix library, its own threads) or "native" (the proxy's
-    #: own asyncio session layer, every session on one thread; same stores and logs on disk).
-    engine: Literal["quickfix", "native"] = "quickfix"
+    #: The FIX engine: "native" (the proxy's own asyncio session layer, every session on one thread)
+    #: or "quickfix" (the quickfix library, its own threads); same stores and logs on disk.
+    engine: Literal["quickfix", "native"] = "native"
     #: The audit and state writer processes: "idle" (they yield the CPU to the order path while they
     #: keep up, and go back to normal priority when they fall behind) or "normal".
     writer_priority: Literal["idle", "normal"] = "idle"

@@ -30,12 +30,13 @@ def messages(proc: Proc, direction: str = "in") -> Callable[..., Callable[[dict]
     return match
 
 
-#: The proxy's FIX engines; every integration test module runs on each (conftest.py), unless
-#: FIXPROXY_TEST_ENGINE names one.
+#: The proxy's FIX engines, the default first; every integration test module runs on each
+#: (conftest.py), unless FIXPROXY_TEST_ENGINE names one. Stacks made outside those modules get
+#: the first.
 ENGINES = (
     tuple(os.environ["FIXPROXY_TEST_ENGINE"].split(","))
     if os.environ.get("FIXPROXY_TEST_ENGINE")
-    else ("quickfix", "native")
+    else ("native", "quickfix")
 )
 #: The engine of the configs generated now (set per module by conftest.py's ``engine`` fixture).
 current_engine = {"name": ENGINES[0]}

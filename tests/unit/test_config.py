@@ -111,6 +111,16 @@ def test_desk_without_password_loads_only_when_allowed_in_so_many_words(cfg):
     assert load(cfg / "fixproxy.toml").config.risk_desk.allow_unauthenticated
 
 
+def test_engine_is_native_unless_the_file_chooses_quickfix(cfg):
+    """The shipped file names the native engine, a file without the key gets it too, and
+    engine = "quickfix" chooses quickfix."""
+    assert load(CFG / "fixproxy.toml").config.proxy.engine == "native"
+    edit(cfg / "fixproxy.toml", 'engine = "native"', "")
+    assert load(cfg / "fixproxy.toml").config.proxy.engine == "native"
+    edit(cfg / "fixproxy.toml", "[proxy]\n", '[proxy]\nengine = "quickfix"\n')
+    assert load(cfg / "fixproxy.toml").config.proxy.engine == "quickfix"
+
+
 @pytest.mark.parametrize("old, new, message", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_config_names_the_key(cfg, old, new, message):
     """Each kind of mistake is refused with the path of the bad key."""
@@ -152,7 +162,7 @@ def test_check_config_command_exits_nonzero_naming_the_key(cfg):
         capture_output=True,
         text=True,
     )
-    assert ok.returncode == 0 and "ok" in ok.stdout
+    assert ok.returncode == 0 and "ok" in ok.stdout and "native engine" in ok.stdout
     edit(cfg / "fixproxy.toml", "max_order_qty = 10000", "max_order_qty = 0")
     bad = subprocess.run(
         [sys.executable, "-m", "fixproxy", "check-config", "-c", str(cfg / "fixproxy.toml")],
