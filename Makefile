@@ -54,9 +54,11 @@ run: $(STAMP) $(DESK_PASSWORD)
 	@touch $(dir $(CONFIG))instruments.csv
 	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
 
-# The benchmark: direct, two relays and three proxy setups, interleaved, in one run (under 10 minutes;
-# BENCH_ARGS=--quick for about a minute and a half). Prints the report and writes $(BENCH_OUT); then the
-# halt-and-cancel time for 1,000 working orders and the replay speed on 100,000 orders.
+# The benchmark: direct, two relays and three proxy setups driven by light peers (peers on core 0, the
+# proxy and its children on core 1), interleaved, in one run (under 10 minutes; BENCH_ARGS=--quick for
+# about a minute and a half with halt and replay). Prints the report and writes $(BENCH_OUT), with a
+# py-spy profile beside it; then the halt-and-cancel time for 1,000 working orders and the replay
+# speed on 100,000 orders.
 bench: $(STAMP)
 	$(PY) -m bench run --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(PY) -m bench halt --orders 1000 --out $(dir $(BENCH_OUT))halt.json

@@ -9,7 +9,8 @@ import sys
 COMMANDS = {
     "run": (
         "bench.run",
-        "what the proxy costs against a direct link: latency and throughput of six setups (`make bench`)",
+        "what the proxy costs, with light peers: added latency, CPU per order and throughput of six setups "
+        "(`make bench`)",
     ),
     "halt": ("bench.halt", "halt-to-last-cancel time for N working orders (`make bench`)"),
     "replay": ("bench.replay", "replay speed of a synthetic day of FIX logs (`make bench`)"),
@@ -17,6 +18,8 @@ COMMANDS = {
     "ab": ("bench.ab", "one setup twice, B with config changes, in interleaved windows"),
     "cpu": ("bench.cpu", "CPU share of each process of one setup, and of the proxy's threads"),
     "journal": ("bench.journal", "journal append cost per fsync policy"),
+    "audit": ("bench.audit", "audit follower CPU per journal record and per order, in process"),
+    "floor": ("bench.floor", "the FIX text and recording work every order needs, CPU µs per order, in process"),
     "recovery": ("bench.recovery", "recovery speed: snapshot plus journal tail replayed through the core"),
     "memory": ("bench.memory", "memory held per order by the core"),
     "door": ("bench.door", "what the quickfix engine's front door costs per message"),

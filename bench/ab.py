@@ -3,9 +3,9 @@
 On a shared two-core machine the same setup moves by tens of percent from one run to the next, so
 a setting or a change is judged side by side: A and B run at the same time (one idle while the
 other is measured), window after window (A B A B ...), and each one's windows are merged into one
-histogram. Same configs, simulators and load generator as `make bench`.
+histogram. Same configs and light peers as `make bench`.
 
-    .venv/bin/python -m bench ab --setup full_native --windows 10 \\
+    .venv/bin/python -m bench ab --setup native_full --windows 10 \\
         --b-set 'proxy.writer_priority="normal"'
 
 A change of code (not of config) is measured the same way from two checkouts: run this script
@@ -60,7 +60,7 @@ def apply(cfg_path: Path, overrides: list[tuple[tuple[str, ...], object]]) -> di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setup", choices=[s for s in SETUPS if s not in ("direct", "relay")], default="full_native")
+    p.add_argument("--setup", choices=[s for s in SETUPS if s not in ("direct", "relay")], default="native_full")
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--windows", type=int, default=8, help="windows for each of A and B")
     p.add_argument("--seconds", type=float, default=10)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             cfgs, _ = write_configs(args.config.resolve(), run_dir / label)
             cfg = cfgs[args.setup]
             applied[label] = apply(cfg["path"], overrides)
-            setups[label] = Setup(args.setup, cfg, f"{run_id}{label}", "fill", [], 1.0)
+            setups[label] = Setup(args.setup, cfg, f"{run_id}{label}")
             setups[label].start()
         for setup in setups.values():
             setup.window(args.rate, 3, 1000, 5)  # warm-up

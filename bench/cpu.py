@@ -1,11 +1,11 @@
 """Where the CPU goes: each process of one benchmark setup, at one offered rate.
 
-Starts the setup as ``make bench`` does (same configs, simulators and load generator), runs a
+Starts the setup as ``make bench`` does (same configs and light peers, pinned the same way), runs a
 warm-up window, then a measured one, and prints each process's share of a core over it (from
 /proc user + system time), with the window's latency. The proxy's audit follower process is
 listed under it.
 
-    .venv/bin/python -m bench cpu --setup full_native --rate 2000
+    .venv/bin/python -m bench cpu --setup native_full --rate 2000
 """
 
 from __future__ import annotations
@@ -18,21 +18,9 @@ import time
 from pathlib import Path
 
 from bench import histogram
-from bench.setups import REPO, SETUPS, Setup, write_configs
+from bench.setups import REPO, SETUPS, Setup, command_name, process_tree, write_configs
 
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _tree(pid: int) -> list[int]:
-    out = [pid]
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            out += _tree(int(child))
-    return out
 
 
 def _times(stat: Path) -> tuple[float, float]:
@@ -52,23 +40,13 @@ def _cpu(pid: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _name(pid: int) -> str:
-    args = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-    for known in ("bench.venue", "bench.proxy", "bench.oms", "bench.relay", "bench.qfrelay"):
-        if known in args:
-            return known
-    if any("resource_tracker" in a for a in args):
-        return "multiprocessing resource tracker"
-    return "audit follower" if any("multiprocessing" in a for a in args) else " ".join(args)[-40:]
-
-
 def child_is_proxy(setup, pid: int) -> bool:
     return setup.proxy is not None and setup.proxy.pid == pid
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setup", choices=SETUPS, default="full_native")
+    p.add_argument("--setup", choices=SETUPS, default="native_full")
     p.add_argument("--rate", type=float, default=2000)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--config", type=Path, default=REPO / "cfg" / "fixproxy.toml")
@@ -77,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = REPO / "var" / "bench" / f"cpu-{run_id}"
     run_dir.mkdir(parents=True)
     cfgs, _ = write_configs(args.config.resolve(), run_dir)
-    setup = Setup(args.setup, cfgs[args.setup], run_id, "fill", [], 1.0)
+    setup = Setup(args.setup, cfgs[args.setup], run_id)
     try:
         setup.start()  # inside: a setup that fails to start still has its processes stopped
         setup.window(args.rate, 3, 1000, 5)  # warm-up
-        pids = [pid for child in (setup.venue, setup.proxy, setup.oms) if child for pid in _tree(child.pid)]
+        pids = [pid for child in (setup.peers, setup.proxy) if child for pid in process_tree(child.pid)]
         before = {pid: _cpu(pid) for pid in pids}
         started = time.monotonic()
         result = setup.window(args.rate, args.seconds, 1000, 5)
@@ -93,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             (u0, s0), (u1, s1) = before[pid][""], after[""]
             user, system = (u1 - u0) / elapsed * 100, (s1 - s0) / elapsed * 100
             total += user + system
-            print(f"{user + system:6.1f} % ({user:5.1f} + {system:5.1f})  {_name(pid)} (pid {pid})")
+            print(f"{user + system:6.1f} % ({user:5.1f} + {system:5.1f})  {command_name(pid)} (pid {pid})")
             if child_is_proxy(setup, pid):
                 for name, (u1, s1) in sorted(after.items()):
                     u0, s0 = before[pid].get(name, (0.0, 0.0))

@@ -4,9 +4,9 @@
 trades all day holds ever larger tables; this runs many windows in a row on one setup and prints,
 per window, the latency and the proxy's longest garbage-collector pauses, so a cost that grows
 with what the proxy holds shows as a trend (it found the heap-freeze stall described in README,
-"Long runs"). Same configs, simulators and load generator as `make bench`.
+"Long runs"). Same configs and light peers as `make bench`.
 
-    .venv/bin/python -m bench long --setup full_native --rate 1000 --windows 12
+    .venv/bin/python -m bench long --setup native_full --rate 1000 --windows 12
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from bench import histogram
-from bench.setups import REPO, SETUPS, Setup, write_configs
+from bench.setups import PROXIES, REPO, Setup, write_configs
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setup", choices=[s for s in SETUPS if s not in ("direct", "relay")], default="full_native")
+    p.add_argument("--setup", choices=PROXIES, default="native_full")
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--windows", type=int, default=12)
     p.add_argument("--seconds", type=float, default=10)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = "L" + format(int(time.time() * 1000), "x")[-8:]
     run_dir = REPO / "var" / "bench" / f"long-{run_id}"
     cfgs, _ = write_configs(args.config.resolve(), run_dir)
-    setup = Setup(args.setup, cfgs[args.setup], run_id, "fill", [], 1.0)
+    setup = Setup(args.setup, cfgs[args.setup], run_id)
     windows = []
     try:
         setup.start()  # inside: a setup that fails to start still has its processes stopped

@@ -1,4 +1,5 @@
-"""The report: machine and versions, settings, ratios and targets, the printed summary and its caveats."""
+"""The report: machine and versions, settings, added latency, CPU per order, ratios and targets, the printed
+summary and its caveats."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from bench import histogram
-from bench.measure import SUSTAIN
-from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, REPO, SETUPS
+from bench.measure import ANSWERED, LADDER, SUSTAIN
+from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, ORDER_PATH, PROXIES, REPO, SETUPS
 
 
 def machine() -> dict:
@@ -74,60 +74,97 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
+LATENCY_PAIRS = (
+    ("relay/direct", "relay", "direct"),
+    ("native_full/direct", "native_full", "direct"),
+    ("native_pass/direct", "native_pass", "direct"),
+    ("native_full/native_pass", "native_full", "native_pass"),
+    ("qf_full/direct", "qf_full", "direct"),
+    ("qf_relay/direct", "qf_relay", "direct"),
+    ("qf_full/qf_relay", "qf_full", "qf_relay"),
+)
+CPU_PAIRS = (
+    ("native_full/native_pass", "native_full", "native_pass"),
+    ("qf_full/native_full", "qf_full", "native_full"),
+    ("qf_full/qf_relay", "qf_full", "qf_relay"),
+)
+THROUGHPUT_PAIRS = tuple((f"{name}/direct", name, "direct") for name in SETUPS if name != "direct")
+#: The percentiles added latency is given at.
+ADDED = ("p50", "p99")
+#: Issue 19's targets: (key, what, unit, limit, at most (True) or at least).
+TARGETS = (
+    ("native_full_cpu_per_order_us", "CPU per order, native_full, whole process tree, 5,000/s windows", "µs", 80, True),
+    ("native_full_over_native_pass_cpu", "CPU per order native_full / native_pass, 5,000/s windows", "x", 1.15, True),
+    ("native_full_added_p50_us_at_5000", "added latency p50, native_full at 5,000/s", "µs", 60, True),
+    ("native_full_added_p99_us_at_5000", "added latency p99, native_full at 5,000/s", "µs", 300, True),
+    ("native_full_sustained_rate", "sustained rate, native_full (a whole throughput step)", "/s", 10000, False),
+)
+
+
+def _cpu(latency: dict, rate: str, name: str, key: str = "proxy_tree") -> float | None:
+    value: float | None = latency.get(rate, {}).get(name, {}).get("cpu_per_order_us", {}).get(key)
+    return value
+
+
 def ratios(latency: dict, throughput: dict) -> dict:
     keys = [k for k, _ in histogram.PERCENTILES] + ["max"]
-    pairs = (
-        ("full/direct", "full", "direct"),
-        ("pass_through/direct", "pass_through", "direct"),
-        ("full/pass_through", "full", "pass_through"),
-        ("relay/direct", "relay", "direct"),
-        ("full/relay", "full", "relay"),
-        ("qf_relay/direct", "qf_relay", "direct"),
-        ("full/qf_relay", "full", "qf_relay"),
-        ("full_native/direct", "full_native", "direct"),
-        ("full_native/relay", "full_native", "relay"),
-        ("full_native/full", "full_native", "full"),
-    )
     lat = {
         rate: {
-            label: {k: _ratio(by[a]["latency_us"][k], by[b]["latency_us"][k]) for k in keys} for label, a, b in pairs
+            label: {k: _ratio(by[a]["latency_us"][k], by[b]["latency_us"][k]) for k in keys}
+            for label, a, b in LATENCY_PAIRS
         }
         for rate, by in latency.items()
     }
-    tp = {label: _ratio(throughput[a]["sustained_rate"], throughput[b]["sustained_rate"]) for label, a, b in pairs}
-    return {"latency": lat, "throughput": tp}
-
-
-def targets(r: dict) -> dict:
-    """Issue 6's targets for the quickfix engine, read off the ratios (reported, never asserted)."""
-
-    def le(x: float | None, limit: float) -> bool | None:
-        return None if x is None else x <= limit
-
-    # qf_relay's lines say whether the floor under the quickfix engine is itself within a target: where
-    # it is not, no proxy on the quickfix engine can meet that target on this machine.
-    out: dict[str, Any] = {
-        rate: {
-            "full_p50_le_2.0x_direct": le(by["full/direct"]["p50"], 2.0),
-            "full_p99_le_2.5x_direct": le(by["full/direct"]["p99"], 2.5),
-            "full_over_pass_through_p50_le_1.10": le(by["full/pass_through"]["p50"], 1.10),
-            "full_native_p50_le_2.0x_direct": le(by["full_native/direct"]["p50"], 2.0),
-            "full_native_p99_le_2.5x_direct": le(by["full_native/direct"]["p99"], 2.5),
-            "floor_qf_relay_p50_le_2.0x_direct": le(by["qf_relay/direct"]["p50"], 2.0),
-            "floor_qf_relay_p99_le_2.5x_direct": le(by["qf_relay/direct"]["p99"], 2.5),
-        }
-        for rate, by in r["latency"].items()
+    cpu = {
+        rate: {label: _ratio(_cpu(latency, rate, a), _cpu(latency, rate, b)) for label, a, b in CPU_PAIRS}
+        for rate in latency
     }
-    for setup in ("full", "full_native", "qf_relay"):
-        ft = r["throughput"][f"{setup}/direct"]
-        out[f"throughput_{'floor_' if setup == 'qf_relay' else ''}{setup}_ge_0.5x_direct"] = (
-            None if ft is None else ft >= 0.5
-        )
+    tp = {
+        label: _ratio(throughput[a]["sustained_rate"], throughput[b]["sustained_rate"])
+        for label, a, b in THROUGHPUT_PAIRS
+    }
+    return {"latency": lat, "cpu_per_order": cpu, "throughput": tp}
+
+
+def added(latency: dict) -> dict:
+    """Per rate and setup: the setup's latency percentiles minus direct's (µs) at the same offered rate."""
+    out: dict[str, dict] = {}
+    for rate, by in latency.items():
+        direct = by["direct"]["latency_us"]
+        out[rate] = {
+            name: {
+                k: (
+                    agg["latency_us"][k] - direct[k]
+                    if agg["latency_us"][k] is not None and direct[k] is not None
+                    else None
+                )
+                for k in ADDED
+            }
+            for name, agg in by.items()
+            if name != "direct"
+        }
+    return out
+
+
+def targets(r: dict, add: dict, latency: dict, throughput: dict) -> dict:
+    """Issue 19's targets, read off the figures: value, limit and met (None: not measured); never asserted."""
+    values = {
+        "native_full_cpu_per_order_us": _cpu(latency, "5000", "native_full"),
+        "native_full_over_native_pass_cpu": r["cpu_per_order"].get("5000", {}).get("native_full/native_pass"),
+        "native_full_added_p50_us_at_5000": add.get("5000", {}).get("native_full", {}).get("p50"),
+        "native_full_added_p99_us_at_5000": add.get("5000", {}).get("native_full", {}).get("p99"),
+        "native_full_sustained_rate": throughput["native_full"]["sustained_rate"],
+    }
+    out = {}
+    for key, what, unit, limit, at_most in TARGETS:
+        v = values[key]
+        met = None if v is None else (v <= limit if at_most else v >= limit)
+        out[key] = {"what": what, "value": v, "target": f"{'<=' if at_most else '>='} {limit}{unit}", "met": met}
     return out
 
 
 def render(report: dict) -> str:
-    """The printed report: ratios first, then absolute figures."""
+    """The printed report: targets, added latency and CPU per order first, then absolute figures."""
     out: list[str] = []
     add = out.append
     m, v, s = report["machine"], report["versions"], report["settings"]
@@ -145,14 +182,31 @@ def render(report: dict) -> str:
         f"python {v['python']}, quickfix {v['quickfix']}, uvloop {v['uvloop']}, hdrhistogram {v['hdrhistogram']}, "
         f"commit {v['git_commit'][:10]}{' (dirty)' if v['git_dirty'] else ''}"
     )
-    add(f"venue simulator behaviour: {s['venue_behaviour']}; latency = intended send -> ExecutionReport 39=0, µs")
+    add(f"peers: {s['peers']}")
+    add(f"pinning: {report['pinning'].get('how', 'n/a')}")
+    add("latency = intended send time -> ExecutionReport 39=0 at the OMS, µs; CPU = user + system time from /proc")
     add("")
-    add("RATIOS (latency percentiles, same offered rate)")
-    for rate, by in report["ratios"]["latency"].items():
-        for label, vals in by.items():
-            add(f"  {rate:>6}/s  {label:<20} " + "  ".join(f"{k} {_fmt(x, 'x')}" for k, x in vals.items()))
-    tp = report["ratios"]["throughput"]
-    add("  throughput          " + "  ".join(f"{k} {_fmt(x, 'x')}" for k, x in tp.items()))
+    add("TARGETS (issue 19; reported, never asserted; n/a where a figure is missing)")
+    for t in report["targets"].values():
+        add(f"  {t['what']:<68} {_fmt(t['value']):>9}   target {t['target']:<10} {_yes(t['met'])}")
+    add("")
+    add("ADDED LATENCY (µs: the setup's percentile minus direct's at the same offered rate)")
+    for rate, by in report["added_latency_us"].items():
+        direct = report["latency"][rate]["direct"]["latency_us"]
+        add(f"  {rate:>6}/s  {'direct':<12} (p50 {_fmt(direct['p50'])}  p99 {_fmt(direct['p99'])}: the base)")
+        for name, vals in by.items():
+            note = "" if report["latency"][rate][name]["sustained"] else "   (not carried: queueing, not the path)"
+            add(f"  {rate:>6}/s  {name:<12} " + "  ".join(f"+{k} {_fmt(x)}" for k, x in vals.items()) + note)
+    add("")
+    add("CPU PER ORDER (µs of user + system time per acknowledged order: new order, acknowledgement and fill)")
+    add(f"  {'':>8}  {'setup':<12} {'proxy tree':>10} {'main proc':>10} {'peers':>8}   processes in the proxy tree")
+    for rate, by in report["latency"].items():
+        for name, agg in by.items():
+            c = agg["cpu_per_order_us"]
+            add(
+                f"  {rate:>6}/s  {name:<12} {_fmt(c['proxy_tree']):>10} {_fmt(c['proxy_main']):>10} "
+                f"{_fmt(c['peers']):>8}   {c['proxy_processes'] or ''}"
+            )
     add("")
     add("LATENCY (µs, from intended send time; windows merged)")
     for rate, by in report["latency"].items():
@@ -161,26 +215,16 @@ def render(report: dict) -> str:
             add(
                 f"  {rate:>6}/s  {name:<12} "
                 + "  ".join(f"{k} {_fmt(lat[k])}" for k, _ in histogram.PERCENTILES)
-                + f"  max {_fmt(lat['max'])}   acked {o['acked']}/{o['planned']}, rejected {o['rejected']}, "
-                f"timeouts {o['timeouts']}, unsent {o['unsent']}"
+                + f"  max {_fmt(lat['max'])}   acked {o['acked']}/{o['planned']}"
+                + (f", rejected {o['rejected']}" if o["rejected"] else "")
                 + (
                     ""
                     if agg["sustained"]
-                    else "  NOT SUSTAINED: " + next(w["why"] for w in agg["per_window"] if not w["sustained"])
+                    else "  NOT CARRIED: " + next(w["why"] for w in agg["per_window"] if not w["sustained"])
                 )
             )
     add("")
-    add("SERVICE TIME (µs, from actual send; the difference to the above is the load generator's lag)")
-    for rate, by in report["latency"].items():
-        for name, agg in by.items():
-            st = agg["service_time_us"]
-            add(
-                f"  {rate:>6}/s  {name:<12} "
-                + "  ".join(f"{k} {_fmt(st[k])}" for k, _ in histogram.PERCENTILES)
-                + f"  max {_fmt(st['max'])}"
-            )
-    add("")
-    add("PROXY RESIDENCE (µs in the edge's fromApp: decode -> decision -> send)")
+    add("PROXY RESIDENCE (µs inside the proxy's edge: decode -> decision -> send; see caveats)")
     for rate, by in report["latency"].items():
         for name, agg in by.items():
             res = agg["residence_us"]
@@ -206,23 +250,45 @@ def render(report: dict) -> str:
                 )
     add("")
     add(
-        f"THROUGHPUT (highest offered rate sustained for {s['step_s']:g} s: {SUSTAIN}; "
-        f"p50 <= {s['p50_limit_ms']:g} ms, p99 <= {s['p99_limit_ms']:g} ms)"
+        f"THROUGHPUT (highest rate on the ladder {LADDER[0]}..{LADDER[-1]}/s sustained for {s['step_s']:g} s: "
+        f"{SUSTAIN}; p99 < {s['p99_limit_ms']:g} ms)"
     )
     for name, t in report["throughput"].items():
         at = next((st for st in t["steps"] if st["passed"]), None)
-        there = f", p50 {_fmt(at['p50_us'])} µs p99 {_fmt(at['p99_us'])} µs there" if at else ""
+        there = ""
+        if at:
+            cpu = at["proxy_cpu_us_per_order"]
+            there = (
+                f", p50 {_fmt(at['p50_us'])} µs p99 {_fmt(at['p99_us'])} µs there; CPU µs/order "
+                + (f"proxy {_fmt(cpu)}, " if cpu is not None else "")
+                + f"peers {_fmt(at['peers_cpu_us_per_order'])}"
+            )
+        top = " (the top of the ladder: at least this)" if t["at_ladder_top"] else ""
         add(
-            f"  {name:<12} {_fmt(t['sustained_rate'], '/s')}{there}   (probes passed up to "
-            f"{_fmt(t['highest_passing_probe'])}/s, failed from {_fmt(t['lowest_failing_probe'])}/s; {t['limited_by']})"
+            f"  {name:<12} {_fmt(t['sustained_rate'], '/s')}{top}{there}   (probes passed up to "
+            f"{_fmt(t['highest_passing_probe'], '/s')}, failed from "
+            f"{_fmt(t['lowest_failing_probe'], '/s') if t['lowest_failing_probe'] else 'none'}; "
+            f"{t['limited_by']})"
         )
     add("")
-    add("TARGETS (issue 6; reported, not asserted; n/a where a figure is missing)")
-    for key, val in report["targets"].items():
-        if isinstance(val, dict):
-            add(f"  {key:>6}/s  " + "  ".join(f"{k}: {_yes(v)}" for k, v in val.items()))
-        else:
-            add(f"  {key}: {_yes(val)}")
+    add("RATIOS")
+    for rate, by in report["ratios"]["latency"].items():
+        carried = {name: agg["sustained"] for name, agg in report["latency"][rate].items()}
+        skipped = []
+        for label, a, b in LATENCY_PAIRS:
+            if not (carried[a] and carried[b]):
+                skipped.append(label)
+                continue
+            add(
+                f"  {rate:>6}/s  latency {label:<24} "
+                + "  ".join(f"{k} {_fmt(by[label][k], 'x')}" for k in ("p50", "p99"))
+            )
+        if skipped:
+            add(f"  {rate:>6}/s  latency, not carried at this rate (queueing; in the JSON): {', '.join(skipped)}")
+    for rate, by in report["ratios"]["cpu_per_order"].items():
+        add(f"  {rate:>6}/s  CPU per order  " + "  ".join(f"{k} {_fmt(x, 'x')}" for k, x in by.items()))
+    tp = report["ratios"]["throughput"]
+    add("  sustained rate   " + "  ".join(f"{k} {_fmt(x, 'x')}" for k, x in tp.items()))
     add("")
     add("NOT MEASURED / CAVEATS")
     for note in report["not_measured"]:
@@ -230,16 +296,24 @@ def render(report: dict) -> str:
     if report.get("profile"):
         p = report["profile"]
         add("")
-        add(f"PROFILE (py-spy, proxy of the full setup, {p.get('rate')}/s for {p.get('duration_s')} s)")
-        for kind, top in (p.get("top") or {}).items():
-            add(f"  {kind} ({p['raw'][kind]}), functions by own samples:")
-            for row in top.get("self", [])[:12]:
+        if p.get("recorded"):
+            top = p.get("top") or {}
+            add(
+                f"PROFILE (py-spy, the native_full proxy's process at {p['rate']}/s for {p['duration_s']} s: {p['raw']})"
+            )
+            add(
+                f"  {top.get('samples', 0)} samples, {top.get('in_event_loop', 0)} in the event loop's own code "
+                "(mostly waiting); functions by own samples, share of the other (busy) ones:"
+            )
+            for row in top.get("self", [])[:15]:
                 add(f"    {row['share'] * 100:5.1f}%  {row['function']}")
+        else:
+            add(f"PROFILE: not recorded: {p.get('why') or p.get('py_spy_stderr')}")
     return "\n".join(out)
 
 
 def _yes(x: bool | None) -> str:
-    return "n/a" if x is None else "met" if x else "missed"
+    return "n/a" if x is None else "met" if x else "not met"
 
 
 def _fmt(x: float | None, unit: str = "") -> str:
@@ -262,17 +336,22 @@ def caveats(args: argparse.Namespace, throughput: dict, latency: dict, found: di
         else "no audit store file was written (it does not exist yet, or is off), so its cost is not in these figures"
     )
     notes = [
-        f"the full setup runs every risk rule with message logs on; {book}; {audit}",
+        f"native_full and qf_full run every risk rule with the journal and message logs on; {book}; {audit}",
+        "CPU per order: user + system time of the proxy's process and every process under it (the audit "
+        "follower, ...), read from /proc before each window and after the pause that follows it (so a batch "
+        "the audit follower writes just after the orders is counted), divided by the orders acknowledged in "
+        "it; the clock tick is 10 ms, a fraction of a µs per order over a window; a window the setup could "
+        "not carry counts what it did before giving up, at saturation",
         "proxy residence is timed around the edge's fromApp callback (quickfix engine) or the native engine's "
         "deliver (bench/proxy.py); it excludes the socket read, and the session layer's own parsing "
         "and checks before the callback; the native figure leaves out the time inside socket writes, the "
         "quickfix one includes it (quickfix writes inside sendToTarget)",
         "replay speed and halt-to-last-cancel time for 1,000 working orders are measured by `make bench` after "
         "this harness (bench/replay.py, bench/halt.py), not here",
-        "all processes share 2 cores: the direct setup runs 2 busy processes, the relay and qf_relay setups 3, "
-        "the proxy setups 3 plus the proxy's audit follower process, so the proxy's cost includes competing for CPU "
-        "with the load generator and the venue simulator",
-        "quickfix acceptors (proxy, venue simulator) bind every interface (quickfix 1.16 has no bind-address "
+        "the peers answer at once; their own CPU per order is the peers column (a few µs a message at high "
+        "rates, more at low ones, where every message costs its own wake-up and system calls); the direct "
+        "setup's figures are theirs plus the loopback hops, the floor every other setup is measured against",
+        "quickfix acceptors (qf_full, qf_relay) bind every interface (quickfix 1.16 has no bind-address "
         "setting); AllowedRemoteAddresses limits them to 127.0.0.1 and every connection is made to 127.0.0.1",
         "other work on this machine at the same time adds noise: each window records how many cores other "
         "processes kept busy (machine.other_work_cores, per_window[].cpu)",
@@ -281,19 +360,19 @@ def caveats(args: argparse.Namespace, throughput: dict, latency: dict, found: di
         saturated = [name for name, agg in by.items() if not agg["sustained"]]
         if saturated:
             notes.append(
-                f"at {rate}/s, not sustained by {' and '.join(saturated)} (see NOT SUSTAINED): latency "
-                "there includes queueing, so ratios at that rate measure the backlog more than the path"
+                f"at {rate}/s, not carried by {', '.join(saturated)} (see NOT CARRIED): latency there includes "
+                "queueing, so added latency and ratios at that rate measure the backlog more than the path"
             )
     if skipped:
         notes.append("throughput steps skipped to finish within the time budget: " + ", ".join(skipped))
     for name, t in throughput.items():
         if t["sustained_rate"] is None:
             notes.append(
-                f"{name}: no rate was sustained for a full {args.step_s:.0f} s step within the time budget; "
-                "its throughput ratios are n/a"
+                f"{name}: no rate was sustained for a full {args.step_s:g} s step within the probes and time "
+                "budget; its throughput ratios are n/a"
             )
-        elif t["lowest_failing_probe"] is None:
-            notes.append(f"{name}: the throughput search never failed a probe; the figure is a lower bound")
+        elif t["at_ladder_top"]:
+            notes.append(f"{name}: sustained the top of the ladder ({LADDER[-1]}/s): a lower bound")
     if args.mode != "full":
         notes.append(
             f"{args.mode} mode: short windows and steps; the figures show the harness works, not what the proxy costs"
@@ -309,34 +388,22 @@ def settings(args: argparse.Namespace, cfgs: dict, overrides: list[str]) -> dict
             "message_log": cfgs[name]["message_log"],
             "log_level": cfgs[name]["log_level"],
             "engine": cfgs[name]["engine"],
-            "store": "FileStore (quickfix's, or its format written by the native engine)",
             "process": "bench/proxy.py (fixproxy run + residence timer)",
             "switch_interval_s": args.proxy_switch_interval or sys.getswitchinterval(),
             "gc_freeze_every_s": args.proxy_gc_freeze_s,
         }
-        for name in ("pass_through", "full", "full_native")
+        for name in PROXIES
     }
     return {
         "config_template": str(args.config),
         "config_changes": ["ports and state folders of each setup", *overrides],
-        "venue_behaviour": args.venue_behaviour,
-        "venue_simulator": "fixproxy sim venue --quiet (FileStore, no message log), run by bench/venue.py "
-        f"with gc.freeze() every {args.venue_gc_freeze_s:g} s (0: never) so its own growing "
-        "full collections stay out of every setup's figures",
-        "load_generator": "bench/oms.py: quickfix initiator, MemoryStore, no message log, GIL switch interval 0.5 ms",
-        "orders": f"NewOrderSingle {BENCH_SYMBOL} 100 limit, account {BENCH_ACCOUNT}, buy at 189 and sell at 191 "
+        "peers": "bench/peers.py: OMS and venue in one uvloop process, raw asyncio Protocols, message templates, "
+        "a timerfd for the send schedule; the venue acknowledges (39=0) and fills (39=2) each order at once",
+        "orders": f"NewOrderSingle {BENCH_SYMBOL} 10 limit, account {BENCH_ACCOUNT}, buy at 189 and sell at 191 "
         "alternating (they never cross: every rule passes them)",
-        "order_path": {
-            "direct": "OMS -> venue simulator",
-            "relay": "OMS -> byte relay (bench/relay.py: uvloop, no FIX work) -> venue simulator",
-            "qf_relay": "OMS -> the proxy's quickfix sessions, same settings, forwarding each application "
-            "message unchanged (bench/qfrelay.py: no proxy work) -> venue simulator",
-            "pass_through": "OMS -> proxy -> venue simulator",
-            "full": "OMS -> proxy -> venue simulator",
-            "full_native": "OMS -> proxy (native engine) -> venue simulator",
-        },
+        "order_path": {name: ORDER_PATH[name] for name in SETUPS},
         "proxy": proxy_setups,
-        "fix_version": cfgs["full"]["oms"].get("fix_version", "FIX.4.4"),
+        "fix_version": cfgs["native_full"]["oms"].get("fix_version", "FIX.4.4"),
         "rates": args.rates,
         "windows": args.windows,
         "window_s": args.window_s,
@@ -344,15 +411,18 @@ def settings(args: argparse.Namespace, cfgs: dict, overrides: list[str]) -> dict
         "order_of_windows": "interleaved per window index and rate: " + ", ".join(SETUPS),
         "probe_s": args.probe_s,
         "step_s": args.step_s,
+        "ladder": list(LADDER),
         "search_start": args.search_start,
         "max_probes": args.max_probes,
         "confirm_tries": args.confirm_tries,
         "time_budget_s": args.time_budget_s,
         "sustain_criterion": SUSTAIN,
-        "p50_limit_ms": args.p50_limit_ms,
+        "answered_share": ANSWERED,
         "p99_limit_ms": args.p99_limit_ms,
+        "abort_lag_s": args.abort_lag_s,
         "max_in_flight": args.max_in_flight,
         "ack_timeout_s": args.ack_timeout_s,
+        "settle_s": args.settle_s,
         "histogram": f"HdrHistogram {histogram.LOWEST_US}..{histogram.HIGHEST_US} µs, "
         f"{histogram.SIGNIFICANT_DIGITS} significant digits",
     }

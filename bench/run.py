@@ -1,28 +1,35 @@
 """``make bench``: what the proxy costs, measured against a direct link in one run.
 
-Six setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports,
-started once and reused for every window:
+Six setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports, started
+once and reused for every window. Every setup is driven by the same light peers (bench/peers.py: a
+load-generating OMS and a venue in one uvloop process, a few µs a message), so the figures are the
+proxy's and not its peers'. The peers run on core 0; the proxy or relay and every process it
+starts (the audit follower) on core 1 (not on a one-core machine: the report says so).
 
-- ``direct``: load-generating OMS -> venue simulator (the simulator answers the OMS's CompIDs);
+- ``direct``: OMS -> venue;
 - ``relay``: OMS -> a byte relay (bench/relay.py) -> venue: one more hop that does no work;
+- ``native_full``: OMS -> proxy, native engine, the shipped config (every rule, journal, audit,
+  message logs) -> venue;
+- ``native_pass``: ``native_full`` with ``[risk] rules = []``;
+- ``qf_full``: ``native_full`` on the quickfix engine, for reference;
 - ``qf_relay``: OMS -> the proxy's quickfix sessions with nothing of the proxy in them
-  (bench/qfrelay.py) -> venue: the floor under the quickfix engine;
-- ``pass_through``: OMS -> proxy -> venue, ``[risk] rules = []``, otherwise the full setup's settings;
-- ``full``: OMS -> proxy -> venue with the shipped config (every rule, message logs on);
-- ``full_native``: ``full`` with ``[proxy] engine = "native"``.
+  (bench/qfrelay.py) -> venue: the floor under the quickfix engine.
 
-Latency windows run interleaved (direct, relay, qf_relay, pass_through, full, full_native, direct, ...) at
-fixed offered rates, the lowest rate's windows first, open loop, measured from each order's
-intended send time to its ExecutionReport 39=0 (see bench/oms.py). Throughput is the highest
-offered rate a setup sustains for a whole step (see SUSTAIN below): found with short probes, then
-confirmed with full-length steps. The proxy runs under bench/proxy.py (``fixproxy run`` plus a
-residence timer and garbage-collector pause counts), the venue simulator under bench/venue.py.
-Results go to a JSON file and a printed report, ratios first.
+Latency windows run interleaved (direct, relay, native_full, ..., direct, ...) at fixed offered
+rates, the lowest rate's windows first, open loop, measured from each order's intended send time
+to its ExecutionReport 39=0 (see bench/peers.py); added latency is a setup's percentile minus
+direct's. CPU per order is the proxy's process tree's user + system time (/proc) over the windows,
+divided by the orders acknowledged (each one a new order, its acknowledgement and its fill).
+Throughput is the highest rate on a ladder up to 60,000/s a setup sustains for a whole step (see
+bench/measure.py SUSTAIN): found with short probes, then confirmed with full-length steps. The full
+run then records the native_full proxy with py-spy at that rate. The proxy runs under bench/proxy.py
+(``fixproxy run`` plus a residence timer and garbage-collector pause counts). Results go to a JSON
+file and a printed report, targets first.
 
-    .venv/bin/python -m bench run          # full run, under 10 minutes on 2 cores
-    .venv/bin/python -m bench run --quick          # about a minute and a half
-    .venv/bin/python -m bench run --smoke          # seconds: the harness works, figures mean little
-    .venv/bin/python -m bench run --profile DIR    # then py-spy records the proxy in one full window
+    .venv/bin/python -m bench run                   # full run, under 9 minutes on 2 cores
+    .venv/bin/python -m bench run --quick           # about 80 s
+    .venv/bin/python -m bench run --quick --profile # ... and a py-spy profile of native_full
+    .venv/bin/python -m bench run --smoke           # seconds: the harness works, figures mean little
     .venv/bin/python -m bench run --quick --timeline  # where an order's time goes in the native proxy
 """
 
@@ -39,66 +46,73 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from bench.measure import Bench, aggregate
-from bench.report import caveats, machine, ratios, render, settings, targets, versions
-from bench.setups import REPO, SETUPS, Setup, check_config, write_configs
+from bench.measure import LADDER, Bench, aggregate
+from bench.report import added, caveats, machine, ratios, render, settings, targets, versions
+from bench.setups import PEERS_CPU, PROXY_CPU, REPO, SETUPS, Setup, can_pin, check_config, write_configs
 
-SCHEMA = 1
+SCHEMA = 2
 
-# Per mode: latency rates and windows, throughput search and confirmation. The full run's search
-# starts at 2,000/s (every setup's 1,000/s is in the latency section already), so its five probes
-# end closer to each setup's limit (steps of about 6% near 3,000/s instead of 17%). Its time budget
-# ends the harness by about 530 s, so that `make bench`, with its halt and replay runs (about 40 s),
-# stays within 10 minutes.
-PRESETS: dict[str, dict] = {
+# Per mode: latency rates and windows, throughput search and confirmation. The full run's time
+# budget ends the harness by about 500 s, so that `make bench`, with its halt and replay runs
+# (about 40 s), stays within 10 minutes; reserve_s is kept back for the profile and the shutdown.
+PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(
-        rates=[1000, 5000],
-        windows=3,
-        window_s=5.0,
-        warmup_s=2.0,
-        ack_timeout_s=5.0,
-        probe_s=3.0,
+        rates=[1000, 5000, 10000],
+        windows=2,
+        window_s=4.0,
+        warmup_s=1.0,
+        ack_timeout_s=2.0,
+        probe_s=2.0,
         step_s=30.0,
-        search_start=2000,
+        search_start=5000,
         max_probes=5,
-        confirm_tries=3,
-        time_budget_s=540,
+        confirm_tries=2,
+        time_budget_s=500,
+        reserve_s=25,
+        profile=True,
+        profile_s=15.0,
     ),
     "quick": dict(
-        rates=[1000, 5000],
+        rates=[1000, 5000, 10000],
         windows=1,
-        window_s=2.0,
-        warmup_s=0.5,
-        ack_timeout_s=2.0,
-        probe_s=1.0,
-        step_s=2.0,
-        search_start=1000,
+        window_s=1.0,
+        warmup_s=0.3,
+        ack_timeout_s=1.0,
+        probe_s=0.6,
+        step_s=1.5,
+        search_start=5000,
         max_probes=3,
         confirm_tries=1,
-        time_budget_s=100,
+        time_budget_s=95,
+        reserve_s=5,
+        profile=False,
+        profile_s=5.0,
     ),
     "smoke": dict(
         rates=[200, 500],
         windows=1,
         window_s=0.5,
         warmup_s=0.3,
-        ack_timeout_s=2.0,
+        ack_timeout_s=1.0,
         probe_s=0.5,
         step_s=0.5,
-        search_start=500,
+        search_start=1000,
         max_probes=1,
         confirm_tries=1,
         time_budget_s=60,
+        reserve_s=5,
+        profile=False,
+        profile_s=3.0,
     ),
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="fixproxy benchmark: direct vs pass-through vs full proxy, one run.")
+    p = argparse.ArgumentParser(description="fixproxy benchmark: six setups with light peers, one run.")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="about a minute and a half")
+    mode.add_argument("--quick", action="store_true", help="about 80 s")
     mode.add_argument("--smoke", action="store_true", help="seconds; checks the harness, not the proxy")
     p.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "bench.json", help="JSON result file")
     p.add_argument(
@@ -118,48 +132,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--confirm-tries", type=int, help="full-length throughput steps per setup, at most")
     p.add_argument(
-        "--venue-behaviour",
-        choices=("ack", "fill"),
-        default="fill",
-        help="venue simulator answer (default fill: ack then fill, so open orders and exposure stay "
-        "bounded and the book is updated; latency is measured to the ack)",
-    )
-    p.add_argument(
-        "--p50-limit-ms",
-        type=float,
-        default=10.0,
-        help="p50 bound of a sustained step (default %(default)s): a median above it is a standing queue",
-    )
-    p.add_argument(
         "--p99-limit-ms",
         type=float,
-        default=500.0,
-        help="p99 bound of a sustained step (default %(default)s: a sanity bound; tail latency itself "
-        "is judged in the latency section)",
+        default=10.0,
+        help="p99 bound of a sustained step (default %(default)s)",
     )
     p.add_argument("--max-in-flight", type=int, default=1000, help="orders sent but not answered (default %(default)s)")
-    p.add_argument("--ack-timeout-s", type=float, help="an ack later than this is missing (full: 5)")
+    p.add_argument("--ack-timeout-s", type=float, help="an ack later than this after the last send is missing")
     p.add_argument(
         "--abort-lag-s",
         type=float,
         default=1.0,
-        help="a throughput step gives up when its sender is this far behind schedule",
+        help="a window gives up when its sender is this far behind schedule (the rate is not carried)",
     )
-    p.add_argument("--settle-s", type=float, default=0.3, help="pause between windows")
+    p.add_argument("--settle-s", type=float, default=0.3, help="pause between windows (counted in the CPU figures)")
+    profile = p.add_mutually_exclusive_group()
+    profile.add_argument(
+        "--profile",
+        action="store_const",
+        const=True,
+        dest="profile",
+        help="py-spy records the native_full proxy at its sustained rate (always in the full run)",
+    )
+    profile.add_argument("--no-profile", action="store_const", const=False, dest="profile", help="no py-spy profile")
+    p.add_argument("--profile-s", type=float, help="the profile's length")
     p.add_argument(
-        "--engine",
-        choices=("quickfix", "native"),
-        default="",
-        help="the proxy setups' FIX engine (default: the config's [proxy] engine)",
+        "--no-pin",
+        action="store_true",
+        help="leave the processes to the scheduler (default: peers on core 0, the proxy's processes on core 1)",
     )
-    p.add_argument("--profile", type=Path, metavar="DIR", help="record the full proxy with py-spy into DIR")
-    p.add_argument("--profile-rate", type=int, default=3000)
-    p.add_argument("--profile-s", type=float, default=20.0)
     p.add_argument(
         "--proxy-switch-interval",
         type=float,
         metavar="SECONDS",
-        help="experiment: sys.setswitchinterval in both proxies (default: Python's 0.005)",
+        help="experiment: sys.setswitchinterval in the proxies (default: Python's 0.005)",
     )
     p.add_argument(
         "--timeline",
@@ -171,14 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--proxy-gc-freeze-s",
         type=float,
         metavar="SECONDS",
-        help="experiment: gc.freeze() in both proxies this often (default: never)",
-    )
-    p.add_argument(
-        "--venue-gc-freeze-s",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="gc.freeze() in the venue simulators this often, 0 for never (default %(default)s)",
+        help="experiment: gc.freeze() in the proxies this often (default: never)",
     )
     p.add_argument("--keep-run-dir", action="store_true", help="keep configs, stores, message logs and stderr")
     args = p.parse_args(argv)
@@ -187,6 +186,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     return args
+
+
+def pinning(args: argparse.Namespace, setups: dict[str, Setup]) -> dict[str, Any]:
+    """Where each process ran, read back from /proc: the report says what was pinned, not what was meant."""
+    pinned = not args.no_pin and can_pin()
+    if args.no_pin:
+        why = "not pinned (--no-pin): the scheduler placed every process"
+    elif pinned:
+        why = (
+            f"the peers (OMS and venue, one process) on core {PEERS_CPU}; the proxy or relay and every "
+            f"process it starts (audit follower, ...) on core {PROXY_CPU} (taskset -c {PROXY_CPU})"
+        )
+    elif len(os.sched_getaffinity(0)) < 2:
+        why = "not pinned: this machine gives the benchmark one core, so peers and proxy share it"
+    else:
+        why = "not pinned: taskset is not installed"
+    return {
+        "pinned": pinned,
+        "how": why,
+        "processes": {name: setup.pinning() for name, setup in setups.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
 
-    cfgs, overrides = write_configs(args.config, run_dir, args.engine)
+    cfgs, overrides = write_configs(args.config, run_dir)
     proxy_args = ["--switch-interval", str(args.proxy_switch_interval)] if args.proxy_switch_interval else []
     if args.proxy_gc_freeze_s:
         proxy_args += ["--gc-freeze-every", str(args.proxy_gc_freeze_s)]
@@ -215,15 +235,15 @@ def main(argv: list[str] | None = None) -> int:
             name,
             cfgs[name],
             run_id,
-            args.venue_behaviour,
             proxy_args + (["--timeline"] if args.timeline and cfgs[name]["engine"] == "native" else []),
-            args.venue_gc_freeze_s,
+            pin=not args.no_pin,
         )
         for name in SETUPS
     }
     bench = Bench(args, setups)
     shutdown: dict[str, dict] = {}
     pids: dict[str, dict] = {}
+    pinned: dict[str, Any] = {}
     profile: dict | None = None
     error = None
     try:
@@ -235,13 +255,18 @@ def main(argv: list[str] | None = None) -> int:
             pids[name] = setups[name].pids()
         args.log("warm-up")
         bench.warm_up()
+        pinned = pinning(args, setups)  # after the warm-up: the proxies' children have started
+        args.log(f"pinning: {pinned['how']}")
         args.log("latency windows")
         bench.run_latency()
         args.log("throughput")
         bench.run_throughput()
         if args.profile:
-            args.log(f"profiling the full setup's proxy at {args.profile_rate}/s")
-            profile = bench.profile(args.profile)
+            t = bench.throughput["native_full"]
+            rate = t["sustained_rate"] or t["highest_passing_probe"] or LADDER[1]
+            out = args.out.parent / "native_full.pyspy.txt"
+            args.log(f"profiling the native_full proxy at {rate}/s for {args.profile_s:g} s into {out}")
+            profile = bench.profile(out, rate, args.profile_s)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported, then re-raised after cleanup
         error = exc
     finally:
@@ -250,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     found = {
         "book": importlib.util.find_spec("fixproxy.core.book") is not None,
         "audit_files": sorted(
-            str(p.relative_to(run_dir)) for p in (run_dir / "full").rglob("*") if p.is_file() and "audit" in p.name
+            str(p.relative_to(run_dir))
+            for p in (run_dir / "native_full").rglob("*")
+            if p.is_file() and "audit" in p.name
         ),
     }
     args.log("stopped every process")
@@ -272,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         rate: {name: aggregate(ws, bench.passed) for name, ws in by.items()} for rate, by in bench.latency.items()
     }
     r = ratios(latency, bench.throughput)
+    add = added(latency)
     report = {
         "schema": SCHEMA,
         "mode": args.mode,
@@ -280,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "versions": versions(),
         "settings": settings(args, cfgs, overrides),
+        "pinning": pinned,
         "ratios": r,
-        "targets": targets(r),
+        "added_latency_us": add,
+        "targets": targets(r, add, latency, bench.throughput),
         "latency": latency,
         "throughput": bench.throughput,
         "not_measured": caveats(args, bench.throughput, latency, found, bench.skipped_for_time),

@@ -1,10 +1,12 @@
 """The benchmark's setups: one config per setup written from the shipped one, and each setup's
-processes (venue simulator, proxy or relay, load generator), started from the repository.
+processes (the light peers, and the proxy or relay between them), started from the repository,
+the peers pinned to one core and the proxy with its children to the other.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,14 +19,39 @@ import tomli_w
 from bench import REPO
 from fixproxy.sim.process import NoMatch, Proc, free_port
 
-SETUPS = ("direct", "relay", "qf_relay", "pass_through", "full", "full_native")
+#: The setups, in the order their windows interleave.
+SETUPS = ("direct", "relay", "native_full", "native_pass", "qf_full", "qf_relay")
+#: Setups with a proxy in them (bench/proxy.py: residence timer, garbage-collector pauses).
+PROXIES = ("native_full", "native_pass", "qf_full")
+#: What sits between the peers in each setup.
+ORDER_PATH = {
+    "direct": "OMS -> venue (the peers alone)",
+    "relay": "OMS -> byte relay (bench/relay.py: uvloop, no FIX work) -> venue",
+    "native_full": "OMS -> proxy, native engine, shipped config (every rule, journal, audit, message logs) -> venue",
+    "native_pass": "OMS -> proxy, native engine, [risk] rules = [] (otherwise as native_full) -> venue",
+    "qf_full": "OMS -> proxy, quickfix engine, shipped config (every rule) -> venue",
+    "qf_relay": "OMS -> the proxy's quickfix sessions forwarding each application message unchanged "
+    "(bench/qfrelay.py: quickfix's floor, no proxy work) -> venue",
+}
+#: The peers' core and the proxy's (with its children), on a machine with two or more.
+PEERS_CPU, PROXY_CPU = 0, 1
+
+
+def can_pin() -> bool:
+    """Whether the peers and the proxy get a core each: two usable cores, and taskset for the proxy."""
+    try:
+        usable = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return False
+    return {PEERS_CPU, PROXY_CPU} <= usable and shutil.which("taskset") is not None
+
 
 BENCH_ACCOUNT = "BENCH"
 BENCH_SYMBOL = "AAPL"
 UNTRIPPED_RATE_LIMIT = 1_000_000
 
 
-def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict[str, dict], list[str]]:
+def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[str]]:
     """One config per setup from the shipped config: same rules, limits and sessions; own ports and state.
 
     Returns the setups' configs and, in words, every change made to the template beyond ports and
@@ -63,10 +90,7 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
         for data_file in template.parent.glob("*.csv"):  # instruments, positions: relative paths keep working
             shutil.copy(data_file, state / data_file.name)
         cfg.setdefault("proxy", {})["state_dir"] = "var"
-        if name == "full_native":
-            cfg["proxy"]["engine"] = "native"
-        elif engine:
-            cfg["proxy"]["engine"] = engine
+        cfg["proxy"]["engine"] = "quickfix" if name.startswith("qf_") else "native"
         acceptor = cfg.setdefault("acceptor", {})
         acceptor["port"] = free_port()
         acceptor["allowed_remote_addresses"] = ["127.0.0.1"]
@@ -75,8 +99,8 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
             cfg["admin"]["http_host"] = "127.0.0.1"
         acceptor_comp_id = acceptor.get("comp_id", "FIXPROXY")
         if name in ("direct", "relay"):
-            # The venue simulator takes the proxy's place: it answers the OMS's own CompIDs (behind
-            # the byte relay in the relay setup).
+            # The venue takes the proxy's place (behind the byte relay in the relay setup); it
+            # answers with the CompIDs it is called by.
             cfg["venues"] = [
                 {
                     "name": venue["name"],
@@ -89,7 +113,7 @@ def write_configs(template: Path, run_dir: Path, engine: str = "") -> tuple[dict
             ]
         else:
             cfg["venues"] = [{**venue, "host": "127.0.0.1", "port": free_port()}]
-            if name == "pass_through":
+            if name == "native_pass":
                 cfg.setdefault("risk", {})["rules"] = []
         path = state / "fixproxy.toml"
         path.write_text(f"# written by the benchmark (bench/setups.py) from {template}\n" + tomli_w.dumps(cfg))
@@ -124,11 +148,13 @@ def _limit_layers(limits: dict) -> Iterator[tuple[str, dict]]:
 
 class Child(Proc):
     """A process of the benchmark (``python ARGS``, run from the repository so that it imports this
-    checkout's fixproxy and bench): JSON lines on stdout, stderr to a file."""
+    checkout's fixproxy and bench): JSON lines on stdout, stderr to a file. ``cpu``: started under
+    ``taskset -c CPU``, so it and every process it starts run on that core only."""
 
-    def __init__(self, name: str, args: list[str], stderr_path: Path, stdin: bool) -> None:
+    def __init__(self, name: str, args: list[str], stderr_path: Path, stdin: bool, cpu: int | None = None) -> None:
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []  # taskset execs: the same process id
         super().__init__(
-            name, [sys.executable, *args], REPO, stdin=stdin, log=stderr_path, env={"PYTHONPATH": str(REPO)}
+            name, [*pin, sys.executable, *args], REPO, stdin=stdin, log=stderr_path, env={"PYTHONPATH": str(REPO)}
         )
         self._next = 0  # stdout records before this one have been answered
 
@@ -159,50 +185,115 @@ class Child(Proc):
         return self.stop()
 
 
+# ---------------------------------------------------------------- processes as /proc shows them
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (children of each of its threads, recursively)."""
+    out = [pid]
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out += process_tree(int(child))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads, live and ended); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def cpus_allowed(pid: int) -> str:
+    """The CPUs a process may run on, as /proc says (``0``, ``1``, ``0-1``); "" once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def command_name(pid: int) -> str:
+    """A short name for a benchmark process: its bench module, or what the proxy started."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    for known in ("bench.peers", "bench.proxy", "bench.relay", "bench.qfrelay"):
+        if known in args:
+            return known
+    if any("resource_tracker" in a for a in args):
+        return "multiprocessing resource tracker"
+    if any("multiprocessing" in a for a in args):
+        return "proxy child (multiprocessing: the audit follower)"
+    return " ".join(args)[-60:]
+
+
 class Setup:
-    """One setup's processes: a venue simulator, the proxy (except direct) and the load generator."""
+    """One setup's processes: the light peers (OMS and venue), and the proxy or relay between them.
+
+    ``pin``: the peers on core 0, the proxy or relay (and every process it starts) on core 1.
+    """
 
     def __init__(
-        self, name: str, cfg: dict, run_id: str, behaviour: str, proxy_args: list[str], venue_gc_freeze_s: float
+        self, name: str, cfg: dict, run_id: str, proxy_args: list[str] | None = None, pin: bool = True
     ) -> None:
-        self.name, self.cfg, self.run_id, self.behaviour = name, cfg, run_id, behaviour
-        self.proxy_args = proxy_args
-        self.venue_gc_freeze_s = venue_gc_freeze_s
-        self.venue: Child | None = None
+        self.name, self.cfg, self.run_id = name, cfg, run_id
+        self.proxy_args = proxy_args or []
+        self.pin = pin and can_pin()
+        self.peers: Child | None = None
         self.proxy: Child | None = None
-        self.oms: Child | None = None
         self.window_ids = iter(range(1, 1_000_000))
 
     def start(self) -> None:
         cfg, state = self.cfg, self.cfg["state"]
-        self.venue = Child(
-            f"{self.name}/venue",
+        oms = cfg["oms"]
+        self.peers = Child(
+            f"{self.name}/peers",
             [
                 "-m",
-                "bench.venue",
-                "--gc-freeze-every",
-                str(self.venue_gc_freeze_s),
-                "--",
-                "--config",
-                str(cfg["path"]),
-                "--venue",
-                cfg["venue"]["name"],
-                "--default",
-                self.behaviour,
-                "--quiet",
-                "--state-dir",
-                str(state / "venue-sim"),
+                "bench.peers",
+                "--listen",
+                str(cfg["venue"]["port"]),
+                "--sender",
+                oms["comp_id"],
+                "--target",
+                cfg["acceptor_comp_id"],
+                "--run-id",
+                f"{self.run_id}{SETUPS.index(self.name)}",
+                "--account",
+                BENCH_ACCOUNT,
+                "--symbol",
+                BENCH_SYMBOL,
+                *(["--cpu", str(PEERS_CPU)] if self.pin else []),
             ],
-            state / "venue.stderr",
-            stdin=False,
+            state / "peers.stderr",
+            stdin=True,
         )
-        self.venue.expect("listening", 30)
+        self.peers.expect("listening", 30)
+        cpu = PROXY_CPU if self.pin else None
         if self.name == "relay":
             self.proxy = Child(
                 f"{self.name}/relay",
                 ["-m", "bench.relay", "--listen", str(cfg["acceptor_port"]), "--to", str(cfg["venue"]["port"])],
                 state / "relay.stderr",
                 stdin=False,
+                cpu=cpu,
             )
             self.proxy.expect("listening", 30)
         elif self.name == "qf_relay":
@@ -211,6 +302,7 @@ class Setup:
                 ["-m", "bench.qfrelay", "--config", str(cfg["path"])],
                 state / "relay.stderr",
                 stdin=True,
+                cpu=cpu,
             )
             self.proxy.expect("listening", 60)
         elif self.name != "direct":
@@ -219,45 +311,33 @@ class Setup:
                 ["-m", "bench.proxy", "--config", str(cfg["path"]), *self.proxy_args],
                 state / "proxy.stderr",
                 stdin=True,
+                cpu=cpu,
             )
             self.proxy.wait_log("session_up", 30, detail=cfg["venue"]["name"])
-        oms = cfg["oms"]
-        self.oms = Child(
-            f"{self.name}/oms",
-            [
-                "-m",
-                "bench.oms",
-                "--port",
-                str(cfg["acceptor_port"]),
-                "--sender",
-                oms["comp_id"],
-                "--target",
-                cfg["acceptor_comp_id"],
-                "--fix-version",
-                oms.get("fix_version", "FIX.4.4"),
-                "--state-dir",
-                str(state / "bench-oms"),
-                "--run-id",
-                f"{self.run_id}{self.name[0]}",
-                "--account",
-                BENCH_ACCOUNT,
-                "--symbol",
-                BENCH_SYMBOL,
-            ],
-            state / "oms.stderr",
-            stdin=True,
-        )
-        self.oms.expect("logon", 30)
+        self.peers.request({"cmd": "connect", "port": cfg["acceptor_port"]}, "logon", 30)
 
     def pids(self) -> dict[str, int]:
-        return {c.name.split("/")[1]: c.pid for c in (self.venue, self.proxy, self.oms) if c is not None}
+        return {c.name.split("/")[1]: c.pid for c in (self.peers, self.proxy) if c is not None}
+
+    def proxy_tree(self) -> list[int]:
+        """The proxy's (or relay's) process and every process under it; [] in the direct setup."""
+        return process_tree(self.proxy.pid) if self.proxy is not None else []
+
+    def pinning(self) -> dict[str, str]:
+        """Each process of the setup (the proxy's children too) and the CPUs it may run on."""
+        out = {}
+        if self.peers is not None:
+            out[f"peers (pid {self.peers.pid})"] = cpus_allowed(self.peers.pid)
+        for pid in self.proxy_tree():
+            out[f"{command_name(pid)} (pid {pid})"] = cpus_allowed(pid)
+        return out
 
     def window(
         self, rate: float, duration_s: float, max_in_flight: int, ack_timeout_s: float, abort_lag_s: float | None = None
     ) -> dict:
         """One measurement window; the proxy's residence samples cover exactly this window."""
-        assert self.oms is not None, "start() first"
-        proxy = self.proxy if self.name not in ("relay", "qf_relay") else None  # a timed proxy
+        assert self.peers is not None, "start() first"
+        proxy = self.proxy if self.name in PROXIES else None  # a timed proxy
         if proxy is not None:
             proxy.request({"cmd": "reset"}, "reset", 30)
         cmd = {
@@ -269,21 +349,19 @@ class Setup:
             "ack_timeout_s": ack_timeout_s,
             "abort_lag_s": abort_lag_s,
         }
-        result = self.oms.request(cmd, "window", duration_s + 2 * ack_timeout_s + 60)
+        result = self.peers.request(cmd, "window", duration_s + 2 * ack_timeout_s + 60)
         result["setup"] = self.name
         if proxy is not None:
             result["residence"] = proxy.request({"cmd": "dump"}, "residence", 60)
         return result
 
     def stop(self) -> dict[str, int | None]:
-        """Stop the load generator, then the proxy, then the venue; exit codes by role."""
+        """Stop the peers' OMS session, then the proxy, then the peers; exit codes by role."""
         codes: dict[str, int | None] = {}
-        if self.oms is not None:
-            codes["oms"] = self.oms.quit({"cmd": "quit"})
         if self.proxy is not None:
             codes["proxy"] = self.proxy.stop()
-        if self.venue is not None:
-            codes["venue"] = self.venue.stop()
+        if self.peers is not None:
+            codes["peers"] = self.peers.quit({"cmd": "quit"})
         return codes
 
 

@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run_id = "M" + format(int(time.time() * 1000), "x")[-8:]
     run_dir = REPO / "var" / "bench" / f"memory-{run_id}"
-    cfgs, overrides = write_configs(args.config.resolve(), run_dir, engine=args.engine)
-    cfg = cfgs["full_native" if args.engine == "native" else "full"]
+    cfgs, overrides = write_configs(args.config.resolve(), run_dir)
+    cfg = cfgs["native_full" if args.engine == "native" else "qf_full"]
     state = cfg["state"]
     procs: list[Child] = []
     samples: list[dict] = []

@@ -13,20 +13,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SETUPS = ("direct", "relay", "qf_relay", "pass_through", "full", "full_native")
-PROXIES = ("pass_through", "full", "full_native")
+SETUPS = ("direct", "relay", "native_full", "native_pass", "qf_full", "qf_relay")
+PROXIES = ("native_full", "native_pass", "qf_full")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
-RATIOS = (
-    "full/direct",
-    "pass_through/direct",
-    "full/pass_through",
+LATENCY_RATIOS = (
     "relay/direct",
-    "full/relay",
+    "native_full/direct",
+    "native_pass/direct",
+    "native_full/native_pass",
+    "qf_full/direct",
     "qf_relay/direct",
-    "full/qf_relay",
-    "full_native/direct",
-    "full_native/relay",
-    "full_native/full",
+    "qf_full/qf_relay",
+)
+CPU_RATIOS = ("native_full/native_pass", "qf_full/native_full", "qf_full/qf_relay")
+TARGETS = (
+    "native_full_cpu_per_order_us",
+    "native_full_over_native_pass_cpu",
+    "native_full_added_p50_us_at_5000",
+    "native_full_added_p99_us_at_5000",
+    "native_full_sustained_rate",
 )
 
 pytestmark = pytest.mark.bench
@@ -48,12 +53,13 @@ def report(tmp_path_factory) -> dict:
         timeout=240,
     )
     assert done.returncode == 0, f"bench run --smoke failed:\n{done.stderr[-4000:]}"
-    assert "RATIOS" in done.stdout
+    for section in ("TARGETS", "ADDED LATENCY", "CPU PER ORDER", "LATENCY", "THROUGHPUT", "RATIOS"):
+        assert section in done.stdout, section
     return json.loads(out.read_text())
 
 
 def test_smoke_run_report_has_every_section(report):
-    """Top level: machine, versions, settings, ratios, targets, figures, caveats, processes."""
+    """Top level: machine, versions, settings, pinning, added latency, ratios, targets, figures, caveats, processes."""
     _has(
         report,
         "schema",
@@ -63,7 +69,9 @@ def test_smoke_run_report_has_every_section(report):
         "machine",
         "versions",
         "settings",
+        "pinning",
         "ratios",
+        "added_latency_us",
         "targets",
         "latency",
         "throughput",
@@ -87,7 +95,7 @@ def test_smoke_run_report_has_every_section(report):
     )
     _has(
         report["settings"],
-        "venue_behaviour",
+        "peers",
         "rates",
         "windows",
         "window_s",
@@ -97,9 +105,10 @@ def test_smoke_run_report_has_every_section(report):
         "ack_timeout_s",
         "proxy",
         "config_changes",
-        "load_generator",
         "sustain_criterion",
-        "p50_limit_ms",
+        "answered_share",
+        "ladder",
+        "order_path",
         where="settings",
     )
     for name in PROXIES:
@@ -111,7 +120,13 @@ def test_smoke_run_report_has_every_section(report):
             "engine",
             where=f"settings.proxy.{name}",
         )
-    assert report["settings"]["proxy"]["full_native"]["engine"] == "native"
+    assert [report["settings"]["proxy"][name]["engine"] for name in PROXIES] == ["native", "native", "quickfix"]
+    assert report["settings"]["proxy"]["native_pass"]["rules"] == []
+    _has(report["pinning"], "pinned", "how", "processes", where="pinning")
+    if report["pinning"]["pinned"]:  # read back from /proc: the peers on core 0, the proxy's whole tree on 1
+        for name in SETUPS:
+            for process, cpus in report["pinning"]["processes"][name].items():
+                assert cpus == ("0" if process.startswith("peers") else "1"), (name, process, cpus)
     assert isinstance(report["not_measured"], list) and report["not_measured"]
 
 
@@ -131,14 +146,20 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
                 "latency_us",
                 "service_time_us",
                 "residence_us",
+                "cpu_per_order_us",
                 "per_window",
                 where=where,
             )
+            _has(agg["cpu_per_order_us"], "proxy_tree", "proxy_main", "peers", "orders", where=where)
             _has(agg["orders"], "planned", "sent", "acked", "rejected", "timeouts", "unsent", where=where)
             # Not a figure: a setup whose orders never come back (a relay that forwards nothing) measures nothing.
             assert agg["orders"]["acked"] > 0, f"{where}: no order acknowledged"
             _has(agg["latency_us"], *PERCENTILES, "count", where=f"{where}.latency_us")
             _has(agg["service_time_us"], *PERCENTILES, "count", where=f"{where}.service_time_us")
+            if name == "direct":  # no process between the peers: no proxy CPU
+                assert agg["cpu_per_order_us"]["proxy_tree"] is None
+            else:
+                assert agg["cpu_per_order_us"]["proxy_tree"] is not None, where
             if name in ("direct", "relay", "qf_relay"):  # no proxy: nothing to time inside it
                 assert agg["residence_us"] is None
             else:
@@ -147,12 +168,13 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
                 _has(agg["proxy_gc_pauses"], "gen0", "gen1", "gen2", where=f"{where}.proxy_gc_pauses")
 
 
-def test_smoke_run_has_throughput_ratios_and_targets(report):
-    """Throughput per setup, every ratio at every rate, the issue's targets, and each process's pid."""
+def test_smoke_run_has_throughput_added_latency_ratios_and_targets(report):
+    """Throughput per setup, added latency and every ratio at every rate, the issue's targets, each process's pid."""
     for name in SETUPS:
         _has(
             report["throughput"][name],
             "sustained_rate",
+            "at_ladder_top",
             "highest_passing_probe",
             "lowest_failing_probe",
             "probes",
@@ -160,36 +182,27 @@ def test_smoke_run_has_throughput_ratios_and_targets(report):
             "limited_by",
             where=f"throughput.{name}",
         )
+        assert report["throughput"][name]["probes"], f"throughput.{name}: no probe ran"
         _has(report["processes"][name], "pids", "exit_codes", where=f"processes.{name}")
-    assert set(report["ratios"]["latency"]) == set(report["latency"])
+    assert set(report["ratios"]["latency"]) == set(report["latency"]) == set(report["added_latency_us"])
     for rate, by_pair in report["ratios"]["latency"].items():
-        assert set(by_pair) == set(RATIOS), rate
+        assert set(by_pair) == set(LATENCY_RATIOS), rate
         for pair, values in by_pair.items():
             _has(values, *PERCENTILES, where=f"ratios.latency.{rate}.{pair}")
-    _has(report["ratios"]["throughput"], *RATIOS, where="ratios.throughput")
-    _has(
-        report["targets"],
-        "throughput_full_ge_0.5x_direct",
-        "throughput_full_native_ge_0.5x_direct",
-        "throughput_floor_qf_relay_ge_0.5x_direct",
-        where="targets",
-    )
-    for rate in report["latency"]:
-        _has(
-            report["targets"][rate],
-            "full_p50_le_2.0x_direct",
-            "full_p99_le_2.5x_direct",
-            "full_over_pass_through_p50_le_1.10",
-            "full_native_p50_le_2.0x_direct",
-            "full_native_p99_le_2.5x_direct",
-            "floor_qf_relay_p50_le_2.0x_direct",
-            "floor_qf_relay_p99_le_2.5x_direct",
-            where=f"targets.{rate}",
-        )
+        assert set(report["ratios"]["cpu_per_order"][rate]) == set(CPU_RATIOS), rate
+        assert set(report["added_latency_us"][rate]) == set(SETUPS) - {"direct"}, rate
+        for name, added in report["added_latency_us"][rate].items():
+            direct, own = report["latency"][rate]["direct"]["latency_us"], report["latency"][rate][name]["latency_us"]
+            assert added == {k: own[k] - direct[k] for k in ("p50", "p99")}, (rate, name)
+    _has(report["ratios"]["throughput"], *(f"{name}/direct" for name in SETUPS if name != "direct"), where="ratios")
+    _has(report["targets"], *TARGETS, where="targets")
+    for key, target in report["targets"].items():
+        _has(target, "what", "value", "target", "met", where=f"targets.{key}")
     for name in PROXIES:
-        _has(report["processes"][name]["pids"], "venue", "proxy", "oms", where=f"processes.{name}.pids")
+        _has(report["processes"][name]["pids"], "peers", "proxy", where=f"processes.{name}.pids")
     for name in ("relay", "qf_relay"):
-        _has(report["processes"][name]["pids"], "venue", "relay", "oms", where=f"processes.{name}.pids")
+        _has(report["processes"][name]["pids"], "peers", "relay", where=f"processes.{name}.pids")
+    _has(report["processes"]["direct"]["pids"], "peers", where="processes.direct.pids")
 
 
 def test_long_run_reports_each_window_with_its_gc_pauses(tmp_path):
