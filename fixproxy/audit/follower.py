@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import sqlite_utils
@@ -71,6 +71,9 @@ if TYPE_CHECKING:
 WORK_INTERVAL_S = 0.02
 
 
+_DIRECTIONS = {fmt.INBOUND: "in", fmt.OUTBOUND: "out"}
+
+
 def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0) -> Draft | None:
     """The audit record (a draft: not yet chained) of one journal record, or None when it has none.
 
@@ -78,10 +81,11 @@ def journal_draft(kind: bytes, payload: bytes, segment: int = 0, offset: int = 0
     the store. ``segment`` and ``offset`` (after the record) only name a record that cannot be read.
     """
     try:
+        direction = _DIRECTIONS.get(kind)
+        if direction is not None:  # most records: a message, decoded by its own decoder
+            session, now_ns, raw = fmt.decode_message(payload)
+            return message_draft(direction, session, raw, now_ns)
         value = fmt.decode(kind, payload)
-        if kind == fmt.INBOUND or kind == fmt.OUTBOUND:
-            session, now_ns, raw = value
-            return message_draft("in" if kind == fmt.INBOUND else "out", session, raw, now_ns)
         if kind == fmt.ACTION:
             return None if isinstance(value, ev.MESSAGE_ACTIONS) else action_draft(value)
         if kind == fmt.EVENT:
@@ -155,7 +159,7 @@ class Follower:
         self._first_ts = row[0] if row else None  # records' time of the first uncovered record
         self._first_at = time.monotonic() if row else None  # when the follower saw it (this run)
         self.committed = (self.seq, self.hash, self.position, self._first_ts, self._first_at)
-        self._rows: list[tuple] = []
+        self._rows: list[list[Any]] = []
         self._pending = 0  # rows inserted in the open transaction
         self._moved = False  # the position moved since the last commit
         self._pending_since = 0.0
@@ -185,29 +189,33 @@ class Follower:
         if self.tail is None:
             raise AuditError(f"{self.store}: the follower is not open")
         items = self.tail.poll()
-        interval_ns = self._interval_ns
+        interval_ns, key, batch_size = self._interval_ns, self.key, self.batch_size
         drafts: list[Draft] = []
         for segment, offset, kind, payload in items:
             draft = journal_draft(kind, payload, segment, offset)
-            if draft is not None:
-                if self.key:
-                    ts = draft[0]
-                    if self._first_ts is None:
-                        self._first_ts, self._first_at = ts, time.monotonic()
-                    elif ts - self._first_ts > interval_ns:
-                        # Records further apart than the interval: a checkpoint between them.
-                        self._add(drafts)
-                        drafts = []
-                        self._checkpoint()
-                        self._first_ts, self._first_at = ts, time.monotonic()
-                drafts.append(draft)
-            self.position = (segment, offset)
-            self._moved = True
-            if len(drafts) + len(self._rows) >= self.batch_size:
+            if draft is None:
+                continue
+            if key:
+                ts = draft[0]
+                if self._first_ts is None:
+                    self._first_ts, self._first_at = ts, time.monotonic()
+                elif ts - self._first_ts > interval_ns:
+                    # Records further apart than the interval: a checkpoint between them.
+                    self._add(drafts)
+                    drafts = []
+                    self._checkpoint()
+                    self._first_ts, self._first_at = ts, time.monotonic()
+            drafts.append(draft)
+            if len(drafts) + len(self._rows) >= batch_size:
+                # The position moves only with whole batches (records without a draft after them
+                # move it below): a commit saves where its last record ended.
+                self.position, self._moved = (segment, offset), True
                 self._add(drafts)
                 drafts = []
-                if not self._insert() or (self._pending >= self.batch_size and not self._commit()):
+                if not self._insert() or (self._pending >= batch_size and not self._commit()):
                     return len(items)  # rolled back to the last commit: the rest is read again next time
+        if items and items[-1][:2] != self.position:
+            self.position, self._moved = (items[-1][0], items[-1][1]), True
         self._add(drafts)
         if self.key and self._first_at is not None and time.monotonic() - self._first_at >= self.checkpoint_interval_s:
             self._checkpoint_if_uncovered()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,30 @@ def read_segment(path: Path, offset: int = 0) -> Iterator[tuple[int, bytes, byte
     while (found := fmt.unframe(data, pos)) is not None:
         kind, payload, pos = found
         yield pos, kind, payload
+
+
+_KIND_CRC = {kind: zlib.crc32(kind) for kind in fmt.KINDS}
+
+
+def _whole_records(data: bytes, segment: int, base: int, out: list[tuple[int, int, bytes, bytes]]) -> int:
+    """Append (segment, ``base`` + offset after the record, kind, payload) for each whole record at
+    the start of ``data``; returns where they end. The checks of ``fmt.unframe`` (a zero header or a
+    short, garbled or unknown-kind record ends them) in one loop: the follower reads every record."""
+    unpack_from, crc32, kind_crc, append = fmt.HEADER.unpack_from, zlib.crc32, _KIND_CRC, out.append
+    header, n, pos = fmt.HEADER.size, len(data), 0
+    while pos + header <= n:
+        length, crc, kind = unpack_from(data, pos)
+        start = pos + header
+        end = start + length
+        if end > n or (not length and not crc):
+            break
+        payload = data[start:end]
+        kind_crc0 = kind_crc.get(kind)
+        if kind_crc0 is None or crc32(payload, kind_crc0) != crc:
+            break
+        pos = end
+        append((segment, base + pos, kind, payload))
+    return pos
 
 
 class Tail:
@@ -88,10 +113,7 @@ class Tail:
                 continue
             size = self._read
             data = os.pread(fd, size, self.offset)
-            pos = 0
-            while (found := fmt.unframe(data, pos)) is not None:
-                kind, payload, pos = found
-                out.append((self.segment, self.offset + pos, kind, payload))
+            pos = _whole_records(data, self.segment, self.offset, out)
             self.offset += pos
             # More to read: the read was full and the next record (a non-zero header) did not fit in it.
             rest = data[pos : pos + fmt.HEADER.size]

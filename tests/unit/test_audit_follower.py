@@ -17,6 +17,7 @@ from fixproxy.audit.follower import AuditFollowerProcess, Follower, FollowerSett
 from fixproxy.audit.store import iter_records, read_position
 from fixproxy.core import events as ev
 from fixproxy.journal import format as fmt
+from fixproxy.journal.reader import Tail, read_segment
 from fixproxy.offload import WriterStartError
 
 from .journal_day import KEY, Day, follow, journal_drafts, stored
@@ -58,6 +59,53 @@ def test_the_position_is_saved_with_the_records_it_covers(tmp_path):
     saved = read_position(db)
     assert (saved.segment, saved.offset) == day.journal.position
     assert (saved.seq, saved.hash) == (f.seq, f.hash) == (verify(db).head_seq, verify(db).head_hash)
+
+
+def test_each_commit_saves_the_end_of_the_last_record_it_covers_and_records_without_one_move_it(tmp_path):
+    """Batches committed in the middle of one read save the position right after the journal record of their
+    last row; journal records with no audit record after the last batch (here session downs) still move it."""
+    day = Day(tmp_path)
+    day.trade(orders=6)
+    for _ in range(3):
+        day.journal.event(ev.SessionDown("sim", day.tick()))
+    day.close()
+    ends = []  # (journal offset after the record, audit records up to and including it)
+    count = 0
+    for off, kind, payload in read_segment(tmp_path / "journal" / "00000001.journal"):
+        count += journal_draft(kind, payload) is not None
+        ends.append((off, count))
+    f = Follower(tmp_path / "audit.sqlite", tmp_path / "journal", batch_size=5, flush_interval_ms=60_000)
+    commits: list[tuple[tuple[int, int], int]] = []
+    f.on_commit = lambda follower: commits.append((follower.committed_position, follower.committed_seq))
+    f.open()
+    assert f.step() == len(ends)  # one read: the batches commit inside it
+    f.close()
+    assert len(commits) > 3 and all(seq % 5 == 0 for _, seq in commits[:-1])
+    for (segment, offset), seq in commits[:-1]:
+        assert segment == 1 and (offset, seq) in ends  # the rows of exactly the records before the position
+    assert commits[-1] == ((1, ends[-1][0]), ends[-1][1])  # the session downs' end, with no row of their own
+    assert ends[-1][1] == ends[-4][1]
+
+
+@pytest.mark.parametrize("damage", ["payload", "kind", "length"])
+def test_the_followers_reader_stops_where_read_segment_stops(tmp_path, damage):
+    """A record torn or garbled (a payload byte, an unknown kind, a length past what is written) ends what
+    the follower reads, exactly where ``read_segment`` ends; the records before it are read."""
+    day = Day(tmp_path)
+    day.trade(orders=2)
+    before = day.journal.size
+    day.trade(orders=1)
+    position = {"payload": before + 12, "kind": before + 8, "length": before + 2}[damage]
+    day.journal.map[position] ^= 0x40
+    day.trade(orders=1)
+    path = tmp_path / "journal" / "00000001.journal"
+    expected = [(1, off, kind, payload) for off, kind, payload in read_segment(path)]
+    assert expected and expected[-1][1] == before
+    tail = Tail(tmp_path / "journal")
+    assert tail.poll() == expected
+    assert tail.poll() == []
+    tail.close()
+    day.close()
 
 
 def test_a_follower_stopped_before_it_committed_resumes_with_nothing_lost_or_twice(tmp_path):

@@ -15,6 +15,7 @@ from fixproxy.audit import GENESIS, AuditWriter, open_for_reading, verify
 from fixproxy.audit.records import COLUMNS, Record, action_draft, canonical_data, chain, digest, message_draft
 from fixproxy.audit.store import _DRAFT, iter_records
 from fixproxy.core import events as ev
+from fixproxy.fix.parse import parse
 
 RAW_D = "8=FIX.4.4|9=80|35=D|34=2|49=OMS1|56=FIXPROXY|11=A1|1=ACC1|55=AAPL|54=1|38=100|10=000|".replace("|", "\x01")
 RAW_J = "8=FIX.4.4|9=70|35=j|34=3|49=FIXPROXY|56=OMS1|45=2|379=A1|58=MAX_ORDER_QTY: x|10=000|".replace("|", "\x01")
@@ -266,17 +267,26 @@ _VALUES = st.text(alphabet=st.characters(blacklist_characters="\x01", blacklist_
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["35", "11", "379", "1", "55", "58", "44", "9"]), _VALUES), max_size=12))
-def test_message_draft_finds_the_indexed_fields_and_wraps_the_raw_message_canonically(fields):
-    """The writer's fast path (no dict, no int tags) gives what a plain parse and canonical_data give."""
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["35", "11", "379", "1", "55", "58", "44", "9", "111", "155", "135"]), _VALUES),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_message_draft_finds_the_indexed_fields_and_wraps_the_raw_message_canonically(fields, last_soh):
+    """The writer's fast path (no dict, no int tags) gives what a plain parse and canonical_data give,
+    also when the last field has no SOH after it."""
     raw = "8=FIX.4.4\x01" + "".join(f"{tag}={value}\x01" for tag, value in fields)
-    last = dict(fields)  # a later occurrence wins
+    if not last_soh:
+        raw = raw[:-1]
+    last = parse(raw)  # a later occurrence wins
     draft = message_draft("out", "sim", raw, 7)
     assert draft[4:8] == (
-        last.get("35", ""),
-        last.get("11") or last.get("379", ""),
-        last.get("1", ""),
-        last.get("55", ""),
+        last.get(35, ""),
+        last.get(11) or last.get(379, ""),
+        last.get(1, ""),
+        last.get(55, ""),
     )
     assert draft[10] == canonical_data({"raw": raw})
 
@@ -293,5 +303,5 @@ def test_chain_gives_each_record_the_hash_verify_checks():
     for n, (draft, row) in enumerate(zip(drafts, rows, strict=True), start=42):
         record = Record(n, *draft, prev)
         prev = digest(record)  # what audit verify recomputes
-        assert row == (*msgspec.structs.astuple(record), prev)
+        assert row == [*msgspec.structs.astuple(record), prev]
     assert (seq, last) == (45, prev)
