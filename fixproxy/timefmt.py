@@ -77,7 +77,28 @@ def fix_second(second: int) -> str:
     return cached[1]
 
 
+# The last millisecond formatted: an order's messages (SendingTime, TransactTime) mostly share one.
+_milli: tuple[int, str] = (-1, "")
+
+
 def fix_timestamp_ms(now_ns: int) -> str:
     """FIX UTCTimestamp with milliseconds, e.g. ``20261125-12:28:04.277`` (SendingTime, TransactTime)."""
-    second, ms = divmod(now_ns // 1_000_000, 1000)
-    return f"{fix_second(second)}{ms:03d}"
+    global _milli
+    milli = now_ns // 1_000_000
+    cached = _milli
+    if milli != cached[0]:
+        second, ms = divmod(milli, 1000)
+        cached = _milli = (milli, f"{fix_second(second)}{ms:03d}")
+    return cached[1]
+
+
+_second_bytes: tuple[int, bytes] = (-1, b"")
+
+
+def fix_second_bytes(second: int) -> bytes:
+    """``fix_second`` as ASCII bytes (cached the same way)."""
+    global _second_bytes
+    cached = _second_bytes
+    if second != cached[0]:
+        cached = _second_bytes = (second, fix_second(second).encode())
+    return cached[1]

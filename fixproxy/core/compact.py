@@ -27,22 +27,32 @@ RECENT = 2048
 MAX_RUN = 1 << 16
 
 
+# The last id hashed: an order's ClOrdID is checked, then added; a report's ExecID is looked up in
+# one period's set, then added to the next.
+_last: tuple[str, int] = ("", 0)
+
+
 def id_hash(value: str) -> int:
     """The 64-bit (signed) hash an id is kept as."""
-    return int.from_bytes(
-        blake2b(value.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little", signed=True
-    )
+    global _last
+    last = _last
+    if value == last[0] and value:
+        return last[1]
+    h = int.from_bytes(blake2b(value.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little", signed=True)
+    _last = (value, h)
+    return h
 
 
 class CompactIdSet:
     """``add`` / ``in`` / ``len`` for strings, 8 bytes an id once sorted into a run."""
 
-    __slots__ = ("_recent", "_runs", "_n")
+    __slots__ = ("_miss", "_n", "_recent", "_runs")
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self._recent: set[int] = set()
         self._runs: list[array[int]] = []
         self._n = 0
+        self._miss: int | None = None  # the last hash looked up and not found (nothing added since)
         for v in values:
             self.add(v)
 
@@ -58,6 +68,7 @@ class CompactIdSet:
             i = bisect_left(run, h)
             if i < len(run) and run[i] == h:
                 return True
+        self._miss = h
         return False
 
     def add(self, value: str) -> bool:
@@ -65,8 +76,10 @@ class CompactIdSet:
         return self.add_hash(id_hash(value))
 
     def add_hash(self, h: int) -> bool:
-        if self.contains_hash(h):
+        # A check for this id that just missed (the duplicate-ClOrdID rule, then the add) is not repeated.
+        if h != self._miss and self.contains_hash(h):
             return False
+        self._miss = None
         self._recent.add(h)
         self._n += 1
         if len(self._recent) >= RECENT:
@@ -94,6 +107,7 @@ class CompactIdSet:
 
     def __setstate__(self, state: tuple[list[int], list[bytes], int]) -> None:
         recent, runs, self._n = state
+        self._miss = None
         self._recent = set(recent)
         self._runs = []
         for raw in runs:

@@ -314,11 +314,27 @@ BUSINESS_REJECT_REASON = {
 }
 
 
+#: Decimal -> its FIX text, for the quantities and prices seen lately (an order's ack and fills repeat
+#: them). Equal Decimals have the same text here (trailing zeros go), except zero's sign: not cached.
+_TEXT: dict[Decimal, str] = {}
+
+
 def _d(value: Decimal | None) -> str:
     if value is None:
         return ""
-    text = f"{value:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    try:
+        text = _TEXT.get(value)
+    except TypeError:  # a signalling NaN has no hash
+        text = None
+    if text is None:
+        text = f"{value:f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if value and value.is_finite():
+            if len(_TEXT) >= 4096:
+                _TEXT.clear()
+            _TEXT[value] = text
+    return text
 
 
 def _order_fields(o: OrderRequest, fix42: bool) -> Fields:

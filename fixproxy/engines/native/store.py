@@ -19,7 +19,7 @@ from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ...timefmt import fix_second
+from ...timefmt import fix_second_bytes
 
 _DAY_NS = 86_400 * 1_000_000_000
 _SEQNUMS_SIZE = 43  # "%020d : %020d"
@@ -127,13 +127,17 @@ class _Index:
 
     def __setitem__(self, seq: int, where: tuple[int, int]) -> None:
         i = seq - self.first
-        if i < 0:
+        if i == len(self.offsets):  # the usual case: the next number
+            self.offsets.append(where[0])
+            self.sizes.append(where[1])
+        elif i < 0:
             return  # older than the window: the header file has it
-        if i >= len(self.offsets):
-            gap = i + 1 - len(self.offsets)
-            self.offsets.extend([-1] * gap)
-            self.sizes.extend([0] * gap)
-        self.offsets[i], self.sizes[i] = where
+        else:
+            if i > len(self.offsets):
+                gap = i + 1 - len(self.offsets)
+                self.offsets.extend([-1] * gap)
+                self.sizes.extend([0] * gap)
+            self.offsets[i], self.sizes[i] = where
         if len(self.offsets) >= 2 * self.WINDOW:
             drop = len(self.offsets) - self.WINDOW
             del self.offsets[:drop], self.sizes[:drop]
@@ -278,7 +282,7 @@ class MemoryStore:
 def log_stamp(now_ns: int) -> bytes:
     """quickfix FileLog's stamp: ``20261125-14:05:54.081165000``."""
     second, frac = divmod(now_ns, 1_000_000_000)
-    return f"{fix_second(second)}{frac:09d}".encode()
+    return b"%s%09d" % (fix_second_bytes(second), frac)
 
 
 class FileLog:
