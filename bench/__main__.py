@@ -19,6 +19,10 @@ COMMANDS = {
     "cpu": ("bench.cpu", "CPU share of each process of one setup, and of the proxy's threads"),
     "journal": ("bench.journal", "journal append cost per fsync policy"),
     "audit": ("bench.audit", "audit follower CPU per journal record and per order, in process"),
+    "path": (
+        "bench.path",
+        "the native engine's order path in process, without sockets: the proxy's own CPU µs per order",
+    ),
     "floor": ("bench.floor", "the FIX text and recording work every order needs, CPU µs per order, in process"),
     "recovery": ("bench.recovery", "recovery speed: snapshot plus journal tail replayed through the core"),
     "memory": ("bench.memory", "memory held per order by the core"),

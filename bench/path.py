@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""The native engine's order path in process: what the proxy's own Python costs an order, without
+sockets, the kernel or the event loop.
+
+    .venv/bin/python -m bench path [--orders 20000] [--setup native_full|native_pass] [--profile FILE]
+
+The benchmark's config for the setup (bench/setups.py, from cfg/fixproxy.toml: every rule, the
+journal, message logs and session stores on files) drives a real NativeBridge and core. Its OMS and
+venue connections carry fake transports whose other ends are sans-IO ``Session`` peers: the OMS
+sends NewOrderSingles (buys at 189 and sells at 191, alternating), the venue acknowledges and fills
+each. Only the time spent inside the proxy's connections (``data_received``) and its message-log
+flushes is counted, as this thread's CPU time, so the peers' own work is left out. The audit
+follower is not in it (``python -m bench audit``). Prints JSON: µs per order, and per order the
+messages the proxy read and wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import REPO
+from bench.setups import write_configs
+from fixproxy.assemble import build_core
+from fixproxy.config import load
+from fixproxy.engines.native.bridge import NativeBridge
+from fixproxy.engines.native.connection import Connection
+from fixproxy.engines.native.session import Received, Session
+from fixproxy.engines.native.store import MemoryStore
+from fixproxy.fix import parse
+from fixproxy.journal import format as journal_format
+from fixproxy.journal.writer import Journal
+
+
+class _Pipe:
+    """A fake transport: bytes written wait for the other side."""
+
+    def __init__(self, port: int) -> None:
+        self.data = bytearray()
+        self.closing = False
+        self.peer = ("127.0.0.1", port)
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.peer if name == "peername" else None
+
+    def take(self) -> bytes:
+        out = bytes(self.data)
+        self.data.clear()
+        return out
+
+
+class _Peer:
+    """One end of a session, sans-IO: frames what the proxy wrote, answers session messages itself."""
+
+    def __init__(self, sender: str, target: str, initiator: bool, now: int) -> None:
+        self.session = Session(
+            name=sender,
+            role="oms",
+            begin_string="FIX.4.4",
+            sender=sender,
+            target=target,
+            heartbeat_s=30,
+            store=MemoryStore(now),
+            log=None,
+            initiator=initiator,
+            resend_app=False,
+        )
+        self.framer = parse.Framer()
+        self.out = bytearray()
+        self.received: list[dict[int, str]] = []
+        self.ids = 0
+
+    def feed(self, data: bytes, now: int) -> None:
+        for frame in self.framer.feed(data):
+            if not self.session.connected:
+                self.session.connect(now)
+            events, out = self.session.receive(frame, now)
+            while True:
+                self.out += out
+                self.received += [e.fields for e in events if isinstance(e, Received)]
+                if not self.session.paused:
+                    break
+                events, out = self.session.resume(now)
+
+    def send(self, msg_type: str, body: list[tuple[int, str]], now: int) -> None:
+        sent = self.session.send(msg_type, body, now)
+        if sent is not None and sent[1]:
+            self.out += sent[0]
+
+
+def _venue_answers(venue: _Peer, now: int) -> None:
+    """The venue acknowledges and fills every NewOrderSingle it received."""
+    orders, venue.received = venue.received, []
+    for m in orders:
+        if m.get(35) != "D":
+            continue
+        venue.ids += 1
+        n = venue.ids
+        common = [(11, m[11]), (37, f"V{n}"), (55, m[55]), (54, m[54]), (38, m[38]), (44, m[44])]
+        venue.send("8", [*common, (17, f"A{n}"), (150, "0"), (39, "0"), (151, m[38]), (14, "0"), (6, "0")], now)
+        venue.send(
+            "8",
+            [
+                *common,
+                (17, f"F{n}"),
+                (150, "F"),
+                (39, "2"),
+                (151, "0"),
+                (14, m[38]),
+                (6, m[44]),
+                (32, m[38]),
+                (31, m[44]),
+            ],
+            now,
+        )
+
+
+async def measure(setup: str, orders: int, root: Path, profile: str | None) -> dict:
+    os.environ.setdefault("FIXPROXY_DESK_PASSWORD", "bench-desk-password-0123")
+    cfgs, _ = write_configs(REPO / "cfg" / "fixproxy.toml", root)
+    cfg = cfgs[setup]
+    loaded = load(cfg["path"])
+    config = loaded.config
+    state = Path(cfg["state"]) / "var"
+    state.mkdir(parents=True, exist_ok=True)
+    now = time.time_ns()
+    journal = Journal(state / "journal", 1, journal_format.Start(1, now, os.getpid(), "bench path"))
+    records: list[Any] = []
+    bridge = NativeBridge(
+        build_core(loaded, now),
+        records.append,
+        config=config,
+        state_dir=state,
+        journal=journal,
+        identifiers=config.identifiers.limits(),
+    )
+    venue_cfg = config.venues[0]
+    venue, venue_pipe = _Peer("VENUE", "FIXPROXY", False, now), _Pipe(venue_cfg.port)
+    venue_session = next(i.handle for i in bridge.sessions() if i.name == venue_cfg.name)
+    venue_conn = Connection(bridge.resolve, venue_session, owner=bridge, cork=bridge.cork)
+    venue_conn.connection_made(venue_pipe)  # type: ignore[arg-type] - a fake transport
+    oms, oms_pipe = _Peer(config.oms[0].comp_id, "FIXPROXY", True, now), _Pipe(40000)
+    oms_conn = Connection(bridge.resolve, owner=bridge, cork=bridge.cork, limits=bridge)
+    oms_conn.connection_made(oms_pipe)  # type: ignore[arg-type] - a fake transport
+    spent = [0, 0, 0]  # thread CPU ns inside the proxy, messages in, messages out
+
+    def into(conn: Connection, data: bytes) -> None:
+        spent[1] += data.count(b"\x0110=")
+        started = time.thread_time_ns()
+        conn.data_received(data)
+        spent[0] += time.thread_time_ns() - started
+
+    def pump() -> None:
+        while True:
+            moved = False
+            data = venue_pipe.take()
+            if data:
+                moved = True
+                spent[2] += data.count(b"\x0110=")
+                venue.feed(data, time.time_ns())
+                _venue_answers(venue, time.time_ns())
+            if venue.out:
+                moved = True
+                data, venue.out = bytes(venue.out), bytearray()
+                into(venue_conn, data)
+            data = oms_pipe.take()
+            if data:
+                moved = True
+                spent[2] += data.count(b"\x0110=")
+                oms.feed(data, time.time_ns())
+                oms.received.clear()
+            if oms.out:
+                moved = True
+                data, oms.out = bytes(oms.out), bytearray()
+                into(oms_conn, data)
+            if not moved:
+                return
+
+    pump()
+    oms.out += oms.session.connect(time.time_ns())[1]
+    pump()
+    if not oms.session.logged_on:
+        raise SystemExit("the OMS peer did not log on")
+    logs = list(bridge._logs)
+
+    def run(n: int, first: int) -> None:
+        for k in range(first, first + n):
+            buy = k % 2 == 1
+            oms.send(
+                "D",
+                [
+                    (11, f"B{k}"),
+                    (1, "BENCH"),
+                    (55, "AAPL"),
+                    (54, "1" if buy else "2"),
+                    (38, "10"),
+                    (40, "2"),
+                    (44, "189" if buy else "191"),
+                    (60, "20261206-12:00:00.000"),
+                ],
+                time.time_ns(),
+            )
+            pump()
+            if k % 200 == 0:  # the engine flushes message logs on a timer
+                started = time.thread_time_ns()
+                for log in logs:
+                    log.flush()
+                spent[0] += time.thread_time_ns() - started
+
+    run(2000, 1)  # warm-up
+    spent[:] = [0, 0, 0]
+    records.clear()
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    run(orders, 1_000_000)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    decisions = sum(1 for r in records if type(r).__name__ == "Decision")
+    for info in bridge.sessions():
+        info.handle.store.close()
+        if info.handle.log is not None:
+            info.handle.log.close()
+    journal.close()
+    return {
+        "setup": setup,
+        "orders": orders,
+        "decisions": decisions,
+        "proxy_us_per_order": round(spent[0] / 1000 / orders, 1),
+        "messages_in_per_order": round(spent[1] / orders, 2),
+        "messages_out_per_order": round(spent[2] / orders, 2),
+        "profiled": bool(profile),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench path", description=__doc__.split("\n\n")[0])
+    p.add_argument("--orders", type=int, default=20_000)
+    p.add_argument("--setup", choices=("native_full", "native_pass"), default="native_full")
+    p.add_argument("--profile", default=None, help="write a cProfile of the measured orders here")
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bench-path-"))
+    try:
+        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile))))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
