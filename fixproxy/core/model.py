@@ -18,7 +18,10 @@ class Side(enum.StrEnum):
 
     @property
     def is_buy(self) -> bool:
-        return self in (Side.BUY, Side.BUY_MINUS)
+        return self in _BUYS
+
+
+_BUYS = frozenset({Side.BUY, Side.BUY_MINUS})  # a set made once: Side.BUY is a lookup on the enum class
 
 
 class OrdType(enum.StrEnum):
