@@ -33,13 +33,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-async def keep_heap_frozen(every_s: float = 10.0) -> None:
-    """``freeze_heap`` now and every few seconds; and the C heap trimmed (``malloc_trim``): the blocks
-    of finished orders, messages and dict tables freed in the middle of the heap would otherwise stay
-    in the process's RSS (docs/memory.md)."""
+async def keep_heap_frozen(every_s: float = 1.0, trim_every: int = 10) -> None:
+    """``freeze_heap`` now and every ``every_s``; and every ``trim_every``-th time the C heap trimmed
+    (``malloc_trim``): the blocks of finished orders, messages and dict tables freed in the middle of
+    the heap would otherwise stay in the process's RSS (docs/memory.md).
+
+    Every second, not every ten: once finished orders leave memory as fast as new ones come, the
+    objects freed keep the youngest generation's count under its threshold, so no automatic young
+    collection runs and everything made since the last freeze waits for this one's young
+    collection, which walks it all (docs/benchmarks.md, "Where the targets stand")."""
     trim = _malloc_trim()
+    n = 0
     while True:
         freeze_heap()
-        if trim is not None:
+        if trim is not None and n % trim_every == 0:
             trim(0)
+        n += 1
         await asyncio.sleep(every_s)
