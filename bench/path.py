@@ -38,31 +38,7 @@ from fixproxy.engines.native.store import MemoryStore
 from fixproxy.fix import parse
 from fixproxy.journal import format as journal_format
 from fixproxy.journal.writer import Journal
-
-
-class _Pipe:
-    """A fake transport: bytes written wait for the other side."""
-
-    def __init__(self, port: int) -> None:
-        self.data = bytearray()
-        self.closing = False
-        self.peer = ("127.0.0.1", port)
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closing = True
-
-    abort = close
-
-    def get_extra_info(self, name: str) -> Any:
-        return self.peer if name == "peername" else None
-
-    def take(self) -> bytes:
-        out = bytes(self.data)
-        self.data.clear()
-        return out
+from fixproxy.sim.pipe import Pipe
 
 
 class _Peer:
@@ -151,11 +127,11 @@ async def measure(setup: str, orders: int, root: Path, profile: str | None) -> d
         identifiers=config.identifiers.limits(),
     )
     venue_cfg = config.venues[0]
-    venue, venue_pipe = _Peer("VENUE", "FIXPROXY", False, now), _Pipe(venue_cfg.port)
+    venue, venue_pipe = _Peer("VENUE", "FIXPROXY", False, now), Pipe(venue_cfg.port)
     venue_session = next(i.handle for i in bridge.sessions() if i.name == venue_cfg.name)
     venue_conn = Connection(bridge.resolve, venue_session, owner=bridge, cork=bridge.cork)
     venue_conn.connection_made(venue_pipe)  # type: ignore[arg-type] - a fake transport
-    oms, oms_pipe = _Peer(config.oms[0].comp_id, "FIXPROXY", True, now), _Pipe(40000)
+    oms, oms_pipe = _Peer(config.oms[0].comp_id, "FIXPROXY", True, now), Pipe(40000)
     oms_conn = Connection(bridge.resolve, owner=bridge, cork=bridge.cork, limits=bridge)
     oms_conn.connection_made(oms_pipe)  # type: ignore[arg-type] - a fake transport
     spent = [0, 0, 0]  # thread CPU ns inside the proxy, messages in, messages out

@@ -34,6 +34,7 @@ from fixproxy.engines.native.store import MemoryStore
 from fixproxy.fix import parse
 from fixproxy.journal import format as journal_format
 from fixproxy.journal.writer import Journal
+from fixproxy.sim.pipe import Pipe
 
 from ..integration.harness import REPO, config_text
 from .fixscript import SESSIONS, Case, Runner, Step, expand, frame, load as load_cases
@@ -48,32 +49,6 @@ _MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", 
 
 class Unsupported(Exception):
     """A case uses a step only the loopback stack runs."""
-
-
-class _Pipe:
-    """A fake asyncio transport: bytes written are kept for the other side; a close is noted."""
-
-    def __init__(self, port: int) -> None:
-        self.data = bytearray()
-        self.closing = False
-        self.lost = False
-        self.peer = ("127.0.0.1", port)
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closing = True
-
-    abort = close
-
-    def get_extra_info(self, name: str) -> Any:
-        return self.peer if name == "peername" else None
-
-    def take(self) -> bytes:
-        out = bytes(self.data)
-        self.data.clear()
-        return out
 
 
 class _Venue:
@@ -144,7 +119,7 @@ class _Client:
 
     def __init__(self, stack: InProcessStack) -> None:
         self.stack = stack
-        self.pipe = _Pipe(40000 + len(stack.pipes))
+        self.pipe = Pipe(40000 + len(stack.pipes))
         self.conn = Connection(stack.bridge.resolve, owner=stack.bridge, cork=stack.bridge.cork, limits=stack.bridge)
         stack.pipes.append((self.pipe, self.conn))
         self.conn.connection_made(self.pipe)
@@ -202,10 +177,10 @@ class InProcessStack:
         )
         #: The admin surfaces' way in (admin/control.py), as the HTTP API uses it.
         self.control = Control(self.bridge.submit, self.bridge.lock, self.bridge.core, Feed())
-        self.pipes: list[tuple[_Pipe, Connection]] = []
+        self.pipes: list[tuple[Pipe, Connection]] = []
         venue_cfg = cfg.venues[0]
         self.venue = _Venue(venue_cfg.fix_version, now)
-        self.venue_pipe = _Pipe(venue_cfg.port)
+        self.venue_pipe = Pipe(venue_cfg.port)
         session = next(i.handle for i in self.bridge.sessions() if i.name == venue_cfg.name)
         self.venue_conn = Connection(self.bridge.resolve, session, owner=self.bridge, cork=self.bridge.cork)
         self.pipes.append((self.venue_pipe, self.venue_conn))
