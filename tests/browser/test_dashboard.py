@@ -8,31 +8,17 @@ The halt test saves a screenshot of the whole page to artifacts/dashboard.png.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from ..integration.harness import REPO, TOKENS, Stack
-from ..integration.test_order_path import order
+from .common import LIVE_S, api, base, open_dashboard, send
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO / "artifacts"
-LIVE_S = 4.0  # shorter than the page's 10 s periodic refresh: what shows up within this came live
 #: DASHU's gross limit: resting MSFT orders at 410 take it to 73.8% (amber), then 90.2% (red).
 EXTRA_LIMITS = """
 [limits.accounts.DASHU]
@@ -49,66 +35,6 @@ def stack(tmp_path_factory):
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's chromium, headless; never a browser downloaded by Playwright."""
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A page in a fresh context on a laptop-sized viewport; script errors are collected in ``page.errors``."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    p = context.new_page()
-    p.set_default_timeout(10_000)
-    p.errors = []
-    p.on("pageerror", lambda exc: p.errors.append(str(exc)))
-    p.on("console", lambda msg: p.errors.append(msg.text) if msg.type == "error" else None)
-    try:
-        yield p
-    finally:
-        context.close()
-
-
-def base(stack: Stack) -> str:
-    return stack.api_url.removesuffix("/api/v1")
-
-
-def open_dashboard(page: Page, stack: Stack, role: str) -> None:
-    """Open the page, log in with the role's token, and wait until data and the event stream are there."""
-    page.goto(base(stack) + "/")
-    page.fill("#token", TOKENS[role])
-    page.click("#login-form button[type=submit]")
-    expect(page.locator("#app")).to_be_visible()
-    expect(page.locator("#who")).to_have_text(f"desk-{role} · {role}")
-    expect(page.locator("#live")).to_have_text("live")
-    expect(page.locator('#sessions tr[data-session="oms1"]')).to_be_visible()
-
-
-def send(stack: Stack, cl: str, **kw) -> dict:
-    """Send an order from the OMS simulator; the first answer to it (execution report or reject)."""
-    oms = stack.oms["oms1"]
-    start = oms.mark()
-    oms.send_line(order(cl, **kw))
-    return oms.wait_for(
-        lambda r: r.get("dir") == "in" and cl in (r["fields"].get("11"), r["fields"].get("379")), start=start
-    )["fields"]
-
-
-def api(stack: Stack, path: str, role: str = "viewer"):
-    import urllib.request
-
-    request = urllib.request.Request(stack.api_url + path, headers={"Authorization": f"Bearer {TOKENS[role]}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def test_page_with_risk_token_loads_shows_sessions_and_keeps_token_for_the_tab(stack, page):
