@@ -18,6 +18,7 @@ import msgspec
 import structlog
 
 from .admin.control import Control, Feed
+from .admin.metrics import ProxyCollector, registry as metrics_registry
 from .assemble import build_core, exec_id_generator
 from .config import LoadedConfig
 from .core import events as ev, snapshot
@@ -63,6 +64,15 @@ class Engine(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self, reason: str) -> None: ...
+
+
+def _poss_resend(a: ev.Action) -> ev.Action:
+    """An OMS report (or its drop copy) sent again after a crash goes with PossResend (97=Y)."""
+    if isinstance(a, ev.OmsReport):
+        return msgspec.structs.replace(a, poss_resend=True)
+    if isinstance(a, ev.DropCopy):
+        return msgspec.structs.replace(a, copy=msgspec.structs.replace(a.copy, poss_resend=True))
+    return a
 
 
 def engine_class(name: str) -> type[Engine]:
@@ -122,6 +132,17 @@ class Proxy:
             health=self.health,
             resume_recording=self.bridge.resume_recording,
         )
+        # GET /metrics: the bridge's running counts and the core's state, read at each scrape.
+        self.metrics = metrics_registry(
+            ProxyCollector(
+                self.bridge.lock,
+                self.core,
+                self.bridge.counts,
+                [(s.name, s.role) for s in self.bridge.sessions()],
+                health=self.health,
+                engine=cfg.proxy.engine,
+            )
+        )
 
     # ------------------------------------------------------------ recovery
 
@@ -138,19 +159,23 @@ class Proxy:
         v = next(v for v in self.loaded.config.venues if v.name == venue)
         return {
             parse_fields(raw).get(11, ""): raw
-            for raw in sent_messages(self._store_dir("venue"), store_prefix(v.fix_version, v.our_comp_id, v.comp_id))
+            for raw in sent_messages(self._store_dir("venue"), store_prefix(v.begin_string, v.our_comp_id, v.comp_id))
         }
 
     def _oms_sent(self, session: str) -> dict[tuple[str, ...], str] | None:
         cfg = self.loaded.config
         if cfg.proxy.oms_store == "memory":
             return None  # nothing kept across a restart: nothing to send again from
-        s = next(s for s in cfg.oms if s.name == session)
+        s = next((s for s in cfg.oms if s.name == session), None)
+        # A drop-copy session's store is beside the OMS sessions' (the acceptor's).
+        begin, comp_id = (
+            (s.begin_string, s.comp_id)
+            if s
+            else next((d.begin_string, d.comp_id) for d in cfg.drop_copy if d.name == session)
+        )
         return {
             oms_key(parse_fields(raw)): raw
-            for raw in sent_messages(
-                self._store_dir("oms"), store_prefix(s.fix_version, cfg.acceptor.comp_id, s.comp_id)
-            )
+            for raw in sent_messages(self._store_dir("oms"), store_prefix(begin, cfg.acceptor.comp_id, comp_id))
         }
 
     def _reconcile(self) -> None:
@@ -165,12 +190,7 @@ class Proxy:
             self.bridge.submit(ev.VenueSendFailed(venue, cl_ord_id, time.time_ns(), "down"))
         if r.resend:
             with self.bridge.lock:
-                self.bridge._perform(
-                    [
-                        msgspec.structs.replace(a, poss_resend=True) if isinstance(a, ev.OmsReport) else a
-                        for a in r.resend
-                    ]
-                )
+                self.bridge._perform([_poss_resend(a) for a in r.resend])
         self.log.info(
             "recovered",
             segments=r.segments_read,
@@ -302,6 +322,7 @@ async def serve(loaded: LoadedConfig) -> None:
         engine=cfg.proxy.engine,
         oms_endpoint=f"{cfg.acceptor.host}:{cfg.acceptor.port}",
         oms_sessions=[f"{s.fix_version} {s.comp_id}->{cfg.acceptor.comp_id}" for s in cfg.oms],
+        drop_copies=[f"{d.fix_version} {d.comp_id}->{cfg.acceptor.comp_id}" for d in cfg.drop_copy],
         venues=[f"{v.name}={v.host}:{v.port}" for v in cfg.venues],
         state_dir=str(loaded.state_dir),
         journal_segment=proxy.journal.segment,
@@ -337,6 +358,8 @@ async def start_admin_api(proxy: Proxy, loaded: LoadedConfig, log: Any) -> Admin
         sessions=[s.name for s in loaded.config.oms],
         max_stream_clients=admin.max_stream_clients,
         stream_queue=admin.stream_queue,
+        metrics=proxy.metrics,
+        metrics_public=admin.metrics_public,
     )
     try:
         url = await api.start(admin.http_host, admin.http_port)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .config import LoadedConfig
+from .core.drop_copy import DropCopies, DropCopyTarget
 from .core.proxy import ProxyCore
 
 
@@ -36,10 +37,17 @@ def build_core(loaded: LoadedConfig, start_ns: int, next_id: Callable[[], str] |
         instruments=loaded.instruments,
         limits=cfg.limits,
         rules=cfg.rule_names(),
+        monitored=cfg.monitored_rules(),
         next_id=next_id or exec_id_generator(start_ns),
         settings=cfg.risk_settings(),
         locates=cfg.locate_table(),
         finished_grace_s=None if cfg.proxy.finished_grace_s < 0 else cfg.proxy.finished_grace_s,
+        drop_copies=DropCopies(
+            [DropCopyTarget(d.name, d.copy_refusals) for d in cfg.drop_copy], {s.name: s.comp_id for s in cfg.oms}
+        )
+        if cfg.drop_copy
+        else None,
+        anomaly=cfg.anomaly,
     )
     for p in loaded.positions:
         core.book.load_position(p.account, p.symbol, p.qty, p.avg_cost)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import ConfigError, LoadedConfig, load, load_limits
+from .config import ConfigError, LoadedConfig, StartPosition, load, load_limits
 from .sim import BEHAVIOURS
 
 if TYPE_CHECKING:
@@ -34,12 +34,23 @@ def _load(path: str) -> LoadedConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
+    from .config import check_secrets
+
+    # The secrets are checked apart: one missing here (a box that only reads the audit trail) is a
+    # warning; one that is there but `run` would refuse is an error.
+    loaded = _config_quiet(args.config)
     cfg = loaded.config
+    missing, bad = check_secrets(loaded)
+    for problem in bad:
+        print(f"fixproxy: bad configuration: {loaded.path}: {problem}", file=sys.stderr)
+    if bad:
+        return 2
     print(
         f"{loaded.path}: ok — {cfg.proxy.engine} engine, {len(cfg.oms)} OMS session(s), {len(cfg.venues)} venue(s), "
         f"{len(loaded.instruments)} instrument(s), rules: {', '.join(cfg.rule_names()) or 'none'}"
     )
+    for problem in missing:
+        print(f"warning: {problem}: `fixproxy run` needs it, the read-only tools do not")
     return 0
 
 
@@ -161,7 +172,7 @@ def _store(args: argparse.Namespace) -> tuple[Path, sqlite_utils.Database]:
     """(path, database) of the audit store: ``--db``, else the one the config names."""
     from .audit import AuditError, open_for_reading
 
-    path = args.db or _config_quiet(args.config).audit_path
+    path = args.db or _config_quiet(args.config or DEFAULT_CONFIG).audit_path
     try:
         return path, open_for_reading(path)
     except AuditError as exc:
@@ -294,7 +305,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .audit.report import build, render_text
 
     path, db = _store(args)
-    report = build(db, path, _filters(args))
+    # The start-of-day positions under the final ones: the config's file, when there is a config
+    # (with --db, only one given: the default one may belong to another proxy).
+    start: tuple[StartPosition, ...] = ()
+    start_from = "none (no config: --db alone)"
+    if not args.db or args.config:
+        loaded = _config_quiet(args.config or DEFAULT_CONFIG)
+        start = loaded.positions
+        given = loaded.config.risk.positions
+        start_from = str((loaded.path.parent / given).resolve()) if given else "none in the config"
+    report = build(db, path, _filters(args), start, start_from)
     sys.stdout.write(
         json.dumps(report, indent=1, sort_keys=True) + "\n" if args.format == "json" else render_text(report)
     )
@@ -307,7 +327,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import ReplayError, open_sources, replay
     from .replay.report import summarize, to_csv, to_html, to_json, to_text
 
-    loaded = _load(args.config)
+    loaded = recorded = _config_quiet(args.config)  # a replay needs none of the proxy's secrets
     if args.limits:
         try:
             loaded = load_limits(args.limits, loaded)
@@ -332,7 +352,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ) as bar:
         for source in sources:
             source.progress = bar.update
-        result = replay(loaded, sources)
+        result = replay(loaded, sources, recorded.config.limits if args.limits else None)
     summary = summarize(result, args.config, args.limits)
     for target, render in (
         (args.csv, lambda: to_csv(result)),
@@ -431,6 +451,46 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_positions_export(args: argparse.Namespace) -> int:
+    import time
+
+    from .journal.writer import JournalError
+    from .positions import ExportError, from_journal, to_csv
+    from .timefmt import iso
+
+    loaded = _config_quiet(args.config)
+    if args.journal:
+        loaded = _with_journal(loaded, Path(args.journal))
+    try:
+        positions = from_journal(loaded)
+    except (ExportError, JournalError) as exc:
+        print(f"fixproxy: {exc}", file=sys.stderr)
+        return 1
+    note = f"positions of {loaded.path} from its journal {loaded.journal_dir}, {iso(time.time_ns())}"
+    text, written, commented = to_csv(positions, note)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    where = args.out or "standard output"
+    print(f"fixproxy: {written} position(s) written to {where}", file=sys.stderr)
+    if commented:
+        print(
+            f"fixproxy: {commented} position(s) of orders without an account written as comments "
+            "(a start-of-day position needs an account)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _with_journal(loaded: LoadedConfig, journal: Path) -> LoadedConfig:
+    """``loaded`` reading its journal from ``journal`` (its state dir is the journal's parent)."""
+    import msgspec
+
+    proxy = msgspec.structs.replace(loaded.config.proxy, state_dir=str(journal.resolve().parent))
+    return msgspec.structs.replace(loaded, config=msgspec.structs.replace(loaded.config, proxy=proxy))
+
+
 def cmd_resume_recording(args: argparse.Namespace) -> int:
     from .admin.client import render_result
 
@@ -443,8 +503,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from .admin.client import render_status
 
-    summary = _call(_api(args).get, "/summary")
+    client = _api(args)
+    summary = _call(client.get, "/summary")
+    summary["modes"] = _call(client.get, "/modes")
     sys.stdout.write(json.dumps(summary, indent=1) + "\n" if args.json else render_status(summary))
+    return 0
+
+
+def cmd_modes_show(args: argparse.Namespace) -> int:
+    import json
+
+    from .admin.client import render_modes
+
+    modes = _call(_api(args).get, "/modes")
+    sys.stdout.write(json.dumps(modes, indent=1) + "\n" if args.json else render_modes(modes))
+    return 0
+
+
+def cmd_modes_set(args: argparse.Namespace) -> int:
+    from .admin.client import render_result
+
+    if bool(args.rule) == bool(args.layer or args.field) or (not args.rule and not (args.layer and args.field)):
+        print("fixproxy: give --rule, or --layer and --field", file=sys.stderr)
+        return 2
+    body = {"rule": args.rule or "", "layer": args.layer or "", "field": args.field or "", "mode": args.mode}
+    print(render_result(_call(_api(args).post, "/modes", {**body, "reason": args.reason})))
     return 0
 
 
@@ -535,6 +618,20 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--to", dest="end", default="", metavar="TIME", help="until this time (excluded), UTC")
         return sp
 
+    positions = sub.add_parser("positions", help="the position book").add_subparsers(dest="positions", required=True)
+    sp = with_config(
+        positions.add_parser(
+            "export",
+            help="write the proxy's positions (rebuilt from its journal, running or stopped) as a "
+            "start-of-day positions file ([risk] positions)",
+        )
+    )
+    sp.add_argument("--out", "-o", default="", metavar="FILE", help="write here (default: standard output)")
+    sp.add_argument(
+        "--journal", default="", metavar="DIR", help="the journal folder (default: <state_dir>/journal of the config)"
+    )
+    sp.set_defaults(func=cmd_positions_export)
+
     journal = sub.add_parser("journal", help="the write-ahead journal").add_subparsers(dest="journal", required=True)
     sp = with_config(journal.add_parser("show", help="print journal records, one JSON line each"))
     sp.add_argument("--dir", default="", help="the journal folder (default: <state_dir>/journal of the config)")
@@ -614,6 +711,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = with_store(sub.add_parser("report", help="end-of-day risk and compliance report from the audit store"))
     sp.add_argument("--format", choices=("text", "json"), default="text")
+    sp.set_defaults(config=None)  # --db alone: no start-of-day positions unless --config names them
     sp.set_defaults(func=cmd_report)
 
     sp = with_config(sub.add_parser("replay", help="re-run logs through the risk checks and compare the decisions"))
@@ -634,7 +732,8 @@ def parser() -> argparse.ArgumentParser:
         "--limits",
         default=None,
         metavar="FILE",
-        help="replay under these limits instead ([limits.*] tables as in the config)",
+        help="replay under these limits, laid over the config's field by field ([limits.*] tables as in "
+        "the config); each difference is told direct or knock-on",
     )
     sp.add_argument("--csv", default=None, metavar="FILE", help="write one line per order message")
     sp.add_argument(
@@ -695,6 +794,24 @@ def parser() -> argparse.ArgumentParser:
     value.add_argument("--clear", action="store_true", help="unset the limit in this layer")
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
     sp.set_defaults(func=cmd_limits_set)
+
+    modes = sub.add_parser("modes", help="enforce or monitor mode of the rules and limits of a running proxy")
+    modes_sub = modes.add_subparsers(dest="modes", required=True)
+    sp = with_api(modes_sub.add_parser("show", help="each rule's mode and the limits in monitor mode"))
+    sp.add_argument("--json", action="store_true", help="print the API's JSON")
+    sp.set_defaults(func=cmd_modes_show)
+    sp = with_api(
+        modes_sub.add_parser(
+            "set",
+            help="put a rule (--rule), or one limit of one layer (--layer, --field), in enforce or monitor mode",
+        )
+    )
+    sp.add_argument("--rule", help="a rule name, e.g. max_order_qty")
+    sp.add_argument("--layer", help="firm, session:<name>, account:<Account> or symbol:<Symbol> (with --field)")
+    sp.add_argument("--field", help="a limit name, e.g. max_gross_exposure (with --layer)")
+    sp.add_argument("--mode", required=True, choices=("enforce", "monitor"))
+    sp.add_argument("--reason", required=True, help="why (recorded with the action)")
+    sp.set_defaults(func=cmd_modes_set)
 
     reference = sub.add_parser("reference", help="reference prices of a running proxy").add_subparsers(
         dest="reference", required=True

@@ -15,16 +15,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .core.anomaly import AnomalySettings
 from .core.model import Instrument
 from .core.proxy import SessionPolicy
 from .core.risk.limits import Limits, LimitSet
 from .core.risk.rules import RULES, RiskSettings
 from .fix.codec import IdentifierLimits
+from .fix.versions import begin_string
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,24}$")]
 CompID = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-FixVersion = Literal["FIX.4.2", "FIX.4.4"]
+#: "FIX.5.0SP2" travels over FIXT.1.1 (BeginString 8=FIXT.1.1, DefaultApplVerID 1137=9 on Logon).
+FixVersion = Literal["FIX.4.2", "FIX.4.4", "FIX.5.0SP2"]
 
 
 class ConfigError(Exception):
@@ -133,6 +136,29 @@ class OmsSession(_Logon, frozen=True):
     #: Cancel this session's working orders at the venues when it logs out or drops.
     cancel_on_disconnect: bool = False
 
+    @property
+    def begin_string(self) -> str:
+        """BeginString (8) of the session: ``fix_version``, or FIXT.1.1 for FIX.5.0SP2."""
+        return begin_string(self.fix_version)
+
+
+class DropCopySession(_Logon, frozen=True):
+    """A drop-copy session (spec/drop-copy.md): an acceptor session that receives a copy of every
+    ExecutionReport the proxy sends an OMS, and sends no orders."""
+
+    name: Name
+    #: The drop-copy client's SenderCompID.
+    comp_id: CompID
+    fix_version: FixVersion = "FIX.4.4"
+    #: Also copy the proxy's own refusals of new orders, as ExecutionReports (150=8), whatever the
+    #: OMS session's ``reject_with``.
+    copy_refusals: bool = True
+
+    @property
+    def begin_string(self) -> str:
+        """BeginString (8) of the session: ``fix_version``, or FIXT.1.1 for FIX.5.0SP2."""
+        return begin_string(self.fix_version)
+
 
 class Venue(_Strict, frozen=True):
     name: Name
@@ -156,6 +182,11 @@ class Venue(_Strict, frozen=True):
     #: and marked down while that stays unanswered this long again.
     answer_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=600_000)] = 1000
 
+    @property
+    def begin_string(self) -> str:
+        """BeginString (8) of the session: ``fix_version``, or FIXT.1.1 for FIX.5.0SP2."""
+        return begin_string(self.fix_version)
+
 
 class RiskSection(_Strict, frozen=True):
     #: Rules in the order they run; default every rule. An empty list forwards everything.
@@ -177,6 +208,9 @@ class RiskSection(_Strict, frozen=True):
     reference_from_fills: bool = False
     #: Largest move of a reference price the desk may make without ``force`` (percent of the current one).
     reference_change_max_pct: Annotated[int, msgspec.Meta(gt=0)] = 20
+    #: Rules in monitor (shadow) mode, ``{ max_order_qty = "monitor" }``: an order such a rule would
+    #: refuse goes on, with a would-have-refused record. A rule not named is enforced.
+    modes: dict[str, str] = {}
 
 
 class AuditSection(_Strict, frozen=True):
@@ -263,6 +297,8 @@ class AdminSection(_Strict, frozen=True):
     max_stream_clients: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
     #: Items that may wait for one slow event-stream client; past this it is dropped, never waited for.
     stream_queue: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    #: GET /metrics (Prometheus) without a token; false (the default): a token of any role, viewer included.
+    metrics_public: bool = False
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -342,6 +378,9 @@ class Config(_Strict, frozen=True):
     identifiers: IdentifiersSection = IdentifiersSection()
     admin: AdminSection = AdminSection()
     risk_desk: RiskDeskSection = RiskDeskSection()
+    #: Anomaly detectors on order flow (core/anomaly.py), each off unless enabled.
+    anomaly: AnomalySettings = AnomalySettings()
+    drop_copy: tuple[DropCopySession, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -359,11 +398,17 @@ class Config(_Strict, frozen=True):
             for i, rule in enumerate(self.risk.rules):
                 if rule not in RULES:
                     raise ValueError(f"risk.rules[{i}]: unknown rule {rule!r} (known: {', '.join(RULES)})")
+        for rule, mode in self.risk.modes.items():
+            if rule not in RULES:
+                raise ValueError(f"risk.modes.{rule}: unknown rule {rule!r} (known: {', '.join(RULES)})")
+            if mode not in ("enforce", "monitor"):
+                raise ValueError(f"risk.modes.{rule}: mode must be enforce or monitor, got {mode!r}")
         if self.risk_desk.comp_id and self.risk_desk.comp_id in {s.comp_id for s in self.oms}:
             raise ValueError(f"risk_desk.comp_id: {self.risk_desk.comp_id!r} is also an OMS session's comp_id")
         if self.risk_desk.comp_id and self.risk_desk.name in {s.name for s in self.oms}:
             raise ValueError(f"risk_desk.name: {self.risk_desk.name!r} is also an OMS session's name")
         oms_names = {s.name for s in self.oms}
+        _drop_copies_apart(self)
         for key in self.limits.sessions:
             if key not in oms_names:
                 raise ValueError(f"limits.sessions.{key}: no OMS session named {key!r}")
@@ -386,11 +431,28 @@ class Config(_Strict, frozen=True):
     def locate_table(self) -> dict[tuple[str, str], Decimal]:
         return {(acct, sym): Decimal(qty) for acct, table in self.locates.items() for sym, qty in table.items()}
 
+    def monitored_rules(self) -> list[str]:
+        """The rules ``[risk] modes`` puts in monitor mode."""
+        return [rule for rule, mode in self.risk.modes.items() if mode == "monitor"]
+
     def rule_names(self) -> list[str]:
         names = list(RULES) if self.risk.rules is None else list(self.risk.rules)
         if self.risk.unknown_symbol == "allow" and "unknown_symbol" in names:
             names.remove("unknown_symbol")
         return names
+
+
+def _drop_copies_apart(cfg: Config) -> None:
+    """Drop-copy sessions have names and CompIDs of their own (not an OMS's, nor the desk's)."""
+    _unique("drop_copy", [d.name for d in cfg.drop_copy])
+    _unique("drop_copy", [d.comp_id for d in cfg.drop_copy], "comp_id")
+    names = {s.name for s in cfg.oms} | ({cfg.risk_desk.name} if cfg.risk_desk.comp_id else set())
+    comp_ids = {s.comp_id for s in cfg.oms} | {cfg.risk_desk.comp_id}
+    for i, d in enumerate(cfg.drop_copy):
+        if d.name in names:
+            raise ValueError(f"drop_copy[{i}].name: {d.name!r} is also an OMS or risk-desk session's name")
+        if d.comp_id in comp_ids:
+            raise ValueError(f"drop_copy[{i}].comp_id: {d.comp_id!r} is also an OMS or risk-desk session's comp_id")
 
 
 def _unique(section: str, values: list[str], key: str = "name") -> None:
@@ -485,6 +547,46 @@ def _check_audit_key_file(path: Path, config: Config) -> None:
             )
 
 
+def check_secrets(loaded: LoadedConfig, environ: Mapping[str, str] = os.environ) -> tuple[list[str], list[str]]:
+    """What ``fixproxy run`` would find of the secrets the config names, without needing them:
+    (missing, bad). Missing: an environment variable not set, an audit key file not there (normal on
+    a box that only reads the audit trail); bad: a secret that is there but that ``run`` refuses
+    (too short, shared by two tokens). Each is a sentence naming the key and the variable or file."""
+    missing: list[str] = []
+    bad: list[str] = []
+    config = loaded.config
+    seen: set[str] = set()
+    for i, t in enumerate(config.admin.tokens):
+        where = f"admin.tokens[{i}]"
+        secret = t.token or environ.get(t.token_env, "")
+        if not secret:
+            missing.append(f"{where}.token_env: environment variable {t.token_env} (token {t.name!r}) is not set")
+            continue
+        if t.token_env:
+            try:
+                _check_secret(secret, f"{where}: environment variable {t.token_env}")
+            except ValueError as exc:
+                bad.append(str(exc))
+        if secret in seen:
+            bad.append(f"{where}: token {t.name!r} has the same secret as another token")
+        seen.add(secret)
+    logons: list[tuple[str, _Logon]] = [("risk_desk", config.risk_desk)]
+    logons += [(f"oms[{i}]", s) for i, s in enumerate(config.oms)]
+    logons += [(f"drop_copy[{i}]", d) for i, d in enumerate(config.drop_copy)]
+    for where, logon in logons:
+        if logon.password_env and not environ.get(logon.password_env):
+            missing.append(f"{where}.password_env: environment variable {logon.password_env} is not set")
+    key_file = loaded.audit_key_file
+    if key_file is not None and not key_file.is_file():
+        missing.append(f"audit.key_file: {key_file} is not there (the proxy writes no keyed checkpoints without it)")
+    else:
+        try:
+            loaded.read_audit_key()
+        except ConfigError as exc:
+            bad.append(str(exc).removeprefix(f"{loaded.path}: "))
+    return missing, bad
+
+
 def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:
     """Read and check a config file and its instrument file.
 
@@ -512,7 +614,9 @@ def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:
         tokens = resolve_tokens(config.admin) if secrets else ()
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    logons = [("risk_desk", config.risk_desk)] + [(f"oms[{i}]", s) for i, s in enumerate(config.oms)]
+    logons: list[tuple[str, _Logon]] = [("risk_desk", config.risk_desk)]
+    logons += [(f"oms[{i}]", s) for i, s in enumerate(config.oms)]
+    logons += [(f"drop_copy[{i}]", d) for i, d in enumerate(config.drop_copy)]
     for where, logon in logons:
         if secrets and logon.password_env and not os.environ.get(logon.password_env):
             raise ConfigError(f"{path}: {where}.password_env: environment variable {logon.password_env} is not set")
@@ -527,8 +631,27 @@ class _LimitsFile(_Strict, frozen=True):
     limits: LimitSet = LimitSet()
 
 
+def overlay_limits(base: LimitSet, given: LimitSet) -> LimitSet:
+    """``base`` with each field ``given`` sets put over it, layer by layer: every field and layer
+    ``given`` leaves out keeps its value in ``base`` (``restricted_symbols`` too is one field)."""
+
+    def over(old: Limits | None, new: Limits) -> Limits:
+        if old is None:
+            return new
+        fields = msgspec.structs.asdict(old)
+        fields.update({k: v for k, v in msgspec.structs.asdict(new).items() if v is not None})
+        return Limits(**fields)
+
+    out = base.with_layer("firm", "", over(base.firm, given.firm))
+    for attr, scope in (("sessions", "session"), ("accounts", "account"), ("symbols", "symbol")):
+        for key, layer in getattr(given, attr).items():
+            out = out.with_layer(scope, key, over(getattr(out, attr).get(key), layer))
+    return out
+
+
 def load_limits(path: str | Path, loaded: LoadedConfig) -> LoadedConfig:
-    """``loaded`` with the limits of another file: TOML holding ``[limits.*]`` tables as in the config.
+    """``loaded`` with the limits of another file (TOML holding ``[limits.*]`` tables as in the
+    config) laid over its own, field by field (``overlay_limits``).
 
     Compliance replay uses it to ask what other limits would have blocked.
     """
@@ -538,7 +661,7 @@ def load_limits(path: str | Path, loaded: LoadedConfig) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the limits file ({exc.strerror})") from None
     try:
-        limits = msgspec.toml.decode(raw, type=_LimitsFile).limits
+        limits = overlay_limits(loaded.config.limits, msgspec.toml.decode(raw, type=_LimitsFile).limits)
         config = msgspec.structs.replace(loaded.config, limits=limits)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {_locate(raw, str(exc))}") from None

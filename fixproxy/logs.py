@@ -61,6 +61,14 @@ class Recorder:
                 limit=action.limit,
                 text=action.text,
             )
+        elif isinstance(action, ev.AnomalyAlert):
+            fields = {k: v for k, v in msgspec.structs.asdict(action).items() if v not in ("", None)}
+            fields.pop("now_ns")
+            self.log.warning("anomaly", **fields)
+        elif isinstance(action, ev.WouldRefuse):
+            fields = {k: v for k, v in msgspec.structs.asdict(action).items() if v not in ("", None)}
+            fields.pop("now_ns")
+            self.log.warning("would_refuse", **fields)  # monitor mode: the order went on
         elif isinstance(action, ev.AdminResult):
             # Who, what, scope, why, before/after.
             fields = {k: v for k, v in msgspec.structs.asdict(action).items() if v not in ("", None)}

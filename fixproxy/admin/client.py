@@ -147,6 +147,22 @@ def render_status(summary: dict) -> str:
             f"Decisions: {decisions['accepted']} accepted, {decisions['rejected']} rejected"
             + (f" ({codes})" if codes else "")
         )
+    modes = summary.get("modes")
+    if modes is not None:
+        watched = [f"rule {name}" for name, mode in modes.get("rules", {}).items() if mode == "monitor"]
+        watched += [f"{w['layer']} {w['field']}" for w in modes.get("limits", [])]
+        out.append("Monitor mode: " + (", ".join(watched) if watched else "none (every rule and limit enforced)"))
+    return "\n".join(out) + "\n"
+
+
+def render_modes(modes: dict) -> str:
+    """GET /modes as text: each rule's mode, then the limits in monitor mode."""
+    rules = modes.get("rules", {})
+    width = max((len(name) for name in rules), default=0)
+    out = ["Rule modes:"] + [f"  {name.ljust(width)}  {mode}" for name, mode in rules.items()]
+    watched = modes.get("limits", [])
+    out.append("Limits in monitor mode:" + ("" if watched else " none"))
+    out += [f"  {w['layer']} {w['field']}" for w in watched]
     return "\n".join(out) + "\n"
 
 
@@ -165,6 +181,8 @@ def render_result(result: dict) -> str:
         line = f"recording: {result.get('before') or '-'} -> {result.get('after') or '-'}; {result.get('detail', '')}"
     elif kind == "reference":
         line = f"{result['scope']} reference price: {result['before'] or '(none)'} -> {result['after']}"
+    elif kind == "mode" and result.get("ok"):
+        line = f"{result['scope']} {result['detail']}: {result['before']} -> {result['after']}"
     else:
         line = json.dumps(result)
     return f"{line} (by {result.get('operator', '')}: {result.get('reason', '')})"

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ..core import events as ev, views
+from ..core import events as ev, monitor, views
 from ..core.proxy import ProxyCore
 
 
@@ -80,13 +80,22 @@ def item(kind: str, action: ev.Action) -> dict:
     return _item(kind, action)
 
 
-_KINDS = {ev.Decision: "decision", ev.Alert: "alert", ev.AdminResult: "admin", ev.Notice: "notice"}
+# An AnomalyAlert goes in the alerts feed; its ``detector`` tells it from a limit's Alert.
+_KINDS = {
+    ev.Decision: "decision",
+    ev.WouldRefuse: "decision",  # marked ``would_refuse`` (see _item): monitor mode let the order go on
+    ev.Alert: "alert",
+    ev.AnomalyAlert: "alert",
+    ev.AdminResult: "admin",
+    ev.Notice: "notice",
+}
 
 
 def _item(kind: str, action: ev.Action) -> dict:
     # "feed" names the stream; the action's own fields (AdminResult.kind, Notice.kind) stay as they are.
     item = {"feed": kind, **msgspec.to_builtins(action)}
-    item.pop("type", None)
+    if item.pop("type", None) == "WouldRefuse":
+        item["would_refuse"] = True
     return item
 
 
@@ -139,6 +148,14 @@ class Control:
 
     def set_limit(self, layer: str, field: str, value: object, reason: str, operator: str) -> ev.AdminResult:
         return self._result(ev.AdminSetLimit(layer, field, value, reason, operator, self.clock()))
+
+    def set_mode(self, rule: str, layer: str, field: str, mode: str, reason: str, operator: str) -> ev.AdminResult:
+        return self._result(ev.AdminSetMode(rule, mode, reason, operator, self.clock(), layer, field))
+
+    def modes(self) -> dict:
+        """Every rule's mode and the limits in monitor mode (core/monitor.py ``modes``)."""
+        with self._lock:
+            return monitor.modes(self._core)
 
     def set_reference(self, symbol: str, price: str, reason: str, operator: str, force: bool = False) -> ev.AdminResult:
         return self._result(ev.AdminSetReference(symbol, price, reason, operator, self.clock(), force))

@@ -29,12 +29,15 @@ from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 import msgspec
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
 from ..core import events as ev, views
 from ..core.killswitch import parse_scope
-from ..core.risk.limits import LIMIT_FIELDS, LimitSet
+from ..core.risk.limits import LIMIT_FIELDS, MONITORABLE, LimitSet
+from ..core.risk.rules import RULES
 from .control import Control, Feed, item as feed_item
+from .metrics import render as render_metrics
 
 PREFIX = "/api/v1"
 
@@ -178,6 +181,39 @@ class LimitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         _reason(self.reason)
 
 
+class ModeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Put a rule, or one limit of one layer, in enforce or monitor mode, from the next order. In
+    monitor mode an order it would refuse goes on, and a would-have-refused decision is recorded."""
+
+    mode: Literal["enforce", "monitor"]
+    reason: Annotated[str, Reason]
+    rule: Annotated[
+        str, msgspec.Meta(description="a rule name: " + ", ".join(RULES) + " (or give layer and field)")
+    ] = ""
+    layer: Annotated[
+        str, msgspec.Meta(description="with field: firm, session:<name>, account:<Account> or symbol:<Symbol>")
+    ] = ""
+    field: Annotated[str, msgspec.Meta(description="with layer: a limit name: " + ", ".join(MONITORABLE))] = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.rule) == bool(self.layer or self.field):
+            raise ValueError("give either rule, or layer and field")
+        if self.rule and self.rule not in RULES:
+            raise ValueError(f"rule {self.rule!r} is not a rule (rules: {', '.join(RULES)})")
+        if not self.rule:
+            if not (self.layer and self.field):
+                raise ValueError("give both layer and field")
+            try:
+                parse_scope(self.layer)
+            except ValueError:
+                raise ValueError(
+                    f"layer must be 'firm' or session:/account:/symbol:<name>, got {self.layer!r}"
+                ) from None
+            if self.field not in MONITORABLE:
+                raise ValueError(f"field {self.field!r} is not a limit to monitor (limits: {', '.join(MONITORABLE)})")
+        _reason(self.reason)
+
+
 class ResumeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Resume taking new orders after a recording failure."""
 
@@ -215,7 +251,8 @@ class BadRequest(Exception):
 
 
 _DECODERS: dict[type, msgspec.json.Decoder] = {
-    t: msgspec.json.Decoder(t, float_hook=Decimal) for t in (KillRequest, LimitRequest, ReferenceRequest, ResumeRequest)
+    t: msgspec.json.Decoder(t, float_hook=Decimal)
+    for t in (KillRequest, LimitRequest, ReferenceRequest, ResumeRequest, ModeRequest)
 }
 
 
@@ -558,6 +595,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", None, "openapi", "This document (no token needed)"),
     Route(
         "GET",
+        "//metrics",
+        "viewer",
+        "metrics",
+        "Prometheus metrics in the text exposition format (OpenMetrics when the Accept header asks for it), "
+        "listed in docs/metrics.md; no token needed when [admin] metrics_public = true",
+    ),
+    Route(
+        "GET",
         "/whoami",
         "viewer",
         "whoami",
@@ -599,6 +644,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/position-limits",
+        "viewer",
+        "position_limits",
+        "Each account's position in a symbol, working orders included, against max_long_position and "
+        "max_short_position (lines with such a limit only)",
+        response="PositionLimits",
+    ),
+    Route(
+        "GET",
         "/orders",
         "viewer",
         "orders",
@@ -621,7 +675,7 @@ ROUTES: tuple[Route, ...] = (
         "/alerts",
         "viewer",
         "alerts",
-        "Recent limit utilization alerts, newest first",
+        "Recent limit utilization alerts and anomaly detectors' alerts, newest first",
         response="FeedItems",
         query_limit=True,
     ),
@@ -679,6 +733,23 @@ ROUTES: tuple[Route, ...] = (
         "AdminResult",
     ),
     Route(
+        "GET",
+        "/modes",
+        "viewer",
+        "modes",
+        "Each rule's mode (enforce or monitor), and the limits of each layer in monitor mode",
+        response="Modes",
+    ),
+    Route(
+        "POST",
+        "/modes",
+        "risk",
+        "set_mode",
+        "Put a rule, or one limit of one layer, in enforce or monitor mode, from the next order",
+        ModeRequest,
+        "AdminResult",
+    ),
+    Route(
         "POST",
         "/reference-prices",
         "risk",
@@ -716,8 +787,13 @@ class AdminApi:
         max_stream_clients: int = MAX_STREAM_CLIENTS,
         stream_queue: int = STREAM_QUEUE,
         stream_batch_s: float = STREAM_BATCH_S,
+        metrics: CollectorRegistry | None = None,
+        metrics_public: bool = False,
     ):
         self.control = control
+        #: GET /metrics: the proxy's registry (None: 404), and whether it needs no token.
+        self.metrics_registry = metrics
+        self.metrics_public = metrics_public
         self.feed = control.feed
         self.auth = Auth(tokens)
         self.session_names = frozenset(sessions)  # configured OMS sessions: a session scope must name one
@@ -799,6 +875,8 @@ class AdminApi:
 
     def _guard(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         handler = getattr(self, route.handler)
+        if route.handler == "metrics" and self.metrics_public:
+            route = route._replace(role=None)  # [admin] metrics_public: a scraper without credentials
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             if route.role is None:
@@ -889,6 +967,12 @@ class AdminApi:
     async def openapi(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(openapi_document())
 
+    async def metrics(self, request: web.Request, who: Identity | None) -> web.Response:
+        if self.metrics_registry is None:
+            raise web.HTTPNotFound(reason="this server has no metrics")
+        body, content_type = await self._run(render_metrics, self.metrics_registry, request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
     # -- reads
 
     async def sessions(self, request: web.Request, who: Identity | None) -> web.Response:
@@ -905,6 +989,9 @@ class AdminApi:
 
     async def exposure(self, request: web.Request, who: Identity | None) -> web.Response:
         return await self._view("exposure")
+
+    async def position_limits(self, request: web.Request, who: Identity | None) -> web.Response:
+        return await self._view("position_limits")
 
     async def orders(self, request: web.Request, who: Identity | None) -> web.Response:
         limit = parse_page(request.query.get("limit"))
@@ -987,6 +1074,18 @@ class AdminApi:
         result = await self._run(self.control.set_limit, body.layer, body.field, body.value, body.reason, who.name)
         return _json(result_body(result), 200 if result.ok else 422)
 
+    async def modes(self, request: web.Request, who: Identity | None) -> web.Response:
+        return _json(await self._run(self.control.modes))
+
+    async def set_mode(self, request: web.Request, who: Identity) -> web.Response:
+        body = parse_body(await request.read(), ModeRequest)
+        if body.layer:
+            self._check_scope(body.layer)
+        result = await self._run(
+            self.control.set_mode, body.rule, body.layer, body.field, body.mode, body.reason, who.name
+        )
+        return _json(result_body(result), 200 if result.ok else 422)
+
     async def resume_recording(self, request: web.Request, who: Identity) -> web.Response:
         body = parse_body(await request.read(), ResumeRequest)
         result = await self._run(self.control.resume_recording, who.name, body.reason)
@@ -1026,14 +1125,14 @@ _B = {"type": "boolean"}
 def _schemas() -> dict[str, Any]:
     ref = "#/components/schemas/{name}"
     _, generated = msgspec.json.schema_components(
-        [KillRequest, LimitRequest, ReferenceRequest, LimitSet], ref_template=ref
+        [KillRequest, LimitRequest, ReferenceRequest, ModeRequest, LimitSet], ref_template=ref
     )
     result = dict(msgspec.json.schema_components([ev.AdminResult], ref_template=ref)[1]["AdminResult"])
     result["properties"] = {k: v for k, v in result["properties"].items() if k != "type"}
     result["properties"]["error"] = {"type": "string", "description": "when ok is false: why (same as detail)"}
     result["required"] = [k for k in result["required"] if k != "type"]
     result["description"] = (
-        "What an admin action did. kind: kill, limit, reference; before/after: the state or "
+        "What an admin action did. kind: kill, limit, reference, mode; before/after: the state or "
         "value before and after; orders_cancelled: cancels sent by halt_and_cancel."
     )
     states = _arr(
@@ -1110,6 +1209,7 @@ def _schemas() -> dict[str, Any]:
                 _obj({"name": _S, "up": _B, "default_venue": _S, "reject_with": _S, "cancel_on_disconnect": _B})
             ),
             "venues": _arr(_obj({"name": _S, "up": _B})),
+            "drop_copies": _arr(_obj({"name": _S, "up": _B, "copy_refusals": _B})),
         }
     )
     return {
@@ -1149,12 +1249,43 @@ def _schemas() -> dict[str, Any]:
         "TradingStates": states,
         "Positions": positions,
         "Exposure": exposure,
+        "PositionLimits": _arr(
+            _obj(
+                {"account": _S, "symbol": _S, "position": _DEC, "working_buy": _DEC, "working_sell": _DEC}
+                | {
+                    side: {
+                        "oneOf": [
+                            _obj({"observed": _DEC, "limit": _DEC, "scope": _S, "utilization_pct": _DEC}),
+                            {"type": "null"},
+                        ],
+                        "description": f"position + working {way} against max_{side}_position (null: none set)",
+                    }
+                    for side, way in (("long", "buys"), ("short", "sells, as a short quantity"))
+                }
+            )
+        ),
         "Orders": orders,
         "FeedItems": _arr(
             _obj(
                 {"feed": {"enum": ["decision", "alert", "admin", "notice"]}, "now_ns": _I},
-                "A Decision, Alert, AdminResult or Notice with its fields, plus feed naming which it is.",
+                "A Decision, Alert, AdminResult or Notice with its fields, plus feed naming which it is. "
+                "A would-have-refused decision (monitor mode: the order went on) is in the decision feed "
+                "with would_refuse true, code, observed, limit, scope and rule. An anomaly detector's "
+                "alert is in the alert feed with detector, scope, observed, threshold, text and action.",
             )
+        ),
+        "Modes": _obj(
+            {
+                "rules": {
+                    "type": "object",
+                    "additionalProperties": {"enum": ["enforce", "monitor"]},
+                    "description": "every rule the proxy runs, in order, and its mode",
+                },
+                "limits": _arr(
+                    _obj({"layer": _S, "field": _S, "mode": {"enum": ["monitor"]}}),
+                    "limits in monitor mode, per layer (a limit not listed is enforced)",
+                ),
+            }
         ),
         "Whoami": _obj(
             {
@@ -1198,6 +1329,7 @@ def _schemas() -> dict[str, Any]:
                 "limits": {"$ref": ref.format(name="LimitSet")},
                 "positions": {"$ref": ref.format(name="Positions")},
                 "exposure": {"$ref": ref.format(name="Exposure")},
+                "position_limits": {"$ref": ref.format(name="PositionLimits")},
                 "orders": {"$ref": ref.format(name="OrderCounts")},
                 "kill_cancels_pending": {
                     "type": "integer",
@@ -1293,6 +1425,11 @@ def openapi_document() -> dict:
                     "text/javascript": {"schema": {"type": "string"}},
                     "text/css": {"schema": {"type": "string"}},
                 },
+            }
+        elif r.handler == "metrics":
+            ok = {
+                "description": "the metrics (docs/metrics.md)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
             }
         elif r.handler == "openapi":
             ok = {

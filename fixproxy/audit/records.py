@@ -25,6 +25,8 @@ KIND_DECISION = "decision"
 KIND_NOTICE = "notice"
 KIND_ADMIN = "admin"
 KIND_COMMAND = "command"
+#: A refusal monitor mode let pass (core events.WouldRefuse): the order went on.
+KIND_WOULD_REFUSE = "would_refuse"
 #: A keyed checkpoint: an HMAC of the chain's head, written by the journal follower (``checkpoint_draft``).
 KIND_CHECKPOINT = "checkpoint"
 #: ``code`` of a checkpoint record: how its ``mac`` is made.
@@ -39,6 +41,7 @@ COMMAND_CODES = {
     ev.AdminSetLimit: "limit",
     ev.AdminSetReference: "reference",
     ev.DayRoll: "day_roll",
+    ev.AdminSetMode: "mode",
 }
 
 
@@ -150,6 +153,8 @@ def command_draft(command: ev.AdminCommand) -> Draft:
         else (
             command.layer
             if isinstance(command, ev.AdminSetLimit)
+            else (command.layer or "firm")  # a rule's mode is the firm's
+            if isinstance(command, ev.AdminSetMode)
             else "firm"
             if isinstance(command, ev.DayRoll)
             else f"symbol:{command.symbol}"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import sqlite_utils
 
+from ..config import StartPosition
 from ..timefmt import iso
-from .query import Filters
-from .records import KIND_ADMIN, KIND_CHECKPOINT, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE
+from .positions import final_positions
+from .query import KIND_ALERT, Filters, commands_answered, describe_admin, detail
+from .records import KIND_ADMIN, KIND_CHECKPOINT, KIND_COMMAND, KIND_DECISION, KIND_MESSAGE, KIND_WOULD_REFUSE
 from .store import TABLE, head, iter_records
 from .verify import verify
 
@@ -39,8 +42,15 @@ def _max_observed(values: list[str]) -> str:
     return best[1] if best else ""
 
 
-def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None) -> dict:
-    """The report as plain data (what ``--format json`` prints)."""
+def build(
+    db: sqlite_utils.Database,
+    store: Path,
+    filters: Filters | None = None,
+    start: Sequence[StartPosition] = (),
+    start_from: str = "",
+) -> dict:
+    """The report as plain data (what ``--format json`` prints). ``start``: the start-of-day positions
+    under the final positions, read from ``start_from`` (the config's positions file; "": none)."""
     where, params = (filters or Filters()).sql(db)
     verdict = verify(db)
     first, last, count = _rows(db, "SELECT min(ts_ns), max(ts_ns), count(*) FROM {table} {where}", where, params)[0]
@@ -75,25 +85,23 @@ def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None
             _and(
                 where,
                 f"kind NOT IN ('{KIND_DECISION}', '{KIND_MESSAGE}', '{KIND_ADMIN}', '{KIND_COMMAND}', "
-                f"'{KIND_POSITION}', '{KIND_CHECKPOINT}')",
+                f"'{KIND_POSITION}', '{KIND_CHECKPOINT}', '{KIND_WOULD_REFUSE}')",
             ),
             params,
         )
     ]
+    would_refuse = _would_refuse(db, where, params)
     head_seq, head_hash = head(db)
     checkpoints = db.execute(f"SELECT count(*) FROM {TABLE} WHERE kind = ?", (KIND_CHECKPOINT,)).fetchone()[0]
-    admin = [
-        {"time": iso(r.ts_ns), "seq": r.seq, **json.loads(r.data)}
-        for r, _ in iter_records(db, _and(where, f"kind = '{KIND_ADMIN}'"), params)
+    admin = _admin_actions(db, where, params)
+    alerts = [
+        {"time": iso(r.ts_ns), "seq": r.seq, "scope": json.loads(r.data).get("scope", ""), "text": detail(r)}
+        # Limit alerts and the anomaly detectors' (an ev.AnomalyAlert is stored as anomaly_alert).
+        for r, _ in iter_records(db, _and(where, f"kind IN ('{KIND_ALERT}', 'anomaly_alert')"), params)
     ]
-    positions: dict[tuple[str, str, str], dict] = {}
-    for r, _ in iter_records(db, _and(where, f"kind = '{KIND_POSITION}'"), params):
-        positions[(r.session, r.account, r.symbol)] = {
-            "session": r.session,
-            "account": r.account,
-            "symbol": r.symbol,
-            **json.loads(r.data),
-        }
+    # Positions carry over: every fill up to the period's end counts, not only those in it.
+    filters = filters or Filters()
+    positions = final_positions(db, filters.end_ns, start)
     return {
         "store": str(store),
         "period": {"first": iso(first) if first is not None else "", "last": iso(last) if last is not None else ""},
@@ -120,10 +128,44 @@ def build(db: sqlite_utils.Database, store: Path, filters: Filters | None = None
             {"code": c, "scope": s, "limit": lim, "count": len(obs), "max_observed": _max_observed(obs)}
             for (c, s, lim), obs in sorted(breaches.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         ],
+        "would_have_refused": would_refuse,
         "alerts_and_notices": notices,
         "admin_actions": admin,
-        "final_positions": [positions[k] for k in sorted(positions)],
+        "alerts": alerts,
+        "final_positions": positions,
+        "final_positions_start": start_from or "none",
     }
+
+
+def _would_refuse(db: sqlite_utils.Database, where: str, params: dict) -> list[dict]:
+    """Refusals monitor mode let pass, by code (and the rule and scope that would have refused): how
+    often, and the largest value seen against the limit."""
+    found: dict[tuple[str, str, str, str], list[str]] = {}
+    for code, data in _rows(
+        db, "SELECT code, data FROM {table} {where} ORDER BY seq", _and(where, f"kind = '{KIND_WOULD_REFUSE}'"), params
+    ):
+        d = json.loads(data)
+        key = (code, d.get("rule", ""), d.get("scope", ""), d.get("limit", ""))
+        found.setdefault(key, []).append(d.get("observed", ""))
+    return [
+        {"code": c, "rule": r, "scope": s, "limit": lim, "count": len(obs), "max_observed": _max_observed(obs)}
+        for (c, r, s, lim), obs in sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    ]
+
+
+def _admin_actions(db: sqlite_utils.Database, where: str, params: dict) -> list[dict]:
+    """Each ``admin`` record in the period, with its action, change and outcome in words
+    (``query.describe_admin``, told by the ``command`` record it answers)."""
+    out = []
+    records = [r for r, _ in iter_records(db, _and(where, f"kind IN ('{KIND_ADMIN}', '{KIND_COMMAND}')"), params)]
+    answered = commands_answered(records)
+    for r in records:
+        if r.kind == KIND_ADMIN:
+            data = json.loads(r.data)
+            described = describe_admin(data, answered.get(r.seq))
+            refused = data.get("ok", True) is False
+            out.append({"time": iso(r.ts_ns), "seq": r.seq, **data, **described, "refused": refused})
+    return out
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
@@ -159,20 +201,48 @@ def render_text(report: dict) -> str:
     ]
     out += [
         "",
+        "Would have refused (monitor mode)",
+        *_table(
+            ("code", "rule", "scope", "limit", "count", "max observed"),
+            [tuple(w.values()) for w in report.get("would_have_refused", ())],
+        ),
+    ]
+    out += [
+        "",
         "Alerts and notices",
         *_table(("kind", "what", "count"), [tuple(n.values()) for n in report["alerts_and_notices"]]),
     ]
     out += [
         "",
+        "Alerts",
+        *_table(("time", "scope", "alert"), [(a["time"], a["scope"], a["text"]) for a in report["alerts"]]),
+    ]
+    out += [
+        "",
         "Kill-switch and admin actions",
         *_table(
-            ("time", "who", "what", "scope", "reason"),
+            ("time", "who", "action", "scope", "change", "outcome", "reason"),
             [
-                (a["time"], a.get("who", ""), a.get("what", ""), a.get("scope", ""), a.get("reason", ""))
+                (
+                    a["time"],
+                    a.get("who", ""),
+                    a.get("action", a.get("what", "")),
+                    a.get("scope", ""),
+                    a.get("change", ""),
+                    a.get("outcome", ""),
+                    a.get("reason", ""),
+                )
                 for a in report["admin_actions"]
             ],
         ),
     ]
-    out += ["", "Final positions"]
-    out += [f"  {json.dumps(p, sort_keys=True)}" for p in report["final_positions"]] or ["  (none recorded)"]
+    out += ["", f"Final positions (start of day: {report['final_positions_start']}; every fill to the period's end)"]
+    out += (
+        _table(
+            ("account", "symbol", "qty", "avg cost", "bought", "sold", "realized P&L"),
+            [tuple(p.values()) for p in report["final_positions"]],
+        )
+        if report["final_positions"]
+        else ["  (none recorded)"]
+    )
     return "\n".join(out) + "\n"

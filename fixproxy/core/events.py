@@ -167,9 +167,22 @@ class DayRoll(msgspec.Struct, frozen=True, tag=True, gc=False):
     reason: str = ""
 
 
+class AdminSetMode(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Risk desk: put a rule, or one limit of one layer, in ``enforce`` or ``monitor`` mode (monitor:
+    an order it would refuse goes on, with a WouldRefuse record), effective from the next order."""
+
+    rule: str  # a rule name (risk/rules.py RULES), or "" for one limit of one layer
+    mode: str  # "enforce" or "monitor"
+    reason: str
+    operator: str
+    now_ns: int
+    layer: str = ""  # with ``field``: "firm", "session:<name>", "account:<Account>" or "symbol:<Symbol>"
+    field: str = ""
+
+
 #: The risk desk's commands (the audit store records them as given; replay applies them again).
-AdminCommand = AdminKill | AdminSetLimit | AdminSetReference | DayRoll
-ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference, DayRoll)
+AdminCommand = AdminKill | AdminSetLimit | AdminSetReference | DayRoll | AdminSetMode
+ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference, DayRoll, AdminSetMode)
 
 Event = (
     NewOrder
@@ -188,6 +201,7 @@ Event = (
     | RecordingFailed
     | RecordingResumed
     | DayRoll
+    | AdminSetMode
 )
 
 # ---------------------------------------------------------------- actions out
@@ -230,6 +244,16 @@ class OmsReport(msgspec.Struct, frozen=True, tag=True, gc=False):
     code: str = ""
 
 
+class DropCopy(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """A copy of an ExecutionReport for a drop-copy session (spec/drop-copy.md): ``copy`` as the OMS
+    session ``copy.session`` got it (or, for a refusal it got as 35=j, as an ExecutionReport 150=8),
+    sent with OnBehalfOfCompID (115) = ``on_behalf_of``, that OMS's SenderCompID."""
+
+    session: str  # the drop-copy session
+    on_behalf_of: str
+    copy: OmsReport
+
+
 class OmsCancelReject(msgspec.Struct, frozen=True, tag=True, gc=False):
     session: str
     reject: CancelReject
@@ -264,10 +288,30 @@ class Decision(msgspec.Struct, frozen=True, tag=True, gc=False):
     venue: str = ""
 
 
+class WouldRefuse(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """A refusal monitor mode let pass: the order went on (its Decision accepted it), and ``rule``
+    (in monitor mode, or checking a monitored limit) would have refused it with this code, observed
+    value, limit and scope. For the log, the audit trail, the dashboard and the report; sends nothing."""
+
+    session: str
+    msg_type: str
+    cl_ord_id: str
+    now_ns: int
+    code: str
+    text: str
+    observed: str = ""
+    limit: str = ""
+    scope: str = ""
+    account: str = ""
+    symbol: str = ""
+    venue: str = ""
+    rule: str = ""
+
+
 class AdminResult(msgspec.Struct, frozen=True, tag=True, gc=False):
     """What an admin action did: for the audit trail (who, what, scope, why, before/after) and the caller."""
 
-    kind: str  # "kill", "limit", "reference", "cancel_on_disconnect"
+    kind: str  # "kill", "limit", "reference", "mode", "cancel_on_disconnect"
     ok: bool
     scope: str
     operator: str
@@ -292,6 +336,23 @@ class Alert(msgspec.Struct, frozen=True, tag=True, gc=False):
     text: str = ""
 
 
+class AnomalyAlert(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """An anomaly detector (core/anomaly.py) found a session's or account's flow unusual (raised once
+    per episode). ``action``: what the detector was set to do besides alerting ("alert", "reducing" or
+    "halt"); when it moved the scope, an AdminResult by operator ``anomaly:<detector>`` follows."""
+
+    detector: str
+    scope: str
+    observed: str
+    threshold: str
+    now_ns: int
+    text: str = ""
+    action: str = "alert"
+    session: str = ""
+    account: str = ""
+    symbol: str = ""
+
+
 class Notice(msgspec.Struct, frozen=True, tag=True, gc=False):
     """Something worth a log line that is not a decision (an anomaly, a state change)."""
 
@@ -305,15 +366,18 @@ Action = (
     | VenueReplace
     | VenueCancel
     | OmsReport
+    | DropCopy
     | OmsCancelReject
     | OmsBusinessReject
     | Decision
+    | WouldRefuse
     | AdminResult
     | Alert
+    | AnomalyAlert
     | Notice
 )
 
 
 #: Actions that are FIX messages to a venue or an OMS (the edges send them; the audit records each
 #: as the message sent).
-MESSAGE_ACTIONS = (VenueNewOrder, VenueReplace, VenueCancel, OmsReport, OmsCancelReject, OmsBusinessReject)
+MESSAGE_ACTIONS = (VenueNewOrder, VenueReplace, VenueCancel, OmsReport, OmsCancelReject, OmsBusinessReject, DropCopy)

@@ -12,7 +12,7 @@ import msgspec
 
 from . import events as ev
 from .model import plain
-from .risk.limits import Limits, LimitSet
+from .risk.limits import LIMIT_FIELDS, Limits, LimitSet
 
 
 def edit_limit(limits: LimitSet, e: ev.AdminSetLimit) -> tuple[LimitSet | None, ev.AdminResult]:
@@ -40,7 +40,7 @@ def layer_of(limits: LimitSet, layer: str) -> Limits:
 
 
 def limit_value(limits: LimitSet, layer: str, name: str) -> object:
-    if name not in Limits.__struct_fields__:
+    if name not in LIMIT_FIELDS:  # not ``monitor``: a mode, set with AdminSetMode
         raise ValueError(f"no limit named {name!r}")
     return getattr(layer_of(limits, layer), name)
 

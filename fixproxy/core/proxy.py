@@ -21,9 +21,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from . import answers, booking, commands, events as ev, gate, limit_edits, refusals
+from . import answers, booking, commands, events as ev, gate, limit_edits, monitor, refusals
 from .alerts import Alerts
+from .anomaly import Anomaly, AnomalySettings
 from .book import Book
+from .drop_copy import DropCopies
 from .exec_ids import ExecIds
 from .killswitch import KillSwitch
 from .model import ExecType, Instrument, OrderRequest, OrdStatus, OrdType, Side
@@ -32,13 +34,14 @@ from .own_cancels import OwnCancels
 from .rebuild import order_from_report
 from .retention import Retention
 from .risk.limits import LimitResolver, LimitSet
-from .risk.rules import RULES, CheckContext, Reject, RiskSettings, run_pipeline, venue_unavailable
+from .risk.rules import RULES, CheckContext, Reject, RiskSettings, Rule, run_pipeline, venue_unavailable
 from .tally import Tally
 
 _SECOND_NS = 1_000_000_000
 _ZERO = Decimal(0)
 _ANY_SIDE = Side.BUY
 _ANY_TYPE = OrdType.LIMIT
+_NOTHING: tuple[ev.Action, ...] = ()
 
 
 class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -69,6 +72,9 @@ class ProxyCore:
         settings: RiskSettings | None = None,
         locates: Mapping[tuple[str, str], Decimal] | None = None,
         finished_grace_s: float | None = None,
+        drop_copies: DropCopies | None = None,
+        monitored: Iterable[str] = (),
+        anomaly: AnomalySettings | None = None,
     ) -> None:
         self.sessions = dict(sessions)
         self.venues = frozenset(venues)
@@ -80,6 +86,13 @@ class ProxyCore:
             raise ValueError(f"unknown rule(s): {', '.join(unknown)}")
         self.rules = tuple(RULES[n] for n in names)
         self.rule_names = tuple(names)
+        #: Rules in monitor mode (``monitored``; ``rules`` is then the enforced ones): monitor.configure.
+        self.monitored: frozenset[str] = frozenset()
+        self.watched_rules: tuple[tuple[str, Rule], ...] = ()
+        self.all_rules: tuple[tuple[str, Rule], ...] = ()
+        #: Live mode changes in the order made (rule, layer, field, mode), for the snapshot.
+        self.mode_changes: list[tuple[str, str, str, str]] = []
+        monitor.configure(self, monitored)
         self.next_id = next_id
         self.settings = settings or RiskSettings()
         self.locates = dict(locates or {})
@@ -111,6 +124,8 @@ class ProxyCore:
         self.day = ""
         self.day_no = 0
         self.retention = Retention(finished_grace_s)
+        #: The drop-copy sessions (None: none configured, and no copy work per report).
+        self.drop_copies = drop_copies
         self._dispatch: dict[type, Callable[[Any], list[ev.Action]]] = {
             ev.NewOrder: self._new_order,
             ev.ReplaceOrder: self._replace,
@@ -128,7 +143,11 @@ class ProxyCore:
             ev.RecordingFailed: partial(commands.recording_failed, self),
             ev.RecordingResumed: partial(commands.recording_resumed, self),
             ev.DayRoll: partial(commands.day_roll, self),
+            ev.AdminSetMode: partial(monitor.set_mode, self),
         }
+        #: The anomaly detectors (core/anomaly.py): around the order handlers when one is on.
+        self.anomaly = Anomaly(anomaly)
+        self.anomaly.attach(self, self._dispatch)
 
     def handle(self, event: ev.Event) -> list[ev.Action]:
         """The actions that answer ``event``, in the order they are to be carried out."""
@@ -196,6 +215,7 @@ class ProxyCore:
         self._count_message(session, e.now_ns)
         venue = order.ex_destination or self.sessions[session].default_venue
         rej = refusals.destination(venue, self.venues, self.up)
+        watched: Sequence[ev.Action] = _NOTHING
         if rej is None:
             # An open order's ClOrdID is refused whatever the rules: the order table maps it to that order.
             rej = refusals.cl_ord_id_taken(self.orders, self.day_no, session, order.cl_ord_id, today=False)
@@ -204,15 +224,18 @@ class ProxyCore:
         if rej is None:
             ctx = self._context(session, order, e.now_ns)
             rej = run_pipeline(self.rules, order, ctx)
+            if rej is None and (self.watched_rules or self.limits.watching):
+                watched = monitor.would_refuse(self, session, "D", order, ctx, venue)
         self._use_id(session, order.cl_ord_id)
         if rej is not None:
-            return [self._decision(session, "D", order, e.now_ns, rej), self._reject_order(e, rej)]
+            return [self._decision(session, "D", order, e.now_ns, rej), *self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
         self.orders.add(tracked)
         self.tally.opened(tracked)
         booking.sync_working(self.book, tracked)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
+            *watched,
             *self.alerts.check(self.limits.limits, self.book, session, order.account, e.now_ns),
             ev.VenueNewOrder(venue, tracked.venue_cl_ord_id, order),
         ]
@@ -224,6 +247,10 @@ class ProxyCore:
         self._count_message(session, e.now_ns)
         known = self.orders.by_oms(session, e.orig_cl_ord_id)
         order = self._replaceable(e, known)
+        watched: Sequence[ev.Action] = _NOTHING
+        if (self.watched_rules or self.limits.watching) and not isinstance(order, Reject):
+            ctx = self._context(session, new, e.now_ns, replacing=order)
+            watched = monitor.would_refuse(self, session, "G", new, ctx, order.venue)
         self._use_id(session, new.cl_ord_id)
         if isinstance(order, Reject):
             return [
@@ -240,6 +267,7 @@ class ProxyCore:
         booking.sync_working(self.book, order)
         return [
             self._decision(session, "G", new, e.now_ns, None, order.venue),
+            *watched,
             ev.VenueReplace(order.venue, venue_id, order.venue_cl_ord_id, order.order_id, order.pending[2]),
         ]
 
@@ -295,7 +323,7 @@ class ProxyCore:
             stub = OrderRequest(e.cl_ord_id, "", _ANY_SIDE, _ZERO, _ANY_TYPE)
             return [
                 self._decision(e.session, "D", None, e.now_ns, rej, cl_ord_id=e.cl_ord_id),
-                self._reject_order(ev.NewOrder(e.session, e.seq_num, e.now_ns, stub), rej, bare=True),
+                *self._reject_order(ev.NewOrder(e.session, e.seq_num, e.now_ns, stub), rej, bare=True),
             ]
         order = self.orders.by_oms(e.session, e.orig_cl_ord_id)
         return [
@@ -372,19 +400,20 @@ class ProxyCore:
         if self.own_cancels.reported(r.cl_ord_id, order):
             orig = None  # the proxy's own cancel: the OMS sees an unsolicited cancel of its order
         req = order.request
-        out.append(
-            ev.OmsReport(
-                order.session,
-                msgspec.structs.replace(
-                    r,
-                    cl_ord_id=oms_id,
-                    orig_cl_ord_id=orig[1] if orig else "",
-                    symbol=r.symbol or req.symbol,
-                    side=r.side or req.side,
-                ),
-                e.poss_dup,
-            )
+        sent = ev.OmsReport(
+            order.session,
+            msgspec.structs.replace(
+                r,
+                cl_ord_id=oms_id,
+                orig_cl_ord_id=orig[1] if orig else "",
+                symbol=r.symbol or req.symbol,
+                side=r.side or req.side,
+            ),
+            e.poss_dup,
         )
+        out.append(sent)
+        if self.drop_copies is not None:
+            out += self.drop_copies.of_report(sent)
         return out
 
     def _follow_fill(self, symbol: str, price: Decimal, now_ns: int) -> None:
@@ -470,7 +499,7 @@ class ProxyCore:
             order.leaves_qty = _ZERO
             booking.sync_working(self.book, order)
             self._finished(order, e.now_ns)
-            return [decision, self._reject_order(ev.NewOrder(order.session, 0, e.now_ns, order.request), rej)]
+            return [decision, *self._reject_order(ev.NewOrder(order.session, 0, e.now_ns, order.request), rej)]
         is_replace = order.pending is not None and order.pending[0] == oms_id
         if is_replace:
             order.pending = None
@@ -544,8 +573,12 @@ class ProxyCore:
             venue,
         )
 
-    def _reject_order(self, e: ev.NewOrder, rej: Reject, bare: bool = False) -> ev.Action:
-        """The refusal of ``e`` for its OMS, as its session asks (``bare``: a BusinessMessageReject whatever it asks)."""
+    def _reject_order(self, e: ev.NewOrder, rej: Reject, bare: bool = False) -> list[ev.Action]:
+        """The refusal of ``e`` for its OMS, as its session asks (``bare``: a BusinessMessageReject
+        whatever it asks), and its drop copies."""
         policy = self.sessions.get(e.session)
         by_report = policy is not None and policy.reject_with == "execution_report" and not bare
-        return answers.order_refusal(e.session, e.seq_num, e.order, rej, self.next_id() if by_report else None)
+        answer = answers.order_refusal(e.session, e.seq_num, e.order, rej, self.next_id() if by_report else None)
+        if self.drop_copies is None:
+            return [answer]
+        return [answer, *self.drop_copies.of_refusal(answer, e.session, e.seq_num, e.now_ns, e.order, rej)]

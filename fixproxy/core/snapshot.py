@@ -1,8 +1,8 @@
 """The core's snapshot: everything it learnt from its events, as a dict the journal pickles.
 
 What the config gives (sessions, venues, rules, limits as configured, instruments) is not in it: a
-snapshot is applied to a core made from the config of the day, the live limit changes and reference
-prices on top, as they were made. Snapshots written by earlier versions still load: keys added since
+snapshot is applied to a core made from the config of the day, the live limit changes, mode changes
+(monitor.py) and reference prices on top, as they were made. Snapshots written by earlier versions still load: keys added since
 are read with a default.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from . import limit_edits
+from . import limit_edits, monitor
 from .model import Instrument
 from .proxy import ProxyCore
 from .tally import Tally
@@ -37,11 +37,13 @@ def export_state(core: ProxyCore) -> dict[str, Any]:
         "alerted": core.alerts.alerted,
         "recent": core.recent,
         "limit_changes": core.limit_changes,
+        "mode_changes": core.mode_changes,
         "references": refs,
         "anchors": dict(core.anchors),
         "up": set(core.up),
         "recording_failure": core.recording_failure,
         "tally": core.tally.export(),
+        "anomaly": core.anomaly.export(),
     }
 
 
@@ -57,11 +59,19 @@ def import_state(core: ProxyCore, state: dict[str, Any]) -> None:
             core.retention.finished(when)
     core.alerts.alerted, core.recent = state["alerted"], state["recent"]
     core.recording_failure = state["recording_failure"]
+    core.anomaly.load(state.get("anomaly"))
     core.up = set(state["up"])
     core.limit_changes = []
     for layer, name, value in state["limit_changes"]:
         core.limits.replace(limit_edits.set_limit(core.limits.limits, layer, name, value))
         core.limit_changes.append((layer, name, value))
+    core.mode_changes = []
+    for rule, layer, name, mode in state.get("mode_changes", ()):
+        try:
+            monitor.apply_mode(core, rule, layer, name, mode)
+        except ValueError:
+            continue  # a rule today's config no longer runs: nothing to monitor
+        core.mode_changes.append((rule, layer, name, mode))
     book = state["book"]
     book.instruments = core.instruments  # the config's instruments, with the references as they were
     core.book = book

@@ -13,7 +13,7 @@ from . import alerts
 from .book import FIRM
 from .orders import Order
 from .proxy import ProxyCore
-from .risk.limits import LimitSet
+from .risk.limits import Limit, LimitSet
 
 
 def _s(value: Decimal | int | None) -> str:
@@ -202,6 +202,54 @@ def exposure(core: ProxyCore) -> list[dict]:
     return render_exposure(copy_exposure(core))
 
 
+def copy_position_limits(core: ProxyCore) -> list[tuple]:
+    """Per account line of the book that max_long_position or max_short_position limits: position and
+    working quantities, and the two limits as resolved for the account and symbol (session layers
+    apply per session, so they are left out here)."""
+    book, resolver = core.book, core.limits
+    out = []
+    for scope in book.scope_names():
+        if not scope.startswith("account:"):
+            continue
+        account = scope[len("account:") :]
+        for symbol, line in book.totals(scope).lines.items():
+            if not (line.pos or line.buy or line.sell):
+                continue
+            resolved = resolver("", account, symbol)
+            long, short = resolved.max_long_position, resolved.max_short_position
+            if long is not None or short is not None:
+                out.append((account, symbol, line.pos, line.buy, line.sell, long, short))
+    return out
+
+
+def _position_use(observed: Decimal, limit: Limit[Decimal] | None) -> dict | None:
+    if limit is None:
+        return None
+    used = max(observed, Decimal(0)) * 100 / limit.value
+    return {"observed": _s(observed), "limit": _s(limit.value), "scope": limit.scope, "utilization_pct": f"{used:.1f}"}
+
+
+def render_position_limits(rows: list[tuple]) -> list[dict]:
+    return [
+        {
+            "account": account,
+            "symbol": symbol,
+            "position": _s(pos),
+            "working_buy": _s(buy),
+            "working_sell": _s(sell),
+            # As the max_position rule counts them: the position if every working buy (sell) fills.
+            "long": _position_use(pos + buy, long),
+            "short": _position_use(sell - pos, short),
+        }
+        for account, symbol, pos, buy, sell, long, short in sorted(rows, key=lambda r: r[:2])
+    ]
+
+
+def position_limits(core: ProxyCore) -> list[dict]:
+    """Each account's position in a symbol, working orders included, against its position limits."""
+    return render_position_limits(copy_position_limits(core))
+
+
 def copy_trading_states(core: ProxyCore) -> list:
     return list(core.kill.states())
 
@@ -230,11 +278,13 @@ def limits(core: ProxyCore) -> dict:
 
 
 def copy_sessions(core: ProxyCore) -> tuple:
-    return sorted(core.sessions.items()), sorted(core.venues), frozenset(core.up)
+    dc = core.drop_copies
+    drops = tuple((n, n in dc.refusals) for n in dc.every) if dc is not None else ()
+    return sorted(core.sessions.items()), sorted(core.venues), frozenset(core.up), drops
 
 
 def render_sessions(copied: tuple) -> dict:
-    oms, venues, up = copied
+    oms, venues, up, drops = copied
     return {
         "oms": [
             {
@@ -247,6 +297,7 @@ def render_sessions(copied: tuple) -> dict:
             for n, p in oms
         ],
         "venues": [{"name": v, "up": v in up} for v in venues],
+        "drop_copies": [{"name": n, "up": n in up, "copy_refusals": refusals} for n, refusals in drops],
     }
 
 
@@ -285,6 +336,7 @@ def copy_summary(core: ProxyCore) -> dict:
         "limits": copy_limits(core),
         "positions": copy_positions(core),
         "exposure": copy_exposure(core),
+        "position_limits": copy_position_limits(core),
         "orders": copy_orders(core),
         "kill_cancels_pending": core.kill_cancels_pending(),
     }
@@ -297,6 +349,7 @@ def render_summary(c: dict) -> dict:
         "limits": render_limits(c["limits"]),
         "positions": render_positions(c["positions"]),
         "exposure": render_exposure(c["exposure"]),
+        "position_limits": render_position_limits(c["position_limits"]),
         "orders": render_orders(c["orders"]),
         "kill_cancels_pending": c["kill_cancels_pending"],
     }
@@ -311,5 +364,15 @@ def summary(core: ProxyCore) -> dict:
 #: view name -> (copy under the core lock, render outside it)
 READS = {
     name: (globals()["copy_" + name], globals()["render_" + name])
-    for name in ("sessions", "trading_states", "limits", "positions", "exposure", "open_orders", "orders", "summary")
+    for name in (
+        "sessions",
+        "trading_states",
+        "limits",
+        "positions",
+        "exposure",
+        "position_limits",
+        "open_orders",
+        "orders",
+        "summary",
+    )
 }

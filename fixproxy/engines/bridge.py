@@ -25,6 +25,7 @@ from ..fix.parse import parse as parse_fields
 from ..journal.recovery import write_snapshot
 from ..journal.writer import Journal, JournalSink
 from ..timefmt import fix_timestamp_ms
+from .counts import EdgeCounts
 
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
 
@@ -90,10 +91,13 @@ class CoreBridge:
         self.clock = clock
         self.lock = threading.Lock()
         self._infos = list(sessions)
-        self._oms = {s.name: s for s in sessions if s.role == "oms"}
+        # The sessions the core's OmsReport, OmsCancelReject, OmsBusinessReject and DropCopy go to.
+        self._oms = {s.name: s for s in sessions if s.role in ("oms", "drop_copy")}
         self._venues = {s.name: s for s in sessions if s.role == "venue"}
         #: ([proxy] day_roll, timezone): when a new trading day begins (None: never, for tests of an edge alone).
         self.day_roll: tuple[str, str] | None = None
+        #: Messages, decisions, alerts and decision latency since start-up, for GET /metrics.
+        self.counts = EdgeCounts()
 
     def sessions(self) -> list[SessionInfo]:
         return list(self._infos)
@@ -126,10 +130,12 @@ class CoreBridge:
         j = self.journal
         if j is not None:
             j.action(action)
+        self.counts.action(action)
         self.on_record(action)
 
     def _sent(self, session: str, raw: str, now: int) -> None:
         """An application message went out (as on the wire); the caller holds the lock."""
+        self.counts.outbound(session)
         j = self.journal
         if j is not None:
             j.outbound(session, now, raw)
@@ -230,6 +236,8 @@ class CoreBridge:
             self.receive_locked(info, raw, now, fields)
         if info.role == "admin":
             self._desk_message(info, fields, now)
+        elif info.role == "drop_copy":
+            self._drop_copy_message(info, fields)
 
     def receive_locked(self, info: SessionInfo, raw: str, now: int, fields: dict[int, str]) -> None:
         """``receive``'s work under the core lock, which the caller holds; a risk-desk message is
@@ -247,8 +255,12 @@ class CoreBridge:
                 os.kill(os.getpid(), signal.SIGKILL)
             if _RAISE_AFTER_JOURNAL is not None and _RAISE_AFTER_JOURNAL.search(raw):
                 raise RuntimeError("failpoint FIXPROXY_FAILPOINT_RAISE")
-        if info.role == "oms":
-            self._handle(codec.oms_to_event(fields, info.name, now, self.identifiers))
+        oms = info.role == "oms"
+        self.counts.inbound(info.name, fields.get(35, ""), oms)
+        if oms:
+            actions = self.core.handle(codec.oms_to_event(fields, info.name, now, self.identifiers))
+            self.counts.latency(self.clock() - now)  # from the engine's reading of the message to the decision
+            self._perform(actions)
         elif info.role == "venue":
             try:
                 event = codec.venue_to_event(fields, info.name, now)
@@ -346,3 +358,27 @@ class CoreBridge:
         with self.lock:
             self._record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
             self._send(info, "j", body, now)
+
+    # -------------------------------------------------------------- drop-copy sessions
+
+    def _drop_copy_message(self, info: SessionInfo, fields: dict[int, str]) -> None:
+        """A drop-copy session sends no orders: any application message from one (journaled as
+        received, never handed to the core) is refused with a BusinessMessageReject."""
+        msg_type = fields.get(35, "")
+        is_order = msg_type in ("D", "G", "F")
+        text = (
+            "NOT_AUTHORIZED: a drop-copy session does not take orders"
+            if is_order
+            else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on a drop-copy session"
+        )
+        refusal = ev.OmsBusinessReject(
+            info.name,
+            int(fields.get(34, "0") or 0),
+            msg_type,
+            fields.get(11, ""),
+            "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE",
+            text,
+        )
+        with self.lock:
+            self._record(ev.Notice("drop_copy_message_refused", self.clock(), f"{info.name}: {text}"))
+            self._perform([refusal])

@@ -6,13 +6,13 @@ import hmac
 import os
 from collections.abc import Callable
 
-from ..config import Config, OmsSession, RiskDeskSection
+from ..config import Config, DropCopySession, OmsSession, RiskDeskSection
 
 #: ``check(username, password)``: True when the Logon may proceed.
 LogonCheck = Callable[[str, str], bool]
 
 
-def logon_check(logon: OmsSession | RiskDeskSection) -> LogonCheck | None:
+def logon_check(logon: OmsSession | RiskDeskSection | DropCopySession) -> LogonCheck | None:
     """Username/Password check for a session's Logon (constant time), or None when none is configured."""
     if not logon.username:
         return None
@@ -28,6 +28,7 @@ def logon_check(logon: OmsSession | RiskDeskSection) -> LogonCheck | None:
 
 
 def logon_checks(cfg: Config) -> dict[str, LogonCheck]:
-    """The check of each OMS and risk-desk session that has one, by session name."""
+    """The check of each OMS, risk-desk and drop-copy session that has one, by session name."""
     checks = [(s.name, logon_check(s)) for s in cfg.oms] + [(cfg.risk_desk.name, logon_check(cfg.risk_desk))]
+    checks += [(d.name, logon_check(d)) for d in cfg.drop_copy]
     return {name: check for name, check in checks if check is not None}

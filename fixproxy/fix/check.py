@@ -1,4 +1,4 @@
-"""What the FIX 4.2 and 4.4 dictionaries accept: message types, required fields, value forms.
+"""What the FIX 4.2, 4.4 and 5.0SP2 (over FIXT.1.1) dictionaries accept: message types, required fields, value forms.
 
 A message refused here gets a session Reject (35=3) naming the reason (373) and the tag (371), as a
 data dictionary would; the values themselves are the codec's and the core's to judge.
@@ -30,6 +30,15 @@ REQUIRED = {
         "G": (11, 21, 40, 41, 54, 55, 60),
         "F": (11, 41, 54, 55, 60),
     },
+    # FIXT.1.1 (FIXT11.xml) carrying FIX 5.0SP2 (FIX50SP2.xml): OrigClOrdID (41) is optional in the
+    # dictionary (the codec refuses a cancel or replace without it), and a Logon names its
+    # application version (DefaultApplVerID 1137).
+    "FIXT.1.1": {
+        **_REQUIRED_44,
+        "G": (11, 40, 54, 60),
+        "F": (11, 54, 60),
+        "A": (98, 108, 1137),
+    },
 }
 _REQUIRED_SETS = {version: {t: frozenset(tags) for t, tags in table.items()} for version, table in REQUIRED.items()}
 NAMES = {
@@ -60,6 +69,8 @@ NAMES = {
     123: "GapFillFlag",
     141: "ResetSeqNumFlag",
     453: "NoPartyIDs",
+    1128: "ApplVerID",
+    1137: "DefaultApplVerID",
 }
 #: Quantity and price fields: their form is a FIX float (``is_number``).
 NUMERIC = (38, 44, 99, 110, 111)
@@ -93,6 +104,12 @@ ENUMS = {
         40: frozenset("123456789ABCDEFGHIP"),
         59: frozenset("0123456"),
     },
+    "FIXT.1.1": {
+        **_ENUMS_44,
+        54: frozenset("123456789ABCDEFGH"),
+        40: frozenset("123456789ABCDEFGHIJKLMPQRS"),
+        59: frozenset("0123456789ABC"),
+    },
 }
 #: MsgTypes of the dictionaries (any other is refused 373=11).
 MSG_TYPES = {"FIX.4.2": frozenset("0123456789ABCDEFGHJKLMNPQRSTVWXYZabcdefghijklm")}
@@ -101,6 +118,15 @@ MSG_TYPES["FIX.4.4"] = (
     | frozenset("nopqrstuvwxyz")
     | {"A" + c for c in string.ascii_uppercase}
     | {"B" + c for c in "ABCDEFGH"}
+)
+#: FIXT11.xml's session messages (and XMLnonFIX) with FIX50SP2.xml's application messages.
+MSG_TYPES["FIXT.1.1"] = (
+    frozenset("012345Anabcdefghijklmopqrstuvwxyz6789BCDEFGHJKLMNPQRSTVWXYZ")
+    | {"A" + c for c in string.ascii_uppercase}
+    | {"B" + c for c in string.ascii_uppercase}
+    | {"C" + c for c in "ABCDEFGHIJKLMNOQRSTUVWXYZ"}
+    | {"D" + c for c in string.ascii_uppercase}
+    | {"E" + c for c in "AB"}
 )
 #: Fields checked on every message they appear in (most messages carry none of them).
 _EVERYWHERE = (43, 97, 122, 123, 141)

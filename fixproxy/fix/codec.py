@@ -436,4 +436,9 @@ def action_to_message(action: ev.Action, fix42: bool, transact_time: str) -> tup
             out.append((379, action.ref_id))
         out += [(380, BUSINESS_REJECT_REASON.get(action.code, "0")), (58, action.text)]
         return "j", out
+    if isinstance(action, ev.DropCopy):
+        # OnBehalfOfCompID (115) is a header field: first in the body, quickfix moves it there and the
+        # native builder writes it right after the header (as 97). CopyMsgIndicator (797) is FIX 4.4's.
+        _, body = action_to_message(action.copy, fix42, transact_time)
+        return "8", [(115, action.on_behalf_of), *body] if fix42 else [(115, action.on_behalf_of), *body, (797, "Y")]
     raise TypeError(f"not a message action: {type(action).__name__}")

@@ -171,7 +171,8 @@ def problem(text: str, reason: int, tag: int = 0) -> Problem:
     return out
 
 
-#: Header fields of FIX 4.2 and 4.4: one after the first body field is out of order (373=14).
+#: Header fields of FIX 4.2, 4.4 and FIXT.1.1 (ApplVerID 1128, CstmApplVerID 1129, ApplExtID 1156):
+#: one after the first body field is out of order (373=14).
 HEADER = frozenset(
     (
         8,
@@ -205,6 +206,9 @@ HEADER = frozenset(
         628,
         629,
         630,
+        1128,
+        1129,
+        1156,
     )
 )
 #: Tags that may appear more than once: members of the repeating groups of the order messages

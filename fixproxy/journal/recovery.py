@@ -10,7 +10,8 @@
    input before it takes the next one). Its outputs are checked against the session stores, which
    quickfix and the native engine write before a message goes on the wire: an order, replace or
    cancel that never reached the venue store comes back as ``VenueSendFailed`` (the OMS hears it was
-   not sent); a report or reject missing from the OMS store is sent again.
+   not sent); a report or reject missing from the OMS store (a drop copy from the drop-copy
+   session's) is sent again.
 4. An inbound message that was journaled but whose sequence number the session store had not yet
    counted is counted (``inbound_seq``): the peer is not asked for it again.
 """
@@ -38,7 +39,7 @@ from .reader import read_segment, segments
 from .writer import snapshot_path
 
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
-_OMS_ACTIONS = (ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject)
+_OMS_ACTIONS = (ev.OmsReport, ev.OmsCancelReject, ev.OmsBusinessReject, ev.DropCopy)
 
 
 class Recovered:
@@ -62,8 +63,9 @@ class Recovered:
 
 
 def roles(config: Config) -> dict[str, str]:
-    """Session name -> "oms", "venue" or "admin", as the edges name them."""
+    """Session name -> "oms", "venue", "admin" or "drop_copy", as the edges name them."""
     out = {s.name: "oms" for s in config.oms}
+    out.update({d.name: "drop_copy" for d in config.drop_copy})
     out.update({v.name: "venue" for v in config.venues})
     if config.risk_desk.comp_id:
         out[config.risk_desk.name] = "admin"
@@ -230,6 +232,8 @@ def oms_key(fields: dict[int, str]) -> tuple:
     """What identifies a message the proxy sends an OMS: its type and ids."""
     t = fields.get(35, "")
     if t == "8":
+        if 115 in fields:  # a drop copy: the same report can be copied for two OMS sessions
+            return ("8", fields.get(17, ""), fields.get(11, ""), fields[115])
         return ("8", fields.get(17, ""), fields.get(11, ""))
     if t == "9":
         return ("9", fields.get(11, ""), fields.get(41, ""))
@@ -238,7 +242,9 @@ def oms_key(fields: dict[int, str]) -> tuple:
     return (t,)
 
 
-def _action_key(a: ev.OmsReport | ev.OmsCancelReject | ev.OmsBusinessReject) -> tuple:
+def _action_key(a: ev.OmsReport | ev.OmsCancelReject | ev.OmsBusinessReject | ev.DropCopy) -> tuple:
+    if isinstance(a, ev.DropCopy):
+        return ("8", a.copy.report.exec_id, a.copy.report.cl_ord_id, a.on_behalf_of)
     if isinstance(a, ev.OmsReport):
         return ("8", a.report.exec_id, a.report.cl_ord_id)
     if isinstance(a, ev.OmsCancelReject):

@@ -18,6 +18,7 @@ are not order messages: the venue's answers to them are matched to the replay's 
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import re
@@ -31,7 +32,11 @@ from ..assemble import build_core
 from ..config import LoadedConfig
 from ..core import events as ev
 from ..core.book import FIRM
+from ..core.limit_edits import layer_of, set_limit
+from ..core.model import OrderRequest
 from ..core.proxy import ProxyCore
+from ..core.risk.limits import LimitResolver, LimitSet
+from ..core.risk.rules import CheckContext, Reject, Rule, run_pipeline
 from ..fix import codec
 from ..timefmt import iso
 from .readers import AdminCommand, Malformed, Message, RecordedDecision, SessionChange, Source
@@ -39,6 +44,15 @@ from .readers import AdminCommand, Malformed, Message, RecordedDecision, Session
 FORWARDED = "forwarded"
 REJECTED = "rejected"
 UNANSWERED = "unanswered"
+
+#: Why a decision differs under other limits (``replay --limits``): the changed limits decided it ...
+DIRECT = "direct"
+#: ... or the recorded ones would have decided the same in the replayed state, which earlier direct
+#: differences had moved (positions, open orders, exposure, orders that no longer exist) ...
+KNOCK_ON = "knock-on"
+#: ... or neither: no direct difference came before (an input without the desk's actions, say).
+OTHER = "other"
+CAUSES = (DIRECT, KNOCK_ON, OTHER)
 
 _ADMIN = frozenset("012345A")
 _ORDER_MESSAGES = frozenset("DGF")
@@ -66,6 +80,10 @@ class Row(msgspec.Struct):
     replayed: str = ""
     replayed_code: str = ""
     replayed_text: str = ""
+    #: With other limits: whether the recorded limits would have decided otherwise in the same state.
+    direct: bool = False
+    #: With other limits, for a difference: DIRECT, KNOCK_ON or OTHER.
+    cause: str = ""
 
     @property
     def differs(self) -> bool:
@@ -121,10 +139,19 @@ def _own_cancel(venue_cl_ord_id: str) -> bool:
 class Replayer:
     """One replay: feed it sources, get a Result. Two replays of the same input give the same Result."""
 
-    def __init__(self, loaded: LoadedConfig):
+    def __init__(self, loaded: LoadedConfig, recorded: LimitSet | None = None):
+        """``recorded``: the limits the day ran under, when ``loaded`` holds others (``replay --limits``):
+        each order is also checked under them, in the same state, to tell direct differences from
+        knock-on ones."""
         self.loaded = loaded
+        self.recorded = LimitResolver(recorded) if recorded is not None else None
+        #: The answer of the recorded limits to the order being decided, once its rules ran.
+        self._baseline: tuple[str, str] | None = None
+        self._wrapped: tuple[Rule, ...] = ()
         cfg = loaded.config
         self.oms_names = {s.name for s in cfg.oms}
+        #: Drop-copy sessions: what they got is a copy of what the OMS sessions got (not replayed).
+        self.drop_copy_names = {d.name for d in cfg.drop_copy}
         self.venue_names = [v.name for v in cfg.venues]
         # (SenderCompID, TargetCompID) -> (session name, "in"/"out" as seen from the proxy)
         self.routes: dict[tuple[str, str], tuple[str, str]] = {}
@@ -134,6 +161,9 @@ class Replayer:
         for v in cfg.venues:
             self.routes.setdefault((v.comp_id, v.our_comp_id), (v.name, "in"))
             self.routes.setdefault((v.our_comp_id, v.comp_id), (v.name, "out"))
+        for d in cfg.drop_copy:
+            self.routes.setdefault((d.comp_id, cfg.acceptor.comp_id), (d.name, "in"))
+            self.routes.setdefault((cfg.acceptor.comp_id, d.comp_id), (d.name, "out"))
         desk = cfg.risk_desk
         self.desk_name = desk.name if desk.comp_id else None
         if desk.comp_id:
@@ -195,6 +225,8 @@ class Replayer:
         for row in self.rows:
             if not row.original:
                 row.original = UNANSWERED
+        if self.recorded is not None:
+            self._classify()
         self._sample(-1)
         return Result(
             rows=self.rows,
@@ -230,6 +262,37 @@ class Replayer:
         )
         for name in self._assumed_up:
             self.core.handle(ev.SessionUp(name, ts_ns))
+        self._wrap_rules()
+
+    def _wrap_rules(self) -> None:
+        """With other limits: the core's rules (again, once a mode change replaced them) wrapped in ``_probe``."""
+        if self.recorded is not None and self.core is not None and self.core.rules is not self._wrapped:
+            self._wrapped = (self._probe(self.core.rules, self.recorded),)
+            self.core.rules = self._wrapped
+
+    def _probe(self, rules: tuple[Rule, ...], recorded: LimitResolver) -> Rule:
+        """The core's rules as one rule that also runs them under the recorded limits, on the same
+        state, and keeps that answer for the order being decided."""
+
+        def both(order: OrderRequest, ctx: CheckContext) -> Reject | None:
+            base = copy.copy(ctx)
+            base.limits = recorded(ctx.session, order.account, order.symbol)
+            rej = run_pipeline(rules, order, base)
+            self._baseline = (FORWARDED, "") if rej is None else (REJECTED, rej.code)
+            return run_pipeline(rules, order, ctx)
+
+        return both
+
+    def _classify(self) -> None:
+        """Each difference's cause, in the order the messages came (docs/reference.md, Audit and replay)."""
+        seen_direct = False
+        for row in self.rows:
+            if not row.differs:
+                continue
+            if row.direct:
+                row.cause, seen_direct = DIRECT, True
+            else:
+                row.cause = KNOCK_ON if seen_direct else OTHER
 
     def _handle(self, event: ev.Event) -> list[ev.Action]:
         assert self.core is not None, "made by run() at the first item"
@@ -237,6 +300,8 @@ class Replayer:
         for action in actions:
             if type(action) is ev.Alert:
                 self.alerts[f"{action.limit_name} {action.scope} {action.level_pct}%"] += 1
+            elif type(action) is ev.AnomalyAlert:
+                self.alerts[f"anomaly {action.detector} {action.scope}"] += 1
             elif type(action) is ev.VenueCancel and _own_cancel(action.cl_ord_id):
                 self._own_cancels[action.orig_cl_ord_id] = action.cl_ord_id
         second = event.now_ns // 1_000_000_000
@@ -258,6 +323,16 @@ class Replayer:
         """Apply a risk-desk command as the live core did; keep what it did for the report."""
         command = item.event
         result = next((a for a in self._handle(command) if type(a) is ev.AdminResult), None)
+        if self.recorded is not None and result is not None and result.ok:
+            # A desk change applies over the recorded limits as over the replayed ones.
+            try:
+                if isinstance(command, ev.AdminSetLimit):
+                    self.recorded.replace(set_limit(self.recorded.limits, command.layer, command.field, command.value))
+                elif isinstance(command, ev.AdminSetMode) and command.field:
+                    self.recorded.replace(_set_mode(self.recorded.limits, command.layer, command.field, command.mode))
+            except (ValueError, TypeError, msgspec.ValidationError):
+                pass
+        self._wrap_rules()
         if isinstance(command, ev.DayRoll):
             return  # the proxy's own timer, not a risk-desk action: applied, not listed
         if isinstance(command, ev.AdminKill):
@@ -266,6 +341,8 @@ class Replayer:
             value = command.value
             shown = "(cleared)" if value is None else ",".join(map(str, value)) if isinstance(value, list) else value
             what = f"{command.field} = {shown}"
+        elif isinstance(command, ev.AdminSetMode):
+            what = f"{f'rule {command.rule}' if command.rule else command.field}: {command.mode}"
         else:
             what = f"reference price {command.price}"
         self.admin_actions.append(
@@ -299,6 +376,10 @@ class Replayer:
         if session == self.desk_name:
             if direction == "in":
                 self.skipped["risk-desk session message (its commands come from the audit store)"] += 1
+            return
+        if session in self.drop_copy_names:
+            if direction == "in":
+                self.skipped["drop-copy session message (a drop copy sends no orders)"] += 1
             return
         msg_type = fields[35]
         if session in self.oms_names:
@@ -345,6 +426,7 @@ class Replayer:
         self.rows.append(row)
         self._last[(session, cl)] = row
         self._by_seq[(session, seq)] = row
+        self._baseline = None
         for action in self._handle(
             codec.oms_to_event(fields, session, m.ts_ns, self.loaded.config.identifiers.limits())
         ):
@@ -352,6 +434,8 @@ class Replayer:
                 row.replayed, row.replayed_code = _outcome(action)
                 row.replayed_text = action.text
                 break
+        if self._baseline is not None:
+            row.direct = self._baseline != (row.replayed, row.replayed_code)
         bucket = self.per_second[self._second]
         bucket[0] += 1
         if row.replayed == REJECTED:
@@ -446,6 +530,19 @@ class Replayer:
         return out
 
 
-def replay(loaded: LoadedConfig, sources: list[Source]) -> Result:
-    """Replay ``sources`` (see :mod:`fixproxy.replay.readers`) under ``loaded``'s rules and limits."""
-    return Replayer(loaded).run(sources)
+def _set_mode(limits: LimitSet, layer: str, field: str, mode: str) -> LimitSet:
+    """``limits`` with one limit of one layer put in ``mode`` (a desk's AdminSetMode on a limit)."""
+    current = layer_of(limits, layer)
+    watched = set(current.monitor or ())
+    if mode == "monitor":
+        watched.add(field)
+    else:
+        watched.discard(field)
+    kind, _, key = layer.partition(":")
+    return limits.with_layer(kind, key, msgspec.structs.replace(current, monitor=frozenset(watched) or None))
+
+
+def replay(loaded: LoadedConfig, sources: list[Source], recorded: LimitSet | None = None) -> Result:
+    """Replay ``sources`` (see :mod:`fixproxy.replay.readers`) under ``loaded``'s rules and limits;
+    ``recorded``: the limits the day ran under, when ``loaded``'s are others (``Replayer``)."""
+    return Replayer(loaded, recorded).run(sources)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..timefmt import iso
-from .replayer import FORWARDED, REJECTED, UNANSWERED, Result, Row
+from .replayer import CAUSES, FORWARDED, REJECTED, UNANSWERED, Result, Row
 
 #: Rows listed in full on the terminal and in the HTML page; the CSV and JSON hold all of them.
 SHOWN_DIFFERENCES_TERMINAL = 20
@@ -42,6 +42,7 @@ CSV_COLUMNS = (
     "replayed_code",
     "differs",
     "replayed_text",
+    "cause",
 )
 
 
@@ -79,6 +80,8 @@ def summarize(result: Result, config: str, limits: str | None) -> dict:
         "replayed": {k: replayed.get(k, 0) for k in (FORWARDED, REJECTED)},
         "rejects_by_rule": dict(sorted(by_rule.items())),
         "differences": len(diffs),
+        # With --limits: each difference direct, knock-on or other (replayer.DIRECT ...).
+        "differences_by_cause": {c: sum(1 for r in diffs if r.cause == c) for c in CAUSES} if limits else {},
         "would_block": dict(sorted(blocked.items())),
         "would_allow": dict(sorted(allowed.items())),
         "code_changed": dict(sorted(changed.items())),
@@ -111,6 +114,7 @@ def _row_dict(r: Row) -> dict:
         "replayed_code": r.replayed_code,
         "differs": r.differs,
         "replayed_text": r.replayed_text,
+        "cause": r.cause,
     }
 
 
@@ -181,7 +185,12 @@ def to_text(result: Result, summary: dict) -> str:
     if s["rejects_by_rule"]:
         out += ["", f"{'rejects by rule':<28}{'original':>10}{'replayed':>10}"]
         out += [f"  {code:<26}{n['original']:>10}{n['replayed']:>10}" for code, n in s["rejects_by_rule"].items()]
-    out += ["", f"differences: {s['differences']}"]
+    causes = s.get("differences_by_cause") or {}
+    out += [
+        "",
+        f"differences: {s['differences']}"
+        + (f" ({', '.join(f'{c} {n}' for c, n in causes.items())})" if causes and s["differences"] else ""),
+    ]
     out += _lines("  would have been blocked, by rule:", list(s["would_block"].items()), "    ")
     out += _lines("  would have been let through, by original rule:", list(s["would_allow"].items()), "    ")
     out += _lines("  refused for another reason:", list(s["code_changed"].items()), "    ")
@@ -190,6 +199,7 @@ def to_text(result: Result, summary: dict) -> str:
         out.append(
             f"  {iso(r.ts_ns)} {r.source} {r.session} {r.msg_type} {r.cl_ord_id}: "
             f"{_outcome(r.original, r.original_code)} -> {_outcome(r.replayed, r.replayed_code)}"
+            + (f" [{r.cause}]" if r.cause else "")
         )
     if len(diffs) > SHOWN_DIFFERENCES_TERMINAL:
         out.append(f"  ... {len(diffs) - SHOWN_DIFFERENCES_TERMINAL} more in the CSV/JSON/HTML output")
@@ -199,7 +209,7 @@ def to_text(result: Result, summary: dict) -> str:
     elif not _has_commands(s):
         out += ["", _NO_COMMANDS]
     if s["alerts"]:
-        out += ["", *_lines("limit alerts raised in replay:", list(s["alerts"].items()))]
+        out += ["", *_lines("alerts raised in replay (limits, anomalies):", list(s["alerts"].items()))]
     if s["skipped"]:
         out += ["", *_lines("not replayed:", list(s["skipped"].items()))]
     if s["venues_assumed_up"]:
@@ -365,6 +375,7 @@ def to_html(result: Result, summary: dict) -> str:
         "<h2>Over the day</h2>",
         svg_chart(result.per_second),
         f"<h2>Differences ({s['differences']})</h2>",
+        _table(("cause", "orders"), list(s["differences_by_cause"].items())) if s.get("differences_by_cause") else "",
         _table(("would have been blocked by", "orders"), list(s["would_block"].items())) if s["would_block"] else "",
         _table(("would have been let through (original code)", "orders"), list(s["would_allow"].items()))
         if s["would_allow"]
@@ -383,6 +394,7 @@ def to_html(result: Result, summary: dict) -> str:
                 "original",
                 "replayed",
                 "replayed text",
+                "cause",
             ),
             [
                 (
@@ -398,6 +410,7 @@ def to_html(result: Result, summary: dict) -> str:
                     _outcome(r.original, r.original_code),
                     _outcome(r.replayed, r.replayed_code),
                     r.replayed_text,
+                    r.cause,
                 )
                 for r in diffs[:SHOWN_DIFFERENCES_HTML]
             ],

@@ -79,8 +79,8 @@ def write_day(
     acc = cfg.acceptor
     oms = {
         s.name: _Session(
-            out_dir / "oms" / f"{s.fix_version}-{acc.comp_id}-{s.comp_id}.messages.current.log",
-            s.fix_version,
+            out_dir / "oms" / f"{s.begin_string}-{acc.comp_id}-{s.comp_id}.messages.current.log",
+            s.begin_string,
             acc.comp_id,
             s.comp_id,
         )
@@ -88,8 +88,8 @@ def write_day(
     }
     venues = {
         v.name: _Session(
-            out_dir / "venue" / f"{v.fix_version}-{v.our_comp_id}-{v.comp_id}.messages.current.log",
-            v.fix_version,
+            out_dir / "venue" / f"{v.begin_string}-{v.our_comp_id}-{v.comp_id}.messages.current.log",
+            v.begin_string,
             v.our_comp_id,
             v.comp_id,
         )

@@ -210,5 +210,5 @@ def run_venue(
     )
     emit({"event": "listening", "venue": venue.name, "port": venue.port})
     wait_for_signal()
-    logout_all([fix.SessionID(venue.fix_version, venue.comp_id, venue.our_comp_id)])
+    logout_all([fix.SessionID(venue.begin_string, venue.comp_id, venue.our_comp_id)])
     leave()

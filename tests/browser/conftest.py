@@ -1,4 +1,4 @@
-"""Fixtures shared by the dashboard's browser tests: one headless Debian chromium for the whole run,
+"""Fixtures shared by the dashboard's browser tests: one headless Debian chromium per test module,
 and a fresh page (its own context and sessionStorage) per test."""
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's chromium, headless; never a browser downloaded by Playwright."""
+    """Debian's chromium, headless, one per test module (a live sync Playwright keeps an event loop
+    running in this thread, which later modules' asyncio.run() would refuse); never a browser
+    downloaded by Playwright."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -30,7 +30,10 @@ SESSIONS = {
     "OMS2": ("OMS2", "FIX.4.2"),
     "OMS3": ("OMS3", "FIX.4.4"),
     "OMS4": ("OMS4", "FIX.4.2"),
+    "OMS5": ("OMS5", "FIXT.1.1"),
 }
+#: OMS5, the FIX 5.0SP2 (FIXT.1.1) session of the conformance stack: added to harness.config_text's.
+FIXT_OMS = '\n[[oms]]\nname = "oms5"\ncomp_id = "OMS5"\nfix_version = "FIX.5.0SP2"\ndefault_venue = "sim"\n'
 #: The proxy's CompID on every session (OMS and venue side).
 PROXY_COMP_ID = "FIXPROXY"
 #: Session-level MsgTypes (Heartbeat, TestRequest, ResendRequest, Reject, SequenceReset, Logout, Logon).

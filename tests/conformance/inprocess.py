@@ -179,7 +179,7 @@ class InProcessStack:
         self.control = Control(self.bridge.submit, self.bridge.lock, self.bridge.core, Feed())
         self.pipes: list[tuple[Pipe, Connection]] = []
         venue_cfg = cfg.venues[0]
-        self.venue = _Venue(venue_cfg.fix_version, now)
+        self.venue = _Venue(venue_cfg.begin_string, now)
         self.venue_pipe = Pipe(venue_cfg.port)
         session = next(i.handle for i in self.bridge.sessions() if i.name == venue_cfg.name)
         self.venue_conn = Connection(self.bridge.resolve, session, owner=self.bridge, cork=self.bridge.cork)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..integration.harness import Stack
-from .fixscript import Runner, load
+from .fixscript import FIXT_OMS, Runner, load
 
 TABLE = Path(__file__).with_name("cases.fixscript")
 CASES = load(TABLE)
@@ -20,7 +20,7 @@ CASES = load(TABLE)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine):
     """One proxy with its venue simulator: MSFT orders rest (acked, not filled), XOM is rejected."""
-    s = Stack(tmp_path_factory.mktemp("conformance"), behaviours={"MSFT": "ack", "XOM": "reject"})
+    s = Stack(tmp_path_factory.mktemp("conformance"), behaviours={"MSFT": "ack", "XOM": "reject"}, extra=FIXT_OMS)
     try:
         yield s
     finally:

@@ -11,6 +11,7 @@ import pytest
 
 from fixproxy.config import LoadedConfig
 
+from .fixscript import FIXT_OMS
 from .inprocess import load_config, run_case
 from .test_conformance import CASES
 
@@ -23,7 +24,7 @@ def _on_engine() -> str:
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedConfig:
-    return load_config(tmp_path_factory.mktemp("inprocess"))
+    return load_config(tmp_path_factory.mktemp("inprocess"), extra=FIXT_OMS)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -53,6 +53,7 @@ def config_text(
     extra: str = "",
     oms2_reject_with: str = "execution_report",
     venue_version: str = "FIX.4.4",
+    oms1_version: str = "FIX.4.4",
     http_port: int = 0,
     cancel_on_disconnect: tuple[str, ...] = (),
     oms1_extra: str = "",
@@ -87,7 +88,7 @@ heartbeat_s = 30
 [[oms]]
 name = "oms1"
 comp_id = "OMS1"
-fix_version = "FIX.4.4"
+fix_version = "{oms1_version}"
 default_venue = "sim"
 {cod["oms1"]}
 {oms1_extra}

@@ -83,9 +83,9 @@ def test_tighter_limits_report_what_they_would_have_blocked(loaded):
 
 
 def test_looser_limits_report_what_they_would_have_let_through(loaded, tmp_path):
-    """Without the quantity limit, the two MAX_ORDER_QTY rejects would have gone to the venue."""
+    """With a far larger quantity limit, the two MAX_ORDER_QTY rejects would have gone to the venue."""
     loose = tmp_path / "loose.toml"
-    loose.write_text("[limits.firm]\nprice_collar_pct = 5\n")
+    loose.write_text("[limits.firm]\nmax_order_qty = 1000000\n")
     summary = summarize(run(load_limits(loose, loaded), FIXTURES / "filelog"), "cfg", "loose")
     assert summary["would_allow"] == {"MAX_ORDER_QTY": 2} and summary["differences"] == 2
 

@@ -1,6 +1,6 @@
 // fixproxy risk dashboard. Plain JavaScript, served by the proxy; nothing is fetched from elsewhere.
 //
-// Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, order counts), one
+// Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, position limits, order counts), one
 // page of /api/v1/orders (open orders, ORDER_PAGE at a time) and /api/v1/exposure-history, re-fetched when the event stream (/api/v1/events, read with fetch() because
 // EventSource cannot send an Authorization header) says something happened, at most every 500 ms, and
 // every 10 s regardless. Recent decisions, alerts, admin actions and notices arrive on the stream itself.
@@ -23,6 +23,10 @@
     resume: { label: "Resume", short: "Resume", verb: "Resume", text: "{scope} goes back to ACTIVE: its orders are checked by the risk rules as usual." },
   };
   const UTIL_NAMES = { max_gross_exposure: "gross", max_net_exposure: "net", max_open_orders: "open orders", max_sector_pct: "sector share" };
+  // Anomaly detectors (AnomalyAlert, in the alerts feed with a "detector" field) and what they did.
+  const ANOMALY_NAMES = { order_rate: "order rate spike", cancel_ratio: "cancel ratio", reject_ratio: "reject ratio",
+    repeated_rejects: "repeated rejects", fat_finger: "fat finger", price_walk: "price walk" };
+  const ANOMALY_ACTS = { reducing: "scope set REDUCING", halt: "scope HALTED" };
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -171,7 +175,7 @@
   async function loadLimitFields() {
     try {
       const doc = await fetch(API + "/openapi.json").then((r) => r.json());
-      state.limitFields = Object.keys(doc.components.schemas.Limits.properties);
+      state.limitFields = Object.keys(doc.components.schemas.Limits.properties).filter((f) => f !== "monitor");
     } catch (e) {
       state.limitFields = [];
     }
@@ -253,7 +257,7 @@
   }
 
   function itemKey(kind, it) {
-    return [kind, it.now_ns, it.session, it.cl_ord_id, it.msg_type, it.scope, it.kind, it.limit_name, it.detail].join("|");
+    return [kind, it.now_ns, it.session, it.cl_ord_id, it.msg_type, it.scope, it.kind, it.limit_name, it.detail, it.detector, it.rule].join("|");
   }
 
   function addItem(kind, item, fresh) {
@@ -299,10 +303,11 @@
     state.lastFetch = Date.now();
     try {
       const after = state.orderPages[state.orderPages.length - 1];
-      const [summary, history, orders] = await Promise.all([
+      const [summary, history, orders, modes] = await Promise.all([
         api("/summary"), api("/exposure-history?since_ns=" + Math.floor(state.lastT)),
-        api("/orders?limit=" + ORDER_PAGE + (after ? "&after=" + encodeURIComponent(after) : ""))]);
+        api("/orders?limit=" + ORDER_PAGE + (after ? "&after=" + encodeURIComponent(after) : "")), api("/modes")]);
       state.summary = summary;
+      state.modes = modes;
       state.orders = orders;
       if (!orders.length && state.orderPages.length > 1) { state.orderPages = [""]; state.again = true; }
       for (const p of history.points) {
@@ -342,6 +347,7 @@
     renderOrders(s);
     renderPositions(s);
     renderLimits(s);
+    renderModes();
     renderChart();
     renderScopeList(s);
   }
@@ -395,6 +401,12 @@
         el("td", {}, el("span", { class: "badge " + (v.up ? "up" : "down"), text: v.up ? "up" : "down" })),
         el("td"), state.canAct ? el("td") : null));
     }
+    for (const d of s.sessions.drop_copies || []) {
+      rows.push(el("tr", { "data-session": d.name },
+        el("td", { class: "nowrap" }, d.name, " ", el("span", { class: "muted small", text: "drop copy" })),
+        el("td", {}, el("span", { class: "badge " + (d.up ? "up" : "down"), text: d.up ? "up" : "down" })),
+        el("td"), state.canAct ? el("td") : null));
+    }
     table("sessions", [s.sessions, s.trading_states, state.canAct],
       ["Session", "Status", "State", ...(state.canAct ? ["Actions"] : [])], rows, "no sessions configured");
   }
@@ -409,6 +421,27 @@
       ["Scope and reason", "State", "Since, by", ...(state.canAct ? ["Actions"] : [])], rows, "every scope is ACTIVE");
   }
 
+  // Monitor mode let this order go on; the rule (or a monitored limit) would have refused it.
+  function wouldRefuseRow(d) {
+    const why = d.code && d.text.startsWith(d.code + ": ") ? d.text.slice(d.code.length + 2) : d.text;
+    return el("tr", { "data-would-refuse": `${d.session}|${d.cl_ord_id}|${d.code}`, class: "would-refuse " + fresh(d) },
+      el("td", { class: "nowrap", text: clock(d.now_ns) }), el("td", { text: d.session }),
+      el("td", { text: d.msg_type }), el("td", { text: d.cl_ord_id }), el("td", { text: d.account }),
+      el("td", { text: d.symbol }),
+      el("td", {}, el("span", { class: "badge monitor", title: "monitor mode: the order went on", text: "would refuse " + d.code })),
+      el("td", { class: "text", title: `rule ${d.rule}, ${d.scope}: observed ${d.observed}, limit ${d.limit}`,
+                 text: `would have refused (monitor mode, ${d.rule}): ${why}` }));
+  }
+
+  function anomalyRow(a) {
+    const acted = ANOMALY_ACTS[a.action];
+    return el("tr", { class: fresh(a), "data-detector": a.detector },
+      el("td", { class: "nowrap", text: clock(a.now_ns) }), el("td", { text: a.scope }),
+      el("td", { text: "anomaly: " + (ANOMALY_NAMES[a.detector] || a.detector) }),
+      el("td", {}, el("span", { class: "badge " + (acted ? "red" : "amber"), title: "threshold " + a.threshold, text: a.observed })),
+      el("td", { class: "text", title: a.text, text: acted ? `${a.text} (${acted})` : a.text }));
+  }
+
   function levelClass(pct) {
     const lv = state.levels;
     if (pct >= 100) return "red";
@@ -417,8 +450,10 @@
     return "";
   }
 
-  // Sector share of gross against max_sector_pct, for the layers that set it (the proxy checks it only
-  // above sector_min_gross).
+  // Sector share of gross against max_sector_pct, for the layers that set it. The proxy checks a layer's
+  // share only once that scope's gross reaches the layer's sector_min_gross (a layer without one takes the
+  // firm's; an account's may also take its order's session's, which one bar cannot show): below it the
+  // bar is neutral (grey, never amber or red) and says so.
   function sectorUtilization(s) {
     const out = [];
     const layerOf = (scope) => {
@@ -434,8 +469,27 @@
       const [sector, value] = Object.entries(e.sectors).sort((a, b) => Number(b[1]) - Number(a[1]))[0] || [];
       if (!sector) continue;
       const share = Number(value) * 100 / gross;
+      const floor = Number(layer.sector_min_gross || (e.scope !== "firm" && s.limits.firm.sector_min_gross) || 0);
+      const idle = floor > 0 && gross < floor;
       out.push({ scope: e.scope, name: "max_sector_pct", label: `${UTIL_NAMES.max_sector_pct} (${sector})`,
-                 pct: share * 100 / limit, observed: share.toFixed(1) + "%", limit: limit + "%" });
+                 pct: share * 100 / limit, observed: share.toFixed(1) + "%", limit: limit + "%",
+                 idle: idle ? `checked above ${compact(floor)}` : "",
+                 title: idle ? `${e.scope} gross ${compact(gross)} is below its sector_min_gross ${compact(floor)}: the sector rule does not fire yet` : "" });
+    }
+    return out;
+  }
+
+  // Each account's position in a symbol, working orders included (as the max_position rule counts it),
+  // against max_long_position / max_short_position as resolved for that account and symbol.
+  function positionUtilization(s) {
+    const out = [];
+    for (const p of s.position_limits || []) {
+      for (const [side, u] of [["long", p.long], ["short", p.short]]) {
+        if (!u || !(Number(u.observed) > 0)) continue;
+        out.push({ scope: "account:" + p.account, name: `max_${side}_position`, key: `account:${p.account}|max_${side}_position|${p.symbol}`,
+                   label: `${side} ${p.symbol}`, pct: Number(u.utilization_pct), observed: num(u.observed), limit: num(u.limit),
+                   title: `position ${num(p.position)}, working buys ${num(p.working_buy)}, sells ${num(p.working_sell)}; limit from ${u.scope}` });
+      }
     }
     return out;
   }
@@ -449,15 +503,15 @@
                     limit: name === "max_open_orders" ? u.limit : compact(Number(u.limit)) });
       }
     }
-    bars.push(...sectorUtilization(s));
-    bars.sort((a, b) => b.pct - a.pct);
+    bars.push(...sectorUtilization(s), ...positionUtilization(s));
+    bars.sort((a, b) => !!a.idle - !!b.idle || b.pct - a.pct);
     const sig = JSON.stringify([bars, state.levels]);
     if (state.rendered.utilization === sig) return;
     state.rendered.utilization = sig;
     const box = el("div", { class: "util" });
     if (!bars.length) box.append(el("span", { class: "muted", text: "no aggregate limit set on a scope with exposure" }));
     for (const b of bars) {
-      const cls = levelClass(b.pct);
+      const cls = b.idle ? "idle" : levelClass(b.pct);
       const meter = el("div", { class: "meter", role: "meter", "aria-valuenow": b.pct.toFixed(1), "aria-valuemin": 0, "aria-valuemax": 100 });
       const fill = el("div", { class: "fill " + cls });
       fill.style.width = Math.min(100, Math.max(0, b.pct)) + "%";
@@ -468,10 +522,11 @@
         meter.append(tick);
       }
       box.append(
-        el("div", { class: "name", title: `${b.scope} ${b.name}` }, el("b", { text: b.scope }), " ", b.label),
+        el("div", { class: "name", title: b.title || `${b.scope} ${b.name}` }, el("b", { text: b.scope }), " ", b.label),
         meter,
-        el("div", { class: "value " + cls, "data-util": `${b.scope}|${b.name}`, "data-level": cls || "ok",
-                    text: `${b.pct.toFixed(1)}% (${b.observed} / ${b.limit})` }));
+        el("div", { class: "value " + cls, "data-util": b.key || `${b.scope}|${b.name}`, "data-level": cls || "ok",
+                    title: b.title, text: `${b.pct.toFixed(1)}% (${b.observed} / ${b.limit})` },
+          b.idle ? el("span", { class: "reason", text: " · " + b.idle }) : null));
     }
     $("utilization").replaceChildren(box);
   }
@@ -549,6 +604,7 @@
     const out = [];
     const add = (layer, values) => {
       for (const [field, value] of Object.entries(values || {})) {
+        if (field === "monitor") continue; // a mode, not a limit: the rule modes panel shows it
         out.push({ layer, field, value: Array.isArray(value) ? value.join(", ") : String(value), raw: value });
       }
     };
@@ -567,6 +623,26 @@
       state.canAct ? el("td", {}, el("button", { type: "button", class: "act-edit-limit", "data-action": "edit-limit",
         onclick: () => editLimit(l.layer, l.field, l.value) }, "Edit")) : null));
     table("limits", [items, state.canAct], ["Layer", "Limit", "#Value", ...(state.canAct ? [""] : [])], rows, "no limits set");
+  }
+
+  // Each rule's mode, and the limits of a layer in monitor mode, with a toggle for the risk role.
+  function renderModes() {
+    const m = state.modes;
+    if (!m) return;
+    const rows = Object.entries(m.rules).map(([rule, mode]) => ({ what: rule, rule, layer: "", field: "", mode }));
+    for (const l of m.limits) rows.push({ what: `${l.layer} ${l.field}`, rule: "", layer: l.layer, field: l.field, mode: l.mode });
+    const other = (mode) => mode === "monitor" ? "enforce" : "monitor";
+    const trs = rows.map((r) => el("tr", { "data-mode": r.rule ? "rule:" + r.rule : `${r.layer}|${r.field}` },
+      el("td", { text: r.rule ? r.rule : r.what }),
+      el("td", {}, el("span", { class: "badge " + (r.mode === "monitor" ? "monitor" : "accept"), text: r.mode })),
+      state.canAct ? el("td", {}, el("button", { type: "button", class: "act-mode", "data-action": "set-mode",
+        onclick: () => confirmMode(r, other(r.mode)) }, other(r.mode) === "monitor" ? "Monitor…" : "Enforce…")) : null));
+    table("modes", [rows, state.canAct], ["Rule or limit", "Mode", ...(state.canAct ? [""] : [])], trs, "no rules run");
+    const box = $("mode-buttons");
+    if (state.rendered.modeButtons === state.canAct) return;
+    state.rendered.modeButtons = state.canAct;
+    box.replaceChildren(...(state.canAct ? [el("button", { type: "button", class: "act-mode", "data-action": "watch-limit",
+      onclick: () => watchLimit() }, "Monitor a limit…")] : []));
   }
 
   function renderLimitButtons() {
@@ -592,7 +668,7 @@
   function renderFeeds() {
     const onlyRejects = $("rejects-only").checked;
     const decisions = state.decisions.filter((d) => !onlyRejects || !d.accepted);
-    const rows = decisions.map((d) => el("tr", { "data-decision": `${d.session}|${d.cl_ord_id}`, class: fresh(d) },
+    const rows = decisions.map((d) => d.would_refuse ? wouldRefuseRow(d) : el("tr", { "data-decision": `${d.session}|${d.cl_ord_id}`, class: fresh(d) },
       el("td", { class: "nowrap", text: clock(d.now_ns) }), el("td", { text: d.session }),
       el("td", { text: d.msg_type }), el("td", { text: d.cl_ord_id }), el("td", { text: d.account }),
       el("td", { text: d.symbol }),
@@ -601,7 +677,7 @@
     table("decisions", [decisions.map((d) => itemKey("decision", d)), onlyRejects],
       ["Time", "Session", "Msg", "ClOrdID", "Account", "Symbol", "Result", "Reason"], rows, "no decisions yet");
 
-    const alertRows = state.alerts.map((a) => el("tr", { class: fresh(a) },
+    const alertRows = state.alerts.map((a) => a.detector ? anomalyRow(a) : el("tr", { class: fresh(a) },
       el("td", { class: "nowrap", text: clock(a.now_ns) }), el("td", { text: a.scope }),
       el("td", { text: UTIL_NAMES[a.limit_name] || a.limit_name }),
       el("td", {}, el("span", { class: "badge " + (levelClass(Number(a.level_pct)) || "amber"), text: a.level_pct + "%" })),
@@ -613,7 +689,7 @@
         return el("tr", { class: fresh(a) }, el("td", { class: "nowrap", text: clock(a.now_ns) }),
           el("td", { class: "muted", text: "notice" }), el("td", { text: a.kind }), el("td", { class: "text", title: a.detail, text: a.detail }));
       }
-      const change = a.kind === "limit" ? `${a.detail}: ${a.before || "(unset)"} → ${a.after || "(unset)"}` : `${a.before || "—"} → ${a.after || "—"}`;
+      const change = a.kind === "limit" || a.kind === "mode" ? `${a.detail}: ${a.before || "(unset)"} → ${a.after || "(unset)"}` : `${a.before || "—"} → ${a.after || "—"}`;
       const text = `${a.scope} ${change}` + (a.orders_cancelled ? `, ${a.orders_cancelled} cancelled` : "") +
         (a.ok ? "" : ` (refused: ${a.detail})`) + ` · ${a.operator}: ${a.reason}`;
       return el("tr", { class: fresh(a) }, el("td", { class: "nowrap", text: clock(a.now_ns) }),
@@ -694,20 +770,22 @@
 
   // ------------------------------------------------------------ actions (risk and admin roles)
 
-  // The one dialog: a title, a sentence, optional fields, a required reason, and a confirm button.
-  function openDialog({ title, text, fields = [], confirm, danger = true, submit }) {
+  // The one dialog: a title, a sentence, optional fields, a required reason, and a confirm button. A submit
+  // that answers NEXT_STEP has opened another step in the same dialog instead of acting.
+  const NEXT_STEP = Symbol("next step");
+  function openDialog({ title, text, fields = [], confirm, danger = true, submit, reason = "" }) {
     const dialog = $("dialog");
     $("dialog-title").textContent = title;
     $("dialog-text").textContent = text || "";
     $("dialog-fields").replaceChildren(...fields);
-    $("dialog-reason").value = "";
+    $("dialog-reason").value = reason;
     $("dialog-error").textContent = "";
     const button = $("dialog-confirm");
     button.textContent = confirm;
     button.className = danger ? "danger" : "primary";
     button.disabled = false;
     state.onSubmit = submit;
-    dialog.showModal();
+    if (!dialog.open) dialog.showModal(); // a second step (confirmClearLimit) reuses the open dialog
     (fields.length ? fields[0].querySelector("input,select") : $("dialog-reason")).focus();
   }
 
@@ -725,6 +803,7 @@
     button.disabled = true;
     try {
       const result = await state.onSubmit(reason);
+      if (result === NEXT_STEP) return;
       if (result && result.ok === false) throw new Error(result.error || result.detail || "refused");
       $("dialog").close();
       schedule(0);
@@ -768,8 +847,53 @@
         const f = select.value;
         const raw = valueInput.value.trim();
         const value = raw === "" ? null : f === "restricted_symbols" ? raw.split(/[\s,]+/).filter(Boolean) : raw;
+        if (value === null) return confirmClearLimit(layerInput.value.trim(), f, reason);
         return post("/limits", { layer: layerInput.value.trim(), field: f, value, reason });
       },
+    });
+  }
+
+  // Clearing a limit removes a protection, so it takes a second confirmation naming the layer and field.
+  function confirmClearLimit(layer, name, reason) {
+    const row = limitRows(state.summary || { limits: {} }).find((l) => l.layer === layer && l.field === name);
+    openDialog({
+      title: `Clear ${name} of ${layer}?`,
+      text: `${layer} will no longer set ${name}` + (row ? ` (now ${row.value})` : "") +
+        ", from the next order. Only a less specific layer's value, if one is set, can still apply.",
+      confirm: `Clear ${name} of ${layer}`,
+      danger: true,
+      reason,
+      submit: (r) => post("/limits", { layer, field: name, value: null, reason: r }),
+    });
+    return NEXT_STEP;
+  }
+
+  // Monitor mode lets through what the rule or limit would refuse (recorded as "would have refused");
+  // enforce makes it refuse again. Either way a confirmation names what changes.
+  function confirmMode(r, mode) {
+    const what = r.rule ? `rule ${r.rule}` : `${r.field} of ${r.layer}`;
+    openDialog({
+      title: `${mode === "monitor" ? "Monitor" : "Enforce"} ${what}?`,
+      text: mode === "monitor"
+        ? `From the next order, ${what} no longer refuses: an order it would refuse goes on, and a "would have refused" decision is recorded.`
+        : `From the next order, ${what} refuses orders again.`,
+      confirm: `${mode === "monitor" ? "Monitor" : "Enforce"} ${what}`,
+      danger: mode === "monitor",
+      submit: (reason) => post("/modes", r.rule ? { rule: r.rule, mode, reason } : { layer: r.layer, field: r.field, mode, reason }),
+    });
+  }
+
+  function watchLimit() {
+    const layerInput = el("input", { id: "mode-layer", list: "scope-list", required: true,
+                                     placeholder: "firm, session:oms1, account:ACC1 or symbol:AAPL" });
+    const select = el("select", { id: "mode-field", required: true }, state.limitFields.filter((n) => n !== "sector_min_gross").map((n) => el("option", { value: n }, n)));
+    openDialog({
+      title: "Monitor a limit of one layer",
+      text: "From the next order this layer's limit no longer refuses: a less specific layer's value of it still does, " +
+        "and what this one would refuse is recorded as \"would have refused\".",
+      fields: [field("Layer", layerInput), field("Limit", select)],
+      confirm: "Monitor limit",
+      submit: (reason) => post("/modes", { layer: layerInput.value.trim(), field: select.value, mode: "monitor", reason }),
     });
   }
 

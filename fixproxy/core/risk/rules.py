@@ -385,11 +385,11 @@ def sector_concentration(order: OrderRequest, ctx: CheckContext) -> Reject | Non
         return None
     book = ctx.book
     sector = book.sector(order.symbol)
-    floor = ctx.limits.sector_min_gross
     buy, sell = ctx.deltas(order)
     for limit in limits:
         gross, _, _, sector_gross = book.what_if(limit.scope, order.symbol, buy, sell)
-        if gross <= 0 or (floor is not None and gross < floor.value):
+        # The floor of this limit's own layer (resolve pairs them): never another scope's.
+        if gross <= 0 or (limit.min_gross is not None and gross < limit.min_gross):
             continue
         share = sector_gross * 100 / gross
         if share > limit.value and sector_gross > book.sector_gross(limit.scope, sector):

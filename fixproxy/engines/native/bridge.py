@@ -119,11 +119,13 @@ class NativeBridge(CoreBridge):
             return session
 
         for s in cfg.oms:
-            add(s.name, "oms", s.fix_version, acc.comp_id, s.comp_id, acc.heartbeat_s, False)
+            add(s.name, "oms", s.begin_string, acc.comp_id, s.comp_id, acc.heartbeat_s, False)
         if cfg.risk_desk.comp_id:
             add(cfg.risk_desk.name, "admin", "FIX.4.4", acc.comp_id, cfg.risk_desk.comp_id, acc.heartbeat_s, False)
+        for d in cfg.drop_copy:
+            add(d.name, "drop_copy", d.begin_string, acc.comp_id, d.comp_id, acc.heartbeat_s, False)
         for v in cfg.venues:
-            add(v.name, "venue", v.fix_version, v.our_comp_id, v.comp_id, v.heartbeat_s, True)
+            add(v.name, "venue", v.begin_string, v.our_comp_id, v.comp_id, v.heartbeat_s, True)
             self._venue_addresses[v.name] = (v.host, v.port, v.reconnect_s)
         super().__init__(core, infos, on_record, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,4 +1,4 @@
-"""The FIX 4.2/4.4 session layer as a state machine that does no I/O and reads no clock.
+"""The FIX 4.2/4.4 and FIXT.1.1 session layer as a state machine that does no I/O and reads no clock.
 
 Sequence numbers, Logon/Logout, Heartbeat/TestRequest, ResendRequest (answered with PossDupFlag
 resends or gap fills), SequenceReset, the queue of messages that arrived ahead of a gap and the
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ...fix import build, check, parse
+from ...fix.versions import APPL_VER_ID, FIXT, appl_ver_problem
 
 _S = 1_000_000_000
 _DAY_NS = 86_400 * _S
@@ -127,6 +128,8 @@ class Session:
     ):
         self.name, self.role = name, role
         self.begin_string, self.sender, self.target = begin_string, sender, target
+        #: FIXT.1.1 (FIX 5.0SP2): DefaultApplVerID (1137) on Logon, ApplVerID (1128) checked when present.
+        self.fixt = begin_string == FIXT
         self.heartbeat_s = heartbeat_s
         self.store, self.log = store, log
         self.initiator = initiator
@@ -322,6 +325,8 @@ class Session:
         body = [(98, "0"), (108, str(self.heartbeat_s))]
         if reset:
             body.append((141, "Y"))
+        if self.fixt:
+            body.append((1137, APPL_VER_ID))
         self._send("A", body, now)
 
     def _test_request(self, now: int) -> None:
@@ -379,6 +384,13 @@ class Session:
     def _on_logon(self, fields: dict[int, str], now: int) -> None:
         seq = int(fields.get(34, "0"))
         reset = fields.get(141) == "Y"
+        if self.fixt:
+            text = appl_ver_problem(1137, fields.get(1137))
+            if text:  # an application version the proxy does not read: refused, as a bad password is
+                self.event(f"Logon refused: {text}", now)
+                self._send("5", [(58, text)], now)
+                self._disconnect("logon refused", now)
+                return
         if not self.initiator:
             self.event("Received logon request", now)
             if not self.check_logon(fields):
@@ -549,6 +561,10 @@ class Session:
             bad: tuple[int, int, str] | None = (problem.reason, problem.tag, str(problem))
         else:
             bad = check.check(self.begin_string, msg_type, fields, self.extra_types)
+            if self.fixt and bad is None and 1128 in fields:
+                text = appl_ver_problem(1128, fields[1128])
+                if text:
+                    bad = (5, 1128, text)
         if bad is None and msg_type not in _SESSION_TYPES:
             # The owner journals it, then resume() counts its number: a kill -9 in between, and
             # recovery counts it from the journal.
@@ -654,6 +670,8 @@ class Session:
                 self._gap_fill(gap_start, seq, stamp, now)
                 gap_start = 0
             header = [(43, "Y"), (122, parsed.get(52, stamp))]
+            if 97 in parsed:  # PossResend stays on a message sent again, as quickfix keeps it
+                header.append((97, parsed[97]))
             data = build.build(
                 self.begin_string, msg_type, seq, self.sender, self.target, stamp, parse.body_of(raw), header
             )

@@ -28,6 +28,7 @@ from ...core import events as ev
 from ...core.proxy import ProxyCore
 from ...fix.build import frame
 from ...fix.parse import parse as parse_fields
+from ...fix.versions import FIXT, appl_ver_problem
 from ..bridge import CoreBridge, SessionInfo
 from .watch import VenueWatching
 
@@ -195,12 +196,17 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         if threading.get_ident() not in self._kept_threads:
             self._keep_thread()
         self._watch_in(sid)
-        if not self.check_logon:
+        if not self.check_logon and sid.getBeginString().getValue() != FIXT:
             return
         info = self._by_sid.get(sid.toString())
         if info is not None and message.getHeader().getField(35) == "A":
             fields = parse_fields(message.toString())
-            if not self.logon_allowed(info, fields.get(553, ""), fields.get(554, "")):
+            if info.begin_string == FIXT:
+                # quickfix takes any DefaultApplVerID (1137): the proxy reads FIX 5.0SP2 only
+                text = appl_ver_problem(1137, fields.get(1137))
+                if text:
+                    raise fix.RejectLogon(text)
+            if self.check_logon and not self.logon_allowed(info, fields.get(553, ""), fields.get(554, "")):
                 raise fix.RejectLogon("bad Username (553) or Password (554)")
 
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
@@ -256,11 +262,26 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
             info = self._by_header.get((fields.get(8, ""), fields.get(49, ""), fields.get(56, "")))
             if info is None:
                 raise fix.UnsupportedMessageType()
-            self.receive_locked(info, raw, now, fields)
+            refused = 1128 in fields and info.begin_string == FIXT and self._refused_version(info, fields)
+            if not refused:
+                self.receive_locked(info, raw, now, fields)
         if info.role == "venue":
-            self._watch_in(sid)
+            self._watch_in(sid)  # the venue answered, whatever it said
+        elif refused:
+            return
         elif info.role == "admin":
             self._desk_message(info, fields, now)
+        elif info.role == "drop_copy":
+            self._drop_copy_message(info, fields)
+
+    def _refused_version(self, info: SessionInfo, fields: dict[int, str]) -> bool:
+        """An ApplVerID (1128) the proxy does not read: a session Reject naming it, as the native
+        session layer sends (quickfix counts the message; it never reaches the journal or the core)."""
+        text = appl_ver_problem(1128, fields[1128])
+        if text:
+            body = [(45, fields.get(34, "0")), (371, "1128"), (372, fields.get(35, "?")), (373, "5"), (58, text)]
+            fix.Session.sendToTarget(fix.Message(binding_frame(info.begin_string, "3", body), False), info.handle)
+        return bool(text)
 
     def _failed(
         self,

@@ -36,6 +36,7 @@ class QuickfixSessions:
             # The risk-desk session validates against FIX 4.4 extended with spec/admin-dictionary.xml.
             desk_dictionary = build_dictionary(dictionary("FIX.4.4"), state / "dictionaries" / "FIX44-admin.xml")
             oms_blocks.append(session_block("FIX.4.4", acc.comp_id, desk.comp_id, DataDictionary=desk_dictionary))
+        oms_blocks += [session_block(d.fix_version, acc.comp_id, d.comp_id) for d in cfg.drop_copy]
         venue_blocks = [
             session_block(
                 v.fix_version,
@@ -66,13 +67,17 @@ class QuickfixSessions:
             venue_blocks,
         )
         self.infos = [
-            session_info(s.name, "oms", fix.SessionID(s.fix_version, acc.comp_id, s.comp_id)) for s in cfg.oms
+            session_info(s.name, "oms", fix.SessionID(s.begin_string, acc.comp_id, s.comp_id)) for s in cfg.oms
         ]
         self.infos += [
-            session_info(v.name, "venue", fix.SessionID(v.fix_version, v.our_comp_id, v.comp_id)) for v in cfg.venues
+            session_info(v.name, "venue", fix.SessionID(v.begin_string, v.our_comp_id, v.comp_id)) for v in cfg.venues
         ]
         if desk.comp_id:
             self.infos.append(session_info(desk.name, "admin", fix.SessionID("FIX.4.4", acc.comp_id, desk.comp_id)))
+        self.infos += [
+            session_info(d.name, "drop_copy", fix.SessionID(d.begin_string, acc.comp_id, d.comp_id))
+            for d in cfg.drop_copy
+        ]
         oms_store = (
             fix.MemoryStoreFactory()
             if cfg.proxy.oms_store == "memory"

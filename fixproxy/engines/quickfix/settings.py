@@ -11,6 +11,7 @@ from pathlib import Path
 import quickfix as fix
 
 from ...config import ConfigError
+from ...fix.versions import FIXT
 
 
 @cache
@@ -27,12 +28,24 @@ def dictionary(begin_string: str) -> Path:
     return dictionary_dir() / (begin_string.replace(".", "") + ".xml")
 
 
-def session_block(begin_string: str, sender: str, target: str, **extra: object) -> dict[str, object]:
+def session_block(fix_version: str, sender: str, target: str, **extra: object) -> dict[str, object]:
+    """A [SESSION] block; ``fix_version`` as configured ("FIX.5.0SP2": a FIXT.1.1 session whose
+    application messages are FIX 5.0SP2, DefaultApplVerID 1137=9 on its Logon)."""
+    if fix_version == "FIX.5.0SP2":
+        return {
+            "BeginString": FIXT,
+            "SenderCompID": sender,
+            "TargetCompID": target,
+            "DefaultApplVerID": fix_version,
+            "TransportDataDictionary": dictionary(FIXT),
+            "AppDataDictionary": dictionary(fix_version),
+            **extra,
+        }
     return {
-        "BeginString": begin_string,
+        "BeginString": fix_version,
         "SenderCompID": sender,
         "TargetCompID": target,
-        "DataDictionary": dictionary(begin_string),
+        "DataDictionary": dictionary(fix_version),
         **extra,
     }
 
