@@ -3,6 +3,7 @@
 sockets, the kernel or the event loop.
 
     .venv/bin/python -m bench path [--orders 20000] [--setup native_full|native_pass] [--profile FILE]
+                                   [--features]
 
 The benchmark's config for the setup (bench/setups.py, from cfg/fixproxy.toml: every rule, the
 journal, message logs and session stores on files) drives a real NativeBridge and core. Its OMS and
@@ -12,6 +13,11 @@ each. Only the time spent inside the proxy's connections (``data_received``) and
 flushes is counted, as this thread's CPU time, so the peers' own work is left out. The audit
 follower is not in it (``python -m bench audit``). Prints JSON: µs per order, and per order the
 messages the proxy read and wrote.
+
+``--features`` adds issue 20's per-order features to the setup: the ``max_order_qty`` rule in
+monitor mode (it does not fire: every order runs the monitored check once more), every anomaly
+detector enabled at its default thresholds (the steady load raises no alert), and a FIX 4.4 drop
+copy logged on, which gets a copy of every report.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from bench import REPO
 from bench.setups import write_configs
 from fixproxy.assemble import build_core
-from fixproxy.config import load
+from fixproxy.config import DropCopySession, load
+from fixproxy.core.anomaly import AnomalySettings
 from fixproxy.engines.native.bridge import NativeBridge
 from fixproxy.engines.native.connection import Connection
 from fixproxy.engines.native.session import Received, Session
@@ -107,11 +116,31 @@ def _venue_answers(venue: _Peer, now: int) -> None:
         )
 
 
-async def measure(setup: str, orders: int, root: Path, profile: str | None) -> dict:
+def with_features(loaded: Any) -> Any:
+    """``loaded`` with issue 20's per-order features on (``--features``)."""
+    config = loaded.config
+    anomaly = AnomalySettings(
+        **{
+            name: msgspec.structs.replace(getattr(config.anomaly, name), enabled=True)
+            for name in AnomalySettings.__struct_fields__
+        }
+    )
+    config = msgspec.structs.replace(
+        config,
+        risk=msgspec.structs.replace(config.risk, modes={"max_order_qty": "monitor"}),
+        anomaly=anomaly,
+        drop_copy=(DropCopySession(name="dropcopy", comp_id="DROPCOPY"),),
+    )
+    return msgspec.structs.replace(loaded, config=config)
+
+
+async def measure(setup: str, orders: int, root: Path, profile: str | None, features: bool = False) -> dict:
     os.environ.setdefault("FIXPROXY_DESK_PASSWORD", "bench-desk-password-0123")
     cfgs, _ = write_configs(REPO / "cfg" / "fixproxy.toml", root)
     cfg = cfgs[setup]
     loaded = load(cfg["path"])
+    if features:
+        loaded = with_features(loaded)
     config = loaded.config
     state = Path(cfg["state"]) / "var"
     state.mkdir(parents=True, exist_ok=True)
@@ -134,6 +163,12 @@ async def measure(setup: str, orders: int, root: Path, profile: str | None) -> d
     oms, oms_pipe = _Peer(config.oms[0].comp_id, "FIXPROXY", True, now), Pipe(40000)
     oms_conn = Connection(bridge.resolve, owner=bridge, cork=bridge.cork, limits=bridge)
     oms_conn.connection_made(oms_pipe)  # type: ignore[arg-type] - a fake transport
+    peers = [(oms, oms_pipe, oms_conn)]
+    if features:
+        dc, dc_pipe = _Peer("DROPCOPY", "FIXPROXY", True, now), Pipe(40001)
+        dc_conn = Connection(bridge.resolve, owner=bridge, cork=bridge.cork, limits=bridge)
+        dc_conn.connection_made(dc_pipe)  # type: ignore[arg-type] - a fake transport
+        peers.append((dc, dc_pipe, dc_conn))
     spent = [0, 0, 0]  # thread CPU ns inside the proxy, messages in, messages out
 
     def into(conn: Connection, data: bytes) -> None:
@@ -155,24 +190,26 @@ async def measure(setup: str, orders: int, root: Path, profile: str | None) -> d
                 moved = True
                 data, venue.out = bytes(venue.out), bytearray()
                 into(venue_conn, data)
-            data = oms_pipe.take()
-            if data:
-                moved = True
-                spent[2] += data.count(b"\x0110=")
-                oms.feed(data, time.time_ns())
-                oms.received.clear()
-            if oms.out:
-                moved = True
-                data, oms.out = bytes(oms.out), bytearray()
-                into(oms_conn, data)
+            for peer, pipe, conn in peers:
+                data = pipe.take()
+                if data:
+                    moved = True
+                    spent[2] += data.count(b"\x0110=")
+                    peer.feed(data, time.time_ns())
+                    peer.received.clear()
+                if peer.out:
+                    moved = True
+                    data, peer.out = bytes(peer.out), bytearray()
+                    into(conn, data)
             if not moved:
                 return
 
     pump()
-    oms.out += oms.session.connect(time.time_ns())[1]
-    pump()
-    if not oms.session.logged_on:
-        raise SystemExit("the OMS peer did not log on")
+    for peer, _, _ in peers:
+        peer.out += peer.session.connect(time.time_ns())[1]
+        pump()
+        if not peer.session.logged_on:
+            raise SystemExit(f"the {peer.session.sender} peer did not log on")
     logs = list(bridge._logs)
 
     def run(n: int, first: int) -> None:
@@ -217,6 +254,7 @@ async def measure(setup: str, orders: int, root: Path, profile: str | None) -> d
     journal.close()
     return {
         "setup": setup,
+        "features": features,
         "orders": orders,
         "decisions": decisions,
         "proxy_us_per_order": round(spent[0] / 1000 / orders, 1),
@@ -231,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=20_000)
     p.add_argument("--setup", choices=("native_full", "native_pass"), default="native_full")
     p.add_argument("--profile", default=None, help="write a cProfile of the measured orders here")
+    p.add_argument("--features", action="store_true", help="monitor mode, anomaly detectors and a drop copy on")
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-path-"))
     try:
-        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile))))
+        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile, args.features))))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -33,6 +33,14 @@ def test_bench_path_carries_every_order_through_the_native_engine(setup):
     assert result["proxy_us_per_order"] > 0
 
 
+def test_bench_path_with_features_copies_every_report_to_the_drop_copy():
+    """``--features``: monitor mode, the anomaly detectors and a drop copy on; every order still goes
+    through, and the drop copy gets both reports (five messages out an order)."""
+    result = _bench("path", "--orders", "300", "--features")
+    assert result["features"] is True and result["decisions"] == 300
+    assert (result["messages_in_per_order"], result["messages_out_per_order"]) == (3.0, 5.0)
+
+
 def test_bench_floor_times_every_part():
     result = _bench("floor", "--orders", "500")
     parts = ["fix_in_us", "fix_out_us", "journal_us", "message_logs_us", "session_store_us"]
