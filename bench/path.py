@@ -3,7 +3,7 @@
 sockets, the kernel or the event loop.
 
     .venv/bin/python -m bench path [--orders 20000] [--setup native_full|native_pass] [--profile FILE]
-                                   [--features]
+                                   [--features [monitor,anomaly,drop_copy]]
 
 The benchmark's config for the setup (bench/setups.py, from cfg/fixproxy.toml: every rule, the
 journal, message logs and session stores on files) drives a real NativeBridge and core. Its OMS and
@@ -14,10 +14,11 @@ flushes is counted, as this thread's CPU time, so the peers' own work is left ou
 follower is not in it (``python -m bench audit``). Prints JSON: µs per order, and per order the
 messages the proxy read and wrote.
 
-``--features`` adds issue 20's per-order features to the setup: the ``max_order_qty`` rule in
-monitor mode (it does not fire: every order runs the monitored check once more), every anomaly
-detector enabled at its default thresholds (the steady load raises no alert), and a FIX 4.4 drop
-copy logged on, which gets a copy of every report.
+``--features`` adds issue 20's per-order features to the setup (all three, or those named): the
+``max_order_qty`` rule in monitor mode (``monitor``: it does not fire, but every order runs the
+monitored check once more), every anomaly detector enabled at its default thresholds
+(``anomaly``: the steady load raises no alert), and a FIX 4.4 drop copy logged on (``drop_copy``),
+which gets a copy of every report.
 """
 
 from __future__ import annotations
@@ -116,31 +117,38 @@ def _venue_answers(venue: _Peer, now: int) -> None:
         )
 
 
-def with_features(loaded: Any) -> Any:
-    """``loaded`` with issue 20's per-order features on (``--features``)."""
+FEATURES = ("monitor", "anomaly", "drop_copy")
+
+
+def with_features(loaded: Any, features: frozenset[str]) -> Any:
+    """``loaded`` with issue 20's per-order features ``features`` on (``--features``)."""
     config = loaded.config
-    anomaly = AnomalySettings(
-        **{
-            name: msgspec.structs.replace(getattr(config.anomaly, name), enabled=True)
-            for name in AnomalySettings.__struct_fields__
-        }
-    )
-    config = msgspec.structs.replace(
-        config,
-        risk=msgspec.structs.replace(config.risk, modes={"max_order_qty": "monitor"}),
-        anomaly=anomaly,
-        drop_copy=(DropCopySession(name="dropcopy", comp_id="DROPCOPY"),),
-    )
+    if "monitor" in features:
+        config = msgspec.structs.replace(
+            config, risk=msgspec.structs.replace(config.risk, modes={"max_order_qty": "monitor"})
+        )
+    if "anomaly" in features:
+        anomaly = AnomalySettings(
+            **{
+                name: msgspec.structs.replace(getattr(config.anomaly, name), enabled=True)
+                for name in AnomalySettings.__struct_fields__
+            }
+        )
+        config = msgspec.structs.replace(config, anomaly=anomaly)
+    if "drop_copy" in features:
+        config = msgspec.structs.replace(config, drop_copy=(DropCopySession(name="dropcopy", comp_id="DROPCOPY"),))
     return msgspec.structs.replace(loaded, config=config)
 
 
-async def measure(setup: str, orders: int, root: Path, profile: str | None, features: bool = False) -> dict:
+async def measure(
+    setup: str, orders: int, root: Path, profile: str | None, features: frozenset[str] = frozenset()
+) -> dict:
     os.environ.setdefault("FIXPROXY_DESK_PASSWORD", "bench-desk-password-0123")
     cfgs, _ = write_configs(REPO / "cfg" / "fixproxy.toml", root)
     cfg = cfgs[setup]
     loaded = load(cfg["path"])
     if features:
-        loaded = with_features(loaded)
+        loaded = with_features(loaded, features)
     config = loaded.config
     state = Path(cfg["state"]) / "var"
     state.mkdir(parents=True, exist_ok=True)
@@ -164,7 +172,7 @@ async def measure(setup: str, orders: int, root: Path, profile: str | None, feat
     oms_conn = Connection(bridge.resolve, owner=bridge, cork=bridge.cork, limits=bridge)
     oms_conn.connection_made(oms_pipe)  # type: ignore[arg-type] - a fake transport
     peers = [(oms, oms_pipe, oms_conn)]
-    if features:
+    if "drop_copy" in features:
         dc, dc_pipe = _Peer("DROPCOPY", "FIXPROXY", True, now), Pipe(40001)
         dc_conn = Connection(bridge.resolve, owner=bridge, cork=bridge.cork, limits=bridge)
         dc_conn.connection_made(dc_pipe)  # type: ignore[arg-type] - a fake transport
@@ -254,7 +262,7 @@ async def measure(setup: str, orders: int, root: Path, profile: str | None, feat
     journal.close()
     return {
         "setup": setup,
-        "features": features,
+        "features": sorted(features),
         "orders": orders,
         "decisions": decisions,
         "proxy_us_per_order": round(spent[0] / 1000 / orders, 1),
@@ -269,11 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=20_000)
     p.add_argument("--setup", choices=("native_full", "native_pass"), default="native_full")
     p.add_argument("--profile", default=None, help="write a cProfile of the measured orders here")
-    p.add_argument("--features", action="store_true", help="monitor mode, anomaly detectors and a drop copy on")
+    p.add_argument(
+        "--features",
+        nargs="?",
+        const=",".join(FEATURES),
+        default="",
+        help="issue 20's features on, all or those named: monitor, anomaly, drop_copy",
+    )
     args = p.parse_args(argv)
+    features = frozenset(f for f in args.features.split(",") if f)
+    if features - set(FEATURES):
+        p.error(f"--features: unknown {', '.join(sorted(features - set(FEATURES)))} (known: {', '.join(FEATURES)})")
     root = Path(tempfile.mkdtemp(prefix="bench-path-"))
     try:
-        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile, args.features))))
+        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile, features))))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -37,7 +37,7 @@ def test_bench_path_with_features_copies_every_report_to_the_drop_copy():
     """``--features``: monitor mode, the anomaly detectors and a drop copy on; every order still goes
     through, and the drop copy gets both reports (five messages out an order)."""
     result = _bench("path", "--orders", "300", "--features")
-    assert result["features"] is True and result["decisions"] == 300
+    assert result["features"] == ["anomaly", "drop_copy", "monitor"] and result["decisions"] == 300
     assert (result["messages_in_per_order"], result["messages_out_per_order"]) == (3.0, 5.0)
 
 
