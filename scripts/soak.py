@@ -38,7 +38,17 @@ Reconciliation (every item must hold for ``reconciliation: EXACT``):
   session has its audit record (matched on direction and MsgSeqNum, each counted once: a resend
   with PossDupFlag repeats a sequence number), with the same MsgType and ClOrdID; and no audit
   record of a message on that session that the OMS never saw under its MsgSeqNum (one sequence
-  number recorded for two different messages is a failure).
+  number recorded for two different messages is a failure);
+- the drop copy (``--drop-copy``, on by default; ``--no-drop-copy`` leaves it out): a
+  ``[[drop_copy]]`` session (FIX 4.4, copy_refusals = true) whose client, the soak's own, logs on
+  before the first order (141=Y, the only time) and again after every restart with the sequence
+  numbers it had, asking for any gap. Once repeats marked 43=Y or 97=Y of an ExecID already read
+  are dropped, every ExecutionReport the OMS received (by ExecID, after the dedupe above) has
+  exactly one copy, with OnBehalfOfCompID (115) = the OMS's CompID and the same 11, 39, 150, 14 and
+  151; every other copy is the copy of a new order the proxy refused with 35=j (it has its own
+  ExecID: matched on ClOrdID and reject code), one for each refusal; no copy without a counterpart;
+  and the drop copy's session got nothing a correct proxy does not send (a Logout, a Reject, a
+  MsgSeqNum below the expected one without 43=Y, an application message other than 35=8).
 
 Everything runs on 127.0.0.1 with free ports, in a temporary folder; every process is stopped by
 its pid at the end. Prints a JSON report, then ``reconciliation: EXACT`` or ``NOT EXACT`` (and the
@@ -53,6 +63,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +73,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -87,13 +99,21 @@ FIRM_MAX_QTY = 10000
 CODE = re.compile(r"^([A-Z][A-Z_]+):")
 FINAL_STATUS = {"2": "filled", "4": "cancelled", "8": "rejected"}
 KEEP_LINES = 200  # of each process's output, for a failure report
+OMS_COMP_ID = "OMS1"
+DROP_COPY = "dc1"  # the drop-copy session's name and its client's SenderCompID
+DROP_COPY_COMP_ID = "DROPCOPY"
+#: What a copy must repeat of the OMS's ExecutionReport: ClOrdID, OrdStatus, ExecType, CumQty, LeavesQty.
+COPY_TAGS = ("11", "39", "150", "14", "151")
+SOH = "\x01"
 
 
 def now() -> float:
     return time.monotonic()
 
 
-def write_config(root: Path, acceptor: int, venue: int, http: int, engine: str = "quickfix") -> Path:
+def write_config(
+    root: Path, acceptor: int, venue: int, http: int, engine: str = "quickfix", drop_copy: bool = True
+) -> Path:
     shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
     # The checkpoints' key, outside the state dir (var/): whoever can rewrite the store cannot read it.
     (root / "audit.key").write_text("soak-audit-checkpoint-key-0123456789\n")
@@ -106,7 +126,7 @@ engine = "{engine}"
 port = {acceptor}
 [[oms]]
 name = "{SESSION}"
-comp_id = "OMS1"
+comp_id = "{OMS_COMP_ID}"
 default_venue = "sim"
 [[venues]]
 name = "sim"
@@ -131,6 +151,14 @@ token = "{VIEWER}"
 name = "soak-risk"
 role = "risk"
 token = "{RISK}"
+""")
+    if drop_copy:
+        with path.open("a") as f:
+            f.write(f"""[[drop_copy]]
+name = "{DROP_COPY}"
+comp_id = "{DROP_COPY_COMP_ID}"
+fix_version = "FIX.4.4"
+copy_refusals = true
 """)
     return path
 
@@ -236,6 +264,8 @@ class Tracker:
         self.done: set[str] = set()
         self.fills: Counter = Counter()  # (account, symbol) -> the quantity the OMS saw filled, signed
         self.exec_ids: set[str] = set()
+        self.report_copy: dict[str, tuple[str, ...]] = {}  # ExecID -> what its drop copy must repeat (COPY_TAGS)
+        self.refusals: Counter = Counter()  # (ClOrdID, reject code) of each new order the proxy refused with 35=j
         self.exec_repeats_marked = 0
         self.exec_repeats_unmarked: list[dict] = []
         self.reject_keys: set[tuple] = set()
@@ -323,6 +353,7 @@ class Tracker:
                         self.exec_repeats_unmarked.append(f)
                     return  # an OMS drops a report it has (by ExecID)
                 self.exec_ids.add(exec_id)
+                self.report_copy[exec_id] = tuple(f.get(tag, "") for tag in COPY_TAGS)
             cl = f.get("11", "")
             root = self.root_of.get(cl) or self.root_of.get(f.get("41", ""))
             o = self.orders.get(root) if root else None
@@ -386,6 +417,7 @@ class Tracker:
             code = CODE.match(f.get("58", ""))
             if cl == o.root:
                 self._final(o, "rejected:" + (code.group(1) if code else "?"))
+                self.refusals[(cl, code.group(1) if code else "")] += 1
             else:  # a cancel or replace refused
                 self.requests.pop(cl, None)
                 o.pending = False
@@ -457,6 +489,196 @@ class ProxyLog:
                 self.cond.notify_all()
 
 
+def fix_frame(body: str) -> bytes:
+    """A FIX 4.4 message: BeginString, BodyLength, ``body`` (SOH-terminated fields) and CheckSum."""
+    raw = f"8=FIX.4.4{SOH}9={len(body.encode('latin-1'))}{SOH}{body}".encode("latin-1")
+    return raw + f"10={sum(raw) % 256:03d}{SOH}".encode()
+
+
+def fix_time() -> str:
+    t = datetime.now(UTC)
+    return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+class DropCopyClient:
+    """The drop copy: a FIX 4.4 client of its own on a plain socket, logged on to the proxy's acceptor
+    through the whole run and reconnecting after each kill. Its sequence numbers outlive a connection
+    (141=Y on the first Logon only); it answers TestRequests, sends Heartbeats, answers a
+    ResendRequest with a gap fill (it sends no application messages), asks for the gap when the
+    proxy's MsgSeqNum is ahead of what it expects (holding what came early until the gap is filled),
+    and keeps every ExecutionReport it reads in sequence (``copies``)."""
+
+    HEARTBEAT_S = 5
+
+    def __init__(self, port: int):
+        self.port = port
+        self.lock = threading.Lock()
+        self.copies: list[dict[str, str]] = []
+        self.out_seq = 1  # the next MsgSeqNum to send
+        self.in_seq = 1  # the next MsgSeqNum expected
+        self.logons = 0
+        self.connects = 0
+        self.resend_requests = 0  # sent
+        self.resend_requests_answered = 0  # the proxy's, answered with a gap fill
+        self.gap_fills = 0
+        self.session_repeats = 0  # 43=Y below the expected MsgSeqNum: already read, ignored
+        self.problems: list[dict] = []  # anything a correct proxy would not send
+        self.last_copy_at = now()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="drop-copy", daemon=True)
+        self.sock: socket.socket | None = None
+        self.last_out = now()
+        self.pending: dict[int, dict[str, str]] = {}  # read ahead of a gap, by MsgSeqNum
+        self.resend_to = 0  # a ResendRequest is outstanding until in_seq passes this
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+    def problem(self, what: str, f: dict[str, str]) -> None:
+        with self.lock:
+            self.problems.append({"problem": what, "fields": {k: v for k, v in f.items() if k != "10"}})
+
+    def send(self, msg_type: str, fields: str = "", seq: int | None = None) -> None:
+        """Send one message (``fields``: "tag=value|..."); with ``seq`` (a gap fill) out_seq stays."""
+        body = f"35={msg_type}{SOH}34={seq or self.out_seq}{SOH}49={DROP_COPY_COMP_ID}{SOH}52={fix_time()}{SOH}"
+        body += f"56=FIXPROXY{SOH}" + "".join(f"{x}{SOH}" for x in fields.split("|") if x)
+        if seq is None:
+            self.out_seq += 1
+        self.last_out = now()
+        self.sock.sendall(fix_frame(body))
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+            except OSError:
+                time.sleep(0.1)
+                continue
+            self.connects += 1
+            try:
+                self.session(sock)
+            except OSError:
+                pass  # the proxy was killed: connect again
+            finally:
+                sock.close()
+            time.sleep(0.1)
+
+    def session(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending.clear()
+        self.resend_to = 0
+        sock.settimeout(0.5)
+        self.send("A", "98=0|108=" + str(self.HEARTBEAT_S) + ("|141=Y" if self.out_seq == 1 else ""))
+        logon_by = now() + 10  # no Logon back in time: connect again
+        logons = self.logons
+        buf = b""
+        while not self.stopping.is_set():
+            try:
+                chunk = sock.recv(1 << 16)
+            except TimeoutError:
+                chunk = None
+            if chunk == b"":
+                return
+            if chunk:
+                buf += chunk
+                while True:
+                    msg, buf = self.take(buf)
+                    if msg is None:
+                        break
+                    if not self.on_message(msg):
+                        return
+            if self.logons == logons and now() > logon_by:
+                return
+            if self.logons > logons and now() - self.last_out >= self.HEARTBEAT_S:
+                self.send("0")
+        self.send("5")  # stopped: log out and go
+
+    @staticmethod
+    def take(buf: bytes) -> tuple[dict[str, str] | None, bytes]:
+        """The first whole message in ``buf`` (tag -> value), and what follows it."""
+        start = buf.find(b"\x019=")
+        if start < 0:
+            return None, buf
+        end = buf.find(b"\x01", start + 3)
+        if end < 0:
+            return None, buf
+        stop = buf.find(b"\x01", end + 1 + int(buf[start + 3 : end]) + 4)  # the body, then 10=nnn
+        if stop < 0:
+            return None, buf
+        fields = {}
+        for part in buf[: stop + 1].decode("latin-1").split(SOH):
+            tag, _, value = part.partition("=")
+            if tag:
+                fields[tag] = value
+        return fields, buf[stop + 1 :]
+
+    def on_message(self, f: dict[str, str]) -> bool:
+        """Handle one message as a FIX session does; False: the connection is to be closed."""
+        msg_type, seq = f.get("35", ""), int(f.get("34", "0"))
+        if msg_type == "A":
+            self.logons += 1
+        elif msg_type == "1":
+            self.send("0", "112=" + f.get("112", ""))
+        elif msg_type == "2":  # nothing of ours to resend: one gap fill over the range asked
+            self.resend_requests_answered += 1
+            self.send("4", f"43=Y|122={fix_time()}|123=Y|36={self.out_seq}", seq=int(f.get("7", "1")))
+        elif msg_type == "5":
+            self.problem("logout from the proxy", f)
+            return False
+        elif msg_type == "3":
+            self.problem("session reject", f)
+        if msg_type == "4" and f.get("123") != "Y":  # a reset: no gap below its NewSeqNo
+            self.in_seq = int(f["36"])
+            return True
+        if seq < self.in_seq:
+            if f.get("43") == "Y":
+                self.session_repeats += 1
+            else:
+                self.problem(f"MsgSeqNum {seq} below the expected {self.in_seq}, not a PossDup", f)
+            return True
+        if seq > self.in_seq:
+            self.pending[seq] = f
+            if self.in_seq > self.resend_to:  # no ResendRequest outstanding
+                self.resend_requests += 1
+                self.resend_to = seq
+                self.send("2", f"7={self.in_seq}|16=0")
+            return True
+        self.accept(f)
+        while self.pending:
+            first = min(self.pending)
+            if first > self.in_seq:
+                if self.in_seq > self.resend_to:  # the resend is done, a gap is left: ask again
+                    self.resend_requests += 1
+                    self.resend_to = max(self.pending)
+                    self.send("2", f"7={self.in_seq}|16=0")
+                break
+            held = self.pending.pop(first)
+            if first == self.in_seq:
+                self.accept(held)
+            elif held.get("35") not in ("0", "1", "2", "4", "5", "A"):
+                self.problem("an application message under a MsgSeqNum a gap fill covered", held)
+        return True
+
+    def accept(self, f: dict[str, str]) -> None:
+        """``f`` has the expected MsgSeqNum: apply it."""
+        msg_type = f.get("35", "")
+        if msg_type == "4":
+            self.gap_fills += 1
+            self.in_seq = max(self.in_seq, int(f.get("36", "0")))
+            return
+        self.in_seq += 1
+        if msg_type == "8":
+            with self.lock:
+                self.copies.append(f)
+                self.last_copy_at = now()
+        elif msg_type not in ("0", "1", "2", "3", "5", "A"):
+            self.problem("an application message that is not an ExecutionReport", f)
+
+
 class Soak:
     def __init__(self, args):
         self.args = args
@@ -464,7 +686,8 @@ class Soak:
         self.chaos_rnd = random.Random(args.seed + 1)
         self.root = Path(tempfile.mkdtemp(prefix="fixproxy-soak-"))
         self.acceptor, self.venue_port, self.http = free_port(), free_port(), free_port()
-        self.config = write_config(self.root, self.acceptor, self.venue_port, self.http, args.engine)
+        self.config = write_config(self.root, self.acceptor, self.venue_port, self.http, args.engine, args.drop_copy)
+        self.drop_copy = DropCopyClient(self.acceptor) if args.drop_copy else None
         self.api = Api(self.http)
         self.tracker = Tracker()
         self.venue_seen = Venue()
@@ -521,7 +744,7 @@ class Soak:
                 log.cond.wait(0.2)
 
     def wait_up(self, timeout: float = 60) -> None:
-        for name in ("sim", SESSION):
+        for name in ("sim", SESSION, *([DROP_COPY] if self.drop_copy else [])):
             self.wait_proxy(lambda r, n=name: r.get("event") == "session_up" and r.get("detail") == n, timeout)
 
     # -- sending
@@ -803,6 +1026,9 @@ class Soak:
             time.sleep(0.05)
         self.start_proxy()
         self.wait_proxy(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", 30)
+        if self.drop_copy:  # logged on before the first order: its first Logon resets both sides to 1
+            self.drop_copy.start()
+            self.wait_proxy(lambda r: r.get("event") == "session_up" and r.get("detail") == DROP_COPY, 30)
         self.oms = Proc(
             "oms",
             fixproxy_command(
@@ -872,13 +1098,16 @@ class Soak:
         positions = self.api.get("/api/v1/positions")
         audit_wait = self.wait_audit()
         audit_rows = self.read_audit()
+        drop_copy = self.wait_drop_copy()
         # Stop the proxy (its follower writes a last checkpoint), then verify the chain at rest.
         self.proxy.stop(signal.SIGTERM, timeout=30)
         cmd = [sys.executable, "-m", "fixproxy", "audit", "verify", "--config", str(self.config)]
         if self.head_noted:
             cmd += ["--expect-head", self.head_noted]
         verify = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=self.root)
-        return self.reconcile(seconds, sent, unanswered, end_cancels, positions, audit_wait, audit_rows, verify)
+        return self.reconcile(
+            seconds, sent, unanswered, end_cancels, positions, audit_wait, audit_rows, verify, drop_copy
+        )
 
     def wait_audit(self) -> dict:
         """Poll /healthz until the audit follower has caught up with the journal (lag 0 and its record
@@ -918,7 +1147,101 @@ class Soak:
             out[(direction, int(m.group(1)) if m else -1)].append((msg_type, cl))
         return out
 
-    def reconcile(self, seconds, sent, unanswered, end_cancels, positions, audit_wait, audit_rows, verify) -> int:
+    def wait_drop_copy(self) -> dict:
+        """Wait until the drop copy has a copy of everything the OMS saw (or no copy came for 5 s, at
+        most 60 s), stop its client, and reconcile its copies with what the OMS saw."""
+        if self.drop_copy is None:
+            return {}
+        start = now()
+        while now() - start < 60:
+            result = self.reconcile_drop_copy()
+            with self.drop_copy.lock:
+                quiet = now() - self.drop_copy.last_copy_at >= 5
+            if not result["missing"] or quiet:
+                break
+            time.sleep(0.5)
+        self.drop_copy.stop()
+        result = self.reconcile_drop_copy()
+        result["waited_s"] = round(now() - start, 2)
+        return result
+
+    def reconcile_drop_copy(self) -> dict:
+        """The drop copy's ExecutionReports against the OMS's: a repeat marked 43=Y or 97=Y of an ExecID
+        already read is dropped; every report the OMS saw (by ExecID) has one copy with 115 = the OMS's
+        CompID and the same COPY_TAGS; every other copy is the copy of a new order the proxy refused with
+        35=j (matched on ClOrdID and reject code)."""
+        t, dc = self.tracker, self.drop_copy
+        with t.lock:
+            reports = dict(t.report_copy)
+            refusals = Counter(t.refusals)
+        with dc.lock:
+            copies = list(dc.copies)
+        first: dict[str, dict[str, str]] = {}
+        repeats, unmarked = 0, []
+        for c in copies:
+            exec_id = c.get("17", "")
+            if exec_id in first:
+                if c.get("43") == "Y" or c.get("97") == "Y":
+                    repeats += 1
+                else:
+                    unmarked.append(c)
+                continue
+            first[exec_id] = c
+        missing = [
+            {"exec_id": x, "oms": dict(zip(COPY_TAGS, v, strict=True))} for x, v in reports.items() if x not in first
+        ]
+        differ, extra = [], []
+        refusal_copies: Counter = Counter()
+        for exec_id, c in first.items():
+            want = reports.get(exec_id)
+            got = tuple(c.get(tag, "") for tag in COPY_TAGS)
+            if want is not None:
+                if want != got or c.get("115") != OMS_COMP_ID:
+                    differ.append({"exec_id": exec_id, "oms": want, "copy": got, "115": c.get("115")})
+                continue
+            code = CODE.match(c.get("58", ""))
+            key = (c.get("11", ""), code.group(1) if code else "")
+            if c.get("150") == "8" and c.get("39") == "8" and refusal_copies[key] < refusals[key]:
+                refusal_copies[key] += 1
+                if c.get("115") != OMS_COMP_ID:
+                    differ.append({"exec_id": exec_id, "refusal": key, "115": c.get("115")})
+            else:
+                extra.append({k: v for k, v in c.items() if k in ("11", "17", "39", "150", "58", "43", "97", "34")})
+        refusals_missing = [
+            {"cl_ord_id": k[0], "code": k[1], "times": n} for k, n in (refusals - refusal_copies).items()
+        ]
+        with dc.lock:
+            problems = list(dc.problems)
+        return {
+            "copies": len(copies),
+            "repeats_dropped_43_97": repeats,
+            "repeated_unmarked": len(unmarked),
+            "oms_reports": len(reports),
+            "oms_refusals_35j": sum(refusals.values()),
+            "reports_copied": len(reports) - len(missing),
+            "refusals_copied": sum(refusal_copies.values()),
+            "missing": len(missing) + len(refusals_missing),
+            "extra": len(extra),
+            "differ": len(differ),
+            "connects": dc.connects,
+            "logons": dc.logons,
+            "resend_requests_sent": dc.resend_requests,
+            "gap_fills_read": dc.gap_fills,
+            "session_repeats_ignored": dc.session_repeats,
+            "resend_requests_answered": dc.resend_requests_answered,
+            "session_problems": len(problems),
+            "details": {
+                "missing": (missing + refusals_missing)[:20],
+                "extra": extra[:20],
+                "differ": differ[:20],
+                "repeated_unmarked": unmarked[:20],
+                "session_problems": problems[:20],
+            },
+        }
+
+    def reconcile(
+        self, seconds, sent, unanswered, end_cancels, positions, audit_wait, audit_rows, verify, drop_copy
+    ) -> int:
         t = self.tracker
         fail = self.failures
         orders = t.orders
@@ -1028,6 +1351,10 @@ class Soak:
             fail["oms_send_failed"] = [t.send_failed]
         if self.args.kills and len(self.restarts) != self.args.kills:
             fail["restarts"] = [f"{len(self.restarts)} of {self.args.kills}"]
+        drop_copy_report = {k: v for k, v in drop_copy.items() if k != "details"}
+        for what in ("missing", "extra", "differ", "repeated_unmarked", "session_problems"):
+            if drop_copy.get(what):
+                fail["drop_copy_" + what] = drop_copy["details"][what]
         first = t.oms_out_first
         oms_rate = (len(first) - 1) / (first[-1] - first[0]) if len(first) > 1 and first[-1] > first[0] else 0.0
         report = {
@@ -1080,6 +1407,7 @@ class Soak:
                     len(fail.get(k, [])) for k in ("probe_max_order_qty", "probe_account", "probe_symbol")
                 ),
                 "audit": audit_report,
+                **({"drop_copy": drop_copy_report} if drop_copy else {}),
             },
             "restart_details": self.restarts,
         }
@@ -1149,6 +1477,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--engine", choices=("quickfix", "native"), default="quickfix", help="the proxy's FIX engine")
+    p.add_argument(
+        "--drop-copy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a drop-copy session logged on through the run, its copies reconciled with the OMS's reports",
+    )
     args = p.parse_args(argv)
     soak = Soak(args)
     try:
