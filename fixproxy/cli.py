@@ -25,9 +25,10 @@ _T = TypeVar("_T")
 DEFAULT_CONFIG = os.environ.get("FIXPROXY_CONFIG", "cfg/fixproxy.toml")
 
 
-def _load(path: str) -> LoadedConfig:
+def _load(path: str, *, secrets: bool = True) -> LoadedConfig:
+    """The config (``secrets``: with the proxy's own secrets resolved); exit 2 if bad."""
     try:
-        return load(path)
+        return load(path, secrets=secrets)
     except ConfigError as exc:
         print(f"fixproxy: bad configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -124,7 +125,12 @@ def cmd_sim_venue(args: argparse.Namespace) -> int:
     from .sim.venue import run_venue
 
     run_venue(
-        _load(args.config), args.venue, args.default, _behaviours(args.behaviour), args.quiet, state_dir=args.state_dir
+        _load(args.config, secrets=False),
+        args.venue,
+        args.default,
+        _behaviours(args.behaviour),
+        args.quiet,
+        state_dir=args.state_dir,
     )
     return 0
 
@@ -132,8 +138,8 @@ def cmd_sim_venue(args: argparse.Namespace) -> int:
 def cmd_sim_oms(args: argparse.Namespace) -> int:
     from .sim.oms import run_oms
 
-    return run_oms(
-        _load(args.config),
+    return run_oms(  # a simulator reads its own session's password, none of the proxy's secrets
+        _load(args.config, secrets=False),
         args.session,
         stdin=args.stdin,
         count=args.count,
@@ -152,7 +158,7 @@ def cmd_sim_desk(args: argparse.Namespace) -> int:
     from .sim.oms import run_desk
 
     return run_desk(
-        _load(args.config),
+        _load(args.config, secrets=False),
         username=args.username,
         password=os.environ.get(args.password_env, "") if args.password_env else "",
         state_dir=args.state_dir,
@@ -832,7 +838,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "venue", "x") is None or getattr(args, "session", "x") is None:
-        loaded = _load(args.config)
+        loaded = _load(args.config, secrets=False)  # the first venue's or session's name only
         if getattr(args, "venue", "x") is None:
             args.venue = loaded.config.venues[0].name
         if getattr(args, "session", "x") is None:

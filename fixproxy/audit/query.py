@@ -114,7 +114,7 @@ _KILL_BY_STATE = {"HALTED": "halt", "REDUCING": "reducing", "ACTIVE": "resume"}
 
 def describe_admin(data: dict, command: dict | None = None) -> dict[str, str]:
     """An ``admin`` record's data as words: ``action`` (halt, resume, reduce only, halt and cancel,
-    limit <field>, reference price ...), ``change`` (before -> after) and ``outcome`` (applied, or
+    limit <field>, mode rule <name> or mode <field>, reference price ...), ``change`` (before -> after) and ``outcome`` (applied, or
     REFUSED with why). ``command``: the data of the ``command`` record it answers, when known (the
     action of a refused kill is only there)."""
     what, ok = data.get("what", ""), data.get("ok", True) is not False
@@ -132,6 +132,10 @@ def describe_admin(data: dict, command: dict | None = None) -> dict[str, str]:
         field = (command or {}).get("field") or detail.partition(":")[0]
         action, note = f"limit {field}".strip(), detail.partition(": ")[2] if not ok else ""
         before, after = before or "(unset)", after or "(unset)"
+    elif what == "mode":
+        # The core puts "rule <name>" or the layer's field in detail ("<subject>: why" when refused).
+        subject = detail if ok else detail.partition(": ")[0]
+        action, note = f"mode {subject}".strip(), "" if ok else detail.partition(": ")[2]
     elif what == "reference":
         action = "reference price"
     else:

@@ -156,9 +156,13 @@ class Stack:
         self.venue: Proc | None = None
         self.proxy: Proc | None = None
         self.oms: dict[str, Proc] = {}
-        if venue:
-            self.start_venue()
-        self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
+        try:
+            if venue:
+                self.start_venue()
+            self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
+        except BaseException:
+            self.close()  # a stack that failed to start leaves no simulator or proxy running
+            raise
 
     def _proc(
         self, name: str, args: list[str], stdin: bool = False, env: dict | None = None, prefix: list[str] | None = None

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from fixproxy.audit import AuditWriter, open_for_reading
+from fixproxy.audit import AuditWriter, open_for_reading, query
 from fixproxy.audit.positions import final_positions
 from fixproxy.audit.query import Filters, order_chain, render, select
 from fixproxy.audit.report import build, render_text
@@ -184,3 +184,50 @@ def test_final_positions_stop_at_the_period_end(store):
     """Up to a time: only the fills before it (the first fill alone)."""
     positions = final_positions(open_for_reading(store), T + 3)
     assert [(p["account"], p["qty"]) for p in positions] == [("ACC1", "60")]
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (
+            {
+                "what": "mode",
+                "ok": True,
+                "scope": "firm",
+                "who": "dora",
+                "reason": "roll-out",
+                "before": "enforce",
+                "after": "monitor",
+                "detail": "rule max_order_qty",
+            },
+            "dora: mode rule max_order_qty firm enforce -> monitor, applied (roll-out)",
+        ),
+        (
+            {
+                "what": "mode",
+                "ok": True,
+                "scope": "account:ACC1",
+                "who": "dora",
+                "reason": "watch",
+                "before": "enforce",
+                "after": "monitor",
+                "detail": "max_gross_exposure",
+            },
+            "dora: mode max_gross_exposure account:ACC1 enforce -> monitor, applied (watch)",
+        ),
+        (
+            {
+                "what": "mode",
+                "ok": False,
+                "scope": "firm",
+                "who": "dora",
+                "reason": "typo",
+                "detail": "rule max_qty: no rule named 'max_qty'",
+            },
+            "dora: mode rule max_qty firm REFUSED: no rule named 'max_qty' (typo)",
+        ),
+    ],
+)
+def test_mode_changes_name_the_rule_or_limit_and_refusals(data, line):
+    """A monitor-mode change says which rule or layer limit changed, before -> after, or REFUSED and why."""
+    assert query.admin_line(data) == line

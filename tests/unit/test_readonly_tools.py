@@ -108,3 +108,20 @@ def test_show_report_verify_and_replay_run_without_secrets(box, tmp_path, capsys
     args = ["replay", str(FIXTURES / "filelog"), "--config", str(box), "--no-progress", "--json", str(out)]
     assert main(args) == 0 and out.is_file()
     assert main([*args, "--limits", str(FIXTURES / "tight_limits.toml")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "target"),
+    [
+        (["sim", "oms", "--session", "oms1", "--count", "1"], "fixproxy.sim.oms.run_oms"),
+        (["sim", "venue"], "fixproxy.sim.venue.run_venue"),
+        (["sim", "desk"], "fixproxy.sim.oms.run_desk"),
+    ],
+)
+def test_simulators_start_without_the_proxys_secrets(box, monkeypatch, argv, target):
+    """A simulator reads its own session's password, not the desk's or the API tokens (README's tour
+    runs `fixproxy sim oms` with none of them set)."""
+    started: list[object] = []
+    monkeypatch.setattr(target, lambda loaded, *a, **kw: started.append(loaded) or 0)
+    assert main([*argv[:2], "--config", str(box), *argv[2:]]) == 0
+    assert len(started) == 1
