@@ -13,7 +13,8 @@ down (the OMS simulator queues them in its store and resends them after the logo
 times are drawn at random over the first 90% of the run; a kill waits until the previous restart
 is up (both sessions) and checked, so a run lasts until its last kill is done. ``--start-kills N``
 also kills N of the restarted proxies once more while they start (recover), at a random moment.
-With ``--keep`` the folder stays, with the simulators' output (oms-sim.jsonl, venue-sim.jsonl).
+With ``--keep`` the folder stays, with the simulators' output (oms-sim.jsonl, venue-sim.jsonl)
+and the drop copy's ExecutionReports (drop-copy.jsonl).
 
 Reconciliation (every item must hold for ``reconciliation: EXACT``):
 - every order the OMS sent has exactly one final outcome at the OMS (rejected, filled or
@@ -1161,6 +1162,9 @@ class Soak:
                 break
             time.sleep(0.5)
         self.drop_copy.stop()
+        if self.args.keep:
+            with (self.root / "drop-copy.jsonl").open("w") as f:
+                f.writelines(json.dumps(c) + "\n" for c in self.drop_copy.copies)
         result = self.reconcile_drop_copy()
         result["waited_s"] = round(now() - start, 2)
         return result
@@ -1214,6 +1218,8 @@ class Soak:
             problems = list(dc.problems)
         return {
             "copies": len(copies),
+            "copies_43": sum(1 for c in copies if c.get("43") == "Y"),  # resent on a ResendRequest
+            "copies_97": sum(1 for c in copies if c.get("97") == "Y"),
             "repeats_dropped_43_97": repeats,
             "repeated_unmarked": len(unmarked),
             "oms_reports": len(reports),
