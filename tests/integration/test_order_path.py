@@ -209,8 +209,18 @@ def test_venue_down_rejects_at_once_and_flow_resumes_when_back(fresh_stack):
     mark = s.proxy.mark()
     s.start_venue()
     s.wait_venue_up(start=mark)
-    oms.send_line(order("DOWN-2"))
-    oms.wait_for(m(**{"35": "8", "11": "DOWN-2", "39": "2"}))
+    # quickfix spends a sequence number on a Logon to a connection that fails while the venue is
+    # away, so the venue may ask for it again (ResendRequest from 1) just after its Logon. An order
+    # sent before that request is answered falls in the gap: gap-filled, never sent twice, and the
+    # OMS told so. Then the next order passes.
+    cl = "DOWN-2"
+    oms.send_line(order(cl))
+    first = oms.wait_for(lambda r: r.get("dir") == "in" and cl in (r["fields"].get("11"), r["fields"].get("379")))
+    if first["fields"]["35"] == "j":
+        assert "asked for it again after a gap" in first["fields"]["58"], first["fields"]["58"]
+        cl = "DOWN-2B"
+        oms.send_line(order(cl))
+    oms.wait_for(m(**{"35": "8", "11": cl, "39": "2"}))
     assert not any(r.get("dir") == "in" and r["fields"].get("11") == "oms1.DOWN-1" for r in s.venue.lines)
     # The venue goes away again: the proxy notices and refuses at once.
     mark = s.proxy.mark()
