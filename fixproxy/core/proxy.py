@@ -214,13 +214,15 @@ class ProxyCore:
             return done
         self._count_message(session, e.now_ns)
         venue = order.ex_destination or self.sessions[session].default_venue
-        rej = refusals.destination(venue, self.venues, self.up)
         watched: Sequence[ev.Action] = _NOTHING
+        # An open order's ClOrdID is refused whatever else holds: the order table maps it to that order.
+        rej = refusals.cl_ord_id_taken(self.orders, self.day_no, session, order.cl_ord_id, today=False)
         if rej is None:
-            # An open order's ClOrdID is refused whatever the rules: the order table maps it to that order.
-            rej = refusals.cl_ord_id_taken(self.orders, self.day_no, session, order.cl_ord_id, today=False)
-        if rej is None:
+            # The trading state before the venue: a halted scope's order is refused HALTED even while
+            # its venue is down or unknown (the desk's decision, which a reconnect does not change).
             rej = gate.refusal(self.kill, self.recording_failure, self.book, session, order, None)
+        if rej is None:
+            rej = refusals.destination(venue, self.venues, self.up)
         if rej is None:
             ctx = self._context(session, order, e.now_ns)
             rej = run_pipeline(self.rules, order, ctx)

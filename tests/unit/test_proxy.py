@@ -71,6 +71,23 @@ def test_new_order_when_venue_never_logged_on_rejects_venue_unavailable():
     assert proxy.core.orders.by_oms("oms1", "C1") is None
 
 
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
+        (ev.AdminKill("account:ACC1", "halt", "desk says", "carol", T0), "HALTED"),
+        (ev.AdminKill("firm", "reducing", "desk says", "carol", T0), "REDUCING_ONLY"),
+        (ev.RecordingFailed("disk full", T0), "RECORDING_FAILED"),
+    ],
+)
+@pytest.mark.parametrize("ex_destination", ["", "nowhere"])
+def test_trading_state_refuses_before_the_venue_is_looked_at(event, code, ex_destination):
+    """A halted (or reduce-only, or unrecorded) order is refused for that, not VENUE_UNAVAILABLE or
+    UNKNOWN_DESTINATION: the desk's decision, which a venue coming back does not change."""
+    proxy = Harness(up=())
+    proxy.handle(event)
+    assert _refusal(proxy.new(order("C1", account="ACC1", ex_destination=ex_destination))).code == code
+
+
 def test_new_order_after_venue_logged_out_rejects_and_after_logon_passes(proxy: Harness):
     """SessionDown marks the venue unavailable; the next SessionUp restores it."""
     proxy.handle(ev.SessionDown("sim", T0))
