@@ -340,20 +340,8 @@ class CoreBridge:
                     reply = desk.result_to_report(result, fields, report_id)
                 self._send(info, reply[0][1], reply[1:], now)
             return
-        is_order = msg_type in ("D", "G", "F")
-        text = (
-            "UNSUPPORTED_MESSAGE: the risk-desk session does not take orders"
-            if is_order
-            else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on the risk-desk session"
-        )
-        refusal = ev.OmsBusinessReject(
-            info.name,
-            int(fields.get(34, "0") or 0),
-            msg_type,
-            fields.get(11, ""),
-            "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE",
-            text,
-        )
+        refusal = _not_taken(info.name, fields, "UNSUPPORTED_MESSAGE", "the risk-desk session")
+        text = refusal.text
         _, body = codec.action_to_message(refusal, False, "")
         with self.lock:
             self._record(ev.Notice("desk_message_refused", now, f"{info.name}: {text}"))
@@ -364,21 +352,22 @@ class CoreBridge:
     def _drop_copy_message(self, info: SessionInfo, fields: dict[int, str]) -> None:
         """A drop-copy session sends no orders: any application message from one (journaled as
         received, never handed to the core) is refused with a BusinessMessageReject."""
-        msg_type = fields.get(35, "")
-        is_order = msg_type in ("D", "G", "F")
-        text = (
-            "NOT_AUTHORIZED: a drop-copy session does not take orders"
-            if is_order
-            else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on a drop-copy session"
-        )
-        refusal = ev.OmsBusinessReject(
-            info.name,
-            int(fields.get(34, "0") or 0),
-            msg_type,
-            fields.get(11, ""),
-            "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE",
-            text,
-        )
+        refusal = _not_taken(info.name, fields, "NOT_AUTHORIZED", "a drop-copy session")
         with self.lock:
-            self._record(ev.Notice("drop_copy_message_refused", self.clock(), f"{info.name}: {text}"))
+            self._record(ev.Notice("drop_copy_message_refused", self.clock(), f"{info.name}: {refusal.text}"))
             self._perform([refusal])
+
+
+def _not_taken(session: str, fields: dict[int, str], order_prefix: str, where: str) -> ev.OmsBusinessReject:
+    """The BusinessMessageReject of an application message on a session that takes none (the risk
+    desk's takes only its own requests, a drop copy's none): an order is NOT_AUTHORIZED (its Text
+    starting ``order_prefix``), anything else UNSUPPORTED_MESSAGE."""
+    msg_type = fields.get(35, "")
+    is_order = msg_type in ("D", "G", "F")
+    text = (
+        f"{order_prefix}: {where} does not take orders"
+        if is_order
+        else f"UNSUPPORTED_MESSAGE: message type {msg_type} is not accepted on {where}"
+    )
+    code = "NOT_AUTHORIZED" if is_order else "UNSUPPORTED_MESSAGE"
+    return ev.OmsBusinessReject(session, int(fields.get(34, "0") or 0), msg_type, fields.get(11, ""), code, text)

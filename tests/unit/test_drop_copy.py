@@ -16,13 +16,13 @@ from fixproxy.core import events as ev, snapshot
 from fixproxy.core.drop_copy import DropCopies, DropCopyTarget
 from fixproxy.core.events import Decision, DropCopy, OmsBusinessReject, OmsReport, VenueNewOrder
 from fixproxy.core.model import ExecType, OrdStatus
-from fixproxy.engines.bridge import CoreBridge, SessionInfo
+from fixproxy.engines.bridge import SessionInfo
 from fixproxy.fix import codec
 from fixproxy.journal.recovery import oms_key, recover, write_snapshot
 from fixproxy.journal.writer import Journal
 
 from .conftest import T0, D, Harness, kinds, order
-from .test_journal import CONFIG, T, fix, report, start
+from .test_journal import CONFIG, T, Wire, fix, report, start
 
 E, S = ExecType, OrdStatus
 COMP_IDS = {"oms1": "OMS1", "oms2": "OMS2"}
@@ -206,24 +206,12 @@ def test_bad_drop_copy_config_names_the_key(tmp_path, text, error):
 # ---------------------------------------------------------------- recovery
 
 
-class Wire(CoreBridge):
-    """The bridge with sessions that always send (an OMS and a drop copy): what went out is kept."""
-
-    def __init__(self, core, journal):
-        infos = [
-            SessionInfo("oms1", "oms", "FIX.4.4"),
-            SessionInfo("surv", "drop_copy", "FIX.4.4"),
-            SessionInfo("sim", "venue", "FIX.4.4"),
-        ]
-        super().__init__(core, infos, lambda a: None, clock=lambda: T, journal=journal)
-        self.sent: list[tuple[str, str]] = []
-        self.infos = {i.name: i for i in infos}
-
-    def _send(self, info, msg_type, body, now):
-        raw = "".join(f"{t}={v}\x01" for t, v in [(35, msg_type), *body])
-        self.sent.append((info.name, raw))
-        self._sent(info.name, raw, now)
-        return True
+#: An OMS and a drop copy beside the venue, for test_journal's Wire (sessions that always send).
+SESSIONS = [
+    SessionInfo("oms1", "oms", "FIX.4.4"),
+    SessionInfo("surv", "drop_copy", "FIX.4.4"),
+    SessionInfo("sim", "venue", "FIX.4.4"),
+]
 
 
 def test_copy_missing_from_the_drop_copy_store_is_sent_again_after_a_crash(tmp_path):
@@ -234,7 +222,7 @@ def test_copy_missing_from_the_drop_copy_store_is_sent_again_after_a_crash(tmp_p
     write_snapshot(journal_dir, 1, pickle.dumps(snapshot.export_state(build_core(loaded, T))))
     core = build_core(loaded, T)
     j = Journal(journal_dir, 1, start())
-    wire = Wire(core, j)
+    wire = Wire(core, j, SESSIONS)
     wire.submit(ev.SessionUp("sim", T))
     wire.receive(wire.infos["oms1"], fix_order("F1"), T)
     wire.receive(wire.infos["sim"], report("F1", "X9", "2", "F", 100, 0, 100), T)

@@ -117,10 +117,11 @@ def test_tail_follows_records_as_written_and_into_the_next_segment(tmp_path):
 
 
 class Wire(CoreBridge):
-    """The bridge with sessions that always send: what went out is kept."""
+    """The bridge with sessions that always send (``infos``: oms1, oms2 and the venue sim unless
+    given): what went out is kept."""
 
-    def __init__(self, core, journal):
-        infos = [
+    def __init__(self, core, journal, infos=None):
+        infos = infos or [
             SessionInfo("oms1", "oms", "FIX.4.4"),
             SessionInfo("oms2", "oms", "FIX.4.2"),
             SessionInfo("sim", "venue", "FIX.4.4"),
