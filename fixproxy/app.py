@@ -38,6 +38,7 @@ from .offload import WriterStartError
 if TYPE_CHECKING:
     from .admin.http import AdminApi
     from .audit.follower import AuditFollowerProcess
+    from .cluster.manager import ClusterManager
 
 
 class Engine(Protocol):
@@ -119,6 +120,7 @@ class Proxy:
             loaded, self.core, self.recorder, journal=self.journal, check_logon=logon_checks(cfg)
         )
         self.bridge = self.engine.bridge
+        self.cluster = self._cluster_manager()
         self._reconcile()
         self.bridge.day_roll = (cfg.proxy.day_roll, cfg.proxy.timezone)
         self.bridge.check_day()  # a day roll missed while the proxy was down comes first
@@ -149,6 +151,8 @@ class Proxy:
     def _make_core(self) -> ProxyCore:
         """The live core (and the one recovery replays into: they must decide alike)."""
         core = build_core(self.loaded, self.start_ns)
+        # In a cluster the shared limits are checked against this instance's shares (core/cluster.py).
+        core.shares.enabled = self.loaded.config.cluster is not None
         core.recover_orders = True  # a report for an order the proxy never knew still reaches its OMS
         return core
 
@@ -202,6 +206,31 @@ class Proxy:
             journal_segment=r.segment,
         )
 
+    def _cluster_manager(self) -> ClusterManager | None:
+        """``[cluster]``: the lease manager, told of desk commands and of shares running low by the bridge."""
+        settings = self.loaded.config.cluster
+        if settings is None:
+            return None
+        from .cluster.manager import ClusterManager
+
+        password = os.environ.get(settings.password_env, "") if settings.password_env else ""
+        manager = ClusterManager(settings, self.bridge, self.loaded.state_dir, self._status, password)
+        self.bridge.cluster = manager
+        self.bridge.share_wait_s = settings.topup_wait_ms / 1000
+        return manager
+
+    def _status(self) -> dict[str, Any]:
+        """What this instance writes of itself for the firm-wide view (beside sessions and usage)."""
+        with self.bridge.lock:
+            open_orders = len(self.core.orders.open_orders())
+        health = self.health()
+        return {
+            "health": health["status"],
+            "engine": self.loaded.config.proxy.engine,
+            "open_orders": open_orders,
+            "admin": f"{self.loaded.config.admin.http_host}:{self.loaded.config.admin.http_port}",
+        }
+
     def _audit_follower(self) -> AuditFollowerProcess:
         from .audit.follower import AuditFollowerProcess
 
@@ -248,23 +277,36 @@ class Proxy:
         audit = self.audit.health() if self.audit is not None else {"state": "disabled"}
         problem = self.bridge.engine_problem()  # a thread of the FIX engine ended: fail closed
         engine = {"state": "failed" if problem else "ok", "reason": problem}
-        status = (
-            "failed" if failure or problem else ("degraded" if audit.get("state") not in ("ok", "disabled") else "ok")
-        )
+        cluster = self.cluster.health() if self.cluster is not None else {"state": "disabled"}
+        degraded = audit.get("state") not in ("ok", "disabled") or cluster["state"] not in ("ok", "disabled")
+        status = "failed" if failure or problem else ("degraded" if degraded else "ok")
         roll = self.loaded.config.proxy
         day = {"day": self.core.day, "roll": f"{roll.day_roll} {roll.timezone}"}
-        return {"status": status, "journal": journal, "audit": audit, "engine": engine, "trading_day": day}
+        return {
+            "status": status,
+            "journal": journal,
+            "audit": audit,
+            "engine": engine,
+            "trading_day": day,
+            "cluster": cluster,
+        }
 
     # ------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
         if self.audit is not None:
             self.audit.start()
+        if self.cluster is not None:
+            self.cluster.start()
+            # The first shares before the first order, if the database answers soon enough.
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.wait_ready, 5.0)
         await self.engine.start()
 
     async def stop(self) -> None:
         """Log every session out and write everything down (the caller ends the process)."""
         await self.engine.stop("fixproxy shutting down")
+        if self.cluster is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
         await asyncio.get_running_loop().run_in_executor(None, self._close_stores)
 
     def _close_stores(self) -> None:

@@ -251,6 +251,42 @@ class JournalSection(_Strict, frozen=True):
     reserve_kb: Annotated[int, msgspec.Meta(ge=8, le=1 << 20)] = 1024
 
 
+class ClusterSection(_Strict, frozen=True):
+    """Several proxies sharing the firm's limits and kill switch through PostgreSQL (docs/cluster.md).
+    Without it the proxy runs alone."""
+
+    #: The database, as a libpq URL without a password: ``postgresql://user@host:port/dbname``.
+    url: str
+    #: This instance's name, unique in the cluster (letters, digits, ``-``, ``_``, ``.``).
+    instance: str
+    #: The environment variable holding the database password; "" for none (trust, peer, ~/.pgpass).
+    password_env: str = ""
+    #: A lease on a share of a limit lasts this long unless renewed: an instance that stops renewing
+    #: (dead, or cut off from the database) gives its unused reserve back to the others after it.
+    lease_ttl_ms: Annotated[int, msgspec.Meta(ge=200, le=600_000)] = 3000
+    #: Leases are renewed, usage reported and this instance's status written this often.
+    renew_ms: Annotated[int, msgspec.Meta(ge=20, le=60_000)] = 500
+    #: An allowance grows (and is given back) in steps of this percentage of its limit.
+    step_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 2.0
+    #: Headroom held in reserve beyond the allowance, in steps: others cannot take it while the lease lives.
+    reserve_steps: Annotated[int, msgspec.Meta(ge=0, le=100)] = 4
+    #: An order that arrives while a top-up is under way waits for it this long at most (0: never waits).
+    topup_wait_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
+    #: A database connection or statement taking longer than this counts as the database lost.
+    db_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=60_000)] = 1000
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.instance):
+            raise ValueError(f"instance: {self.instance!r} is not a name (letters, digits, -, _, ., at most 64)")
+        if not re.match(r"postgres(ql)?://", self.url):
+            raise ValueError(f"url: {self.url!r} is not a libpq URL (postgresql://user@host:port/dbname)")
+        userinfo = self.url.split("://", 1)[1].split("@", 1)[0] if "@" in self.url else ""
+        if ":" in userinfo or "password=" in self.url:
+            raise ValueError("url: holds a password; give it in the variable password_env names instead")
+        if self.renew_ms * 2 > self.lease_ttl_ms:
+            raise ValueError(f"renew_ms: {self.renew_ms} must be at most half of lease_ttl_ms ({self.lease_ttl_ms})")
+
+
 class IdentifiersSection(_Strict, frozen=True):
     """Longest identifier accepted from an OMS (characters; every identifier is printable ASCII,
     not blank, without leading or trailing spaces: spec/reject-codes.md, INVALID_ORDER)."""
@@ -381,6 +417,8 @@ class Config(_Strict, frozen=True):
     #: Anomaly detectors on order flow (core/anomaly.py), each off unless enabled.
     anomaly: AnomalySettings = AnomalySettings()
     drop_copy: tuple[DropCopySession, ...] = ()
+    #: Several proxies sharing limits and the kill switch through PostgreSQL; None: this one alone.
+    cluster: ClusterSection | None = None
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -576,6 +614,9 @@ def check_secrets(loaded: LoadedConfig, environ: Mapping[str, str] = os.environ)
     for where, logon in logons:
         if logon.password_env and not environ.get(logon.password_env):
             missing.append(f"{where}.password_env: environment variable {logon.password_env} is not set")
+    cluster = config.cluster
+    if cluster is not None and cluster.password_env and not environ.get(cluster.password_env):
+        missing.append(f"cluster.password_env: environment variable {cluster.password_env} is not set")
     key_file = loaded.audit_key_file
     if key_file is not None and not key_file.is_file():
         missing.append(f"audit.key_file: {key_file} is not there (the proxy writes no keyed checkpoints without it)")
@@ -620,6 +661,9 @@ def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:
     for where, logon in logons:
         if secrets and logon.password_env and not os.environ.get(logon.password_env):
             raise ConfigError(f"{path}: {where}.password_env: environment variable {logon.password_env} is not set")
+    cluster = config.cluster
+    if secrets and cluster is not None and cluster.password_env and not os.environ.get(cluster.password_env):
+        raise ConfigError(f"{path}: cluster.password_env: environment variable {cluster.password_env} is not set")
     _check_audit_key_file(path, config)
     loaded = LoadedConfig(path.resolve(), config, instruments, positions, tokens)
     if secrets:

@@ -151,6 +151,10 @@ class Book:
             found = self._totals[scope] = Totals()
         return found
 
+    def peek(self, scope: str) -> Totals:
+        """The scope's totals without adding the scope (an empty Totals when it has none; do not change it)."""
+        return self._totals.get(scope) or _EMPTY_TOTALS
+
     def line(self, scope: str, symbol: str) -> _Line:
         t = self._totals.get(scope)
         found = t.lines.get(symbol) if t is not None else None

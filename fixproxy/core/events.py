@@ -180,6 +180,25 @@ class AdminSetMode(msgspec.Struct, frozen=True, tag=True, gc=False):
     field: str = ""
 
 
+class ClusterShare(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """The edge holds ``allowance`` of a limit the cluster shares (``key``: ``<field>|<scope>``,
+    core/cluster.py), committed in PostgreSQL before this event; ``low``: the usage at which it wants
+    to top it up."""
+
+    key: str
+    allowance: Decimal
+    low: Decimal
+    now_ns: int
+
+
+class ClusterFence(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """The edge lost the cluster's database and its leases ran out (``reason``): orders that need new
+    headroom of a shared limit are refused until a ClusterFence with reason "" (the database is back)."""
+
+    reason: str
+    now_ns: int
+
+
 #: The risk desk's commands (the audit store records them as given; replay applies them again).
 AdminCommand = AdminKill | AdminSetLimit | AdminSetReference | DayRoll | AdminSetMode
 ADMIN_COMMANDS = (AdminKill, AdminSetLimit, AdminSetReference, DayRoll, AdminSetMode)
@@ -202,6 +221,8 @@ Event = (
     | RecordingResumed
     | DayRoll
     | AdminSetMode
+    | ClusterShare
+    | ClusterFence
 )
 
 # ---------------------------------------------------------------- actions out

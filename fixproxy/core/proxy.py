@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from . import answers, booking, commands, events as ev, gate, limit_edits, monitor, refusals
+from . import answers, booking, cluster, commands, events as ev, gate, limit_edits, monitor, refusals
 from .alerts import Alerts
 from .anomaly import Anomaly, AnomalySettings
 from .book import Book
@@ -42,6 +42,8 @@ _ZERO = Decimal(0)
 _ANY_SIDE = Side.BUY
 _ANY_TYPE = OrdType.LIMIT
 _NOTHING: tuple[ev.Action, ...] = ()
+#: Codes of the limits a cluster shares: refused by one, an instance may only lack a top-up.
+_SHARED_CODES = frozenset({"GROSS_EXPOSURE", "NET_EXPOSURE", "MAX_OPEN_ORDERS"})
 
 
 class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -112,6 +114,9 @@ class ProxyCore:
         #: off in replay, where an order the replay refused must stay refused.
         self.recover_orders = False
         self.kill = KillSwitch()
+        #: This instance's shares of the limits a cluster of proxies shares (``enabled`` by the
+        #: composition root when ``[cluster]`` is configured).
+        self.shares = cluster.ClusterShares()
         #: symbol -> the reference the instrument file or the desk last set: fills may move a reference
         #: only within the collar around it (``reference_from_fills``), so they cannot walk it away.
         self.anchors: dict[str, Decimal] = {
@@ -144,6 +149,8 @@ class ProxyCore:
             ev.RecordingResumed: partial(commands.recording_resumed, self),
             ev.DayRoll: partial(commands.day_roll, self),
             ev.AdminSetMode: partial(monitor.set_mode, self),
+            ev.ClusterShare: partial(cluster.share, self),
+            ev.ClusterFence: partial(cluster.fence, self),
         }
         #: The anomaly detectors (core/anomaly.py): around the order handlers when one is on.
         self.anomaly = Anomaly(anomaly)
@@ -185,6 +192,7 @@ class ProxyCore:
             settings=self.settings,
             msg_rate=len(self.recent.get(session, ())),
             locates=self.locates,
+            shares=self.shares if self.shares.enabled else None,
         )
 
     def _use_id(self, session: str, cl_ord_id: str) -> None:
@@ -230,11 +238,16 @@ class ProxyCore:
                 watched = monitor.would_refuse(self, session, "D", order, ctx, venue)
         self._use_id(session, order.cl_ord_id)
         if rej is not None:
+            if rej.code in _SHARED_CODES and self.shares.enabled:
+                # Perhaps this instance's share ran out: the edge tops it up to fit such an order.
+                self.shares.refused(rej.code, rej.scope, rej.observed, order.side.is_buy)
             return [self._decision(session, "D", order, e.now_ns, rej), *self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
         self.orders.add(tracked)
         self.tally.opened(tracked)
         booking.sync_working(self.book, tracked)
+        if self.shares.low:
+            self.shares.watch(self.book)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
             *watched,
@@ -267,6 +280,8 @@ class ProxyCore:
         )
         self.orders.alias(order, new.cl_ord_id, venue_id)
         booking.sync_working(self.book, order)
+        if self.shares.low:
+            self.shares.watch(self.book)
         return [
             self._decision(session, "G", new, e.now_ns, None, order.venue),
             *watched,

@@ -44,6 +44,7 @@ def export_state(core: ProxyCore) -> dict[str, Any]:
         "recording_failure": core.recording_failure,
         "tally": core.tally.export(),
         "anomaly": core.anomaly.export(),
+        "shares": core.shares.export(),
     }
 
 
@@ -60,6 +61,7 @@ def import_state(core: ProxyCore, state: dict[str, Any]) -> None:
     core.alerts.alerted, core.recent = state["alerted"], state["recent"]
     core.recording_failure = state["recording_failure"]
     core.anomaly.load(state.get("anomaly"))
+    core.shares.load(state.get("shares"))
     core.up = set(state["up"])
     core.limit_changes = []
     for layer, name, value in state["limit_changes"]:

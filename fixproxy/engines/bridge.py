@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from ..core import events as ev, snapshot
 from ..core.proxy import ProxyCore
@@ -28,6 +29,17 @@ from ..timefmt import fix_timestamp_ms
 from .counts import EdgeCounts
 
 _VENUE_ACTIONS = (ev.VenueNewOrder, ev.VenueReplace, ev.VenueCancel)
+#: Order messages that may wait for a top-up of a shared limit's share (``wait_for_share``).
+_SHARE_WAITERS = ("D", "G")
+
+
+class ClusterHooks(Protocol):
+    """What the bridge tells a cluster's lease manager (cluster/manager.py)."""
+
+    def wake(self) -> None: ...
+
+    def command_done(self, event: ev.Event, actions: list[ev.Action]) -> None: ...
+
 
 #: Fault injection for the crash tests: the process kills itself (SIGKILL) right after journaling an
 #: inbound message that this regular expression finds, before the core sees it. Unset in production.
@@ -98,6 +110,11 @@ class CoreBridge:
         self.day_roll: tuple[str, str] | None = None
         #: Messages, decisions, alerts and decision latency since start-up, for GET /metrics.
         self.counts = EdgeCounts()
+        #: ``[cluster]``: the instance's lease manager (cluster/manager.py), told of desk commands
+        #: and of a share running low; None when the proxy runs alone.
+        self.cluster: ClusterHooks | None = None
+        #: How long an order waits for a top-up under way of a share of a shared limit (seconds).
+        self.share_wait_s = 0.0
 
     def sessions(self) -> list[SessionInfo]:
         return list(self._infos)
@@ -228,6 +245,8 @@ class CoreBridge:
         ``fields`` when the engine parsed it already)."""
         if fields is None:
             fields = parse_fields(raw)
+        if self.core.shares.hungry and info.role == "oms" and fields.get(35) in _SHARE_WAITERS:
+            self.wait_for_share()
         # One hold of the core lock journals the message, decodes it and runs what it asks. Journaled
         # under the lock: a venue's answer read on another engine thread while the order it answers
         # is still being sent is journaled after it, not before. One hold, not two: with two engine
@@ -261,6 +280,8 @@ class CoreBridge:
             actions = self.core.handle(codec.oms_to_event(fields, info.name, now, self.identifiers))
             self.counts.latency(self.clock() - now)  # from the engine's reading of the message to the decision
             self._perform(actions)
+            if self.core.shares.hungry and self.cluster is not None:
+                self.cluster.wake()
         elif info.role == "venue":
             try:
                 event = codec.venue_to_event(fields, info.name, now)
@@ -286,7 +307,17 @@ class CoreBridge:
         """The core's answer to a journaled event, carried out."""
         actions = self.core.handle(event)
         self._perform(actions)
+        if self.cluster is not None and isinstance(event, ev.ADMIN_COMMANDS):
+            self.cluster.command_done(event, actions)
         return actions
+
+    def wait_for_share(self) -> None:
+        """An order arrives while this instance's share of a shared limit runs low: wait (without the
+        core lock) up to ``share_wait_s`` for the top-up under way, unless the cluster has none to give."""
+        shares = self.core.shares
+        deadline = time.monotonic() + self.share_wait_s
+        while shares.hungry and not shares.dry and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     def _perform(self, actions: list[ev.Action]) -> None:
         failed: list[ev.Event] = []

@@ -62,6 +62,8 @@ def config_text(
     acceptor_extra: str = "",
     venue_extra: str = "",
     admin_extra: str = "",
+    firm_extra: str = "",
+    sections: str = "",
 ) -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     cod = {
@@ -118,6 +120,7 @@ max_order_qty = 10000
 max_order_notional = 1000000
 price_collar_pct = 5
 reference_max_age_s = 86400
+{firm_extra}
 
 [limits.accounts.SMALL]
 max_order_qty = 50
@@ -126,7 +129,8 @@ max_order_qty = 50
 [admin]
 http_port = {http_port}
 {admin_extra}
-{tokens}"""
+{tokens}
+{sections}"""
 
 
 class Stack:

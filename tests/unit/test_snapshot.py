@@ -72,7 +72,7 @@ def test_snapshot_written_by_the_earlier_code_loads():
     """A snapshot pickled before the core was split into modules loads, and has the keys written today."""
     old = pickle.loads(OLD.read_bytes())
     # Keys added since are read with a default (core/snapshot.py).
-    assert set(old) | {"anomaly", "mode_changes"} == set(snapshot.export_state(_busy_core().core))
+    assert set(old) | {"anomaly", "mode_changes", "shares"} == set(snapshot.export_state(_busy_core().core))
     fresh = _graced()
     snapshot.import_state(fresh.core, old)
     _assert_carried_over(fresh)

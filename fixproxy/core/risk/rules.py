@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from ..book import Book, Working
+from ..cluster import GROSS, NET_LONG, NET_SHORT, OPEN_ORDERS, ClusterShares
 from ..model import Instrument, OrderRequest, OrdType, Side
 from .limits import ResolvedLimits
 
@@ -66,6 +67,7 @@ class CheckContext:
         "settings",
         "msg_rate",
         "locates",
+        "shares",
     )
 
     def __init__(
@@ -83,6 +85,7 @@ class CheckContext:
         settings: RiskSettings | None = None,
         msg_rate: int = 0,
         locates: Mapping[tuple[str, str], Decimal] | None = None,
+        shares: ClusterShares | None = None,
     ):
         self.session = session
         self.instrument = instrument
@@ -100,6 +103,8 @@ class CheckContext:
         self.msg_rate = msg_rate
         #: Shares located for short sales, by (account, symbol).
         self.locates = locates if locates is not None else {}
+        #: This instance's shares of the limits a cluster shares (None: the proxy runs alone).
+        self.shares = shares
 
     def deltas(self, order: OrderRequest) -> tuple[Decimal, Decimal]:
         """(added working buy quantity, added working sell quantity) if the order is accepted."""
@@ -325,6 +330,15 @@ def max_open_orders(order: OrderRequest, ctx: CheckContext) -> Reject | None:
                 limit=str(limit.value),
                 scope=limit.scope,
             )
+        shares = ctx.shares
+        if shares is not None and (cap := shares.cap(OPEN_ORDERS, limit.scope)) is not None and count > cap:
+            return Reject(
+                "MAX_OPEN_ORDERS",
+                f"{count} open orders in {limit.scope} with this one, {shares.why(Decimal(limit.value), cap)}",
+                observed=str(count),
+                limit=_fmt(cap),
+                scope=limit.scope,
+            )
     return None
 
 
@@ -352,12 +366,23 @@ def gross_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     buy, sell = ctx.deltas(order)
     for limit in ctx.limits.max_gross_exposure or ():
         after = ctx.book.what_if(limit.scope, order.symbol, buy, sell)[0]
-        if after > limit.value and after > ctx.book.gross(limit.scope):
+        if after <= ctx.book.gross(limit.scope):
+            continue  # what does not grow the gross is never refused for it
+        if after > limit.value:
             return Reject(
                 "GROSS_EXPOSURE",
                 f"gross exposure of {limit.scope} would reach {_fmt(after)} with working orders, above the limit {_fmt(limit.value)}",
                 observed=_fmt(after),
                 limit=_fmt(limit.value),
+                scope=limit.scope,
+            )
+        shares = ctx.shares
+        if shares is not None and (cap := shares.cap(GROSS, limit.scope)) is not None and after > cap:
+            return Reject(
+                "GROSS_EXPOSURE",
+                f"gross exposure of {limit.scope} would reach {_fmt(after)} with working orders, {shares.why(limit.value, cap)}",
+                observed=_fmt(after),
+                limit=_fmt(cap),
                 scope=limit.scope,
             )
     return None
@@ -368,12 +393,24 @@ def net_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     for limit in ctx.limits.max_net_exposure or ():
         _, long, short, _ = ctx.book.what_if(limit.scope, order.symbol, buy, sell)
         after, word = (long, "long") if order.side.is_buy else (-short, "short")
-        if after > limit.value and (buy > 0 or sell > 0):
+        if not (buy > 0 or sell > 0):
+            continue
+        if after > limit.value:
             return Reject(
                 "NET_EXPOSURE",
                 f"net {word} exposure of {limit.scope} would reach {_fmt(after)} with working orders, above the limit {_fmt(limit.value)}",
                 observed=_fmt(after),
                 limit=_fmt(limit.value),
+                scope=limit.scope,
+            )
+        shares = ctx.shares
+        side = NET_LONG if order.side.is_buy else NET_SHORT
+        if shares is not None and (cap := shares.cap(side, limit.scope)) is not None and after > cap:
+            return Reject(
+                "NET_EXPOSURE",
+                f"net {word} exposure of {limit.scope} would reach {_fmt(after)} with working orders, {shares.why(limit.value, cap)}",
+                observed=_fmt(after),
+                limit=_fmt(cap),
                 scope=limit.scope,
             )
     return None

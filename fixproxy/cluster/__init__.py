@@ -1,0 +1,1 @@
+"""Several proxies sharing the firm's limits and kill switch through PostgreSQL (docs/cluster.md)."""
