@@ -133,6 +133,7 @@ class Proxy:
             self.feed,
             health=self.health,
             resume_recording=self.bridge.resume_recording,
+            cluster=self.cluster.view if self.cluster is not None else None,
         )
         # GET /metrics: the bridge's running counts and the core's state, read at each scrape.
         self.metrics = metrics_registry(
@@ -143,6 +144,7 @@ class Proxy:
                 [(s.name, s.role) for s in self.bridge.sessions()],
                 health=self.health,
                 engine=cfg.proxy.engine,
+                cluster=self.cluster,
             )
         )
 
@@ -211,10 +213,15 @@ class Proxy:
         settings = self.loaded.config.cluster
         if settings is None:
             return None
-        from .cluster.manager import ClusterManager
+        from .cluster.manager import ClusterManager, connect
+        from .cluster.mirror import Mirror
 
         password = os.environ.get(settings.password_env, "") if settings.password_env else ""
         manager = ClusterManager(settings, self.bridge, self.loaded.state_dir, self._status, password)
+        # Positions and fills reach the database from the journal, on a thread of their own.
+        manager.mirror = Mirror.for_config(
+            self.loaded, lambda: connect(settings, password), journal_position=lambda: self.journal.position
+        )
         self.bridge.cluster = manager
         self.bridge.share_wait_s = settings.topup_wait_ms / 1000
         return manager

@@ -37,6 +37,7 @@ from . import schema
 if TYPE_CHECKING:
     from ..config import ClusterSection
     from ..engines.bridge import CoreBridge
+    from .mirror import Mirror
 
 #: Desk commands every instance applies (a day roll is each instance's own timer).
 SHARED_COMMANDS = (ev.AdminKill, ev.AdminSetLimit, ev.AdminSetReference, ev.AdminSetMode)
@@ -125,6 +126,8 @@ class ClusterManager:
         self._steps: dict[str, Decimal] = {}  # the step each shared limit has grown to
         self._started_at = time.time()
         self._started_mono = time.monotonic()
+        #: The journal's follower into fp_fill and fp_position (cluster/mirror.py), run beside the leases.
+        self.mirror: Mirror | None = None
         self.applied = 0  # other instances' commands applied (status, tests)
         self.published = 0
 
@@ -140,6 +143,8 @@ class ClusterManager:
             t.start()
             self._threads.append(t)
         self._wake.set()  # the first leases at once
+        if self.mirror is not None:
+            self.mirror.start()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Wait until the leases were taken once (False: not within ``timeout_s``; the proxy starts anyway,
@@ -154,6 +159,8 @@ class ClusterManager:
         self._wake.set()
         for t in self._threads:
             t.join(timeout=5)
+        if self.mirror is not None:
+            self.mirror.stop()
 
     def wake(self) -> None:
         """The core wants a top-up (an order reached a share's low mark, or was refused by one)."""
@@ -442,8 +449,10 @@ class ClusterManager:
         lost = self._db_lost_at
         renewed = self._renewed
         left = None if renewed is None else max(0.0, self._ttl_s - (time.monotonic() - renewed))
-        state = "ok" if lost is None else "degraded"
+        mirror = self.mirror.health() if self.mirror is not None else {"state": "disabled"}
+        state = "ok" if lost is None and mirror["state"] != "failed" else "degraded"
         return {
+            "mirror": mirror,
             "state": state,
             "instance": self.name,
             "database": "up" if lost is None else "lost",

@@ -85,7 +85,16 @@ class AdminCommand(NamedTuple):
     event: ev.AdminCommand
 
 
-Item = Message | RecordedDecision | SessionChange | AdminCommand
+class ClusterInput(NamedTuple):
+    """This instance's share of a limit a cluster shares, or its fence (journal only: core/cluster.py)."""
+
+    ts_ns: int
+    source: int
+    line: int
+    event: ev.ClusterShare | ev.ClusterFence
+
+
+Item = Message | RecordedDecision | SessionChange | AdminCommand | ClusterInput
 
 
 class ReplayError(Exception):
@@ -376,6 +385,8 @@ class JournalLog(_Reader):
                 yield SessionChange(value.now_ns, self.index, n, value.name, isinstance(value, ev.SessionUp))
             elif isinstance(value, ev.ADMIN_COMMANDS):
                 yield AdminCommand(value.now_ns, self.index, n, value)
+            elif isinstance(value, (ev.ClusterShare, ev.ClusterFence)):
+                yield ClusterInput(value.now_ns, self.index, n, value)
 
 
 def is_journal(path: Path) -> bool:

@@ -39,7 +39,7 @@ from ..core.risk.limits import LimitResolver, LimitSet
 from ..core.risk.rules import CheckContext, Reject, Rule, run_pipeline
 from ..fix import codec
 from ..timefmt import iso
-from .readers import AdminCommand, Malformed, Message, RecordedDecision, SessionChange, Source
+from .readers import AdminCommand, ClusterInput, Malformed, Message, RecordedDecision, SessionChange, Source
 
 FORWARDED = "forwarded"
 REJECTED = "rejected"
@@ -148,6 +148,7 @@ class Replayer:
         #: The answer of the recorded limits to the order being decided, once its rules ran.
         self._baseline: tuple[str, str] | None = None
         self._wrapped: tuple[Rule, ...] = ()
+        self._journal_input = False  # a journal among the inputs (it carries a cluster's shares)
         cfg = loaded.config
         self.oms_names = {s.name for s in cfg.oms}
         #: Drop-copy sessions: what they got is a copy of what the OMS sessions got (not replayed).
@@ -201,6 +202,7 @@ class Replayer:
                 if route is not None:
                     self._session_rejects.setdefault((route[0], ref), []).append(ts)
         audit = any(s.format in ("audit", "journal") for s in sources)  # sources with the venues' logons
+        self._journal_input = any("journal" in s.formats for s in sources)
         cfg = self.loaded.config
         # A venue whose own messages are in the input follows its logons; any other is taken as up.
         self._logged_venues = {v.name for v in cfg.venues if audit or v.comp_id in senders}
@@ -219,6 +221,8 @@ class Replayer:
                 self._handle(ev.SessionUp(item.name, item.ts_ns) if item.up else ev.SessionDown(item.name, item.ts_ns))
             elif type(item) is AdminCommand:
                 self._command(item)
+            elif type(item) is ClusterInput:
+                self._handle(item.event)
         uncommanded = sum(getattr(s, "uncommanded", 0) for s in sources)
         if uncommanded:
             self.skipped["risk-desk action recorded without its command (an older store): not applied"] += uncommanded
@@ -260,6 +264,9 @@ class Replayer:
         self.core = build_core(
             msgspec.structs.replace(loaded, instruments=instruments), ts_ns, next_id=lambda: f"RP-{next(counter)}"
         )
+        # A journal of a cluster's instance holds its shares of the shared limits: checked against
+        # them as live. Other inputs have none: the firm's limits alone decide, as for one proxy.
+        self.core.shares.enabled = loaded.config.cluster is not None and self._journal_input
         for name in self._assumed_up:
             self.core.handle(ev.SessionUp(name, ts_ns))
         self._wrap_rules()
