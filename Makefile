@@ -7,7 +7,7 @@ CONFIG ?= cfg/fixproxy.toml
 BENCH_OUT ?= var/bench/bench.json
 BENCH_ARGS ?=
 
-.PHONY: test lint run check-config venv clean unit integration bench chromium browser
+.PHONY: test lint run run-cluster check-config venv clean unit integration bench chromium browser postgresql
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,22 +23,27 @@ venv: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# The cluster tests start throwaway PostgreSQL servers of their own (fixproxy/cluster/localdb.py) from
+# Debian's `postgresql` package: installed when no initdb is on PATH or under /usr/lib/postgresql/*/bin.
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
 # ruff (lint, then formatting) and mypy (configured in pyproject.toml); `make test` runs them first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint $(STAMP) chromium
+test: lint $(STAMP) chromium postgresql
 	$(PY) -m pytest -q
 
 browser: $(STAMP) chromium
 	$(PY) -m pytest -q tests/browser
 
-unit: $(STAMP)
+unit: $(STAMP) postgresql
 	$(PY) -m pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) postgresql
 	$(PY) -m pytest -q tests/integration
 
 # The example config reads the risk desk's FIX password from FIXPROXY_DESK_PASSWORD: made once
@@ -53,6 +58,14 @@ run: $(STAMP) $(DESK_PASSWORD)
 	@echo "fixproxy: risk-desk FIX session: Username desk, Password $$(cat $(DESK_PASSWORD)) (from $(DESK_PASSWORD))"
 	@touch $(dir $(CONFIG))instruments.csv
 	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(VENV)/bin/fixproxy run --config $(CONFIG) --with-venue-sim
+
+# Two instances (a, b) of $(CONFIG) sharing the firm's limits and kill switch through a PostgreSQL of
+# their own on var/cluster/pg (kept between runs); configs in var/cluster/<instance>/, ports moved by
+# 100 per instance (docs/operations.md "Several instances on one machine"). Ctrl-C stops all three.
+run-cluster: $(STAMP) $(DESK_PASSWORD) postgresql
+	@echo "fixproxy: risk-desk FIX session: Username desk, Password $$(cat $(DESK_PASSWORD)) (from $(DESK_PASSWORD))"
+	@touch $(dir $(CONFIG))instruments.csv
+	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(PY) scripts/run_cluster.py --config $(CONFIG) --dir var/cluster
 
 # The benchmark: direct, two relays and three proxy setups driven by light peers (peers on core 0, the
 # proxy and its children on core 1), interleaved, in one run (under 10 minutes; BENCH_ARGS=--quick for

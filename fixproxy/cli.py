@@ -465,6 +465,8 @@ def cmd_positions_export(args: argparse.Namespace) -> int:
     from .timefmt import iso
 
     loaded = _config_quiet(args.config)
+    if args.cluster or args.instance:
+        return _positions_export_cluster(args, loaded)
     if args.journal:
         loaded = _with_journal(loaded, Path(args.journal))
     try:
@@ -486,6 +488,43 @@ def cmd_positions_export(args: argparse.Namespace) -> int:
             "(a start-of-day position needs an account)",
             file=sys.stderr,
         )
+    return 0
+
+
+def _positions_export_cluster(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    """``positions export --cluster``: the start-of-day file from fp_position (one instance's, or the firm's)."""
+    import os
+    import time
+
+    import psycopg
+
+    from .cluster.manager import connect
+    from .cluster.mirror import firm_positions
+    from .core.book import Position
+    from .positions import to_csv
+    from .timefmt import iso
+
+    settings = loaded.config.cluster
+    if settings is None:
+        print(f"fixproxy: {loaded.path} has no [cluster] section: no database to read", file=sys.stderr)
+        return 1
+    password = os.environ.get(settings.password_env, "") if settings.password_env else ""
+    try:
+        with connect(settings, password) as conn:
+            rows = firm_positions(conn, args.instance or None)
+    except psycopg.Error as exc:
+        print(f"fixproxy: cannot read the positions from the cluster database: {exc}".strip(), file=sys.stderr)
+        return 1
+    whose = f"instance {args.instance}" if args.instance else "the firm (every instance)"
+    note = f"positions of {whose} from the cluster database (fp_position), {iso(time.time_ns())}"
+    text, written, commented = to_csv((Position(a, s, q, c) for a, s, q, c in rows), note)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    print(f"fixproxy: {written} position(s) written to {args.out or 'standard output'}", file=sys.stderr)
+    if commented:
+        print(f"fixproxy: {commented} position(s) of orders without an account written as comments", file=sys.stderr)
     return 0
 
 
@@ -512,6 +551,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     client = _api(args)
     summary = _call(client.get, "/summary")
     summary["modes"] = _call(client.get, "/modes")
+    if (summary.get("health") or {}).get("cluster", {}).get("state", "disabled") != "disabled":
+        summary["cluster"] = _call(client.get, "/cluster")  # the firm-wide picture of a cluster of proxies
     sys.stdout.write(json.dumps(summary, indent=1) + "\n" if args.json else render_status(summary))
     return 0
 
@@ -636,6 +677,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--journal", default="", metavar="DIR", help="the journal folder (default: <state_dir>/journal of the config)"
     )
+    sp.add_argument(
+        "--cluster",
+        action="store_true",
+        help="from the cluster database's fp_position ([cluster] url): the firm's positions summed per account "
+        "and symbol, or one instance's with --instance",
+    )
+    sp.add_argument("--instance", default="", metavar="NAME", help="with --cluster: only this instance's positions")
     sp.set_defaults(func=cmd_positions_export)
 
     journal = sub.add_parser("journal", help="the write-ahead journal").add_subparsers(dest="journal", required=True)
@@ -787,7 +835,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", required=True, help="why (recorded with the action)")
     sp.set_defaults(func=cmd_resume_recording)
 
-    sp = with_api(sub.add_parser("status", help="trading states, sessions and exposure of a running proxy"))
+    sp = with_api(
+        sub.add_parser(
+            "status",
+            help="trading states, sessions and exposure of a running proxy (and, in a cluster, every instance's)",
+        )
+    )
     sp.add_argument("--json", action="store_true", help="print the API's summary as JSON")
     sp.set_defaults(func=cmd_status)
 

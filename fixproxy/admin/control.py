@@ -111,8 +111,10 @@ class Control:
         clock: Callable[[], int] = time.time_ns,
         health: Callable[[], dict] | None = None,
         resume_recording: Callable[[str, str], ev.AdminResult] | None = None,
+        cluster: Callable[[], dict] | None = None,
     ):
         self._submit = submit
+        self._cluster = cluster
         self._lock = lock
         self._core = core
         self.feed = feed
@@ -130,6 +132,13 @@ class Control:
                 "audit": {"state": "disabled"},
             }
         return self._health()
+
+    def cluster(self) -> dict:
+        """The firm-wide picture of a cluster of proxies (cluster/manager.py ``view``); {"cluster": "disabled"}
+        for a proxy running alone."""
+        if self._cluster is None:
+            return {"cluster": "disabled"}
+        return self._cluster()
 
     def resume_recording(self, operator: str, reason: str) -> ev.AdminResult:
         """After a recording failure: resume taking new orders once the journal can grow again."""

@@ -4,23 +4,25 @@ Nothing here runs on the order path. The bridge keeps plain running counts as it
 (``engines/counts.py``); a scrape copies them, which sessions are up, the trading states and the
 use of the aggregate limits out under the core lock (no walk over the orders), reads the health of
 the journal, audit follower and engine, and makes the metric families from the copies once the
-lock is released. ``ProcessCollector`` adds the process's CPU, memory and open files. Every name is
+lock is released; in a cluster, this instance's shares of the shared limits too, and the cluster's
+health and firm-wide view as the lease manager last read them. ``ProcessCollector`` adds the process's CPU, memory and open files. Every name is
 listed in docs/metrics.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from ..core import alerts
+from ..core import alerts, cluster as shared
 from ..core.book import FIRM
 from ..core.proxy import ProxyCore
 from ..engines.counts import LATENCY_BOUNDS_NS, EdgeCounts
@@ -289,6 +291,84 @@ def _health_families(scrape: Scrape, health: dict[str, Any] | None) -> Iterator[
                 yield g
 
 
+class ClusterView(Protocol):
+    """What the metrics read of this instance's part in a cluster (cluster/manager.py ClusterManager)."""
+
+    def health(self) -> dict[str, Any]: ...
+
+    def view(self) -> dict[str, Any]: ...
+
+
+def copy_shares(core: ProxyCore) -> list[tuple[str, str, Decimal, Decimal]]:
+    """(limit, scope, allowance, usage) of every limit the cluster shares or this instance holds a share
+    of (the caller holds the core lock)."""
+    shares = core.shares
+    keys = sorted(set(shared.shared_limits(core.limits.limits)) | set(shares.allowance))
+    return [(*shared.split(k), shares.allowance.get(k, shared.ZERO), shared.usage(core.book, k)) for k in keys]
+
+
+def cluster_families(
+    shares: list[tuple[str, str, Decimal, Decimal]], health: dict[str, Any], view: dict[str, Any]
+) -> Iterator[Metric]:
+    """The cluster's metric families: the database, the fence, this instance's shares, the instances alive
+    (as last read from the database) and the desk commands shared."""
+    lost = health.get("database") != "up"
+    up = GaugeMetricFamily(
+        "fixproxy_cluster_up",
+        "1 while the cluster's database is reachable; 0 while it is lost, with the reason",
+        labels=["reason"],
+    )
+    up.add_metric([(health.get("reason") or "") if lost else ""], 0 if lost else 1)
+    yield up
+
+    fence = health.get("fenced") or ""
+    fenced = GaugeMetricFamily(
+        "fixproxy_cluster_fenced",
+        "1 while this instance takes no new headroom of the shared limits (database lost, leases expired), "
+        "with why; else 0",
+        labels=["reason"],
+    )
+    fenced.add_metric([fence], 1 if fence else 0)
+    yield fenced
+
+    expire = health.get("leases_expire_in_s")
+    if expire is not None:
+        left = GaugeMetricFamily(
+            "fixproxy_cluster_leases_expire_in_seconds", "Time left before this instance's leases expire unrenewed"
+        )
+        left.add_metric([], float(expire))
+        yield left
+
+    allowance = GaugeMetricFamily(
+        "fixproxy_cluster_allowance",
+        "This instance's allowance of a shared limit (committed in the database)",
+        labels=["limit", "scope"],
+    )
+    usage = GaugeMetricFamily(
+        "fixproxy_cluster_usage", "What this instance uses of a shared limit now", labels=["limit", "scope"]
+    )
+    for field, scope, held, used in shares:
+        allowance.add_metric([field, scope], float(held))
+        usage.add_metric([field, scope], float(used))
+    yield allowance
+    yield usage
+
+    alive = GaugeMetricFamily(
+        "fixproxy_cluster_instances_alive",
+        "Instances of the cluster whose heartbeat is recent (as last read from the database)",
+    )
+    alive.add_metric([], sum(1 for i in view.get("instances", []) if i.get("alive")))
+    yield alive
+
+    for name, key, doc in (
+        ("fixproxy_cluster_commands_applied", "commands_applied", "Other instances' desk commands applied here"),
+        ("fixproxy_cluster_commands_published", "commands_published", "Desk commands made here and published"),
+    ):
+        counter = CounterMetricFamily(name, doc)
+        counter.add_metric([], int(health.get(key) or 0))
+        yield counter
+
+
 class ProxyCollector:
     """The proxy's metrics, collected at each scrape (a prometheus_client collector)."""
 
@@ -301,7 +381,9 @@ class ProxyCollector:
         *,
         health: Callable[[], dict[str, Any]] | None = None,
         engine: str = "",
+        cluster: ClusterView | None = None,
     ) -> None:
+        self._cluster = cluster
         self._lock = lock
         self._core = core
         self._counts = counts
@@ -310,10 +392,15 @@ class ProxyCollector:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        cluster = self._cluster
         with self._lock:
             scrape = copy_scrape(self._core, self._counts)
+            shares = copy_shares(self._core) if cluster is not None else []
         health = self._health() if self._health is not None else None
-        return families(scrape, self._sessions, health, self._engine)
+        out = families(scrape, self._sessions, health, self._engine)
+        if cluster is None:
+            return out
+        return itertools.chain(out, cluster_families(shares, cluster.health(), cluster.view()))
 
 
 def registry(collector: ProxyCollector, process: bool = True) -> CollectorRegistry:
