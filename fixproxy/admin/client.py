@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 PREFIX = "/api/v1"  # as in admin/http.py (not imported from there: the CLI need not load aiohttp)
@@ -152,7 +153,100 @@ def render_status(summary: dict) -> str:
         watched = [f"rule {name}" for name, mode in modes.get("rules", {}).items() if mode == "monitor"]
         watched += [f"{w['layer']} {w['field']}" for w in modes.get("limits", [])]
         out.append("Monitor mode: " + (", ".join(watched) if watched else "none (every rule and limit enforced)"))
+    cluster = summary.get("cluster")
+    if cluster and cluster.get("cluster") != "disabled":
+        out += ["", *render_cluster(cluster)]
     return "\n".join(out) + "\n"
+
+
+#: Positions listed per instance in ``fixproxy status`` (the count is always shown).
+CLUSTER_POSITIONS = 5
+
+
+def _age(iso_time: str, now: datetime) -> str:
+    try:
+        seconds = (now - datetime.fromisoformat(iso_time)).total_seconds()
+    except (TypeError, ValueError):
+        return "?"
+    return f"{max(seconds, 0.0):.1f} s"
+
+
+def render_cluster(view: dict, now: datetime | None = None) -> list[str]:
+    """The "Cluster" part of ``fixproxy status`` from GET /cluster: this instance's database and fence,
+    one line per instance, each shared limit with every instance's share, and positions per instance."""
+    now = now or datetime.now(UTC)
+    health = view.get("health", {})
+    me = view.get("instance", "")
+    out = [f"Cluster: this instance is {me}"]
+    if health.get("database") == "up":
+        expire = health.get("leases_expire_in_s")
+        out.append(
+            "  database: up"
+            + (f" (leases renewed, expire in {expire:.1f} s unless renewed)" if expire is not None else "")
+        )
+    else:
+        since = health.get("lost_since")
+        when = _when(int(since * 1e9)) + " UTC" if since else "?"
+        out.append(
+            f"  DATABASE LOST since {when}: {health.get('reason') or 'unknown'}; this instance trades within the "
+            "leases it holds until they expire"
+        )
+    fence = health.get("fenced")
+    out.append(
+        f"  FENCED: {fence}: orders that need new headroom of a shared limit are refused" if fence else "  fenced: no"
+    )
+    listener = health.get("listener", "ok")
+    out.append(
+        f"  desk commands: {health.get('commands_applied', 0)} applied from other instances, "
+        f"{health.get('commands_published', 0)} published; listener {listener}"
+    )
+    keys = [limit["key"] for limit in view.get("limits", [])]
+    rows = []
+    for inst in view.get("instances", []):
+        status = inst.get("status") or {}
+        sessions = status.get("sessions", [])
+        usage = status.get("usage", {})
+        name = inst["instance"] + (" (this)" if inst["instance"] == me else "")
+        rows.append(
+            [
+                name,
+                "alive" if inst.get("alive") else "GONE",
+                _age(inst.get("heartbeat", ""), now),
+                f"{sum(1 for x in sessions if x.get('up'))}/{len(sessions)}",
+                str(status.get("open_orders", "")),
+                "FENCED" if status.get("fenced") else (status.get("health") or ""),
+                *[f"{usage[k]['used']}/{usage[k]['allowance']}" if k in usage else "-" for k in keys],
+            ]
+        )
+    out += ["", "Instances (usage of each shared limit: used/allowance)"]
+    out.append(
+        table(["instance", "state", "heartbeat age", "sessions up", "open orders", "health", *keys], rows)
+        if rows
+        else "  none yet"
+    )
+    out += ["", "Shared limits (allowances: what the instances hold, within the limit)"]
+    rows = []
+    for limit in view.get("limits", []):
+        shares = limit.get("shares", [])
+        held = sum((Decimal(x["allowance"]) for x in shares), Decimal(0))
+        used = sum((Decimal(x["used"]) for x in shares), Decimal(0))
+        each = ", ".join(
+            f"{x['instance']} {x['used']}/{x['allowance']}" + ("" if x.get("lease_live") else " (lease expired)")
+            for x in shares
+        )
+        rows.append([limit["field"], limit["scope"], limit["limit"], f"{held:f}", f"{used:f}", each or "none"])
+    out.append(
+        table(["limit", "scope", "limit value", "allowances", "used", "each instance (used/allowance)"], rows)
+        if rows
+        else "  none (no aggregate limit on the firm or an account)"
+    )
+    out += ["", "Positions per instance"]
+    for inst in view.get("instances", []):
+        positions = inst.get("positions", [])
+        first = ", ".join(f"{p['account'] or '-'} {p['symbol']} {p['qty']}" for p in positions[:CLUSTER_POSITIONS])
+        more = f", and {len(positions) - CLUSTER_POSITIONS} more" if len(positions) > CLUSTER_POSITIONS else ""
+        out.append(f"  {inst['instance']}: {len(positions)} position(s)" + (f": {first}{more}" if first else ""))
+    return out
 
 
 def render_modes(modes: dict) -> str:

@@ -588,7 +588,8 @@ ROUTES: tuple[Route, ...] = (
         None,
         "healthz",
         "Health (no token needed): 200 while the proxy records everything (status ok, or degraded when the audit "
-        "follower is dead, stuck or behind: nothing is lost, the audit store catches up); 503 while it cannot "
+        "follower is dead, stuck or behind: nothing is lost, the audit store catches up; or the cluster's database "
+        "is lost: cluster says why and whether this instance is fenced); 503 while it cannot "
         "record (status failed: new orders are refused)",
         response="Health",
     ),
@@ -695,6 +696,16 @@ ROUTES: tuple[Route, ...] = (
         "summary",
         "Everything the risk desk looks at, in one value: the orders as running counts (GET /orders lists them)",
         response="Summary",
+    ),
+    Route(
+        "GET",
+        "/cluster",
+        "viewer",
+        "cluster",
+        "The firm-wide picture of a cluster of proxies ([cluster]): every instance's sessions, usage of the "
+        "shared limits and positions, and each shared limit with every instance's share, as this instance "
+        'last read them from the database; {"cluster": "disabled"} for a proxy running alone',
+        response="Cluster",
     ),
     Route(
         "GET",
@@ -1003,6 +1014,9 @@ class AdminApi:
         summary["health"] = await self._run(self.control.health)
         return _json(summary)
 
+    async def cluster(self, request: web.Request, who: Identity | None) -> web.Response:
+        return _json(await self._run(self.control.cluster))
+
     async def decisions(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(self.feed.recent("decision", parse_limit(request.query.get("limit"))))
 
@@ -1243,6 +1257,7 @@ def _schemas() -> dict[str, Any]:
                     {"day": _S, "roll": _S},
                     "The trading day the proxy is in ([proxy] day_roll): its date and when the next begins",
                 ),
+                "cluster": {"$ref": ref.format(name="ClusterHealth")},
             }
         ),
         "Sessions": sessions,
@@ -1321,6 +1336,79 @@ def _schemas() -> dict[str, Any]:
             "Running counts kept by the core as orders change: reading them never walks the orders.",
         ),
         "ExposureHistory": _obj({"now_ns": _I, "points": _arr(_obj({"t_ns": _I, "gross": _DEC, "net": _DEC}))}),
+        "ClusterHealth": _obj(
+            {
+                "state": {"enum": ["ok", "degraded", "disabled"]},
+                "instance": _S,
+                "database": {"enum": ["up", "lost"]},
+                "reason": {"type": "string", "description": "why the database is lost (empty while it is up)"},
+                "lost_since": {"type": ["number", "null"], "description": "when it was lost (seconds since the epoch)"},
+                "fenced": {
+                    "type": "string",
+                    "description": "why this instance takes no new headroom of the shared limits (empty: it may)",
+                },
+                "leases_expire_in_s": {"type": ["number", "null"]},
+                "listener": {"type": "string", "description": "ok, or why the other instances' commands are not heard"},
+                "commands_applied": _I,
+                "commands_published": _I,
+            },
+            "This instance's part in a cluster of proxies ({state: disabled} alone)",
+        ),
+        "Cluster": _obj(
+            {
+                "cluster": {"enum": ["disabled"], "description": "only for a proxy running alone (no other field)"},
+                "instance": {"type": "string", "description": "this instance's name"},
+                "health": {"$ref": ref.format(name="ClusterHealth")},
+                "instances": _arr(
+                    _obj(
+                        {
+                            "instance": _S,
+                            "started_at": _S,
+                            "heartbeat": _S,
+                            "alive": {"type": "boolean", "description": "its heartbeat is within the lease time"},
+                            "status": _obj(
+                                {
+                                    "sessions": _arr(_obj({"name": _S, "role": _S, "up": _B})),
+                                    "usage": {
+                                        "type": "object",
+                                        "additionalProperties": _obj({"used": _DEC, "allowance": _DEC}),
+                                        "description": "per shared limit's key (<field>|<scope>)",
+                                    },
+                                    "fenced": _S,
+                                    "health": _S,
+                                    "engine": _S,
+                                    "open_orders": _I,
+                                    "admin": _S,
+                                },
+                                "what the instance wrote of itself at its last heartbeat",
+                            ),
+                            "positions": _arr(_obj({"account": _S, "symbol": _S, "qty": _DEC, "avg_cost": _DEC})),
+                        }
+                    )
+                ),
+                "limits": _arr(
+                    _obj(
+                        {
+                            "key": _S,
+                            "field": _S,
+                            "scope": _S,
+                            "limit": _DEC,
+                            "shares": _arr(
+                                _obj(
+                                    {
+                                        "instance": _S,
+                                        "allowance": _DEC,
+                                        "reserve": _DEC,
+                                        "used": _DEC,
+                                        "lease_live": _B,
+                                    }
+                                )
+                            ),
+                        }
+                    )
+                ),
+            }
+        ),
         "Summary": _obj(
             {
                 "health": {"$ref": ref.format(name="Health")},

@@ -250,10 +250,15 @@ class ClusterManager:
             limits = shared.shared_limits(self.core.limits.limits)
             held = set(self.core.shares.allowance)
         for k in sorted(set(limits) | held):
-            if k in limits:
-                self._lease(conn, k, limits[k])
-            else:
-                self._drop(conn, k)
+            try:
+                if k in limits:
+                    self._lease(conn, k, limits[k])
+                else:
+                    self._drop(conn, k)
+            except psycopg.errors.IntegrityError as exc:
+                # The database refused this share (its limit moved or went meanwhile): the core keeps
+                # what it held (or less); the next renewal plans again. Not a lost database.
+                self.log.warning("cluster_share_refused", key=k, error=str(exc).strip().splitlines()[0])
 
     def _lease(self, conn: psycopg.Connection[Any], k: str, limit: Decimal) -> None:
         shares = self.core.shares
@@ -421,16 +426,27 @@ class ClusterManager:
     def _db_ok(self) -> None:
         if self._db_lost_at is not None:
             self.log.info("cluster_database_ok", instance=self.name)
+            self.bridge.notice(
+                ev.Notice("cluster_database_ok", time.time_ns(), f"{self.name}: the cluster database answers again")
+            )
         self._db_error, self._db_lost_at = "", None
         if self.core.shares.fence:
             self.bridge.submit(ev.ClusterFence("", time.time_ns()))
 
     def _db_failed(self, exc: BaseException) -> None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self._db_error = message
         if self._db_lost_at is None:
             self._db_lost_at = time.time()
             self.log.warning("cluster_database_lost", instance=self.name, error=message)
-        self._db_error = message
+            self.bridge.notice(
+                ev.Notice(
+                    "cluster_database_lost",
+                    time.time_ns(),
+                    f"{self.name}: the cluster database is unreachable ({message}); trading goes on within "
+                    f"the shares held until the leases expire in {self._ttl_s:g}s",
+                )
+            )
 
     def _watchdog(self) -> None:
         """Fence the core once the leases ran out with the database away (checked apart from the lease

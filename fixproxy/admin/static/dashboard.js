@@ -1,6 +1,7 @@
 // fixproxy risk dashboard. Plain JavaScript, served by the proxy; nothing is fetched from elsewhere.
 //
-// Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, position limits, order counts), one
+// Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, position limits, order counts; in
+// a cluster of proxies, GET /api/v1/cluster too), one
 // page of /api/v1/orders (open orders, ORDER_PAGE at a time) and /api/v1/exposure-history, re-fetched when the event stream (/api/v1/events, read with fetch() because
 // EventSource cannot send an Authorization header) says something happened, at most every 500 ms, and
 // every 10 s regardless. Recent decisions, alerts, admin actions and notices arrive on the stream itself.
@@ -308,6 +309,9 @@
         api("/orders?limit=" + ORDER_PAGE + (after ? "&after=" + encodeURIComponent(after) : "")), api("/modes")]);
       state.summary = summary;
       state.modes = modes;
+      // In a cluster of proxies, the firm-wide picture too (one more read, only then).
+      const clustered = ((summary.health || {}).cluster || {}).state;
+      state.cluster = clustered && clustered !== "disabled" ? await api("/cluster") : null;
       state.orders = orders;
       if (!orders.length && state.orderPages.length > 1) { state.orderPages = [""]; state.again = true; }
       for (const p of history.points) {
@@ -340,6 +344,7 @@
       $("firm-actions").replaceChildren(...actionButtons("firm", true));
     }
     renderRecording(s.health);
+    renderCluster(s);
     renderSessions(s);
     renderStates(s);
     renderUtilization(s);
@@ -551,6 +556,85 @@
     else if (step < 0 && state.orderPages.length > 1) state.orderPages.pop();
     else return;
     schedule(0);
+  }
+
+  // A cluster of proxies ([cluster]): every instance with its sessions and its usage of each shared limit,
+  // each shared limit with every instance's share, and a banner while this instance has lost the cluster's
+  // database or is fenced off new headroom (the cause, from /healthz's cluster part).
+  function renderCluster(s) {
+    const health = (s.health || {}).cluster || {};
+    const on = !!health.state && health.state !== "disabled";
+    $("panel-cluster").hidden = !on;
+    const cb = $("cluster-banner");
+    let cause = "";
+    if (on && health.database === "lost") {
+      cause = "Cluster database lost: " + (health.reason || "unreachable") + ". ";
+      cause += health.fenced ? "" : "This instance trades within the leases it holds until they expire" +
+        (health.leases_expire_in_s !== null && health.leases_expire_in_s !== undefined
+          ? " (in " + Number(health.leases_expire_in_s).toFixed(1) + " s)" : "") + ". ";
+    }
+    if (on && health.fenced) {
+      cause += "Fenced: " + health.fenced + ". Orders that need new headroom of a shared limit are refused.";
+    }
+    cb.textContent = cause.trim();
+    cb.hidden = !cause;
+    cb.dataset.cause = !on ? "" : health.fenced ? "fenced" : health.database === "lost" ? "database" : "";
+    if (!on) return;
+    const view = state.cluster || { instances: [], limits: [] };
+    $("cluster-me").textContent = "(this instance: " + (view.instance || health.instance || "") + ")";
+    const limitOf = new Map((view.limits || []).map((l) => [l.key, l]));
+    const now = Date.now();
+    const rows = (view.instances || []).map((i) => {
+      const st = i.status || {};
+      const sessions = st.sessions || [];
+      const up = sessions.filter((x) => x.up).length;
+      const age = (now - Date.parse(i.heartbeat)) / 1000;
+      const bars = Object.entries(st.usage || {}).sort().map(([key, u]) => {
+        const l = limitOf.get(key);
+        const cap = l ? Number(l.limit) : 0;
+        const pct = (v) => cap > 0 ? Math.min(100, Math.max(0, Number(v) * 100 / cap)) : 0;
+        const meter = el("div", { class: "meter", role: "meter", "aria-valuenow": pct(u.used).toFixed(1),
+                                  "aria-valuemin": 0, "aria-valuemax": 100 });
+        const allow = el("div", { class: "allow" });
+        allow.style.width = pct(u.allowance) + "%";
+        const used = el("div", { class: "used" });
+        used.style.width = pct(u.used) + "%";
+        meter.append(allow, used);
+        const [field, scope] = key.split("|");
+        return el("span", { class: "share", "data-share": key, title: `${scope} ${field}: used ${u.used}, ` +
+                            `allowance ${u.allowance}` + (l ? `, limit ${l.limit}` : "") },
+          meter, el("span", { class: "value", text: `${scope} ${UTIL_NAMES[field.split(":")[0]] || field}` +
+                              (field.includes(":") ? " " + field.split(":")[1] : "") +
+                              ` ${compact(Number(u.used))} / ${compact(Number(u.allowance))}` +
+                              (cap ? ` of ${compact(cap)}` : "") }));
+      });
+      const fenced = !!st.fenced;
+      return el("tr", { "data-instance": i.instance },
+        el("td", { class: "nowrap" }, i.instance, i.instance === view.instance
+          ? el("span", { class: "muted small", text: " this" }) : null),
+        el("td", {}, el("span", { class: "badge " + (i.alive ? "up" : "down"), text: i.alive ? "alive" : "gone" }),
+          fenced ? el("span", { class: "badge red", title: st.fenced, text: "fenced" }) : null),
+        el("td", { class: "num", text: Number.isFinite(age) ? Math.max(0, age).toFixed(1) + " s" : "" }),
+        el("td", { class: "num", "data-sessions": `${up}/${sessions.length}`, text: `${up}/${sessions.length}`,
+                   title: sessions.map((x) => `${x.name} ${x.role} ${x.up ? "up" : "down"}`).join(", ") }),
+        numCell(String(st.open_orders ?? "")),
+        el("td", { text: (st.health || "") + (st.engine ? " · " + st.engine : "") }),
+        el("td", {}, bars.length ? bars : el("span", { class: "muted", text: "no share held" })));
+    });
+    table("cluster-instances", [view.instances, view.limits, Math.floor(now / 1000)],
+      ["Instance", "State", "#Heartbeat age", "#Sessions up", "#Open orders", "Health", "Shared limits"],
+      rows, "no instance has written its status yet");
+    const limitRows = (view.limits || []).map((l) => {
+      const shares = l.shares || [];
+      const sum = (f) => shares.reduce((a, x) => a + Number(x[f]), 0);
+      return el("tr", { "data-limit": l.key },
+        el("td", { text: l.scope }), el("td", { text: l.field }), numCell(l.limit),
+        numCell(String(sum("allowance"))), numCell(String(sum("used"))),
+        el("td", { text: shares.map((x) => `${x.instance} ${num(x.used)} / ${num(x.allowance)}` +
+                                         (x.lease_live ? "" : " (lease expired)")).join(", ") }));
+    });
+    table("cluster-limits", view.limits, ["Scope", "Shared limit", "#Limit", "#Allowances", "#Used",
+      "Each instance (used / allowance)"], limitRows, "no shared limit");
   }
 
   function renderOrders(s) {
