@@ -1,0 +1,420 @@
+"""Several proxies sharing one firm through PostgreSQL (issue 21), over real FIX sessions.
+
+Three instances (each its own venue and OMS simulators) with a firm gross limit they can only reach
+together never take the firm above it, and reach it; so too when one is killed -9 mid-flow, whose
+reserve returns after its lease expires. A halt or a limit change made on one reaches the others.
+An instance whose database goes away trades within its leases, then refuses what needs new headroom,
+and resumes by itself when the database is back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from fixproxy.journal import format as fmt
+from fixproxy.journal.reader import read_segment, segments
+
+from .harness import REPO, Stack, messages
+from .test_admin_http import api, kill
+from .test_anomaly import audit_rows
+from .test_order_path import order
+
+QTY = 100
+PRICE = Decimal(190)  # AAPL's reference price: its fills at it leave the reference where it is
+ORDER = QTY * PRICE
+LIMIT = 3 * 40 * ORDER  # 40 orders' worth per instance: reached by the three together only
+STEP_PCT = 5
+STEP = LIMIT * STEP_PCT / 100
+REFERENCE = {
+    row["symbol"]: Decimal(row["reference_price"])
+    for row in csv.DictReader((REPO / "cfg" / "instruments.csv").open())
+    if row["reference_price"]
+}
+
+
+def cluster_section(url: str, name: str, *, ttl_ms: int = 1500, renew_ms: int = 100) -> str:
+    return (
+        f'[cluster]\nurl = "{url}"\ninstance = "{name}"\nlease_ttl_ms = {ttl_ms}\n'
+        f"renew_ms = {renew_ms}\nstep_pct = {STEP_PCT}\n"
+    )
+
+
+@contextmanager
+def cluster(
+    root: Path, url: str, names: str = "abc", *, firm_extra: str = "", **section: int
+) -> Iterator[dict[str, Stack]]:
+    """Instances named by the letters of ``names`` sharing ``url``, oms1 logged on to each; all stopped after."""
+    stacks: dict[str, Stack] = {}
+    try:
+        for name in names:
+            stacks[name] = Stack(root / name, firm_extra=firm_extra, sections=cluster_section(url, name, **section))
+            stacks[name].connect("oms1")
+        yield stacks
+    finally:
+        for s in stacks.values():
+            s.close()
+
+
+def query(url: str, sql: str, *params: object) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def lease(url: str, instance: str, key: str = "max_gross_exposure|firm") -> dict:
+    """One instance's row of fp_lease: bound, reserve, used, and whether the lease is live."""
+    rows = query(
+        url,
+        "SELECT bound, reserve, used, expires_at > now() FROM fp_lease WHERE key = %s AND instance = %s",
+        key,
+        instance,
+    )
+    assert rows, f"no lease of {instance} on {key}"
+    bound, reserve, used, live = rows[0]
+    return {"bound": bound, "reserve": reserve, "used": used, "live": live}
+
+
+def health(stack: Stack) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/healthz", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def until(check: Callable[[], object], what: str, timeout: float = 20.0) -> object:
+    """Poll ``check`` until it returns something true (not a timed assertion: a bound on waiting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.05)
+
+
+def venue_gross(stack: Stack) -> Decimal:
+    """The gross exposure one venue simulator saw: per symbol, the worst case of its fills and the
+    orders it holds working (an order it received and did not answer counts as working whole), valued
+    at the instrument file's reference price, as the proxy values it."""
+    orders: dict[str, tuple[str, str, Decimal]] = {}
+    last: dict[str, dict] = {}
+    for rec in list(stack.venue.lines):
+        f = rec.get("fields") or {}
+        if rec.get("dir") == "in" and f.get("35") == "D":
+            orders[f["11"]] = (f["55"], f["54"], Decimal(f["38"]))
+        elif rec.get("dir") == "out" and f.get("35") == "8":
+            last[f["11"]] = f
+    pos: dict[str, Decimal] = {}
+    buy: dict[str, Decimal] = {}
+    sell: dict[str, Decimal] = {}
+    for cl, (symbol, side, qty) in orders.items():
+        sign = 1 if side == "1" else -1
+        report = last.get(cl)
+        cum = Decimal(report["14"]) if report else Decimal(0)
+        working = Decimal(0) if report and report["39"] in ("2", "4", "8") else qty - cum
+        pos[symbol] = pos.get(symbol, Decimal(0)) + sign * cum
+        book = buy if sign > 0 else sell
+        book[symbol] = book.get(symbol, Decimal(0)) + working
+    gross = Decimal(0)
+    for symbol in pos:
+        p = pos[symbol]
+        worst = max(abs(p + buy.get(symbol, 0)), abs(p - sell.get(symbol, 0)))
+        gross += worst * REFERENCE[symbol]
+    return gross
+
+
+class Flow:
+    """One OMS sending buy orders of AAPL as fast as it can (``window`` unanswered at a time); once
+    refused it sends one order at a time, so a refused instance keeps asking without flooding."""
+
+    def __init__(self, name: str, stack: Stack, window: int = 8) -> None:
+        self.name = name
+        self.oms = stack.oms["oms1"]
+        self.window = window
+        self.seen = self.oms.mark()
+        self.sent = 0
+        self.pending: set[str] = set()
+        self.accepted = 0
+        self.refusals: list[tuple[str, str]] = []  # (code, text) in the order they came
+        self.last_accept = time.monotonic()
+        self.refused_since_accept = 0
+        self.last_refusal = 0.0
+        self.paused = False
+
+    def pump(self, sending: bool) -> None:
+        lines = self.oms.lines
+        end = len(lines)
+        for rec in lines[self.seen : end]:
+            f = rec.get("fields") or {}
+            if rec.get("dir") != "in":
+                continue
+            if f.get("35") == "8" and f.get("11") in self.pending:
+                self.pending.discard(f["11"])
+                if f.get("150") == "8":
+                    self._refused(f.get("58", ""))
+                else:
+                    self.accepted += 1
+                    self.last_accept = time.monotonic()
+                    self.refused_since_accept = 0
+            elif f.get("35") == "j" and f.get("379") in self.pending:
+                self.pending.discard(f["379"])
+                self._refused(f.get("58", ""))
+        self.seen = end
+        if not sending or self.paused:
+            return
+        if self.refused_since_accept:
+            if self.pending or time.monotonic() - self.last_refusal < 0.02:
+                return
+            room = 1
+        else:
+            room = self.window - len(self.pending)
+        lines_out = []
+        for _ in range(room):
+            self.sent += 1
+            cl = f"{self.name}{self.sent}"
+            self.pending.add(cl)
+            lines_out.append(order(cl, qty=str(QTY), price=str(PRICE)))
+        if lines_out:
+            self.oms.send_lines(lines_out)
+
+    def _refused(self, text: str) -> None:
+        self.refusals.append((text.split(":")[0], text))
+        self.refused_since_accept += 1
+        self.last_refusal = time.monotonic()
+
+    def again(self) -> None:
+        """Try again at full speed, as if just accepted."""
+        self.refused_since_accept = 0
+        self.last_accept = time.monotonic()
+
+    def refusing(self, quiet_s: float) -> bool:
+        """Refused at least three times in a row, with nothing accepted for ``quiet_s``."""
+        return self.refused_since_accept >= 3 and time.monotonic() - self.last_accept >= quiet_s
+
+
+def run(flows: list[Flow], stop: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Pump every flow until ``stop()``, then until each has its answers."""
+    deadline = time.monotonic() + timeout
+    while not stop():
+        assert time.monotonic() < deadline, {f.name: (f.accepted, f.refusals[-3:]) for f in flows}
+        for f in flows:
+            f.pump(sending=True)
+        time.sleep(0.002)
+    while any(f.pending for f in flows):
+        assert time.monotonic() < deadline, {f.name: sorted(f.pending)[:5] for f in flows}
+        for f in flows:
+            f.pump(sending=False)
+        time.sleep(0.01)
+
+
+def until_all_refuse(flows: list[Flow], quiet_s: float) -> Callable[[], bool]:
+    def stop() -> bool:
+        return all(f.refusing(quiet_s) for f in flows)
+
+    return stop
+
+
+def test_three_instances_reach_the_firm_gross_limit_together_and_never_above(tmp_path, pg_url):
+    """Three OMSs, each on its own instance, buy as fast as they can against a firm gross limit of 120
+    orders' worth until every instance refuses: what the venues hold never exceeds the limit, comes
+    within one order per instance of it, and each instance's last refusals are GROSS_EXPOSURE."""
+    firm = f"max_gross_exposure = {LIMIT}"
+    with cluster(tmp_path, pg_url, firm_extra=firm, ttl_ms=1500, renew_ms=100) as stacks:
+        flows = [Flow(n, s) for n, s in stacks.items()]
+        run(flows, until_all_refuse(flows, quiet_s=0.6))
+
+        gross = sum((venue_gross(s) for s in stacks.values()), Decimal(0))
+        assert LIMIT - 3 * ORDER < gross <= LIMIT, (gross, {f.name: f.accepted for f in flows})
+        assert sum(f.accepted for f in flows) * ORDER == gross
+        for f in flows:
+            assert f.accepted > 0
+            assert {code for code, _ in f.refusals} == {"GROSS_EXPOSURE"}, f.refusals
+            assert [code for code, _ in f.refusals[-3:]] == ["GROSS_EXPOSURE"] * 3
+            assert f"of the limit {LIMIT} the cluster shares" in f.refusals[-1][1]
+        allowances = {r[0]: r[1] for r in query(pg_url, "SELECT instance, bound FROM fp_lease")}
+        assert sorted(allowances) == ["a", "b", "c"] and sum(allowances.values()) <= LIMIT
+
+
+def test_kill9_of_one_instance_mid_flow_never_exceeds_and_its_reserve_returns_after_expiry(tmp_path, pg_url):
+    """c is killed -9 mid-flow holding a reserve: a and b go on until refused, never taking the firm
+    above the limit nor into c's reserve while its lease lives; once it expired (fp_lease: not live,
+    so its reserve counts 0) they are accepted again into it. c restarted recovers its book and gives
+    back its slack to the others, who then reach the limit with it."""
+    firm = f"max_gross_exposure = {LIMIT}"
+    ttl_ms, renew_ms = 5000, 150
+    with cluster(tmp_path, pg_url, firm_extra=firm, ttl_ms=ttl_ms, renew_ms=renew_ms) as stacks:
+        flows = {n: Flow(n, s) for n, s in stacks.items()}
+        run(list(flows.values()), lambda: flows["c"].accepted >= 5)
+        # c's OMS pauses (a's and b's go on) until c holds more than it uses and a reserve: then kill -9.
+        flows["c"].paused = True
+
+        def c_holds_slack() -> bool:
+            row = lease(pg_url, "c")
+            return row["reserve"] > 0 and row["bound"] - row["used"] > STEP / 2 and not flows["c"].pending
+
+        run(list(flows.values()), c_holds_slack)
+        stacks["c"].proxy.stop(signal.SIGKILL)
+        c = lease(pg_url, "c")
+        assert c["live"] and c["reserve"] > 0 and c["bound"] - c["used"] > STEP / 2, c
+
+        ab = [flows["a"], flows["b"]]
+        run(ab, until_all_refuse(ab, quiet_s=8 * renew_ms / 1000))
+        assert lease(pg_url, "c")["live"], "a and b were to be refused before c's lease expired"
+        held = lease(pg_url, "a")["bound"] + lease(pg_url, "b")["bound"]
+        before = venue_gross(stacks["a"]) + venue_gross(stacks["b"])
+        # c's allowance and its live reserve are out of a's and b's reach, and nothing went above the limit.
+        assert before <= held <= LIMIT - c["bound"] - c["reserve"]
+        assert venue_gross(stacks["c"]) <= c["bound"]
+        accepted_before = sum(f.accepted for f in ab)
+
+        until(lambda: not lease(pg_url, "c")["live"], "c's lease expiring", timeout=3 * ttl_ms / 1000)
+        for f in ab:
+            f.again()
+        run(ab, until_all_refuse(ab, quiet_s=8 * renew_ms / 1000))
+        after = venue_gross(stacks["a"]) + venue_gross(stacks["b"])
+        assert sum(f.accepted for f in ab) > accepted_before
+        assert after > LIMIT - c["bound"] - c["reserve"]  # orders that could not fit before the expiry
+        assert after + c["bound"] <= LIMIT  # c's allowance stays counted: it may hold orders we do not know of
+        assert lease(pg_url, "a")["bound"] + lease(pg_url, "b")["bound"] + c["bound"] <= LIMIT
+
+        c_gross = venue_gross(stacks["c"])
+        stacks["c"].start_proxy()
+        until(lambda: lease(pg_url, "c")["live"], "c's lease renewed after its restart")
+        assert until(lambda: Decimal(lease(pg_url, "c")["used"]) == c_gross, "c's usage recovered from its journal")
+        assert health(stacks["c"])["cluster"]["state"] == "ok"
+
+        accepted_restart = sum(f.accepted for f in ab)
+        for f in ab:
+            f.again()
+        run(ab, until_all_refuse(ab, quiet_s=8 * renew_ms / 1000))
+        assert sum(f.accepted for f in ab) > accepted_restart  # c gave back what it did not use
+        assert lease(pg_url, "c")["bound"] < c["bound"]
+        total = sum((venue_gross(s) for s in stacks.values()), Decimal(0))
+        assert LIMIT - 2 * ORDER - STEP / 2 < total <= LIMIT, total
+        for f in ab:
+            assert {code for code, _ in f.refusals} == {"GROSS_EXPOSURE"}, f.refusals
+
+
+def journal_events(stack: Stack) -> list:
+    """Every event the instance's journal holds, in order."""
+    directory = stack.root / "var" / "journal"
+    out = []
+    for n in segments(directory):
+        for _, kind, payload in read_segment(directory / f"{n:08d}.journal"):
+            if kind == fmt.EVENT:
+                out.append(fmt.decode_event(payload))
+    return out
+
+
+def firm_state(stack: Stack) -> str:
+    states = api(stack, "GET", "/trading-states", role="viewer")[1]
+    return next((s["state"] for s in states if s["scope"] == "firm"), "ACTIVE")
+
+
+def refusal(oms, cl: str, start: int) -> str:
+    """The text (58) of the refusal of order ``cl``; fails if it was accepted."""
+    rec = oms.wait_for(
+        lambda r: r.get("dir") == "in" and (r["fields"].get("379") == cl or r["fields"].get("11") == cl), start=start
+    )
+    assert rec["fields"]["35"] == "j", rec["fields"]
+    return rec["fields"]["58"]
+
+
+def filled(oms, cl: str, start: int) -> None:
+    oms.wait_for(messages(oms)(**{"35": "8", "11": cl, "39": "2"}), start=start)
+
+
+def test_halt_on_one_instance_refuses_the_next_order_on_the_others_and_resume_on_another_lifts_it(tmp_path, pg_url):
+    """A firm halt made over HTTP on a refuses the next order on b and c with HALTED naming
+    desk-risk@a, and is in b's and c's audit trail and journal; a resume made on b lets a and c trade.
+    A firm gross limit set on a reaches b and c (GET /limits) and fp_limit."""
+    with cluster(tmp_path, pg_url, firm_extra=f"max_gross_exposure = {LIMIT}") as stacks:
+        a, b, c = stacks["a"], stacks["b"], stacks["c"]
+        assert kill(a, "firm", "halt", "cluster halt test")["after"] == "HALTED"
+        for name, s in (("b", b), ("c", c)):
+            until(lambda s=s: firm_state(s) == "HALTED", f"the halt applied on {name}")
+            oms = s.oms["oms1"]
+            start = oms.mark()
+            oms.send_line(order(f"H-{name}", qty="10"))
+            assert refusal(oms, f"H-{name}", start) == (
+                "HALTED: trading is halted for firm by desk-risk@a: cluster halt test"
+            )
+            commands = audit_rows(s, "kind = 'command' AND code = 'kill'")
+            assert [(r["scope"], r["action"], r["operator"]) for r in commands] == [("firm", "halt", "desk-risk@a")]
+            results = audit_rows(s, "kind = 'admin' AND code = 'kill'")
+            assert [(r["who"], r["ok"], r["after"]) for r in results] == [("desk-risk@a", True, "HALTED")]
+            kills = [e for e in journal_events(s) if type(e).__name__ == "AdminKill"]
+            assert [(e.scope, e.action, e.operator) for e in kills] == [("firm", "halt", "desk-risk@a")]
+
+        assert kill(b, "firm", "resume", "cluster resume test")["after"] == "ACTIVE"
+        for name, s in (("a", a), ("c", c)):
+            until(lambda s=s: firm_state(s) == "ACTIVE", f"the resume applied on {name}")
+            oms = s.oms["oms1"]
+            start = oms.mark()
+            oms.send_line(order(f"R-{name}", qty="10"))
+            filled(oms, f"R-{name}", start)
+        assert [r["who"] for r in audit_rows(a, "kind = 'admin' AND code = 'kill'", want=2)] == [
+            "desk-risk",
+            "desk-risk@b",
+        ]
+
+        body = {"layer": "firm", "field": "max_gross_exposure", "value": 1000000, "reason": "cluster limit test"}
+        status, result = api(a, "POST", "/limits", body)
+        assert status == 200 and result["after"] == "1000000", result
+        for name, s in (("b", b), ("c", c)):
+            until(
+                lambda s=s: api(s, "GET", "/limits", role="viewer")[1]["firm"].get("max_gross_exposure") == "1000000",
+                f"the limit change applied on {name}",
+            )
+        assert query(pg_url, "SELECT value, set_by FROM fp_limit WHERE key = 'max_gross_exposure|firm'") == [
+            (Decimal(1000000), "a")
+        ]
+
+
+def test_database_outage_trades_within_leases_then_refuses_new_headroom_and_resumes_when_back(tmp_path, own_pg):
+    """With its database stopped an instance still accepts an order within the allowance it holds;
+    once its leases expired it refuses orders that need new headroom (GROSS_EXPOSURE, naming the
+    unreachable database) but passes a sell that reduces its long position, and /healthz says lost and
+    fenced; with the database started again it lifts the fence and trades by itself."""
+    firm = f"max_gross_exposure = {LIMIT}"
+    with cluster(tmp_path, own_pg.url(), "a", firm_extra=firm, ttl_ms=4000, renew_ms=100) as stacks:
+        a = stacks["a"]
+        oms = a.oms["oms1"]
+        start = oms.mark()
+        for i in range(3):
+            oms.send_line(order(f"O-{i}"))
+            filled(oms, f"O-{i}", start)
+        until(lambda: lease(own_pg.url(), "a")["bound"] >= 3 * ORDER + ORDER, "an allowance beyond the position")
+
+        own_pg.stop()
+        oms.send_line(order("O-held", qty="10"))
+        filled(oms, "O-held", start)  # within the allowance held: no database needed
+
+        until(lambda: health(a)["cluster"]["fenced"], "the fence once the leases expired")
+        body = health(a)
+        assert (body["status"], body["cluster"]["state"], body["cluster"]["database"]) == (
+            "degraded",
+            "degraded",
+            "lost",
+        )
+        assert "the cluster database is unreachable" in body["cluster"]["fenced"]
+        oms.send_line(order("O-new", qty="10"))
+        text = refusal(oms, "O-new", start)
+        assert text.startswith("GROSS_EXPOSURE: ") and "the cluster database is unreachable" in text, text
+        oms.send_line(order("O-sell", qty="50", side="2"))
+        filled(oms, "O-sell", start)  # reduces the long position: no new headroom needed
+
+        own_pg.start()
+        until(lambda: health(a)["cluster"]["state"] == "ok" and not health(a)["cluster"]["fenced"], "the fence lifted")
+        assert health(a)["status"] == "ok"
+        oms.send_line(order("O-back", qty="10"))
+        filled(oms, "O-back", start)
+        fences = [e.reason for e in journal_events(a) if type(e).__name__ == "ClusterFence"]
+        assert len(fences) == 2 and "the cluster database is unreachable" in fences[0] and fences[1] == ""
