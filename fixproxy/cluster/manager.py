@@ -68,6 +68,11 @@ def step_of(key: str, limit: Decimal, pct: float) -> Decimal:
     return step if step > 0 else Decimal(1)
 
 
+def needs_top_up(usage: Decimal, allowance: Decimal, step: Decimal, wanted: Decimal = _ZERO) -> bool:
+    """Half a step or less left (the core's low mark: core/cluster.py ``watch``), or an order did not fit."""
+    return allowance - usage <= step / 2 or wanted > allowance
+
+
 def plan(
     usage: Decimal,
     allowance: Decimal,
@@ -83,7 +88,7 @@ def plan(
     reached. Tops up to usage + a step when less than half a step is left (or an order did not fit),
     gives back above usage + three steps, never asks for more than is available."""
     want = allowance
-    if allowance - usage < step / 2 or allowance - usage > 3 * step or wanted > allowance:
+    if needs_top_up(usage, allowance, step, wanted) or allowance - usage > 3 * step:
         want = max(usage + step, wanted + step / 2)
     new = max(min(want, max(avail, bound)), _ZERO)
     reserve = max(min(step * reserve_steps, avail - new), _ZERO)
@@ -324,11 +329,13 @@ class ClusterManager:
         if new > allowance or (new == allowance and k not in shares.low):
             with self.bridge.lock:
                 self._share(k, new, step)  # grows in the database first, then in the core
-        elif shares.hungry and new <= allowance:
+        elif needs_top_up(use, allowance, step, wanted):
             self._last_dry = time.monotonic()
-            shares.dry = True  # nothing to give: orders do not wait for a top-up
+            shares.dry = True  # nothing left to give: orders do not wait for a top-up
             shares.hungry = False
             return
+        else:
+            shares.hungry = False  # nothing needed (usage fell meanwhile)
         shares.dry = False
 
     def _share(self, k: str, allowance: Decimal, step: Decimal) -> None:

@@ -242,6 +242,29 @@ def test_three_instances_reach_the_firm_gross_limit_together_and_never_above(tmp
         assert sorted(allowances) == ["a", "b", "c"] and sum(allowances.values()) <= LIMIT
 
 
+def test_burst_far_below_the_limit_is_refused_nothing_the_shares_grow_ahead_of_it(tmp_path, pg_url):
+    """300 orders sent at once to one instance whose firm limit holds 1,000: its share (a step of 50
+    orders) is topped up ahead of the burst, or the orders wait for the top-up, and none is refused."""
+    firm = f"max_gross_exposure = {1000 * ORDER}"
+    with cluster(tmp_path, pg_url, "a", firm_extra=firm, ttl_ms=1500, renew_ms=100) as stacks:
+        oms = stacks["a"].oms["oms1"]
+        start = oms.mark()
+        for i in range(300):
+            oms.send_line(order(f"burst{i}", qty=str(QTY), price=str(PRICE)))
+        answers: dict[str, str] = {}
+
+        def answered() -> bool:
+            for r in list(oms.lines)[start:]:
+                f = r.get("fields") or {}
+                if r.get("dir") == "in" and (f.get("35") == "j" or (f.get("35") == "8" and f.get("39") in ("0", "8"))):
+                    answers.setdefault(f.get("11") or f.get("379", ""), f.get("58", "accepted"))
+            return len(answers) == 300
+
+        until(answered, "an answer to each of the 300 orders", timeout=60)
+        assert [text for text in answers.values() if text != "accepted"] == []
+        assert lease(pg_url, "a")["bound"] >= 300 * ORDER
+
+
 def test_kill9_of_one_instance_mid_flow_never_exceeds_and_its_reserve_returns_after_expiry(tmp_path, pg_url):
     """c is killed -9 mid-flow holding a reserve: a and b go on until refused, never taking the firm
     above the limit nor into c's reserve while its lease lives; once it expired (fp_lease: not live,
