@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import signal
 import time
 import urllib.request
@@ -323,6 +324,50 @@ def test_kill9_of_one_instance_mid_flow_never_exceeds_and_its_reserve_returns_af
         assert LIMIT - 2 * ORDER - STEP / 2 < total <= LIMIT, total
         for f in ab:
             assert {code for code, _ in f.refusals} == {"GROSS_EXPOSURE"}, f.refusals
+
+
+def test_kill9_of_a_random_instance_at_a_random_moment_never_exceeds(tmp_path, pg_url):
+    """A random instance killed -9 after a random number of its orders, orders still in flight: the
+    others go on until refused, before and after its lease expired, and the venues never hold more
+    than the limit; restarted, it recovers what its venue holds and the limit still holds."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    victim, after = rng.choice("abc"), rng.randint(1, 30)
+    firm = f"max_gross_exposure = {LIMIT}"
+    ttl_ms, renew_ms = 2000, 100
+    with cluster(tmp_path, pg_url, firm_extra=firm, ttl_ms=ttl_ms, renew_ms=renew_ms) as stacks:
+        flows = {n: Flow(n, s) for n, s in stacks.items()}
+        run(list(flows.values()), lambda: flows[victim].accepted >= after or flows[victim].refused_since_accept > 0)
+        for _ in range(3):  # a few more sends, so that some of the victim's orders are in flight
+            flows[victim].pump(sending=True)
+        stacks[victim].proxy.stop(signal.SIGKILL)
+        others = [f for n, f in flows.items() if n != victim]
+        flows[victim].pending.clear()
+        where = f"seed {seed}: {victim} killed after {after} orders"
+
+        def firm_gross() -> Decimal:
+            return sum((venue_gross(s) for s in stacks.values()), Decimal(0))
+
+        run(others, until_all_refuse(others, quiet_s=8 * renew_ms / 1000))
+        assert firm_gross() <= LIMIT, where
+        until(lambda: not lease(pg_url, victim)["live"], "the victim's lease expiring", timeout=3 * ttl_ms / 1000)
+        for f in others:
+            f.again()
+        run(others, until_all_refuse(others, quiet_s=8 * renew_ms / 1000))
+        assert firm_gross() <= LIMIT, where
+        bounds = sum(r[0] for r in query(pg_url, "SELECT bound FROM fp_lease"))
+        assert bounds <= LIMIT, where
+
+        victim_gross = venue_gross(stacks[victim])
+        assert victim_gross <= lease(pg_url, victim)["bound"], where  # its allowance covered what it sent
+        stacks[victim].start_proxy()
+        until(
+            lambda: Decimal(lease(pg_url, victim)["used"]) == venue_gross(stacks[victim]),
+            f"{where}: its usage recovered from its journal",
+        )
+        assert firm_gross() <= LIMIT, where
+        for f in others:
+            assert {code for code, _ in f.refusals} == {"GROSS_EXPOSURE"}, (where, f.refusals)
 
 
 def journal_events(stack: Stack) -> list:
