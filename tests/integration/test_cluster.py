@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from fixproxy.cli import main
 from fixproxy.journal import format as fmt
 from fixproxy.journal.reader import read_segment, segments
 
@@ -241,6 +242,19 @@ def test_three_instances_reach_the_firm_gross_limit_together_and_never_above(tmp
             assert f"of the limit {LIMIT} the cluster shares" in f.refusals[-1][1]
         allowances = {r[0]: r[1] for r in query(pg_url, "SELECT instance, bound FROM fp_lease")}
         assert sorted(allowances) == ["a", "b", "c"] and sum(allowances.values()) <= LIMIT
+
+        # A replay of an instance's journal checks against the shares it held, as journaled: the
+        # same decisions, share refusals included.
+        a = stacks["a"]
+        a.proxy.stop()
+        out = tmp_path / "replay.json"
+        main(
+            ["replay", str(a.root / "var" / "journal"), "--config", str(a.config), "--no-progress", "--json", str(out)]
+        )
+        doc = json.loads(out.read_text())
+        assert doc["summary"]["differences"] == 0, doc["summary"]
+        codes = [r["replayed_code"] for r in doc["rows"] if r["replayed_code"]]
+        assert len(codes) == len(flows[0].refusals) and set(codes) == {"GROSS_EXPOSURE"}
 
 
 def test_burst_far_below_the_limit_is_refused_nothing_the_shares_grow_ahead_of_it(tmp_path, pg_url):
