@@ -85,6 +85,12 @@ def lease(url: str, instance: str, key: str = "max_gross_exposure|firm") -> dict
     return {"bound": bound, "reserve": reserve, "used": used, "live": live}
 
 
+def mirrored_qty(url: str, instance: str) -> Decimal:
+    """The instance's net position in AAPL as its mirror wrote it to fp_position."""
+    rows = query(url, "SELECT coalesce(sum(qty), 0) FROM fp_position WHERE instance = %s AND symbol = 'AAPL'", instance)
+    return Decimal(rows[0][0])
+
+
 def health(stack: Stack) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/healthz", timeout=10) as response:
         return json.loads(response.read())
@@ -243,6 +249,12 @@ def test_three_instances_reach_the_firm_gross_limit_together_and_never_above(tmp
         allowances = {r[0]: r[1] for r in query(pg_url, "SELECT instance, bound FROM fp_lease")}
         assert sorted(allowances) == ["a", "b", "c"] and sum(allowances.values()) <= LIMIT
 
+        # Each instance's fills reached PostgreSQL from its journal: its positions there are what its venue filled.
+        for name, st in stacks.items():
+            until(
+                lambda n=name, st=st: mirrored_qty(pg_url, n) * PRICE == venue_gross(st), f"{name}'s positions mirrored"
+            )
+
         # A replay of an instance's journal checks against the shares it held, as journaled: the
         # same decisions, share refusals included.
         a = stacks["a"]
@@ -380,6 +392,11 @@ def test_kill9_of_a_random_instance_at_a_random_moment_never_exceeds(tmp_path, p
             f"{where}: its usage recovered from its journal",
         )
         assert firm_gross() <= LIMIT, where
+        # Its fills reached PostgreSQL from its journal through the kill and the restart.
+        until(
+            lambda: mirrored_qty(pg_url, victim) * PRICE == venue_gross(stacks[victim]),
+            f"{where}: its positions mirrored",
+        )
         for f in others:
             assert {code for code, _ in f.refusals} == {"GROSS_EXPOSURE"}, (where, f.refusals)
 
