@@ -213,15 +213,13 @@ class Proxy:
         settings = self.loaded.config.cluster
         if settings is None:
             return None
-        from .cluster.manager import ClusterManager, connect
-        from .cluster.mirror import Mirror
+        from .cluster.manager import ClusterManager
+        from .cluster.mirror_process import MirrorProcess
 
         password = os.environ.get(settings.password_env, "") if settings.password_env else ""
         manager = ClusterManager(settings, self.bridge, self.loaded.state_dir, self._status, password)
-        # Positions and fills reach the database from the journal, on a thread of their own.
-        manager.mirror = Mirror.for_config(
-            self.loaded, lambda: connect(settings, password), journal_position=lambda: self.journal.position
-        )
+        # Positions and fills reach the database from the journal, in a process of their own.
+        manager.mirror = MirrorProcess(self.loaded, password, journal_position=lambda: self.journal.position)
         self.bridge.cluster = manager
         self.bridge.share_wait_s = settings.topup_wait_ms / 1000
         return manager

@@ -37,7 +37,7 @@ from . import schema
 if TYPE_CHECKING:
     from ..config import ClusterSection
     from ..engines.bridge import CoreBridge
-    from .mirror import Mirror
+    from .mirror_process import MirrorProcess
 
 #: Desk commands every instance applies (a day roll is each instance's own timer).
 SHARED_COMMANDS = (ev.AdminKill, ev.AdminSetLimit, ev.AdminSetReference, ev.AdminSetMode)
@@ -131,8 +131,8 @@ class ClusterManager:
         self._steps: dict[str, Decimal] = {}  # the step each shared limit has grown to
         self._started_at = time.time()
         self._started_mono = time.monotonic()
-        #: The journal's follower into fp_fill and fp_position (cluster/mirror.py), run beside the leases.
-        self.mirror: Mirror | None = None
+        #: The journal's follower into fp_fill and fp_position (cluster/mirror_process.py), run beside the leases.
+        self.mirror: MirrorProcess | None = None
         self.applied = 0  # other instances' commands applied (status, tests)
         self.published = 0
 
@@ -347,7 +347,7 @@ class ClusterManager:
         """A limit no longer shared (cleared, or monitored): nothing to hold."""
         with self.bridge.lock:
             self.core.shares.allowance.pop(k, None)
-            self.core.shares.low.pop(k, None)
+            self.core.shares.set_low(k, None)
         conn.execute("DELETE FROM fp_lease WHERE key = %s AND instance = %s", (k, self.name))
 
     # ------------------------------------------------------------ status and the firm-wide view

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .book import FIRM, Book
+from .book import FIRM, Book, Totals
 from .risk.limits import Limits, LimitSet
 
 if TYPE_CHECKING:
@@ -65,7 +65,10 @@ def shared_limits(limits: LimitSet) -> dict[str, Decimal]:
 def usage(book: Book, k: str) -> Decimal:
     """What this instance uses of a shared limit now: its book's total for the scope."""
     field, scope = split(k)
-    t = book.peek(scope)
+    return _used(book.peek(scope), field)
+
+
+def _used(t: Totals, field: str) -> Decimal:
     if field == GROSS:
         return t.gross
     if field == NET_LONG:
@@ -78,7 +81,7 @@ def usage(book: Book, k: str) -> Decimal:
 class ClusterShares:
     """The allowances this instance holds, and whether the edge fenced it off new headroom."""
 
-    __slots__ = ("enabled", "allowance", "low", "fence", "hungry", "dry", "wanted")
+    __slots__ = ("enabled", "allowance", "low", "fence", "hungry", "dry", "wanted", "_marks")
 
     def __init__(self, enabled: bool = False) -> None:
         #: ``[cluster]`` is configured: shared limits are checked against allowances (none held: 0).
@@ -95,6 +98,8 @@ class ClusterShares:
         self.dry = False
         #: A hint for the edge: the usage an order refused for want of a share would have reached.
         self.wanted: dict[str, Decimal] = {}
+        #: ``low`` by scope, as (field, mark) pairs: what ``watch`` reads after an order.
+        self._marks: dict[str, list[tuple[str, Decimal]]] = {}
 
     def cap(self, field: str, scope: str) -> Decimal | None:
         """The most this instance may use of a shared limit (None: not shared here)."""
@@ -110,13 +115,31 @@ class ClusterShares:
             return f"this instance may take no more of the limit {_fmt(limit)} the cluster shares: {self.fence}"
         return f"above this instance's share {_fmt(cap)} of the limit {_fmt(limit)} the cluster shares"
 
-    def watch(self, book: Book) -> None:
-        """After an order: note whether a shared limit's usage reached the mark for a top-up."""
-        if not self.hungry:
-            for k, low in self.low.items():
-                if usage(book, k) >= low:
-                    self.hungry = True
-                    return
+    def set_low(self, k: str, low: Decimal | None) -> None:
+        """Set (None: remove) the usage at which ``k`` wants a top-up."""
+        if low is None:
+            self.low.pop(k, None)
+        else:
+            self.low[k] = low
+        marks: dict[str, list[tuple[str, Decimal]]] = {}
+        for each, mark in self.low.items():
+            field, scope = split(each)
+            marks.setdefault(scope, []).append((field, mark))
+        self._marks = marks
+
+    def watch(self, book: Book, account: str) -> None:
+        """After an order of ``account``: note whether a shared limit of a scope it counts in (the
+        firm, its account) reached the mark for a top-up."""
+        if self.hungry:
+            return
+        for scope in (FIRM, f"account:{account}") if account else (FIRM,):
+            marks = self._marks.get(scope)
+            if marks:
+                t = book.peek(scope)
+                for field, mark in marks:
+                    if _used(t, field) >= mark:
+                        self.hungry = True
+                        return
 
     def refused(self, code: str, scope: str, observed: str, is_buy: bool) -> None:
         """An order was refused with a shared limit's code: ask the edge for a top-up that would fit it."""
@@ -140,7 +163,8 @@ class ClusterShares:
     def load(self, state: dict[str, object] | None) -> None:
         if state:
             self.allowance = dict(state["allowance"])  # type: ignore[call-overload]
-            self.low = dict(state["low"])  # type: ignore[call-overload]
+            for k, low in dict(state["low"]).items():  # type: ignore[call-overload]
+                self.set_low(k, low)
             self.fence = str(state["fence"])
 
 
@@ -148,7 +172,7 @@ def share(core: ProxyCore, e: ev.ClusterShare) -> list[ev.Action]:
     """Hold a new allowance of a shared limit (its top-up or give-back, committed in PostgreSQL first)."""
     shares = core.shares
     shares.allowance[e.key] = e.allowance
-    shares.low[e.key] = e.low
+    shares.set_low(e.key, e.low)
     shares.hungry = False
     return []
 

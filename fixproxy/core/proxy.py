@@ -247,7 +247,7 @@ class ProxyCore:
         self.tally.opened(tracked)
         booking.sync_working(self.book, tracked)
         if self.shares.low:
-            self.shares.watch(self.book)
+            self.shares.watch(self.book, order.account)
         return [
             self._decision(session, "D", order, e.now_ns, None, venue),
             *watched,
@@ -281,7 +281,7 @@ class ProxyCore:
         self.orders.alias(order, new.cl_ord_id, venue_id)
         booking.sync_working(self.book, order)
         if self.shares.low:
-            self.shares.watch(self.book)
+            self.shares.watch(self.book, new.account)
         return [
             self._decision(session, "G", new, e.now_ns, None, order.venue),
             *watched,
