@@ -19,12 +19,12 @@ from pathlib import Path
 from hdrh.histogram import HdrHistogram
 
 from bench import histogram
-from bench.setups import SETUPS, Setup, cpu_seconds
+from bench.setups import CLUSTERED, SETUPS, Database, Setup, cpu_seconds
 
 # Full-length throughput steps, and their retries, group by group: the setups the issue's targets
 # compare take every try they need before the other setups' first step, so the time budget never
 # drops their retry for another setup's.
-STEP_GROUPS = (("native_full", "direct", "native_pass"), ("qf_full", "qf_relay", "relay"))
+STEP_GROUPS = (("native_full", "native_cluster", "direct", "native_pass"), ("qf_full", "qf_relay", "relay"))
 assert sorted(sum(STEP_GROUPS, ())) == sorted(SETUPS)
 #: The offered rates the throughput search tries (orders/s): it bisects this ladder.
 LADDER = (
@@ -90,14 +90,22 @@ class CpuMeter:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, setups: dict[str, Setup]) -> None:
+    """The run's windows over ``setups`` (in the order they interleave); ``db``: the clustered setups'
+    PostgreSQL, whose CPU each window records beside the proxy's."""
+
+    def __init__(self, args: argparse.Namespace, setups: dict[str, Setup], db: Database | None = None) -> None:
         self.args = args
         self.setups = setups
+        self.names = list(setups)
+        self.db = db
         self.latency: dict[str, dict[str, list[dict]]] = {}
         self.throughput: dict[str, dict] = {}
         self.log = args.log
         self.cpu = CpuMeter(
-            lambda: [pid for s in setups.values() for pid in (s.peers.pid if s.peers else 0, *s.proxy_tree()) if pid]
+            lambda: (
+                [pid for s in setups.values() for pid in (s.peers.pid if s.peers else 0, *s.proxy_tree()) if pid]
+                + (db.pids() if db is not None else [])
+            )
         )
         self.started = time.monotonic()
         self.skipped_for_time: list[str] = []
@@ -114,6 +122,10 @@ class Bench:
         tree = s.proxy_tree()
         before = {pid: cpu_seconds(pid) for pid in tree}
         peers_before = cpu_seconds(s.peers.pid) if s.peers else 0.0
+        db_before = self.db.cpu_seconds() if self.db is not None else None
+        # A clustered proxy keeps renewing its leases through the other setups' windows: its cost there.
+        idle = [n for n in CLUSTERED if n in self.setups and n != setup]
+        idle_before = {n: sum(cpu_seconds(pid) for pid in self.setups[n].proxy_tree()) for n in idle}
         mark = self.cpu.mark()
         result = s.window(rate, duration_s, a.max_in_flight, a.ack_timeout_s, a.abort_lag_s)
         if result["timeouts"] or result["unsent"]:
@@ -127,6 +139,13 @@ class Bench:
             "main_s": round(cpu_seconds(tree[0]) - before[tree[0]], 3) if tree else None,
             "processes": len(after),
             "peers_s": round(cpu_seconds(s.peers.pid) - peers_before, 3) if s.peers else None,
+            "postgres_s": round(self.db.cpu_seconds() - db_before, 3)
+            if self.db is not None and db_before is not None
+            else None,
+            "idle_cluster_proxy_s": {
+                n: round(sum(cpu_seconds(pid) for pid in self.setups[n].proxy_tree()) - v, 3)
+                for n, v in idle_before.items()
+            },
         }
         return result
 
@@ -151,7 +170,7 @@ class Bench:
         return True, ""
 
     def warm_up(self) -> None:
-        for name in SETUPS:
+        for name in self.names:
             self.window(name, 1000, self.args.warmup_s)
 
     def run_latency(self) -> None:
@@ -160,7 +179,7 @@ class Bench:
         # the thousand in its tables), which must not spill into its windows at a rate it can.
         for rate in sorted(a.rates):
             for w in range(a.windows):
-                for name in SETUPS:  # interleaved: A B C A B C ...
+                for name in self.names:  # interleaved: A B C A B C ...
                     r = self.window(name, rate, a.window_s)
                     self.latency.setdefault(str(rate), {}).setdefault(name, []).append(r)
                     s = histogram.summary(histogram.decode(r["latency"]))
@@ -176,9 +195,9 @@ class Bench:
         """Per setup: short probes bisecting LADDER, then full-length steps from the highest passing probe down."""
         a = self.args
         start = min(range(len(LADDER)), key=lambda i: abs(LADDER[i] - a.search_start))
-        state = {n: {"lo": -1, "hi": len(LADDER), "next": start, "probes": [], "confirms": []} for n in SETUPS}
+        state = {n: {"lo": -1, "hi": len(LADDER), "next": start, "probes": [], "confirms": []} for n in self.names}
         for _ in range(a.max_probes):
-            for name in SETUPS:
+            for name in self.names:
                 st = state[name]
                 i = st["next"]
                 if i is None:
@@ -189,10 +208,10 @@ class Bench:
                 self.log(f"  throughput probe {name:<12} {LADDER[i]:>6}/s {'ok' if ok else 'FAIL: ' + why}")
                 st["lo" if ok else "hi"] = i
                 st["next"] = (st["lo"] + st["hi"]) // 2 if st["hi"] - st["lo"] > 1 else None
-        for name in SETUPS:
+        for name in self.names:
             state[name]["candidate"] = state[name]["lo"] if state[name]["lo"] >= 0 else None
         for group in STEP_GROUPS:
-            for _, name in itertools.product(range(a.confirm_tries), group):
+            for _, name in itertools.product(range(a.confirm_tries), [n for n in group if n in state]):
                 st = state[name]
                 if st.get("sustained") is not None or st["candidate"] is None:
                     continue
@@ -212,7 +231,7 @@ class Bench:
                     st["sustained"] = rate
                 else:
                     st["candidate"] = st["candidate"] - 1 if st["candidate"] > 0 else None
-        for name in SETUPS:
+        for name in self.names:
             st = state[name]
             sustained = st.get("sustained")
             self.throughput[name] = {
@@ -246,16 +265,17 @@ class Bench:
             "waits_for_in_flight_slot": r["waits_for_in_flight_slot"],
             "proxy_cpu_us_per_order": _per_order(r["proxy_cpu"]["tree_s"], r["acked"]),
             "peers_cpu_us_per_order": _per_order(r["proxy_cpu"]["peers_s"], r["acked"]),
+            "postgres_cpu_us_per_order": _per_order(r["proxy_cpu"]["postgres_s"], r["acked"]),
             "cpu": r["cpu"],
         }
 
-    def profile(self, out: Path, rate: int, duration_s: float) -> dict:
-        """py-spy records the native_full proxy's main process through one extra window (not in the figures)."""
+    def profile(self, out: Path, rate: int, duration_s: float, setup: str = "native_full") -> dict:
+        """py-spy records a proxy's main process (native_full's) through one extra window (not in the figures)."""
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(py_spy).exists():
             return {"recorded": False, "why": "py-spy is not installed (.venv/bin/pip install py-spy)"}
-        proxy = self.setups["native_full"].proxy
-        assert proxy is not None, "the native_full setup has a proxy"
+        proxy = self.setups[setup].proxy
+        assert proxy is not None, f"the {setup} setup has a proxy"
         out.parent.mkdir(parents=True, exist_ok=True)
         duration = max(2, round(duration_s))
         command = [py_spy, "record", "--pid", str(proxy.pid), "--rate", "200", "--format", "raw", "--nonblocking"]
@@ -268,7 +288,7 @@ class Bench:
         )
         try:
             time.sleep(1.0)  # py-spy attaches
-            r = self.window("native_full", rate, max(1.0, duration - 2.0))
+            r = self.window(setup, rate, max(1.0, duration - 2.0))
         finally:
             try:
                 errors = (spy.communicate(timeout=duration + 30)[1] or "")[-300:]
@@ -277,6 +297,7 @@ class Bench:
                 errors = (spy.communicate()[1] or "")[-300:]
         recorded = out.exists() and out.stat().st_size > 0
         return {
+            "setup": setup,
             "recorded": recorded,
             "raw": str(out),
             "command": " ".join([*command, "--duration", str(duration), "--output", str(out)]),
@@ -394,6 +415,11 @@ def aggregate(windows: list[dict], passed: Callable[[dict], tuple[bool, str]]) -
         "proxy_tree": _per_order(sum(c["tree_s"] for c in cpu), orders["acked"]) if proxied else None,
         "proxy_main": _per_order(sum(c["main_s"] for c in cpu), orders["acked"]) if proxied else None,
         "peers": _per_order(sum(c["peers_s"] or 0.0 for c in cpu), orders["acked"]),
+        # The database's CPU over these windows (set only where there is one): the cluster's cost
+        # beside a clustered setup's, the idle cluster's lease renewals beside any other's.
+        "postgres": _per_order(sum(c["postgres_s"] for c in cpu), orders["acked"])
+        if cpu and all(c.get("postgres_s") is not None for c in cpu)
+        else None,
         "orders": orders["acked"],
         "proxy_processes": max(c["processes"] for c in cpu) if cpu else 0,
     }

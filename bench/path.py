@@ -3,7 +3,7 @@
 sockets, the kernel or the event loop.
 
     .venv/bin/python -m bench path [--orders 20000] [--setup native_full|native_pass] [--profile FILE]
-                                   [--features [monitor,anomaly,drop_copy]]
+                                   [--features [monitor,anomaly,drop_copy]] [--cluster]
 
 The benchmark's config for the setup (bench/setups.py, from cfg/fixproxy.toml: every rule, the
 journal, message logs and session stores on files) drives a real NativeBridge and core. Its OMS and
@@ -19,6 +19,15 @@ messages the proxy read and wrote.
 monitored check once more), every anomaly detector enabled at its default thresholds
 (``anomaly``: the steady load raises no alert), and a FIX 4.4 drop copy logged on (``drop_copy``),
 which gets a copy of every report.
+
+``--cluster`` runs native_full as one instance of a cluster (``make bench``'s native_cluster config:
+``[cluster]`` on, the firm's gross, net and open-order limits high enough never to refuse): the core
+checks every order's shared limits against this instance's shares and watches their low marks. The
+shares are handed to it as the lease manager does once it has committed them in PostgreSQL (a
+journaled ``ClusterShare`` per shared limit, sized by the manager's own ``plan``); no database and no
+manager thread run here, as their work is not the order path's (``make bench`` measures it, and
+PostgreSQL's). The run fails if an order was refused or a top-up was wanted, which would measure
+something else.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import os
 import shutil
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,9 @@ import msgspec
 from bench import REPO
 from bench.setups import write_configs
 from fixproxy.assemble import build_core
-from fixproxy.config import DropCopySession, load
+from fixproxy.cluster.manager import plan, step_of
+from fixproxy.config import ClusterSection, DropCopySession, load
+from fixproxy.core import cluster as shared, events as ev
 from fixproxy.core.anomaly import AnomalySettings
 from fixproxy.engines.native.bridge import NativeBridge
 from fixproxy.engines.native.connection import Connection
@@ -140,12 +152,36 @@ def with_features(loaded: Any, features: frozenset[str]) -> Any:
     return msgspec.structs.replace(loaded, config=config)
 
 
+#: native_cluster's config wants a URL; nothing connects to it here.
+UNUSED_URL = "postgresql://fixproxy@127.0.0.1:1/fixproxy"
+
+
+def hand_shares(bridge: NativeBridge, settings: ClusterSection, now: int) -> int:
+    """Every shared limit's first allowance, journaled and handed to the core as the lease manager does
+    after committing it (cluster/manager.py: ``plan`` from no usage, the whole limit available).
+    Returns how many limits are shared."""
+    core = bridge.core
+    core.shares.enabled = True  # as the composition root does with [cluster] (app.py)
+    limits = shared.shared_limits(core.limits.limits)
+    for k, limit in limits.items():
+        step = step_of(k, limit, settings.step_pct)
+        use = shared.usage(core.book, k)
+        allowance, _ = plan(use, Decimal(0), Decimal(0), limit, step, settings.reserve_steps)
+        bridge.submit(ev.ClusterShare(k, allowance, max(allowance - step / 2, Decimal(0)), now))
+    return len(limits)
+
+
 async def measure(
-    setup: str, orders: int, root: Path, profile: str | None, features: frozenset[str] = frozenset()
+    setup: str,
+    orders: int,
+    root: Path,
+    profile: str | None,
+    features: frozenset[str] = frozenset(),
+    cluster: bool = False,
 ) -> dict:
     os.environ.setdefault("FIXPROXY_DESK_PASSWORD", "bench-desk-password-0123")
-    cfgs, _ = write_configs(REPO / "cfg" / "fixproxy.toml", root)
-    cfg = cfgs[setup]
+    cfgs, _ = write_configs(REPO / "cfg" / "fixproxy.toml", root, UNUSED_URL if cluster else None)
+    cfg = cfgs["native_cluster" if cluster else setup]
     loaded = load(cfg["path"])
     if features:
         loaded = with_features(loaded, features)
@@ -163,6 +199,10 @@ async def measure(
         journal=journal,
         identifiers=config.identifiers.limits(),
     )
+    shared_limits = 0
+    if cluster:
+        assert config.cluster is not None, "native_cluster's config has [cluster]"
+        shared_limits = hand_shares(bridge, config.cluster, now)
     venue_cfg = config.venues[0]
     venue, venue_pipe = _Peer("VENUE", "FIXPROXY", False, now), Pipe(venue_cfg.port)
     venue_session = next(i.handle for i in bridge.sessions() if i.name == venue_cfg.name)
@@ -255,6 +295,11 @@ async def measure(
         profiler.disable()
         profiler.dump_stats(profile)
     decisions = sum(1 for r in records if type(r).__name__ == "Decision")
+    refused = sum(1 for r in records if isinstance(r, ev.Decision) and not r.accepted)
+    if refused or bridge.core.shares.hungry:
+        raise SystemExit(
+            f"{refused} orders refused, a top-up wanted: {bridge.core.shares.hungry} (the path measured is not the one meant)"
+        )
     for info in bridge.sessions():
         info.handle.store.close()
         if info.handle.log is not None:
@@ -263,6 +308,8 @@ async def measure(
     return {
         "setup": setup,
         "features": sorted(features),
+        "cluster": cluster,
+        "shared_limits": shared_limits,
         "orders": orders,
         "decisions": decisions,
         "proxy_us_per_order": round(spent[0] / 1000 / orders, 1),
@@ -276,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench path", description=__doc__.split("\n\n")[0])
     p.add_argument("--orders", type=int, default=20_000)
     p.add_argument("--setup", choices=("native_full", "native_pass"), default="native_full")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="native_full as one instance of a cluster: shared limits checked against its shares (no database)",
+    )
     p.add_argument("--profile", default=None, help="write a cProfile of the measured orders here")
     p.add_argument(
         "--features",
@@ -286,11 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     features = frozenset(f for f in args.features.split(",") if f)
+    if args.cluster and args.setup != "native_full":
+        p.error("--cluster: with --setup native_full (make bench's native_cluster is native_full with [cluster])")
     if features - set(FEATURES):
         p.error(f"--features: unknown {', '.join(sorted(features - set(FEATURES)))} (known: {', '.join(FEATURES)})")
     root = Path(tempfile.mkdtemp(prefix="bench-path-"))
     try:
-        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile, features))))
+        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile, features, args.cluster))))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

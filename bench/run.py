@@ -1,6 +1,6 @@
 """``make bench``: what the proxy costs, measured against a direct link in one run.
 
-Six setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports, started
+Seven setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports, started
 once and reused for every window. Every setup is driven by the same light peers (bench/peers.py: a
 load-generating OMS and a venue in one uvloop process, a few µs a message), so the figures are the
 proxy's and not its peers'. The peers run on core 0; the proxy or relay and every process it
@@ -10,6 +10,9 @@ starts (the audit follower) on core 1 (not on a one-core machine: the report say
 - ``relay``: OMS -> a byte relay (bench/relay.py) -> venue: one more hop that does no work;
 - ``native_full``: OMS -> proxy, native engine, the shipped config (every rule, journal, audit,
   message logs) -> venue;
+- ``native_cluster``: ``native_full`` with ``[cluster]`` on: one instance of a cluster, its leases,
+  status and fills mirror in a PostgreSQL the benchmark starts for the run (durable: PostgreSQL's
+  default settings), its processes on the peers' core; their CPU is a column of its own;
 - ``native_pass``: ``native_full`` with ``[risk] rules = []``;
 - ``qf_full``: ``native_full`` on the quickfix engine, for reference;
 - ``qf_relay``: OMS -> the proxy's quickfix sessions with nothing of the proxy in them
@@ -27,7 +30,7 @@ run then records the native_full proxy with py-spy at that rate. The proxy runs 
 file and a printed report, targets first.
 
     .venv/bin/python -m bench run                   # full run, under 9 minutes on 2 cores
-    .venv/bin/python -m bench run --quick           # about 80 s
+    .venv/bin/python -m bench run --quick           # about 90 s
     .venv/bin/python -m bench run --quick --profile # ... and a py-spy profile of native_full
     .venv/bin/python -m bench run --smoke           # seconds: the harness works, figures mean little
     .venv/bin/python -m bench run --quick --timeline  # where an order's time goes in the native proxy
@@ -49,14 +52,25 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from bench.measure import LADDER, Bench, aggregate
-from bench.report import added, caveats, machine, ratios, render, settings, targets, versions
-from bench.setups import PEERS_CPU, PROXY_CPU, REPO, SETUPS, Setup, can_pin, check_config, write_configs
+from bench.report import added, caveats, cluster, idle_cluster, machine, ratios, render, settings, targets, versions
+from bench.setups import (
+    CLUSTERED,
+    PEERS_CPU,
+    PROXY_CPU,
+    REPO,
+    SETUPS,
+    Database,
+    Setup,
+    can_pin,
+    check_config,
+    write_configs,
+)
 
 SCHEMA = 2
 
 # Per mode: latency rates and windows, throughput search and confirmation. The full run's time
-# budget ends the harness by about 500 s, so that `make bench`, with its halt and replay runs
-# (about 40 s), stays within 10 minutes; reserve_s is kept back for the profile and the shutdown.
+# budget ends the harness by about 540 s, so that `make bench`, with its halt and replay runs
+# (about 40 s), stays within 10 minutes; reserve_s is kept back for the profiles and the shutdown.
 PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(
         rates=[1000, 5000, 10000],
@@ -69,8 +83,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         search_start=5000,
         max_probes=5,
         confirm_tries=2,
-        time_budget_s=500,
-        reserve_s=25,
+        time_budget_s=540,
+        reserve_s=40,
         profile=True,
         profile_s=15.0,
     ),
@@ -110,9 +124,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="fixproxy benchmark: six setups with light peers, one run.")
+    p = argparse.ArgumentParser(description="fixproxy benchmark: seven setups with light peers, one run.")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="about 80 s")
+    mode.add_argument("--quick", action="store_true", help="about 90 s")
     mode.add_argument("--smoke", action="store_true", help="seconds; checks the harness, not the proxy")
     p.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "bench.json", help="JSON result file")
     p.add_argument(
@@ -179,6 +193,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="experiment: gc.freeze() in the proxies this often (default: never)",
     )
+    p.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="leave out native_cluster (and its PostgreSQL): for a machine without PostgreSQL",
+    )
     p.add_argument("--keep-run-dir", action="store_true", help="keep configs, stores, message logs and stderr")
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "smoke" if args.smoke else "full"
@@ -188,7 +207,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def pinning(args: argparse.Namespace, setups: dict[str, Setup]) -> dict[str, Any]:
+def pinning(args: argparse.Namespace, setups: dict[str, Setup], db: Database | None = None) -> dict[str, Any]:
     """Where each process ran, read back from /proc: the report says what was pinned, not what was meant."""
     pinned = not args.no_pin and can_pin()
     if args.no_pin:
@@ -202,11 +221,17 @@ def pinning(args: argparse.Namespace, setups: dict[str, Setup]) -> dict[str, Any
         why = "not pinned: this machine gives the benchmark one core, so peers and proxy share it"
     else:
         why = "not pinned: taskset is not installed"
-    return {
-        "pinned": pinned,
-        "how": why,
-        "processes": {name: setup.pinning() for name, setup in setups.items()},
-    }
+    if db is not None:
+        why += (
+            f"; native_cluster's PostgreSQL on core {PEERS_CPU} with the peers (the proxy's core stays its own, "
+            "as with a database on another machine)"
+            if db.pin
+            else "; native_cluster's PostgreSQL not pinned"
+        )
+    processes = {name: setup.pinning() for name, setup in setups.items()}
+    if db is not None:
+        processes["postgres"] = db.pinning()
+    return {"pinned": pinned, "how": why, "processes": processes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
 
-    cfgs, overrides = write_configs(args.config, run_dir)
+    names = [n for n in SETUPS if not (args.no_cluster and n in CLUSTERED)]
+    db = Database(pin=not args.no_pin) if not args.no_cluster else None
+    try:
+        db_url = db.start() if db is not None else None
+        cfgs, overrides = write_configs(args.config, run_dir, db_url)
+    except BaseException:
+        if db is not None:
+            db.stop()
+        raise
     proxy_args = ["--switch-interval", str(args.proxy_switch_interval)] if args.proxy_switch_interval else []
     if args.proxy_gc_freeze_s:
         proxy_args += ["--gc-freeze-every", str(args.proxy_gc_freeze_s)]
@@ -238,24 +271,25 @@ def main(argv: list[str] | None = None) -> int:
             proxy_args + (["--timeline"] if args.timeline and cfgs[name]["engine"] == "native" else []),
             pin=not args.no_pin,
         )
-        for name in SETUPS
+        for name in names
     }
-    bench = Bench(args, setups)
+    bench = Bench(args, setups, db)
     shutdown: dict[str, dict] = {}
     pids: dict[str, dict] = {}
     pinned: dict[str, Any] = {}
     profile: dict | None = None
+    cluster_profile: dict | None = None
     error = None
     try:
-        for name in SETUPS:
+        for name in names:
             cfgs[name]["check"] = check_config(cfgs[name]["path"])
-        for name in SETUPS:
+        for name in names:
             args.log(f"starting {name} ...")
             setups[name].start()
             pids[name] = setups[name].pids()
         args.log("warm-up")
         bench.warm_up()
-        pinned = pinning(args, setups)  # after the warm-up: the proxies' children have started
+        pinned = pinning(args, setups, db)  # after the warm-up: the proxies' children have started
         args.log(f"pinning: {pinned['how']}")
         args.log("latency windows")
         bench.run_latency()
@@ -267,11 +301,17 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out.parent / "native_full.pyspy.txt"
             args.log(f"profiling the native_full proxy at {rate}/s for {args.profile_s:g} s into {out}")
             profile = bench.profile(out, rate, args.profile_s)
+            if "native_cluster" in setups:  # at the same rate: the two profiles compare
+                out = args.out.parent / "native_cluster.pyspy.txt"
+                args.log(f"profiling the native_cluster proxy at {rate}/s for {args.profile_s:g} s into {out}")
+                cluster_profile = bench.profile(out, rate, args.profile_s, "native_cluster")
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported, then re-raised after cleanup
         error = exc
     finally:
-        for name in reversed(SETUPS):
+        for name in reversed(names):
             shutdown[name] = setups[name].stop()
+        if db is not None:
+            db.stop()
     found = {
         "book": importlib.util.find_spec("fixproxy.core.book") is not None,
         "audit_files": sorted(
@@ -307,16 +347,18 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.monotonic() - started, 1),
         "machine": info,
         "versions": versions(),
-        "settings": settings(args, cfgs, overrides),
+        "settings": settings(args, cfgs, overrides, names),
         "pinning": pinned,
         "ratios": r,
         "added_latency_us": add,
         "targets": targets(r, add, latency, bench.throughput),
+        "cluster": cluster(latency, add),
         "latency": latency,
         "throughput": bench.throughput,
-        "not_measured": caveats(args, bench.throughput, latency, found, bench.skipped_for_time),
-        "processes": {name: {"pids": pids.get(name, {}), "exit_codes": shutdown.get(name, {})} for name in SETUPS},
+        "not_measured": caveats(args, bench.throughput, latency, found, bench.skipped_for_time, idle_cluster(bench)),
+        "processes": {name: {"pids": pids.get(name, {}), "exit_codes": shutdown.get(name, {})} for name in names},
         "profile": profile,
+        "cluster_profile": cluster_profile,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +21,18 @@ from bench import REPO
 from fixproxy.sim.process import NoMatch, Proc, free_port
 
 #: The setups, in the order their windows interleave.
-SETUPS = ("direct", "relay", "native_full", "native_pass", "qf_full", "qf_relay")
+SETUPS = ("direct", "relay", "native_full", "native_cluster", "native_pass", "qf_full", "qf_relay")
 #: Setups with a proxy in them (bench/proxy.py: residence timer, garbage-collector pauses).
-PROXIES = ("native_full", "native_pass", "qf_full")
+PROXIES = ("native_full", "native_cluster", "native_pass", "qf_full")
+#: The setups that need the benchmark's own PostgreSQL (its URL to ``write_configs``).
+CLUSTERED = ("native_cluster",)
 #: What sits between the peers in each setup.
 ORDER_PATH = {
     "direct": "OMS -> venue (the peers alone)",
     "relay": "OMS -> byte relay (bench/relay.py: uvloop, no FIX work) -> venue",
     "native_full": "OMS -> proxy, native engine, shipped config (every rule, journal, audit, message logs) -> venue",
+    "native_cluster": "OMS -> proxy, native engine, native_full with [cluster] on (one instance, the "
+    "benchmark's own PostgreSQL: leases, status, the fills mirror) -> venue",
     "native_pass": "OMS -> proxy, native engine, [risk] rules = [] (otherwise as native_full) -> venue",
     "qf_full": "OMS -> proxy, quickfix engine, shipped config (every rule) -> venue",
     "qf_relay": "OMS -> the proxy's quickfix sessions forwarding each application message unchanged "
@@ -49,13 +54,22 @@ def can_pin() -> bool:
 BENCH_ACCOUNT = "BENCH"
 BENCH_SYMBOL = "AAPL"
 UNTRIPPED_RATE_LIMIT = 1_000_000
+#: native_cluster's firm limits (every one shared): high enough that a share's 2 % step covers every
+#: order in flight, so no order is refused or waits for a top-up, and each is checked against a share.
+CLUSTER_FIRM_LIMITS = {
+    "max_gross_exposure": 10_000_000_000,
+    "max_net_exposure": 10_000_000_000,
+    "max_open_orders": 1_000_000,
+}
+CLUSTER_INSTANCE = "bench"
 
 
-def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[str]]:
+def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None) -> tuple[dict[str, dict], list[str]]:
     """One config per setup from the shipped config: same rules, limits and sessions; own ports and state.
 
     Returns the setups' configs and, in words, every change made to the template beyond ports and
-    paths (only where the template has the key, so an older or newer config still works).
+    paths (only where the template has the key, so an older or newer config still works). The
+    clustered setups (CLUSTERED) are written only with ``cluster_url``, the database they share.
     """
     base = tomllib.loads(template.read_text())
     overrides: list[str] = []
@@ -84,6 +98,8 @@ def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[
     venue = base["venues"][0]
     out = {}
     for name in SETUPS:
+        if name in CLUSTERED and cluster_url is None:
+            continue
         cfg = json.loads(json.dumps(base))  # deep copy
         state = run_dir / name
         state.mkdir(parents=True, exist_ok=True)
@@ -115,6 +131,9 @@ def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[
             cfg["venues"] = [{**venue, "host": "127.0.0.1", "port": free_port()}]
             if name == "native_pass":
                 cfg.setdefault("risk", {})["rules"] = []
+            if name in CLUSTERED:
+                cfg.setdefault("limits", {}).setdefault("firm", {}).update(CLUSTER_FIRM_LIMITS)
+                cfg["cluster"] = {"url": cluster_url, "instance": CLUSTER_INSTANCE}
         path = state / "fixproxy.toml"
         path.write_text(f"# written by the benchmark (bench/setups.py) from {template}\n" + tomli_w.dumps(cfg))
         out[name] = {
@@ -128,7 +147,15 @@ def write_configs(template: Path, run_dir: Path) -> tuple[dict[str, dict], list[
             "message_log": cfg.get("proxy", {}).get("message_log", True),
             "engine": cfg.get("proxy", {}).get("engine", "quickfix"),
             "log_level": cfg.get("proxy", {}).get("log_level", "info"),
+            "cluster": cfg.get("cluster"),
         }
+    if cluster_url is not None:
+        limits = ", ".join(f"{k} = {v}" for k, v in CLUSTER_FIRM_LIMITS.items())
+        overrides.append(
+            f"native_cluster only: [cluster] url = {cluster_url}, instance = {CLUSTER_INSTANCE!r} (defaults "
+            f"otherwise); limits.firm {limits} (shared, checked against this instance's share on every "
+            "order; high enough that no order is refused or waits for a top-up)"
+        )
     return out, overrides
 
 
@@ -242,6 +269,70 @@ def command_name(pid: int) -> str:
     if any("multiprocessing" in a for a in args):
         return "proxy child (multiprocessing: the audit follower)"
     return " ".join(args)[-60:]
+
+
+def reaped_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process's children that ended and were waited for; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / _TICK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Database:
+    """The clustered setups' PostgreSQL (fixproxy/cluster/localdb.py), durable (PostgreSQL's default
+    settings: fsync and synchronous commit on), in a folder of its own under the system's temporary
+    directory (run as root, the server runs as the ``postgres`` user, which must reach it).
+
+    ``pin``: its processes on the peers' core, so the proxy's core stays the proxy's, as with a
+    database on another machine; backends started later inherit it from the postmaster.
+    """
+
+    def __init__(self, pin: bool = True) -> None:
+        from fixproxy.cluster.localdb import LocalPostgres
+
+        self.directory = Path(tempfile.mkdtemp(prefix="fixproxy-bench-pg-"))
+        self.server = LocalPostgres(self.directory, durable=True)
+        self.pin = pin and can_pin()
+
+    def start(self) -> str:
+        """Start the server; its URL."""
+        self.server.start()
+        if self.pin:
+            for pid in self.pids():
+                subprocess.run(
+                    ["taskset", "-a", "-p", "-c", str(PEERS_CPU), str(pid)], capture_output=True, check=False
+                )
+        return self.server.url()
+
+    def pids(self) -> list[int]:
+        """The postmaster and every server process under it; [] when it is not running."""
+        pid = self.server.pid
+        return process_tree(pid) if pid is not None and self.server.running else []
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the server's processes, those ended since included (the postmaster reaps them)."""
+        pids = self.pids()
+        return sum(cpu_seconds(pid) for pid in pids) + (reaped_cpu_seconds(pids[0]) if pids else 0.0)
+
+    def pinning(self) -> dict[str, str]:
+        """Each server process (its title, as ``ps`` shows it) and the CPUs it may run on."""
+        out = {}
+        for pid in self.pids():
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                title = "postgres"
+            out[f"{' '.join(title.split())[:60]} (pid {pid})"] = cpus_allowed(pid)
+        return out
+
+    def stop(self) -> None:
+        """Stop the server by its process id and remove its folder."""
+        try:
+            self.server.stop()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class Setup:

@@ -41,6 +41,15 @@ def test_bench_path_with_features_copies_every_report_to_the_drop_copy():
     assert (result["messages_in_per_order"], result["messages_out_per_order"]) == (3.0, 5.0)
 
 
+def test_bench_path_with_cluster_checks_every_order_against_the_shares():
+    """``--cluster``: the firm's four shared limits (gross, net long and short, open orders) held as
+    shares; every order still goes through, none refused and no top-up wanted (the run fails otherwise)."""
+    result = _bench("path", "--orders", "300", "--cluster")
+    assert result["cluster"] is True and result["shared_limits"] >= 4
+    assert result["decisions"] == 300
+    assert (result["messages_in_per_order"], result["messages_out_per_order"]) == (3.0, 3.0)
+
+
 def test_bench_floor_times_every_part():
     result = _bench("floor", "--orders", "500")
     parts = ["fix_in_us", "fix_out_us", "journal_us", "message_logs_us", "session_store_us"]

@@ -13,19 +13,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SETUPS = ("direct", "relay", "native_full", "native_pass", "qf_full", "qf_relay")
-PROXIES = ("native_full", "native_pass", "qf_full")
+SETUPS = ("direct", "relay", "native_full", "native_cluster", "native_pass", "qf_full", "qf_relay")
+PROXIES = ("native_full", "native_cluster", "native_pass", "qf_full")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 LATENCY_RATIOS = (
     "relay/direct",
     "native_full/direct",
     "native_pass/direct",
     "native_full/native_pass",
+    "native_cluster/native_full",
     "qf_full/direct",
     "qf_relay/direct",
     "qf_full/qf_relay",
 )
-CPU_RATIOS = ("native_full/native_pass", "qf_full/native_full", "qf_full/qf_relay")
+CPU_RATIOS = ("native_full/native_pass", "native_cluster/native_full", "qf_full/native_full", "qf_full/qf_relay")
 TARGETS = (
     "native_full_cpu_per_order_us",
     "native_full_over_native_pass_cpu",
@@ -78,6 +79,7 @@ def test_smoke_run_report_has_every_section(report):
         "not_measured",
         "processes",
         "profile",
+        "cluster",
         where="report",
     )
     _has(
@@ -120,13 +122,23 @@ def test_smoke_run_report_has_every_section(report):
             "engine",
             where=f"settings.proxy.{name}",
         )
-    assert [report["settings"]["proxy"][name]["engine"] for name in PROXIES] == ["native", "native", "quickfix"]
+    assert [report["settings"]["proxy"][name]["engine"] for name in PROXIES] == [
+        "native",
+        "native",
+        "native",
+        "quickfix",
+    ]
+    assert report["settings"]["proxy"]["native_cluster"]["cluster"]["url"].startswith("postgresql://")
+    assert "cluster" not in report["settings"]["proxy"]["native_full"]
     assert report["settings"]["proxy"]["native_pass"]["rules"] == []
     _has(report["pinning"], "pinned", "how", "processes", where="pinning")
     if report["pinning"]["pinned"]:  # read back from /proc: the peers on core 0, the proxy's whole tree on 1
         for name in SETUPS:
             for process, cpus in report["pinning"]["processes"][name].items():
                 assert cpus == ("0" if process.startswith("peers") else "1"), (name, process, cpus)
+        assert report["pinning"]["processes"]["postgres"], "the database's processes"
+        for process, cpus in report["pinning"]["processes"]["postgres"].items():  # with the peers, off the proxy's core
+            assert cpus == "0", (process, cpus)
     assert isinstance(report["not_measured"], list) and report["not_measured"]
 
 
@@ -156,6 +168,9 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
             assert agg["orders"]["acked"] > 0, f"{where}: no order acknowledged"
             _has(agg["latency_us"], *PERCENTILES, "count", where=f"{where}.latency_us")
             _has(agg["service_time_us"], *PERCENTILES, "count", where=f"{where}.service_time_us")
+            # PostgreSQL's CPU: measured over every window (the cluster idles through the others' windows).
+            _has(agg["cpu_per_order_us"], "postgres", where=where)
+            assert agg["cpu_per_order_us"]["postgres"] is not None, where
             if name == "direct":  # no process between the peers: no proxy CPU
                 assert agg["cpu_per_order_us"]["proxy_tree"] is None
             else:
@@ -196,6 +211,10 @@ def test_smoke_run_has_throughput_added_latency_ratios_and_targets(report):
             assert added == {k: own[k] - direct[k] for k in ("p50", "p99")}, (rate, name)
     _has(report["ratios"]["throughput"], *(f"{name}/direct" for name in SETUPS if name != "direct"), where="ratios")
     _has(report["targets"], *TARGETS, where="targets")
+    assert set(report["cluster"]) == set(report["latency"])  # native_cluster beside native_full at every rate
+    for rate, row in report["cluster"].items():
+        _has(row, "carried", "added_us", "cpu_per_order_us", "cpu_tree_ratio", "added_p50_ratio", "within", where=rate)
+        _has(row["cpu_per_order_us"], "native_full", "native_cluster", "postgres", where=f"cluster.{rate}")
     for key, target in report["targets"].items():
         _has(target, "what", "value", "target", "met", where=f"targets.{key}")
     for name in PROXIES:
