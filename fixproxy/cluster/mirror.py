@@ -36,7 +36,7 @@ from ..core.book import Book, Fill
 from ..core.model import ExecReport, ExecType, Side
 from ..core.rebuild import order_from_report
 from ..fix import codec
-from ..fix.parse import parse
+from ..fix.parse import last_value, parse
 from ..journal import format as fmt
 from ..journal.reader import Tail, segments
 from ..journal.recovery import load_snapshot, snapshots
@@ -59,9 +59,11 @@ _UPSERT_POSITION = (
     "VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (instance, account, symbol) "
     "DO UPDATE SET qty = EXCLUDED.qty, avg_cost = EXCLUDED.avg_cost, updated_at = now()"
 )
-_INSERT_FILL = (
+#: A batch's fills in one statement (a column an array), not one statement a fill.
+_INSERT_FILLS = (
     "INSERT INTO fp_fill (instance, exec_id, session, account, symbol, side, qty, price, ts_ns) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (instance, exec_id) DO NOTHING"
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::numeric[], %s::numeric[], %s::bigint[]) ON CONFLICT (instance, exec_id) DO NOTHING"
 )
 _SAVE_POSITION = (
     'INSERT INTO fp_mirror (instance, segment, "offset", updated_at) VALUES (%s, %s, %s, now()) '
@@ -71,6 +73,9 @@ _SAVE_POSITION = (
 
 #: Venue ClOrdID -> (OMS session, account, symbol, side) of the order the core books its fills to.
 OrderKey = tuple[str, str, str, Side]
+
+
+_NEW = "\x01150=0\x01"
 
 
 def _of_type(raw: str, msg_type: str) -> bool:
@@ -282,24 +287,31 @@ class Mirror:
                 self._apply(pending, batch)
             if kind == fmt.INBOUND:
                 session, now_ns, raw = fmt.decode_message(payload)
-                if session in self.venues and _of_type(raw, "8"):
+                # An acknowledgement (150=0) neither moves a position nor ends an order: not decoded.
+                if session in self.venues and _of_type(raw, "8") and _NEW not in raw:
                     self._venue_report(session, now_ns, raw, end if end[0] == segment else (segment, 0))
             elif kind == fmt.OUTBOUND:
                 session, _, raw = fmt.decode_message(payload)
                 if session in self.venues and (_of_type(raw, "D") or _of_type(raw, "G")):
-                    self._sent(parse(raw))
+                    self._sent(raw)
             elif kind == fmt.EVENT and isinstance(fmt.decode_event(payload), ev.DayRoll):
                 self._day_roll(batch)
             end = (segment, offset)
         self._read_to = end
         return self._pending.start if self._pending is not None else end
 
-    def _sent(self, f: dict[int, str]) -> None:
-        """An order or replace the proxy sent a venue: whose fills its reports will be."""
-        venue_id = f.get(11, "")
+    def _sent(self, raw: str) -> None:
+        """An order or replace the proxy sent a venue: whose fills its reports will be (four fields
+        read from the text as ``parse`` would give them, without parsing the whole message)."""
+        venue_id = last_value(raw, 11)
         try:
-            self._orders[venue_id] = (venue_id.partition(".")[0], f.get(1, ""), f[55], Side(f[54]))
-        except (KeyError, ValueError):
+            self._orders[venue_id] = (
+                venue_id.partition(".")[0],
+                last_value(raw, 1),
+                last_value(raw, 55),
+                Side(last_value(raw, 54)),
+            )
+        except ValueError:
             pass
 
     def _venue_report(self, venue: str, now_ns: int, raw: str, start: tuple[int, int]) -> None:
@@ -403,7 +415,7 @@ class Mirror:
                 batch.touched.update(positions)
             if batch.fills:
                 before = self.fills_written
-                cur.executemany(_INSERT_FILL, batch.fills, returning=False)
+                cur.execute(_INSERT_FILLS, [list(column) for column in zip(*batch.fills)])
                 self.fills_written = before + max(cur.rowcount, 0)
             for ref in batch.busts:
                 cur.execute(
