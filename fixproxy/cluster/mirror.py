@@ -415,7 +415,7 @@ class Mirror:
                 batch.touched.update(positions)
             if batch.fills:
                 before = self.fills_written
-                cur.execute(_INSERT_FILLS, [list(column) for column in zip(*batch.fills)])
+                cur.execute(_INSERT_FILLS, [list(column) for column in zip(*batch.fills, strict=True)])
                 self.fills_written = before + max(cur.rowcount, 0)
             for ref in batch.busts:
                 cur.execute(
