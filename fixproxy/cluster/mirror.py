@@ -78,6 +78,19 @@ OrderKey = tuple[str, str, str, Side]
 _NEW = "\x01150=0\x01"
 
 
+def health_of(
+    journal_dir: Path, committed: tuple[int, int], journal_position: Callable[[], tuple[int, int]] | None, error: str
+) -> dict[str, Any]:
+    """A mirror's health: failed with its last error, and how many journal bytes it has yet to mirror."""
+    lag = -1
+    if journal_position is not None:
+        try:
+            lag = lag_bytes(journal_dir, committed, journal_position())
+        except Exception:  # noqa: BLE001 - a journal closing meanwhile
+            lag = -1
+    return {"state": "failed" if error else "ok", "lag_bytes": lag, "error": error}
+
+
 def _of_type(raw: str, msg_type: str) -> bool:
     """Whether ``raw`` is a message of this MsgType (35), without parsing it."""
     field = f"35={msg_type}\x01"
@@ -203,13 +216,7 @@ class Mirror:
 
     def health(self) -> dict[str, Any]:
         """{"state": "ok" | "failed", "lag_bytes": journal bytes not yet mirrored (-1: unknown), "error"}."""
-        lag = -1
-        if self.journal_position is not None:
-            try:
-                lag = lag_bytes(self.journal_dir, self.committed, self.journal_position())
-            except Exception:  # noqa: BLE001 - a journal closing meanwhile
-                lag = -1
-        return {"state": "failed" if self.error else "ok", "lag_bytes": lag, "error": self.error}
+        return health_of(self.journal_dir, self.committed, self.journal_position, self.error)
 
     # ------------------------------------------------------------ one pass
 

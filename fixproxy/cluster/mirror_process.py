@@ -112,19 +112,13 @@ class MirrorProcess:
 
     def health(self) -> dict[str, Any]:
         """{"state": "ok" | "failed", "lag_bytes": journal bytes not yet mirrored (-1: unknown), "error"}."""
-        from ..audit.follower import lag_bytes
+        from .mirror import health_of
 
         process = self._process
         error = self._error.value.decode("utf-8", "replace")
         if process is not None and not process.is_alive() and not self._stop.is_set():
             error = error or f"the mirror process ended (exit code {process.exitcode}); started again shortly"
-        lag = -1
-        if self.journal_position is not None:
-            try:
-                lag = lag_bytes(self.journal_dir, self.committed, self.journal_position())
-            except Exception:  # noqa: BLE001 - a journal closing meanwhile
-                lag = -1
-        return {"state": "failed" if error else "ok", "lag_bytes": lag, "error": error, "restarts": self.restarts}
+        return {**health_of(self.journal_dir, self.committed, self.journal_position, error), "restarts": self.restarts}
 
 
 def _child(

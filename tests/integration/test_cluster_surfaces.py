@@ -5,9 +5,8 @@ PostgreSQL database; GET /api/v1/cluster on either lists both with their session
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.pg import fresh_database
 
 from .harness import TOKENS, Stack, messages
 from .test_admin_http import api, cli
+from .test_cluster import until
 from .test_order_path import order
 
 GROSS = "max_gross_exposure|firm"
@@ -25,17 +25,6 @@ GROSS = "max_gross_exposure|firm"
 
 def cluster_section(url: str, name: str) -> str:
     return f'[cluster]\nurl = "{url}"\ninstance = "{name}"\nlease_ttl_ms = 1500\nrenew_ms = 100\nstep_pct = 5\n'
-
-
-def until(check: Callable[[], object], what: str, timeout: float = 20.0) -> object:
-    """Poll ``check`` until it returns something true (a bound on waiting, not a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -317,6 +317,17 @@ def throttle(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     return None
 
 
+def _beyond_share(
+    shares: ClusterShares, code: str, field: str, scope: str, after: Decimal, limit: Decimal, what: str
+) -> Reject | None:
+    """In a cluster: the refusal of an order that would take this instance's usage of a shared limit
+    (``after``) past its share of it, or any growth while it is fenced (core/cluster.py)."""
+    cap = shares.cap(field, scope)
+    if cap is None or after <= cap:
+        return None
+    return Reject(code, f"{what}, {shares.why(limit, cap)}", observed=_fmt(after), limit=_fmt(cap), scope=scope)
+
+
 def max_open_orders(order: OrderRequest, ctx: CheckContext) -> Reject | None:
     if ctx.is_replace:
         return None
@@ -330,15 +341,18 @@ def max_open_orders(order: OrderRequest, ctx: CheckContext) -> Reject | None:
                 limit=str(limit.value),
                 scope=limit.scope,
             )
-        shares = ctx.shares
-        if shares is not None and (cap := shares.cap(OPEN_ORDERS, limit.scope)) is not None and count > cap:
-            return Reject(
+        if ctx.shares is not None and (
+            rej := _beyond_share(
+                ctx.shares,
                 "MAX_OPEN_ORDERS",
-                f"{count} open orders in {limit.scope} with this one, {shares.why(Decimal(limit.value), cap)}",
-                observed=str(count),
-                limit=_fmt(cap),
-                scope=limit.scope,
+                OPEN_ORDERS,
+                limit.scope,
+                Decimal(count),
+                Decimal(limit.value),
+                f"{count} open orders in {limit.scope} with this one",
             )
+        ):
+            return rej
     return None
 
 
@@ -376,15 +390,18 @@ def gross_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
                 limit=_fmt(limit.value),
                 scope=limit.scope,
             )
-        shares = ctx.shares
-        if shares is not None and (cap := shares.cap(GROSS, limit.scope)) is not None and after > cap:
-            return Reject(
+        if ctx.shares is not None and (
+            rej := _beyond_share(
+                ctx.shares,
                 "GROSS_EXPOSURE",
-                f"gross exposure of {limit.scope} would reach {_fmt(after)} with working orders, {shares.why(limit.value, cap)}",
-                observed=_fmt(after),
-                limit=_fmt(cap),
-                scope=limit.scope,
+                GROSS,
+                limit.scope,
+                after,
+                limit.value,
+                f"gross exposure of {limit.scope} would reach {_fmt(after)} with working orders",
             )
+        ):
+            return rej
     return None
 
 
@@ -403,16 +420,18 @@ def net_exposure(order: OrderRequest, ctx: CheckContext) -> Reject | None:
                 limit=_fmt(limit.value),
                 scope=limit.scope,
             )
-        shares = ctx.shares
-        side = NET_LONG if order.side.is_buy else NET_SHORT
-        if shares is not None and (cap := shares.cap(side, limit.scope)) is not None and after > cap:
-            return Reject(
+        if ctx.shares is not None and (
+            rej := _beyond_share(
+                ctx.shares,
                 "NET_EXPOSURE",
-                f"net {word} exposure of {limit.scope} would reach {_fmt(after)} with working orders, {shares.why(limit.value, cap)}",
-                observed=_fmt(after),
-                limit=_fmt(cap),
-                scope=limit.scope,
+                NET_LONG if order.side.is_buy else NET_SHORT,
+                limit.scope,
+                after,
+                limit.value,
+                f"net {word} exposure of {limit.scope} would reach {_fmt(after)} with working orders",
             )
+        ):
+            return rej
     return None
 
 
