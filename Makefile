@@ -37,7 +37,7 @@ lint: $(STAMP)
 test: lint $(STAMP) chromium postgresql
 	$(PY) -m pytest -q
 
-browser: $(STAMP) chromium
+browser: $(STAMP) chromium postgresql
 	$(PY) -m pytest -q tests/browser
 
 unit: $(STAMP) postgresql
@@ -73,7 +73,7 @@ run-cluster: $(STAMP) $(DESK_PASSWORD) postgresql
 # about a minute and a half with halt and replay). Prints the report and writes $(BENCH_OUT), with a
 # py-spy profile beside it; then the halt-and-cancel time for 1,000 working orders and the replay
 # speed on 100,000 orders.
-bench: $(STAMP)
+bench: $(STAMP) postgresql
 	$(PY) -m bench run --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(PY) -m bench halt --orders 1000 --out $(dir $(BENCH_OUT))halt.json
 	$(PY) -m bench replay --orders 100000 | tee $(dir $(BENCH_OUT))replay.json
