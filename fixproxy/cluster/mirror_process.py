@@ -118,7 +118,11 @@ class MirrorProcess:
         error = self._error.value.decode("utf-8", "replace")
         if process is not None and not process.is_alive() and not self._stop.is_set():
             error = error or f"the mirror process ended (exit code {process.exitcode}); started again shortly"
-        return {**health_of(self.journal_dir, self.committed, self.journal_position, error), "restarts": self.restarts}
+        return {
+            **health_of(self.journal_dir, self.committed, self.journal_position, error),
+            "restarts": self.restarts,
+            "pid": process.pid if process is not None else None,
+        }
 
 
 def _child(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import signal
 import time
@@ -399,6 +400,26 @@ def test_kill9_of_a_random_instance_at_a_random_moment_never_exceeds(tmp_path, p
         )
         for f in others:
             assert {code for code, _ in f.refusals} == {"GROSS_EXPOSURE"}, (where, f.refusals)
+
+
+def test_mirror_process_killed_is_started_again_and_catches_up(tmp_path, pg_url):
+    """The positions mirror's own process killed -9: the proxy trades on, starts it again, and the
+    fills made meanwhile reach PostgreSQL."""
+    with cluster(tmp_path, pg_url, "a", firm_extra=f"max_gross_exposure = {LIMIT}") as stacks:
+        a = stacks["a"]
+        oms = a.oms["oms1"]
+        mirror = until(lambda: health(a)["cluster"]["mirror"], "the mirror's health")
+        os.kill(mirror["pid"], signal.SIGKILL)
+        for i in range(5):
+            start = oms.mark()
+            oms.send_line(order(f"M{i}", qty=str(QTY), price=str(PRICE)))
+            filled(oms, f"M{i}", start)
+        again = until(
+            lambda: health(a)["cluster"]["mirror"]["restarts"] >= 1 and health(a)["cluster"]["mirror"], "a restart"
+        )
+        assert again["pid"] != mirror["pid"]
+        until(lambda: mirrored_qty(pg_url, "a") == 5 * QTY, "the fills made while it was down mirrored")
+        assert health(a)["cluster"]["mirror"]["state"] == "ok"
 
 
 def journal_events(stack: Stack) -> list:
