@@ -75,6 +75,9 @@ def test_cluster_view_on_either_instance_lists_both_with_sessions_usage_and_shar
         a = by.get("a", {}).get("status", {}).get("usage", {}).get(GROSS)
         if set(by) != {"a", "b"} or a is None or Decimal(a["used"]) != 4100:
             return None
+        # Each instance writes its status every renew_ms: wait for the rows written after both logons.
+        if not all({s["name"]: s["up"] for s in i["status"]["sessions"]}.get("oms1") for i in by.values()):
+            return None
         return v
 
     for name in "ab":
