@@ -202,3 +202,34 @@ def test_file_reference_prices_are_as_old_as_the_instrument_file(cfg):
         core.handle(ev.SessionUp(venue, time.time_ns()))
     decision = core.handle(ev.NewOrder("oms1", 1, time.time_ns(), req))[0]
     assert decision.code == "STALE_REFERENCE_PRICE"
+
+
+CLUSTER = '\n[cluster]\nurl = "postgresql://fixproxy@127.0.0.1:5432/fixproxy"\ninstance = "a"\n'
+
+
+def test_cluster_section_loads_and_is_absent_by_default(cfg):
+    """Without [cluster] the proxy runs alone; with one, its keys come with their defaults."""
+    assert load(cfg / "fixproxy.toml").config.cluster is None
+    (cfg / "fixproxy.toml").write_text((cfg / "fixproxy.toml").read_text() + CLUSTER)
+    cluster = load(cfg / "fixproxy.toml").config.cluster
+    assert cluster is not None and (cluster.instance, cluster.lease_ttl_ms, cluster.renew_ms) == ("a", 3000, 500)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("fixproxy@127", "fixproxy:secret@127", "cluster: url: holds a password"),
+        ("postgresql://", "mysql://", "cluster: url: 'mysql://"),
+        ('instance = "a"', 'instance = "a b"', "cluster: instance: 'a b' is not a name"),
+        ('instance = "a"', 'instance = "a"\nrenew_ms = 2000', "cluster: renew_ms: 2000 must be at most half"),
+        ('instance = "a"', 'instance = "a"\nstep_pct = 0', "cluster.step_pct"),
+        ('instance = "a"', 'instance = "a"\npassword_env = "FIXPROXY_TEST_UNSET_PG"', "cluster.password_env"),
+    ],
+)
+def test_bad_cluster_key_is_named(cfg, old, new, message, monkeypatch):
+    """A [cluster] mistake stops start-up naming the key; a password must come from the environment."""
+    monkeypatch.delenv("FIXPROXY_TEST_UNSET_PG", raising=False)
+    (cfg / "fixproxy.toml").write_text((cfg / "fixproxy.toml").read_text() + CLUSTER.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load(cfg / "fixproxy.toml")
+    assert message in str(info.value)
