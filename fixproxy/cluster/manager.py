@@ -307,7 +307,8 @@ class ClusterManager:
                     wanted,
                 )
                 if others_short and not wanted:
-                    new = min(new, max(use, allowance if allowance - use <= step / 2 else use + step / 2))
+                    # Another instance is short: keep at most half a step unused, take nothing more.
+                    new = min(new, max(use, min(allowance, use + step / 2)))
                 if new < allowance:
                     # Shrinks in the core first (never below what it uses now), then in the database.
                     new = max(new, shared.usage(self.core.book, k))
@@ -341,7 +342,7 @@ class ClusterManager:
     def _share(self, k: str, allowance: Decimal, step: Decimal) -> None:
         """Hand an allowance to the core as a journaled event (the caller holds the core lock; the
         event sends nothing, so any thread may run it)."""
-        self.bridge._run(ev.ClusterShare(k, allowance, max(allowance - step / 2, _ZERO), time.time_ns()))
+        self.bridge._run(ev.ClusterShare(k, allowance, max(allowance - step / 2, _ZERO), self.bridge.clock()))
 
     def _drop(self, conn: psycopg.Connection[Any], k: str) -> None:
         """A limit no longer shared (cleared, or monitored): nothing to hold."""
@@ -434,11 +435,13 @@ class ClusterManager:
         if self._db_lost_at is not None:
             self.log.info("cluster_database_ok", instance=self.name)
             self.bridge.notice(
-                ev.Notice("cluster_database_ok", time.time_ns(), f"{self.name}: the cluster database answers again")
+                ev.Notice(
+                    "cluster_database_ok", self.bridge.clock(), f"{self.name}: the cluster database answers again"
+                )
             )
         self._db_error, self._db_lost_at = "", None
         if self.core.shares.fence:
-            self.bridge.submit(ev.ClusterFence("", time.time_ns()))
+            self.bridge.submit(ev.ClusterFence("", self.bridge.clock()))
 
     def _db_failed(self, exc: BaseException) -> None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -449,7 +452,7 @@ class ClusterManager:
             self.bridge.notice(
                 ev.Notice(
                     "cluster_database_lost",
-                    time.time_ns(),
+                    self.bridge.clock(),
                     f"{self.name}: the cluster database is unreachable ({message}); trading goes on within "
                     f"the shares held until the leases expire in {self._ttl_s:g}s",
                 )
@@ -464,7 +467,7 @@ class ClusterManager:
             if expired and self._db_lost_at is not None and not self.core.shares.fence:
                 why = f"the cluster database is unreachable ({self._db_error}) and this instance's leases expired"
                 try:
-                    self.bridge.submit(ev.ClusterFence(why, time.time_ns()))
+                    self.bridge.submit(ev.ClusterFence(why, self.bridge.clock()))
                 except Exception as exc:  # noqa: BLE001 - retried at the next check
                     self.log.error("cluster_fence_failed", error=repr(exc))
 
@@ -540,7 +543,7 @@ class ClusterManager:
             self.log.error("cluster_command_unreadable", id=cid, origin=origin, error=str(exc))
             return
         # Recorded here as that instance's operator, with the time it reached this one.
-        event = msgspec.structs.replace(event, operator=f"{event.operator}@{origin}", now_ns=time.time_ns())
+        event = msgspec.structs.replace(event, operator=f"{event.operator}@{origin}", now_ns=self.bridge.clock())
         self._applying = event
         try:
             self.bridge.submit(event)

@@ -142,7 +142,7 @@ class ClusterShares:
                         return
 
     def refused(self, code: str, scope: str, observed: str, is_buy: bool) -> None:
-        """An order was refused with a shared limit's code: ask the edge for a top-up that would fit it."""
+        """An order was refused: if with a shared limit's code, ask the edge for a top-up that would fit it."""
         field = _FIELD_OF.get(code)
         if field is None or not (scope == FIRM or scope.startswith("account:")):
             return

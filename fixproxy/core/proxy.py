@@ -42,8 +42,6 @@ _ZERO = Decimal(0)
 _ANY_SIDE = Side.BUY
 _ANY_TYPE = OrdType.LIMIT
 _NOTHING: tuple[ev.Action, ...] = ()
-#: Codes of the limits a cluster shares: refused by one, an instance may only lack a top-up.
-_SHARED_CODES = frozenset({"GROSS_EXPOSURE", "NET_EXPOSURE", "MAX_OPEN_ORDERS"})
 
 
 class SessionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -238,8 +236,8 @@ class ProxyCore:
                 watched = monitor.would_refuse(self, session, "D", order, ctx, venue)
         self._use_id(session, order.cl_ord_id)
         if rej is not None:
-            if rej.code in _SHARED_CODES and self.shares.enabled:
-                # Perhaps this instance's share ran out: the edge tops it up to fit such an order.
+            if self.shares.enabled:
+                # Refused by a shared limit, perhaps only for want of a share: the edge tops it up.
                 self.shares.refused(rej.code, rej.scope, rej.observed, order.side.is_buy)
             return [self._decision(session, "D", order, e.now_ns, rej), *self._reject_order(e, rej)]
         tracked = Order(session, venue, order, OrderTable.venue_id(session, order.cl_ord_id))
