@@ -287,6 +287,57 @@ class ClusterSection(_Strict, frozen=True):
             raise ValueError(f"renew_ms: {self.renew_ms} must be at most half of lease_ttl_ms ({self.lease_ttl_ms})")
 
 
+class HaSection(_Strict, frozen=True):
+    """An active/passive pair (docs/high-availability.md): one instance of the pair is active, the
+    other keeps a copy of its journal and FIX session stores and takes over when the active's
+    leadership lease in PostgreSQL lapses. Without it the proxy runs alone."""
+
+    #: The database holding the leadership lease, as a libpq URL without a password.
+    url: str
+    #: The pair's name: the two instances of a pair share it (the lease is the pair's).
+    pair: str
+    #: This instance's name, unique in the pair.
+    instance: str
+    #: Where this instance, while active, serves the copy to its standby (``host:port``); the
+    #: standby finds it in the lease row.
+    copy_listen: str
+    #: ``"sync"``: nothing goes on the wire before the standby has the journal up to it (a dead
+    #: active's host loses nothing); ``"async"``: the copy follows a few milliseconds behind (a dead
+    #: host loses what had not reached the standby yet).
+    copy: Literal["sync", "async"] = "sync"
+    #: The environment variable holding the database password; "" for none.
+    password_env: str = ""
+    #: The leadership lasts this long unless renewed; the standby takes over once it lapsed.
+    lease_ttl_ms: Annotated[int, msgspec.Meta(ge=200, le=60_000)] = 1000
+    #: The active renews its leadership this often (at most a third of ``lease_ttl_ms``).
+    renew_ms: Annotated[int, msgspec.Meta(ge=20, le=20_000)] = 200
+    #: A sync copy not acknowledged by the standby within this long: the active goes on alone (said
+    #: on every surface) rather than stop trading, until the standby has caught up again.
+    sync_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 250
+    #: A database connection or statement taking longer than this counts as the database lost.
+    db_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=60_000)] = 500
+
+    def __post_init__(self) -> None:
+        for key in ("pair", "instance"):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", getattr(self, key)):
+                raise ValueError(f"{key}: {getattr(self, key)!r} is not a name (letters, digits, -, _, ., at most 64)")
+        if not re.match(r"postgres(ql)?://", self.url):
+            raise ValueError(f"url: {self.url!r} is not a libpq URL (postgresql://user@host:port/dbname)")
+        userinfo = self.url.split("://", 1)[1].split("@", 1)[0] if "@" in self.url else ""
+        if ":" in userinfo or "password=" in self.url:
+            raise ValueError("url: holds a password; give it in the variable password_env names instead")
+        host, sep, port = self.copy_listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"copy_listen: {self.copy_listen!r} is not host:port")
+        if self.renew_ms * 3 > self.lease_ttl_ms:
+            raise ValueError(f"renew_ms: {self.renew_ms} must be at most a third of lease_ttl_ms ({self.lease_ttl_ms})")
+
+    @property
+    def copy_address(self) -> tuple[str, int]:
+        host, _, port = self.copy_listen.rpartition(":")
+        return host, int(port)
+
+
 class IdentifiersSection(_Strict, frozen=True):
     """Longest identifier accepted from an OMS (characters; every identifier is printable ASCII,
     not blank, without leading or trailing spaces: spec/reject-codes.md, INVALID_ORDER)."""
@@ -419,6 +470,7 @@ class Config(_Strict, frozen=True):
     drop_copy: tuple[DropCopySession, ...] = ()
     #: Several proxies sharing limits and the kill switch through PostgreSQL; None: this one alone.
     cluster: ClusterSection | None = None
+    ha: HaSection | None = None
 
     def __post_init__(self) -> None:
         if not self.oms:
@@ -441,6 +493,8 @@ class Config(_Strict, frozen=True):
                 raise ValueError(f"risk.modes.{rule}: unknown rule {rule!r} (known: {', '.join(RULES)})")
             if mode not in ("enforce", "monitor"):
                 raise ValueError(f"risk.modes.{rule}: mode must be enforce or monitor, got {mode!r}")
+        if self.ha is not None and self.proxy.oms_store != "file":
+            raise ValueError("proxy.oms_store: [ha] needs \"file\" (the standby answers the OMSs' resend requests from the copied stores)")
         if self.risk_desk.comp_id and self.risk_desk.comp_id in {s.comp_id for s in self.oms}:
             raise ValueError(f"risk_desk.comp_id: {self.risk_desk.comp_id!r} is also an OMS session's comp_id")
         if self.risk_desk.comp_id and self.risk_desk.name in {s.name for s in self.oms}:

@@ -115,6 +115,15 @@ class CoreBridge:
         self.cluster: ClusterHooks | None = None
         #: How long an order waits for a top-up under way of a share of a shared limit (seconds).
         self.share_wait_s = 0.0
+        #: ``[ha]``: asked before any byte goes on a socket (ha/node.py HaNode.gate); None alone.
+        self.ha_gate: Callable[[], bool] | None = None
+
+    def set_ha_gate(self, gate: Callable[[], bool]) -> None:
+        self.ha_gate = gate
+
+    def sent_seqs(self) -> dict[str, int]:
+        """Session name -> the next outgoing sequence number, every message counted (``[ha]``'s copy)."""
+        return {}
 
     def sessions(self) -> list[SessionInfo]:
         return list(self._infos)

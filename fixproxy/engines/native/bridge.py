@@ -299,6 +299,9 @@ class NativeBridge(CoreBridge):
         if sent is None:
             return False
         data, on_wire = sent
+        if self.journal is not None:
+            # Journaled before the socket write: with [ha] the write waits for the standby to have it.
+            self._sent(info.name, data.decode("latin-1"), now)
         if on_wire:
             self.links[info.name].write(data)
         if msg_type in _ORDER_TYPES and info.role == "venue":
@@ -306,9 +309,15 @@ class NativeBridge(CoreBridge):
             watch.order(body[0][1], time.monotonic())
             if watch.over():
                 self._check_soon(info.name)
-        if self.journal is not None:
-            self._sent(info.name, data.decode("latin-1"), now)
         return True
+
+    def set_ha_gate(self, gate: Callable[[], bool]) -> None:
+        self.ha_gate = gate
+        self.cork.gate = gate
+
+    def sent_seqs(self) -> dict[str, int]:
+        """Session name -> the next outgoing sequence number (every message, admin ones included)."""
+        return {name: session.store.next_sender for name, session in self.by_name.items()}
 
     # -------------------------------------------------------------- what sessions report (connection.Owner)
 

@@ -110,15 +110,22 @@ class Connection(asyncio.Protocol):
             return
         if self.watch is not None:
             self.watch.wrote(len(data))
-        if self.cork.depth:
+        cork = self.cork
+        if cork.depth:
             self.out.append(data)
-            self.cork.dirty[self] = None
+            cork.dirty[self] = None
+        elif cork.gate is not None and not cork.gate():
+            self.abort()
         else:
             self.transport.write(data)
 
     def flush(self) -> None:
         if self.out:
             if not self.closed:
+                gate = self.cork.gate
+                if gate is not None and not gate():
+                    self.abort()
+                    return
                 self.transport.write(b"".join(self.out))
             self.out.clear()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import mmap
 import os
 from array import array
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,11 +34,14 @@ class Cork:
     socket instead of one per outbound message. Not held, writes happen at once.
     """
 
-    __slots__ = ("depth", "dirty")
+    __slots__ = ("depth", "dirty", "gate")
 
     def __init__(self) -> None:
         self.depth = 0
         self.dirty: dict = {}  # connections with held bytes (a dict keeps their order)
+        #: ``[ha]``: asked before bytes go on any socket (ha/node.py HaNode.gate); False: they do not,
+        #: and the connection is dropped (a fenced former active sends nothing).
+        self.gate: Callable[[], bool] | None = None
 
     def hold(self) -> None:
         self.depth += 1
@@ -46,6 +50,10 @@ class Cork:
         self.depth -= 1
         if self.depth == 0:
             dirty = self.dirty
+            if dirty and self.gate is not None and not self.gate():
+                while dirty:
+                    dirty.popitem()[0].abort()
+                return
             while dirty:
                 dirty.popitem()[0].flush()
 

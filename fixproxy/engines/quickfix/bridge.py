@@ -27,7 +27,7 @@ import quickfix as fix
 from ...core import events as ev
 from ...core.proxy import ProxyCore
 from ...fix.build import frame
-from ...fix.parse import parse as parse_fields
+from ...fix.parse import first_value, parse as parse_fields
 from ...fix.versions import FIXT, appl_ver_problem
 from ..bridge import _SHARE_WAITERS, CoreBridge, SessionInfo
 from .watch import VenueWatching
@@ -121,6 +121,10 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         self._engine_threads: list[threading.Thread] = []  # quickfix's acceptor and initiator (``run``)
         self._closed = False
         self._broken = ""  # why an edge thread cannot go on, once one cannot
+        #: ``[ha]``: session name -> next outgoing sequence number, as seen in toApp/toAdmin.
+        self._ha_seqs: dict[str, int] = {}
+        #: ``[ha]``: waits (up to the seconds given) for the leadership lease to be valid again.
+        self.ha_wait: Callable[[float], bool] | None = None
 
     # -------------------------------------------------------------- engine threads and health
 
@@ -179,8 +183,23 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         try:
             self._watch_out(message, sid)  # bytes towards a venue (watch.py)
+            if self.ha_gate is not None:
+                self._ha_admin(message, sid)
         except Exception as exc:  # noqa: BLE001 - see _failed
             self._failed("toAdmin", sid, exc, locked_out=True)
+
+    def _ha_admin(self, message: fix.Message, sid: fix.SessionID) -> None:
+        """``[ha]``: an admin message takes a sequence number the standby must know of, and it cannot
+        be dropped (quickfix sends it whatever this callback does): it waits for the gate."""
+        info = self._by_sid.get(sid.toString())
+        seq = message.getHeader().getField(34)
+        if info is not None and seq.isdigit():
+            self._ha_seqs[info.name] = int(seq) + 1
+        gate, wait = self.ha_gate, self.ha_wait
+        assert gate is not None
+        while not gate() and not self._closed:
+            if wait is not None:
+                wait(1.0)
 
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         try:
@@ -225,6 +244,16 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         if own is not None:  # the proxy's own message, sent by _send on this thread
             if own.role == "venue" and not self._sessions[own.name].isLoggedOn():
                 raise fix.DoNotSend()  # not queued for later: the core is told the send failed
+            if self.ha_gate is not None:
+                # [ha]: journaled as it will go on the wire (header filled), then the gate: the
+                # standby has it before the peer can (the store is written after this callback).
+                raw = wire_text(message.toString())
+                self._sent(own.name, raw, self._local.now)
+                seq = first_value(raw, 34)
+                if seq.isdigit():
+                    self._ha_seqs[own.name] = int(seq) + 1
+                if not self.ha_gate():
+                    raise fix.DoNotSend()
             return
         info = self._by_sid.get(sid.toString())
         if info is not None and info.role == "venue":
@@ -238,6 +267,8 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
                 raise fix.DoNotSend()
             if not self._sessions[info.name].isLoggedOn():
                 raise fix.DoNotSend()  # not queued for later: the core is told the send failed
+        if self.ha_gate is not None and not self.ha_gate():
+            raise fix.DoNotSend()  # a resend from the store: not while the lease is in doubt
 
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         try:
@@ -362,12 +393,16 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         self._closed = True
         self._control.put(None)
 
+    def sent_seqs(self) -> dict[str, int]:
+        return dict(self._ha_seqs)
+
     def _send(self, info: SessionInfo, msg_type: str, body: list[tuple[int, str]], now: int) -> bool:
         # One call into the binding to build the message, not one per field: each call releases
         # the GIL, and with other threads waiting every release can cost a thread switch.
         msg = fix.Message(binding_frame(info.begin_string, msg_type, body), False)
         local = self._local
         local.sending = info
+        local.now = now
         try:
             sent = fix.Session.sendToTarget(msg, info.handle)
         except fix.SessionNotFound:
@@ -376,7 +411,7 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
             local.sending = None
         if sent and (self.journal is not None or info.role == "venue"):
             raw = wire_text(msg.toString())  # quickfix filled in the header
-            if self.journal is not None:
+            if self.journal is not None and self.ha_gate is None:
                 self._sent(info.name, raw, now)
             if info.role == "venue":
                 self._watch_sent(info, msg_type, body, len(raw))
