@@ -132,9 +132,11 @@ class HaNode:
                 if row.holder == s.instance and lineage["writer"] and lineage["token"] == row.token:
                     token = leases.acquire(conn, s.pair, s.instance, s.copy_listen, s.lease_ttl_ms, row.token)
                 elif row.standby == s.instance and row.copy_state in leases.TAKEOVER_STATES:
-                    if lineage["token"] == row.token and not (receiver is not None and receiver.connected):
+                    # The lapsed active sends nothing any more (its own deadline passed before the
+                    # lease did): what it still ships may be copied until the copy is closed below.
+                    if lineage["token"] == row.token:
                         token = leases.acquire(conn, s.pair, s.instance, s.copy_listen, s.lease_ttl_ms, row.token)
-                    elif lineage["token"] != row.token:
+                    else:
                         self.waiting = f"the copy here is of token {lineage['token']}, the lapsed lease of {row.token}"
                 else:
                     self.waiting = (
