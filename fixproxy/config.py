@@ -673,6 +673,9 @@ def check_secrets(loaded: LoadedConfig, environ: Mapping[str, str] = os.environ)
     cluster = config.cluster
     if cluster is not None and cluster.password_env and not environ.get(cluster.password_env):
         missing.append(f"cluster.password_env: environment variable {cluster.password_env} is not set")
+    ha = config.ha
+    if ha is not None and ha.password_env and not environ.get(ha.password_env):
+        missing.append(f"ha.password_env: environment variable {ha.password_env} is not set")
     key_file = loaded.audit_key_file
     if key_file is not None and not key_file.is_file():
         missing.append(f"audit.key_file: {key_file} is not there (the proxy writes no keyed checkpoints without it)")
@@ -720,6 +723,9 @@ def load(path: str | Path, *, secrets: bool = True) -> LoadedConfig:
     cluster = config.cluster
     if secrets and cluster is not None and cluster.password_env and not os.environ.get(cluster.password_env):
         raise ConfigError(f"{path}: cluster.password_env: environment variable {cluster.password_env} is not set")
+    ha = config.ha
+    if secrets and ha is not None and ha.password_env and not os.environ.get(ha.password_env):
+        raise ConfigError(f"{path}: ha.password_env: environment variable {ha.password_env} is not set")
     _check_audit_key_file(path, config)
     loaded = LoadedConfig(path.resolve(), config, instruments, positions, tokens)
     if secrets:

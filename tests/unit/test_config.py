@@ -233,3 +233,54 @@ def test_bad_cluster_key_is_named(cfg, old, new, message, monkeypatch):
     with pytest.raises(ConfigError) as info:
         load(cfg / "fixproxy.toml")
     assert message in str(info.value)
+
+
+HA = '\n[ha]\nurl = "postgresql://fixproxy@127.0.0.1:5432/fixproxy"\npair = "gw"\ninstance = "a"\ncopy_listen = "127.0.0.1:7201"\n'
+
+
+def test_ha_section_loads_and_is_absent_by_default(cfg):
+    """Without [ha] the proxy runs alone; with one, its keys come with their defaults."""
+    assert load(cfg / "fixproxy.toml").config.ha is None
+    (cfg / "fixproxy.toml").write_text((cfg / "fixproxy.toml").read_text() + HA)
+    ha = load(cfg / "fixproxy.toml").config.ha
+    assert ha is not None
+    assert (ha.pair, ha.instance, ha.copy, ha.lease_ttl_ms, ha.renew_ms) == ("gw", "a", "sync", 1000, 200)
+    assert ha.copy_address == ("127.0.0.1", 7201)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("fixproxy@127", "fixproxy:secret@127", "ha: url: holds a password"),
+        ('pair = "gw"', 'pair = "g w"', "ha: pair: 'g w' is not a name"),
+        ('copy_listen = "127.0.0.1:7201"', 'copy_listen = "7201"', "ha: copy_listen: '7201' is not host:port"),
+        ('instance = "a"', 'instance = "a"\ncopy = "maybe"', "ha.copy"),
+        ('instance = "a"', 'instance = "a"\nrenew_ms = 500', "ha: renew_ms: 500 must be at most a third"),
+        ('instance = "a"', 'instance = "a"\npassword_env = "FIXPROXY_TEST_UNSET_PG"', "ha.password_env"),
+    ],
+)
+def test_bad_ha_key_is_named(cfg, old, new, message, monkeypatch):
+    """An [ha] mistake stops start-up naming the key."""
+    monkeypatch.delenv("FIXPROXY_TEST_UNSET_PG", raising=False)
+    (cfg / "fixproxy.toml").write_text((cfg / "fixproxy.toml").read_text() + HA.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load(cfg / "fixproxy.toml")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (CLUSTER, "[ha] and [cluster] together are not supported"),
+        ("", "proxy.oms_store: [ha] needs"),
+    ],
+)
+def test_ha_refuses_what_a_standby_could_not_take_over(cfg, extra, message):
+    """A pair needs stores the standby can copy, and is not a cluster instance (yet)."""
+    text = (cfg / "fixproxy.toml").read_text()
+    if not extra:
+        text = text.replace("[proxy]\n", '[proxy]\noms_store = "memory"\n', 1)
+    (cfg / "fixproxy.toml").write_text(text + HA + extra)
+    with pytest.raises(ConfigError) as info:
+        load(cfg / "fixproxy.toml")
+    assert message in str(info.value)
