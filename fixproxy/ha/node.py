@@ -57,17 +57,26 @@ class HaNode:
         self.took_over_at = 0.0
         self.takeover: dict[str, Any] = {}
         self._proxy: Proxy | None = None
+        self._stopping = threading.Event()
+        self.history: list[int] = []
         self._log = structlog.get_logger("fixproxy.ha")
 
     # ------------------------------------------------------------ standby
 
-    async def standby_until_leader(self) -> None:
-        """Copy from the active until this instance may lead; return holding the lease."""
+    async def standby_until_leader(self) -> bool:
+        """Copy from the active until this instance may lead: True holding the lease, False when
+        stopped (SIGINT, SIGTERM) first."""
+        import signal
+
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
         http = await self._standby_http()
         try:
-            await loop.run_in_executor(None, self._standby_loop)
+            return await loop.run_in_executor(None, self._standby_loop)
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             if http is not None:
                 await http.cleanup()
 
@@ -88,14 +97,14 @@ class HaNode:
                 f"fixproxy: the admin HTTP API cannot listen on {admin.http_host}:{admin.http_port}: {exc.strerror or exc}"
             ) from None
 
-    def _standby_loop(self) -> None:
+    def _standby_loop(self) -> bool:
         s = self.settings
         conn: Any = None
         stop_copy = threading.Event()
         copier: threading.Thread | None = None
         lineage = read_lineage(self.state_dir)
         self.role = "standby"
-        while True:
+        while not self._stopping.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = leases.connect(s, self.password)
@@ -109,7 +118,7 @@ class HaNode:
                     self._log.error("ha_database_lost", error=str(exc))
                 self.database = "lost"
                 conn = None
-                time.sleep(s.renew_ms / 1000)
+                self._stopping.wait(s.renew_ms / 1000)
                 continue
             self.row = row
             # An active of an older token that finds a newer one: its folder is not a prefix of the
@@ -155,7 +164,7 @@ class HaNode:
                     conn.close()
                 except Exception:  # noqa: BLE001
                     pass
-                return
+                return True
             # Copy from the active in the row.
             if row is not None and not row.expired and row.holder != s.instance:
                 self.waiting = ""
@@ -172,7 +181,12 @@ class HaNode:
                         target=receiver.run, args=(host, int(port), stop_copy), name="fixproxy-ha-copy", daemon=True
                     )
                     copier.start()
-            time.sleep(min(s.renew_ms, 100) / 1000)
+            self._stopping.wait(min(s.renew_ms, 100) / 1000)
+        stop_copy.set()
+        if self.receiver is not None:
+            self.receiver.close()
+        self._log.info("ha_standby_stopped")
+        return False
 
     def _lead(self, token: int, history: list[int], receiver: Receiver | None) -> None:
         """This instance holds the lease now: renew it at once, bring the copy's stores up to its journal."""
@@ -210,7 +224,7 @@ class HaNode:
             s.copy_address,
             s.copy,
             self.token,
-            getattr(self, "history", [self.token]),
+            self.history or [self.token],
             s.instance,
             journal_position=lambda: proxy.journal.position,
             journal_path=lambda: proxy.journal.path,
