@@ -18,7 +18,7 @@ import msgspec
 import structlog
 
 from .admin.control import Control, Feed
-from .admin.metrics import ProxyCollector, registry as metrics_registry
+from .admin.metrics import HaNodeView, ProxyCollector, registry as metrics_registry
 from .assemble import build_core, exec_id_generator
 from .config import LoadedConfig
 from .core import events as ev, snapshot
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .admin.http import AdminApi
     from .audit.follower import AuditFollowerProcess
     from .cluster.manager import ClusterManager
+    from .ha.node import HaNode
 
 
 class Engine(Protocol):
@@ -125,6 +126,9 @@ class Proxy:
         self.bridge.day_roll = (cfg.proxy.day_roll, cfg.proxy.timezone)
         self.bridge.check_day()  # a day roll missed while the proxy was down comes first
         self.audit = self._audit_follower() if cfg.audit.enabled else None
+        #: ``[ha]``: this instance's part in an active/passive pair (ha/node.py HaNode), attached after
+        #: construction; the surfaces read it lazily, so None means HA is not (yet) configured.
+        self.ha: HaNodeView | None = None
         # The one way in for the HTTP API (and later admin surfaces): same lock, same core.
         self.control = Control(
             self.bridge.submit,
@@ -134,6 +138,7 @@ class Proxy:
             health=self.health,
             resume_recording=self.bridge.resume_recording,
             cluster=self.cluster.view if self.cluster is not None else None,
+            ha=self._ha_view,
         )
         # GET /metrics: the bridge's running counts and the core's state, read at each scrape.
         self.metrics = metrics_registry(
@@ -145,8 +150,14 @@ class Proxy:
                 health=self.health,
                 engine=cfg.proxy.engine,
                 cluster=self.cluster,
+                ha=self._ha_view,
             )
         )
+
+    def _ha_view(self) -> dict[str, Any] | None:
+        """The HA node's view (role, token, copy and partner), or None without ``[ha]``."""
+        node = self.ha
+        return node.view() if node is not None else None
 
     # ------------------------------------------------------------ recovery
 
@@ -283,8 +294,17 @@ class Proxy:
         problem = self.bridge.engine_problem()  # a thread of the FIX engine ended: fail closed
         engine = {"state": "failed" if problem else "ok", "reason": problem}
         cluster = self.cluster.health() if self.cluster is not None else {"state": "disabled"}
-        degraded = audit.get("state") not in ("ok", "disabled") or cluster["state"] not in ("ok", "disabled")
-        status = "failed" if failure or problem else ("degraded" if degraded else "ok")
+        node = self.ha
+        ha = dict(node.health()) if node is not None else {"state": "disabled"}
+        if node is not None and "role" not in ha:
+            ha["role"] = node.view().get("role", "")
+        degraded = (
+            audit.get("state") not in ("ok", "disabled")
+            or cluster["state"] not in ("ok", "disabled")
+            or ha["state"] not in ("ok", "disabled")
+        )
+        fenced = ha["state"] == "failed"  # an HA instance fenced: it writes to no socket
+        status = "failed" if failure or problem or fenced else ("degraded" if degraded else "ok")
         roll = self.loaded.config.proxy
         day = {"day": self.core.day, "roll": f"{roll.day_roll} {roll.timezone}"}
         return {
@@ -294,6 +314,7 @@ class Proxy:
             "engine": engine,
             "trading_day": day,
             "cluster": cluster,
+            "ha": ha,
         }
 
     # ------------------------------------------------------------ start and stop
@@ -337,8 +358,8 @@ async def _day_roll_timer(proxy: Proxy, every_s: float = 1.0) -> None:
             log.error("day_roll_failed", error=repr(exc))
 
 
-async def serve(loaded: LoadedConfig) -> None:
-    """Run the proxy until SIGINT or SIGTERM."""
+async def serve(loaded: LoadedConfig, ha: HaNode | None = None) -> None:
+    """Run the proxy until SIGINT or SIGTERM (``ha``: this instance leads its pair: serve the copy)."""
     log = structlog.get_logger("fixproxy")
     start_errors: tuple[type[Exception], ...] = (
         sqlite3.Error,
@@ -353,6 +374,14 @@ async def serve(loaded: LoadedConfig) -> None:
         log.error("start_failed", error=str(exc), state_dir=str(loaded.state_dir))
         raise SystemExit(f"fixproxy: cannot start: {exc} (state in {loaded.state_dir})") from None
     cfg = loaded.config
+    if ha is not None:
+        try:
+            ha.activate(proxy)
+        except OSError as exc:
+            raise SystemExit(
+                f"fixproxy: cannot serve the standby's copy on {cfg.ha.copy_listen if cfg.ha else ''}: {exc.strerror or exc}"
+            ) from None
+        proxy.ha = ha
     api = await start_admin_api(proxy, loaded, log)  # before the engines: a port in use stops start-up cleanly
     try:
         await proxy.start()
@@ -388,6 +417,8 @@ async def serve(loaded: LoadedConfig) -> None:
     gc_task.cancel()
     roll_task.cancel()
     await proxy.stop()
+    if ha is not None:
+        await loop.run_in_executor(None, ha.stop)
     log.info("stopped")
 
 
@@ -433,8 +464,18 @@ def run(loaded: LoadedConfig, on_exit: Callable[[], None] | None = None) -> None
     # A thread waiting for the GIL (a quickfix callback with an order) gets it after at most this long,
     # instead of CPython's 5 ms, while a writer thread is busy with a batch.
     sys.setswitchinterval(loaded.config.proxy.switch_interval_ms / 1000)
+    ha = None
+    if loaded.config.ha is not None:
+        from .ha.node import HaNode
+
+        # A standby until this instance leads its pair (ha/node.py); then the proxy, on the copy.
+        ha = HaNode(loaded)
+        if not uvloop.run(ha.standby_until_leader()):
+            if on_exit is not None:
+                on_exit()
+            os._exit(0)  # stopped while a standby: nothing of the proxy was started
     try:
-        uvloop.run(serve(loaded))
+        uvloop.run(serve(loaded, ha))
     finally:
         if on_exit is not None:
             on_exit()

@@ -131,6 +131,7 @@ def cmd_sim_venue(args: argparse.Namespace) -> int:
         _behaviours(args.behaviour),
         args.quiet,
         state_dir=args.state_dir,
+        track_connections=args.track_connections,
     )
     return 0
 
@@ -151,7 +152,18 @@ def cmd_sim_oms(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         state_dir=args.state_dir,
         side={"buy": "1", "sell": "2", "short": "5"}[args.side],
+        connect=args.connect,
+        failover=tuple(args.failover),
+        reconnect_s=args.reconnect_interval,
     )
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port), for argparse."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port")
+    return host, int(port)
 
 
 def cmd_sim_desk(args: argparse.Namespace) -> int:
@@ -546,13 +558,24 @@ def cmd_resume_recording(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from .admin.client import render_status
+    from .admin.client import ApiError, render_ha, render_status
 
     client = _api(args)
-    summary = _call(client.get, "/summary")
+    try:
+        summary = client.get("/summary")
+    except ApiError as exc:
+        if exc.status != 404:
+            print(f"fixproxy: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        # A standby of an active/passive pair serves only its HA view until it takes over.
+        ha = _call(client.get, "/ha")
+        sys.stdout.write(json.dumps({"ha": ha}, indent=1) + "\n" if args.json else "\n".join(render_ha(ha)) + "\n")
+        return 0
     summary["modes"] = _call(client.get, "/modes")
     if (summary.get("health") or {}).get("cluster", {}).get("state", "disabled") != "disabled":
         summary["cluster"] = _call(client.get, "/cluster")  # the firm-wide picture of a cluster of proxies
+    if (summary.get("health") or {}).get("ha", {}).get("state", "disabled") != "disabled":
+        summary["ha"] = _call(client.get, "/ha")  # this instance's part in an active/passive pair
     sys.stdout.write(json.dumps(summary, indent=1) + "\n" if args.json else render_status(summary))
     return 0
 
@@ -629,6 +652,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--quiet", action="store_true", help="do not print messages")
     sp.add_argument("--state-dir", type=Path, default=None)
+    sp.add_argument(
+        "--track-connections",
+        action="store_true",
+        help="number TCP connections through a relay: connect, refused and disconnect lines with the peer",
+    )
     sp.set_defaults(func=cmd_sim_venue)
 
     sp = with_config(sim.add_parser("desk", help="risk-desk FIX client: sends KillSwitchRequest lines from stdin"))
@@ -649,6 +677,16 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--wait", type=float, default=10.0, help="seconds to wait for answers after the last order")
     sp.add_argument("--quiet", action="store_true", help="print only the summary")
     sp.add_argument("--state-dir", type=Path, default=None)
+    sp.add_argument("--connect", type=_address, default=None, help="the proxy's HOST:PORT (default: the config's)")
+    sp.add_argument(
+        "--failover",
+        type=_address,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="another address of the proxy (an active/passive pair's other instance), tried in turn (repeatable)",
+    )
+    sp.add_argument("--reconnect-interval", type=int, default=1, help="seconds between connection attempts")
     sp.set_defaults(func=cmd_sim_oms)
 
     def with_store(sp: argparse.ArgumentParser, filters: bool = True) -> argparse.ArgumentParser:
@@ -838,7 +876,8 @@ def parser() -> argparse.ArgumentParser:
     sp = with_api(
         sub.add_parser(
             "status",
-            help="trading states, sessions and exposure of a running proxy (and, in a cluster, every instance's)",
+            help="trading states, sessions and exposure of a running proxy (and, in a cluster, every instance's; "
+            "in an active/passive pair, its role and the copy's lag; a standby shows only that)",
         )
     )
     sp.add_argument("--json", action="store_true", help="print the API's summary as JSON")

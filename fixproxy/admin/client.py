@@ -18,6 +18,11 @@ TOKEN_ENV = "FIXPROXY_TOKEN"
 class ApiError(Exception):
     """The API refused (4xx/5xx, with its message) or could not be reached."""
 
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        #: The HTTP status of a refusal; 0 when the API could not be reached.
+        self.status = status
+
 
 def base_url(host: str, port: int) -> str:
     """The API's base URL for a configured bind address (a wildcard address is reached on loopback)."""
@@ -57,7 +62,7 @@ class Client:
                 message = json.loads(raw).get("error") or raw.decode(errors="replace")
             except (ValueError, AttributeError):
                 message = raw.decode(errors="replace").strip() or exc.reason
-            raise ApiError(f"HTTP {exc.code}: {message}") from None
+            raise ApiError(f"HTTP {exc.code}: {message}", exc.code) from None
         except urllib.error.URLError as exc:
             raise ApiError(f"cannot reach the proxy's admin API at {self.url}: {exc.reason}") from None
         except (TimeoutError, ConnectionError) as exc:
@@ -156,7 +161,58 @@ def render_status(summary: dict) -> str:
     cluster = summary.get("cluster")
     if cluster and cluster.get("cluster") != "disabled":
         out += ["", *render_cluster(cluster)]
+    ha = summary.get("ha")
+    if ha:
+        out += ["", *render_ha(ha, (summary.get("health") or {}).get("ha"))]
     return "\n".join(out) + "\n"
+
+
+#: Copy states in which no standby holds the copy (ha/node.py ``view``).
+HA_NO_COPY = ("alone", "none")
+
+
+def _ms(value: Any) -> str:
+    return f"{value:,.1f} ms" if isinstance(value, int | float) else "?"
+
+
+def render_ha(view: dict, health: dict | None = None) -> list[str]:
+    """The "High availability" part of ``fixproxy status`` from GET /ha (and /healthz's ``ha`` part, for
+    the reason): role, pair, fencing token, the copy's mode and state, the partner and the copy's lag,
+    the lease left; a line of its own when fenced or when no standby has the copy."""
+    role = str(view.get("role", "?"))
+    health = health or {}
+    me, pair = view.get("instance", "?"), view.get("pair", "?")
+    out = [f"High availability: this instance {me} is {role.upper()} in pair {pair}"]
+    token = view.get("token")
+    out.append(f"  fencing token: {token if token is not None else 'none seen yet'}")
+    out.append(f"  copy: {view.get('copy', '?')} (state: {view.get('copy_state', '?')})")
+    database = view.get("database", "?")
+    out.append(
+        f"  database: {database if database != 'lost' else 'LOST'}; lease left: {_ms(view.get('lease_left_ms'))}"
+    )
+    partner = view.get("partner") or {}
+    whose = "active" if role == "standby" else "standby"
+    if partner.get("instance"):
+        link = "connected" if partner.get("connected") else "NOT CONNECTED"
+        lag_bytes = partner.get("lag_bytes")
+        size = f"{lag_bytes:,} bytes" if isinstance(lag_bytes, int) else "? bytes"
+        out.append(f"  {whose}: {partner['instance']}, {link}; copy lag: {size}, {_ms(partner.get('lag_ms'))}")
+    else:
+        out.append(f"  {whose}: none")
+    if partner.get("problem"):
+        out.append(f"  copy connection: {partner['problem']}")
+    if role == "fenced":
+        why = health.get("reason") or "the leadership lease could not be renewed in time"
+        out.append(
+            f"  FENCED: {why}: this instance writes to no socket (OMS or venue); the standby takes over once the "
+            "lease lapses"
+        )
+    elif role == "active" and view.get("copy_state") in HA_NO_COPY:
+        out.append("  NO STANDBY HAS THE COPY: a failover now would start from an older state")
+    elif role == "standby" and view.get("copy_state") not in ("sync", "async"):
+        why = view.get("waiting") or health.get("reason") or view.get("copy_state")
+        out.append(f"  NOT IN COPY ({why}): this standby would not take over now")
+    return out
 
 
 #: Positions listed per instance in ``fixproxy status`` (the count is always shown).

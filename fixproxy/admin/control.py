@@ -112,9 +112,11 @@ class Control:
         health: Callable[[], dict] | None = None,
         resume_recording: Callable[[str, str], ev.AdminResult] | None = None,
         cluster: Callable[[], dict] | None = None,
+        ha: Callable[[], dict | None] | None = None,
     ):
         self._submit = submit
         self._cluster = cluster
+        self._ha = ha
         self._lock = lock
         self._core = core
         self.feed = feed
@@ -139,6 +141,10 @@ class Control:
         if self._cluster is None:
             return {"cluster": "disabled"}
         return self._cluster()
+
+    def ha(self) -> dict | None:
+        """This instance's part in an active/passive pair (ha/node.py ``view``); None without ``[ha]``."""
+        return self._ha() if self._ha is not None else None
 
     def resume_recording(self, operator: str, reason: str) -> ev.AdminResult:
         """After a recording failure: resume taking new orders once the journal can grow again."""

@@ -37,7 +37,7 @@ from ..core.killswitch import parse_scope
 from ..core.risk.limits import LIMIT_FIELDS, MONITORABLE, LimitSet
 from ..core.risk.rules import RULES
 from .control import Control, Feed, item as feed_item
-from .metrics import render as render_metrics
+from .metrics import HA_COPY_STATES, HA_ROLES, render as render_metrics
 
 PREFIX = "/api/v1"
 
@@ -589,8 +589,9 @@ ROUTES: tuple[Route, ...] = (
         "healthz",
         "Health (no token needed): 200 while the proxy records everything (status ok, or degraded when the audit "
         "follower is dead, stuck or behind: nothing is lost, the audit store catches up; or the cluster's database "
-        "is lost: cluster says why and whether this instance is fenced); 503 while it cannot "
-        "record (status failed: new orders are refused)",
+        "is lost: cluster says why and whether this instance is fenced; or, in an active/passive pair, no "
+        "standby has the copy: ha says so); 503 while it cannot record (status failed: new orders are refused) "
+        "or, in a pair, while this instance is fenced (it writes to no socket)",
         response="Health",
     ),
     Route("GET", "/openapi.json", None, "openapi", "This document (no token needed)"),
@@ -709,6 +710,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/ha",
+        "viewer",
+        "ha",
+        "This instance's part in an active/passive pair ([ha]): its role (active, standby, fenced), the "
+        "fencing token, the copy's mode and state, and its partner with the copy's lag; 404 without [ha]",
+        response="Ha",
+    ),
+    Route(
+        "GET",
         "/exposure-history",
         "viewer",
         "exposure_history",
@@ -779,6 +789,9 @@ ROUTES: tuple[Route, ...] = (
         "AdminResult",
     ),
 )
+
+
+HA_NOT_CONFIGURED = "high availability is not configured: this proxy has no [ha] section (it runs alone)"
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -1016,6 +1029,12 @@ class AdminApi:
 
     async def cluster(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(await self._run(self.control.cluster))
+
+    async def ha(self, request: web.Request, who: Identity | None) -> web.Response:
+        view = await self._run(self.control.ha)
+        if view is None:
+            raise web.HTTPNotFound(reason=HA_NOT_CONFIGURED)
+        return _json(view)
 
     async def decisions(self, request: web.Request, who: Identity | None) -> web.Response:
         return _json(self.feed.recent("decision", parse_limit(request.query.get("limit"))))
@@ -1258,6 +1277,7 @@ def _schemas() -> dict[str, Any]:
                     "The trading day the proxy is in ([proxy] day_roll): its date and when the next begins",
                 ),
                 "cluster": {"$ref": ref.format(name="ClusterHealth")},
+                "ha": {"$ref": ref.format(name="HaHealth")},
             }
         ),
         "Sessions": sessions,
@@ -1353,6 +1373,74 @@ def _schemas() -> dict[str, Any]:
                 "commands_published": _I,
             },
             "This instance's part in a cluster of proxies ({state: disabled} alone)",
+        ),
+        "HaHealth": _obj(
+            {
+                "state": {"enum": ["ok", "degraded", "failed", "disabled"]},
+                "reason": {"type": "string", "description": "why degraded or failed (empty while ok)"},
+                "role": {"enum": list(HA_ROLES)},
+            },
+            "This instance's part in an active/passive pair ({state: disabled} without [ha]): degraded for an "
+            "active with no standby in copy or a standby not in copy, failed while fenced (status failed)",
+        ),
+        "Ha": _obj(
+            {
+                "pair": _S,
+                "instance": {"type": "string", "description": "this instance's name in the pair"},
+                "role": {
+                    "enum": list(HA_ROLES),
+                    "description": "active: the proxy trading; standby: receiving the copy; fenced: an active that "
+                    "could not renew its leadership in time and writes to no socket; starting: not decided yet; "
+                    "superseded: another instance holds the lease (this one restarts as a standby)",
+                },
+                "token": {
+                    "type": ["integer", "null"],
+                    "description": "the fencing token: one more at every takeover (null: no lease seen yet)",
+                },
+                "took_over_at": {
+                    "type": "number",
+                    "description": "on the active: when it took the lease (seconds since the epoch; 0: at start)",
+                },
+                "waiting": {"type": "string", "description": "on a standby: why it would not take over now"},
+                "copy": {"enum": ["sync", "async"], "description": "[ha] copy"},
+                "database": {"enum": ["ok", "lost"]},
+                "lease_left_ms": {
+                    "type": ["number", "null"],
+                    "description": "time left before the leadership lease lapses unless renewed",
+                },
+                "copy_state": {
+                    "enum": list(HA_COPY_STATES),
+                    "description": "sync or async: the standby is in copy; catching_up: it is receiving what it "
+                    "missed; alone or none: no standby has the copy (a failover now would start from an older state)",
+                },
+                "partner": {
+                    "oneOf": [
+                        _obj(
+                            {
+                                "instance": _S,
+                                "connected": _B,
+                                "lag_bytes": {
+                                    "type": ["integer", "null"],
+                                    "description": "journal bytes the standby has not acknowledged (null: unknown)",
+                                },
+                                "lag_ms": {"type": ["number", "null"], "description": "how far behind, in time"},
+                                "position": _arr(_I, "[journal segment, offset] the standby has acknowledged"),
+                                "round_trip_ms": {
+                                    "type": "number",
+                                    "description": "on the active: the last copy round trip to the standby",
+                                },
+                                "address": {"type": "string", "description": "on a standby: the active's copy address"},
+                                "problem": {
+                                    "type": "string",
+                                    "description": "why the copy connection is refused or failing",
+                                },
+                            }
+                        ),
+                        {"type": "null"},
+                    ],
+                    "description": "on the active: its standby; on a standby: its active (null: none known)",
+                },
+            }
         ),
         "Cluster": _obj(
             {
@@ -1532,6 +1620,8 @@ def openapi_document() -> dict:
         op["responses"]["200"] = ok
         if r.handler == "asset":
             op["responses"]["404"] = _error("no such file")
+        if r.handler == "ha":
+            op["responses"]["404"] = _error("high availability is not configured (no [ha] section)")
         if r.request is not None or r.query_limit or r.query_since or r.query_page:
             op["responses"]["400"] = _error("bad JSON, a missing or malformed field, or a bad query parameter")
         if r.role is not None:

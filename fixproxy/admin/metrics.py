@@ -5,7 +5,8 @@ Nothing here runs on the order path. The bridge keeps plain running counts as it
 use of the aggregate limits out under the core lock (no walk over the orders), reads the health of
 the journal, audit follower and engine, and makes the metric families from the copies once the
 lock is released; in a cluster, this instance's shares of the shared limits too, and the cluster's
-health and firm-wide view as the lease manager last read them. ``ProcessCollector`` adds the process's CPU, memory and open files. Every name is
+health and firm-wide view as the lease manager last read them; in an active/passive pair (``[ha]``),
+the HA node's role, token and copy lag (``ha_families``, also served by the standby's own server). ``ProcessCollector`` adds the process's CPU, memory and open files. Every name is
 listed in docs/metrics.md.
 """
 
@@ -34,6 +35,9 @@ KINDS = {"admin": "desk"}
 #: The audit follower's states (one series each, 1 for the current one).
 AUDIT_STATES = ("ok", "behind", "stuck", "dead", "disabled")
 HEALTH_STATES = ("ok", "degraded", "failed")
+#: An HA instance's roles and copy states (ha/node.py ``view``; one series each, 1 for the current one).
+HA_ROLES = ("active", "standby", "fenced", "starting", "superseded")
+HA_COPY_STATES = ("sync", "async", "catching_up", "alone", "none")
 
 
 class Scrape(NamedTuple):
@@ -369,6 +373,69 @@ def cluster_families(
         yield counter
 
 
+class HaNodeView(Protocol):
+    """What the surfaces read of an HA node (ha/node.py HaNode): its view and its health."""
+
+    def health(self) -> dict[str, Any]: ...
+
+    def view(self) -> dict[str, Any]: ...
+
+
+def ha_families(view: dict[str, Any]) -> Iterator[Metric]:
+    """An HA instance's metric families from its view: role, fencing token, copy state and the lag of
+    the copy to (on the active) or from (on a standby) its partner; -1 for a lag without a partner."""
+    info = GaugeMetricFamily(
+        "fixproxy_ha_info", "This instance of an active/passive pair (always 1)", labels=["pair", "name", "copy"]
+    )
+    info.add_metric([str(view.get("pair", "")), str(view.get("instance", "")), str(view.get("copy", ""))], 1)
+    yield info
+
+    role = view.get("role")
+    roles = GaugeMetricFamily("fixproxy_ha_role", "1 for this instance's HA role, 0 for the others", labels=["role"])
+    for r in HA_ROLES:
+        roles.add_metric([r], 1 if r == role else 0)
+    yield roles
+
+    token = GaugeMetricFamily("fixproxy_ha_token", "The fencing token of the leadership this instance last saw")
+    token.add_metric([], int(view.get("token") or 0))
+    yield token
+
+    copy_state = view.get("copy_state")
+    states = GaugeMetricFamily(
+        "fixproxy_ha_copy_state",
+        "1 for the state of the copy between active and standby, 0 for the others",
+        labels=["state"],
+    )
+    for c in HA_COPY_STATES:
+        states.add_metric([c], 1 if c == copy_state else 0)
+    yield states
+
+    partner = view.get("partner") or {}
+    connected = GaugeMetricFamily("fixproxy_ha_partner_connected", "1 while the copy connection to the partner is up")
+    connected.add_metric([], 1 if partner.get("connected") else 0)
+    yield connected
+
+    lag_bytes, lag_ms = partner.get("lag_bytes"), partner.get("lag_ms")
+    lag = GaugeMetricFamily(
+        "fixproxy_ha_copy_lag_bytes", "Journal bytes the standby has not acknowledged (-1: no partner)"
+    )
+    lag.add_metric([], lag_bytes if isinstance(lag_bytes, int) else -1)
+    yield lag
+    seconds = GaugeMetricFamily(
+        "fixproxy_ha_copy_lag_seconds", "How far behind the active the standby's copy is, in time (-1: no partner)"
+    )
+    seconds.add_metric([], lag_ms / 1000 if isinstance(lag_ms, int | float) else -1)
+    yield seconds
+
+    left = view.get("lease_left_ms")
+    if isinstance(left, int | float):
+        lease = GaugeMetricFamily(
+            "fixproxy_ha_lease_left_seconds", "Time left before the leadership lease lapses unless renewed"
+        )
+        lease.add_metric([], left / 1000)
+        yield lease
+
+
 class ProxyCollector:
     """The proxy's metrics, collected at each scrape (a prometheus_client collector)."""
 
@@ -382,8 +449,10 @@ class ProxyCollector:
         health: Callable[[], dict[str, Any]] | None = None,
         engine: str = "",
         cluster: ClusterView | None = None,
+        ha: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self._cluster = cluster
+        self._ha = ha
         self._lock = lock
         self._core = core
         self._counts = counts
@@ -398,9 +467,12 @@ class ProxyCollector:
             shares = copy_shares(self._core) if cluster is not None else []
         health = self._health() if self._health is not None else None
         out = families(scrape, self._sessions, health, self._engine)
-        if cluster is None:
-            return out
-        return itertools.chain(out, cluster_families(shares, cluster.health(), cluster.view()))
+        if cluster is not None:
+            out = itertools.chain(out, cluster_families(shares, cluster.health(), cluster.view()))
+        ha = self._ha() if self._ha is not None else None
+        if ha is not None:
+            out = itertools.chain(out, ha_families(ha))
+        return out
 
 
 def registry(collector: ProxyCollector, process: bool = True) -> CollectorRegistry:

@@ -90,7 +90,12 @@ class HaNode:
             return None
         try:
             return await serve_standby_http(
-                admin.http_host, admin.http_port, self.view, self.health, tokens=self.loaded.api_tokens
+                admin.http_host,
+                admin.http_port,
+                self.view,
+                self.health,
+                tokens=self.loaded.api_tokens,
+                metrics_public=admin.metrics_public,
             )
         except OSError as exc:
             raise SystemExit(

@@ -1,7 +1,7 @@
 // fixproxy risk dashboard. Plain JavaScript, served by the proxy; nothing is fetched from elsewhere.
 //
 // Data: GET /api/v1/summary (sessions, trading states, limits, positions, exposure, position limits, order counts; in
-// a cluster of proxies, GET /api/v1/cluster too), one
+// a cluster of proxies, GET /api/v1/cluster too; in an active/passive pair, GET /api/v1/ha, every HA_MS too), one
 // page of /api/v1/orders (open orders, ORDER_PAGE at a time) and /api/v1/exposure-history, re-fetched when the event stream (/api/v1/events, read with fetch() because
 // EventSource cannot send an Authorization header) says something happened, at most every 500 ms, and
 // every 10 s regardless. Recent decisions, alerts, admin actions and notices arrive on the stream itself.
@@ -14,6 +14,7 @@
   const THROTTLE_MS = 500;      // at most one summary fetch per this long
   const SETTLE_MS = 1500;       // one more fetch this long after the last event (fills follow acks)
   const PERIODIC_MS = 10000;    // and one at least this often
+  const HA_MS = 1000;           // in an active/passive pair, the HA view (role, copy lag) this often
   const STREAM_IDLE_MS = 40000; // heartbeats come every 15 s: silence this long means the stream is dead
   const KEEP = 200;             // recent items kept per list
   const ORDER_PAGE = 200;       // open orders shown per page (GET /orders?limit=&after=)
@@ -36,7 +37,8 @@
     orders: [], orderPages: [""],  // the page shown, and the key each page starts after (first: "")
     decisions: [], alerts: [], activity: [], seen: new Set(),
     rendered: {}, stream: null, streamGen: 0,
-    timers: { throttle: null, settle: null, periodic: null }, lastFetch: 0, fetching: false, again: false,
+    timers: { throttle: null, settle: null, periodic: null, ha: null }, lastFetch: 0, fetching: false, again: false,
+    ha: null,  // GET /api/v1/ha's view, in an active/passive pair
   };
 
   // ------------------------------------------------------------ small helpers
@@ -150,6 +152,7 @@
     await refresh();
     connect();
     state.timers.periodic = setInterval(() => schedule(0), PERIODIC_MS);
+    state.timers.ha = setInterval(refreshHa, HA_MS);
   }
 
   function logout(message) {
@@ -159,8 +162,8 @@
     state.stream = null;
     state.streamGen++;
     for (const t of Object.values(state.timers)) { clearTimeout(t); clearInterval(t); }
-    state.timers = { throttle: null, settle: null, periodic: null };
-    Object.assign(state, { who: null, summary: null, history: [], lastT: 0, decisions: [], alerts: [], activity: [], seen: new Set(), rendered: {}, orders: [], orderPages: [""] });
+    state.timers = { throttle: null, settle: null, periodic: null, ha: null };
+    Object.assign(state, { who: null, summary: null, ha: null, history: [], lastT: 0, decisions: [], alerts: [], activity: [], seen: new Set(), rendered: {}, orders: [], orderPages: [""] });
     $("app").hidden = true;
     showLogin(message || "");
   }
@@ -312,6 +315,7 @@
       // In a cluster of proxies, the firm-wide picture too (one more read, only then).
       const clustered = ((summary.health || {}).cluster || {}).state;
       state.cluster = clustered && clustered !== "disabled" ? await api("/cluster") : null;
+      state.ha = haOn(summary) ? await api("/ha") : null;
       state.orders = orders;
       if (!orders.length && state.orderPages.length > 1) { state.orderPages = [""]; state.again = true; }
       for (const p of history.points) {
@@ -345,6 +349,7 @@
     }
     renderRecording(s.health);
     renderCluster(s);
+    renderHa(s);
     renderSessions(s);
     renderStates(s);
     renderUtilization(s);
@@ -635,6 +640,73 @@
     });
     table("cluster-limits", view.limits, ["Scope", "Shared limit", "#Limit", "#Allowances", "#Used",
       "Each instance (used / allowance)"], limitRows, "no shared limit");
+  }
+
+  // An active/passive pair ([ha]): this instance's role, the partner, the copy's state and lag, read every
+  // HA_MS (GET /api/v1/ha holds no core lock); a banner while this instance is fenced, or while it is the
+  // active and no standby has the copy.
+  function haOn(s) {
+    const st = (((s || {}).health || {}).ha || {}).state;
+    return !!st && st !== "disabled";
+  }
+
+  async function refreshHa() {
+    if (!state.token || !haOn(state.summary)) return;
+    try {
+      state.ha = await api("/ha");
+      renderHa(state.summary);
+    } catch (e) {
+      if (e instanceof AuthError) logout("The proxy no longer accepts this token.");
+    }
+  }
+
+  const HA_BADGES = { active: "up", standby: "amber", starting: "amber", fenced: "red", superseded: "red" };
+
+  function renderHa(s) {
+    const health = (s.health || {}).ha || {};
+    const on = haOn(s);
+    $("panel-ha").hidden = !on;
+    const hb = $("ha-banner");
+    const view = on ? state.ha || { role: health.role } : {};
+    let cause = "", text = "";
+    if (on && (view.role === "fenced" || health.state === "failed")) {
+      cause = "fenced";
+      text = "Fenced: " + (health.reason || "this instance could not renew its leadership in time") +
+        ". It writes to no socket (OMS or venue); the standby takes over once the lease lapses.";
+    } else if (on && view.role === "active" && (view.copy_state === "alone" || view.copy_state === "none")) {
+      cause = "no-copy";
+      text = "No standby has the copy: a failover now would start from an older state (copy state: " +
+        view.copy_state + ").";
+    }
+    hb.textContent = text;
+    hb.hidden = !text;
+    hb.dataset.cause = cause;
+    if (!on) return;
+    const role = view.role || "";
+    const badge = $("ha-role");
+    badge.className = "badge " + (HA_BADGES[role] || "amber");
+    badge.textContent = role;
+    $("ha-me").textContent = view.instance ? `(this instance: ${view.instance}, pair ${view.pair})` : "";
+    const p = view.partner || {};
+    const whose = role === "standby" ? "active" : "standby";
+    const lagMs = typeof p.lag_ms === "number" ? p.lag_ms.toFixed(1) : "";
+    const left = typeof view.lease_left_ms === "number" ? Math.round(view.lease_left_ms) + " ms" : "";
+    const inCopy = view.copy_state === "sync" || view.copy_state === "async";
+    const row = el("tr", { "data-instance": view.instance || "" },
+      el("td", { "data-partner": p.instance || "" }, p.instance || "none",
+        el("span", { class: "muted small", text: " " + whose })),
+      el("td", {}, p.instance ? el("span", { class: "badge " + (p.connected ? "up" : "down"), title: p.problem || null,
+                                              text: p.connected ? "connected" : "not connected" }) : null,
+        p.problem ? el("span", { class: "muted small", text: " " + p.problem }) : null),
+      el("td", { text: view.copy || "" }),
+      el("td", {}, el("span", { class: "badge " + (inCopy ? "up" : "amber"), "data-copy-state": view.copy_state || "",
+                                text: (view.copy_state || "").replace(/_/g, " ") })),
+      numCell(p.lag_bytes ?? ""), el("td", { class: "num", text: lagMs }),
+      el("td", { class: "num", text: left }), numCell(String(view.token ?? "")),
+      el("td", {}, el("span", { class: "badge " + (view.database === "lost" ? "down" : "up"),
+                                text: view.database || "" })));
+    table("ha-table", view, ["Partner", "Link", "Copy", "Copy state", "#Lag (bytes)", "#Lag (ms)", "#Lease left",
+      "#Token", "Database"], [row], "");
   }
 
   function renderOrders(s) {
