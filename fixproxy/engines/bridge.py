@@ -122,7 +122,8 @@ class CoreBridge:
         self.ha_gate = gate
 
     def sent_seqs(self) -> dict[str, int]:
-        """Session name -> the next outgoing sequence number, every message counted (``[ha]``'s copy)."""
+        """Session name -> the next outgoing sequence number, ``<name>/in`` -> the next inbound one,
+        every message counted (``[ha]``'s copy)."""
         return {}
 
     def sessions(self) -> list[SessionInfo]:

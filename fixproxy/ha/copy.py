@@ -9,7 +9,8 @@ ending with a mark the standby acknowledges once it has written everything befor
 - ``["data", path, offset, bytes]``: bytes at an offset of a file (appends, in practice);
 - ``["replace", path, bytes]``: a whole small file (sequence numbers, a snapshot), written atomically;
 - ``["truncate", path, size]``: a file cut back (a session store reset for a new day);
-- ``["seqs", {session: next outgoing sequence number}]``: what the sessions have sent, admin messages
+- ``["seqs", {session: next outgoing number, "<session>/in": next inbound number}]``: what the
+  sessions have sent and received, admin messages
   included (the stores on the standby may lag; the takeover starts each session past these);
 - ``["mark", n, segment, offset, sent_ns]`` -> ``["ack", n, segment, offset]``.
 
@@ -26,6 +27,7 @@ has seen, the standby has the record of. Async: the shipper's thread sends a bat
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -88,6 +90,17 @@ def recv_frame(sock: socket.socket) -> list:
     if not isinstance(frame, list) or not frame:
         raise CopyError(f"not a frame: {frame!r:.80}")
     return frame
+
+
+def seqs_path(state_dir: Path) -> Path:
+    return Path(state_dir) / "ha-seqs.json"
+
+
+def load_seqs(state_dir: Path) -> dict[str, int]:
+    try:
+        return {str(k): int(v) for k, v in json.loads(seqs_path(state_dir).read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def copied_files(state_dir: Path) -> Iterator[Path]:
@@ -298,9 +311,11 @@ class Shipper:
         if files:
             frames = self._file_frames(link, limit)
             complete = sum(len(f[3]) for f in frames if f[0] == "data") < limit
+        # The numbers first, the journal after: an inbound number counts only once its message is
+        # journaled, so every message the copy counts as received is in the copy's journal.
+        seqs = self.seqs()
         segment = self.journal_position()[0]
         journal = self._journal_bytes(link)
-        seqs = self.seqs()
         changed = {k: v for k, v in seqs.items() if link.seqs.get(k) != v}
         batch = journal + frames
         if changed:
@@ -479,7 +494,9 @@ class Shipper:
 class Receiver:
     """The standby's side: connects to the active, writes what it sends, acknowledges each batch."""
 
-    def __init__(self, state_dir: Path, instance: str, lineage: int | None, writer: bool) -> None:
+    def __init__(
+        self, state_dir: Path, instance: str, lineage: int | None, writer: bool, seqs: dict[str, int] | None = None
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.instance = instance
         self.lineage = lineage
@@ -488,7 +505,10 @@ class Receiver:
         self.history: list[int] = []
         self.active = ""
         self.address = ""
-        self.seqs: dict[str, int] = {}
+        #: The sessions' next outgoing numbers as the active last reported them: kept by the caller
+        #: across copy connections (a failed attempt to reach a dead active must not forget them),
+        #: started afresh by each active that welcomes this standby (its first batch carries them all).
+        self.seqs: dict[str, int] = {} if seqs is None else seqs
         self.position: tuple[int, int] = (0, 0)  # the journal as of the last mark
         self.last_mark = 0.0  # time.monotonic() of the last mark
         self.caught_up_token: int | None = None  # the token under which the copy reached the live point
@@ -529,6 +549,7 @@ class Receiver:
             if reply[0] != "welcome":
                 raise CopyError(f"unexpected {reply[0]!r}")
             self.token, self.history, self.active = int(reply[1]), [int(t) for t in reply[2]], str(reply[3])
+            self.seqs.clear()
             self.connected = True
             self.error = ""
             self._log.info("ha_copying", active=self.active, token=self.token, address=self.address)
@@ -548,6 +569,7 @@ class Receiver:
                     self._truncate(frame[1], frame[2])
                 elif kind == "seqs":
                     self.seqs.update({str(k): int(v) for k, v in frame[1].items()})
+                    self._save_seqs()
                 elif kind == "mark":
                     self.position = (int(frame[2]), int(frame[3]))
                     self.last_mark = time.monotonic()
@@ -567,6 +589,17 @@ class Receiver:
                 sock.close()
             except OSError:
                 pass
+
+    def _save_seqs(self) -> None:
+        """Kept beside the copy (not fsynced, as the copy is not): a standby restarted after the
+        active died still knows them."""
+        data = json.dumps(self.seqs).encode()
+        fd = os.open(seqs_path(self.state_dir), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         sock = self._sock

@@ -27,7 +27,7 @@ import structlog
 
 from ..config import LoadedConfig
 from . import lease as leases
-from .copy import Receiver, Shipper
+from .copy import Receiver, Shipper, load_seqs
 from .takeover import read_lineage, repair_stores, set_aside, write_lineage
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class HaNode:
         self._proxy: Proxy | None = None
         self._stopping = threading.Event()
         self.history: list[int] = []
+        #: The active's sessions' next outgoing numbers, as last copied (copy.Receiver keeps it).
+        self.seqs: dict[str, int] = load_seqs(self.state_dir)
         self._log = structlog.get_logger("fixproxy.ha")
 
     # ------------------------------------------------------------ standby
@@ -135,6 +137,7 @@ class HaNode:
                 )
                 lineage = {"token": None, "writer": False, "history": []}
                 write_lineage(self.state_dir, None, False, [])
+                self.seqs.clear()
             receiver = self.receiver
             if receiver is not None and receiver.token is not None and receiver.token != lineage["token"]:
                 lineage = {"token": receiver.token, "writer": False, "history": receiver.history}
@@ -178,9 +181,10 @@ class HaNode:
                         set_aside(self.state_dir, f"refused by the active: {receiver.refused}")
                         lineage = {"token": None, "writer": False, "history": []}
                         write_lineage(self.state_dir, None, False, [])
+                        self.seqs.clear()
                     host, _, port = row.copy_addr.rpartition(":")
                     stop_copy = threading.Event()
-                    receiver = Receiver(self.state_dir, s.instance, lineage["token"], lineage["writer"])
+                    receiver = Receiver(self.state_dir, s.instance, lineage["token"], lineage["writer"], self.seqs)
                     self.receiver = receiver
                     copier = threading.Thread(
                         target=receiver.run, args=(host, int(port), stop_copy), name="fixproxy-ha-copy", daemon=True
@@ -208,7 +212,7 @@ class HaNode:
             self._lost,
         )
         self.lease.start()
-        seqs = dict(receiver.seqs) if receiver is not None else {}
+        seqs = dict(self.seqs)
         self.takeover = {"token": token, "from": self.row.holder if self.row else "", "stores": {}}
         if receiver is not None or (self.row is not None and self.row.holder != s.instance):
             self.takeover["stores"] = repair_stores(self.state_dir, self.loaded.config, seqs, time.time_ns())

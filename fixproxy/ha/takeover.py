@@ -60,6 +60,13 @@ def repair_stores(state_dir: Path, config: Config, seqs: dict[str, int], now_ns:
             number = first_value(raw, 34)
             if number.isdigit():
                 outbound.setdefault(session, {})[int(number)] = (sent_ns, raw)
+    # A message log copied while a line was being written ends in half a line: cut it back to the
+    # last whole line, so the new active's lines start on their own.
+    for log in (state_dir / "log").rglob("*.log") if (state_dir / "log").is_dir() else ():
+        data = log.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(log, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
     report: dict[str, dict[str, int]] = {}
     for name, (side, prefix) in stores.items():
         store = FileStore(state_dir / "store" / side, prefix, now_ns)
@@ -72,8 +79,10 @@ def repair_stores(state_dir: Path, config: Config, seqs: dict[str, int], now_ns:
                     added += 1
             if seqs.get(name, 0) > store.next_sender:
                 store.next_sender = seqs[name]
+            if seqs.get(name + "/in", 0) > store.next_target:
+                store.next_target = seqs[name + "/in"]
             store.save_seqnums()
-            report[name] = {"messages": added, "next": store.next_sender}
+            report[name] = {"messages": added, "next": store.next_sender, "next_in": store.next_target}
         finally:
             store.close()
     return report
@@ -115,7 +124,7 @@ def set_aside(state_dir: Path, why: str) -> Path | None:
     """Move the journal, stores, logs and audit store of a superseded or diverged state aside
     (``<state_dir>/superseded/<UTC time>/``), for inspection: the copy starts afresh."""
     state_dir = Path(state_dir)
-    moved = [p for p in (state_dir / n for n in ("journal", "store", "log", "ha.json")) if p.exists()]
+    moved = [p for p in (state_dir / n for n in ("journal", "store", "log", "ha.json", "ha-seqs.json")) if p.exists()]
     moved += list(state_dir.glob("audit.sqlite*"))
     if not moved:
         return None

@@ -47,7 +47,7 @@ def test_store_copy_gets_the_journaled_messages_it_lacks_and_the_reported_number
     journal.outbound("sim", now, venue_message(2, "C2", poss_dup=True))
     journal.close()
     report = repair_stores(state, lc.config, {"sim": 8}, now)
-    assert report["sim"] == {"messages": 2, "next": 8}
+    assert report["sim"] == {"messages": 2, "next": 8, "next_in": 1}
     stored = {first_value(raw, 34): first_value(raw, 11) for raw in sent_messages(state / "store" / "venue", PREFIX)}
     assert stored == {"1": "C1", "2": "C2", "3": "C3", "4": "C4", "5": "C5"}
     assert next_sender(state / "store" / "venue", PREFIX) == 8
@@ -65,7 +65,7 @@ def test_messages_from_before_the_store_day_are_not_added(tmp_path: Path) -> Non
     journal.outbound("sim", now, venue_message(1, "NEW"))
     journal.close()
     report = repair_stores(state, lc.config, {}, now)
-    assert report["sim"] == {"messages": 1, "next": 2}
+    assert report["sim"] == {"messages": 1, "next": 2, "next_in": 1}
     assert [first_value(r, 11) for r in sent_messages(state / "store" / "venue", PREFIX)] == ["NEW"]
 
 

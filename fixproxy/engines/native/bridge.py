@@ -316,8 +316,14 @@ class NativeBridge(CoreBridge):
         self.cork.gate = gate
 
     def sent_seqs(self) -> dict[str, int]:
-        """Session name -> the next outgoing sequence number (every message, admin ones included)."""
-        return {name: session.store.next_sender for name, session in self.by_name.items()}
+        """Session name -> the next outgoing sequence number, ``<name>/in`` -> the next inbound one
+        (every message, admin ones included)."""
+        out = {}
+        for name, session in self.by_name.items():
+            store = session.store
+            out[name] = store.next_sender
+            out[name + "/in"] = store.next_target
+        return out
 
     # -------------------------------------------------------------- what sessions report (connection.Owner)
 

@@ -188,6 +188,12 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
         except Exception as exc:  # noqa: BLE001 - see _failed
             self._failed("toAdmin", sid, exc, locked_out=True)
 
+    def _ha_received(self, message: fix.Message, sid: fix.SessionID) -> None:
+        info = self._by_sid.get(sid.toString())
+        seq = message.getHeader().getField(34)
+        if info is not None and seq.isdigit():
+            self._ha_seqs[info.name + "/in"] = int(seq) + 1
+
     def _ha_admin(self, message: fix.Message, sid: fix.SessionID) -> None:
         """``[ha]``: an admin message takes a sequence number the standby must know of, and it cannot
         be dropped (quickfix sends it whatever this callback does): it waits for the gate."""
@@ -204,6 +210,8 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         try:
             self._from_admin(message, sid)
+            if self.ha_gate is not None:
+                self._ha_received(message, sid)
         except _WIRE_EFFECTS:
             raise
         except Exception as exc:  # noqa: BLE001 - see _failed
@@ -273,6 +281,8 @@ class QuickfixBridge(VenueWatching, CoreBridge, fix.Application):
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         try:
             self._from_app(message, sid)
+            if self.ha_gate is not None:
+                self._ha_received(message, sid)  # journaled by now: the standby may count it
         except _WIRE_EFFECTS:
             raise
         except Exception as exc:  # noqa: BLE001 - see _failed
