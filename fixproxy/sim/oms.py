@@ -3,6 +3,13 @@
 Two modes: a stream of orders (``--count``, ``--rate``, ``--symbols``) that ends with a
 summary; or ``--stdin``, which sends each line read (``35=D|11=A1|55=AAPL|...``) as one message.
 Every inbound application message and session Reject is printed as a JSON line.
+
+Failover (``--failover HOST:PORT``, repeatable): further addresses of the same proxy (the other
+instance of an active/passive pair). quickfix's initiator tries its addresses in turn, one per
+connection attempt (SocketConnectHost, SocketConnectHost1, ...), so after a drop it logs on to the
+other; the session is the same (one store, sequence numbers go on), and quickfix answers the proxy's
+ResendRequest and sends its own as any OMS would. An ExecutionReport resent with PossDupFlag whose
+ExecID was already processed is printed with ``"duplicate": true`` and not counted again.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ..config import LoadedConfig
 from ..engines.quickfix.dictionary import build_dictionary
 from ..engines.quickfix.settings import dictionary, session_block
 from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
+from .sockets import own_connection_to
 
 
 def _now() -> str:
@@ -32,10 +40,13 @@ def _now() -> str:
 
 
 class OmsSim(fix.Application):
-    def __init__(self, quiet: bool = False, logon: tuple[str, str] = ("", "")):
+    def __init__(self, quiet: bool = False, logon: tuple[str, str] = ("", ""), ports: frozenset[int] = frozenset()):
         super().__init__()
         self.quiet = quiet
         self.logon = logon  # Username (553), Password (554) to put on the Logon
+        self.ports = ports  # the proxy's addresses' ports: which one a logon is on
+        self.address: str | None = None
+        self.exec_ids: set[str] = set()
         self.logged_on = threading.Event()
         self.sid: fix.SessionID | None = None
         self.outcomes: Counter[str] = Counter()
@@ -46,17 +57,24 @@ class OmsSim(fix.Application):
         self.sid = sid
 
     def onLogon(self, sid: fix.SessionID) -> None:
+        self.address = own_connection_to(set(self.ports)) if self.ports else None
         self.logged_on.set()
-        emit({"event": "logon", "session": sid.toString()})
+        emit({"event": "logon", "session": sid.toString(), "address": self.address})
 
     def onLogout(self, sid: fix.SessionID) -> None:
+        # quickfix says logout after a failed connection attempt too: "was_logged_on" tells them apart
+        was = self.logged_on.is_set()
         self.logged_on.clear()
-        emit({"event": "logout", "session": sid.toString()})
+        emit({"event": "logout", "session": sid.toString(), "address": self.address, "was_logged_on": was})
+        self.address = None
 
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
-        if self.logon[0] and message.getHeader().getField(35) == "A":
+        msg_type = message.getHeader().getField(35)
+        if self.logon[0] and msg_type == "A":
             message.setField(553, self.logon[0])
             message.setField(554, self.logon[1])
+        if msg_type == "5":  # our own Logout says why quickfix ends the session (MsgSeqNum too low...)
+            emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
 
     def fromAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
@@ -69,9 +87,20 @@ class OmsSim(fix.Application):
 
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
-        if not self.quiet:
-            emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
         msg_type = f.get("35")
+        duplicate = False
+        if msg_type == "8":
+            exec_id = f.get("17", "")
+            with self.lock:
+                duplicate = f.get("43") == "Y" and exec_id in self.exec_ids
+                self.exec_ids.add(exec_id)
+        if not self.quiet:
+            record: dict = {"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")}
+            if duplicate:
+                record["duplicate"] = True
+            emit(record)
+        if duplicate:
+            return  # already processed under this ExecID: what an OMS does with a resent report
         with self.lock:
             if msg_type == "8":
                 exec_type = f.get("150", "")
@@ -130,7 +159,12 @@ def run_oms(
     wait_s: float,
     state_dir: Path | None = None,
     side: str = "1",
+    connect: tuple[str, int] | None = None,
+    failover: tuple[tuple[str, int], ...] = (),
+    reconnect_s: int = 1,
 ) -> int:
+    """``connect``: the proxy's address (default 127.0.0.1 and the config's acceptor port);
+    ``failover``: further addresses tried in turn after it."""
     cfg = loaded.config
     oms = next((s for s in cfg.oms if s.name == session_name), None)
     if oms is None:
@@ -144,7 +178,9 @@ def run_oms(
         return _stream(app, count, rate, symbols, qty, account, wait_s, loaded, side)
 
     password = oms.password or (os.environ.get(oms.password_env, "") if oms.password_env else "")
-    return _run_initiator(loaded, OmsSim(quiet=quiet, logon=(oms.username, password)), block, state, work)
+    addresses = (connect or ("127.0.0.1", cfg.acceptor.port), *failover)
+    app = OmsSim(quiet=quiet, logon=(oms.username, password), ports=frozenset(p for _, p in addresses))
+    return _run_initiator(loaded, app, block, state, work, addresses=addresses, reconnect_s=reconnect_s)
 
 
 def run_desk(loaded: LoadedConfig, *, username: str = "", password: str = "", state_dir: Path | None = None) -> int:
@@ -160,17 +196,29 @@ def run_desk(loaded: LoadedConfig, *, username: str = "", password: str = "", st
 
 
 def _run_initiator(
-    loaded: LoadedConfig, app: OmsSim, block: dict, state: Path, work: Callable[[OmsSim], int]
+    loaded: LoadedConfig,
+    app: OmsSim,
+    block: dict,
+    state: Path,
+    work: Callable[[OmsSim], int],
+    *,
+    addresses: tuple[tuple[str, int], ...] = (),
+    reconnect_s: int = 1,
 ) -> NoReturn:
-    """Connect ``app`` to the proxy's acceptor, run ``work(app)`` once logged on, log out, exit."""
+    """Connect ``app`` to the proxy's acceptor (or to ``addresses`` in turn, one per connection
+    attempt every ``reconnect_s`` seconds), run ``work(app)`` once logged on, log out, exit."""
     cfg = loaded.config
+    host, port = addresses[0] if addresses else ("127.0.0.1", cfg.acceptor.port)
     block = {
         **block,
-        "SocketConnectHost": "127.0.0.1",
-        "SocketConnectPort": cfg.acceptor.port,
+        "SocketConnectHost": host,
+        "SocketConnectPort": port,
         "HeartBtInt": cfg.acceptor.heartbeat_s,
-        "ReconnectInterval": 1,
+        "ReconnectInterval": reconnect_s,
     }
+    for n, (other_host, other_port) in enumerate(addresses[1:], start=1):
+        block[f"SocketConnectHost{n}"] = other_host
+        block[f"SocketConnectPort{n}"] = other_port
     _engine = start_engine(  # kept alive until the process ends
         "initiator", app, state, "oms-sim", {}, [block]
     )
@@ -178,7 +226,7 @@ def _run_initiator(
     code = 1
     try:
         if not app.logged_on.wait(30):
-            emit({"event": "error", "detail": f"no logon to 127.0.0.1:{cfg.acceptor.port} within 30s"})
+            emit({"event": "error", "detail": f"no logon to {host}:{port} within 30s"})
             code = 2
         else:
             code = work(app)

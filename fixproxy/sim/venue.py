@@ -2,6 +2,13 @@
 
 Behaviour per symbol: ``fill`` (ack, then fill fully), ``partial`` (ack, fill half, leave the rest
 working), ``ack`` (ack and leave working), ``reject`` (reject the order).
+
+Each logon of a session is a connection with a number (``conn``): the ``logon`` and ``logout`` lines
+and every message line received on it carry it, so a test can tell which of two proxies (an
+active/passive pair) sent what. By default the number counts logons; with ``--track-connections`` a
+relay (relay.py) owns the port and numbers TCP connections, printing ``connect``, ``refused`` (a
+Logon quickfix would not take, such as a second one for a session already logged on) and
+``disconnect`` lines with the peer's address and process.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import quickfix as fix
 from ..config import LoadedConfig
 from ..engines.quickfix.settings import session_block
 from .common import build_message, emit, fields_of, leave, logout_all, start_engine, wait_for_signal
+from .process import free_port
+from .relay import Relay
 
 
 def _d(x: Decimal) -> str:
@@ -57,16 +66,26 @@ class VenueSim(fix.Application):
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
         self.fix42 = False
+        self.relay: Relay | None = None
+        self.logons = itertools.count(1)
+        self.conns: dict[str, int | None] = {}  # session -> the connection logged on for it
+
+    def _conn(self, sid: fix.SessionID) -> int | None:
+        return self.conns.get(sid.toString())
 
     # quickfix callbacks
     def onCreate(self, sid: fix.SessionID) -> None:
         pass
 
     def onLogon(self, sid: fix.SessionID) -> None:
-        emit({"event": "logon", "session": sid.toString()})
+        key = sid.toString()
+        # the relay knows the connection once its answer to the Logon went through (just now)
+        conn = self.relay.session_conn(key, wait_s=1.0) if self.relay is not None else next(self.logons)
+        self.conns[key] = conn
+        emit({"event": "logon", "session": key, "conn": conn})
 
     def onLogout(self, sid: fix.SessionID) -> None:
-        emit({"event": "logout", "session": sid.toString()})
+        emit({"event": "logout", "session": sid.toString(), "conn": self.conns.pop(sid.toString(), None)})
 
     def toAdmin(self, message: fix.Message, sid: fix.SessionID) -> None:
         pass
@@ -76,12 +95,13 @@ class VenueSim(fix.Application):
 
     def toApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         if not self.quiet:
-            emit({"dir": "out", "fields": fields_of(message), "raw": message.toString().replace("\x01", "|")})
+            raw = message.toString().replace("\x01", "|")
+            emit({"dir": "out", "fields": fields_of(message), "raw": raw, "conn": self._conn(sid)})
 
     def fromApp(self, message: fix.Message, sid: fix.SessionID) -> None:
         f = fields_of(message)
         if not self.quiet:
-            emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|")})
+            emit({"dir": "in", "fields": f, "raw": message.toString().replace("\x01", "|"), "conn": self._conn(sid)})
         with self.lock:
             self.fix42 = sid.getBeginString().getValue() == "FIX.4.2"
             handler = {"D": self._new, "G": self._replace, "F": self._cancel}.get(f.get("35", ""))
@@ -192,6 +212,7 @@ def run_venue(
     per_symbol: dict[str, str],
     quiet: bool,
     state_dir: Path | None = None,
+    track_connections: bool = False,
 ) -> None:
     cfg = loaded.config
     venue = next((v for v in cfg.venues if v.name == venue_name), None)
@@ -200,14 +221,18 @@ def run_venue(
     app = VenueSim(default, per_symbol, quiet=quiet)
     state = state_dir or loaded.state_dir / "sim" / f"venue-{venue.name}"
     block = session_block(venue.fix_version, venue.comp_id, venue.our_comp_id)
+    # with a relay in front, quickfix listens on a private port and the relay on the venue's
+    acceptor_port = free_port() if track_connections else venue.port
     _engine = start_engine(  # kept alive until the process ends
         "acceptor",
         app,
         state,
         "venue-sim",
-        {"SocketAcceptPort": venue.port, "AllowedRemoteAddresses": "127.0.0.1"},
+        {"SocketAcceptPort": acceptor_port, "AllowedRemoteAddresses": "127.0.0.1"},
         [block],
     )
+    if track_connections:
+        app.relay = Relay(venue.port, acceptor_port, emit)
     emit({"event": "listening", "venue": venue.name, "port": venue.port})
     wait_for_signal()
     logout_all([fix.SessionID(venue.begin_string, venue.comp_id, venue.our_comp_id)])

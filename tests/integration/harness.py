@@ -144,13 +144,17 @@ class Stack:
         venue: bool = True,
         proxy_env: dict | None = None,
         proxy_prefix: list[str] | None = None,
+        venue_port: int | None = None,
+        proxy: bool = True,
         **config,
     ):
+        """``venue_port``: a venue simulator's port shared with other stacks (default: a free one);
+        ``proxy``: start the proxy now (else the caller starts it)."""
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "cfg" / "instruments.csv", root / "instruments.csv")
         self.acceptor_port = free_port()
-        self.venue_port = free_port()
+        self.venue_port = venue_port or free_port()
         self.http_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.http_port}/api/v1"
         self.config = root / "fixproxy.toml"
@@ -163,7 +167,8 @@ class Stack:
         try:
             if venue:
                 self.start_venue()
-            self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
+            if proxy:
+                self.start_proxy(wait_venue=venue, env=proxy_env, prefix=proxy_prefix)
         except BaseException:
             self.close()  # a stack that failed to start leaves no simulator or proxy running
             raise
@@ -180,8 +185,9 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start_venue(self) -> Proc:
-        args = ["sim", "venue", "--config", str(self.config), "--state-dir", str(self.root / "venue-sim")]
+    def start_venue(self, *extra: str) -> Proc:
+        """Start the venue simulator; ``extra``: more of its arguments."""
+        args = ["sim", "venue", "--config", str(self.config), "--state-dir", str(self.root / "venue-sim"), *extra]
         for symbol, behaviour in self.behaviours.items():
             args += ["--behaviour", f"{symbol}={behaviour}"]
         self.venue = self._proc("venue", args)
@@ -200,7 +206,9 @@ class Stack:
     def wait_venue_up(self, start: int = 0) -> None:
         self.proxy.wait_for(lambda r: r.get("event") == "session_up" and r.get("detail") == "sim", start=start)
 
-    def connect(self, session: str) -> Proc:
+    def connect(self, session: str, *extra: str) -> Proc:
+        """An OMS simulator logged on as ``session``, sending the lines given to it; ``extra``: more
+        of its arguments (``--failover HOST:PORT``)."""
         oms = self._proc(
             session,
             [
@@ -213,6 +221,7 @@ class Stack:
                 "--stdin",
                 "--state-dir",
                 str(self.root / f"oms-sim-{session}"),
+                *extra,
             ],
             stdin=True,
         )

@@ -47,9 +47,28 @@ class RawFix:
         self.seq += 1
         return seq
 
-    def logon(self, extra: str = "") -> dict[int, str]:
-        self.send("A", f"98=0|108=30|141=Y{'|' + extra if extra else ''}")
+    def logon(self, extra: str = "", reset: bool = True) -> dict[int, str]:
+        """Log on; ``reset=False``: without ResetSeqNumFlag, the session's numbers going on."""
+        self.send("A", f"98=0|108=30{'|141=Y' if reset else ''}{'|' + extra if extra else ''}")
         return self.expect(lambda m: m.get(35) == "A")
+
+    def reconnect(self, ports: list[int], timeout: float = 30.0) -> int:
+        """A new connection, the session unchanged (sequence numbers go on): to the first of
+        ``ports`` that accepts, trying them in turn (an active/passive pair's two proxies) until
+        ``timeout``; the port connected to. Log on after it with ``logon(reset=False)``."""
+        self.sock.close()
+        self.buffer = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            for port in ports:
+                try:
+                    self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    return port
+                except OSError:
+                    continue
+            if time.monotonic() > deadline:
+                raise AssertionError(f"none of {ports} accepted a connection within {timeout}s")
+            time.sleep(0.05)
 
     def read(self, timeout: float = 5.0) -> dict[int, str] | None:
         """The next message as tag -> value, or None on timeout or a closed connection."""
