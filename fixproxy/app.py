@@ -320,13 +320,16 @@ class Proxy:
     # ------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
-        if self.audit is not None:
+        if self.audit is not None and self.ha is None:
             self.audit.start()
         if self.cluster is not None:
             self.cluster.start()
             # The first shares before the first order, if the database answers soon enough.
             await asyncio.get_running_loop().run_in_executor(None, self.cluster.wait_ready, 5.0)
         await self.engine.start()
+        if self.audit is not None and self.ha is not None:
+            # A takeover trades first: the follower (a process to spawn) catches up from the journal.
+            self.audit.start()
 
     async def stop(self) -> None:
         """Log every session out and write everything down (the caller ends the process)."""

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 #: Exit code of a process image that lost its leadership and could not be executed again.
 EXIT_SUPERSEDED = 75
+#: A write finding the lease's deadline passed waits this long for a late renewal before it is
+#: dropped (a slow database statement should not cost every session its connection).
+GATE_WAIT_S = 0.1
 
 
 class HaNode:
@@ -190,7 +193,11 @@ class HaNode:
                         target=receiver.run, args=(host, int(port), stop_copy), name="fixproxy-ha-copy", daemon=True
                     )
                     copier.start()
-            self._stopping.wait(min(s.renew_ms, 100) / 1000)
+            pause = min(s.renew_ms, 100) / 1000
+            if row is not None and not row.expired and row.holder != s.instance:
+                # Wake just after the lease would lapse (the row's time left, by the database's clock).
+                pause = min(pause, max(0.005, row.left_ms / 1000 + 0.005))
+            self._stopping.wait(pause)
         stop_copy.set()
         if self.receiver is not None:
             self.receiver.close()
@@ -250,8 +257,10 @@ class HaNode:
     def gate(self) -> bool:
         """May bytes go on a socket now? (Called by the engines before each write.)"""
         lease = self.lease
-        if lease is None or not lease.valid():
+        if lease is None:
             return False
+        if not lease.valid() and not lease.wait_valid(GATE_WAIT_S):
+            return False  # the lease may have lapsed: nothing goes out
         shipper = self.shipper
         if shipper is None:
             return True
