@@ -64,6 +64,7 @@ def config_text(
     admin_extra: str = "",
     firm_extra: str = "",
     sections: str = "",
+    heartbeat_s: int = 30,
 ) -> str:
     rules_line = "" if rules is None else "rules = [" + ", ".join(f'"{r}"' for r in rules) + "]"
     cod = {
@@ -84,7 +85,7 @@ engine = "{engine or current_engine["name"]}"
 [acceptor]
 port = {acceptor_port}
 comp_id = "FIXPROXY"
-heartbeat_s = 30
+heartbeat_s = {heartbeat_s}
 {acceptor_extra}
 
 [[oms]]
