@@ -172,7 +172,10 @@ class Shipper:
         self.seqs = seqs
         self.on_state = on_state
         self.sync_timeout_s = sync_timeout_s
-        self.state = "none"  # none | catching_up | sync | async | alone
+        self.state = "none"  # none | catching_up | sync | async | alone | sync_lost
+        #: What the lease row may say of the copy (the renewals write it): "sync"/"async" only once
+        #: the standby has everything up to the moment the state changed (``_in_copy``).
+        self.row_state = "alone"
         self.link: Link | None = None
         self.batches = 0
         self.syncs = 0
@@ -407,10 +410,7 @@ class Shipper:
                             continue
                         done = self._send_batch(link, files=True, timeout=10)
                         if done:
-                            link.caught_up = True
-                            mode = self.mode
-                            if self._set_state(mode, link.instance):
-                                self._log.info("ha_standby_in_copy", standby=link.instance, mode=mode)
+                            self._in_copy(link)
                     continue
                 every = ASYNC_EVERY_S if self.mode == "async" else FILES_EVERY_S
                 self._wake.wait(every)
@@ -431,6 +431,19 @@ class Shipper:
                     if self.link is link:
                         self._drop(link, f"the copy connection failed: {exc}")
 
+    def _in_copy(self, link: Link) -> None:
+        """The catch-up is done (the caller holds ``_io``): in copy from here on. The state changes
+        here first, so every write after it waits for its own sync; one more batch then carries
+        what was written since the last one; only then does the lease row name the standby, so it
+        is never eligible to take over with less than the peers saw."""
+        link.caught_up = True
+        mode = self.mode
+        self.state = mode
+        self._send_batch(link, files=False, timeout=max(self.sync_timeout_s, 1.0))
+        self.row_state = mode
+        if self.on_state(mode, link.instance):
+            self._log.info("ha_standby_in_copy", standby=link.instance, mode=mode)
+
     def _drop(self, link: Link, reason: str) -> bool:
         """The standby fell away (the caller holds ``_io``): go on alone once the lease row says so."""
         self._log.error("ha_standby_lost", standby=link.instance, reason=reason)
@@ -444,6 +457,8 @@ class Shipper:
     def _set_state(self, state: str, standby: str) -> bool:
         before = self.state
         self.state = state
+        if state in ("catching_up", "alone"):
+            self.row_state = state
         if state == before:
             return True
         ok = self.on_state(state, standby)

@@ -285,7 +285,7 @@ class HaNode:
         if shipper is None:
             return ("alone", "")
         link = shipper.link
-        state = "alone" if shipper.state == "sync_lost" else shipper.state
+        state = shipper.row_state
         return (state, link.instance if link is not None and state != "alone" else "")
 
     def _copy_state_changed(self, state: str, standby: str) -> bool:
