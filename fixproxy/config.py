@@ -308,14 +308,14 @@ class HaSection(_Strict, frozen=True):
     #: The environment variable holding the database password; "" for none.
     password_env: str = ""
     #: The leadership lasts this long unless renewed; the standby takes over once it lapsed.
-    lease_ttl_ms: Annotated[int, msgspec.Meta(ge=200, le=60_000)] = 1000
+    lease_ttl_ms: Annotated[int, msgspec.Meta(ge=200, le=60_000)] = 600
     #: The active renews its leadership this often (at most a third of ``lease_ttl_ms``).
-    renew_ms: Annotated[int, msgspec.Meta(ge=20, le=20_000)] = 200
+    renew_ms: Annotated[int, msgspec.Meta(ge=20, le=20_000)] = 150
     #: A sync copy not acknowledged by the standby within this long: the active goes on alone (said
     #: on every surface) rather than stop trading, until the standby has caught up again.
     sync_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 250
     #: A database connection or statement taking longer than this counts as the database lost.
-    db_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=60_000)] = 500
+    db_timeout_ms: Annotated[int, msgspec.Meta(ge=50, le=60_000)] = 300
 
     def __post_init__(self) -> None:
         for key in ("pair", "instance"):

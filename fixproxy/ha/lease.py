@@ -253,8 +253,12 @@ class Leadership:
             self.on_lost(reason)
 
     def _run(self) -> None:
+        # At a fixed rate from each renewal's start, not a pause after it: a slow statement eats
+        # into the next interval, not into the lease's margin.
         every = self.settings.renew_ms / 1000
-        while not self._stop.wait(every):
+        due = time.monotonic() + every
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             if self.lost:
                 return
+            due = max(due + every, time.monotonic())
             self._renew_once()

@@ -44,15 +44,18 @@ def ha_section(
     *,
     copy: str = "sync",
     pair: str = PAIR,
-    lease_ttl_ms: int = 1000,
-    renew_ms: int = 200,
+    lease_ttl_ms: int | None = None,
+    renew_ms: int | None = None,
     extra: str = "",
 ) -> str:
-    """The ``[ha]`` section of one instance of the pair."""
+    """The ``[ha]`` section of one instance of the pair (the lease's timing: the config's defaults
+    unless given)."""
+    timing = "".join(
+        f"{key} = {value}\n" for key, value in (("lease_ttl_ms", lease_ttl_ms), ("renew_ms", renew_ms)) if value
+    )
     return (
         f'[ha]\nurl = "{url}"\npair = "{pair}"\ninstance = "{instance}"\n'
-        f'copy_listen = "127.0.0.1:{copy_port}"\ncopy = "{copy}"\n'
-        f"lease_ttl_ms = {lease_ttl_ms}\nrenew_ms = {renew_ms}\n{extra}\n"
+        f'copy_listen = "127.0.0.1:{copy_port}"\ncopy = "{copy}"\n{timing}{extra}\n'
     )
 
 
@@ -74,8 +77,8 @@ class Pair:
         url: str,
         *,
         copy: str = "sync",
-        lease_ttl_ms: int = 1000,
-        renew_ms: int = 200,
+        lease_ttl_ms: int | None = None,
+        renew_ms: int | None = None,
         ha_extra: str = "",
         behaviours: dict[str, str] | None = None,
         sessions: Iterable[str] = ("oms1",),

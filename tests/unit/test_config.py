@@ -244,7 +244,7 @@ def test_ha_section_loads_and_is_absent_by_default(cfg):
     (cfg / "fixproxy.toml").write_text((cfg / "fixproxy.toml").read_text() + HA)
     ha = load(cfg / "fixproxy.toml").config.ha
     assert ha is not None
-    assert (ha.pair, ha.instance, ha.copy, ha.lease_ttl_ms, ha.renew_ms) == ("gw", "a", "sync", 1000, 200)
+    assert (ha.pair, ha.instance, ha.copy, ha.lease_ttl_ms, ha.renew_ms) == ("gw", "a", "sync", 600, 150)
     assert ha.copy_address == ("127.0.0.1", 7201)
 
 
@@ -255,7 +255,7 @@ def test_ha_section_loads_and_is_absent_by_default(cfg):
         ('pair = "gw"', 'pair = "g w"', "ha: pair: 'g w' is not a name"),
         ('copy_listen = "127.0.0.1:7201"', 'copy_listen = "7201"', "ha: copy_listen: '7201' is not host:port"),
         ('instance = "a"', 'instance = "a"\ncopy = "maybe"', "ha.copy"),
-        ('instance = "a"', 'instance = "a"\nrenew_ms = 500', "ha: renew_ms: 500 must be at most a third"),
+        ('instance = "a"', 'instance = "a"\nrenew_ms = 300', "ha: renew_ms: 300 must be at most a third"),
         ('instance = "a"', 'instance = "a"\npassword_env = "FIXPROXY_TEST_UNSET_PG"', "ha.password_env"),
     ],
 )
