@@ -26,7 +26,7 @@ def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 class Active:
-    def __init__(self, root: Path, accept_alone: bool = True) -> None:
+    def __init__(self, root: Path, accept_alone: bool = True, mode: str = "sync") -> None:
         self.dir = root / "active"
         self.journal = Journal(self.dir / "journal", 1, fmt.Start(1, 1, 1, "test"))
         self.seqs: dict[str, int] = {}
@@ -36,7 +36,7 @@ class Active:
         self.shipper = Shipper(
             self.dir,
             ("127.0.0.1", self.port),
-            "sync",
+            mode,
             7,
             [3, 7],
             "a",
@@ -189,3 +189,25 @@ def test_store_reset_is_copied_as_a_truncation(pair) -> None:
     until(lambda: (s.dir / "store/venue/FIX.4.4-FIXPROXY-VENUE.body").exists())
     body.write_bytes(b"B" * 10)
     until(lambda: (s.dir / "store/venue/FIX.4.4-FIXPROXY-VENUE.body").read_bytes() == b"B" * 10)
+
+
+def test_async_copy_follows_without_the_gate(tmp_path: Path) -> None:
+    """Async copy: sync() never waits (it returns at once), and the shipper's thread brings the
+    standby's journal and numbers up to the active's within milliseconds on its own."""
+    active = Active(tmp_path, mode="async")
+    active.shipper.start()
+    try:
+        s = Standby(tmp_path, active.port)
+        until(lambda: active.shipper.state == "async")
+        assert active.states[-1] == ("async", "b")
+        for n in range(30):
+            active.journal.event(ev.SessionUp(f"s{n}", n))
+        active.seqs["sim"] = 42
+        assert active.shipper.sync()  # nothing to wait for in async copy
+        copied = s.dir / "journal" / "00000001.journal"
+        until(lambda: copied.exists() and len(records(copied)) == len(records(active.journal.path)))
+        until(lambda: s.receiver.seqs.get("sim") == 42)
+        s.close()
+    finally:
+        active.shipper.stop()
+        active.journal.close()
