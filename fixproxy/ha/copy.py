@@ -176,6 +176,8 @@ class Shipper:
         #: What the lease row may say of the copy (the renewals write it): "sync"/"async" only once
         #: the standby has everything up to the moment the state changed (``_in_copy``).
         self.row_state = "alone"
+        #: The lease row said so: the standby may take over (what the surfaces call in copy).
+        self.announced = False
         self.link: Link | None = None
         self.batches = 0
         self.syncs = 0
@@ -442,6 +444,7 @@ class Shipper:
         self._send_batch(link, files=False, timeout=max(self.sync_timeout_s, 1.0))
         self.row_state = mode
         if self.on_state(mode, link.instance):
+            self.announced = True
             self._log.info("ha_standby_in_copy", standby=link.instance, mode=mode)
 
     def _drop(self, link: Link, reason: str) -> bool:
@@ -459,6 +462,7 @@ class Shipper:
         self.state = state
         if state in ("catching_up", "alone"):
             self.row_state = state
+            self.announced = False
         if state == before:
             return True
         ok = self.on_state(state, standby)
@@ -503,7 +507,12 @@ class Shipper:
                 "position": list(link.acked),
                 "round_trip_ms": round(link.last_rtt_ms, 3),
             }
-        return {"copy_state": "alone" if self.state == "sync_lost" else self.state, "partner": partner}
+        state = self.state
+        if state == "sync_lost":
+            state = "alone"
+        elif state in ("sync", "async") and not self.announced:
+            state = "catching_up"  # not in the lease row yet: the standby could not take over
+        return {"copy_state": state, "partner": partner}
 
 
 class Receiver:

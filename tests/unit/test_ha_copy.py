@@ -104,7 +104,7 @@ def test_catch_up_copies_what_was_written_before_then_copy_is_in_sync(pair) -> N
     active.store("FIX.4.4-FIXPROXY-VENUE.body", b"8=FIX.4.4\x0134=1\x01", pad=4096)
     active.store("FIX.4.4-FIXPROXY-VENUE.seqnums", b"00000000000000000002 : 00000000000000000001")
     s = standby()
-    until(lambda: active.shipper.state == "sync")
+    until(lambda: active.shipper.view()["copy_state"] == "sync")
     assert active.states == [("catching_up", "b"), ("sync", "b")]
     copied = s.dir / "journal" / "00000001.journal"
     assert records(copied) == records(active.journal.path)
@@ -118,7 +118,7 @@ def test_sync_gate_returns_only_once_the_standby_has_the_journal_and_sequence_nu
     sessions' next outgoing numbers."""
     active, standby = pair
     s = standby()
-    until(lambda: active.shipper.state == "sync")
+    until(lambda: active.shipper.view()["copy_state"] == "sync")
     for n in range(20):
         active.journal.event(ev.SessionUp(f"s{n}", n))
         active.seqs["sim"] = 100 + n
@@ -133,7 +133,7 @@ def test_standby_gone_the_active_goes_on_alone_once_the_row_says_so(pair) -> Non
     """The standby closes: the next sync() drops it, records "alone" and lets the bytes go."""
     active, standby = pair
     s = standby()
-    until(lambda: active.shipper.state == "sync")
+    until(lambda: active.shipper.view()["copy_state"] == "sync")
     s.close()
     active.journal.event(ev.SessionUp("x", 1))
     assert active.shipper.sync()
@@ -149,7 +149,7 @@ def test_standby_gone_and_row_not_told_nothing_goes_out(tmp_path: Path) -> None:
     active.shipper.start()
     try:
         s = Standby(tmp_path, active.port)
-        until(lambda: active.shipper.state == "sync")
+        until(lambda: active.shipper.view()["copy_state"] == "sync")
         s.close()
         active.journal.event(ev.SessionUp("x", 1))
         until(lambda: not active.shipper.sync() or active.shipper.state == "sync_lost")
@@ -185,7 +185,7 @@ def test_store_reset_is_copied_as_a_truncation(pair) -> None:
     active, standby = pair
     body = active.store("FIX.4.4-FIXPROXY-VENUE.body", b"A" * 100)
     s = standby()
-    until(lambda: active.shipper.state == "sync")
+    until(lambda: active.shipper.view()["copy_state"] == "sync")
     until(lambda: (s.dir / "store/venue/FIX.4.4-FIXPROXY-VENUE.body").exists())
     body.write_bytes(b"B" * 10)
     until(lambda: (s.dir / "store/venue/FIX.4.4-FIXPROXY-VENUE.body").read_bytes() == b"B" * 10)
@@ -198,7 +198,7 @@ def test_async_copy_follows_without_the_gate(tmp_path: Path) -> None:
     active.shipper.start()
     try:
         s = Standby(tmp_path, active.port)
-        until(lambda: active.shipper.state == "async")
+        until(lambda: active.shipper.view()["copy_state"] == "async")
         assert active.states[-1] == ("async", "b")
         for n in range(30):
             active.journal.event(ev.SessionUp(f"s{n}", n))
