@@ -43,6 +43,7 @@ def test_pair_fails_over_on_kill9_and_the_oms_follows(tmp_path, pg_url):
         assert view["token"] == token + 1
         logon = oms.wait_for(lambda r: r.get("event") == "logon", start=start, timeout=30)
         assert logon["address"] == f"127.0.0.1:{p.nodes['b'].acceptor_port}"
+        p.nodes["b"].wait_venue_up()  # an order before b's venue session is up is refused (VENUE_UNAVAILABLE)
         oms.send_line(order("P2"))
         acked(oms, "P2", start)
         assert until(lambda: via(p, "P2"), "P2 at the venue") == "b"
