@@ -78,6 +78,17 @@ class Denied(NamedTuple):
     message: str  # for the caller
 
 
+def denied_response(verdict: Denied) -> web.Response:
+    """The answer to a request a token does not allow: 401 (with the challenge) or 403, and why."""
+    headers = {"WWW-Authenticate": 'Bearer realm="fixproxy"'} if verdict.status == 401 else None
+    return web.Response(
+        body=msgspec.json.encode({"error": verdict.message}),
+        status=verdict.status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
 class Auth:
     """Bearer tokens and roles. A token is compared in constant time against every configured token."""
 
@@ -920,13 +931,7 @@ class AdminApi:
                 if identity is not None:  # a 403 names the token it refused
                     fields.update(token_name=identity.name, role=identity.role)
                 self.log.warning("admin_auth_failed", **fields)
-                headers = {"WWW-Authenticate": 'Bearer realm="fixproxy"'} if verdict.status == 401 else None
-                return web.Response(
-                    body=msgspec.json.encode({"error": verdict.message}),
-                    status=verdict.status,
-                    content_type="application/json",
-                    headers=headers,
-                )
+                return denied_response(verdict)
             return await handler(request, verdict)
 
         guarded.__name__ = route.handler

@@ -31,6 +31,7 @@ import msgspec
 import psycopg
 import structlog
 
+from .. import pgconn
 from ..core import cluster as shared, events as ev
 from . import schema
 
@@ -47,17 +48,10 @@ _ZERO = Decimal(0)
 
 def connect(settings: ClusterSection, password: str = "") -> psycopg.Connection[Any]:
     """A connection in autocommit mode whose statements time out after ``db_timeout_ms``."""
-    kwargs: dict[str, Any] = {}
-    if password:
-        kwargs["password"] = password
-    return psycopg.connect(
-        settings.url,
-        autocommit=True,
-        connect_timeout=max(1, math.ceil(settings.db_timeout_ms / 1000)),
-        options=f"-c statement_timeout={settings.db_timeout_ms} -c lock_timeout={settings.db_timeout_ms}",
-        application_name=f"fixproxy:{settings.instance}",
-        **kwargs,
+    conn: psycopg.Connection[Any] = pgconn.connect(
+        settings.url, password, settings.db_timeout_ms, f"fixproxy:{settings.instance}"
     )
+    return conn
 
 
 def step_of(key: str, limit: Decimal, pct: float) -> Decimal:

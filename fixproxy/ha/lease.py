@@ -15,7 +15,6 @@ the active went on alone is older than what the OMSs and venues saw.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from .. import pgconn
 from ..config import HaSection
 
 DDL = """
@@ -58,16 +58,8 @@ class Row:
 
 
 def connect(settings: HaSection, password: str) -> Any:
-    import psycopg
-
-    kwargs: dict[str, Any] = {"password": password} if password else {}
-    return psycopg.connect(
-        settings.url,
-        autocommit=True,
-        connect_timeout=max(1, math.ceil(settings.db_timeout_ms / 1000)),
-        options=f"-c statement_timeout={settings.db_timeout_ms} -c lock_timeout={settings.db_timeout_ms}",
-        application_name=f"fixproxy-ha:{settings.pair}:{settings.instance}",
-        **kwargs,
+    return pgconn.connect(
+        settings.url, password, settings.db_timeout_ms, f"fixproxy-ha:{settings.pair}:{settings.instance}"
     )
 
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics_core import Metric
 
-from ..admin.http import PREFIX, Auth, Denied
+from ..admin.http import PREFIX, Auth, Denied, denied_response
 from ..admin.metrics import ha_families, render as render_metrics
 
 T = TypeVar("T")
@@ -69,15 +69,7 @@ def standby_app(
         if required is None:
             return None
         verdict = auth.check(request.headers.get("Authorization"), required)
-        if not isinstance(verdict, Denied):
-            return None
-        headers = {"WWW-Authenticate": 'Bearer realm="fixproxy"'} if verdict.status == 401 else None
-        return web.Response(
-            body=msgspec.json.encode({"error": verdict.message}),
-            status=verdict.status,
-            content_type="application/json",
-            headers=headers,
-        )
+        return denied_response(verdict) if isinstance(verdict, Denied) else None
 
     async def healthz(request: web.Request) -> web.Response:
         h, v = await run(health), await run(view)
