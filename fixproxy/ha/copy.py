@@ -46,7 +46,7 @@ _DEC = msgspec.msgpack.Decoder()
 
 #: Async copy: a batch this often. Sync copy: the stores and logs (the journal goes with each send).
 ASYNC_EVERY_S = 0.002
-FILES_EVERY_S = 0.02
+FILES_EVERY_S = 0.05
 #: A mark is sent this often even when nothing changed: the standby's sign of life.
 IDLE_MARK_S = 0.1
 #: Largest piece of a file in one frame (a catch-up goes in pieces, the gate can slip in between).
@@ -296,12 +296,20 @@ class Shipper:
             if size <= have or budget <= 0:
                 link.sizes[key] = have
                 continue
+            want = min(size - have, budget, PIECE)
             with open(path, "rb") as f:
                 f.seek(have)
-                data = f.read(min(size - have, budget, PIECE))
-            if rel.parts[0] != "journal":
-                # Files the native engine maps are zero beyond what was written: send what was.
-                data = data.rstrip(b"\0")
+                if rel.parts[0] == "journal":
+                    data = f.read(want)
+                else:
+                    # The files the native engine maps are zeros beyond what was written (in 4 MiB
+                    # steps): a zero where the copy ends means nothing new, without reading the rest.
+                    data = f.read(min(want, 4096))
+                    if data[:1] == b"\0":
+                        data = b""
+                    elif len(data) < want:
+                        data += f.read(want - len(data))
+                    data = data.rstrip(b"\0")
             if data:
                 frames.append(["data", key, have, data])
                 have += len(data)
