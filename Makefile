@@ -67,10 +67,11 @@ run-cluster: $(STAMP) $(DESK_PASSWORD) postgresql
 	@touch $(dir $(CONFIG))instruments.csv
 	FIXPROXY_DESK_PASSWORD="$$(cat $(DESK_PASSWORD))" $(PY) scripts/run_cluster.py --config $(CONFIG) --dir var/cluster
 
-# The benchmark: direct, two relays and four proxy setups (one of them a cluster instance, with a
-# PostgreSQL of its own for the run; BENCH_ARGS=--no-cluster without PostgreSQL) driven by light peers
+# The benchmark: direct, two relays and six proxy setups (one of them a cluster instance, two the active
+# of an HA pair with its standby, with a PostgreSQL of their own for the run; BENCH_ARGS=--no-cluster
+# without PostgreSQL, BENCH_ARGS=--no-ha without the HA pairs) driven by light peers
 # (peers on core 0, the proxy and its children on core 1), interleaved, in one run (under 10 minutes; BENCH_ARGS=--quick for
-# about a minute and a half with halt and replay). Prints the report and writes $(BENCH_OUT), with a
+# about three and a half minutes with halt and replay). Prints the report and writes $(BENCH_OUT), with a
 # py-spy profile beside it; then the halt-and-cancel time for 1,000 working orders and the replay
 # speed on 100,000 orders.
 bench: $(STAMP) postgresql

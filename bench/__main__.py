@@ -9,7 +9,7 @@ import sys
 COMMANDS = {
     "run": (
         "bench.run",
-        "what the proxy costs, with light peers: added latency, CPU per order and throughput of six setups "
+        "what the proxy costs, with light peers: added latency, CPU per order and throughput of nine setups "
         "(`make bench`)",
     ),
     "halt": ("bench.halt", "halt-to-last-cancel time for N working orders (`make bench`)"),

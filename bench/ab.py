@@ -25,7 +25,7 @@ from pathlib import Path
 import tomli_w
 
 from bench import histogram
-from bench.setups import CLUSTERED, REPO, SETUPS, Setup, write_configs
+from bench.setups import NEEDS_DB, REPO, SETUPS, Setup, write_configs
 
 
 def _override(text: str) -> tuple[tuple[str, ...], object]:
@@ -61,7 +61,7 @@ def apply(cfg_path: Path, overrides: list[tuple[tuple[str, ...], object]]) -> di
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--setup", choices=[s for s in SETUPS if s not in ("direct", "relay", *CLUSTERED)], default="native_full"
+        "--setup", choices=[s for s in SETUPS if s not in ("direct", "relay", *NEEDS_DB)], default="native_full"
     )
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--windows", type=int, default=8, help="windows for each of A and B")

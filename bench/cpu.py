@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench import histogram
-from bench.setups import CLUSTERED, REPO, SETUPS, Setup, command_name, process_tree, write_configs
+from bench.setups import NEEDS_DB, REPO, SETUPS, Setup, command_name, process_tree, write_configs
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -46,7 +46,7 @@ def child_is_proxy(setup, pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setup", choices=[s for s in SETUPS if s not in CLUSTERED], default="native_full")
+    p.add_argument("--setup", choices=[s for s in SETUPS if s not in NEEDS_DB], default="native_full")
     p.add_argument("--rate", type=float, default=2000)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--config", type=Path, default=REPO / "cfg" / "fixproxy.toml")

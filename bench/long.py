@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from bench import histogram
-from bench.setups import CLUSTERED, PROXIES, REPO, Setup, write_configs
+from bench.setups import NEEDS_DB, PROXIES, REPO, Setup, write_configs
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setup", choices=[s for s in PROXIES if s not in CLUSTERED], default="native_full")
+    p.add_argument("--setup", choices=[s for s in PROXIES if s not in NEEDS_DB], default="native_full")
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--windows", type=int, default=12)
     p.add_argument("--seconds", type=float, default=10)

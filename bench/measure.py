@@ -19,12 +19,17 @@ from pathlib import Path
 from hdrh.histogram import HdrHistogram
 
 from bench import histogram
-from bench.setups import CLUSTERED, SETUPS, Database, Setup, cpu_seconds
+from bench.setups import CLUSTERED, HA, SETUPS, Database, Setup, cpu_seconds
 
 # Full-length throughput steps, and their retries, group by group: the setups the issue's targets
 # compare take every try they need before the other setups' first step, so the time budget never
-# drops their retry for another setup's.
-STEP_GROUPS = (("native_full", "native_cluster", "direct", "native_pass"), ("qf_full", "qf_relay", "relay"))
+# drops their retry for another setup's. The HA setups' steps come last (their latency and CPU per
+# order are what issue 22 asks).
+STEP_GROUPS = (
+    ("native_full", "native_cluster", "direct", "native_pass"),
+    ("qf_full", "qf_relay", "relay"),
+    ("native_ha_async", "native_ha_sync"),
+)
 assert sorted(sum(STEP_GROUPS, ())) == sorted(SETUPS)
 #: The offered rates the throughput search tries (orders/s): it bisects this ladder.
 LADDER = (
@@ -103,7 +108,12 @@ class Bench:
         self.log = args.log
         self.cpu = CpuMeter(
             lambda: (
-                [pid for s in setups.values() for pid in (s.peers.pid if s.peers else 0, *s.proxy_tree()) if pid]
+                [
+                    pid
+                    for s in setups.values()
+                    for pid in (s.peers.pid if s.peers else 0, *s.proxy_tree(), *s.standby_tree())
+                    if pid
+                ]
                 + (db.pids() if db is not None else [])
             )
         )
@@ -126,6 +136,11 @@ class Bench:
         # A clustered proxy keeps renewing its leases through the other setups' windows: its cost there.
         idle = [n for n in CLUSTERED if n in self.setups and n != setup]
         idle_before = {n: sum(cpu_seconds(pid) for pid in self.setups[n].proxy_tree()) for n in idle}
+        # So do the HA pairs (lease renewals, the copy's idle marks, the standby's reads of the lease row).
+        idle_ha = [n for n in HA if n in self.setups and n != setup]
+        idle_ha_before = {n: self._ha_cpu(n) for n in idle_ha}
+        standby = s.standby_tree()
+        standby_before = {pid: cpu_seconds(pid) for pid in standby}
         mark = self.cpu.mark()
         result = s.window(rate, duration_s, a.max_in_flight, a.ack_timeout_s, a.abort_lag_s)
         if result["timeouts"] or result["unsent"]:
@@ -146,8 +161,19 @@ class Bench:
                 n: round(sum(cpu_seconds(pid) for pid in self.setups[n].proxy_tree()) - v, 3)
                 for n, v in idle_before.items()
             },
+            "standby_s": round(sum(cpu_seconds(pid) - standby_before.get(pid, 0.0) for pid in s.standby_tree()), 3)
+            if standby
+            else None,
+            "idle_ha_s": {
+                n: [round(a - b, 3) for a, b in zip(self._ha_cpu(n), v, strict=True)] for n, v in idle_ha_before.items()
+            },
         }
         return result
+
+    def _ha_cpu(self, name: str) -> tuple[float, float]:
+        """CPU seconds so far of an HA setup's active (its process tree) and of its standby's."""
+        s = self.setups[name]
+        return sum(cpu_seconds(pid) for pid in s.proxy_tree()), sum(cpu_seconds(pid) for pid in s.standby_tree())
 
     def passed(self, r: dict) -> tuple[bool, str]:
         """Whether a setup carried one window or step (see SUSTAIN), and why not."""
@@ -266,6 +292,7 @@ class Bench:
             "proxy_cpu_us_per_order": _per_order(r["proxy_cpu"]["tree_s"], r["acked"]),
             "peers_cpu_us_per_order": _per_order(r["proxy_cpu"]["peers_s"], r["acked"]),
             "postgres_cpu_us_per_order": _per_order(r["proxy_cpu"]["postgres_s"], r["acked"]),
+            "standby_cpu_us_per_order": _per_order(r["proxy_cpu"]["standby_s"], r["acked"]),
             "cpu": r["cpu"],
         }
 
@@ -419,6 +446,10 @@ def aggregate(windows: list[dict], passed: Callable[[dict], tuple[bool, str]]) -
         # beside a clustered setup's, the idle cluster's lease renewals beside any other's.
         "postgres": _per_order(sum(c["postgres_s"] for c in cpu), orders["acked"])
         if cpu and all(c.get("postgres_s") is not None for c in cpu)
+        else None,
+        # An HA setup's standby (its own process, on the peers' core): what the copy costs it.
+        "standby": _per_order(sum(c["standby_s"] for c in cpu), orders["acked"])
+        if cpu and all(c.get("standby_s") is not None for c in cpu)
         else None,
         "orders": orders["acked"],
         "proxy_processes": max(c["processes"] for c in cpu) if cpu else 0,

@@ -3,7 +3,7 @@
 sockets, the kernel or the event loop.
 
     .venv/bin/python -m bench path [--orders 20000] [--setup native_full|native_pass] [--profile FILE]
-                                   [--features [monitor,anomaly,drop_copy]] [--cluster]
+                                   [--features [monitor,anomaly,drop_copy]] [--cluster] [--ha sync|async]
 
 The benchmark's config for the setup (bench/setups.py, from cfg/fixproxy.toml: every rule, the
 journal, message logs and session stores on files) drives a real NativeBridge and core. Its OMS and
@@ -28,6 +28,16 @@ journaled ``ClusterShare`` per shared limit, sized by the manager's own ``plan``
 manager thread run here, as their work is not the order path's (``make bench`` measures it, and
 PostgreSQL's). The run fails if an order was refused or a top-up was wanted, which would measure
 something else.
+
+``--ha sync|async`` runs native_full as the active of an HA pair (``make bench``'s native_ha_sync and
+native_ha_async): the real ``HaNode`` wiring (``activate``: the copy's ``Shipper`` and the wire gate in
+the engine) with a standby in a process of its own (``bench/ha_standby.py``: the real ``Receiver``
+writing into its own folder and acknowledging each batch over loopback TCP), in copy before the
+warm-up. Sync: each write the proxy makes waits for the standby to acknowledge the journal up to
+it, and that wait's sending and receiving is on this thread, so in the count. The lease is held
+without a database (its renewals are not the order path's); the copy's own thread (async: the
+journal every 2 ms; both: the stores and logs every 20 ms) runs beside the orders but, not being
+this thread, is not counted (``make bench`` measures the process tree and the standby).
 """
 
 from __future__ import annotations
@@ -36,13 +46,18 @@ import argparse
 import asyncio
 import cProfile
 import json
+import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import msgspec
 
@@ -50,7 +65,7 @@ from bench import REPO
 from bench.setups import write_configs
 from fixproxy.assemble import build_core
 from fixproxy.cluster.manager import plan, step_of
-from fixproxy.config import ClusterSection, DropCopySession, load
+from fixproxy.config import ClusterSection, DropCopySession, HaSection, load
 from fixproxy.core import cluster as shared, events as ev
 from fixproxy.core.anomaly import AnomalySettings
 from fixproxy.engines.native.bridge import NativeBridge
@@ -58,9 +73,12 @@ from fixproxy.engines.native.connection import Connection
 from fixproxy.engines.native.session import Received, Session
 from fixproxy.engines.native.store import MemoryStore
 from fixproxy.fix import parse
+from fixproxy.ha.lease import Leadership
+from fixproxy.ha.node import HaNode
 from fixproxy.journal import format as journal_format
 from fixproxy.journal.writer import Journal
 from fixproxy.sim.pipe import Pipe
+from fixproxy.sim.process import free_port
 
 
 class _Peer:
@@ -171,6 +189,70 @@ def hand_shares(bridge: NativeBridge, settings: ClusterSection, now: int) -> int
     return len(limits)
 
 
+class _HeldLease(Leadership):
+    """The lease held for the whole run without a database: valid (a deadline that never passes), and
+    every copy state change taken at once (as the database would take it)."""
+
+    def set_copy_state(self, state: str, standby: str) -> bool:
+        return True
+
+
+def start_copy(loaded: Any, bridge: NativeBridge, journal: Journal, state: Path, mode: str) -> tuple[HaNode, Any]:
+    """The active's side of an HA pair on ``bridge`` (HaNode.activate: the Shipper and the wire gate),
+    a standby process copying from it, and the copy in ``mode`` before returning."""
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # stdout is the result
+    copy: Literal["sync", "async"] = "sync" if mode == "sync" else "async"
+    settings = HaSection(url=UNUSED_URL, pair="bench", instance="a", copy_listen=f"127.0.0.1:{free_port()}", copy=copy)
+    node = HaNode(msgspec.structs.replace(loaded, config=msgspec.structs.replace(loaded.config, ha=settings)))
+    node.state_dir = state  # the journal's own path: the copy's files are named relative to it
+    node.token, node.history, node.role = 1, [1], "active"
+    node.lease = _HeldLease(settings, "", 1, math.inf, node._copy_report, node._lost)
+    proxy: Any = SimpleNamespace(bridge=bridge, journal=journal)  # what activate reads of the proxy
+    node.activate(proxy)
+    standby = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.ha_standby",
+            "--connect",
+            settings.copy_listen,
+            "--dir",
+            str(state.parent / "standby"),
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert standby.stdout is not None
+    line = standby.stdout.readline()
+    if not line.startswith('{"event": "copying"'):
+        stop_copy(node, standby)
+        raise SystemExit(f"the standby did not copy: {line.strip() or 'it ended'}")
+    deadline = time.monotonic() + 60
+    while node.shipper is not None and node.shipper.state != mode:
+        if time.monotonic() > deadline:
+            stop_copy(node, standby)
+            raise SystemExit(f"the copy is {node.shipper.state!r}, not {mode!r}, after 60 s")
+        time.sleep(0.01)
+    return node, standby
+
+
+def stop_copy(node: HaNode, standby: Any) -> None:
+    """Stop the copy's threads, then the standby process (by its pid: end of its stdin, then SIGKILL)."""
+    if node.shipper is not None:
+        node.shipper.stop()
+    try:
+        standby.stdin.close()
+        standby.wait(10)
+    except (OSError, subprocess.TimeoutExpired):
+        standby.kill()
+        standby.wait(5)
+
+
 async def measure(
     setup: str,
     orders: int,
@@ -178,7 +260,10 @@ async def measure(
     profile: str | None,
     features: frozenset[str] = frozenset(),
     cluster: bool = False,
+    ha: str | None = None,
+    stops: list[Callable[[], None]] | None = None,
 ) -> dict:
+    """``stops``: what main must call whatever happens (the standby process of ``--ha``)."""
     os.environ.setdefault("FIXPROXY_DESK_PASSWORD", "bench-desk-password-0123")
     cfgs, _ = write_configs(REPO / "cfg" / "fixproxy.toml", root, UNUSED_URL if cluster else None)
     cfg = cfgs["native_cluster" if cluster else setup]
@@ -203,6 +288,11 @@ async def measure(
     if cluster:
         assert config.cluster is not None, "native_cluster's config has [cluster]"
         shared_limits = hand_shares(bridge, config.cluster, now)
+    copy = None
+    if ha is not None:
+        copy = start_copy(loaded, bridge, journal, state, ha)
+        if stops is not None:
+            stops.append(lambda: stop_copy(*copy))
     venue_cfg = config.venues[0]
     venue, venue_pipe = _Peer("VENUE", "FIXPROXY", False, now), Pipe(venue_cfg.port)
     venue_session = next(i.handle for i in bridge.sessions() if i.name == venue_cfg.name)
@@ -287,6 +377,7 @@ async def measure(
     run(2000, 1)  # warm-up
     spent[:] = [0, 0, 0]
     records.clear()
+    syncs_before = copy[0].shipper.syncs if copy is not None and copy[0].shipper is not None else 0
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
@@ -300,6 +391,16 @@ async def measure(
         raise SystemExit(
             f"{refused} orders refused, a top-up wanted: {bridge.core.shares.hungry} (the path measured is not the one meant)"
         )
+    copied = None
+    if copy is not None:
+        shipper = copy[0].shipper
+        assert shipper is not None
+        copied = {"state": shipper.state, "syncs_per_order": round((shipper.syncs - syncs_before) / orders, 2)}
+        stop_copy(*copy)
+        if copied["state"] != ha:
+            raise SystemExit(
+                f"the copy fell to {copied['state']!r} during the run: the path measured is not the one meant"
+            )
     for info in bridge.sessions():
         info.handle.store.close()
         if info.handle.log is not None:
@@ -310,6 +411,8 @@ async def measure(
         "features": sorted(features),
         "cluster": cluster,
         "shared_limits": shared_limits,
+        "ha": ha,
+        "copy": copied,
         "orders": orders,
         "decisions": decisions,
         "proxy_us_per_order": round(spent[0] / 1000 / orders, 1),
@@ -328,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="native_full as one instance of a cluster: shared limits checked against its shares (no database)",
     )
+    p.add_argument(
+        "--ha",
+        choices=("sync", "async"),
+        default=None,
+        help="native_full as the active of an HA pair, a standby process in copy (sync: every write waits for it)",
+    )
     p.add_argument("--profile", default=None, help="write a cProfile of the measured orders here")
     p.add_argument(
         "--features",
@@ -340,12 +449,18 @@ def main(argv: list[str] | None = None) -> int:
     features = frozenset(f for f in args.features.split(",") if f)
     if args.cluster and args.setup != "native_full":
         p.error("--cluster: with --setup native_full (make bench's native_cluster is native_full with [cluster])")
+    if args.ha and args.setup != "native_full":
+        p.error("--ha: with --setup native_full (make bench's native_ha_* are native_full with [ha])")
     if features - set(FEATURES):
         p.error(f"--features: unknown {', '.join(sorted(features - set(FEATURES)))} (known: {', '.join(FEATURES)})")
     root = Path(tempfile.mkdtemp(prefix="bench-path-"))
+    stops: list[Callable[[], None]] = []  # the standby process, stopped whatever happens
     try:
-        print(json.dumps(asyncio.run(measure(args.setup, args.orders, root, args.profile, features, args.cluster))))
+        result = measure(args.setup, args.orders, root, args.profile, features, args.cluster, args.ha, stops)
+        print(json.dumps(asyncio.run(result)))
     finally:
+        for stop in stops:
+            stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0
 

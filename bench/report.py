@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from bench import histogram
 from bench.measure import ANSWERED, LADDER, SUSTAIN
-from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, CLUSTERED, ORDER_PATH, PROXIES, REPO, SETUPS
+from bench.setups import BENCH_ACCOUNT, BENCH_SYMBOL, CLUSTERED, HA, ORDER_PATH, PROXIES, REPO, SETUPS
 
 if TYPE_CHECKING:
     from bench.measure import Bench
@@ -84,6 +84,8 @@ LATENCY_PAIRS = (
     ("native_pass/direct", "native_pass", "direct"),
     ("native_full/native_pass", "native_full", "native_pass"),
     ("native_cluster/native_full", "native_cluster", "native_full"),
+    ("native_ha_async/native_full", "native_ha_async", "native_full"),
+    ("native_ha_sync/native_full", "native_ha_sync", "native_full"),
     ("qf_full/direct", "qf_full", "direct"),
     ("qf_relay/direct", "qf_relay", "direct"),
     ("qf_full/qf_relay", "qf_full", "qf_relay"),
@@ -91,6 +93,8 @@ LATENCY_PAIRS = (
 CPU_PAIRS = (
     ("native_full/native_pass", "native_full", "native_pass"),
     ("native_cluster/native_full", "native_cluster", "native_full"),
+    ("native_ha_async/native_full", "native_ha_async", "native_full"),
+    ("native_ha_sync/native_full", "native_ha_sync", "native_full"),
     ("qf_full/native_full", "qf_full", "native_full"),
     ("qf_full/qf_relay", "qf_full", "qf_relay"),
 )
@@ -215,6 +219,75 @@ def cluster(latency: dict, add: dict) -> dict | None:
     return out
 
 
+def ha(latency: dict, add: dict) -> dict | None:
+    """Per rate, native_full -> native_ha_async -> native_ha_sync (issue 22): added latency, CPU per order
+    of the active's process tree, of its main process and of the standby, and each HA setup's ratios
+    against native_full (None without an HA setup). Reported, never asserted."""
+    if not any(name in by for by in latency.values() for name in HA):
+        return None
+    out: dict[str, dict] = {}
+    for rate, by in latency.items():
+        names = [n for n in ("native_full", *HA) if n in by]
+        if "native_full" not in names or len(names) == 1:
+            continue
+        full = by["native_full"]["cpu_per_order_us"]
+        row: dict = {
+            "carried": {n: by[n]["sustained"] for n in names},
+            "added_us": {n: add[rate][n] for n in names},
+            "cpu_per_order_us": {
+                n: {
+                    "tree": by[n]["cpu_per_order_us"]["proxy_tree"],
+                    "main": by[n]["cpu_per_order_us"]["proxy_main"],
+                    "standby": by[n]["cpu_per_order_us"].get("standby"),
+                }
+                for n in names
+            },
+            "against_native_full": {},
+        }
+        for n in names[1:]:
+            cpu = by[n]["cpu_per_order_us"]
+            ratios_n = {
+                f"added_{k}": _ratio(add[rate][n][k], add[rate]["native_full"][k])
+                if add[rate][n][k] is not None and (add[rate]["native_full"][k] or 0) > 0
+                else None
+                for k in ADDED
+            }
+            ratios_n["cpu_tree"] = _ratio(cpu["proxy_tree"], full["proxy_tree"])
+            ratios_n["cpu_main"] = _ratio(cpu["proxy_main"], full["proxy_main"])
+            ratios_n["cpu_tree_with_standby"] = _ratio(
+                (cpu["proxy_tree"] or 0) + (cpu.get("standby") or 0) if cpu["proxy_tree"] is not None else None,
+                full["proxy_tree"],
+            )
+            row["against_native_full"][n] = ratios_n
+        out[rate] = row
+    return out
+
+
+def idle_ha(bench: Bench) -> dict | None:
+    """What the HA pairs (active and standby) spent while other setups' windows ran: cores, over those windows."""
+    names = [n for n in HA if n in bench.setups]
+    if not names:
+        return None
+    active = {n: 0.0 for n in names}
+    standby = {n: 0.0 for n in names}
+    seconds = {n: 0.0 for n in names}
+    for by in bench.latency.values():
+        for windows in by.values():
+            for w in windows:
+                for n, (a, s) in w["proxy_cpu"].get("idle_ha_s", {}).items():
+                    active[n] += a
+                    standby[n] += s
+                    seconds[n] += w["duration_s"] + bench.args.settle_s
+    return {
+        n: {
+            "active_cores": round(active[n] / seconds[n], 4) if seconds[n] else None,
+            "standby_cores": round(standby[n] / seconds[n], 4) if seconds[n] else None,
+            "seconds": round(seconds[n], 1),
+        }
+        for n in names
+    }
+
+
 def idle_cluster(bench: Bench) -> dict | None:
     """What the clustered proxies and PostgreSQL spent while other setups' windows ran (lease renewals,
     status, the mirror's polls): cores, over those windows."""
@@ -276,16 +349,17 @@ def render(report: dict) -> str:
     add("")
     add("CPU PER ORDER (µs of user + system time per acknowledged order: new order, acknowledgement and fill)")
     add(
-        f"  {'':>8}  {'setup':<14} {'proxy tree':>10} {'main proc':>10} {'peers':>8} {'postgres':>9}   "
+        f"  {'':>8}  {'setup':<16} {'proxy tree':>10} {'main proc':>10} {'peers':>8} {'postgres':>9} {'standby':>8}   "
         "processes in the proxy tree"
     )
     for rate, by in report["latency"].items():
         for name, agg in by.items():
             c = agg["cpu_per_order_us"]
-            pg = _fmt(c.get("postgres")) if name in CLUSTERED else ""
+            pg = _fmt(c.get("postgres")) if name in CLUSTERED or name in HA else ""
+            sb = _fmt(c.get("standby")) if name in HA else ""
             add(
-                f"  {rate:>6}/s  {name:<14} {_fmt(c['proxy_tree']):>10} {_fmt(c['proxy_main']):>10} "
-                f"{_fmt(c['peers']):>8} {pg:>9}   {c['proxy_processes'] or ''}"
+                f"  {rate:>6}/s  {name:<16} {_fmt(c['proxy_tree']):>10} {_fmt(c['proxy_main']):>10} "
+                f"{_fmt(c['peers']):>8} {pg:>9} {sb:>8}   {c['proxy_processes'] or ''}"
             )
     if report.get("cluster"):
         add("")
@@ -303,6 +377,27 @@ def render(report: dict) -> str:
                 f"{_fmt(cpu['native_cluster']['tree'])} µs ({_fmt(c['cpu_tree_ratio'], 'x')}), postgres "
                 f"{_fmt(cpu['postgres'])} µs" + ("" if c["carried"] else "   (not carried: queueing, not the path)")
             )
+    if report.get("ha"):
+        add("")
+        add(
+            "HA (issue 22: the active of a pair, its standby in copy; native_full -> async -> sync; reported, never "
+            "asserted; the standby's CPU apart, on the peers' core)"
+        )
+        for rate, h in report["ha"].items():
+            for name, added_us in h["added_us"].items():
+                cpu = h["cpu_per_order_us"][name]
+                vs = h["against_native_full"].get(name)
+                add(
+                    f"  {rate:>6}/s  {name:<16} added p50 {_fmt(added_us['p50']):>6} p99 {_fmt(added_us['p99']):>6} µs"
+                    f"   CPU tree {_fmt(cpu['tree']):>6} main {_fmt(cpu['main']):>6} standby {_fmt(cpu['standby']):>6} µs"
+                    + (
+                        f"   vs native_full: p50 {_fmt(vs['added_p50'], 'x')} p99 {_fmt(vs['added_p99'], 'x')} "
+                        f"tree {_fmt(vs['cpu_tree'], 'x')} main {_fmt(vs['cpu_main'], 'x')}"
+                        if vs
+                        else ""
+                    )
+                    + ("" if h["carried"][name] else "   (not carried: queueing, not the path)")
+                )
     add("")
     add("LATENCY (µs, from intended send time; windows merged)")
     for rate, by in report["latency"].items():
@@ -431,6 +526,7 @@ def caveats(
     found: dict,
     skipped: list[str],
     idle: dict | None = None,
+    idle_pairs: dict | None = None,
 ) -> list[str]:
     book = (
         "the position book is on (the venue's fills update it)"
@@ -471,7 +567,23 @@ def caveats(
             "cores (noise in their figures); PostgreSQL's CPU is the postgres column, apart from the proxy tree's"
         )
     elif args.no_cluster:
-        notes.append("native_cluster left out (--no-cluster)")
+        notes.append("native_cluster and the HA setups left out (--no-cluster)")
+    if idle_pairs is not None:
+        notes.append(
+            "native_ha_async, native_ha_sync: the active renews its lease every 200 ms and its copy thread "
+            "sends the stores, message logs and an idle mark to the standby all the time (async: the journal "
+            "every 2 ms); the standby reads the lease row every 100 ms. Over the other setups' windows that cost "
+            + "; ".join(
+                f"{n}: active {_fmt(v['active_cores'])} cores (the proxies' core), standby "
+                f"{_fmt(v['standby_cores'])} cores (the peers' core)"
+                for n, v in idle_pairs.items()
+            )
+            + " (noise in their figures). The standby runs on the peers' core, as on another machine; its CPU "
+            "is the standby column, apart from the proxy tree's; PostgreSQL's column there holds every lease's "
+            "renewals, not the HA setup's alone"
+        )
+    elif getattr(args, "no_ha", False) and not args.no_cluster:
+        notes.append("native_ha_async and native_ha_sync left out (--no-ha)")
     for rate, by in latency.items():
         saturated = [name for name, agg in by.items() if not agg["sustained"]]
         if saturated:
@@ -508,6 +620,11 @@ def settings(args: argparse.Namespace, cfgs: dict, overrides: list[str], names: 
             "switch_interval_s": args.proxy_switch_interval or sys.getswitchinterval(),
             "gc_freeze_every_s": args.proxy_gc_freeze_s,
             **({"cluster": cfgs[name]["cluster"]} if cfgs[name].get("cluster") else {}),
+            **(
+                {"ha": cfgs[name]["ha"], "standby": {"ha": cfgs[name]["standby"]["ha"], "process": "fixproxy run"}}
+                if cfgs[name].get("ha")
+                else {}
+            ),
         }
         for name in PROXIES
         if name in names

@@ -1,6 +1,6 @@
 """``make bench``: what the proxy costs, measured against a direct link in one run.
 
-Seven setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports, started
+Nine setups, each a set of real FIX sessions in separate processes on 127.0.0.1 free ports, started
 once and reused for every window. Every setup is driven by the same light peers (bench/peers.py: a
 load-generating OMS and a venue in one uvloop process, a few µs a message), so the figures are the
 proxy's and not its peers'. The peers run on core 0; the proxy or relay and every process it
@@ -13,6 +13,10 @@ starts (the audit follower) on core 1 (not on a one-core machine: the report say
 - ``native_cluster``: ``native_full`` with ``[cluster]`` on: one instance of a cluster, its leases,
   status and fills mirror in a PostgreSQL the benchmark starts for the run (durable: PostgreSQL's
   default settings), its processes on the peers' core; their CPU is a column of its own;
+- ``native_ha_async``, ``native_ha_sync``: ``native_full`` as the active of an HA pair (``[ha]``,
+  copy "async" / "sync"), its lease in the same PostgreSQL, a standby (a second ``fixproxy run`` of
+  the pair, on the peers' core) in copy before the first window; the standby's CPU is a column of
+  its own;
 - ``native_pass``: ``native_full`` with ``[risk] rules = []``;
 - ``qf_full``: ``native_full`` on the quickfix engine, for reference;
 - ``qf_relay``: OMS -> the proxy's quickfix sessions with nothing of the proxy in them
@@ -30,7 +34,7 @@ run then records the native_full proxy with py-spy at that rate. The proxy runs 
 file and a printed report, targets first.
 
     .venv/bin/python -m bench run                   # full run, under 9 minutes on 2 cores
-    .venv/bin/python -m bench run --quick           # about 90 s
+    .venv/bin/python -m bench run --quick           # about 3 minutes (nine setups)
     .venv/bin/python -m bench run --quick --profile # ... and a py-spy profile of native_full
     .venv/bin/python -m bench run --smoke           # seconds: the harness works, figures mean little
     .venv/bin/python -m bench run --quick --timeline  # where an order's time goes in the native proxy
@@ -52,9 +56,23 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from bench.measure import LADDER, Bench, aggregate
-from bench.report import added, caveats, cluster, idle_cluster, machine, ratios, render, settings, targets, versions
+from bench.report import (
+    added,
+    caveats,
+    cluster,
+    ha,
+    idle_cluster,
+    idle_ha,
+    machine,
+    ratios,
+    render,
+    settings,
+    targets,
+    versions,
+)
 from bench.setups import (
-    CLUSTERED,
+    HA,
+    NEEDS_DB,
     PEERS_CPU,
     PROXY_CPU,
     REPO,
@@ -124,9 +142,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="fixproxy benchmark: seven setups with light peers, one run.")
+    p = argparse.ArgumentParser(description="fixproxy benchmark: nine setups with light peers, one run.")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="about 90 s")
+    mode.add_argument("--quick", action="store_true", help="about 3 minutes")
     mode.add_argument("--smoke", action="store_true", help="seconds; checks the harness, not the proxy")
     p.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "bench.json", help="JSON result file")
     p.add_argument(
@@ -196,10 +214,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-cluster",
         action="store_true",
-        help="leave out native_cluster (and its PostgreSQL): for a machine without PostgreSQL",
+        help="leave out native_cluster and the HA setups (and their PostgreSQL): for a machine without PostgreSQL",
+    )
+    p.add_argument(
+        "--no-ha",
+        action="store_true",
+        help="leave out native_ha_async and native_ha_sync (the HA pairs and their standbys)",
+    )
+    p.add_argument(
+        "--setups",
+        type=lambda text: [x for x in text.split(",") if x],
+        help="only these setups, comma-separated (direct and native_full always run: the figures are "
+        "measured against them); default every setup",
     )
     p.add_argument("--keep-run-dir", action="store_true", help="keep configs, stores, message logs and stderr")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.setups or ()) - set(SETUPS))
+    if unknown:
+        p.error(f"--setups: unknown {', '.join(unknown)} (known: {', '.join(SETUPS)})")
     args.mode = "quick" if args.quick else "smoke" if args.smoke else "full"
     for key, value in PRESETS[args.mode].items():
         if getattr(args, key, None) is None:
@@ -223,10 +255,16 @@ def pinning(args: argparse.Namespace, setups: dict[str, Setup], db: Database | N
         why = "not pinned: taskset is not installed"
     if db is not None:
         why += (
-            f"; native_cluster's PostgreSQL on core {PEERS_CPU} with the peers (the proxy's core stays its own, "
-            "as with a database on another machine)"
+            f"; the PostgreSQL of native_cluster and the HA pairs on core {PEERS_CPU} with the peers (the proxy's "
+            "core stays its own, as with a database on another machine)"
             if db.pin
-            else "; native_cluster's PostgreSQL not pinned"
+            else "; the PostgreSQL not pinned"
+        )
+    if any(name in HA for name in setups):
+        why += (
+            f"; each HA setup's standby on core {PEERS_CPU} with the peers (as on another machine)"
+            if pinned
+            else "; the HA standbys not pinned"
         )
     processes = {name: setup.pinning() for name, setup in setups.items()}
     if db is not None:
@@ -251,8 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
 
-    names = [n for n in SETUPS if not (args.no_cluster and n in CLUSTERED)]
-    db = Database(pin=not args.no_pin) if not args.no_cluster else None
+    names = [
+        n
+        for n in SETUPS
+        if not (args.no_cluster and n in NEEDS_DB)
+        and not (args.no_ha and n in HA)
+        and (args.setups is None or n in ("direct", "native_full", *args.setups))
+    ]
+    db = Database(pin=not args.no_pin) if any(n in NEEDS_DB for n in names) else None
     try:
         db_url = db.start() if db is not None else None
         cfgs, overrides = write_configs(args.config, run_dir, db_url)
@@ -283,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             cfgs[name]["check"] = check_config(cfgs[name]["path"])
+            if cfgs[name].get("standby"):
+                check_config(cfgs[name]["standby"]["path"])
         for name in names:
             args.log(f"starting {name} ...")
             setups[name].start()
@@ -353,9 +399,12 @@ def main(argv: list[str] | None = None) -> int:
         "added_latency_us": add,
         "targets": targets(r, add, latency, bench.throughput),
         "cluster": cluster(latency, add),
+        "ha": ha(latency, add),
         "latency": latency,
         "throughput": bench.throughput,
-        "not_measured": caveats(args, bench.throughput, latency, found, bench.skipped_for_time, idle_cluster(bench)),
+        "not_measured": caveats(
+            args, bench.throughput, latency, found, bench.skipped_for_time, idle_cluster(bench), idle_ha(bench)
+        ),
         "processes": {name: {"pids": pids.get(name, {}), "exit_codes": shutdown.get(name, {})} for name in names},
         "profile": profile,
         "cluster_profile": cluster_profile,

@@ -21,11 +21,25 @@ from bench import REPO
 from fixproxy.sim.process import NoMatch, Proc, free_port
 
 #: The setups, in the order their windows interleave.
-SETUPS = ("direct", "relay", "native_full", "native_cluster", "native_pass", "qf_full", "qf_relay")
+SETUPS = (
+    "direct",
+    "relay",
+    "native_full",
+    "native_cluster",
+    "native_ha_async",
+    "native_ha_sync",
+    "native_pass",
+    "qf_full",
+    "qf_relay",
+)
 #: Setups with a proxy in them (bench/proxy.py: residence timer, garbage-collector pauses).
-PROXIES = ("native_full", "native_cluster", "native_pass", "qf_full")
-#: The setups that need the benchmark's own PostgreSQL (its URL to ``write_configs``).
+PROXIES = ("native_full", "native_cluster", "native_ha_async", "native_ha_sync", "native_pass", "qf_full")
+#: The setups that are one instance of a cluster.
 CLUSTERED = ("native_cluster",)
+#: The setups that are the active of an HA pair (issue 22): [ha] copy, and a standby in copy beside them.
+HA = {"native_ha_async": "async", "native_ha_sync": "sync"}
+#: The setups that need the benchmark's own PostgreSQL (its URL to ``write_configs``).
+NEEDS_DB = (*CLUSTERED, *HA)
 #: What sits between the peers in each setup.
 ORDER_PATH = {
     "direct": "OMS -> venue (the peers alone)",
@@ -33,6 +47,11 @@ ORDER_PATH = {
     "native_full": "OMS -> proxy, native engine, shipped config (every rule, journal, audit, message logs) -> venue",
     "native_cluster": "OMS -> proxy, native engine, native_full with [cluster] on (one instance, the "
     "benchmark's own PostgreSQL: leases, status, the fills mirror) -> venue",
+    "native_ha_async": 'OMS -> proxy, native engine, native_full with [ha] copy = "async" (the active of a '
+    "pair: its lease in the benchmark's PostgreSQL, a standby fixproxy copying its journal and stores, "
+    "shipped every 2 ms) -> venue",
+    "native_ha_sync": 'OMS -> proxy, native engine, native_full with [ha] copy = "sync" (as native_ha_async, '
+    "but no byte goes on a socket before the standby acknowledged the journal up to it) -> venue",
     "native_pass": "OMS -> proxy, native engine, [risk] rules = [] (otherwise as native_full) -> venue",
     "qf_full": "OMS -> proxy, quickfix engine, shipped config (every rule) -> venue",
     "qf_relay": "OMS -> the proxy's quickfix sessions forwarding each application message unchanged "
@@ -62,6 +81,8 @@ CLUSTER_FIRM_LIMITS = {
     "max_open_orders": 1_000_000,
 }
 CLUSTER_INSTANCE = "bench"
+#: The HA pairs' instances: the active (the one the peers talk to) and its standby.
+HA_ACTIVE, HA_STANDBY = "a", "b"
 
 
 def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None) -> tuple[dict[str, dict], list[str]]:
@@ -69,7 +90,9 @@ def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None)
 
     Returns the setups' configs and, in words, every change made to the template beyond ports and
     paths (only where the template has the key, so an older or newer config still works). The
-    clustered setups (CLUSTERED) are written only with ``cluster_url``, the database they share.
+    setups that need a database (NEEDS_DB) are written only with ``cluster_url``, the database they
+    share; each HA setup also gets its standby's config (``standby``: its own folder, ports and
+    instance name, the same pair).
     """
     base = tomllib.loads(template.read_text())
     overrides: list[str] = []
@@ -98,7 +121,7 @@ def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None)
     venue = base["venues"][0]
     out = {}
     for name in SETUPS:
-        if name in CLUSTERED and cluster_url is None:
+        if name in NEEDS_DB and cluster_url is None:
             continue
         cfg = json.loads(json.dumps(base))  # deep copy
         state = run_dir / name
@@ -134,8 +157,19 @@ def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None)
             if name in CLUSTERED:
                 cfg.setdefault("limits", {}).setdefault("firm", {}).update(CLUSTER_FIRM_LIMITS)
                 cfg["cluster"] = {"url": cluster_url, "instance": CLUSTER_INSTANCE}
+            if name in HA:
+                cfg["ha"] = {
+                    "url": cluster_url,
+                    "pair": name,
+                    "instance": HA_ACTIVE,
+                    "copy_listen": f"127.0.0.1:{free_port()}",
+                    "copy": HA[name],
+                }
         path = state / "fixproxy.toml"
         path.write_text(f"# written by the benchmark (bench/setups.py) from {template}\n" + tomli_w.dumps(cfg))
+        standby = None
+        if name in HA:
+            standby = _standby_config(cfg, template, state / "standby")
         out[name] = {
             "path": path,
             "state": state,
@@ -148,6 +182,8 @@ def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None)
             "engine": cfg.get("proxy", {}).get("engine", "quickfix"),
             "log_level": cfg.get("proxy", {}).get("log_level", "info"),
             "cluster": cfg.get("cluster"),
+            "ha": cfg.get("ha"),
+            "standby": standby,
         }
     if cluster_url is not None:
         limits = ", ".join(f"{k} = {v}" for k, v in CLUSTER_FIRM_LIMITS.items())
@@ -156,7 +192,28 @@ def write_configs(template: Path, run_dir: Path, cluster_url: str | None = None)
             f"otherwise); limits.firm {limits} (shared, checked against this instance's share on every "
             "order; high enough that no order is refused or waits for a top-up)"
         )
+        overrides.append(
+            f"native_ha_async and native_ha_sync only: [ha] url = {cluster_url}, pair = the setup's name, "
+            f'instance = {HA_ACTIVE!r}, copy = "async" / "sync" (defaults otherwise); a standby (instance '
+            f"{HA_STANDBY!r}: the same config in a folder of its own, its own ports) copying from it"
+        )
     return out, overrides
+
+
+def _standby_config(active: dict, template: Path, folder: Path) -> dict:
+    """The standby's config: the active's, in a folder of its own, with its own acceptor, admin and
+    copy ports and instance name (the venue sessions are the same: it connects none while standby)."""
+    cfg = json.loads(json.dumps(active))
+    folder.mkdir(parents=True, exist_ok=True)
+    for data_file in template.parent.glob("*.csv"):
+        shutil.copy(data_file, folder / data_file.name)
+    cfg["acceptor"]["port"] = free_port()
+    if "admin" in cfg:
+        cfg["admin"]["http_port"] = free_port()
+    cfg["ha"] = {**cfg["ha"], "instance": HA_STANDBY, "copy_listen": f"127.0.0.1:{free_port()}"}
+    path = folder / "fixproxy.toml"
+    path.write_text(f"# written by the benchmark (bench/setups.py) from {template}: a standby\n" + tomli_w.dumps(cfg))
+    return {"path": path, "state": folder, "ha": cfg["ha"], "acceptor_port": cfg["acceptor"]["port"]}
 
 
 def _limit_layers(limits: dict) -> Iterator[tuple[str, dict]]:
@@ -338,7 +395,10 @@ class Database:
 class Setup:
     """One setup's processes: the light peers (OMS and venue), and the proxy or relay between them.
 
-    ``pin``: the peers on core 0, the proxy or relay (and every process it starts) on core 1.
+    ``pin``: the peers on core 0, the proxy or relay (and every process it starts) on core 1. An HA
+    setup (HA) also has a standby: a second ``fixproxy run`` of the same pair, started once the proxy
+    (the active: it took the lease, having started first) is up, pinned with the peers as the
+    database is; the setup is ready when the active logs the standby in copy.
     """
 
     def __init__(
@@ -349,6 +409,7 @@ class Setup:
         self.pin = pin and can_pin()
         self.peers: Child | None = None
         self.proxy: Child | None = None
+        self.standby: Child | None = None
         self.window_ids = iter(range(1, 1_000_000))
 
     def start(self) -> None:
@@ -405,14 +466,36 @@ class Setup:
                 cpu=cpu,
             )
             self.proxy.wait_log("session_up", 30, detail=cfg["venue"]["name"])
+            if self.name in HA:
+                self._start_standby()
         self.peers.request({"cmd": "connect", "port": cfg["acceptor_port"]}, "logon", 30)
 
+    def _start_standby(self) -> None:
+        """The pair's standby (the active holds the lease by now), until the active has it in copy."""
+        assert self.proxy is not None and self.cfg["standby"] is not None
+        standby = self.cfg["standby"]
+        self.standby = Child(
+            f"{self.name}/standby",
+            ["-m", "fixproxy", "run", "--config", str(standby["path"])],
+            standby["state"] / "standby.stderr",
+            stdin=False,
+            cpu=PEERS_CPU if self.pin else None,
+        )
+        try:
+            self.proxy.wait_log("ha_standby_in_copy", 60, standby=HA_STANDBY)
+        except NoMatch as exc:
+            raise RuntimeError(f"{exc}\nthe standby (pid {self.standby.pid}):\n{self.standby.tail()}") from None
+
     def pids(self) -> dict[str, int]:
-        return {c.name.split("/")[1]: c.pid for c in (self.peers, self.proxy) if c is not None}
+        return {c.name.split("/")[1]: c.pid for c in (self.peers, self.proxy, self.standby) if c is not None}
 
     def proxy_tree(self) -> list[int]:
         """The proxy's (or relay's) process and every process under it; [] in the direct setup."""
         return process_tree(self.proxy.pid) if self.proxy is not None else []
+
+    def standby_tree(self) -> list[int]:
+        """An HA setup's standby process and every process under it; [] in the other setups."""
+        return process_tree(self.standby.pid) if self.standby is not None else []
 
     def pinning(self) -> dict[str, str]:
         """Each process of the setup (the proxy's children too) and the CPUs it may run on."""
@@ -421,6 +504,9 @@ class Setup:
             out[f"peers (pid {self.peers.pid})"] = cpus_allowed(self.peers.pid)
         for pid in self.proxy_tree():
             out[f"{command_name(pid)} (pid {pid})"] = cpus_allowed(pid)
+        for pid in self.standby_tree():
+            what = "fixproxy run" if self.standby is not None and pid == self.standby.pid else command_name(pid)
+            out[f"standby: {what} (pid {pid})"] = cpus_allowed(pid)
         return out
 
     def window(
@@ -447,8 +533,10 @@ class Setup:
         return result
 
     def stop(self) -> dict[str, int | None]:
-        """Stop the peers' OMS session, then the proxy, then the peers; exit codes by role."""
+        """Stop the standby (so it takes nothing over), then the proxy, then the peers; exit codes by role."""
         codes: dict[str, int | None] = {}
+        if self.standby is not None:
+            codes["standby"] = self.standby.stop()
         if self.proxy is not None:
             codes["proxy"] = self.proxy.stop()
         if self.peers is not None:

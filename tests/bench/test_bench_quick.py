@@ -13,8 +13,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SETUPS = ("direct", "relay", "native_full", "native_cluster", "native_pass", "qf_full", "qf_relay")
-PROXIES = ("native_full", "native_cluster", "native_pass", "qf_full")
+SETUPS = (
+    "direct",
+    "relay",
+    "native_full",
+    "native_cluster",
+    "native_ha_async",
+    "native_ha_sync",
+    "native_pass",
+    "qf_full",
+    "qf_relay",
+)
+PROXIES = ("native_full", "native_cluster", "native_ha_async", "native_ha_sync", "native_pass", "qf_full")
+HA = ("native_ha_async", "native_ha_sync")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 LATENCY_RATIOS = (
     "relay/direct",
@@ -22,11 +33,20 @@ LATENCY_RATIOS = (
     "native_pass/direct",
     "native_full/native_pass",
     "native_cluster/native_full",
+    "native_ha_async/native_full",
+    "native_ha_sync/native_full",
     "qf_full/direct",
     "qf_relay/direct",
     "qf_full/qf_relay",
 )
-CPU_RATIOS = ("native_full/native_pass", "native_cluster/native_full", "qf_full/native_full", "qf_full/qf_relay")
+CPU_RATIOS = (
+    "native_full/native_pass",
+    "native_cluster/native_full",
+    "native_ha_async/native_full",
+    "native_ha_sync/native_full",
+    "qf_full/native_full",
+    "qf_full/qf_relay",
+)
 TARGETS = (
     "native_full_cpu_per_order_us",
     "native_full_over_native_pass_cpu",
@@ -54,7 +74,7 @@ def report(tmp_path_factory) -> dict:
         timeout=240,
     )
     assert done.returncode == 0, f"bench run --smoke failed:\n{done.stderr[-4000:]}"
-    for section in ("TARGETS", "ADDED LATENCY", "CPU PER ORDER", "LATENCY", "THROUGHPUT", "RATIOS"):
+    for section in ("TARGETS", "ADDED LATENCY", "CPU PER ORDER", "HA (issue 22", "LATENCY", "THROUGHPUT", "RATIOS"):
         assert section in done.stdout, section
     return json.loads(out.read_text())
 
@@ -80,6 +100,7 @@ def test_smoke_run_report_has_every_section(report):
         "processes",
         "profile",
         "cluster",
+        "ha",
         where="report",
     )
     _has(
@@ -126,16 +147,25 @@ def test_smoke_run_report_has_every_section(report):
         "native",
         "native",
         "native",
+        "native",
+        "native",
         "quickfix",
     ]
     assert report["settings"]["proxy"]["native_cluster"]["cluster"]["url"].startswith("postgresql://")
     assert "cluster" not in report["settings"]["proxy"]["native_full"]
+    assert "ha" not in report["settings"]["proxy"]["native_full"]
+    for name, copy in zip(HA, ("async", "sync"), strict=True):  # the active and its standby: one pair, two instances
+        active, standby = report["settings"]["proxy"][name]["ha"], report["settings"]["proxy"][name]["standby"]["ha"]
+        assert active["copy"] == standby["copy"] == copy and active["pair"] == standby["pair"]
+        assert active["instance"] != standby["instance"] and active["copy_listen"] != standby["copy_listen"]
     assert report["settings"]["proxy"]["native_pass"]["rules"] == []
     _has(report["pinning"], "pinned", "how", "processes", where="pinning")
-    if report["pinning"]["pinned"]:  # read back from /proc: the peers on core 0, the proxy's whole tree on 1
+    if report["pinning"]["pinned"]:  # read back from /proc: the peers (and a standby) on core 0, the proxy's tree on 1
         for name in SETUPS:
             for process, cpus in report["pinning"]["processes"][name].items():
-                assert cpus == ("0" if process.startswith("peers") else "1"), (name, process, cpus)
+                assert cpus == ("0" if process.startswith(("peers", "standby")) else "1"), (name, process, cpus)
+            if name in HA:
+                assert any(p.startswith("standby") for p in report["pinning"]["processes"][name]), name
         assert report["pinning"]["processes"]["postgres"], "the database's processes"
         for process, cpus in report["pinning"]["processes"]["postgres"].items():  # with the peers, off the proxy's core
             assert cpus == "0", (process, cpus)
@@ -162,7 +192,9 @@ def test_smoke_run_latency_has_every_percentile_per_setup_and_rate(report):
                 "per_window",
                 where=where,
             )
-            _has(agg["cpu_per_order_us"], "proxy_tree", "proxy_main", "peers", "orders", where=where)
+            _has(agg["cpu_per_order_us"], "proxy_tree", "proxy_main", "peers", "standby", "orders", where=where)
+            # The standby's CPU: measured for an HA setup (its own process), for no other.
+            assert (agg["cpu_per_order_us"]["standby"] is not None) == (name in HA), where
             _has(agg["orders"], "planned", "sent", "acked", "rejected", "timeouts", "unsent", where=where)
             # Not a figure: a setup whose orders never come back (a relay that forwards nothing) measures nothing.
             assert agg["orders"]["acked"] > 0, f"{where}: no order acknowledged"
@@ -215,10 +247,21 @@ def test_smoke_run_has_throughput_added_latency_ratios_and_targets(report):
     for rate, row in report["cluster"].items():
         _has(row, "carried", "added_us", "cpu_per_order_us", "cpu_tree_ratio", "added_p50_ratio", "within", where=rate)
         _has(row["cpu_per_order_us"], "native_full", "native_cluster", "postgres", where=f"cluster.{rate}")
+    assert set(report["ha"]) == set(report["latency"])  # native_full -> async -> sync at every rate
+    for rate, row in report["ha"].items():
+        _has(row, "carried", "added_us", "cpu_per_order_us", "against_native_full", where=f"ha.{rate}")
+        assert set(row["added_us"]) == set(row["cpu_per_order_us"]) == {"native_full", *HA}, rate
+        assert set(row["against_native_full"]) == set(HA), rate
+        for name in HA:
+            _has(row["cpu_per_order_us"][name], "tree", "main", "standby", where=f"ha.{rate}.{name}")
+            _has(row["against_native_full"][name], "added_p50", "added_p99", "cpu_tree", "cpu_main", where=f"ha.{rate}")
     for key, target in report["targets"].items():
         _has(target, "what", "value", "target", "met", where=f"targets.{key}")
     for name in PROXIES:
         _has(report["processes"][name]["pids"], "peers", "proxy", where=f"processes.{name}.pids")
+    for name in HA:
+        _has(report["processes"][name]["pids"], "standby", where=f"processes.{name}.pids")
+        assert report["processes"][name]["exit_codes"]["standby"] == 0, name  # stopped by its pid, cleanly
     for name in ("relay", "qf_relay"):
         _has(report["processes"][name]["pids"], "peers", "relay", where=f"processes.{name}.pids")
     _has(report["processes"]["direct"]["pids"], "peers", where="processes.direct.pids")
