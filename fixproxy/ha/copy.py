@@ -103,6 +103,24 @@ def load_seqs(state_dir: Path) -> dict[str, int]:
         return {}
 
 
+def _next_frame(link: Link) -> list:
+    """The next frame from the standby, read in as few system calls as it arrived in (an ack is one)."""
+    inbox = link.inbox
+    while True:
+        if len(inbox) >= 4:
+            (size,) = _LEN.unpack_from(inbox)
+            if len(inbox) >= 4 + size:
+                frame = _DEC.decode(bytes(inbox[4 : 4 + size]))
+                del inbox[: 4 + size]
+                if not isinstance(frame, list) or not frame:
+                    raise CopyError(f"not a frame: {frame!r:.80}")
+                return frame
+        chunk = link.sock.recv(65536)
+        if not chunk:
+            raise CopyError("the connection closed")
+        inbox += chunk
+
+
 def copied_files(state_dir: Path) -> Iterator[Path]:
     """The files the copy carries, relative to the state folder: journal/, store/, log/."""
     for top in ("journal", "store", "log"):
@@ -126,6 +144,8 @@ class Link:
 
     def __init__(self, sock: socket.socket, instance: str) -> None:
         self.sock = sock
+        self.timeout: float | None = None
+        self.inbox = bytearray()  # what the standby sent that is not read as a frame yet
         self.instance = instance
         self.sizes: dict[str, int] = {}  # what the standby has of each file
         self.whole: dict[str, bytes] = {}  # the last content sent of each whole-sent file
@@ -193,6 +213,7 @@ class Shipper:
         ]
         self._journal_fd: int | None = None
         self._journal_fd_path: Path | None = None
+        self._rel_of: tuple[Path | None, str] = (None, "")
 
     def start(self) -> None:
         for t in self._threads:
@@ -243,12 +264,12 @@ class Shipper:
         """Frames of the journal's new bytes (the segment being written), from what the standby has."""
         size = self.journal_position()[1]
         path = self.journal_path()
-        rel = str(path.relative_to(self.state_dir))
+        rel = self._journal_rel()
         have = link.sizes.get(rel, 0)
         if size <= have:
             return []
         fd = self._journal_fd
-        if fd is None or self._journal_fd_path != path:
+        if fd is None or self._journal_fd_path is not path:
             if fd is not None:
                 os.close(fd)
             fd = self._journal_fd = os.open(path, os.O_RDONLY)
@@ -335,25 +356,31 @@ class Shipper:
             batch.append(["seqs", changed])
         link.mark += 1
         sent_ns = time.time_ns()
-        batch.append(["mark", link.mark, segment, link.sizes.get(self._journal_rel(), 0), sent_ns])
+        rel = self._journal_rel()
+        batch.append(["mark", link.mark, segment, link.sizes.get(rel, 0), sent_ns])
         started = time.monotonic()
-        link.sock.settimeout(timeout)
+        if link.timeout != timeout:
+            link.sock.settimeout(timeout)
+            link.timeout = timeout
         send_frames(link.sock, batch)
         while True:
-            reply = recv_frame(link.sock)
+            reply = _next_frame(link)
             if reply[0] == "ack" and reply[1] == link.mark:
                 break
             if reply[0] != "ack":
                 raise CopyError(f"unexpected {reply[0]!r} from the standby")
         link.seqs.update(changed)
-        link.acked = (segment, link.sizes.get(self._journal_rel(), 0))
+        link.acked = (segment, link.sizes.get(rel, 0))
         link.acked_at = time.monotonic()
         link.last_rtt_ms = (link.acked_at - started) * 1000
         self.batches += 1
         return complete and len(journal) <= 1
 
     def _journal_rel(self) -> str:
-        return str(self.journal_path().relative_to(self.state_dir))
+        path = self.journal_path()
+        if path is not self._rel_of[0]:  # a path operation costs microseconds: once per segment
+            self._rel_of = (path, str(path.relative_to(self.state_dir)))
+        return self._rel_of[1]
 
     # ------------------------------------------------------------ threads
 

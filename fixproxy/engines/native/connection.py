@@ -186,14 +186,25 @@ class Connection(asyncio.Protocol):
         # fill that came in the same read). The messages after it (a backlog) are all handled before
         # anything more is written: then each socket gets one write for them, as a system call costs
         # more here than handling a message.
+        cork = self.cork
+        if cork.gate is not None and len(frames) > 1:
+            # [ha]: every write first waits for the standby (a round trip in sync copy): one wait
+            # for the whole read, not one for its first message and another for the rest.
+            cork.hold()
+            try:
+                for frame in frames:
+                    self._handle(frame)
+            finally:
+                cork.release()
+            return
         self._handle(frames[0])
         if len(frames) > 1:
-            self.cork.hold()
+            cork.hold()
             try:
                 for frame in frames[1:]:
                     self._handle(frame)
             finally:
-                self.cork.release()
+                cork.release()
 
     def _handle(self, data: bytes) -> None:
         if self.closed:
