@@ -81,6 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     cfg = loaded.config
+    if cfg.ha is not None:
+        print(
+            f"fixproxy: instance {cfg.ha.instance!r} of the pair {cfg.ha.pair!r}: a standby until it leads "
+            f"(then it serves the copy on {cfg.ha.copy_listen}); what follows opens only while it is active",
+            file=sys.stderr,
+        )
     print(
         f"fixproxy: OMS sessions connect to 127.0.0.1:{cfg.acceptor.port} with TargetCompID={cfg.acceptor.comp_id}: "
         + ", ".join(f"{s.name} ({s.fix_version}, SenderCompID={s.comp_id})" for s in cfg.oms),
