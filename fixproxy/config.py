@@ -494,9 +494,13 @@ class Config(_Strict, frozen=True):
             if mode not in ("enforce", "monitor"):
                 raise ValueError(f"risk.modes.{rule}: mode must be enforce or monitor, got {mode!r}")
         if self.ha is not None and self.cluster is not None:
-            raise ValueError("ha: [ha] and [cluster] together are not supported yet (a pair cannot be a cluster instance)")
+            raise ValueError(
+                "ha: [ha] and [cluster] together are not supported yet (a pair cannot be a cluster instance)"
+            )
         if self.ha is not None and self.proxy.oms_store != "file":
-            raise ValueError("proxy.oms_store: [ha] needs \"file\" (the standby answers the OMSs' resend requests from the copied stores)")
+            raise ValueError(
+                'proxy.oms_store: [ha] needs "file" (the standby answers the OMSs\' resend requests from the copied stores)'
+            )
         if self.risk_desk.comp_id and self.risk_desk.comp_id in {s.comp_id for s in self.oms}:
             raise ValueError(f"risk_desk.comp_id: {self.risk_desk.comp_id!r} is also an OMS session's comp_id")
         if self.risk_desk.comp_id and self.risk_desk.name in {s.name for s in self.oms}:

@@ -164,7 +164,7 @@ def test_standby_gone_and_row_not_told_nothing_goes_out(tmp_path: Path) -> None:
 
 def test_superseded_former_active_is_refused(pair) -> None:
     """A standby that wrote as the active under another token is told to set its state aside."""
-    active, standby = pair
+    _active, standby = pair
     s = standby(lineage=5, writer=True)
     until(lambda: not s.thread.is_alive())
     assert "superseded" in s.receiver.refused
