@@ -36,7 +36,7 @@ writing into its own folder and acknowledging each batch over loopback TCP), in 
 warm-up. Sync: each write the proxy makes waits for the standby to acknowledge the journal up to
 it, and that wait's sending and receiving is on this thread, so in the count. The lease is held
 without a database (its renewals are not the order path's); the copy's own thread (async: the
-journal every 2 ms; both: the stores and logs every 20 ms) runs beside the orders but, not being
+journal every 2 ms; both: the stores and logs every 50 ms) runs beside the orders but, not being
 this thread, is not counted (``make bench`` measures the process tree and the standby).
 """
 

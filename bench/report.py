@@ -570,7 +570,7 @@ def caveats(
         notes.append("native_cluster and the HA setups left out (--no-cluster)")
     if idle_pairs is not None:
         notes.append(
-            "native_ha_async, native_ha_sync: the active renews its lease every 200 ms and its copy thread "
+            "native_ha_async, native_ha_sync: the active renews its lease every 150 ms and its copy thread "
             "sends the stores, message logs and an idle mark to the standby all the time (async: the journal "
             "every 2 ms); the standby reads the lease row every 100 ms. Over the other setups' windows that cost "
             + "; ".join(

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import threading
@@ -110,9 +111,7 @@ class HaNode:
     def _warm(self) -> None:
         """Import now what a takeover would import then (quickfix's binding, the audit store, the
         HTTP API: about 0.3 s of a takeover's start)."""
-        from .. import app
-
-        app.engine_class(self.loaded.config.proxy.engine)
+        importlib.import_module(f"fixproxy.engines.{self.loaded.config.proxy.engine}.engine")
         if self.loaded.config.audit.enabled:
             from ..audit import follower  # noqa: F401
         from ..admin import http  # noqa: F401
