@@ -224,6 +224,14 @@ def families(
     yield from _health_families(scrape, health)
 
 
+def _one_of(name: str, doc: str, label: str, values: Iterable[str], current: object) -> GaugeMetricFamily:
+    """A gauge with one series per possible value: 1 for the current one, 0 for the others."""
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for value in values:
+        family.add_metric([value], 1 if value == current else 0)
+    return family
+
+
 def _seconds(ns: int) -> str:
     return repr(ns / 1e9)
 
@@ -241,12 +249,13 @@ def _health_families(scrape: Scrape, health: dict[str, Any] | None) -> Iterator[
     yield recording
 
     status = health.get("status", "failed" if reason else "ok")
-    overall = GaugeMetricFamily(
-        "fixproxy_health_status", "1 for the proxy's health status (as /healthz), 0 for the others", labels=["status"]
+    yield _one_of(
+        "fixproxy_health_status",
+        "1 for the proxy's health status (as /healthz), 0 for the others",
+        "status",
+        HEALTH_STATES,
+        status,
     )
-    for s in HEALTH_STATES:
-        overall.add_metric([s], 1 if s == status else 0)
-    yield overall
 
     if journal.get("bytes") is not None:
         size = GaugeMetricFamily("fixproxy_journal_segment_bytes", "Bytes written to the current journal segment")
@@ -272,14 +281,13 @@ def _health_families(scrape: Scrape, health: dict[str, Any] | None) -> Iterator[
     audit = health.get("audit")
     if audit is not None:
         state = audit.get("state", "disabled")
-        follower = GaugeMetricFamily(
+        yield _one_of(
             "fixproxy_audit_follower_state",
             "1 for the audit follower's state, 0 for the others",
-            labels=["state"],
+            "state",
+            AUDIT_STATES,
+            state,
         )
-        for s in AUDIT_STATES:
-            follower.add_metric([s], 1 if s == state else 0)
-        yield follower
         if state != "disabled":
             for name, key, doc in (
                 (
@@ -390,25 +398,21 @@ def ha_families(view: dict[str, Any]) -> Iterator[Metric]:
     info.add_metric([str(view.get("pair", "")), str(view.get("instance", "")), str(view.get("copy", ""))], 1)
     yield info
 
-    role = view.get("role")
-    roles = GaugeMetricFamily("fixproxy_ha_role", "1 for this instance's HA role, 0 for the others", labels=["role"])
-    for r in HA_ROLES:
-        roles.add_metric([r], 1 if r == role else 0)
-    yield roles
+    yield _one_of(
+        "fixproxy_ha_role", "1 for this instance's HA role, 0 for the others", "role", HA_ROLES, view.get("role")
+    )
 
     token = GaugeMetricFamily("fixproxy_ha_token", "The fencing token of the leadership this instance last saw")
     token.add_metric([], int(view.get("token") or 0))
     yield token
 
-    copy_state = view.get("copy_state")
-    states = GaugeMetricFamily(
+    yield _one_of(
         "fixproxy_ha_copy_state",
         "1 for the state of the copy between active and standby, 0 for the others",
-        labels=["state"],
+        "state",
+        HA_COPY_STATES,
+        view.get("copy_state"),
     )
-    for c in HA_COPY_STATES:
-        states.add_metric([c], 1 if c == copy_state else 0)
-    yield states
 
     partner = view.get("partner") or {}
     connected = GaugeMetricFamily("fixproxy_ha_partner_connected", "1 while the copy connection to the partner is up")

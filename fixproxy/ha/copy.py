@@ -244,12 +244,13 @@ class Shipper:
         if link is None or self.state != "sync":
             return True
         segment, size = self.journal_position()
-        if link.acked >= (segment, size) and self.seqs() == link.seqs:
+        seqs = self.seqs()  # what this write needs covered: another thread's later numbers are its own
+        if link.acked >= (segment, size) and seqs == link.seqs:
             return True
         with self._io:
             if self.link is not link or self.state != "sync":
                 return self.state != "sync_lost"
-            if link.acked >= (segment, size) and self.seqs() == link.seqs:
+            if link.acked >= (segment, size) and seqs == link.seqs:
                 return True
             try:
                 self._send_batch(link, files=False, timeout=self.sync_timeout_s)
