@@ -571,7 +571,6 @@ class Receiver:
         self.seqs: dict[str, int] = {} if seqs is None else seqs
         self.position: tuple[int, int] = (0, 0)  # the journal as of the last mark
         self.last_mark = 0.0  # time.monotonic() of the last mark
-        self.caught_up_token: int | None = None  # the token under which the copy reached the live point
         self.connected = False
         self.refused = ""
         self.error = ""
@@ -614,7 +613,6 @@ class Receiver:
             self.error = ""
             self._log.info("ha_copying", active=self.active, token=self.token, address=self.address)
             sock.settimeout(0.5)
-            caught_marks = 0
             while not stop.is_set():
                 try:
                     frame = recv_frame(sock)
@@ -635,7 +633,6 @@ class Receiver:
                     self.last_mark = time.monotonic()
                     self.marks += 1
                     send_frame(sock, ["ack", frame[1], frame[2], frame[3]])
-                    caught_marks += 1
                     if on_mark is not None:
                         on_mark()
                 else:
