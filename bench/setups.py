@@ -18,7 +18,7 @@ from pathlib import Path
 import tomli_w
 
 from bench import REPO
-from fixproxy.sim.process import NoMatch, Proc, free_port as _free_port
+from fixproxy.sim.process import NoMatch, Proc, free_port
 
 #: The setups, in the order their windows interleave.
 SETUPS = (
@@ -59,18 +59,6 @@ ORDER_PATH = {
 }
 #: The peers' core and the proxy's (with its children), on a machine with two or more.
 PEERS_CPU, PROXY_CPU = 0, 1
-
-_taken: set[int] = set()
-
-
-def free_port() -> int:
-    """A free port not handed out before in this run: every setup's ports are chosen up front, and
-    two free ports asked for one after the other can be the same one."""
-    while True:
-        port = _free_port()
-        if port not in _taken:
-            _taken.add(port)
-            return port
 
 
 def can_pin() -> bool:

@@ -22,12 +22,20 @@ from typing import IO, Any
 Record = dict[str, Any]
 
 
+#: Ports handed out by ``free_port`` in this process.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 now, and not handed out before by this process: a stack's ports
+    are all chosen before anything binds them, and two asked for in a row can be the same port."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def fixproxy_command(*args: str) -> list[str]:
